@@ -1,0 +1,44 @@
+# Waveforms: `make demo` (install, then all four stages on the offline demo corpus) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO := data/demo
+
+.PHONY: setup system demo test bench clean-demo
+
+setup: system $(STAMP)
+
+# ffmpeg decodes audio; Java runs Spark. Installed with apt-get when missing and we are root.
+system:
+	@missing=""; \
+	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "error: please install$$missing (e.g. sudo apt-get install$$missing), then rerun make"; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+demo: setup
+	$(PY) run_webscraper.py --out_dir=$(DEMO)/raw
+	$(PY) run_transformation_scripts.py --raw_dir=$(DEMO)/raw --out_dir=$(DEMO)/processed
+	@echo "demo dataset: $(DEMO)/processed"
+
+test: setup
+	$(PY) -m pytest -q test
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-demo:
+	rm -rf $(DEMO)

@@ -1,0 +1,223 @@
+"""The configurator every script shares: a block of plain values, overridden from a file and the command line.
+
+A script defines its settings as plain module-level values with a comment each, then calls::
+
+    config = configure(globals())
+
+which overrides those values in place, in this order: ``--config FILE`` (TOML or JSON, flat keys), then
+``--key=value`` / ``--key value`` arguments. Values are parsed to the type of the default: bool accepts
+true/false/1/0/yes/no, lists accept comma-separated values. An unknown key or a bad value stops the script
+with one line naming the key and listing the valid keys (exit status 2); ``--help`` prints the script's
+docstring and every key with its default and comment.
+
+Only the standard library is imported here, so ``--help`` and config errors answer at once.
+"""
+import io
+import json
+import os
+import sys
+import tokenize
+
+CONFIG_TYPES = (bool, int, float, str, list)
+
+
+class ConfigError(ValueError):
+    """A config key or value that the script cannot use; its message is one line for the user."""
+
+
+def config_keys(namespace):
+    """The config block of a script: its public module-level values of a plain type, in definition order."""
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and isinstance(v, CONFIG_TYPES) and not callable(v)}
+
+
+def parse_value(key, text, default):
+    """Parse the string ``text`` to the type of ``default``; raise ConfigError naming ``key`` if it does not fit."""
+    if isinstance(default, bool):
+        low = str(text).strip().lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"--{key}={text}: expected true or false")
+    if isinstance(default, int):
+        try:
+            return int(str(text).strip())
+        except ValueError:
+            raise ConfigError(f"--{key}={text}: expected an integer") from None
+    if isinstance(default, float):
+        try:
+            return float(str(text).strip())
+        except ValueError:
+            raise ConfigError(f"--{key}={text}: expected a number") from None
+    if isinstance(default, list):
+        items = [t.strip() for t in str(text).split(",") if t.strip()]
+        element = default[0] if default else ""
+        return [parse_value(key, t, element) for t in items]
+    return str(text)
+
+
+def coerce_value(key, value, default):
+    """Check a value read from a TOML/JSON file against the type of ``default`` (ints are fine for floats)."""
+    if isinstance(value, str) and not isinstance(default, str):
+        return parse_value(key, value, default)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, list):
+        if not isinstance(value, list):
+            return coerce_value(key, [value], default)
+        element = default[0] if default else ""
+        return [coerce_value(key, v, element) for v in value]
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: expected {type(default).__name__} like the default {default!r}")
+    return value
+
+
+def read_config_file(path):
+    """Read a flat TOML (``.toml``) or JSON file of key = value pairs into a dict."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        else:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+    except ValueError as e:
+        raise ConfigError(f"--config {path}: cannot parse it ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a table of key = value pairs")
+    return data
+
+
+def split_arguments(argv):
+    """Split ``argv`` into (config file or None, [(key, text), ...]); raise ConfigError on a stray argument."""
+    config_file, pairs, i = None, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--") or arg == "--":
+            raise ConfigError(f"unexpected argument {arg!r}: use --key=value")
+        key, eq, text = arg[2:].partition("=")
+        if not eq:
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is None or nxt.startswith("--"):
+                text = "true"  # a bare --flag switches a bool on
+            else:
+                text, i = nxt, i + 1
+        key = key.replace("-", "_")
+        if key == "config":
+            config_file = text
+        else:
+            pairs.append((key, text))
+        i += 1
+    return config_file, pairs
+
+
+def resolve_config(defaults, argv):
+    """Apply a config file then command-line overrides to ``defaults``; return the resolved dict.
+
+    Raises ConfigError with a one-line message for an unknown key or a value of the wrong type.
+    """
+    config = dict(defaults)
+    valid = ", ".join(defaults)
+
+    def check_key(key):
+        if key not in defaults:
+            raise ConfigError(f"unknown config key '{key}'; valid keys: {valid}")
+
+    config_file, pairs = split_arguments(argv)
+    try:
+        if config_file:
+            for key, value in read_config_file(config_file).items():
+                check_key(key)
+                config[key] = coerce_value(key, value, defaults[key])
+        for key, text in pairs:
+            check_key(key)
+            config[key] = parse_value(key, text, defaults[key])
+    except ConfigError as e:
+        if "valid keys" in str(e):
+            raise
+        raise ConfigError(f"{e}; valid keys: {valid}") from None
+    return config
+
+
+def key_comments(source_path):
+    """Map each top-level name assigned in ``source_path`` to the comment at the end of its line."""
+    comments = {}
+    try:
+        with open(source_path, encoding="utf-8") as f:
+            tokens = list(tokenize.generate_tokens(io.StringIO(f.read()).readline))
+    except (OSError, tokenize.TokenError, SyntaxError):
+        return comments
+    line_name = {}
+    for i, tok in enumerate(tokens):
+        if (tok.type == tokenize.NAME and tok.start[1] == 0 and i + 1 < len(tokens)
+                and tokens[i + 1].string == "="):
+            line_name[tok.start[0]] = tok.string
+        elif tok.type == tokenize.COMMENT and tok.start[0] in line_name:
+            comments.setdefault(line_name[tok.start[0]], tok.string.lstrip("# ").strip())
+    return comments
+
+
+def help_text(defaults, doc, source_path):
+    """The ``--help`` text: the script's docstring then one line per key with its default and comment."""
+    comments = key_comments(source_path) if source_path else {}
+    lines = [(doc or "").strip(), "", "Config keys (override with --key=value or --config file.toml):"]
+    width = max((len(k) for k in defaults), default=0)
+    for key, value in defaults.items():
+        shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        lines.append(f"  --{key:<{width}} = {shown!s:<14} {comments.get(key, '')}".rstrip())
+    return "\n".join(lines)
+
+
+def configure(namespace, argv=None):
+    """Override a script's config block in ``namespace`` (its ``globals()``) from ``--config`` and ``argv``.
+
+    Returns the resolved config dict and writes the values back into ``namespace``. Prints the help and
+    exits 0 on ``--help``; prints one line and exits 2 on an unknown key or a bad value.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    defaults = config_keys(namespace)
+    if any(a in ("-h", "--help") for a in argv):
+        print(help_text(defaults, namespace.get("__doc__"), namespace.get("__file__")))
+        sys.exit(0)
+    try:
+        config = resolve_config(defaults, argv)
+    except ConfigError as e:
+        fail(str(e))
+    namespace.update(config)
+    return config
+
+
+def fail(message, status=2):
+    """Stop the script with one line on stderr (a user mistake is never a traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def save_config(config, directory, name="config.json"):
+    """Write ``config`` as JSON to ``directory/name`` atomically (temp file, then rename)."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    write_json_atomic(path, config)
+    return path
+
+
+def write_json_atomic(path, data):
+    """Write ``data`` as indented JSON to ``path`` through a temp file and a rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,165 @@
+"""The processed dataset on disk: ``<dir>/tracks/part-*.parquet``, ``dataset.json`` and ``failures.csv``.
+
+One row per usable track (schema :data:`TRACK_SCHEMA`); each track is its own Parquet row group, so a
+reader fetches one track's codes without reading any other. Parts are written under a hidden temp name and
+renamed when complete: a reader (and a rerun) only ever sees complete parts.
+"""
+import csv
+import glob
+import json
+import os
+import time
+import uuid
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TRACK_SCHEMA = pa.schema([
+    ("track_id", pa.string()),
+    ("genre", pa.string()),
+    ("genre_id", pa.int32()),
+    ("split", pa.string()),  # train | valid | test
+    ("sample_rate", pa.int32()),  # Hz
+    ("n_samples", pa.int64()),
+    ("codes", pa.binary()),  # uint8 mu-law codes 0..255, one byte per sample
+    ("source_path", pa.string()),
+    ("source_sha256", pa.string()),  # sha256 of the input file: a changed file is processed again
+])
+INDEX_COLUMNS = ["track_id", "genre", "genre_id", "split", "n_samples", "source_sha256", "source_path"]
+SPLITS = ("train", "valid", "test")
+
+
+def tracks_dir(dataset_dir):
+    return os.path.join(dataset_dir, "tracks")
+
+
+def list_parts(dataset_dir):
+    """The complete part files of a dataset, sorted by name (= by time written)."""
+    return sorted(glob.glob(os.path.join(tracks_dir(dataset_dir), "part-*.parquet")))
+
+
+def read_index(dataset_dir, columns=INDEX_COLUMNS):
+    """All rows of the dataset without their codes: a list of dicts, each with ``part`` and ``row_group``.
+
+    Reads only the small columns, so it costs little even for a dataset of many GB.
+    """
+    rows = []
+    for part in list_parts(dataset_dir):
+        reader = pq.ParquetFile(part)
+        for group in range(reader.num_row_groups):
+            table = reader.read_row_group(group, columns=[c for c in columns if c in reader.schema_arrow.names])
+            for i, row in enumerate(table.to_pylist()):
+                row.update(part=part, row_group=group, row_in_group=i)
+                rows.append(row)
+    return rows
+
+
+def read_codes(part, row_group, row_in_group=0):
+    """The uint8 codes of one track, read from its row group only; shape (n_samples,)."""
+    import numpy as np
+    table = pq.ParquetFile(part).read_row_group(row_group, columns=["codes"])
+    return np.frombuffer(table.column("codes")[row_in_group].as_py(), dtype=np.uint8)
+
+
+def read_dataset_json(dataset_dir):
+    """The dataset's ``dataset.json`` as a dict, or None when there is none yet."""
+    path = os.path.join(dataset_dir, "dataset.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class PartWriter:
+    """Append tracks to Parquet parts under a temp name; each part is renamed into place when complete.
+
+    ``rows_per_part`` bounds how much work a kill can lose; each track is one row group.
+    """
+
+    def __init__(self, dataset_dir, rows_per_part=64, max_part_bytes=256 << 20):
+        self.directory = tracks_dir(dataset_dir)
+        os.makedirs(self.directory, exist_ok=True)
+        self.rows_per_part, self.max_part_bytes = rows_per_part, max_part_bytes
+        self.writer, self.tmp_path, self.rows, self.bytes, self.written = None, None, 0, 0, []
+
+    def write(self, row):
+        """Write one track (a dict with the :data:`TRACK_SCHEMA` columns) as its own row group."""
+        if self.writer is None:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            self.final_path = os.path.join(self.directory, f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
+            self.tmp_path = os.path.join(self.directory, f".{os.path.basename(self.final_path)}.tmp")
+            self.writer = pq.ParquetWriter(self.tmp_path, TRACK_SCHEMA, compression="zstd")
+        self.writer.write_table(pa.Table.from_pylist([row], schema=TRACK_SCHEMA))
+        self.rows += 1
+        self.bytes += len(row["codes"])
+        if self.rows >= self.rows_per_part or self.bytes >= self.max_part_bytes:
+            self.close()
+
+    def close(self):
+        """Finish the current part and rename it into place (a no-op when none is open)."""
+        if self.writer is None:
+            return
+        self.writer.close()
+        with open(self.tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp_path, self.final_path)
+        self.written.append(self.final_path)
+        self.writer, self.rows, self.bytes = None, 0, 0
+
+
+def remove_stale_temp_parts(dataset_dir):
+    """Delete temp parts left by a killed run; they were never visible to readers."""
+    for path in glob.glob(os.path.join(tracks_dir(dataset_dir), ".part-*.tmp")):
+        os.remove(path)
+
+
+def drop_tracks(dataset_dir, track_ids):
+    """Rewrite (atomically, part by part) every part holding one of ``track_ids`` without those rows."""
+    track_ids = set(track_ids)
+    for part in list_parts(dataset_dir):
+        ids = pq.read_table(part, columns=["track_id"]).column("track_id").to_pylist()
+        if not track_ids.intersection(ids):
+            continue
+        reader = pq.ParquetFile(part)
+        tmp = os.path.join(os.path.dirname(part), f".{os.path.basename(part)}.tmp")
+        kept = 0
+        with pq.ParquetWriter(tmp, TRACK_SCHEMA, compression="zstd") as writer:
+            for group in range(reader.num_row_groups):
+                table = reader.read_row_group(group)
+                mask = [tid not in track_ids for tid in table.column("track_id").to_pylist()]
+                if any(mask):
+                    writer.write_table(table.filter(pa.array(mask)).cast(TRACK_SCHEMA))
+                    kept += sum(mask)
+        if kept:
+            os.replace(tmp, part)
+        else:
+            os.remove(tmp)
+            os.remove(part)
+
+
+def summarize(index, sample_rate, quantization_channels, genres, extra=None):
+    """The ``dataset.json`` dict: settings, genres (index = genre_id) and track/sample counts per split/genre."""
+    counts = {"tracks": {s: 0 for s in SPLITS}, "samples": {s: 0 for s in SPLITS}}
+    per_genre = {g: {"tracks": {s: 0 for s in SPLITS}, "samples": {s: 0 for s in SPLITS}} for g in genres}
+    for row in index:
+        for target in (counts, per_genre.setdefault(row["genre"], {"tracks": {s: 0 for s in SPLITS},
+                                                                     "samples": {s: 0 for s in SPLITS}})):
+            target["tracks"][row["split"]] += 1
+            target["samples"][row["split"]] += int(row["n_samples"])
+    summary = {"sample_rate": int(sample_rate), "quantization_channels": int(quantization_channels),
+               "genres": list(genres), "n_tracks": len(index),
+               "n_samples": sum(int(r["n_samples"]) for r in index), **counts, "per_genre": per_genre}
+    summary.update(extra or {})
+    return summary
+
+
+def write_failures(dataset_dir, failures):
+    """Write ``failures.csv`` (columns path, reason) atomically; ``failures`` is a list of (path, reason)."""
+    path = os.path.join(dataset_dir, "failures.csv")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "reason"])
+        writer.writerows(sorted(failures))
+    os.replace(tmp, path)
+    return path

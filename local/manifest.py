@@ -1,0 +1,129 @@
+"""Stage 1's output layout: ``<out_dir>/<Genre>/<track_id>.<ext>`` plus ``<out_dir>/manifest.csv``.
+
+Every source (demo, folder, FMA website, FMA archive) writes through these functions, so the layout, the
+manifest columns and the safety rules (no name escapes ``out_dir``; nothing partial is ever at ``path``)
+hold for all of them.
+"""
+import csv
+import hashlib
+import os
+import re
+import shutil
+import unicodedata
+
+MANIFEST_NAME = "manifest.csv"
+MANIFEST_COLUMNS = ["track_id", "genre", "title", "artist", "source", "path", "bytes", "sha256", "split"]
+AUDIO_EXTENSIONS = (".mp3", ".flac", ".ogg", ".oga", ".opus", ".wav", ".m4a", ".aac", ".aif", ".aiff",
+                    ".wma", ".webm", ".mka")
+
+
+def safe_component(name, fallback="unknown", max_length=80):
+    """Turn any string (a scraped id, title or genre) into one safe path component.
+
+    Keeps letters, digits, ``-``, ``_`` and ``.``; everything else becomes ``_``. The result never is
+    empty, ``.`` or ``..``, never starts with a dot and never holds a path separator, so
+    ``os.path.join(out_dir, safe_component(x))`` always stays inside ``out_dir``.
+    """
+    text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
+    text = text[:max_length].strip("._")
+    return text or fallback
+
+
+def sha256_file(path, chunk_bytes=1 << 20):
+    """Hex sha256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_bytes), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def track_path(out_dir, genre, track_id, ext):
+    """The absolute file path and the manifest ``path`` (relative, with ``/``) of one track.
+
+    ``genre`` and ``track_id`` are sanitized with :func:`safe_component`; ``ext`` includes the dot.
+    """
+    ext = "." + safe_component(ext.lstrip("."), fallback="bin").lower()
+    relative = f"{safe_component(genre)}/{safe_component(track_id)}{ext}"
+    full = os.path.join(out_dir, *relative.split("/"))
+    inside(out_dir, full)
+    return full, relative
+
+
+def inside(root, path):
+    """Return ``path`` if it resolves inside ``root``; raise ValueError otherwise (a last line of defence)."""
+    root_real = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([root_real, real]) != root_real:
+        raise ValueError(f"refusing to write outside {root}: {path}")
+    return path
+
+
+def read_manifest(out_dir):
+    """The manifest rows of ``out_dir`` as a dict track_id -> row (later rows win); {} if there is none."""
+    path = os.path.join(out_dir, MANIFEST_NAME)
+    rows = {}
+    if not os.path.isfile(path):
+        return rows
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row.get("track_id"):
+                rows[row["track_id"]] = row
+    return rows
+
+
+def append_manifest_row(out_dir, row):
+    """Append one row to ``out_dir/manifest.csv`` (header written first if new) and flush it to disk.
+
+    Rows are appended as tracks complete, so a killed run loses at most the tracks in flight.
+    """
+    path = os.path.join(out_dir, MANIFEST_NAME)
+    os.makedirs(out_dir, exist_ok=True)
+    new = not os.path.isfile(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({c: row.get(c, "") for c in MANIFEST_COLUMNS})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def have_track(out_dir, manifest, track_id):
+    """True if ``track_id`` is in the manifest and its file is there with the recorded size and sha256."""
+    row = manifest.get(track_id)
+    if not row or not row.get("path"):
+        return False
+    full = os.path.join(out_dir, *row["path"].split("/"))
+    try:
+        if os.path.getsize(full) != int(row.get("bytes") or -1):
+            return False
+    except OSError:
+        return False
+    return sha256_file(full) == row.get("sha256")
+
+
+def place_file(src, dst, link=False):
+    """Put a copy (or a hard link, if ``link`` and possible) of ``src`` at ``dst`` atomically."""
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.tmp-{os.getpid()}")
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    if link:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+    else:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def record_track(out_dir, track_id, genre, full_path, relative_path, title="", artist="", source="", split=""):
+    """Append the manifest row for a track whose file is complete at ``full_path``; return the row."""
+    row = {"track_id": track_id, "genre": genre, "title": title, "artist": artist, "source": source,
+           "path": relative_path, "bytes": os.path.getsize(full_path), "sha256": sha256_file(full_path),
+           "split": split}
+    append_manifest_row(out_dir, row)
+    return row

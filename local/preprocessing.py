@@ -1,0 +1,265 @@
+"""Stage 2's steps: find the inputs, turn one audio file into mu-law codes, assign splits, write the dataset.
+
+:func:`process_track` is the one function that turns a file into codes; the local stage runs it in a
+process pool and the Spark job runs it on executors, so both give the same codes for the same input.
+"""
+import hashlib
+import os
+import sys
+
+import numpy as np
+
+from local import audio, manifest
+
+SILENT_PEAK = 10 ** (-60 / 20)  # a file whose peak is below -60 dBFS is silence, not music
+HTML_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{")
+
+
+class TrackError(Exception):
+    """An input that cannot be used; the message is the reason written to failures.csv."""
+
+
+def list_inputs(raw_dir):
+    """The tracks stage 2 should process: a list of dicts with track_id, genre, path, split, sha256.
+
+    Uses ``raw_dir/manifest.csv`` when present (paths relative to ``raw_dir``); otherwise every audio file
+    below ``raw_dir`` with genre = the name of its parent folder and track_id = its file name without the
+    extension (or its relative path, where two files share a name). ``sha256`` is "" when unknown.
+    """
+    rows = manifest.read_manifest(raw_dir)
+    if rows:
+        return [{"track_id": r["track_id"], "genre": r.get("genre") or "Unknown",
+                 "path": os.path.join(raw_dir, *r["path"].split("/")),
+                 "split": normalize_split(r.get("split", "")), "sha256": r.get("sha256", "")}
+                for r in rows.values()]
+    files = []
+    for root, dirs, names in os.walk(raw_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [os.path.join(root, n) for n in sorted(names)
+                  if not n.startswith(".") and os.path.splitext(n)[1].lower() in manifest.AUDIO_EXTENSIONS]
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in files]
+    inputs = []
+    for path, stem in zip(files, stems):
+        relative = os.path.splitext(os.path.relpath(path, raw_dir))[0]
+        track_id = stem if stems.count(stem) == 1 else relative.replace(os.sep, "__")
+        parent = os.path.dirname(os.path.relpath(path, raw_dir))
+        inputs.append({"track_id": track_id, "genre": os.path.basename(parent) or "Unknown", "path": path,
+                       "split": "", "sha256": ""})
+    return inputs
+
+
+def normalize_split(name):
+    """Map a source's split name (FMA: training/validation/test) to train/valid/test; "" if none."""
+    name = (name or "").strip().lower()
+    return {"training": "train", "train": "train", "validation": "valid", "valid": "valid", "val": "valid",
+            "test": "test"}.get(name, "")
+
+
+def hash_unit(track_id, split_seed):
+    """A stable number in [0, 1) from a track id and a seed (sha256; independent of the other tracks)."""
+    digest = hashlib.sha256(f"{split_seed}/{track_id}".encode("utf-8")).hexdigest()
+    return int(digest[:15], 16) / 16 ** 15
+
+
+def hash_split(track_id, valid_fraction, test_fraction, split_seed):
+    """The split of a track from a stable hash: test below ``test_fraction``, then valid, then train."""
+    u = hash_unit(track_id, split_seed)
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + valid_fraction:
+        return "valid"
+    return "train"
+
+
+def ensure_train_per_genre(new_rows, existing_rows, split_seed):
+    """Move one new track of each genre that would otherwise have no train track into train (in place).
+
+    Only tracks that are new in this run move, so tracks already in the dataset keep their split. The track
+    moved is the one whose hash is closest to train, so the choice is stable for a given set of tracks.
+    Returns the list of genres that still have no train track (their tracks came with a source split).
+    """
+    has_train = {r["genre"] for r in list(existing_rows) + list(new_rows) if r["split"] == "train"}
+    lacking = []
+    for genre in sorted({r["genre"] for r in new_rows} - has_train):
+        movable = [r for r in new_rows if r["genre"] == genre and not r.get("split_from_source")]
+        if not movable:
+            lacking.append(genre)
+            continue
+        max(movable, key=lambda r: hash_unit(r["track_id"], split_seed))["split"] = "train"
+    return lacking
+
+
+def sniff_not_audio(head):
+    """A reason string if the first bytes of a file show it is not audio (an HTML/JSON page), else ""."""
+    text = head.lstrip()[:16].lower()
+    if any(text.startswith(p) for p in HTML_PREFIXES):
+        return "an HTML or text page, not audio (a saved error page?)"
+    return ""
+
+
+def process_track(source, sample_rate=16000, quantization_channels=256, trim_silence=True,
+                  silence_threshold=60.0, min_seconds=1.0):
+    """Decode one audio file into mu-law codes.
+
+    Parameters
+    ----------
+    source : str or bytes
+        A file path, or the file's bytes (the Spark job passes bytes).
+    sample_rate : int, Hz
+    trim_silence : bool; silence_threshold : float, dB below the track's peak that counts as silence
+    min_seconds : float, the shortest usable track after trimming, seconds
+
+    Returns
+    -------
+    dict with ``codes`` (bytes, uint8 mu-law codes 0..255), ``n_samples``, ``seconds``, ``warning``
+    ("" or why only part of the file could be decoded).
+
+    Raises TrackError with a reason a person understands when the file cannot be used.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        head, size = bytes(source[:64]), len(source)
+    else:
+        size = os.path.getsize(source)
+        with open(source, "rb") as f:
+            head = f.read(64)
+    if size == 0:
+        raise TrackError("empty file (0 bytes)")
+    not_audio = sniff_not_audio(head)
+    if not_audio:
+        raise TrackError(not_audio)
+    try:
+        samples, file_rate, warning = audio.decode_audio(source)
+    except audio.DecodeError as e:
+        raise TrackError(str(e)) from None
+    y = audio.resample(audio.to_mono(samples), file_rate, sample_rate)
+    y = audio.peak_normalize(y)
+    if y.size == 0 or float(np.max(np.abs(y))) < SILENT_PEAK:
+        raise TrackError("silent: no sample above -60 dBFS")
+    decoded_seconds = len(y) / sample_rate
+    if trim_silence:
+        y = audio.trim_silence(y, top_db=silence_threshold)
+    seconds = len(y) / sample_rate
+    if seconds < min_seconds:
+        what = f"{seconds:.2f} s" + (" after trimming silence" if trim_silence and seconds < decoded_seconds else "")
+        if warning:
+            raise TrackError(f"truncated or corrupt ({warning}); only {what} decodable, "
+                             f"below min_seconds={min_seconds}")
+        raise TrackError(f"too short: {what}, below min_seconds={min_seconds}")
+    codes = audio.mu_law_encode(y, quantization_channels)
+    if warning:
+        warning = f"partly decodable ({warning}); kept {seconds:.1f} s"
+    return {"codes": codes.tobytes(), "n_samples": int(len(codes)), "seconds": seconds, "warning": warning}
+
+
+def process_input(item, settings):
+    """Run :func:`process_track` on one input dict; never raises. Returns (item, result or None, reason)."""
+    try:
+        if not item.get("sha256"):
+            item = dict(item, sha256=manifest.sha256_file(item["path"]))
+        return item, process_track(item["path"], **settings), ""
+    except TrackError as e:
+        return item, None, str(e)
+    except FileNotFoundError:
+        return item, None, "file not found (listed in the manifest but missing)"
+    except Exception as e:  # an unexpected bug on one file must not stop the stage or lose the others
+        return item, None, f"internal error: {type(e).__name__}: {e}"
+
+
+def process_input_star(args):
+    return process_input(*args)
+
+
+def run_inputs(inputs, settings, workers=1, progress=True):
+    """Yield :func:`process_input` results for ``inputs``, in a pool of ``workers`` processes, with a bar."""
+    from tqdm import tqdm
+    bar = tqdm(total=len(inputs), desc="preprocess", unit="track", disable=not progress, file=sys.stderr)
+    if workers <= 1:
+        for item in inputs:
+            yield process_input(item, settings)
+            bar.update()
+    else:
+        import multiprocessing
+        # fork: the stage scripts are straight-line code, which spawn/forkserver would run again in workers
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers) as pool:
+            for result in pool.imap_unordered(process_input_star, [(i, settings) for i in inputs], chunksize=1):
+                yield result
+                bar.update()
+    bar.close()
+
+
+def assign_genre_ids(known_genres, new_genres):
+    """Genres list (index = genre_id): the known ones in their order, then new ones sorted."""
+    genres = list(known_genres)
+    genres += sorted(set(new_genres) - set(genres))
+    return genres
+
+
+def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, trim_silence=True,
+               silence_threshold=60.0, min_seconds=1.0, valid_fraction=0.1, test_fraction=0.1, split_seed=0,
+               workers=1, rows_per_part=64, progress=True):
+    """Stage 2: turn the audio under ``raw_dir`` into the Parquet dataset in ``out_dir``.
+
+    Idempotent: tracks already in the dataset with the same source sha256 are skipped; a changed file
+    replaces its old row. Returns a summary dict: processed, skipped, failed [(path, reason)],
+    warnings [(path, text)], dataset (the dataset.json dict).
+    """
+    from local import dataset_store as store
+
+    info = store.read_dataset_json(out_dir) or {}
+    for key, value in (("sample_rate", sample_rate), ("quantization_channels", quantization_channels)):
+        if info and store.list_parts(out_dir) and info.get(key) != value:
+            raise ValueError(f"{out_dir} holds a dataset made with {key}={info.get(key)}; "
+                             f"use another out_dir or --{key}={info.get(key)}")
+    store.remove_stale_temp_parts(out_dir)
+    inputs = list_inputs(raw_dir)
+    existing = {r["track_id"]: r for r in store.read_index(out_dir)}
+    todo, skipped = [], 0
+    for item in inputs:
+        old = existing.get(item["track_id"])
+        if old is not None:
+            sha = item["sha256"] or (manifest.sha256_file(item["path"]) if os.path.exists(item["path"]) else "")
+            if sha == old.get("source_sha256"):
+                skipped += 1
+                continue
+            item = dict(item, sha256=sha)
+        todo.append(item)
+    changed = [i["track_id"] for i in todo if i["track_id"] in existing]
+    if changed:  # the input file changed since it was processed: its old row goes, the new one comes
+        store.drop_tracks(out_dir, changed)
+        existing = {k: v for k, v in existing.items() if k not in set(changed)}
+
+    settings = {"sample_rate": sample_rate, "quantization_channels": quantization_channels,
+                "trim_silence": trim_silence, "silence_threshold": silence_threshold, "min_seconds": min_seconds}
+    for item in todo:
+        item["split_from_source"] = bool(item["split"])
+        if not item["split"]:
+            item["split"] = hash_split(item["track_id"], valid_fraction, test_fraction, split_seed)
+    ensure_train_per_genre(todo, existing.values(), split_seed)
+    genres = assign_genre_ids(info.get("genres", []) if existing else [],
+                              [r["genre"] for r in existing.values()] + [i["genre"] for i in todo])
+
+    writer = store.PartWriter(out_dir, rows_per_part=rows_per_part)
+    failed, warnings, processed = [], [], 0
+    for item, result, reason in run_inputs(todo, settings, workers, progress):
+        if result is None:
+            failed.append((item["path"], reason))
+            continue
+        if result["warning"]:
+            warnings.append((item["path"], result["warning"]))
+        writer.write({"track_id": item["track_id"], "genre": item["genre"],
+                      "genre_id": genres.index(item["genre"]), "split": item["split"],
+                      "sample_rate": sample_rate, "n_samples": result["n_samples"], "codes": result["codes"],
+                      "source_path": item["path"], "source_sha256": item["sha256"]})
+        processed += 1
+    writer.close()
+
+    index = store.read_index(out_dir)
+    dataset = store.summarize(index, sample_rate, quantization_channels, genres, extra={
+        "trim_silence": trim_silence, "silence_threshold_db": silence_threshold, "min_seconds": min_seconds,
+        "valid_fraction": valid_fraction, "test_fraction": test_fraction, "split_seed": split_seed})
+    from local.config import write_json_atomic
+    write_json_atomic(os.path.join(out_dir, "dataset.json"), dataset)
+    store.write_failures(out_dir, failed)
+    return {"processed": processed, "skipped": skipped, "failed": failed, "warnings": warnings,
+            "dataset": dataset}

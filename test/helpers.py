@@ -1,0 +1,44 @@
+"""Test helpers: real encoded audio made with ffmpeg at test time, and running the stage scripts."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+
+
+def tone(seconds=2.0, sample_rate=22050, channels=1, freq_hz=440.0, amplitude=0.5, seed=0):
+    """A test signal: a sine plus a little noise; (n_samples, channels) float32, channels decorrelated."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    columns = [amplitude * np.sin(2 * np.pi * freq_hz * (1 + 0.5 * c) * t) + 0.01 * rng.standard_normal(len(t))
+               for c in range(channels)]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def encode(path, samples, sample_rate, codec_args=(), metadata=None):
+    """Encode float samples (n, channels) with ffmpeg to ``path`` (format from the extension); return path."""
+    samples = np.asarray(samples, dtype="<f4")
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    command = ["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", str(sample_rate), "-ac",
+               str(samples.shape[1]), "-i", "pipe:0", *codec_args]
+    for key, value in (metadata or {}).items():
+        command += ["-metadata", f"{key}={value}"]
+    subprocess.run(command + [path], input=samples.tobytes(), check=True, capture_output=True)
+    return path
+
+
+def make_audio(path, seconds=2.0, sample_rate=22050, channels=1, freq_hz=440.0, metadata=None, seed=0):
+    """Write a real encoded file (mp3/flac/ogg/wav/m4a/aiff by extension) of a tone; return its path."""
+    return encode(path, tone(seconds, sample_rate, channels, freq_hz, seed=seed), sample_rate, metadata=metadata)
+
+
+def run_script(script, *args, cwd=ROOT, timeout=600, env=None):
+    """Run a stage script with this Python; return the CompletedProcess (text, never raises on failure)."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([PYTHON, os.path.join(ROOT, script), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=full_env)
