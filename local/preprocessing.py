@@ -98,16 +98,20 @@ def sniff_not_audio(head):
 
 
 def process_track(source, sample_rate=16000, quantization_channels=256, trim_silence=True,
-                  silence_threshold=60.0, min_seconds=1.0):
+                  silence_threshold=60.0, min_seconds=1.0, fallback_path=None):
     """Decode one audio file into mu-law codes.
 
     Parameters
     ----------
-    source : str or bytes
-        A file path, or the file's bytes (the Spark job passes bytes).
+    source : bytes or str
+        The file's bytes (preferred: decoded through ffmpeg's stdin, so a laptop and a Spark executor, which
+        only has bytes, get the very same samples), or a file path (read into memory first).
     sample_rate : int, Hz
     trim_silence : bool; silence_threshold : float, dB below the track's peak that counts as silence
     min_seconds : float, the shortest usable track after trimming, seconds
+    fallback_path : str, optional
+        Where the file lies, for formats that cannot be decoded from a stream (an m4a whose index sits at
+        the end): ffmpeg then reads the file itself.
 
     Returns
     -------
@@ -116,21 +120,25 @@ def process_track(source, sample_rate=16000, quantization_channels=256, trim_sil
 
     Raises TrackError with a reason a person understands when the file cannot be used.
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        head, size = bytes(source[:64]), len(source)
-    else:
-        size = os.path.getsize(source)
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        fallback_path = fallback_path or source
         with open(source, "rb") as f:
-            head = f.read(64)
-    if size == 0:
+            source = f.read()
+    if len(source) == 0:
         raise TrackError("empty file (0 bytes)")
-    not_audio = sniff_not_audio(head)
+    not_audio = sniff_not_audio(bytes(source[:64]))
     if not_audio:
         raise TrackError(not_audio)
     try:
         samples, file_rate, warning = audio.decode_audio(source)
     except audio.DecodeError as e:
-        raise TrackError(str(e)) from None
+        if not fallback_path:
+            raise TrackError(f"{e} (if it decodes from a file, it cannot be read as a stream: for m4a, "
+                             f"remux with ffmpeg -movflags +faststart)") from None
+        try:
+            samples, file_rate, warning = audio.decode_audio(fallback_path)
+        except audio.DecodeError as e:
+            raise TrackError(str(e)) from None
     y = audio.resample(audio.to_mono(samples), file_rate, sample_rate)
     y = audio.peak_normalize(y)
     if y.size == 0 or float(np.max(np.abs(y))) < SILENT_PEAK:
@@ -152,11 +160,15 @@ def process_track(source, sample_rate=16000, quantization_channels=256, trim_sil
 
 
 def process_input(item, settings):
-    """Run :func:`process_track` on one input dict; never raises. Returns (item, result or None, reason)."""
+    """Run :func:`process_track` on one input dict; never raises. Returns (item, result or None, reason).
+
+    The file is read once: its bytes give both the sha256 recorded in the dataset and the audio.
+    """
     try:
-        if not item.get("sha256"):
-            item = dict(item, sha256=manifest.sha256_file(item["path"]))
-        return item, process_track(item["path"], **settings), ""
+        with open(item["path"], "rb") as f:
+            data = f.read()
+        item = dict(item, sha256=item.get("sha256") or hashlib.sha256(data).hexdigest())
+        return item, process_track(data, fallback_path=item["path"], **settings), ""
     except TrackError as e:
         return item, None, str(e)
     except FileNotFoundError:
