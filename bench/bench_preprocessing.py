@@ -1,0 +1,84 @@
+"""Benchmark stage 2: audio-seconds turned into codes per wall-second, with 1 and 2 worker processes.
+
+Run:
+  .venv/bin/python bench/bench_preprocessing.py              # 8 FMA-like clips: 30 s, 44.1 kHz stereo mp3
+  .venv/bin/python bench/bench_preprocessing.py --tracks=16 --seconds=30
+
+Prints one JSON line: realtime_factor_1_worker, realtime_factor_2_workers, scaling (their ratio), and for the
+resampler choice the seconds per track of each step (ffmpeg decode, soxr HQ in numpy, ffmpeg's own soxr).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from local.config import configure  # noqa: E402
+
+tracks = 8  # clips in the generated set (>= 60 s of audio per worker)
+seconds = 30.0  # length of each clip, seconds (FMA's clips are 30 s)
+source_rate = 44100  # Hz of the generated mp3s
+sample_rate = 16000  # Hz of the codes
+workers = [1, 2]  # pool sizes to compare
+
+config = configure(globals())
+# -----------------------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+
+from local import audio, demo_corpus, preprocessing  # noqa: E402
+
+work = tempfile.mkdtemp(prefix="bench-preprocessing-")
+raw = os.path.join(work, "raw")
+for i in range(tracks):
+    genre = demo_corpus.DEMO_GENRES[i % 3]
+    mono = demo_corpus.synthesize_track(genre, i, seed=1, seconds=seconds, sample_rate=source_rate)
+    stereo = np.stack([mono, np.roll(mono, 37) * 0.9], axis=1)  # a little width, so downmixing is real work
+    os.makedirs(os.path.join(raw, genre), exist_ok=True)
+    path = os.path.join(raw, genre, f"clip{i:03d}.mp3")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", str(source_rate), "-ac", "2", "-i", "pipe:0",
+                    "-c:a", "libmp3lame", "-b:a", "192k", path], input=stereo.astype("<f4").tobytes(), check=True)
+audio_seconds = tracks * seconds
+
+# warm up once (imports, numba's first compile) so that no pool size pays for it in its timing
+preprocessing.preprocess(os.path.join(raw, demo_corpus.DEMO_GENRES[0]), os.path.join(work, "warmup"),
+                         sample_rate=sample_rate, workers=1, progress=False)
+results = {}
+for n in workers:
+    out = os.path.join(work, f"out{n}")
+    start = time.perf_counter()
+    summary = preprocessing.preprocess(raw, out, sample_rate=sample_rate, workers=n, progress=False)
+    elapsed = time.perf_counter() - start
+    assert summary["processed"] == tracks, summary["failed"]
+    results[n] = audio_seconds / elapsed
+
+# the resampler choice: ffmpeg decodes at the file's rate, then soxr HQ in numpy, vs ffmpeg resampling itself
+clip = os.path.join(raw, demo_corpus.DEMO_GENRES[0], "clip000.mp3")
+data = open(clip, "rb").read()
+timings = {"decode": [], "soxr_numpy": [], "ffmpeg_soxr": []}
+for _ in range(3):
+    t0 = time.perf_counter()
+    samples, rate, _ = audio.decode_audio(data)
+    t1 = time.perf_counter()
+    audio.resample(audio.to_mono(samples), rate, sample_rate)
+    t2 = time.perf_counter()
+    subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-ac", "1", "-af",
+                    f"aresample={sample_rate}:resampler=soxr:precision=20", "-f", "f32le", "pipe:1"],
+                   input=data, capture_output=True, check=True)
+    t3 = time.perf_counter()
+    for key, value in zip(timings, (t1 - t0, t2 - t1, t3 - t2)):
+        timings[key].append(value)
+shutil.rmtree(work)
+
+print(json.dumps({
+    "tracks": tracks, "audio_seconds": audio_seconds, "source": f"{source_rate} Hz stereo mp3 -> {sample_rate} Hz codes",
+    "realtime_factor_1_worker": round(results.get(1, 0.0), 1),
+    "realtime_factor_2_workers": round(results.get(2, 0.0), 1),
+    "scaling": round(results.get(2, 0.0) / results[1], 2) if results.get(1) else None,
+    "decode_seconds_per_clip": round(min(timings["decode"]), 4),
+    "soxr_hq_numpy_seconds_per_clip": round(min(timings["soxr_numpy"]), 4),
+    "ffmpeg_decode_and_soxr_seconds_per_clip": round(min(timings["ffmpeg_soxr"]), 4),
+}))
