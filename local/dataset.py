@@ -1,0 +1,218 @@
+"""Training examples for the WaveNet, streamed from the Parquet dataset without loading it whole.
+
+One example = ``receptive_field + window`` consecutive codes of one track (its "span"): the model reads the
+first ``receptive_field + window - 1`` of them and, at each of its last ``window`` output positions (the
+positions that see a full receptive field), predicts the next code::
+
+    codes   c[s] c[s+1] ...  c[s+R-1]  c[s+R] ... c[s+R+W-2]  c[s+R+W-1]
+    inputs  |<------------------ R + W - 1 codes ------------------>|
+    targets                            c[s+R] ... c[s+R+W-1]           (W codes, = input shifted by one)
+
+An epoch visits every train track once, in a fresh random order: each track gives
+``(n_samples - R) // W`` examples whose targets tile the track from a random phase, so tracks count in
+proportion to their length and every sample is a target about once per epoch. Tracks are read one row
+group at a time, ``cache_tracks`` at once; the examples of those tracks are shuffled together, so peak
+memory is bounded by ``cache_tracks`` tracks, not by the dataset. The whole stream is a pure function of
+(seed, number of examples already consumed), which is what makes a resumed run continue exactly.
+
+The validation set is a fixed list of windows from the valid split, the same for every run with the same
+dataset, window and receptive field.
+"""
+import numpy as np
+
+from local import dataset_store
+
+
+# --- the pure core (also called by the Spark trainer inside mapPartitions) ------------------------------
+
+def windows_from_codes(codes, receptive_field, window, starts):
+    """Cut training examples out of one track's codes.
+
+    codes           (n_samples,) uint8 (or any int) mu-law codes of one track
+    receptive_field R, in samples (:func:`local.wavenet.receptive_field`)
+    window          W, output samples per example
+    starts          (n,) int offsets s into ``codes``, each 0 <= s <= n_samples - (R + W)
+
+    Returns ``(inputs, targets)``:
+      inputs  (n, R + W - 1) int32: ``codes[s : s + R + W - 1]``
+      targets (n, W)         int32: ``codes[s + R : s + R + W]``, the next code at each of the last W input positions
+    so ``targets[:, j] == inputs[:, R + j]`` for j < W - 1. Raises ValueError for a start out of range.
+    """
+    codes = np.asarray(codes)
+    starts = np.asarray(starts, dtype=np.int64).reshape(-1)
+    span = receptive_field + window
+    if starts.size and (starts.min() < 0 or starts.max() > len(codes) - span):
+        raise ValueError(f"window starts must lie in 0..{len(codes) - span} for a track of {len(codes)} samples "
+                         f"and receptive_field + window = {span}; got {starts.min()}..{starts.max()}")
+    index = starts[:, None] + np.arange(span)[None, :]
+    cut = codes[index].astype(np.int32)
+    return cut[:, :-1], cut[:, receptive_field:]
+
+
+def examples_per_track(n_samples, receptive_field, window):
+    """How many examples a track of ``n_samples`` gives per epoch: (n_samples - R) // W (0 if too short)."""
+    return max(0, (int(n_samples) - receptive_field) // window)
+
+
+def track_starts(n_samples, receptive_field, window, rng):
+    """Window starts whose targets tile one track from a random phase: (examples_per_track,) int64.
+
+    Example j starts at ``phase + j * window``, so its targets are samples
+    ``phase + R + j*W .. phase + R + (j+1)*W - 1`` and together they cover the track once.
+    """
+    count = examples_per_track(n_samples, receptive_field, window)
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    slack = int(n_samples) - receptive_field - count * window
+    phase = int(rng.integers(0, slack + 1))
+    return phase + window * np.arange(count, dtype=np.int64)
+
+
+def valid_starts(n_samples, receptive_field, window, count):
+    """``count`` evenly spaced, fixed window starts in one track (fewer if the track is short): (k,) int64."""
+    last = int(n_samples) - receptive_field - window
+    if last < 0 or count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.linspace(0, last, num=count).round().astype(np.int64))
+
+
+# --- the dataset on disk -------------------------------------------------------------------------------
+
+def split_tracks(index, split):
+    """The index rows (see :func:`local.dataset_store.read_index`) of one split, sorted by track_id."""
+    return sorted((row for row in index if row["split"] == split), key=lambda row: str(row["track_id"]))
+
+
+def usable_tracks(rows, receptive_field, window):
+    """(usable, too_short): the rows long enough for at least one example, and the others."""
+    usable = [r for r in rows if examples_per_track(r["n_samples"], receptive_field, window) > 0]
+    return usable, [r for r in rows if examples_per_track(r["n_samples"], receptive_field, window) == 0]
+
+
+class TrainStream:
+    """An endless, resumable stream of training batches from the train tracks (see the module docstring).
+
+    tracks        index rows of the train split (with ``part``, ``row_group``, ``n_samples``, ``genre_id``)
+    cache_tracks  how many tracks are held in memory and shuffled together (bounds peak memory)
+    The stream after ``examples_done`` consumed examples is a pure function of (tracks, seed, examples_done).
+    """
+
+    def __init__(self, tracks, receptive_field, window, batch_size, seed=0, cache_tracks=8,
+                 read_codes=dataset_store.read_codes):
+        self.tracks = [t for t in tracks if examples_per_track(t["n_samples"], receptive_field, window) > 0]
+        if not self.tracks:
+            raise ValueError(f"no train track is longer than receptive_field + window = {receptive_field + window} "
+                             f"samples")
+        self.receptive_field, self.window, self.batch_size = receptive_field, window, batch_size
+        self.seed, self.cache_tracks, self.read_codes = seed, max(1, int(cache_tracks)), read_codes
+        self.epoch_examples = sum(examples_per_track(t["n_samples"], receptive_field, window) for t in self.tracks)
+
+    def epoch_groups(self, epoch):
+        """This epoch's track order cut into cache groups: a list of arrays of track positions.
+
+        Costs O(number of tracks) only; the examples of a group are drawn when the stream reaches it.
+        """
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.tracks))
+        return [order[first:first + self.cache_tracks] for first in range(0, len(order), self.cache_tracks)]
+
+    def group_examples(self, epoch, group_number, members):
+        """The shuffled examples of one cache group: (track positions (k,) int64, starts (k,) int64)."""
+        rng = np.random.default_rng([self.seed, epoch, group_number + 1])
+        positions, starts = [], []
+        for t in members:
+            s = track_starts(self.tracks[t]["n_samples"], self.receptive_field, self.window, rng)
+            positions.append(np.full(len(s), t, dtype=np.int64))
+            starts.append(s)
+        positions, starts = np.concatenate(positions), np.concatenate(starts)
+        shuffle = rng.permutation(len(starts))
+        return positions[shuffle], starts[shuffle]
+
+    def examples(self, examples_done=0):
+        """Yield (track position, start) forever, skipping the first ``examples_done`` of the stream."""
+        epoch, skip = divmod(int(examples_done), self.epoch_examples)
+        while True:
+            for number, members in enumerate(self.epoch_groups(epoch)):
+                size = sum(examples_per_track(self.tracks[t]["n_samples"], self.receptive_field, self.window)
+                           for t in members)
+                if skip >= size:  # a resumed stream skips whole groups without drawing them
+                    skip -= size
+                    continue
+                positions, starts = self.group_examples(epoch, number, members)
+                yield from zip(positions[skip:].tolist(), starts[skip:].tolist())
+                skip = 0
+            epoch += 1
+
+    def batches(self, examples_done=0):
+        """Yield batches forever: dict ``codes`` (B, R+W-1) int32, ``genre_id`` (B,) int32; targets (B, W) int32.
+
+        Holds the codes of at most ``cache_tracks`` tracks (plus the batch being built) at once.
+        """
+        cache = {}  # track position -> codes; tracks leave it as soon as the plan moves past their group
+        inputs, targets, genres = [], [], []
+        for position, start in self.examples(examples_done):
+            if position not in cache:
+                if len(cache) >= self.cache_tracks:
+                    cache.pop(next(iter(cache)))
+                row = self.tracks[position]
+                cache[position] = self.read_codes(row["part"], row["row_group"], row.get("row_in_group", 0))
+            x, y = windows_from_codes(cache[position], self.receptive_field, self.window, [start])
+            inputs.append(x[0])
+            targets.append(y[0])
+            genres.append(int(self.tracks[position].get("genre_id") or 0))
+            if len(inputs) == self.batch_size:
+                yield ({"codes": np.stack(inputs), "genre_id": np.asarray(genres, dtype=np.int32)},
+                       np.stack(targets))
+                inputs, targets, genres = [], [], []
+
+
+def to_tf_dataset(stream, examples_done=0, prefetch=4):
+    """A ``tf.data.Dataset`` of the stream's batches (from a generator thread), prefetched ``prefetch`` deep.
+
+    Each element: ({"codes": (B, R+W-1) int32, "genre_id": (B,) int32}, targets (B, W) int32).
+    """
+    import tensorflow as tf
+    length = stream.receptive_field + stream.window - 1
+    signature = ({"codes": tf.TensorSpec((stream.batch_size, length), tf.int32),
+                  "genre_id": tf.TensorSpec((stream.batch_size,), tf.int32)},
+                 tf.TensorSpec((stream.batch_size, stream.window), tf.int32))
+    dataset = tf.data.Dataset.from_generator(lambda: stream.batches(examples_done), output_signature=signature)
+    options = tf.data.Options()
+    options.deterministic = True
+    return dataset.with_options(options).prefetch(prefetch)
+
+
+def validation_set(tracks, receptive_field, window, n_windows, read_codes=dataset_store.read_codes):
+    """A fixed validation set: about ``n_windows`` windows spread evenly over the valid tracks.
+
+    Each track gets a share proportional to its length (at least one window); its windows are evenly
+    spaced (see :func:`valid_starts`), so the set is the same every time. Returns
+    ({"codes": (n, R+W-1) int32, "genre_id": (n,) int32}, targets (n, W) int32), or None when no valid
+    track is long enough.
+    """
+    tracks = [t for t in tracks if examples_per_track(t["n_samples"], receptive_field, window) > 0]
+    if not tracks or n_windows <= 0:
+        return None
+    total = sum(int(t["n_samples"]) for t in tracks)
+    inputs, targets, genres = [], [], []
+    for row in tracks:
+        count = max(1, int(round(n_windows * int(row["n_samples"]) / total)))
+        starts = valid_starts(row["n_samples"], receptive_field, window, count)
+        x, y = windows_from_codes(read_codes(row["part"], row["row_group"], row.get("row_in_group", 0)),
+                                  receptive_field, window, starts)
+        inputs.append(x)
+        targets.append(y)
+        genres.append(np.full(len(x), int(row.get("genre_id") or 0), dtype=np.int32))
+    return {"codes": np.concatenate(inputs), "genre_id": np.concatenate(genres)}, np.concatenate(targets)
+
+
+def unigram_bits(tracks, quantization_channels, read_codes=dataset_store.read_codes, max_tracks=64):
+    """Entropy in bits/sample of the codes histogram of (up to ``max_tracks`` of) ``tracks``: the baseline a
+    model that ignores context reaches."""
+    counts = np.zeros(quantization_channels, dtype=np.int64)
+    for row in tracks[:max_tracks]:
+        codes = read_codes(row["part"], row["row_group"], row.get("row_in_group", 0))
+        counts += np.bincount(codes, minlength=quantization_channels)[:quantization_channels]
+    if counts.sum() == 0:
+        return float(np.log2(quantization_channels))
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
