@@ -155,7 +155,8 @@ step, losses = state["step"], []
 if step >= steps:
     print(f"{run_dir} is already trained to step {step}; pass a larger --steps to continue")
 progress = tqdm(total=steps, initial=step, unit="step", dynamic_ncols=True, disable=step >= steps)
-interval_start, started = time.perf_counter(), time.perf_counter()
+interval_start = time.perf_counter()
+started = interval_start - state.get("elapsed_seconds", 0.0)  # elapsed time counts across resumes
 while step < steps:
     optimizer.learning_rate.assign(training.learning_rate_at(step, learning_rate, lr_schedule, warmup_steps,
                                                              steps, min_learning_rate))
@@ -203,7 +204,8 @@ while step < steps:
         training.save_checkpoint(run_dir, step, model, optimizer,
                                  {"examples_done": state["examples_done"],
                                   "best_valid_bits_per_sample": state["best_valid_bits_per_sample"],
-                                  "seed": seed, "config": config}, keep=keep_checkpoints)
+                                  "elapsed_seconds": time.perf_counter() - started, "seed": seed,
+                                  "config": config}, keep=keep_checkpoints)
         training.save_model(model, run_dir)
         interval_start += time.perf_counter() - saved_at  # checkpoint time is not training throughput
 progress.close()

@@ -157,7 +157,7 @@ def model_inputs(model, features):
     names = [t.name for t in model.inputs]
     if "genre_id" in names:
         return [features["codes"], features["genre_id"]]
-    return features["codes"]
+    return [features["codes"]]  # a list, as the functional model's inputs are
 
 
 def make_optimizer(learning_rate, grad_clip=1.0):

@@ -1,0 +1,136 @@
+"""The WaveNet: causality, the receptive field, save/load, overfitting a chord, genre conditioning."""
+import librosa
+import numpy as np
+import pytest
+
+from local import dataset, training
+from local.wavenet import build_wavenet, default_dilations, receptive_field
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+TINY = dict(residual_channels=8, dilation_channels=8, skip_channels=16, quantization_channels=32)
+
+
+def mu_codes(x, quantization_channels):
+    """The contract's codes for a float waveform in [-1, 1]: (n,) int32."""
+    return (librosa.mu_compress(np.clip(x, -1, 1), mu=quantization_channels - 1, quantize=True)
+            + quantization_channels // 2).astype(np.int32)
+
+
+def outputs(model, codes, genre=None):
+    inputs = [codes[None, :].astype(np.int32)]
+    if genre is not None:
+        inputs.append(np.array([genre], dtype=np.int32))
+    return np.asarray(model(inputs))[0]
+
+
+def test_receptive_field_formula():
+    assert receptive_field([1, 2, 4], 2) == 8
+    assert receptive_field([1, 2, 4], 3) == 15
+    assert receptive_field(default_dilations(2, 10), 2) == 2047
+    assert default_dilations(1, 3) == [1, 2, 4]
+
+
+@pytest.mark.parametrize("filter_width,genre", [(2, None), (3, 1)])
+def test_causal_and_exact_receptive_field(filter_width, genre):
+    """Changing input t changes outputs t .. t+R-1 only (output t predicts t+1), and nothing before t."""
+    dilations = [1, 2, 4, 8]
+    field = receptive_field(dilations, filter_width)
+    keras.utils.set_random_seed(0)
+    model = build_wavenet(dilations, filter_width, genre_conditioning=genre is not None, n_genres=3, **TINY)
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 32, 3 * field)
+    base = outputs(model, codes, genre)
+    for t in (0, field // 2, field, 2 * field - 1):
+        changed = codes.copy()
+        changed[t] = (changed[t] + 7) % 32
+        delta = np.abs(outputs(model, changed, genre) - base).max(axis=1)  # (time,)
+        assert delta[:t].max(initial=0) == 0, f"output before {t} depends on input {t}: not causal"
+        affected = np.nonzero(delta > 0)[0]
+        assert affected.min() == t
+        assert affected.max() == min(t + field - 1, len(codes) - 1), "dependence does not match receptive_field()"
+
+
+def test_save_and_load_without_custom_objects(tmp_path):
+    model = build_wavenet([1, 2], 2, genre_conditioning=True, n_genres=2, **TINY)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    codes = np.arange(20) % 32
+    np.testing.assert_allclose(outputs(loaded, codes, 1), outputs(model, codes, 1), atol=1e-6)
+    assert {layer.name for layer in loaded.layers} >= {"input_embedding", "genre_embedding", "layer0_conv",
+                                                       "layer1_cond", "layer0_skip", "layer0_residual",
+                                                       "postprocess1", "postprocess2"}
+
+
+def train(model, inputs, targets, genres, window, steps, learning_rate=1e-2, batch_size=8, seed=0):
+    """A few hundred Adam steps on random batches of fixed examples; returns the last losses (bits)."""
+    optimizer = training.make_optimizer(learning_rate)
+    step = training.make_train_step(model, optimizer, window)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for _ in range(steps):
+        pick = rng.integers(0, len(targets), batch_size)
+        features = {"codes": tf.constant(inputs[pick]), "genre_id": tf.constant(genres[pick])}
+        losses.append(float(step(features, tf.constant(targets[pick]))) / training.LN2)
+    return losses
+
+
+def test_overfit_a_chord():
+    """Like the reference implementation's test: a 3-note chord at 2 kHz is learned to below 0.1 bit/sample."""
+    sample_rate, quantization = 2000, 32
+    t = np.arange(int(0.5 * sample_rate)) / sample_rate
+    chord = 0.3 * (np.sin(2 * np.pi * 155.56 * t) + np.sin(2 * np.pi * 196.0 * t) + np.sin(2 * np.pi * 233.08 * t))
+    codes = mu_codes(chord, quantization)
+    dilations = [1, 2, 4, 8, 16, 32]
+    field, window = receptive_field(dilations, 2), 128
+    starts = np.arange(0, len(codes) - field - window + 1, 16)
+    inputs, targets = dataset.windows_from_codes(codes, field, window, starts)
+    keras.utils.set_random_seed(1)
+    model = build_wavenet(dilations, 2, residual_channels=16, dilation_channels=16, skip_channels=32,
+                          quantization_channels=quantization)
+    losses = train(model, inputs, targets, np.zeros(len(targets), np.int32), window, steps=200)
+    assert np.mean(losses[:5]) > 4.0  # it starts near log2(32) = 5 bits
+    assert np.mean(losses[-10:]) < 0.1, f"did not overfit: {np.mean(losses[-10:]):.3f} bits/sample"
+
+
+def greedy_generate(model, field, genre, n_samples, quantization):
+    """The slow, obviously correct generator: argmax of the model on the last receptive field, one at a time."""
+    run = tf.function(lambda codes, g: model([codes, g])[:, -1, :])
+    codes = [quantization // 2] * field  # silence
+    for _ in range(n_samples):
+        context = np.array([codes[-field:]], dtype=np.int32)
+        codes.append(int(np.argmax(run(context, np.array([genre], np.int32)))))
+    return np.array(codes[field:])
+
+
+def dominant_hz(codes, sample_rate, quantization):
+    x = librosa.mu_expand(codes - quantization // 2, mu=quantization - 1, quantize=True)
+    spectrum = np.abs(np.fft.rfft((x - x.mean()) * np.hanning(len(x))))
+    return np.fft.rfftfreq(len(x), 1 / sample_rate)[np.argmax(spectrum)]
+
+
+def test_genre_conditioning_generates_each_genres_tone():
+    """Genre 0 = a 100 Hz tone, genre 1 = a 250 Hz tone (both after silence): generating from silence with
+    each genre id gives that genre's tone. (Cosines: the tone's first sample differs from silence, so a
+    silent context is always followed by the tone.)"""
+    sample_rate, quantization = 1000, 32
+    dilations = [1, 2, 4, 8, 16]
+    field, window = receptive_field(dilations, 2), 96
+    inputs, targets, genres = [], [], []
+    for genre, hz in enumerate((100.0, 250.0)):
+        t = np.arange(window + 64) / sample_rate
+        track = np.concatenate([np.zeros(field), 0.6 * np.cos(2 * np.pi * hz * t)])
+        codes = mu_codes(track, quantization)
+        x, y = dataset.windows_from_codes(codes, field, window, np.arange(0, 65, 4))
+        inputs.append(x), targets.append(y), genres.append(np.full(len(y), genre, np.int32))
+    inputs, targets, genres = map(np.concatenate, (inputs, targets, genres))
+    keras.utils.set_random_seed(2)
+    model = build_wavenet(dilations, 2, genre_conditioning=True, genre_channels=4, n_genres=2, residual_channels=16,
+                          dilation_channels=16, skip_channels=32, quantization_channels=quantization)
+    losses = train(model, inputs, targets, genres, window, steps=150)
+    assert np.mean(losses[-10:]) < 0.5
+    for genre, hz in enumerate((100.0, 250.0)):
+        generated = greedy_generate(model, field, genre, 100, quantization)
+        assert dominant_hz(generated, sample_rate, quantization) == pytest.approx(hz, abs=12), f"genre {genre}"
