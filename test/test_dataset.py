@@ -1,0 +1,164 @@
+"""The window stream: aligned targets, every train track once per epoch, never valid/test, bounded memory."""
+import weakref
+
+import numpy as np
+import pytest
+
+from local import dataset, dataset_store
+
+R, W = 16, 24  # receptive field and window used below
+
+
+def write_dataset(directory, lengths_by_split, seed=0, rows_per_part=3):
+    """A real Parquet dataset of random codes: {split: [n_samples, ...]}; returns {track_id: codes}."""
+    rng = np.random.default_rng(seed)
+    writer = dataset_store.PartWriter(str(directory), rows_per_part=rows_per_part)
+    tracks = {}
+    for split, lengths in lengths_by_split.items():
+        for i, n in enumerate(lengths):
+            track_id = f"{split}{i:02d}"
+            codes = rng.integers(0, 256, n).astype(np.uint8)
+            tracks[track_id] = codes
+            writer.write({"track_id": track_id, "genre": f"g{i % 2}", "genre_id": i % 2, "split": split,
+                          "sample_rate": 8000, "n_samples": n, "codes": codes.tobytes(),
+                          "source_path": f"{track_id}.wav", "source_sha256": track_id})
+    writer.close()
+    return tracks
+
+
+def locate(window, tracks):
+    """(track_id, offset) of the only place a window of codes occurs in the tracks."""
+    found = [(tid, codes.tobytes().find(window.astype(np.uint8).tobytes())) for tid, codes in tracks.items()]
+    found = [(tid, at) for tid, at in found if at >= 0]
+    assert len(found) == 1, f"window found {len(found)} times"
+    return found[0]
+
+
+@pytest.fixture()
+def store(tmp_path):
+    lengths = {"train": [300, 95, 64, 41, 500, 130, 77], "valid": [200, 90], "test": [150, 220]}
+    tracks = write_dataset(tmp_path, lengths)
+    return tmp_path, tracks, dataset_store.read_index(str(tmp_path))
+
+
+def test_windows_from_codes_targets_are_the_next_codes():
+    codes = np.arange(100, dtype=np.uint8)
+    inputs, targets = dataset.windows_from_codes(codes, R, W, [0, 5, 100 - R - W])
+    assert inputs.shape == (3, R + W - 1) and targets.shape == (3, W)
+    assert inputs.dtype == np.int32 and targets.dtype == np.int32
+    np.testing.assert_array_equal(inputs[1], np.arange(5, 5 + R + W - 1))
+    np.testing.assert_array_equal(targets[1], np.arange(5 + R, 5 + R + W))
+    np.testing.assert_array_equal(inputs[:, R:], targets[:, :-1])  # target j = input R + j
+    with pytest.raises(ValueError, match="window starts"):
+        dataset.windows_from_codes(codes, R, W, [100 - R - W + 1])
+
+
+def test_track_starts_tile_the_track():
+    rng = np.random.default_rng(0)
+    for n in (R + W, 300, 301, 1000):
+        starts = dataset.track_starts(n, R, W, rng)
+        assert len(starts) == (n - R) // W == dataset.examples_per_track(n, R, W)
+        np.testing.assert_array_equal(np.diff(starts), W)  # targets adjacent, never overlapping
+        assert starts[0] >= 0 and starts[-1] + R + W <= n
+    assert len(dataset.track_starts(R + W - 1, R, W, rng)) == 0
+
+
+def test_one_epoch_covers_every_train_track_and_nothing_else(store):
+    directory, tracks, index = store
+    train = dataset.split_tracks(index, "train")
+    reads = []
+
+    def counting_read(part, group, row=0):
+        reads.append((part, group))
+        return dataset_store.read_codes(part, group, row)
+
+    stream = dataset.TrainStream(train, R, W, batch_size=1, seed=3, cache_tracks=2, read_codes=counting_read)
+    assert stream.epoch_examples == sum((n - R) // W for n in (300, 95, 64, 41, 500, 130, 77))
+    seen = {}
+    batches = stream.batches()
+    for _ in range(stream.epoch_examples):
+        features, targets = next(batches)
+        for codes, genre, target in zip(features["codes"], features["genre_id"], targets):
+            track_id, at = locate(np.concatenate([codes, target[-1:]]), tracks)
+            assert track_id.startswith("train"), f"a window came from {track_id}"
+            assert genre == int(track_id[-2:]) % 2
+            np.testing.assert_array_equal(target, tracks[track_id][at + R:at + R + W])
+            seen.setdefault(track_id, []).append(at)
+    assert set(seen) == {r["track_id"] for r in train if r["n_samples"] >= R + W}
+    for track_id, offsets in seen.items():
+        expected = (len(tracks[track_id]) - R) // W
+        assert len(offsets) == expected
+        assert np.all(np.diff(sorted(offsets)) == W)  # this epoch's targets tile the track
+    assert len(reads) == len(set(reads)) == len(seen)  # each track read once in the epoch
+
+
+def test_epochs_are_reshuffled_and_the_stream_resumes_exactly(store):
+    _, _, index = store
+    train = dataset.split_tracks(index, "train")
+    stream = dataset.TrainStream(train, R, W, batch_size=4, seed=7, cache_tracks=1)
+    n = stream.epoch_examples
+    examples = [e for _, e in zip(range(2 * n), stream.examples())]
+    order = [[t for t, _ in examples[:n]], [t for t, _ in examples[n:]]]
+    first_seen = [list(dict.fromkeys(o)) for o in order]
+    assert sorted(first_seen[0]) == sorted(first_seen[1]) and first_seen[0] != first_seen[1]
+    resumed = [e for _, e in zip(range(n), stream.examples(examples_done=n - 5))]
+    assert resumed == examples[n - 5:2 * n - 5]
+    a = next(stream.batches(examples_done=12))
+    b = next(dataset.TrainStream(train, R, W, batch_size=4, seed=7, cache_tracks=1).batches(examples_done=12))
+    np.testing.assert_array_equal(a[0]["codes"], b[0]["codes"])
+
+
+def test_memory_holds_at_most_cache_tracks(store):
+    _, _, index = store
+    refs, peak = [], [0]
+
+    def tracked_read(part, group, row=0):
+        codes = dataset_store.read_codes(part, group, row)
+        refs.append(weakref.ref(codes))
+        peak[0] = max(peak[0], sum(r() is not None for r in refs))  # track arrays still held by the stream
+        return codes
+
+    stream = dataset.TrainStream(dataset.split_tracks(index, "train"), R, W, batch_size=3, seed=0, cache_tracks=2,
+                                 read_codes=tracked_read)
+    batches = stream.batches()
+    for _ in range(stream.epoch_examples):  # three epochs
+        next(batches)
+    assert peak[0] == 2
+
+
+def test_validation_set_is_fixed_and_from_valid_tracks_only(store):
+    _, tracks, index = store
+    valid = dataset.split_tracks(index, "valid")
+    first = dataset.validation_set(valid, R, W, 10)
+    again = dataset.validation_set(valid, R, W, 10)
+    np.testing.assert_array_equal(first[0]["codes"], again[0]["codes"])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert 8 <= len(first[1]) <= 12
+    for codes, target in zip(first[0]["codes"], first[1]):
+        track_id, at = locate(np.concatenate([codes, target[-1:]]), tracks)
+        assert track_id.startswith("valid")
+        np.testing.assert_array_equal(target, tracks[track_id][at + R:at + R + W])
+    assert dataset.validation_set(valid, 300, W, 10) is None  # no track long enough
+
+
+def test_tf_dataset_feeds_the_same_batches(store):
+    _, _, index = store
+    stream = dataset.TrainStream(dataset.split_tracks(index, "train"), R, W, batch_size=4, seed=1)
+    expected = [b for _, b in zip(range(3), stream.batches(examples_done=8))]
+    fed = [b for _, b in zip(range(3), dataset.to_tf_dataset(stream, examples_done=8, prefetch=2))]
+    for (x, y), (fx, fy) in zip(expected, fed):
+        np.testing.assert_array_equal(x["codes"], fx["codes"].numpy())
+        np.testing.assert_array_equal(x["genre_id"], fx["genre_id"].numpy())
+        np.testing.assert_array_equal(y, fy.numpy())
+
+
+def test_no_usable_train_track_is_an_error(store):
+    _, _, index = store
+    with pytest.raises(ValueError, match="no train track"):
+        dataset.TrainStream(dataset.split_tracks(index, "train"), 1000, W, batch_size=2)
+
+
+def test_unigram_bits_of_uniform_codes_is_near_eight(store):
+    _, _, index = store
+    bits = dataset.unigram_bits(dataset.split_tracks(index, "train"), 256)
+    assert 7.0 < bits <= 8.0
