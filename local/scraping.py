@@ -1,0 +1,543 @@
+"""The Free Music Archive website, by genre: polite, resumable downloads that hostile pages cannot misuse.
+
+Genre listing pages are ``{base_url}/genre/{Genre}/?pageSize={n}&page={k}``. Two page layouts are read:
+
+- today's site: every track is an element with a ``data-track-info`` attribute holding JSON with at least
+  ``id``, ``title``, ``artistName``, ``albumTitle``, ``url`` and ``fileUrl`` (the mp3);
+- the 2020 site: a ``.playlist-lrg`` list whose ``.icn-arrow`` links are the mp3 downloads (the track id
+  comes from the link; title and artist from the enclosing ``.play-item`` when it has them).
+
+Pages are followed until one holds no new track, has no "next" link, or ``max_tracks_per_genre`` tracks
+are there. Each file goes to ``<out_dir>/<Genre>/<id>.<ext>`` through a temp name in the same folder and
+is renamed only when complete and verified (content type and magic bytes), then its manifest row is
+appended, so a killed run loses at most the downloads in flight and a rerun fetches only what is missing.
+
+Politeness and safety, all in :class:`WebClient`: a browser-like User-Agent, robots.txt per host
+(``urllib.robotparser``, its Crawl-delay honoured), ``request_delay_s`` between any two requests,
+exponential backoff on 429 (Retry-After honoured, and it pauses every thread), 5xx, timeouts and dropped
+connections; only http(s) URLs on allowed hosts, checked again at every redirect; page and file sizes
+capped. Scraped ids and titles never become raw path components (:func:`local.manifest.track_path`).
+"""
+import email.utils
+import json
+import os
+import re
+import sys
+import threading
+import time
+import urllib.robotparser
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from urllib.parse import quote, unquote, urljoin, urlsplit
+
+from local import manifest
+
+FMA_FILE_HOST = "files.freemusicarchive.org"  # where today's fileUrls point
+MAX_REDIRECTS = 5
+MAX_PAGE_BYTES = 20 << 20  # a listing page larger than this is hostile or broken
+MAX_RETRY_AFTER_S = 300.0  # a server asking for a longer pause gets the file reported instead
+CHUNK_BYTES = 64 << 10
+TEMP_MARK = ".part-"  # temp downloads are named .<file>.part-<pid>-<thread>
+
+
+class FetchError(Exception):
+    """A URL that cannot be fetched (or whose answer is refused); the message is one line for the summary."""
+
+
+class RetryableError(FetchError):
+    """A fault worth another try: 429, 5xx, a timeout, a dropped connection. ``wait_s``: server's Retry-After."""
+
+    def __init__(self, message, wait_s=None):
+        super().__init__(message)
+        self.wait_s = wait_s
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+def genre_page_url(base_url, genre, page_size, page):
+    """The listing URL of page ``page`` (1-based) of ``genre``; spaces in the genre become ``_`` like FMA's."""
+    slug = quote(str(genre).strip().replace(" ", "_"), safe="-_.")
+    return f"{base_url.rstrip('/')}/genre/{slug}/?pageSize={int(page_size)}&page={int(page)}"
+
+
+def audio_format(head):
+    """The audio format whose magic bytes start ``head`` ("mp3", "flac", "ogg", "wav", "m4a", "aiff"), or None.
+
+    ``head``: the first bytes of a file (16 are enough). An HTML or JSON error page is None.
+    """
+    if head.startswith(b"ID3"):
+        return "mp3"
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
+        version, layer = (head[1] >> 3) & 3, (head[1] >> 1) & 3
+        if version != 1 and layer != 0:  # 01 and 00 are reserved values: not an MPEG audio frame
+            return "mp3"
+        return None
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head[4:8] == b"ftyp":
+        return "m4a"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    return None
+
+
+def is_text_content_type(content_type):
+    """True for a Content-Type that announces a page or data rather than audio (text/*, html, json, xml)."""
+    ct = (content_type or "").split(";")[0].strip().lower()
+    return ct.startswith("text/") or any(word in ct for word in ("html", "json", "xml", "javascript"))
+
+
+def retry_after_seconds(value, now=None):
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def url_problem(url, allowed_hosts):
+    """Why ``url`` must not be fetched (not http(s), or a host outside ``allowed_hosts``), or "" if it may."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return f"not a valid URL: {url[:200]!r}"
+    if parts.scheme not in ("http", "https"):
+        return f"only http(s) URLs are followed, not {parts.scheme or 'a relative'} URL {url[:200]!r}"
+    if host not in allowed_hosts:
+        return f"host {host!r} is not allowed (add it with --allowed_hosts={host} if you trust it)"
+    return ""
+
+
+def track_id_from_link(link):
+    """The track id in a 2020-layout download link: ``/track/<id>/download`` or the last path part, no extension."""
+    path = [unquote(p) for p in urlsplit(link).path.split("/") if p]
+    if len(path) >= 2 and path[-1] == "download":
+        return path[-2]
+    return os.path.splitext(path[-1])[0] if path else ""
+
+
+def parse_genre_page(html, page_url):
+    """Tracks and pagination of one genre listing page, in either layout.
+
+    Returns ``(tracks, has_next, problems)``: ``tracks`` is a list of dicts with ``id``, ``title``, ``artist``,
+    ``album``, ``page_url``, ``file_url`` (absolute, resolved against ``page_url``); ``has_next`` says whether
+    the page links to a next page; ``problems`` lists (where, why) for track entries that cannot be read.
+    """
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    tracks, problems, seen = [], [], set()
+
+    def add(track):
+        if track["id"] and track["id"] not in seen:
+            seen.add(track["id"])
+            tracks.append(track)
+
+    for element in soup.select("[data-track-info]"):
+        raw = element.get("data-track-info", "")
+        try:
+            info = json.loads(raw)
+            if not isinstance(info, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            problems.append((page_url, f"unreadable data-track-info {raw[:80]!r}"))
+            continue
+        track_id = str(info.get("id") or "").strip()
+        file_url = str(info.get("fileUrl") or "").strip()
+        if not track_id or not file_url:
+            problems.append((page_url, f"data-track-info without id or fileUrl: {raw[:80]!r}"))
+            continue
+        add({"id": track_id, "title": str(info.get("title") or ""), "artist": str(info.get("artistName") or ""),
+             "album": str(info.get("albumTitle") or ""), "page_url": urljoin(page_url, str(info.get("url") or "")),
+             "file_url": urljoin(page_url, file_url)})
+
+    for link in soup.select(".playlist-lrg .icn-arrow[href]"):
+        file_url = urljoin(page_url, link["href"].strip())
+        item = link.find_parent(class_="play-item")
+
+        def text_of(selector):
+            found = item.select_one(selector) if item is not None else None
+            return found.get_text(" ", strip=True) if found is not None else ""
+
+        track_link = item.select_one(".ptxt-track a[href]") if item is not None else None
+        add({"id": track_id_from_link(file_url), "title": text_of(".ptxt-track"), "artist": text_of(".ptxt-artist"),
+             "album": text_of(".ptxt-album"),
+             "page_url": urljoin(page_url, track_link["href"]) if track_link is not None else "",
+             "file_url": file_url})
+
+    has_next = False
+    for a in soup.find_all("a", href=True):
+        rel = [r.lower() for r in (a.get("rel") or [])]
+        classes = [c.lower() for c in (a.get("class") or [])]
+        text = a.get_text(" ", strip=True).lower()
+        if "next" in rel or any("next" in c for c in classes) or text.startswith("next") or text in ("»", "›"):
+            has_next = True
+            break
+    return tracks, has_next, problems
+
+
+def parse_genres_page(html):
+    """Genre names linked from FMA's ``/genres/`` page (``/genre/<Name>/`` links), in page order, deduplicated."""
+    names = []
+    for href in re.findall(r'href=["\'][^"\']*?/genre/([^/?#"\']+)/?["\'?#]', html):
+        name = unquote(href)
+        if name not in names:
+            names.append(name)
+    return names
+
+
+# --------------------------------------------------------------------------- the client
+
+class RequestPacer:
+    """Spaces every request of every thread at least ``delay_s`` apart; a 429 can pause them all."""
+
+    def __init__(self, delay_s):
+        self.delay_s = max(0.0, float(delay_s))
+        self.lock = threading.Lock()
+        self.next_start = 0.0
+
+    def wait(self):
+        """Block until this thread may send its next request."""
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next_start)
+            self.next_start = start + self.delay_s
+        if start > now:
+            time.sleep(start - now)
+
+    def pause(self, seconds):
+        """No request of any thread starts within ``seconds`` from now (a server's Retry-After)."""
+        with self.lock:
+            self.next_start = max(self.next_start, time.monotonic() + seconds)
+
+
+class WebClient:
+    """Polite HTTP for scraping: User-Agent, robots.txt, pacing, retries, host checks, size caps.
+
+    One ``requests.Session`` per thread (sessions are not documented as thread-safe); robots.txt is read
+    once per host. ``allowed_hosts``: hostnames that may be fetched (lowercase).
+    """
+
+    def __init__(self, user_agent, allowed_hosts, request_delay_s=1.0, max_retries=5, timeout_s=30.0,
+                 backoff_s=1.0, log=None):
+        self.user_agent = user_agent
+        self.allowed_hosts = {h.lower() for h in allowed_hosts if h}
+        self.pacer = RequestPacer(request_delay_s)
+        self.max_retries = int(max_retries)
+        self.timeout_s = float(timeout_s)
+        self.backoff_s = float(backoff_s)
+        self.log = log or (lambda message: print(message, file=sys.stderr))
+        self.local = threading.local()
+        self.robots = {}
+        self.robots_lock = threading.Lock()
+
+    def session(self):
+        import requests
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+            self.local.session.headers.update({"User-Agent": self.user_agent, "Accept-Encoding": "identity"})
+        return self.local.session
+
+    # ----- robots.txt
+    def robots_for(self, url):
+        """(parser, note) for the robots.txt of ``url``'s scheme and host, fetched once (with retries), cached."""
+        parts = urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        with self.robots_lock:
+            if key not in self.robots:
+                self.robots[key] = self.read_robots(key + "/robots.txt")
+            return self.robots[key]
+
+    def read_robots(self, robots_url):
+        """Fetch and parse one robots.txt: (parser, why everything is refused or "").
+
+        As urllib.robotparser does: 404-like answers allow all, 401/403 disallow all; a robots.txt that
+        cannot be read at all (5xx or no connection after the retries) disallows all, as RFC 9309 says.
+        """
+        parser = urllib.robotparser.RobotFileParser(robots_url)
+        try:
+            status, body, _ = self.with_retries(lambda: self.get_body(robots_url, MAX_PAGE_BYTES, robots=False,
+                                                                    ok_statuses=range(200, 500)))
+        except FetchError as e:
+            parser.disallow_all = True
+            note = f"{robots_url} could not be read ({e}): nothing on that host is fetched"
+            self.log(note)
+            return parser, note
+        if status in (401, 403):
+            parser.disallow_all = True
+            note = (f"{robots_url} answered {status}: the site refuses this client (check user_agent); "
+                    f"nothing on that host is fetched")
+            self.log(note)
+            return parser, note
+        if status >= 400:
+            parser.allow_all = True
+            return parser, ""
+        parser.parse(body.decode("utf-8", "replace").splitlines())
+        delay = parser.crawl_delay(self.user_agent)
+        if delay and float(delay) > self.pacer.delay_s:
+            self.log(f"{robots_url} asks for Crawl-delay {delay} s: using it")
+            self.pacer.delay_s = float(delay)
+        return parser, ""
+
+    def check(self, url, robots=True):
+        """Raise FetchError if ``url`` is not http(s), not on an allowed host, or disallowed by robots.txt."""
+        problem = url_problem(url, self.allowed_hosts)
+        if problem:
+            raise FetchError(problem)
+        if robots:
+            parser, note = self.robots_for(url)
+            if not parser.can_fetch(self.user_agent, url):
+                raise FetchError(note or f"robots.txt of {urlsplit(url).netloc} disallows {urlsplit(url).path} "
+                                         f"for our user agent: not fetched")
+
+    # ----- requests
+    def open(self, url, robots=True):
+        """GET ``url`` streamed, following redirects by hand so every hop is checked; return the response."""
+        import requests
+        for _ in range(MAX_REDIRECTS + 1):
+            self.check(url, robots)
+            self.pacer.wait()
+            try:
+                response = self.session().get(url, stream=True, allow_redirects=False,
+                                              timeout=(self.timeout_s, self.timeout_s))
+            except requests.Timeout:
+                raise RetryableError(f"timed out after {self.timeout_s:g} s") from None
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+                raise RetryableError(f"connection failed ({type(e).__name__})") from None
+            except requests.RequestException as e:
+                raise FetchError(f"request failed: {type(e).__name__}") from None
+            if response.is_redirect and response.headers.get("Location"):
+                url = urljoin(url, response.headers["Location"])
+                response.close()
+                continue
+            return response
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+
+    def raise_for_status(self, response, ok_statuses=range(200, 300)):
+        """Turn a status outside ``ok_statuses`` into RetryableError (429, 5xx) or FetchError (the rest)."""
+        status = response.status_code
+        if status in ok_statuses:
+            return
+        response.close()
+        if status == 429:
+            wait_s = retry_after_seconds(response.headers.get("Retry-After"))
+            if wait_s is not None:
+                self.pacer.pause(min(wait_s, MAX_RETRY_AFTER_S))
+            raise RetryableError("429 Too Many Requests", wait_s)
+        if status >= 500:
+            raise RetryableError(f"{status} {response.reason}", retry_after_seconds(response.headers.get("Retry-After")))
+        if status == 403:
+            raise FetchError("403 Forbidden (the site refuses this client: check user_agent)")
+        raise FetchError(f"{status} {response.reason}")
+
+    def with_retries(self, attempt):
+        """Call ``attempt()``; on RetryableError wait (Retry-After, else backoff_s * 2**k) and try again."""
+        for k in range(self.max_retries + 1):
+            try:
+                return attempt()
+            except RetryableError as e:
+                if k == self.max_retries:
+                    raise FetchError(f"{e} (gave up after {self.max_retries} retries)") from None
+                if e.wait_s is not None and e.wait_s > MAX_RETRY_AFTER_S:
+                    raise FetchError(f"{e}: the server asks to wait {e.wait_s:.0f} s (more than "
+                                     f"{MAX_RETRY_AFTER_S:.0f} s)") from None
+                time.sleep(e.wait_s if e.wait_s is not None else self.backoff_s * 2 ** k)
+
+    def read_stream(self, response, max_bytes, sink):
+        """Feed the body of ``response`` to ``sink(chunk)``; return its length. Raise on a cut or an overflow."""
+        import requests
+        total = 0
+        try:
+            for chunk in response.iter_content(CHUNK_BYTES):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise FetchError(f"larger than the {max_bytes / 1e6:g} MB cap (max_file_mb): abandoned")
+                sink(chunk)
+        except requests.Timeout:
+            raise RetryableError(f"read timed out after {self.timeout_s:g} s after {total} bytes") from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+            raise RetryableError(f"connection dropped after {total} bytes ({type(e).__name__})") from None
+        finally:
+            response.close()
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) != total:
+            raise RetryableError(f"connection dropped after {total} of {declared} bytes")
+        return total
+
+    def get_body(self, url, max_bytes=MAX_PAGE_BYTES, robots=True, ok_statuses=range(200, 300)):
+        """One try at GET ``url`` into memory: (status, body bytes, final URL)."""
+        response = self.open(url, robots)
+        self.raise_for_status(response, ok_statuses)
+        parts = []
+        self.read_stream(response, max_bytes, parts.append)
+        return response.status_code, b"".join(parts), response.url
+
+    def get_page(self, url):
+        """GET a page with retries; return (text, final URL). Raises FetchError with a one-line reason."""
+        _, body, final_url = self.with_retries(lambda: self.get_body(url))
+        return body.decode("utf-8", "replace"), final_url
+
+    def download(self, url, folder, name, max_bytes):
+        """Download an audio file to ``folder/name.<ext>`` (ext from its magic bytes), verified, atomically.
+
+        The body streams into a temp file beside the target and is renamed only when complete, of an
+        audio type and within ``max_bytes``; anything else is removed. Returns the final path.
+        """
+        def attempt():
+            response = self.open(url)
+            self.raise_for_status(response)
+            content_type = response.headers.get("Content-Type", "")
+            if is_text_content_type(content_type):
+                response.close()
+                raise FetchError(f"not audio: the server sent {content_type.split(';')[0]}")
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                response.close()
+                raise FetchError(f"larger than the {max_bytes / 1e6:g} MB cap (max_file_mb): "
+                                 f"{int(declared) / 1e6:.1f} MB announced, not fetched")
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, f".{name}{TEMP_MARK}{os.getpid()}-{threading.get_ident()}")
+            head = bytearray()
+            try:
+                with open(tmp, "wb") as f:
+                    def sink(chunk):
+                        if len(head) < 16:
+                            head.extend(chunk[:16 - len(head)])
+                            if len(head) >= 16 and audio_format(bytes(head)) is None:
+                                raise FetchError(f"not audio: the body starts with {bytes(head)[:12]!r}")
+                        f.write(chunk)
+                    total = self.read_stream(response, max_bytes, sink)
+                    f.flush()
+                    os.fsync(f.fileno())
+                if total == 0:
+                    raise FetchError("empty response")
+                kind = audio_format(bytes(head))
+                if kind is None:
+                    raise FetchError(f"not audio: the body starts with {bytes(head)[:12]!r}")
+                final = manifest.inside(folder, os.path.join(folder, f"{name}.{kind}"))
+                os.replace(tmp, final)
+                return final
+            finally:
+                if os.path.lexists(tmp):
+                    os.remove(tmp)
+        return self.with_retries(attempt)
+
+
+# --------------------------------------------------------------------------- the scraper
+
+def remove_stale_temps(folder):
+    """Delete temp downloads a killed run left in ``folder`` (they are never in the manifest)."""
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(".") and TEMP_MARK in name:
+                try:
+                    os.remove(os.path.join(folder, name))
+                except OSError:
+                    pass
+
+
+def list_fma_genres(client, base_url):
+    """Every genre the site links from its ``/genres/`` page."""
+    html, _ = client.get_page(f"{base_url.rstrip('/')}/genres/")
+    return parse_genres_page(html)
+
+
+def scrape_fma(out_dir, genres, max_tracks_per_genre=0, base_url="https://freemusicarchive.org", page_size=100,
+               user_agent="Mozilla/5.0", allowed_hosts=(), request_delay_s=1.0, max_retries=5, timeout_s=30.0,
+               concurrency=2, max_file_mb=50.0, backoff_s=1.0, progress=True, log=None):
+    """Download FMA tracks by genre into the stage-1 layout, appending manifest rows as tracks complete.
+
+    ``genres``: names as in the site's URLs (``Rock``, ``Hip-Hop``...); empty = every genre on ``/genres/``.
+    ``max_tracks_per_genre``: 0 = all. ``allowed_hosts``: hosts beyond the base site's and FMA's file host.
+    Tracks already in the manifest with matching size and sha256 are skipped without a request.
+    Returns a summary dict: ``downloaded``, ``skipped``, ``failed`` [(url, reason)].
+    """
+    from tqdm import tqdm
+
+    log = log or (lambda message: tqdm.write(message, file=sys.stderr))
+    base_url = base_url.rstrip("/")
+    base_host = (urlsplit(base_url).hostname or "").lower()
+    if urlsplit(base_url).scheme not in ("http", "https") or not base_host:
+        raise ValueError(f"fma_base_url={base_url!r} must be an http(s) URL like https://freemusicarchive.org")
+    hosts = {base_host, FMA_FILE_HOST} | {h.strip().lower() for h in allowed_hosts if h.strip()}
+    client = WebClient(user_agent, hosts, request_delay_s, max_retries, timeout_s, backoff_s, log)
+    max_bytes = int(max_file_mb * 1e6)
+    summary = {"downloaded": 0, "skipped": 0, "failed": []}
+    have = manifest.read_manifest(out_dir)
+
+    if not genres:
+        try:
+            genres = list_fma_genres(client, base_url)
+        except FetchError as e:
+            raise ValueError(f"cannot list the genres of {base_url}/genres/ ({e}): pass --genres=Rock,Jazz") from None
+        if not genres:
+            raise ValueError(f"{base_url}/genres/ links no genre: pass --genres=Rock,Jazz")
+        log(f"fma: {len(genres)} genres found on {base_url}/genres/")
+
+    bar = tqdm(desc="fma", unit="track", disable=not progress)
+    with ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:
+        for genre in genres:
+            folder = os.path.join(out_dir, manifest.safe_component(genre))
+            remove_stale_temps(folder)
+            good, seen, page = 0, set(), 1
+            while not max_tracks_per_genre or good < max_tracks_per_genre:
+                url = genre_page_url(base_url, genre, page_size, page)
+                try:
+                    html, final_url = client.get_page(url)
+                except FetchError as e:
+                    summary["failed"].append((url, str(e)))
+                    log(f"fma: {genre} page {page}: {e}")
+                    break
+                tracks, has_next, problems = parse_genre_page(html, final_url)
+                summary["failed"].extend(problems)
+                fresh = [t for t in tracks if manifest.safe_component(t["id"]) not in seen]
+                seen.update(manifest.safe_component(t["id"]) for t in fresh)
+                todo = []
+                for track in fresh:
+                    track_id = manifest.safe_component(track["id"])
+                    if manifest.have_track(out_dir, have, track_id):
+                        summary["skipped"] += 1
+                        good += 1
+                        bar.update()
+                    else:
+                        todo.append(track)
+                    if max_tracks_per_genre and good >= max_tracks_per_genre:
+                        break
+                while todo and (not max_tracks_per_genre or good < max_tracks_per_genre):
+                    room = max_tracks_per_genre - good if max_tracks_per_genre else len(todo)
+                    batch, todo = todo[:room], todo[room:]
+                    futures = {pool.submit(client.download, t["file_url"], folder,
+                                           manifest.safe_component(t["id"]), max_bytes): t for t in batch}
+                    for future in as_completed(futures):
+                        track = futures[future]
+                        try:
+                            full = future.result()
+                        except (FetchError, OSError, ValueError) as e:
+                            summary["failed"].append((track["file_url"], str(e)))
+                            log(f"fma: {genre}/{track['id']}: {e}")
+                            continue
+                        track_id = os.path.splitext(os.path.basename(full))[0]
+                        relative = f"{os.path.basename(folder)}/{os.path.basename(full)}"
+                        have[track_id] = manifest.record_track(
+                            out_dir, track_id, genre, full, relative, title=track["title"], artist=track["artist"],
+                            source=track["file_url"])
+                        summary["downloaded"] += 1
+                        good += 1
+                        bar.update()
+                if not fresh or not has_next:
+                    break
+                page += 1
+    bar.close()
+    return summary
