@@ -12,6 +12,7 @@ import numpy as np
 from local import audio, manifest
 
 SILENT_PEAK = 10 ** (-60 / 20)  # a file whose peak is below -60 dBFS is silence, not music
+MISSING_REASON = "file not found (listed in the manifest but missing)"
 HTML_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{")
 
 
@@ -26,24 +27,49 @@ def list_inputs(raw_dir):
     below ``raw_dir`` with genre = the name of its parent folder and track_id = its file name without the
     extension (or its relative path, where two files share a name). ``sha256`` is "" when unknown.
     """
+    def join(relative):
+        return os.path.join(raw_dir, *relative.split("/"))
+
     rows = manifest.read_manifest(raw_dir)
     if rows:
-        return [{"track_id": r["track_id"], "genre": r.get("genre") or "Unknown",
-                 "path": os.path.join(raw_dir, *r["path"].split("/")),
-                 "split": normalize_split(r.get("split", "")), "sha256": r.get("sha256", "")}
-                for r in rows.values()]
-    files = []
+        return inputs_from_manifest(rows.values(), join)
+    relative_paths = []
     for root, dirs, names in os.walk(raw_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [os.path.join(root, n) for n in sorted(names)
-                  if not n.startswith(".") and os.path.splitext(n)[1].lower() in manifest.AUDIO_EXTENSIONS]
-    stems = [os.path.splitext(os.path.basename(p))[0] for p in files]
+        relative_paths += [os.path.relpath(os.path.join(root, n), raw_dir).replace(os.sep, "/") for n in sorted(names)]
+    return inputs_from_files(relative_paths, join)
+
+
+def inputs_from_manifest(rows, join):
+    """Input dicts from manifest rows; ``join(relative_path)`` gives the full path (or URI) of a file.
+
+    Shared by the local stage (``os.path.join``) and the Spark job (a URI below ``raw_dir``).
+    """
+    return [{"track_id": r["track_id"], "genre": r.get("genre") or "Unknown", "path": join(r["path"]),
+             "split": normalize_split(r.get("split", "")), "sha256": r.get("sha256", "")}
+            for r in rows]
+
+
+def is_audio_path(relative_path):
+    """True for a file stage 2 reads when there is no manifest: an audio extension, no hidden component."""
+    parts = relative_path.split("/")
+    return (not any(p.startswith(".") for p in parts)
+            and os.path.splitext(parts[-1])[1].lower() in manifest.AUDIO_EXTENSIONS)
+
+
+def inputs_from_files(relative_paths, join):
+    """Input dicts for the audio files among ``relative_paths`` ("/"-separated, relative to ``raw_dir``).
+
+    genre = the parent folder's name ("Unknown" at the top), track_id = the file name without extension, or
+    the relative path with "__" for "/" where two files share a name. ``join`` as in :func:`inputs_from_manifest`.
+    """
+    relative_paths = [r for r in relative_paths if is_audio_path(r)]
+    stems = [os.path.splitext(r.split("/")[-1])[0] for r in relative_paths]
     inputs = []
-    for path, stem in zip(files, stems):
-        relative = os.path.splitext(os.path.relpath(path, raw_dir))[0]
-        track_id = stem if stems.count(stem) == 1 else relative.replace(os.sep, "__")
-        parent = os.path.dirname(os.path.relpath(path, raw_dir))
-        inputs.append({"track_id": track_id, "genre": os.path.basename(parent) or "Unknown", "path": path,
+    for relative, stem in zip(relative_paths, stems):
+        track_id = stem if stems.count(stem) == 1 else os.path.splitext(relative)[0].replace("/", "__")
+        parent = relative.rsplit("/", 1)[0] if "/" in relative else ""
+        inputs.append({"track_id": track_id, "genre": parent.split("/")[-1] or "Unknown", "path": join(relative),
                        "split": "", "sha256": ""})
     return inputs
 
@@ -159,20 +185,23 @@ def process_track(source, sample_rate=16000, quantization_channels=256, trim_sil
     return {"codes": codes.tobytes(), "n_samples": int(len(codes)), "seconds": seconds, "warning": warning}
 
 
-def process_input(item, settings):
+def process_input(item, settings, data=None):
     """Run :func:`process_track` on one input dict; never raises. Returns (item, result or None, reason).
 
-    The file is read once: its bytes give both the sha256 recorded in the dataset and the audio.
+    The file is read once: its bytes give both the sha256 recorded in the dataset and the audio. A Spark
+    executor passes the bytes it already has as ``data`` (``item["path"]`` may then be a URI).
     """
     try:
-        with open(item["path"], "rb") as f:
-            data = f.read()
+        if data is None:
+            with open(item["path"], "rb") as f:
+                data = f.read()
         item = dict(item, sha256=item.get("sha256") or hashlib.sha256(data).hexdigest())
-        return item, process_track(data, fallback_path=item["path"], **settings), ""
+        fallback_path = item["path"] if os.path.isfile(item["path"]) else None
+        return item, process_track(data, fallback_path=fallback_path, **settings), ""
     except TrackError as e:
         return item, None, str(e)
     except FileNotFoundError:
-        return item, None, "file not found (listed in the manifest but missing)"
+        return item, None, MISSING_REASON
     except Exception as e:  # an unexpected bug on one file must not stop the stage or lose the others
         return item, None, f"internal error: {type(e).__name__}: {e}"
 
@@ -207,6 +236,59 @@ def assign_genre_ids(known_genres, new_genres):
     return genres
 
 
+def plan_tracks(inputs, existing, known_genres, valid_fraction, test_fraction, split_seed, sha_of):
+    """Decide what a run does; shared by the local stage and the Spark job, so both split alike.
+
+    Parameters
+    ----------
+    inputs : list of input dicts (:func:`list_inputs`)
+    existing : dict track_id -> index row of the dataset so far (with ``source_sha256``)
+    known_genres : the dataset's ``genres`` list so far (kept in order while any old track remains)
+    sha_of : function(item) -> the sha256 of the item's file ("" if missing); called only for tracks
+        already in the dataset
+
+    Returns a dict: ``todo`` (the inputs to process, each with ``split`` and ``split_from_source``),
+    ``skipped`` (count of unchanged tracks), ``changed`` (track ids whose old row must go before the new
+    one is written), ``genres`` (the new genres list, index = genre_id).
+    """
+    todo, skipped = [], 0
+    for item in inputs:
+        old = existing.get(item["track_id"])
+        if old is not None:
+            sha = sha_of(item)
+            if sha == old.get("source_sha256"):
+                skipped += 1
+                continue
+            item = dict(item, sha256=sha)
+        todo.append(dict(item))
+    changed = [i["track_id"] for i in todo if i["track_id"] in existing]
+    kept = {k: v for k, v in existing.items() if k not in set(changed)}
+    for item in todo:
+        item["split_from_source"] = bool(item["split"])
+        if not item["split"]:
+            item["split"] = hash_split(item["track_id"], valid_fraction, test_fraction, split_seed)
+    ensure_train_per_genre(todo, kept.values(), split_seed)
+    genres = assign_genre_ids(known_genres if kept else [],
+                              [r["genre"] for r in kept.values()] + [i["genre"] for i in todo])
+    return {"todo": todo, "skipped": skipped, "changed": changed, "genres": genres}
+
+
+def track_row(item, result, genres, sample_rate):
+    """The dataset row (:data:`local.dataset_store.TRACK_SCHEMA` columns) of a processed input."""
+    return {"track_id": item["track_id"], "genre": item["genre"], "genre_id": genres.index(item["genre"]),
+            "split": item["split"], "sample_rate": int(sample_rate), "n_samples": int(result["n_samples"]),
+            "codes": result["codes"], "source_path": item["path"], "source_sha256": item["sha256"]}
+
+
+def dataset_info(index, genres, sample_rate, quantization_channels, trim_silence, silence_threshold, min_seconds,
+                 valid_fraction, test_fraction, split_seed):
+    """The ``dataset.json`` dict for the dataset's index rows and the settings that made it."""
+    from local import dataset_store as store
+    return store.summarize(index, sample_rate, quantization_channels, genres, extra={
+        "trim_silence": trim_silence, "silence_threshold_db": silence_threshold, "min_seconds": min_seconds,
+        "valid_fraction": valid_fraction, "test_fraction": test_fraction, "split_seed": split_seed})
+
+
 def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, trim_silence=True,
                silence_threshold=60.0, min_seconds=1.0, valid_fraction=0.1, test_fraction=0.1, split_seed=0,
                workers=1, rows_per_part=64, progress=True):
@@ -226,31 +308,17 @@ def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, t
     store.remove_stale_temp_parts(out_dir)
     inputs = list_inputs(raw_dir)
     existing = {r["track_id"]: r for r in store.read_index(out_dir)}
-    todo, skipped = [], 0
-    for item in inputs:
-        old = existing.get(item["track_id"])
-        if old is not None:
-            sha = item["sha256"] or (manifest.sha256_file(item["path"]) if os.path.exists(item["path"]) else "")
-            if sha == old.get("source_sha256"):
-                skipped += 1
-                continue
-            item = dict(item, sha256=sha)
-        todo.append(item)
-    changed = [i["track_id"] for i in todo if i["track_id"] in existing]
-    if changed:  # the input file changed since it was processed: its old row goes, the new one comes
-        store.drop_tracks(out_dir, changed)
-        existing = {k: v for k, v in existing.items() if k not in set(changed)}
+
+    def sha_of(item):
+        return item["sha256"] or (manifest.sha256_file(item["path"]) if os.path.exists(item["path"]) else "")
+
+    plan = plan_tracks(inputs, existing, info.get("genres", []), valid_fraction, test_fraction, split_seed, sha_of)
+    todo, skipped, genres = plan["todo"], plan["skipped"], plan["genres"]
+    if plan["changed"]:  # the input file changed since it was processed: its old row goes, the new one comes
+        store.drop_tracks(out_dir, plan["changed"])
 
     settings = {"sample_rate": sample_rate, "quantization_channels": quantization_channels,
                 "trim_silence": trim_silence, "silence_threshold": silence_threshold, "min_seconds": min_seconds}
-    for item in todo:
-        item["split_from_source"] = bool(item["split"])
-        if not item["split"]:
-            item["split"] = hash_split(item["track_id"], valid_fraction, test_fraction, split_seed)
-    ensure_train_per_genre(todo, existing.values(), split_seed)
-    genres = assign_genre_ids(info.get("genres", []) if existing else [],
-                              [r["genre"] for r in existing.values()] + [i["genre"] for i in todo])
-
     writer = store.PartWriter(out_dir, rows_per_part=rows_per_part)
     failed, warnings, processed = [], [], 0
     for item, result, reason in run_inputs(todo, settings, workers, progress):
@@ -259,17 +327,13 @@ def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, t
             continue
         if result["warning"]:
             warnings.append((item["path"], result["warning"]))
-        writer.write({"track_id": item["track_id"], "genre": item["genre"],
-                      "genre_id": genres.index(item["genre"]), "split": item["split"],
-                      "sample_rate": sample_rate, "n_samples": result["n_samples"], "codes": result["codes"],
-                      "source_path": item["path"], "source_sha256": item["sha256"]})
+        writer.write(track_row(item, result, genres, sample_rate))
         processed += 1
     writer.close()
 
     index = store.read_index(out_dir)
-    dataset = store.summarize(index, sample_rate, quantization_channels, genres, extra={
-        "trim_silence": trim_silence, "silence_threshold_db": silence_threshold, "min_seconds": min_seconds,
-        "valid_fraction": valid_fraction, "test_fraction": test_fraction, "split_seed": split_seed})
+    dataset = dataset_info(index, genres, sample_rate, quantization_channels, trim_silence, silence_threshold,
+                           min_seconds, valid_fraction, test_fraction, split_seed)
     from local.config import write_json_atomic
     write_json_atomic(os.path.join(out_dir, "dataset.json"), dataset)
     store.write_failures(out_dir, failed)
