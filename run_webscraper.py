@@ -110,5 +110,7 @@ write_failures(out_dir, summary["failed"])
 
 print(f"{source}: {summary['downloaded']} new, {summary['skipped']} already had, "
       f"{len(summary['failed'])} failed -> {os.path.join(out_dir, 'manifest.csv')}")
-for path, reason in summary["failed"]:
+for path, reason in summary["failed"][:20]:
     print(f"  failed: {path}: {reason}")
+if len(summary["failed"]) > 20:
+    print(f"  ... and {len(summary['failed']) - 20} more in {os.path.join(out_dir, 'failures.csv')}")
