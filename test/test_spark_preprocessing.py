@@ -1,0 +1,112 @@
+"""aws/spark_preprocessing: on a real local[2] Spark, the dataset equals the local stage's, byte for byte."""
+import csv
+import json
+import os
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import make_audio, run_script
+from local import dataset_store, preprocessing
+
+SETTINGS = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
+                min_seconds=0.5, valid_fraction=0.2, test_fraction=0.2, split_seed=3)
+
+
+def make_raw(raw):
+    """Two genres, varied formats/rates/channels, a duplicated file name, an HTML page and a too-short file."""
+    for g, genre in enumerate(("Rock", "Jazz")):
+        for i, ext in enumerate(("mp3", "flac", "ogg")):
+            make_audio(str(raw / genre / f"{genre.lower()}{i}.{ext}"), seconds=1.2, freq_hz=200 + 90 * g + 40 * i,
+                       channels=1 + i % 2, sample_rate=(22050, 44100, 48000)[i])
+    make_audio(str(raw / "Rock" / "same.mp3"), seconds=1.0, freq_hz=300)
+    make_audio(str(raw / "Jazz" / "same.mp3"), seconds=1.0, freq_hz=500)
+    (raw / "Jazz" / "page.mp3").write_bytes(b"<!DOCTYPE html><html>not found</html>")
+    make_audio(str(raw / "Rock" / "blip.wav"), seconds=0.2)
+
+
+def rows(out_dir):
+    return {r["track_id"]: r for r in pq.read_table(os.path.join(out_dir, "tracks")).to_pylist()}
+
+
+def failures(out_dir):
+    with open(os.path.join(out_dir, "failures.csv"), newline="") as f:
+        return sorted((os.path.basename(r["path"]), r["reason"]) for r in csv.DictReader(f))
+
+
+def test_spark_dataset_equals_the_local_stage_byte_for_byte(spark, tmp_path):
+    from aws.spark_dataset import preprocess_spark
+    raw = tmp_path / "raw"
+    make_raw(raw)
+    local_out, spark_out = str(tmp_path / "local"), str(tmp_path / "spark")
+    local = preprocessing.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
+    result = preprocess_spark(spark, str(raw), spark_out, partitions=3, **SETTINGS)
+
+    expected, got = rows(local_out), rows(spark_out)
+    assert len(expected) == 8 and "Rock__same" in expected and "Jazz__same" in expected
+    assert sorted(got) == sorted(expected)
+    for track_id, row in expected.items():
+        assert got[track_id] == row, track_id  # codes, split, genre_id, source_path, sha256: all equal
+    assert dataset_store.read_dataset_json(spark_out) == dataset_store.read_dataset_json(local_out)
+    assert failures(spark_out) == failures(local_out) and len(failures(spark_out)) == 2
+    assert result["processed"] == local["processed"] == 8 and len(result["failed"]) == 2
+    # the local layout: complete parts only, each track its own row group
+    parts = dataset_store.list_parts(spark_out)
+    assert parts and all(pq.ParquetFile(p).num_row_groups == pq.ParquetFile(p).metadata.num_rows for p in parts)
+    assert pq.read_schema(parts[0]).remove_metadata().equals(dataset_store.TRACK_SCHEMA)
+
+
+def test_uris_manifest_rerun_and_changed_file(spark, tmp_path):
+    """file:// URIs go through Hadoop's FileSystem (the hdfs:// and s3:// path); a manifest names the tracks."""
+    from aws.spark_dataset import preprocess_spark
+    raw = tmp_path / "raw"
+    for i, genre in enumerate(("Folk", "Folk", "Pop", "Pop")):
+        make_audio(str(raw / genre / f"t{i}.mp3"), seconds=1.0, freq_hz=250 + 60 * i)
+    with open(raw / "manifest.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["track_id", "genre", "title", "artist", "source", "path", "bytes", "sha256", "split"])
+        for i, genre in enumerate(("Folk", "Folk", "Pop", "Pop")):
+            writer.writerow([f"id{i}", genre, "", "", "", f"{genre}/t{i}.mp3", "", "", "training" if i < 2 else ""])
+        writer.writerow(["gone", "Pop", "", "", "", "Pop/gone.mp3", "", "", ""])
+    out = tmp_path / "out"
+    out_uri, raw_uri = f"file://{out}", f"file://{raw}"
+
+    first = preprocess_spark(spark, raw_uri, out_uri, **SETTINGS)
+    local = preprocessing.preprocess(str(raw), str(tmp_path / "local"), workers=1, progress=False, **SETTINGS)
+    got, expected = rows(str(out)), rows(str(tmp_path / "local"))
+    assert sorted(got) == ["id0", "id1", "id2", "id3"] == sorted(expected)
+    for track_id in got:
+        assert got[track_id]["codes"] == expected[track_id]["codes"]
+        assert {k: got[track_id][k] for k in ("split", "genre_id", "source_sha256")} == \
+               {k: expected[track_id][k] for k in ("split", "genre_id", "source_sha256")}
+        assert got[track_id]["source_path"].startswith("file://")
+    assert got["id0"]["split"] == "train" and first["failed"] == [(f"{raw_uri}/Pop/gone.mp3",
+                                                                   preprocessing.MISSING_REASON)]
+    assert failures(str(out)) == failures(str(tmp_path / "local"))
+    assert json.load(open(out / "dataset.json"))["tracks"] == local["dataset"]["tracks"]
+    assert not [n for n in os.listdir(out) if n.startswith(".")]  # no temp or .crc files left beside them
+
+    parts_before = dataset_store.list_parts(str(out))
+    again = preprocess_spark(spark, raw_uri, out_uri, **SETTINGS)
+    assert again["skipped"] == 4 and again["processed"] == 0 and dataset_store.list_parts(str(out)) == parts_before
+
+    make_audio(str(raw / "Pop" / "t3.mp3"), seconds=1.3, freq_hz=900)  # id3's file changes
+    changed = preprocess_spark(spark, raw_uri, out_uri, **SETTINGS)
+    after = rows(str(out))
+    assert changed["processed"] == 1 and changed["skipped"] == 3 and sorted(after) == sorted(got)
+    assert after["id3"]["codes"] != got["id3"]["codes"] and after["id2"] == got["id2"]
+    fresh = preprocessing.process_track(str(raw / "Pop" / "t3.mp3"), **{k: SETTINGS[k] for k in (
+        "sample_rate", "quantization_channels", "trim_silence", "silence_threshold", "min_seconds")})
+    assert after["id3"]["codes"] == fresh["codes"]
+    assert not [n for n in os.listdir(out / "tracks") if n.startswith("_rewrite")]
+
+
+def test_script_help_and_bad_config_answer_without_spark(tmp_path):
+    result = run_script("aws/spark_preprocessing.py", "--help", timeout=60)
+    assert result.returncode == 0 and "--partitions" in result.stdout and "--master" in result.stdout
+    bad = run_script("aws/spark_preprocessing.py", "--partitions=many", f"--out_dir={tmp_path / 'o'}", timeout=60)
+    assert bad.returncode == 2 and "partitions" in bad.stderr and "valid keys" in bad.stderr
+    missing = run_script("aws/spark_preprocessing.py", f"--raw_dir={tmp_path / 'nope'}", timeout=60)
+    assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+    assert not (tmp_path / "o").exists()
