@@ -29,7 +29,7 @@ class ArchiveError(ValueError):
 
 
 def in_subset(track_subset, subset):
-    """True if a track whose ``set/subset`` is ``track_subset`` belongs to ``subset`` (small ⊂ medium ⊂ large ⊂ full)."""
+    """True if a track whose ``set/subset`` is ``track_subset`` is in ``subset`` (small ⊂ medium ⊂ large ⊂ full)."""
     if subset == "full":
         return True
     order = SUBSETS[:3]

@@ -337,7 +337,8 @@ class WebClient:
                 self.pacer.pause(min(wait_s, MAX_RETRY_AFTER_S))
             raise RetryableError("429 Too Many Requests", wait_s)
         if status >= 500:
-            raise RetryableError(f"{status} {response.reason}", retry_after_seconds(response.headers.get("Retry-After")))
+            wait_s = retry_after_seconds(response.headers.get("Retry-After"))
+            raise RetryableError(f"{status} {response.reason}", wait_s)
         if status == 403:
             raise FetchError("403 Forbidden (the site refuses this client: check user_agent)")
         raise FetchError(f"{status} {response.reason}")
@@ -365,14 +366,15 @@ class WebClient:
                 if total > max_bytes:
                     raise FetchError(f"larger than the {max_bytes / 1e6:g} MB cap (max_file_mb): abandoned")
                 sink(chunk)
-        except requests.Timeout:
-            raise RetryableError(f"read timed out after {self.timeout_s:g} s after {total} bytes") from None
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+            if isinstance(e, requests.Timeout) or "timed out" in str(e).lower():  # requests wraps a read timeout
+                raise RetryableError(f"read timed out after {self.timeout_s:g} s, {total} bytes in") from None
             raise RetryableError(f"connection dropped after {total} bytes ({type(e).__name__})") from None
         finally:
             response.close()
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) != total:
+        encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        if declared.isdigit() and int(declared) != total and not encoded:  # a gzip length counts other bytes
             raise RetryableError(f"connection dropped after {total} of {declared} bytes")
         return total
 
@@ -406,7 +408,7 @@ class WebClient:
             if declared.isdigit() and int(declared) > max_bytes:
                 response.close()
                 raise FetchError(f"larger than the {max_bytes / 1e6:g} MB cap (max_file_mb): "
-                                 f"{int(declared) / 1e6:.1f} MB announced, not fetched")
+                                 f"{int(declared) / 1e6:.2f} MB announced, not fetched")
             os.makedirs(folder, exist_ok=True)
             tmp = os.path.join(folder, f".{name}{TEMP_MARK}{os.getpid()}-{threading.get_ident()}")
             head = bytearray()
