@@ -23,6 +23,7 @@ as one call. Streams are reproducible from ``seed`` alone: stream b's random num
 many streams run or on how they are split between threads.
 """
 import math
+import os
 
 import numpy as np
 import numba
@@ -85,7 +86,7 @@ def _mm(x, w, y):
 @njit(**_JIT)
 def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, res_b, post1_w, post1_b,
                post2_w, post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs, n_steps, temperature,
-               rng, forced, out_codes, out_probs):
+               rng, forced, out_codes, out_probs, out_logits):
     """Advance streams b0..b1-1 by n_steps samples; see :func:`generate` for the arguments.
 
     Shapes: conv_w (L, width*R, 2D) with tap j in rows j*R..(j+1)*R; skip_w (L*D, S) (all layers' skip
@@ -153,6 +154,8 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
             best = 0
             for c in range(n_q):
                 logits[b, c] += post2_b[c]
+                if record:
+                    out_logits[b0 + b, step, c] = logits[b, c]
                 if logits[b, c] > top:
                     top = logits[b, c]
                     best = c
@@ -184,12 +187,12 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
 @njit(parallel=True, **_JIT)
 def _run_blocks(starts, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, res_b, post1_w, post1_b, post2_w,
                 post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs, n_steps, temperature, rng, forced,
-                out_codes, out_probs):
+                out_codes, out_probs, out_logits):
     """Run each block of streams (starts[k]..starts[k+1]-1) on its own thread; blocks never synchronize."""
     for k in prange(len(starts) - 1):
         _run_block(starts[k], starts[k + 1], embedding, conv_w, stream_bias, skip_w, skip_b, res_w, res_b,
                    post1_w, post1_b, post2_w, post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs,
-                   n_steps, temperature, rng, forced, out_codes, out_probs)
+                   n_steps, temperature, rng, forced, out_codes, out_probs, out_logits)
 
 
 def fold_weights(model):
@@ -362,22 +365,22 @@ def prime_state(model, weights, state, prime_codes, batch_rows=4):
     return state
 
 
-def generate(weights, state, n_samples, temperature=1.0, forced_codes=None, record_probabilities=False,
-             threads=None):
+def generate(weights, state, n_samples, temperature=1.0, forced_codes=None, record=False, threads=None):
     """Generate ``n_samples`` codes for every stream of ``state``, continuing (and advancing) it.
 
     ``temperature``: logits are divided by it before the softmax; 0 picks the most likely code.
     ``forced_codes``: optional (streams, n_samples) int codes fed instead of the sampled ones (-1 = sample):
-    teacher forcing, used to check the kernel against the full model. ``record_probabilities``: also
-    return the (streams, n_samples, Q) float32 distributions the codes were drawn from.
+    teacher forcing, used to check the kernel against the full model. ``record``: also return the
+    distributions the codes were drawn from and the logits, both (streams, n_samples, Q) float32.
     ``threads``: how many threads share the streams (default: numba's, at most one per stream).
-    Returns codes (streams, n_samples) int32 [, probabilities].
+    Returns codes (streams, n_samples) int32, or (codes, probabilities, logits) when ``record``.
     """
     n_streams = len(state["inputs"])
     n_samples = int(n_samples)
     n_q = weights["embedding"].shape[0]
     out_codes = np.zeros((n_streams, n_samples), np.int32)
-    out_probs = np.zeros((n_streams, n_samples if record_probabilities else 0, n_q), np.float32)
+    out_probs = np.zeros((n_streams, n_samples if record else 0, n_q), np.float32)
+    out_logits = np.zeros_like(out_probs)
     forced = (np.zeros((n_streams, 0), np.int64) if forced_codes is None
               else np.ascontiguousarray(np.asarray(forced_codes, dtype=np.int64).reshape(n_streams, n_samples)))
     threads = min(n_streams, int(threads or numba.get_num_threads()))
@@ -386,14 +389,14 @@ def generate(weights, state, n_samples, temperature=1.0, forced_codes=None, reco
             weights["res_w"], weights["res_b"], weights["post1_w"], weights["post1_b"], weights["post2_w"],
             weights["post2_b"], weights["dilations"], state["ring"], state["ring_offsets"], state["ring_masks"],
             int(state["t"]), state["inputs"], n_samples, float(temperature), state["rng"], forced, out_codes,
-            out_probs)
+            out_probs, out_logits)
     if n_samples > 0:
         if threads <= 1:
             _run_block(0, n_streams, *args)
         else:
             _run_blocks(starts, *args)
     state["t"] += n_samples
-    return (out_codes, out_probs) if record_probabilities else out_codes
+    return (out_codes, out_probs, out_logits) if record else out_codes
 
 
 def naive_generate(model, n_samples, genre_id=None, temperature=1.0, seed=0, history=None):
@@ -433,3 +436,36 @@ def receptive_field_of(model):
         total += (width - 1) * int(conv.dilation_rate[0])
         i += 1
     return total + 1
+
+
+def write_wav(path, y, sample_rate):
+    """Write mono float audio ``y`` (n,) as 16-bit PCM WAV at ``sample_rate`` Hz, atomically (temp + rename).
+
+    Scaled by the peak only when it exceeds 1 (local.audio.to_pcm16), so nothing clips.
+    """
+    import wave
+    from local.audio import to_pcm16
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    with wave.open(tmp, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(int(sample_rate))
+        f.writeframes(to_pcm16(y).astype("<i2").tobytes())
+    os.replace(tmp, path)
+    return path
+
+
+def clip_problem(codes, quantization_channels=256, silence_rms=1e-3):
+    """Why a generated clip is not worth hearing ("constant", "silent") or "" when it is fine.
+
+    codes: (n,) mu-law codes. Silent = RMS of the decoded audio below ``silence_rms`` (about -60 dBFS).
+    """
+    from local.audio import mu_law_decode
+    codes = np.asarray(codes)
+    if len(codes) == 0 or codes.min() == codes.max():
+        return "constant"
+    y = mu_law_decode(codes, quantization_channels)
+    if float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < silence_rms:
+        return "silent"
+    return ""

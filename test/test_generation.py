@@ -35,10 +35,12 @@ def test_sampled_distributions_equal_the_full_forward_pass(filter_width, conditi
     genre_ids = [2, 0, 1] if conditioned else None
     state = generation.initial_state(weights, genre_ids=genre_ids, n_streams=3, seed=5)
     n = 3 * receptive_field(DILATIONS, filter_width)  # well past the receptive field: the rings wrap around
-    codes, probs = generation.generate(weights, state, n, temperature=0.8, record_probabilities=True)
+    codes, probs, logits = generation.generate(weights, state, n, temperature=0.8, record=True)
     inputs = np.concatenate([np.full((3, 1), 16), codes[:, :-1]], axis=1)  # the start code, then the samples
     expected = full_probabilities(model, inputs, genre_ids, 0.8)
     assert np.abs(probs - expected).max() < 1e-4
+    keras_logits = model.predict_on_batch(generation.model_feed(model, inputs, genre_ids))
+    assert np.abs(logits - keras_logits).max() < 1e-4
     assert len(np.unique(codes)) > 3  # really sampled, not stuck
 
 
@@ -52,7 +54,7 @@ def test_priming_with_one_batched_pass_continues_the_track_exactly(filter_width,
     genre_ids = [1, 1, 2] if conditioned else None
     state = generation.initial_state(weights, genre_ids=genre_ids, n_streams=3, seed=2)
     generation.prime_state(model, weights, state, prime)
-    codes, probs = generation.generate(weights, state, 40, temperature=1.0, record_probabilities=True)
+    codes, probs, _ = generation.generate(weights, state, 40, temperature=1.0, record=True)
     inputs = np.concatenate([np.repeat(prime[None], 3, axis=0), codes[:, :-1]], axis=1)
     expected = full_probabilities(model, inputs, genre_ids, 1.0)[:, len(prime) - 1:]
     assert np.abs(probs - expected).max() < 1e-4
@@ -64,7 +66,7 @@ def test_teacher_forcing_gives_the_model_distribution_at_every_position():
     track = np.random.default_rng(1).integers(0, 32, (2, 120))
     state = generation.initial_state(weights, n_streams=2, start_code=0)
     state["inputs"][:] = track[:, 0]
-    codes, probs = generation.generate(weights, state, 119, forced_codes=track[:, 1:], record_probabilities=True)
+    codes, probs, _ = generation.generate(weights, state, 119, forced_codes=track[:, 1:], record=True)
     assert (codes == track[:, 1:]).all()
     assert np.abs(probs - full_probabilities(model, track[:, :-1], None, 1.0)).max() < 1e-4
 
@@ -87,8 +89,8 @@ def test_streams_are_reproducible_chunkable_and_independent_of_threads_and_batch
 def test_temperature_zero_takes_the_most_likely_code():
     model = tiny_model(2, False, seed=5)
     weights = generation.fold_weights(model)
-    codes, probs = generation.generate(weights, generation.initial_state(weights, n_streams=1), 50, temperature=0,
-                                       record_probabilities=True)
+    codes, probs, _ = generation.generate(weights, generation.initial_state(weights, n_streams=1), 50,
+                                          temperature=0, record=True)
     assert (codes[0] == probs[0].argmax(axis=1)).all()
 
 

@@ -1,0 +1,104 @@
+"""How well a WaveNet predicts real audio: teacher-forced negative log-likelihood in bits per sample, and baselines.
+
+Every code of a track but the first is scored given all the codes before it (as far back as the receptive
+field reaches; before the track's start, the model's causal zero padding). Long tracks are cut into
+windows of ``window`` scored positions, each with receptive_field - 1 codes of context in front, so the
+scores equal those of one pass over the whole track while memory stays bounded by
+``batch_positions`` positions per forward pass.
+
+Baselines: ``uniform`` = log2(Q) bits (every code equally likely); ``unigram`` = the entropy of the train
+codes' histogram (a model that knows only how often each code occurs).
+"""
+import math
+
+import numpy as np
+
+
+def track_windows(n_codes, receptive_field, window):
+    """The windows that score a track of ``n_codes`` codes: a list of (input_start, score_start, score_stop).
+
+    Output position p (0..n_codes-2) predicts code p+1. A window feeds codes input_start ..
+    input_start + receptive_field - 1 + window - 1 (fewer at the track's end) and scores outputs
+    score_start..score_stop-1 (absolute positions). The first window starts at the track's start, where
+    the model's own padding is the truth, so it scores from position 0.
+    """
+    windows = []
+    first_span = receptive_field - 1 + window  # the first window has no context to spend: it scores it all
+    position = 0
+    while position < n_codes - 1:
+        if position == 0:
+            start, stop = 0, min(n_codes - 1, first_span)
+        else:
+            start, stop = position - (receptive_field - 1), min(n_codes - 1, position + window)
+        windows.append((start, position, stop))
+        position = stop
+    return windows
+
+
+def log2_softmax(logits):
+    """log2 of softmax over the last axis, in float64."""
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return (shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))) / math.log(2.0)
+
+
+def score_tracks(model, tracks, receptive_field, window=8192, batch_positions=32768, progress=None):
+    """Teacher-forced negative log2-likelihood of every track.
+
+    tracks: a list of (codes (n,) uint8, genre_id int or None). Windows of all tracks share one input length
+    (receptive_field - 1 + window; shorter ones are padded at the end, which a causal model never sees), so
+    the forward pass is traced once; ``batch_positions`` bounds the positions per pass.
+    progress: an optional tqdm-like object; ``update(k)`` is called with the positions scored.
+    Returns a list of (bits summed over the track, positions scored), one per track.
+    """
+    from local.generation import model_feed
+    length = receptive_field - 1 + window
+    rows = max(1, batch_positions // length)
+    jobs = []  # (track index, input_start, score_start, score_stop)
+    for index, (codes, _) in enumerate(tracks):
+        jobs += [(index, *w) for w in track_windows(len(codes), receptive_field, window)]
+    totals = [[0.0, 0] for _ in tracks]
+    conditioned = any(t.name == "genre_id" for t in model.inputs)
+    n_q = model.output_shape[-1]
+    for first in range(0, len(jobs), rows):
+        batch = jobs[first:first + rows]
+        batch += [batch[-1]] * (rows - len(batch))  # same batch shape every pass: no retracing
+        inputs = np.full((rows, length), n_q // 2, np.int32)
+        genres = np.zeros(rows, np.int32)
+        for row, (index, start, _, _) in enumerate(batch):
+            piece = tracks[index][0][start:start + length]
+            inputs[row, :len(piece)] = piece
+            genres[row] = tracks[index][1] or 0
+        logits = model.predict_on_batch(model_feed(model, inputs, genres if conditioned else None))
+        for row, (index, start, score_start, score_stop) in enumerate(batch[:len(jobs[first:first + rows])]):
+            positions = np.arange(score_start, score_stop)
+            targets = np.asarray(tracks[index][0][positions + 1], np.int64)
+            log2p = log2_softmax(logits[row, positions - start])
+            totals[index][0] += float(-log2p[np.arange(len(positions)), targets].sum())
+            totals[index][1] += len(positions)
+            if progress is not None:
+                progress.update(len(positions))
+    return [(bits, n) for bits, n in totals]
+
+
+def code_histogram(code_arrays, quantization_channels=256):
+    """Counts of each code 0..Q-1 over a list of code arrays; (Q,) int64."""
+    counts = np.zeros(quantization_channels, np.int64)
+    for codes in code_arrays:
+        counts += np.bincount(np.asarray(codes, np.int64), minlength=quantization_channels)[:quantization_channels]
+    return counts
+
+
+def entropy_bits(counts):
+    """Entropy in bits of the distribution ``counts`` / sum (the unigram baseline on its own data)."""
+    p = np.asarray(counts, np.float64)
+    p = p[p > 0] / p.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def cross_entropy_bits(test_counts, train_counts):
+    """Bits/sample of the test codes under the train histogram (add-one smoothed, so no code costs infinity)."""
+    q = np.asarray(train_counts, np.float64) + 1.0
+    q /= q.sum()
+    test = np.asarray(test_counts, np.float64)
+    return float(-(test * np.log2(q)).sum() / max(test.sum(), 1.0))
