@@ -1,0 +1,257 @@
+"""Stage 3: run-dir files, checkpoints (atomic, rotated, kill-safe), resume, and the script end to end."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from helpers import ROOT, run_script
+from local import dataset_store, training
+from local.config import write_json_atomic
+
+TINY_ARGS = ["--dilations=1,2,4,8", "--residual_channels=8", "--dilation_channels=8", "--skip_channels=16",
+             "--batch_size=4", "--window=64", "--valid_windows=4", "--cache_tracks=2"]
+
+
+def write_tone_dataset(directory, splits=("train", "train", "train", "valid", "test"), seconds=3.0,
+                       sample_rate=1000):
+    """A real processed dataset (Parquet parts + dataset.json): one tone per track, genre = tone."""
+    import librosa
+    writer = dataset_store.PartWriter(str(directory), rows_per_part=2)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    for i, split in enumerate(splits):
+        genre_id = i % 2
+        x = 0.5 * np.sin(2 * np.pi * (50.0 + 60 * genre_id + 7 * i) * t)
+        codes = (librosa.mu_compress(x, mu=255, quantize=True) + 128).astype(np.uint8)
+        writer.write({"track_id": f"t{i}", "genre": ["Low", "High"][genre_id], "genre_id": genre_id,
+                      "split": split, "sample_rate": sample_rate, "n_samples": len(codes),
+                      "codes": codes.tobytes(), "source_path": f"t{i}.wav", "source_sha256": f"t{i}"})
+    writer.close()
+    index = dataset_store.read_index(str(directory))
+    write_json_atomic(os.path.join(directory, "dataset.json"),
+                      dataset_store.summarize(index, sample_rate, 256, ["Low", "High"]))
+    return str(directory)
+
+
+# --- run-dir files -------------------------------------------------------------------------------------
+
+def test_model_json_round_trip_and_missing_file(tmp_path):
+    settings = {"dilations": [1, 2], "filter_width": 2, "residual_channels": 8, "dilation_channels": 8,
+                "skip_channels": 16, "quantization_channels": 256, "genre_conditioning": True,
+                "genre_channels": 4, "n_genres": 2}
+    training.write_model_json(str(tmp_path), settings, ["Low", "High"], 16000, 256, 4, "data/x")
+    data = training.read_model_json(str(tmp_path))
+    assert data == {"model": settings, "genres": ["Low", "High"], "sample_rate": 16000,
+                    "quantization_channels": 256, "receptive_field": 4, "data_dir": "data/x"}
+    with pytest.raises(FileNotFoundError, match=r"nowhere.model\.json"):
+        training.read_model_json(str(tmp_path / "nowhere"))
+    assert training.model_differences(settings, {**settings, "dilations": [1]}) == ["dilations: [1, 2] -> [1]"]
+
+
+def test_metrics_append_truncate_and_plot(tmp_path):
+    run_dir = str(tmp_path)
+    for step in (10, 20, 30):
+        training.append_metrics(run_dir, {"step": step, "train_bits_per_sample": 8 - step / 10,
+                                          "valid_bits_per_sample": 8.5 - step / 10, "samples_per_second": 100.0})
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        assert f.readline().strip().split(",")[:4] == ["step", "train_bits_per_sample", "valid_bits_per_sample",
+                                                       "samples_per_second"]
+    rows = training.read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [10, 20, 30] and rows[1]["valid_bits_per_sample"] == pytest.approx(6.5)
+    assert math.isnan(rows[0]["learning_rate"])  # a column left empty reads as NaN
+    training.truncate_metrics(run_dir, 20)
+    assert [r["step"] for r in training.read_metrics(run_dir)] == [10, 20]
+    path = training.plot_metrics(run_dir, baseline_bits=8.0)
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_learning_rate_schedule():
+    assert training.learning_rate_at(0, 1.0, "constant", warmup_steps=4) == pytest.approx(0.25)
+    assert training.learning_rate_at(3, 1.0, "constant", warmup_steps=4) == pytest.approx(1.0)
+    assert training.learning_rate_at(50, 1.0, "constant") == 1.0
+    assert training.learning_rate_at(0, 1.0, "cosine", 0, 100, 0.1) == pytest.approx(1.0)
+    assert training.learning_rate_at(50, 1.0, "cosine", 0, 100, 0.1) == pytest.approx(0.55)
+    assert training.learning_rate_at(100, 1.0, "cosine", 0, 100, 0.1) == pytest.approx(0.1)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------
+
+def tiny_model_and_optimizer(seed=0):
+    import keras
+    import tensorflow as tf
+    from local.wavenet import build_wavenet
+    keras.utils.set_random_seed(seed)
+    model = build_wavenet([1, 2], 2, residual_channels=4, dilation_channels=4, skip_channels=4,
+                          quantization_channels=16)
+    optimizer = training.make_optimizer(1e-2)
+    step = training.make_train_step(model, optimizer, window=4)
+    features = {"codes": tf.constant(np.arange(32).reshape(4, 8) % 16, tf.int32),
+                "genre_id": tf.zeros(4, tf.int32)}
+    step(features, tf.constant(np.ones((4, 4)), tf.int32))
+    return model, optimizer
+
+
+def test_checkpoint_round_trip_and_rotation(tmp_path):
+    run_dir = str(tmp_path)
+    model, optimizer = tiny_model_and_optimizer()
+    weights, moments = model.get_weights(), training.optimizer_arrays(optimizer)
+    for step in (1, 2, 3):
+        training.save_checkpoint(run_dir, step, model, optimizer, {"examples_done": 4 * step}, keep=2)
+    assert [s for s, _ in training.list_checkpoints(run_dir)] == [2, 3]
+    fresh, fresh_optimizer = tiny_model_and_optimizer(seed=5)
+    assert not np.allclose(fresh.get_weights()[0], weights[0])
+    state = training.load_checkpoint(training.latest_checkpoint(run_dir)[1], fresh, fresh_optimizer)
+    assert state == {"examples_done": 12, "step": 3}
+    for a, b in zip(fresh.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(training.optimizer_arrays(fresh_optimizer), moments):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tmp_path, monkeypatch):
+    run_dir = str(tmp_path)
+    model, optimizer = tiny_model_and_optimizer()
+    training.save_checkpoint(run_dir, 1, model, optimizer, {"examples_done": 4})
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(training, "write_json_atomic", crash)  # dies after weights and optimizer are written
+    with pytest.raises(OSError):
+        training.save_checkpoint(run_dir, 2, model, optimizer, {"examples_done": 8})
+    assert training.latest_checkpoint(run_dir)[0] == 1
+    assert any(n.startswith(".tmp-") for n in os.listdir(training.checkpoints_dir(run_dir)))
+    training.remove_stale_temps(run_dir)
+    assert os.listdir(training.checkpoints_dir(run_dir)) == ["step-00000001"]
+
+
+def test_killed_while_checkpointing_never_leaves_a_broken_complete_checkpoint(tmp_path):
+    """SIGKILL a process that does nothing but write checkpoints; every complete one must load."""
+    run_dir = str(tmp_path / "run")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'test')!r}]
+        from test_training import tiny_model_and_optimizer
+        from local import training
+        model, optimizer = tiny_model_and_optimizer()
+        step = 0
+        while True:
+            step += 1
+            training.save_checkpoint({run_dir!r}, step, model, optimizer, {{"examples_done": step}}, keep=1000)
+            print(step, flush=True)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    try:
+        for _ in range(3):  # three checkpoints done: it is now in the middle of the fourth or later
+            assert process.stdout.readline(), "the checkpoint writer died"
+        time.sleep(np.random.default_rng().uniform(0, 0.05))
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    found = training.list_checkpoints(run_dir)
+    assert len(found) >= 3
+    for step, path in found:
+        model, optimizer = tiny_model_and_optimizer(seed=1)
+        assert training.load_checkpoint(path, model, optimizer)["step"] == step
+    training.remove_stale_temps(run_dir)
+    assert sorted(os.listdir(training.checkpoints_dir(run_dir))) == [os.path.basename(p) for _, p in found]
+
+
+# --- the script end to end -----------------------------------------------------------------------------
+
+def train(data_dir, run_dir, *args):
+    result = run_script("run_model_training.py", f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TINY_ARGS,
+                        "--eval_every=2", "--checkpoint_every=3", "--stuck_check_step=0", *args,
+                        env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_train_then_resume_matches_one_straight_run(tmp_path):
+    import keras
+    data_dir = write_tone_dataset(tmp_path / "data")
+    resumed, straight = str(tmp_path / "resumed"), str(tmp_path / "straight")
+    train(data_dir, resumed, "--steps=6", "--genre_conditioning=true")
+    assert [r["step"] for r in training.read_metrics(resumed)] == [2, 4, 6]
+    again = train(data_dir, resumed, "--steps=12", "--genre_conditioning=true")
+    assert "resuming" in again.stdout and "from step 6" in again.stdout
+    train(data_dir, straight, "--steps=12", "--genre_conditioning=true")
+
+    rows, straight_rows = training.read_metrics(resumed), training.read_metrics(straight)
+    assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12]
+    for a, b in zip(rows, straight_rows):  # same data order and same optimizer state after the resume
+        assert a["train_bits_per_sample"] == pytest.approx(b["train_bits_per_sample"], abs=1e-4)
+        assert a["valid_bits_per_sample"] == pytest.approx(b["valid_bits_per_sample"], abs=1e-4)
+    assert [s for s, _ in training.list_checkpoints(resumed)] == [6, 9, 12]
+    with open(os.path.join(resumed, "config.json")) as f:
+        assert json.load(f)["steps"] == 12
+    info = training.read_model_json(resumed)
+    assert info["genres"] == ["Low", "High"] and info["sample_rate"] == 1000
+    assert info["model"]["dilations"] == [1, 2, 4, 8] and info["model"]["n_genres"] == 2
+    assert info["receptive_field"] == 16 and info["quantization_channels"] == 256
+    model = keras.models.load_model(os.path.join(resumed, "model.keras"))
+    final = keras.models.load_model(os.path.join(straight, "model.keras"))
+    for a, b in zip(model.get_weights(), final.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    for name in ("loss.png", "tensorboard"):
+        assert os.path.exists(os.path.join(resumed, name))
+
+
+def test_changed_model_on_resume_is_a_one_line_error(tmp_path):
+    data_dir = write_tone_dataset(tmp_path / "data")
+    run_dir = str(tmp_path / "run")
+    train(data_dir, run_dir, "--steps=3")
+    result = run_script("run_model_training.py", f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TINY_ARGS,
+                        "--residual_channels=16", "--steps=6")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "residual_channels: 8 -> 16" in result.stderr
+
+
+def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    data_dir = write_tone_dataset(tmp_path / "data")
+    run_dir = str(tmp_path / "run")
+    train(data_dir, run_dir, "--steps=3")
+    result = run_script("run_model_training.py", f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TINY_ARGS,
+                        "--steps=40", "--learning_rate=1e38", "--grad_clip=0", "--checkpoint_every=1",
+                        env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "the loss became nan" in result.stderr or "the loss became inf" in result.stderr
+    step, path = training.latest_checkpoint(run_dir)
+    model, optimizer = tiny_model_and_optimizer()
+    from local.wavenet import build_wavenet
+    model = build_wavenet(**training.read_model_json(run_dir)["model"])
+    model.load_weights(os.path.join(path, "model.weights.h5"))
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+@pytest.mark.parametrize("splits,message", [
+    (None, "holds no processed dataset"),
+    (("train", "train", "test"), "needs train and valid tracks"),
+])
+def test_dataset_problems_are_one_line_errors(tmp_path, splits, message):
+    data_dir = str(tmp_path / "data")
+    if splits:
+        write_tone_dataset(data_dir, splits)
+    result = run_script("run_model_training.py", f"--data_dir={data_dir}", f"--run_dir={tmp_path / 'run'}",
+                        *TINY_ARGS)
+    assert result.returncode == 2 and message in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_too_short_tracks_and_bad_values_are_errors(tmp_path):
+    data_dir = write_tone_dataset(tmp_path / "data", seconds=0.05)
+    result = run_script("run_model_training.py", f"--data_dir={data_dir}", *TINY_ARGS)
+    assert result.returncode == 2 and "longer than receptive_field + window = 80 samples" in result.stderr
+    result = run_script("run_model_training.py", f"--data_dir={data_dir}", "--window=0")
+    assert result.returncode == 2 and "--window=0" in result.stderr
+    result = run_script("run_model_training.py", f"--data_dir={data_dir}", "--quantization_channels=64")
+    assert result.returncode == 2 and "--quantization_channels=256" in result.stderr
