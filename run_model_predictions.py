@@ -5,8 +5,9 @@ each new sample costs one pass through the layers, not a forward pass over the r
 clips (streams) are generated at once, by default one per genre of a genre-conditioned model.
 
 Writes into out_dir: <genre>_<nn>.wav (16-bit PCM mono at the model's sample rate), <genre>_<nn>.png
-(spectrogram), generation.json (settings and measured samples/s per clip) and config.json. With
---evaluate=true also <run_dir>/evaluation.json: test bits/sample beside the uniform and unigram baselines.
+(spectrogram), generation.json (settings and measured samples/s per clip) and config.json; the WAV paths are
+printed last. With --evaluate=true, first <run_dir>/evaluation.json: test bits/sample beside the uniform and
+unigram baselines, printed as a table.
 
 Run:
   python run_model_predictions.py --run_dir=data/runs/default                    # one clip per genre
@@ -114,6 +115,59 @@ print(f"{run_dir}: {len(weights['dilations'])} layers, filter width {weights['fi
       f"{field} samples ({field / sample_rate * 1000:.0f} ms), {n_codes} codes, {sample_rate} Hz"
       + (f", genres: {', '.join(genres)}" if conditioned else ""))
 
+if evaluate:
+    def load(row):
+        return dataset_store.read_codes(row["part"], row["row_group"], row.get("row_in_group", 0))
+
+    test_rows = [row for row in index if row["split"] == "test"]
+    train_rows = [row for row in index if row["split"] == "train"]
+    if conditioned:
+        unknown = sorted({row["genre"] for row in test_rows if row["genre"] not in genres})
+        if unknown:
+            print(f"note: test tracks of genres the model was not trained on are skipped: {', '.join(unknown)}")
+        test_rows = [row for row in test_rows if row["genre"] in genres]
+    if eval_max_tracks:
+        test_rows = test_rows[:eval_max_tracks]
+    if not test_rows:
+        fail(f"{data_dir} has no test tracks to evaluate on (see its dataset.json): rerun stage 2 with "
+             f"--test_fraction > 0 or pass another --data_dir", status=1)
+    n_positions = sum(max(0, int(row["n_samples"]) - 1) for row in test_rows)
+    bar = tqdm(total=n_positions, unit="sample", unit_scale=True, dynamic_ncols=True,
+               desc=f"scoring {len(test_rows)} test tracks")
+    scores, test_counts = [], np.zeros(n_codes, np.int64)
+    for first in range(0, len(test_rows), 16):  # 16 tracks in memory at a time, however large the test set
+        tracks = [(load(row), genres.index(row["genre"]) if conditioned else None)
+                  for row in test_rows[first:first + 16]]
+        scores += evaluation.score_tracks(model, tracks, field, eval_window, eval_batch_positions, progress=bar)
+        test_counts += evaluation.code_histogram((codes for codes, _ in tracks), n_codes)
+    bar.close()
+    total_bits, total_n = sum(b for b, _ in scores), sum(n for _, n in scores)
+    train_counts = evaluation.code_histogram((load(row) for row in train_rows), n_codes)
+    per_genre = {}
+    for row, (bits, n) in zip(test_rows, scores):
+        entry = per_genre.setdefault(row["genre"], [0.0, 0])
+        entry[0] += bits
+        entry[1] += n
+    result = {"test_bits_per_sample": total_bits / max(total_n, 1),
+              "uniform_bits_per_sample": math.log2(n_codes),
+              "unigram_bits_per_sample": evaluation.entropy_bits(train_counts) if train_counts.sum() else None,
+              "unigram_test_bits_per_sample": evaluation.cross_entropy_bits(test_counts, train_counts),
+              "n_samples": int(total_n), "n_tracks": len(test_rows),
+              "per_genre_bits_per_sample": {g: b / max(n, 1) for g, (b, n) in per_genre.items()},
+              "per_track_bits_per_sample": {str(row["track_id"]): b / max(n, 1)
+                                            for row, (b, n) in zip(test_rows, scores)},
+              "data_dir": data_dir, "receptive_field": field}
+    write_json_atomic(os.path.join(run_dir, "evaluation.json"), result)
+    unigram = result["unigram_bits_per_sample"]
+    print(f"\n{'test set (' + str(len(test_rows)) + ' tracks, ' + format(total_n, ',') + ' samples)':<44}bits/sample")
+    print(f"  {'model (teacher-forced)':<42}{result['test_bits_per_sample']:.3f}")
+    print(f"  {'unigram (train codes histogram entropy)':<42}" + (f"{unigram:.3f}" if unigram is not None else "-"))
+    print(f"  {'unigram on the test codes':<42}{result['unigram_test_bits_per_sample']:.3f}")
+    print(f"  {'uniform (log2 ' + str(n_codes) + ')':<42}{result['uniform_bits_per_sample']:.3f}")
+    print(os.path.join(run_dir, "evaluation.json"))
+    if seconds > 0:
+        print()
+
 if seconds > 0:
     os.makedirs(out_dir, exist_ok=True)
     save_config(config, out_dir)
@@ -175,53 +229,3 @@ if seconds > 0:
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
     for clip in clips:
         print(clip["wav"])
-
-if evaluate:
-    from local import dataset_store  # noqa: E402,F811
-
-    def load(row):
-        return dataset_store.read_codes(row["part"], row["row_group"], row.get("row_in_group", 0))
-
-    test_rows = [row for row in index if row["split"] == "test"]
-    train_rows = [row for row in index if row["split"] == "train"]
-    if conditioned:
-        unknown = sorted({row["genre"] for row in test_rows if row["genre"] not in genres})
-        if unknown:
-            print(f"note: test tracks of genres the model was not trained on are skipped: {', '.join(unknown)}")
-        test_rows = [row for row in test_rows if row["genre"] in genres]
-    if eval_max_tracks:
-        test_rows = test_rows[:eval_max_tracks]
-    if not test_rows:
-        fail(f"{data_dir} has no test tracks to evaluate on (see its dataset.json): rerun stage 2 with "
-             f"--test_fraction > 0 or pass another --data_dir", status=1)
-    tracks = [(load(row), genres.index(row["genre"]) if conditioned else None) for row in test_rows]
-    n_positions = sum(max(0, len(codes) - 1) for codes, _ in tracks)
-    bar = tqdm(total=n_positions, unit="sample", unit_scale=True, dynamic_ncols=True,
-               desc=f"scoring {len(tracks)} test tracks")
-    scores = evaluation.score_tracks(model, tracks, field, eval_window, eval_batch_positions, progress=bar)
-    bar.close()
-    total_bits, total_n = sum(b for b, _ in scores), sum(n for _, n in scores)
-    train_counts = evaluation.code_histogram((load(row) for row in train_rows), n_codes)
-    test_counts = evaluation.code_histogram((codes for codes, _ in tracks), n_codes)
-    per_genre = {}
-    for row, (bits, n) in zip(test_rows, scores):
-        entry = per_genre.setdefault(row["genre"], [0.0, 0])
-        entry[0] += bits
-        entry[1] += n
-    result = {"test_bits_per_sample": total_bits / max(total_n, 1),
-              "uniform_bits_per_sample": math.log2(n_codes),
-              "unigram_bits_per_sample": evaluation.entropy_bits(train_counts) if train_counts.sum() else None,
-              "unigram_test_bits_per_sample": evaluation.cross_entropy_bits(test_counts, train_counts),
-              "n_samples": int(total_n), "n_tracks": len(tracks),
-              "per_genre_bits_per_sample": {g: b / max(n, 1) for g, (b, n) in per_genre.items()},
-              "per_track_bits_per_sample": {str(row["track_id"]): b / max(n, 1)
-                                            for row, (b, n) in zip(test_rows, scores)},
-              "data_dir": data_dir, "receptive_field": field}
-    write_json_atomic(os.path.join(run_dir, "evaluation.json"), result)
-    unigram = result["unigram_bits_per_sample"]
-    print(f"\n{'test set (' + str(len(tracks)) + ' tracks, ' + format(total_n, ',') + ' samples)':<44}bits/sample")
-    print(f"  {'model (teacher-forced)':<42}{result['test_bits_per_sample']:.3f}")
-    print(f"  {'unigram (train codes histogram entropy)':<42}" + (f"{unigram:.3f}" if unigram is not None else "-"))
-    print(f"  {'unigram on the test codes':<42}{result['unigram_test_bits_per_sample']:.3f}")
-    print(f"  {'uniform (log2 ' + str(n_codes) + ')':<42}{result['uniform_bits_per_sample']:.3f}")
-    print(os.path.join(run_dir, "evaluation.json"))
