@@ -143,3 +143,32 @@ def start_spark(app_name, master="", conf=None):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def fetch_tree(spark, uri, local_dir):
+    """Copy every file below ``uri`` into ``local_dir`` (same relative paths); nothing if ``uri`` is absent."""
+    if not exists(spark, uri):
+        return
+    fs, root = hadoop_fs(spark, uri)
+    root_text = fs.makeQualified(root).toString().rstrip("/")
+    files = fs.listFiles(root, True)
+    jvm = spark.sparkContext._jvm
+    while files.hasNext():
+        path = files.next().getPath()
+        relative = path.toString()[len(root_text) + 1:]
+        target = os.path.join(local_dir, *relative.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fs.copyToLocalFile(False, path, jvm.org.apache.hadoop.fs.Path(target), True)
+
+
+def publish_tree(spark, local_dir, uri, last_names=("state.json",)):
+    """Publish every file below ``local_dir`` to ``uri`` (each atomically, ``last_names`` after the others,
+    so a checkpoint folder is complete once its state.json is there); hidden temp files are skipped."""
+    files = []
+    for root, dirs, names in os.walk(local_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [os.path.join(root, n) for n in names if not n.startswith(".") and ".tmp-" not in n]
+    files.sort(key=lambda p: (os.path.basename(p) in last_names, p))
+    for path in files:
+        relative = os.path.relpath(path, local_dir).split(os.sep)
+        publish(spark, path, join(uri, *relative))
