@@ -7,9 +7,12 @@ O(layers x receptive field). The whole loop - the layers, the softmax with tempe
 with a per-stream random generator - runs inside one numba function, so no Python runs per sample.
 
 Any ``filter_width`` >= 2 works: tap j of a layer with dilation d reads the ring at t - (filter_width-1-j)*d,
-exactly what Keras' causal Conv1D does. Genre conditioning is a constant per stream, folded into each
-layer's convolution bias. Several streams (independent clips) run at once: each thread takes a block of
-streams and multiplies every weight matrix by the whole block, so a weight read from cache serves them all.
+exactly what Keras' causal Conv1D does; the taps are stacked so a layer's dilated convolution is one product.
+Genre conditioning is a constant per stream, folded into each layer's convolution bias. The skip
+convolutions of all layers are one product of the concatenated gates. Several streams (independent clips)
+run at once: each thread takes a block of streams and multiplies the whole block by each weight matrix with
+one BLAS call (np.dot inside numba), so a weight read from cache serves them all; for a single stream a
+plain loop that LLVM vectorizes beats the call. Weights and activations are float32 (fastmath).
 
 Usage::
 
@@ -405,8 +408,9 @@ _NAIVE_FORWARD = weakref.WeakKeyDictionary()
 
 def naive_generate(model, n_samples, genre_id=None, temperature=1.0, seed=0, history=None):
     """The slow reference: one full Keras forward pass over the last receptive field of codes for every new
-    sample, as the seed system did (XLA-compiled once the window is full). ``history``: the codes before (default: the start code Q//2 alone, after
-    the causal zero padding, like :func:`generate`). Returns (n_samples,) int32 codes. For tests and benchmarks.
+    sample, as the seed system did (XLA-compiled once the window is full). ``history``: the codes before
+    (default: the start code Q//2 alone, after the causal zero padding, like :func:`generate`).
+    Returns (n_samples,) int32 codes. For tests and benchmarks.
     """
     import tensorflow as tf
     n_q = model.output_shape[-1]
