@@ -109,16 +109,16 @@ if not train_tracks or not valid_tracks:
 if too_short:
     print(f"note: {len(too_short)} train tracks shorter than {span} samples are not used")
 
-# Resuming: the model must be the one the checkpoints were made with.
+# Resuming: the model must be the one the checkpoints were made with (no checkpoint yet = a fresh start).
 os.makedirs(run_dir, exist_ok=True)
 training.remove_stale_temps(run_dir)
-if os.path.isfile(os.path.join(run_dir, "model.json")):
+checkpoint = training.latest_checkpoint(run_dir)
+if checkpoint and os.path.isfile(os.path.join(run_dir, "model.json")):
     saved = training.read_model_json(run_dir)
     differences = training.model_differences(saved["model"], settings)
     if differences:
         fail(f"run_dir={run_dir!r} holds a different model ({'; '.join(differences)}): "
              f"use another --run_dir or the saved model settings (see {run_dir}/config.json)")
-checkpoint = training.latest_checkpoint(run_dir)
 
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
