@@ -160,7 +160,11 @@ started = interval_start - state.get("elapsed_seconds", 0.0)  # elapsed time cou
 while step < steps:
     optimizer.learning_rate.assign(training.learning_rate_at(step, learning_rate, lr_schedule, warmup_steps,
                                                              steps, min_learning_rate))
-    features, targets = next(batches)
+    try:
+        features, targets = next(batches)
+    except tf.errors.OpError as e:  # the input thread failed: say why in one line
+        progress.close()
+        fail(f"reading {data_dir} failed: {e.message.strip().splitlines()[-1]}", status=1)
     loss = float(train_step(features, targets))
     if not math.isfinite(loss):
         progress.close()

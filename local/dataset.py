@@ -18,6 +18,8 @@ memory is bounded by ``cache_tracks`` tracks, not by the dataset. The whole stre
 The validation set is a fixed list of windows from the valid split, the same for every run with the same
 dataset, window and receptive field.
 """
+import sys
+
 import numpy as np
 
 from local import dataset_store
@@ -106,6 +108,7 @@ class TrainStream:
         self.receptive_field, self.window, self.batch_size = receptive_field, window, batch_size
         self.seed, self.cache_tracks, self.read_codes = seed, max(1, int(cache_tracks)), read_codes
         self.epoch_examples = sum(examples_per_track(t["n_samples"], receptive_field, window) for t in self.tracks)
+        self.broken = set()  # positions of tracks that could not be read
 
     def epoch_groups(self, epoch):
         """This epoch's track order cut into cache groups: a list of arrays of track positions.
@@ -142,6 +145,20 @@ class TrainStream:
                 skip = 0
             epoch += 1
 
+    def read_track(self, position):
+        """The codes of track ``position``, or None (reported once on stderr) if its row cannot be read or is
+        shorter than the index says; such a track is skipped from then on."""
+        row = self.tracks[position]
+        try:
+            codes = self.read_codes(row["part"], row["row_group"], row.get("row_in_group", 0))
+            if len(codes) < int(row["n_samples"]):
+                raise ValueError(f"{len(codes)} codes, the index says {row['n_samples']}")
+            return codes
+        except (OSError, ValueError, KeyError, IndexError) as e:  # pyarrow's errors derive from these
+            self.broken.add(position)
+            print(f"warning: skipping track {row.get('track_id')} in {row['part']}: {e}", file=sys.stderr)
+            return None
+
     def batches(self, examples_done=0):
         """Yield batches forever: dict ``codes`` (B, R+W-1) int32, ``genre_id`` (B,) int32; targets (B, W) int32.
 
@@ -150,11 +167,17 @@ class TrainStream:
         cache = {}  # track position -> codes; tracks leave it as soon as the plan moves past their group
         inputs, targets, genres = [], [], []
         for position, start in self.examples(examples_done):
+            if position in self.broken:
+                if len(self.broken) == len(self.tracks):
+                    raise ValueError("no train track could be read (see the warnings above)")
+                continue
             if position not in cache:
                 if len(cache) >= self.cache_tracks:
                     cache.pop(next(iter(cache)))
-                row = self.tracks[position]
-                cache[position] = self.read_codes(row["part"], row["row_group"], row.get("row_in_group", 0))
+                codes = self.read_track(position)
+                if codes is None:
+                    continue
+                cache[position] = codes
             x, y = windows_from_codes(cache[position], self.receptive_field, self.window, [start])
             inputs.append(x[0])
             targets.append(y[0])

@@ -162,3 +162,24 @@ def test_unigram_bits_of_uniform_codes_is_near_eight(store):
     _, _, index = store
     bits = dataset.unigram_bits(dataset.split_tracks(index, "train"), 256)
     assert 7.0 < bits <= 8.0
+
+
+def test_an_unreadable_track_is_reported_and_skipped(store, capsys):
+    _, tracks, index = store
+    train = dataset.split_tracks(index, "train")
+
+    def read_or_fail(part, group, row=0):
+        codes = dataset_store.read_codes(part, group, row)
+        if codes.tobytes() == tracks["train04"].tobytes():
+            raise OSError("corrupt row group")
+        return codes
+
+    stream = dataset.TrainStream(train, R, W, batch_size=1, seed=0, read_codes=read_or_fail)
+    batches = stream.batches()
+    seen = {locate(np.concatenate([x["codes"][0], y[0, -1:]]), tracks)[0]
+            for x, y in (next(batches) for _ in range(stream.epoch_examples - 20))}
+    assert seen == {r["track_id"] for r in train} - {"train04"}
+    assert "skipping track train04" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no train track could be read"):
+        broken = dataset.TrainStream(train, R, W, batch_size=1, read_codes=lambda *a: np.zeros(0, np.uint8))
+        next(broken.batches())
