@@ -79,6 +79,10 @@ if prime_track or evaluate:
     if not data_dir or not dataset_store.list_parts(data_dir):
         fail(f"data_dir={data_dir!r} holds no processed dataset (tracks/part-*.parquet), needed for "
              f"{'--prime_track' if prime_track else '--evaluate'}: pass --data_dir=FOLDER")
+    data_info = dataset_store.read_dataset_json(data_dir) or {}
+    if data_info.get("quantization_channels", n_codes) != n_codes:
+        fail(f"{data_dir} holds {data_info['quantization_channels']}-level codes but the model in {run_dir} "
+             f"predicts {n_codes}: pass the --data_dir it was trained on")
     index = dataset_store.read_index(data_dir)
 prime_row = None
 if prime_track:

@@ -154,12 +154,13 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
                 h[b, c] = max(h[b, c] + post1_b[c], np.float32(0.0))
         _mm(h, post2_w, logits)
         for b in range(n):
-            top = np.float32(-np.inf)
-            best = 0
             for c in range(n_q):
                 logits[b, c] += post2_b[c]
                 if record:
                     out_logits[b0 + b, step, c] = logits[b, c]
+            top = logits[b, 0]  # not -inf: fastmath lets LLVM assume there are no infinities
+            best = 0
+            for c in range(1, n_q):
                 if logits[b, c] > top:
                     top = logits[b, c]
                     best = c

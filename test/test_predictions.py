@@ -1,6 +1,7 @@
 """Stage 4 end to end: run_model_predictions.py on a saved tiny run directory and a real Parquet dataset."""
 import json
 import os
+import shutil
 import wave
 
 import numpy as np
@@ -184,3 +185,10 @@ def test_user_mistakes_get_one_line(project, tmp_path):
     track = run_script("run_model_predictions.py", f"--run_dir={project['run_dir']}", "--prime_track=nope",
                        f"--out_dir={tmp_path}")
     assert track.returncode == 2 and "nope" in track.stderr and "drone-0" in track.stderr
+    other = tmp_path / "other-codes"
+    shutil.copytree(project["data_dir"], other)
+    info = json.load(open(other / "dataset.json"))
+    write_json_atomic(str(other / "dataset.json"), {**info, "quantization_channels": 128})
+    mismatch = run_script("run_model_predictions.py", f"--run_dir={project['run_dir']}", f"--data_dir={other}",
+                          "--evaluate=true", "--seconds=0")
+    assert mismatch.returncode == 2 and "128-level codes" in mismatch.stderr and "Traceback" not in mismatch.stderr
