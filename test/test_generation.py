@@ -114,3 +114,9 @@ def test_genre_ids_are_checked():
         generation.initial_state(weights, n_streams=2)
     with pytest.raises(ValueError, match="outside"):
         generation.initial_state(weights, [0, 3])
+
+
+def test_constant_and_silent_clips_are_recognized():
+    assert generation.clip_problem(np.full(500, 77)) == "constant"
+    assert generation.clip_problem(np.random.default_rng(0).integers(127, 130, 500)) == "silent"  # about -70 dBFS
+    assert generation.clip_problem(np.random.default_rng(0).integers(0, 256, 500)) == ""
