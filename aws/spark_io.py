@@ -117,7 +117,8 @@ class LocalStage:
 
 
 def start_spark(app_name, master="", conf=None):
-    """The job's SparkSession. ``master`` "" = what spark-submit set, or ``local[*]`` under plain ``python``.
+    """The job's SparkSession. ``master`` "" = what spark-submit set, or ``local[*]`` under plain ``python``;
+    the active session when there is one (a notebook, the tests).
 
     In local mode everything binds to 127.0.0.1 and the executors run this Python with the project on their
     path; on a cluster those come from spark-submit (``--py-files``, ``PYSPARK_PYTHON`` from bootstrap.sh).
@@ -132,6 +133,10 @@ def start_spark(app_name, master="", conf=None):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
+    active = SparkSession.getActiveSession()
+    if active is not None:  # a notebook's or a test's session: use it, and leave stopping it to its owner
+        active.waveforms_borrowed = True
+        return active
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
@@ -143,6 +148,12 @@ def start_spark(app_name, master="", conf=None):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def stop_spark(spark):
+    """Stop the session :func:`start_spark` started (a borrowed one is left running)."""
+    if not getattr(spark, "waveforms_borrowed", False):
+        spark.stop()
 
 
 def fetch_tree(spark, uri, local_dir):

@@ -65,7 +65,7 @@ try:
                                              test_fraction, split_seed, partitions)
 except ValueError as e:
     fail(str(e))
-spark.stop()
+spark_io.stop_spark(spark)
 
 for path, text in summary["warnings"]:
     print(f"warning: {path}: {text}")

@@ -222,5 +222,5 @@ if not os.path.isfile(os.path.join(local_run, "model.keras")):
     training.save_model(export_model, local_run)
     if spark_io.is_uri(run_dir):
         spark_io.publish_tree(spark, local_run, run_dir)
-spark.stop()
+spark_io.stop_spark(spark)
 print(f"done: {run_dir} (epoch {state['epoch']}, step {state['step']}; uniform baseline {uniform_bits:.2f} bits)")
