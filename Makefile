@@ -32,7 +32,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 demo: setup
 	$(PY) run_webscraper.py --out_dir=$(DEMO)/raw
 	$(PY) run_transformation_scripts.py --raw_dir=$(DEMO)/raw --out_dir=$(DEMO)/processed
-	@echo "demo dataset: $(DEMO)/processed"
+	$(PY) run_model_training.py --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/run --layers_per_stack=10 \
+	  --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=500 --eval_every=50 \
+	  --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true
 
 test: setup
 	$(PY) -m pytest -q test
