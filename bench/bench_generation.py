@@ -9,9 +9,11 @@ Run:
   .venv/bin/python bench/bench_generation.py --filter_width=3 --streams=16
 
 Prints one JSON line: naive_samples_per_second, fast_samples_per_second (one stream), speedup (their ratio;
-goal >= 300), batched_samples_per_second (all streams in total; goal >= 60,000 for 8), max_abs_logit_diff,
+goal >= 300), batched_samples_per_second (all streams in total, `threads` threads; goal >= 60,000 for 8),
+batched_one_thread_samples_per_second, max_abs_logit_diff,
 flops_per_sample, fast_gflops, matmul_gflops (numpy float32 1024x1024 on this machine, for context),
-kernel_first_call_seconds (numba compile, or cache load).
+kernel_first_call_seconds (numba compile, or cache load), load_average_1min (before measuring: on a shared
+machine the figures drop with the load; the fast ones are the best of `repeats`).
 """
 import json
 import os
@@ -43,6 +45,7 @@ config = configure(globals())
 # -----------------------------------------------------------------------------
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
 
@@ -83,8 +86,10 @@ generation.generate(weights, generation.initial_state(weights, genre_ids(streams
                     threads=threads)
 first_call = time.perf_counter() - started
 
+load_before = os.getloadavg()[0]  # other processes' work: this machine may be shared
 fast = rate(1, int(fast_seconds * 16000), 1)
 batched = rate(streams, int(fast_seconds * 16000 / 2), threads)
+batched_one_thread = rate(streams, int(fast_seconds * 16000 / 2), 1)
 
 # Exactness on the sequence the kernel itself sampled: its logits against the full forward pass.
 state = generation.initial_state(weights, genre_ids(2), n_streams=2, seed=seed)
@@ -110,8 +115,10 @@ flops = generation.flops_per_sample(weights)
 print(json.dumps({
     "naive_samples_per_second": round(naive, 2), "fast_samples_per_second": round(fast),
     "speedup": round(fast / naive, 1), "batched_samples_per_second": round(batched), "streams": streams,
+    "batched_threads": threads or numba.get_num_threads(),
+    "batched_one_thread_samples_per_second": round(batched_one_thread),
     "max_abs_logit_diff": max_diff, "flops_per_sample": flops, "fast_gflops": round(flops * fast / 1e9, 2),
     "batched_gflops": round(flops * batched / 1e9, 2), "matmul_gflops": round(matmul_gflops, 1),
     "kernel_first_call_seconds": round(first_call, 2), "receptive_field": field,
-    "real_time_factor_16khz": round(fast / 16000, 2),
+    "real_time_factor_16khz": round(fast / 16000, 2), "load_average_1min": round(load_before, 2),
 }))
