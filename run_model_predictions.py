@@ -185,11 +185,13 @@ if seconds > 0:
         prime = track_codes[:max(1, int(round(prime_seconds * sample_rate)))].astype(np.int64)
         generation.prime_state(model, weights, state, prime)
     chunk = max(1, int(progress_seconds * sample_rate))
-    generation.generate(weights, generation.initial_state(weights, genre_ids=genre_ids[:1] if conditioned else None,
-                                                          n_streams=1), 1, threads=threads)  # compile (or load)
-    if len(genre_ids) > 1:
-        generation.generate(weights, generation.initial_state(weights, genre_ids=genre_ids if conditioned else None,
-                                                              n_streams=len(genre_ids)), 1, threads=threads)
+    compile_started = time.perf_counter()  # numba compiles on the first call (~10 s), then loads its cache
+    for count in sorted({1, len(genre_ids)}):  # the one-stream and the many-stream kernels, untimed
+        warmup = generation.initial_state(weights, genre_ids=genre_ids[:count] if conditioned else None,
+                                          n_streams=count)
+        generation.generate(weights, warmup, 1, threads=threads)
+    if time.perf_counter() - compile_started > 2:
+        print(f"compiled the generator in {time.perf_counter() - compile_started:.1f} s (cached for next time)")
     pieces = []
     bar = tqdm(total=n_samples * len(genre_ids), unit="sample", unit_scale=True, dynamic_ncols=True,
                desc=f"generating {len(genre_ids)} x {seconds:g} s")
@@ -202,7 +204,7 @@ if seconds > 0:
     bar.close()
     codes = np.concatenate(pieces, axis=1)
     per_clip_rate = n_samples / max(elapsed, 1e-9)
-    clips, used = [], set()
+    clips = []
     for k, (clip_genre, genre_id) in enumerate(zip(stream_genres, genre_ids)):
         slug = re.sub(r"[^A-Za-z0-9_-]+", "-", clip_genre).strip("-") or "clip"
         name = f"{slug}_{k:02d}"
