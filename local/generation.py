@@ -34,8 +34,9 @@ import numba
 from numba import njit, prange
 
 # float32 tanh as a rational function (the minimax approximation Eigen uses for its vectorized tanh):
-# plain multiply/add/divide, so LLVM vectorizes the gate loop (a libm call per element does not vectorize
-# and costs more than the matrix products). Max error about 2e-7 on the clamped range, far below 1e-4.
+# plain multiply/add/divide, so LLVM vectorizes the gate loop, where libm's tanh and exp are one call per
+# element (measured: 8 streams 66k -> 85k samples/s, one stream 36k -> 41k). Max error about 2e-7 on the
+# clamped range, far below 1e-4; sigmoid(x) = (1 + tanh(x/2)) / 2.
 _TANH_CLAMP = 7.90531110763549805
 _A1, _A3, _A5, _A7 = 4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08
 _A9, _A11, _A13 = -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16
