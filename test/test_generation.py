@@ -44,13 +44,14 @@ def test_sampled_distributions_equal_the_full_forward_pass(filter_width, conditi
     assert len(np.unique(codes)) > 3  # really sampled, not stuck
 
 
-@pytest.mark.parametrize("filter_width,conditioned", [(2, True), (3, False)])
-def test_priming_with_one_batched_pass_continues_the_track_exactly(filter_width, conditioned):
+@pytest.mark.parametrize("filter_width,conditioned,prime_length", [(2, True, 300), (3, False, 300), (3, True, 12)])
+def test_priming_with_one_batched_pass_continues_the_track_exactly(filter_width, conditioned, prime_length):
     model = tiny_model(filter_width, conditioned, seed=1)
     weights = generation.fold_weights(model)
     rng = np.random.default_rng(0)
-    # longer than 2 receptive fields, so priming crops the context; a structured signal, not noise
-    prime = ((np.sin(np.arange(300) / 5.0) + 1) * 15.5).astype(np.int64) ^ rng.integers(0, 2, 300)
+    # 300 is longer than 2 receptive fields, so priming crops the context; 12 is shorter than one.
+    # A structured signal, not noise.
+    prime = ((np.sin(np.arange(prime_length) / 5.0) + 1) * 15.5).astype(np.int64) ^ rng.integers(0, 2, prime_length)
     genre_ids = [1, 1, 2] if conditioned else None
     state = generation.initial_state(weights, genre_ids=genre_ids, n_streams=3, seed=2)
     generation.prime_state(model, weights, state, prime)
