@@ -35,6 +35,7 @@ demo: setup
 	$(PY) run_model_training.py --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/run --layers_per_stack=10 \
 	  --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=500 --eval_every=50 \
 	  --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true
+	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=3 --evaluate=true
 
 test: setup
 	$(PY) -m pytest -q test
