@@ -9,6 +9,7 @@ writes as ``<out_dir>/tracks/part-*.parquet`` (visible only once the job commits
 import hashlib
 import json
 import os
+import time
 
 from pyspark.accumulators import AccumulatorParam
 
@@ -78,10 +79,13 @@ def hash_files(spark, raw_dir, wanted_keys):
 
 
 def decode_partition(rows, settings, genres, sample_rate, events):
-    """Executor side: (item JSON, file bytes) rows -> dataset rows; failures and warnings go to ``events``."""
+    """Executor side: (item JSON, file bytes) rows -> dataset rows; failures, warnings and each file's
+    decoding time (seconds of one core) go to ``events``."""
     for row in rows:
         item = json.loads(row.item)
+        started = time.perf_counter()
         item, result, reason = preprocessing.process_input(item, settings, data=bytes(row.content))
+        events.add([("seconds", item["path"], time.perf_counter() - started)])  # core-seconds, for sizing
         if result is None:
             events.add([("failed", item["path"], reason)])
             continue
@@ -153,7 +157,8 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
     """Stage 2 on a running SparkSession: :func:`local.preprocessing.preprocess`'s result, computed on executors.
 
     ``raw_dir`` and ``out_dir`` are local folders or URIs (file://, hdfs://, s3://); ``partitions`` = 0 means
-    4 tasks per core. Returns the same summary dict as the local stage.
+    4 tasks per core. Returns the same summary dict as the local stage, plus ``decode_core_seconds``: the
+    executors' time spent decoding (one core each), which is what a cluster of N cores divides by N.
     """
     from pyspark.sql.functions import broadcast
 
@@ -183,7 +188,7 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
         settings = {"sample_rate": sample_rate, "quantization_channels": quantization_channels,
                     "trim_silence": trim_silence, "silence_threshold": silence_threshold,
                     "min_seconds": min_seconds}
-        warnings, executor_failed = [], {}
+        warnings, executor_failed, decode_seconds = [], {}, {}
         if todo:
             events = spark.sparkContext.accumulator([], ListParam())
             items = spark.createDataFrame([(keys[i["path"]], json.dumps(i)) for i in todo], "path string, item string")
@@ -211,6 +216,7 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
             executor_failed = {path: text for kind, path, text in events.value if kind == "failed"}
             failed += sorted(executor_failed.items())
             warnings = sorted({path: text for kind, path, text in events.value if kind == "warning"}.items())
+            decode_seconds = {path: value for kind, path, value in events.value if kind == "seconds"}
 
         index = read_existing_index(spark, out_dir)
         dataset = preprocessing.dataset_info(index, genres, sample_rate, quantization_channels, trim_silence,
@@ -220,4 +226,5 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
         spark_io.publish(spark, os.path.join(stage_dir, "dataset.json.new"), spark_io.join(out_dir, "dataset.json"))
         spark_io.publish(spark, store.write_failures(stage_dir, failed), spark_io.join(out_dir, "failures.csv"))
     return {"processed": len(todo) - len(executor_failed), "skipped": plan["skipped"],
-            "failed": failed, "warnings": warnings, "dataset": dataset}
+            "failed": failed, "warnings": warnings, "dataset": dataset,
+            "decode_core_seconds": float(sum(decode_seconds.values()))}

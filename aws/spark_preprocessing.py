@@ -74,6 +74,9 @@ for path, reason in summary["failed"]:
 dataset = summary["dataset"]
 print(f"{summary['processed']} tracks processed, {summary['skipped']} already done, "
       f"{len(summary['failed'])} failed (see {spark_io.join(out_dir, 'failures.csv')})")
+if summary["decode_core_seconds"]:  # what sizing a cluster needs: divide by the cores you will have
+    print(f"decoding took {summary['decode_core_seconds']:.1f} core-seconds for "
+          f"{summary['processed'] + len(summary['failed'])} files")
 print(f"dataset: {out_dir}  {dataset['n_tracks']} tracks, {dataset['n_samples'] / sample_rate / 60:.1f} min; "
       f"train/valid/test tracks = {dataset['tracks']['train']}/{dataset['tracks']['valid']}/"
       f"{dataset['tracks']['test']}; genres: {', '.join(dataset['genres'])}")
