@@ -93,6 +93,8 @@ if prime_track:
     prime_row = matches[0]
 
 # One genre per stream: --genre for all, else the prime track's genre, else cycling through the genres.
+if genre and not conditioned:
+    print(f"warning: --genre={genre} has no effect: this model was trained without genre_conditioning")
 if genre:
     stream_genres = [genre] * (streams or 1)
 elif prime_row is not None and conditioned and prime_row["genre"] in genres:
@@ -172,9 +174,9 @@ if evaluate:
     if seconds > 0:
         print()
 
+os.makedirs(out_dir, exist_ok=True)
+save_config(config, out_dir)  # also for an evaluation-only run: every stage records what it ran with
 if seconds > 0:
-    os.makedirs(out_dir, exist_ok=True)
-    save_config(config, out_dir)
     n_samples = int(round(seconds * sample_rate))
     state = generation.initial_state(weights, genre_ids=genre_ids if conditioned else None,
                                      n_streams=len(genre_ids), seed=seed)

@@ -72,7 +72,7 @@ def decode_audio(source, timeout_s=FFMPEG_TIMEOUT_S):
     if samples is None or len(samples) == 0:
         reason = errors[-1] if errors else "no audio stream"
         raise DecodeError(f"ffmpeg cannot decode it: {short_ffmpeg_error(reason)}")
-    warning = short_ffmpeg_error(errors[0]) if (errors or result.returncode != 0) and errors else ""
+    warning = short_ffmpeg_error(errors[0]) if errors else ""
     return samples, sample_rate, warning
 
 

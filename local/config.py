@@ -110,11 +110,13 @@ def split_arguments(argv):
         if not eq:
             nxt = argv[i + 1] if i + 1 < len(argv) else None
             if nxt is None or nxt.startswith("--"):
-                text = "true"  # a bare --flag switches a bool on
+                text = None  # a bare --flag: switches a bool on, is an error for any other key
             else:
                 text, i = nxt, i + 1
         key = key.replace("-", "_")
         if key == "config":
+            if text is None:
+                raise ConfigError("--config needs a file: --config=FILE.toml")
             config_file = text
         else:
             pairs.append((key, text))
@@ -142,6 +144,10 @@ def resolve_config(defaults, argv):
                 config[key] = coerce_value(key, value, defaults[key])
         for key, text in pairs:
             check_key(key)
+            if text is None:
+                if not isinstance(defaults[key], bool):
+                    raise ConfigError(f"--{key} needs a value: --{key}=VALUE")
+                text = "true"
             config[key] = parse_value(key, text, defaults[key])
     except ConfigError as e:
         if "valid keys" in str(e):

@@ -181,7 +181,11 @@ def import_fma_archive(archive_dir, out_dir, subset="small", genres=None, max_tr
     if not os.path.isdir(archive_dir):
         raise ArchiveError(f"archive_dir={archive_dir!r} is not a folder: pass --archive_dir=/path/to/fma")
     metadata = ArchiveFolder(archive_dir, "metadata")
-    audio = ArchiveFolder(archive_dir, subset)
+    try:
+        audio = ArchiveFolder(archive_dir, subset)
+    except Exception:
+        metadata.close()
+        raise
     try:
         if metadata.size("tracks.csv") is None:
             raise ArchiveError(f"{metadata.describe('tracks.csv')}: not there (it comes in fma_metadata.zip)")

@@ -33,6 +33,8 @@ import numpy as np
 import numba
 from numba import njit, prange
 
+from local.wavenet import receptive_field
+
 # float32 tanh as a rational function (the minimax approximation Eigen uses for its vectorized tanh):
 # plain multiply/add/divide, so LLVM vectorizes the gate loop, where libm's tanh and exp are one call per
 # element (measured: 8 streams 66k -> 85k samples/s, one stream 36k -> 41k). Max error about 2e-7 on the
@@ -251,7 +253,7 @@ def fold_weights(model):
         "post1_w": contiguous(post1_w[0]), "post1_b": post1_b,
         "post2_w": contiguous(post2_w[0]), "post2_b": post2_b,
         "dilations": dilations, "filter_width": int(width),
-        "receptive_field": int((width - 1) * int(dilations.sum()) + 1),
+        "receptive_field": receptive_field(dilations, int(width)),
     }
 
 
@@ -444,15 +446,10 @@ def naive_generate(model, n_samples, genre_id=None, temperature=1.0, seed=0, his
 
 
 def receptive_field_of(model):
-    """The receptive field (samples) of a WaveNet from its ``layer{i}_conv`` layers."""
+    """The receptive field (samples) of a WaveNet, from its ``layer{i}_conv`` layers' dilations and width."""
     names = {layer.name for layer in model.layers}
-    total, width, i = 0, 2, 0
-    while f"layer{i}_conv" in names:
-        conv = model.get_layer(f"layer{i}_conv")
-        width = int(conv.kernel_size[0])
-        total += (width - 1) * int(conv.dilation_rate[0])
-        i += 1
-    return total + 1
+    convs = [model.get_layer(f"layer{i}_conv") for i in range(len(names)) if f"layer{i}_conv" in names]
+    return receptive_field([int(c.dilation_rate[0]) for c in convs], int(convs[0].kernel_size[0]))
 
 
 def write_wav(path, y, sample_rate):

@@ -67,8 +67,10 @@ def read_manifest(out_dir):
     if not os.path.isfile(path):
         return rows
     with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            if row.get("track_id"):
+        reader = csv.DictReader(f)
+        for row in reader:
+            # a row cut short by a kill mid-write has missing fields: it describes no complete file
+            if row.get("track_id") and None not in (row.get(c) for c in reader.fieldnames or []):
                 rows[row["track_id"]] = row
     return rows
 
@@ -81,13 +83,26 @@ def append_manifest_row(out_dir, row):
     path = os.path.join(out_dir, MANIFEST_NAME)
     os.makedirs(out_dir, exist_ok=True)
     new = not os.path.isfile(path) or os.path.getsize(path) == 0
+    torn = not new and not ends_with_newline(path)
     with open(path, "a", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore")
         if new:
             writer.writeheader()
+        if torn:  # a kill mid-row left half a line: end it, so this row is not glued onto it
+            f.write("\r\n")
         writer.writerow({c: row.get(c, "") for c in MANIFEST_COLUMNS})
         f.flush()
         os.fsync(f.fileno())
+
+
+def ends_with_newline(path):
+    """True if the file's last byte is a newline (or the file is empty)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def have_track(out_dir, manifest, track_id):

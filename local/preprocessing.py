@@ -273,6 +273,20 @@ def plan_tracks(inputs, existing, known_genres, valid_fraction, test_fraction, s
     return {"todo": todo, "skipped": skipped, "changed": changed, "genres": genres}
 
 
+def known_genres(index_rows, recorded=()):
+    """The genres list (index = genre_id) that the rows already written use.
+
+    The rows are the truth (``dataset.json`` may be missing or stale after a killed run); ``recorded``, the
+    list from ``dataset.json``, fills ids no row uses any more.
+    """
+    genres = list(recorded)
+    for row in index_rows:
+        genre_id = int(row["genre_id"])
+        genres += [""] * (genre_id + 1 - len(genres))
+        genres[genre_id] = row["genre"]
+    return genres
+
+
 def track_row(item, result, genres, sample_rate):
     """The dataset row (:data:`local.dataset_store.TRACK_SCHEMA` columns) of a processed input."""
     return {"track_id": item["track_id"], "genre": item["genre"], "genre_id": genres.index(item["genre"]),
@@ -312,7 +326,8 @@ def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, t
     def sha_of(item):
         return item["sha256"] or (manifest.sha256_file(item["path"]) if os.path.exists(item["path"]) else "")
 
-    plan = plan_tracks(inputs, existing, info.get("genres", []), valid_fraction, test_fraction, split_seed, sha_of)
+    genres_so_far = known_genres(existing.values(), info.get("genres", []))
+    plan = plan_tracks(inputs, existing, genres_so_far, valid_fraction, test_fraction, split_seed, sha_of)
     todo, skipped, genres = plan["todo"], plan["skipped"], plan["genres"]
     if plan["changed"]:  # the input file changed since it was processed: its old row goes, the new one comes
         store.drop_tracks(out_dir, plan["changed"])

@@ -287,8 +287,11 @@ class WebClient:
         parser.parse(body.decode("utf-8", "replace").splitlines())
         delay = parser.crawl_delay(self.user_agent)
         if delay and float(delay) > self.pacer.delay_s:
-            self.log(f"{robots_url} asks for Crawl-delay {delay} s: using it")
-            self.pacer.delay_s = float(delay)
+            # honoured up to the longest pause we accept from a server at all: a hostile robots.txt
+            # must not stall the run for a day
+            used = min(float(delay), MAX_RETRY_AFTER_S)
+            self.log(f"{robots_url} asks for Crawl-delay {delay} s: using {used:g} s")
+            self.pacer.delay_s = used
         return parser, ""
 
     def check(self, url, robots=True):
