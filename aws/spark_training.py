@@ -168,6 +168,9 @@ train_tracks = tracks.filter(col("split") == "train").filter(col("n_samples") >=
 print(f"{wavenet.count_params():,} parameters, receptive field {field} samples, {len(train_index)} train / "
       f"{len(valid_index)} valid tracks, {len(valid_set[1])} valid windows; Elephas {mode}, {workers} workers")
 
+if mode != "synchronous" and frequency == "epoch" and workers > 1:
+    print(f"note: with --mode={mode} --frequency=epoch the parameter server adds up the {workers} workers' whole-epoch "
+          f"changes (Elephas does not average them): lower --learning_rate, or use --frequency=batch or synchronous")
 started = time.time() - state["elapsed_seconds"]
 for epoch in range(int(state["epoch"]), epochs):
     epoch_started = time.time()
