@@ -29,6 +29,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	@touch $(STAMP)
 
+# TensorFlow's start-up chatter (no GPU here) would bury the demo's results
+demo: export TF_CPP_MIN_LOG_LEVEL=3
 demo: setup
 	$(PY) run_webscraper.py --out_dir=$(DEMO)/raw
 	$(PY) run_transformation_scripts.py --raw_dir=$(DEMO)/raw --out_dir=$(DEMO)/processed
