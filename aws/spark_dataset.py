@@ -177,8 +177,9 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
         existing = {r["track_id"]: r for r in index}
         known = [i for i in inputs if i["track_id"] in existing and not i["sha256"] and keys[i["path"]] in listed]
         hashes = hash_files(spark, raw_dir, [keys[i["path"]] for i in known])
-        plan = preprocessing.plan_tracks(inputs, existing, info.get("genres", []), valid_fraction, test_fraction,
-                                         split_seed, lambda item: item["sha256"] or hashes.get(keys[item["path"]], ""))
+        genres_so_far = preprocessing.known_genres(existing.values(), info.get("genres", []))
+        plan = preprocessing.plan_tracks(inputs, existing, genres_so_far, valid_fraction, test_fraction, split_seed,
+                                         lambda item: item["sha256"] or hashes.get(keys[item["path"]], ""))
         genres = plan["genres"]
         if plan["changed"]:
             drop_tracks(spark, out_dir, plan["changed"], index)

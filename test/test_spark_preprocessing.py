@@ -110,3 +110,21 @@ def test_script_help_and_bad_config_answer_without_spark(tmp_path):
     missing = run_script("aws/spark_preprocessing.py", f"--raw_dir={tmp_path / 'nope'}", timeout=60)
     assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_the_script_runs_on_the_active_session_and_writes_its_config(spark, tmp_path):
+    import runpy
+    import sys
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    for i in range(2):
+        make_audio(str(raw / "Folk" / f"f{i}.mp3"), seconds=1.0, freq_hz=300 + 100 * i)
+    saved = sys.argv
+    sys.argv = [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "aws",
+                             "spark_preprocessing.py"), f"--raw_dir={raw}", f"--out_dir={out}", "--min_seconds=0.5"]
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    finally:
+        sys.argv = saved
+    assert json.load(open(out / "config.json"))["min_seconds"] == 0.5
+    assert sorted(rows(str(out))) == ["f0", "f1"]
+    assert not spark.sparkContext._jsc.sc().isStopped()  # a borrowed session is left running
