@@ -162,3 +162,45 @@ def test_hdfs_sync_runs_the_staging_steps_in_order(tmp_path):
     assert calls[5].endswith(f"{tmp_path}/stage/processed s3://b/processed")
     missing = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode != 0 and "usage" in missing.stderr
+
+
+def test_bootstrap_installs_requirements_but_never_pyspark(tmp_path):
+    """bootstrap.sh with stand-ins for python3.11/pip/aws: what it asks pip to install, in which order."""
+    bin_dir = fake_tools(tmp_path / "bin", ["sudo", "ffmpeg"])
+    log = bin_dir / "calls.log"
+    (bin_dir / "aws").write_text(f'#!/bin/bash\necho "aws $*" >> "{log}"\ncp "{tmp_path}/requirements.txt" "$5"\n')
+    # python3.11 -m venv DIR makes DIR/bin/pip (logs, copies -r files, `show pyspark` says $PYSPARK_SHOWN) and python
+    (bin_dir / "python3.11").write_text(f'''#!/bin/bash
+if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
+  mkdir -p "$3/bin"
+  cat > "$3/bin/pip" <<'PIP'
+#!/bin/bash
+echo "pip $*" >> "{log}"
+if [ "$1" = "show" ]; then exit "${{PYSPARK_SHOWN:-1}}"; fi
+for a in "$@"; do if [ "$prev" = "-r" ]; then cp "$a" "{tmp_path}/pip-r.txt"; fi; prev="$a"; done
+PIP
+  printf '#!/bin/bash\\necho "python $*" >> "{log}"\\n' > "$3/bin/python"
+  chmod +x "$3/bin/pip" "$3/bin/python"
+fi
+''')
+    for name in ("aws", "python3.11"):
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "requirements.txt").write_text("numpy==1.26.4\npyspark==4.0.0\nelephas==7.3.0\nlibrosa==0.11.0\n"
+                                               "pyspark-stubs==1.0\n")
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "aws", "bootstrap.sh")
+    env = dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin")
+    venv = str(tmp_path / "venv")
+    result = subprocess.run(["bash", script, "s3://b/wf/code/requirements.txt", venv], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    installed = (tmp_path / "pip-r.txt").read_text().split()
+    assert installed == ["numpy==1.26.4", "librosa==0.11.0", "pyspark-stubs==1.0"]  # no pyspark, no elephas
+    calls = log.read_text().splitlines()
+    assert "aws s3 cp --only-show-errors s3://b/wf/code/requirements.txt" in calls[0]
+    no_deps = [c for c in calls if "--no-deps" in c]
+    assert len(no_deps) == 1 and no_deps[0].endswith("elephas==7.3.0")
+    assert any(c.startswith("pip show pyspark") for c in calls) and any(c.startswith("python -c") for c in calls)
+
+    refused = subprocess.run(["bash", script, "s3://b/wf/code/requirements.txt", venv],
+                             env=dict(env, PYSPARK_SHOWN="0"), capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "refusing" in refused.stderr
