@@ -43,9 +43,11 @@ def tiny_dataset(tmp_path_factory):
 def test_one_epoch_writes_a_run_dir_that_prediction_uses_and_a_rerun_resumes(spark, tiny_dataset, tmp_path):
     import keras
     run_dir = str(tmp_path / "run")
-    assert run_job([f"--data_dir={tiny_dataset}", f"--run_dir={run_dir}", "--epochs=1", "--genre_conditioning=true",
+    run_uri = f"file://{run_dir}"  # a URI: written locally, published file by file, fetched back to resume
+    assert run_job([f"--data_dir={tiny_dataset}", f"--run_dir={run_uri}", "--epochs=1", "--genre_conditioning=true",
                     *MODEL_ARGS]) == 0
     assert {"model.keras", "model.json", "config.json", "metrics.csv", "loss.png"} <= set(os.listdir(run_dir))
+    assert not [n for n in os.listdir(run_dir) if n.startswith(".")]  # no temp files published
     info = training.read_model_json(run_dir)
     assert info["genres"] == ["Jazz", "Rock"] and info["model"]["dilations"] == [1, 2, 4]
     assert info["model"]["genre_conditioning"] is True and info["receptive_field"] == 8
@@ -76,13 +78,13 @@ def test_one_epoch_writes_a_run_dir_that_prediction_uses_and_a_rerun_resumes(spa
     assert generated.returncode == 0, generated.stderr[-2000:]
     assert any(n.endswith(".wav") for n in os.listdir(tmp_path / "gen"))
 
-    assert run_job([f"--data_dir={tiny_dataset}", f"--run_dir={run_dir}", "--epochs=2", "--genre_conditioning=true",
+    assert run_job([f"--data_dir={tiny_dataset}", f"--run_dir={run_uri}", "--epochs=2", "--genre_conditioning=true",
                     *MODEL_ARGS]) == 0
     rows = training.read_metrics(run_dir)
     assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["step"] == 2 * rows[0]["step"]
     assert training.latest_checkpoint(run_dir)[0] == rows[1]["step"]
 
-    changed = run_job([f"--data_dir={tiny_dataset}", f"--run_dir={run_dir}", "--epochs=3", *MODEL_ARGS])
+    changed = run_job([f"--data_dir={tiny_dataset}", f"--run_dir={run_uri}", "--epochs=3", *MODEL_ARGS])
     assert changed == 2  # genre_conditioning differs from the saved model: refused, nothing trained
     assert len(training.read_metrics(run_dir)) == 2
 
