@@ -123,3 +123,11 @@ def test_async_model_stops_its_parameter_server_when_fit_fails(spark):
         spark_windows.fit_epoch(spark_model, bad, 4)
     with socket.socket() as s:  # the port is free again
         s.bind(("127.0.0.1", port))
+
+
+def test_config_mistakes_answer_before_spark_starts(tmp_path):
+    for args, word in ((["--mode=fast"], "mode"), (["--batch_size=0"], "batch_size"), (["--dilations=0"], "dilations"),
+                       (["--epochs=two"], "epochs")):
+        result = run_script("aws/spark_training.py", *args, f"--run_dir={tmp_path / 'r'}", timeout=60)
+        assert result.returncode == 2 and word in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()
