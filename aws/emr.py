@@ -74,6 +74,11 @@ if unknown or (action in ("run", "add_steps") and not steps):
 if core_instance_count < 1 or poll_seconds <= 0:
     fail(f"core_instance_count={core_instance_count} must be at least 1 and poll_seconds={poll_seconds} positive")
 
+stray = [a for a in preprocessing_args + training_args if a and not a.startswith("--")]
+if stray:
+    fail(f"preprocessing_args/training_args item {stray[0]!r} is not a --key=value: the lists are comma-separated, "
+         f"so no value in them may hold a comma (for dilations pass --layers_per_stack=N,--stacks=M)")
+
 from aws import emr_cluster as emr  # noqa: E402
 
 raw_dir = raw_dir or emr.s3_join(s3_root, "raw")

@@ -55,8 +55,17 @@ def list_bucket(client, bucket, prefix):
         for obj in page.get("Contents", []):
             relative = obj["Key"][len(start):]
             if relative and not relative.endswith("/"):
+                if not is_safe_relative(relative):
+                    print(f"warning: s3://{bucket}/{obj['Key']}: skipped, its key would land outside the folder")
+                    continue
                 entries[relative] = {"size": obj["Size"], "etag": obj["ETag"].strip('"'), "key": obj["Key"]}
     return entries
+
+
+def is_safe_relative(relative):
+    """True if a key relative to the synced prefix maps to a path inside the folder (no '', '.', '..' parts)."""
+    parts = relative.split("/")
+    return all(part not in ("", ".", "..") and "\\" not in part for part in parts)
 
 
 def etag_of_file(path, part_bytes=0):

@@ -167,6 +167,8 @@ def fetch_tree(spark, uri, local_dir):
     while files.hasNext():
         path = files.next().getPath()
         relative = path.toString()[len(root_text) + 1:]
+        if any(part in ("", ".", "..") for part in relative.split("/")):
+            continue  # a name that would land outside local_dir is never written
         target = os.path.join(local_dir, *relative.split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
         fs.copyToLocalFile(False, path, jvm.org.apache.hadoop.fs.Path(target), True)

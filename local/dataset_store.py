@@ -135,6 +135,9 @@ def drop_tracks(dataset_dir, track_ids):
         else:
             os.remove(tmp)
             os.remove(part)
+        checksum = os.path.join(os.path.dirname(part), f".{os.path.basename(part)}.crc")
+        if os.path.exists(checksum):  # Hadoop's checksum of the old bytes (a part Spark wrote) is now wrong
+            os.remove(checksum)
 
 
 def summarize(index, sample_rate, quantization_channels, genres, extra=None):

@@ -204,3 +204,10 @@ fi
     refused = subprocess.run(["bash", script, "s3://b/wf/code/requirements.txt", venv],
                              env=dict(env, PYSPARK_SHOWN="0"), capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "refusing" in refused.stderr
+
+
+def test_a_job_argument_split_at_a_comma_is_a_one_line_error_before_any_request():
+    result = run_script("aws/emr.py", "--s3_root=s3://bucket/w", "--dry_run",
+                        "--training_args=--epochs=2,--dilations=1,2,4")
+    assert result.returncode == 2 and "'2'" in result.stderr and "layers_per_stack" in result.stderr
+    assert result.stderr.count("\n") == 1 and not result.stdout

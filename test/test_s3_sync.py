@@ -145,3 +145,10 @@ def test_user_mistakes_are_one_line(s3_server, tmp_path):
     no_bucket = sync(endpoint, f"--src={tmp_path / 'd'}", "--dst=s3://no-such-bucket-here/x")
     assert no_bucket.returncode == 2 and "no-such-bucket-here" in no_bucket.stderr
     assert "Traceback" not in no_bucket.stderr
+
+
+def test_keys_that_would_land_outside_the_folder_are_refused():
+    from aws.s3_files import is_safe_relative
+    assert is_safe_relative("Rock/000002.mp3") and is_safe_relative("manifest.csv")
+    for hostile in ("../x", "a/../../x", "a//b", "./a", "a/..", "..\\x"):
+        assert not is_safe_relative(hostile), hostile
