@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from local.config import configure  # noqa: E402
 
-tracks = 8  # clips in the generated set (>= 60 s of audio per worker)
+tracks = 16  # clips in the generated set (4 min of audio per worker)
 seconds = 30.0  # length of each clip, seconds (FMA's clips are 30 s)
 source_rate = 44100  # Hz of the generated mp3s
 sample_rate = 16000  # Hz of the codes

@@ -112,13 +112,16 @@ def parse_wav_stream(data):
 
 
 def to_mono(samples):
-    """Downmix (n_samples, n_channels) float audio to (n_samples,) by averaging the channels."""
+    """Downmix (n_samples, n_channels) float audio to (n_samples,) by averaging the channels; float32.
+
+    A matrix-vector product: numpy's ``mean(axis=1)`` over a short axis is about 50x slower.
+    """
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim == 1:
         return samples
     if samples.shape[1] == 1:
         return samples[:, 0].copy()
-    return samples.mean(axis=1, dtype=np.float32)
+    return samples @ np.full(samples.shape[1], 1.0 / samples.shape[1], dtype=np.float32)
 
 
 def resample(y, orig_sr, target_sr):
@@ -150,12 +153,19 @@ def peak_normalize(y):
 def mu_law_encode(y, quantization_channels=256):
     """Mu-law codes of float audio in [-1, 1]: ``librosa.mu_compress(y, mu=Q-1, quantize=True) + Q//2``.
 
-    Returns uint8 codes 0..Q-1 for Q <= 256, shape of ``y``.
+    Returns uint8 codes 0..Q-1 for Q <= 256, shape of ``y``. The same arithmetic as librosa's, with its
+    ``np.digitize`` over the Q level edges (a binary search per sample, 3/4 of the time) replaced by a direct
+    index that is then corrected against the very same edges, so the codes are identical.
     """
-    import librosa
     mu = quantization_channels - 1
-    codes = librosa.mu_compress(np.clip(y, -1.0, 1.0), mu=mu, quantize=True).astype(np.int32)
-    codes += quantization_channels // 2
+    y = np.clip(y, -1.0, 1.0)
+    compressed = np.sign(y) * np.log1p(mu * np.abs(y)) / np.log1p(mu)  # librosa's expression and dtypes
+    edges = np.linspace(-1, 1, num=int(1 + mu), endpoint=True)
+    # digitize(right=True) = the first i with edges[i] >= x; start from the arithmetic guess, fix it by one
+    index = np.clip(np.ceil((compressed.astype(np.float64) + 1.0) * (mu / 2.0)).astype(np.int64), 0, mu)
+    index += compressed > edges[index]
+    index -= (index > 0) & (compressed <= edges[np.maximum(index - 1, 0)])
+    codes = index - (mu + 1) // 2 + quantization_channels // 2
     return codes.astype(np.uint8 if quantization_channels <= 256 else np.int32)
 
 

@@ -86,3 +86,16 @@ def test_decode_error_names_the_problem(tmp_path):
     bad.write_bytes(b"\x00\x01 not audio at all " * 50)
     with pytest.raises(audio.DecodeError, match="ffmpeg cannot decode"):
         audio.decode_audio(str(bad))
+
+
+@pytest.mark.parametrize("channels", [256, 16, 2])
+def test_mu_law_codes_equal_librosa_on_noise_and_at_every_level_edge(channels):
+    mu = channels - 1
+    rng = np.random.default_rng(channels)
+    edges = np.linspace(-1, 1, mu + 1)
+    at_edges = np.sign(edges) * np.expm1(np.abs(edges) * np.log1p(mu)) / mu  # inputs that compress onto an edge
+    for y in (np.clip(rng.standard_normal(100000).astype(np.float32) * 0.3, -1, 1), at_edges,
+              np.clip(np.nextafter(at_edges, 2), -1, 1), np.clip(np.nextafter(at_edges, -2), -1, 1),
+              at_edges.astype(np.float32)):
+        expected = librosa.mu_compress(y, mu=mu, quantize=True) + channels // 2
+        np.testing.assert_array_equal(audio.mu_law_encode(y, channels).astype(int), expected)
