@@ -115,12 +115,9 @@ if too_short:
 os.makedirs(run_dir, exist_ok=True)
 training.remove_stale_temps(run_dir)
 checkpoint = training.latest_checkpoint(run_dir)
-if checkpoint and os.path.isfile(os.path.join(run_dir, "model.json")):
-    saved = training.read_model_json(run_dir)
-    differences = training.model_differences(saved["model"], settings)
-    if differences:
-        fail(f"run_dir={run_dir!r} holds a different model ({'; '.join(differences)}): "
-             f"use another --run_dir or the saved model settings (see {run_dir}/config.json)")
+conflict = training.resume_conflict(run_dir, settings)
+if conflict:
+    fail(conflict)
 
 import numpy as np  # noqa: E402
 import keras  # noqa: E402

@@ -124,11 +124,9 @@ os.makedirs(local_run, exist_ok=True)
 if spark_io.is_uri(run_dir):
     spark_io.fetch_tree(spark, run_dir, local_run)
 training.remove_stale_temps(local_run)
-if os.path.isfile(os.path.join(local_run, "model.json")):
-    differences = training.model_differences(training.read_model_json(local_run)["model"], settings)
-    if differences:
-        fail(f"run_dir={run_dir!r} holds a different model ({'; '.join(differences)}): "
-             f"use another --run_dir or the saved model settings (see {run_dir}/config.json)")
+conflict = training.resume_conflict(local_run, settings, shown_as=run_dir)
+if conflict:
+    fail(conflict)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

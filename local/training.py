@@ -61,6 +61,22 @@ def read_model_json(run_dir):
         return json.load(f)
 
 
+def resume_conflict(run_dir, settings, shown_as=None):
+    """Why ``run_dir`` cannot be resumed with the model ``settings`` (one line), or "" when it can.
+
+    Only a run that has a checkpoint is compared: one killed before its first checkpoint starts afresh.
+    ``shown_as`` names the run in the message (a URI whose local copy ``run_dir`` is).
+    """
+    if not latest_checkpoint(run_dir) or not os.path.isfile(os.path.join(run_dir, "model.json")):
+        return ""
+    differences = model_differences(read_model_json(run_dir)["model"], settings)
+    if not differences:
+        return ""
+    name = shown_as or run_dir
+    return (f"run_dir={name!r} holds a different model ({'; '.join(differences)}): "
+            f"use another --run_dir or the saved model settings (see {name}/config.json)")
+
+
 def model_differences(saved_settings, settings):
     """The model keys whose values differ between two build_wavenet settings dicts, as 'key: old -> new'."""
     keys = sorted(set(saved_settings) | set(settings))
