@@ -67,9 +67,8 @@ def valid_windows(rows, receptive_field, window, counts):
 
 def valid_window_counts(tracks, receptive_field, window, n_windows):
     """{track_id: windows} as :func:`local.dataset.validation_set` shares ``n_windows`` over ``tracks``."""
-    tracks = [t for t in tracks if dataset.examples_per_track(t["n_samples"], receptive_field, window) > 0]
-    total = sum(int(t["n_samples"]) for t in tracks)
-    return {t["track_id"]: max(1, int(round(n_windows * int(t["n_samples"]) / total))) for t in tracks}
+    counts = dataset.valid_window_counts(tracks, receptive_field, window, n_windows)
+    return {t["track_id"]: count for t, count in zip(tracks, counts) if count}
 
 
 def balanced_windows(windows, batch_size, num_workers):

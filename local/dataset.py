@@ -204,6 +204,15 @@ def to_tf_dataset(stream, examples_done=0, prefetch=4):
     return dataset.with_options(options).prefetch(prefetch)
 
 
+def valid_window_counts(tracks, receptive_field, window, n_windows):
+    """How many of ``n_windows`` validation windows each of ``tracks`` gets, as a list in their order: a share
+    proportional to its length, at least one; 0 for a track too short for a window."""
+    usable = [examples_per_track(t["n_samples"], receptive_field, window) > 0 for t in tracks]
+    total = sum(int(t["n_samples"]) for t, ok in zip(tracks, usable) if ok)
+    return [max(1, int(round(n_windows * int(t["n_samples"]) / total))) if ok else 0
+            for t, ok in zip(tracks, usable)]
+
+
 def validation_set(tracks, receptive_field, window, n_windows, read_codes=dataset_store.read_codes):
     """A fixed validation set: about ``n_windows`` windows spread evenly over the valid tracks.
 
@@ -212,13 +221,13 @@ def validation_set(tracks, receptive_field, window, n_windows, read_codes=datase
     ({"codes": (n, R+W-1) int32, "genre_id": (n,) int32}, targets (n, W) int32), or None when no valid
     track is long enough.
     """
-    tracks = [t for t in tracks if examples_per_track(t["n_samples"], receptive_field, window) > 0]
-    if not tracks or n_windows <= 0:
+    counts = valid_window_counts(tracks, receptive_field, window, n_windows)
+    if not any(counts) or n_windows <= 0:
         return None
-    total = sum(int(t["n_samples"]) for t in tracks)
     inputs, targets, genres = [], [], []
-    for row in tracks:
-        count = max(1, int(round(n_windows * int(row["n_samples"]) / total)))
+    for row, count in zip(tracks, counts):
+        if not count:
+            continue
         starts = valid_starts(row["n_samples"], receptive_field, window, count)
         x, y = windows_from_codes(read_codes(row["part"], row["row_group"], row.get("row_in_group", 0)),
                                   receptive_field, window, starts)
