@@ -128,3 +128,26 @@ def test_the_script_runs_on_the_active_session_and_writes_its_config(spark, tmp_
     assert json.load(open(out / "config.json"))["min_seconds"] == 0.5
     assert sorted(rows(str(out))) == ["f0", "f1"]
     assert not spark.sparkContext._jsc.sc().isStopped()  # a borrowed session is left running
+
+
+def test_a_local_rerun_on_a_spark_dataset_keeps_it_readable_by_spark(spark, tmp_path):
+    """Spark leaves Hadoop checksums (.part-*.crc) beside its parts; a local rerun that rewrites a part for a
+    changed file must not leave a stale one, or Spark's next read of the dataset fails its checksum."""
+    from aws.spark_dataset import preprocess_spark
+    raw = tmp_path / "raw"
+    for i in range(3):
+        make_audio(str(raw / "Rock" / f"r{i}.mp3"), seconds=1.0, freq_hz=300 + 50 * i)
+    out = str(tmp_path / "out")
+    preprocess_spark(spark, str(raw), out, partitions=1, **SETTINGS)
+    assert [n for n in os.listdir(os.path.join(out, "tracks")) if n.endswith(".crc")], "Spark wrote checksums"
+    before = {p: open(p, "rb").read() for p in dataset_store.list_parts(out)}
+    make_audio(str(raw / "Rock" / "r1.mp3"), seconds=2.0, freq_hz=900)  # changed: its part is rewritten
+    summary = preprocessing.preprocess(str(raw), out, workers=1, progress=False, **SETTINGS)
+    assert summary["processed"] == 1 and summary["skipped"] == 2
+    rewritten = [p for p in before if not os.path.exists(p) or open(p, "rb").read() != before[p]]
+    assert rewritten, "the changed track's old part was rewritten (or removed) without its row"
+    for part in rewritten:  # a checksum of the old bytes would fail Hadoop's verification or linger
+        assert not os.path.exists(os.path.join(os.path.dirname(part), f".{os.path.basename(part)}.crc"))
+    table = spark.read.parquet(os.path.join(out, "tracks")).select("track_id", "n_samples").collect()
+    assert sorted(r.track_id for r in table) == ["r0", "r1", "r2"]
+    assert {r.track_id: r.n_samples for r in table}["r1"] > 1.5 * 16000
