@@ -81,17 +81,19 @@ def hash_files(spark, raw_dir, wanted_keys):
 def decode_partition(rows, settings, genres, sample_rate, events):
     """Executor side: (item JSON, file bytes) rows -> dataset rows; failures, warnings and each file's
     decoding time (seconds of one core) go to ``events``."""
-    for row in rows:
-        item = json.loads(row.item)
+    for batch in preprocessing.batches(rows, lambda row: len(row.content)):  # one ffmpeg per batch
         started = time.perf_counter()
-        item, result, reason = preprocessing.process_input(item, settings, data=bytes(row.content))
-        events.add([("seconds", item["path"], time.perf_counter() - started)])  # core-seconds, for sizing
-        if result is None:
-            events.add([("failed", item["path"], reason)])
-            continue
-        if result["warning"]:
-            events.add([("warning", item["path"], result["warning"])])
-        yield preprocessing.track_row(item, result, genres, sample_rate)
+        outcomes = preprocessing.process_batch([json.loads(row.item) for row in batch], settings,
+                                               datas=[bytes(row.content) for row in batch])
+        seconds = (time.perf_counter() - started) / len(batch)  # core-seconds per file, for sizing
+        for item, result, reason in outcomes:
+            events.add([("seconds", item["path"], seconds)])
+            if result is None:
+                events.add([("failed", item["path"], reason)])
+                continue
+            if result["warning"]:
+                events.add([("warning", item["path"], result["warning"])])
+            yield preprocessing.track_row(item, result, genres, sample_rate)
 
 
 def read_existing_index(spark, out_dir):

@@ -4,11 +4,13 @@ Run:
   .venv/bin/python bench/bench_preprocessing.py              # 8 FMA-like clips: 30 s, 44.1 kHz stereo mp3
   .venv/bin/python bench/bench_preprocessing.py --tracks=16 --seconds=30
 
-Prints one JSON line: realtime_factor_1_worker, realtime_factor_2_workers, scaling (their ratio), and for the
-resampler choice the seconds per track of each step (ffmpeg decode, soxr HQ in numpy, ffmpeg's own soxr).
+Prints one JSON line: realtime_factor_1_worker, realtime_factor_2_workers, scaling (their ratio), the CPU cores
+each kept busy (ffmpeg's threads included), and for the resampler choice the seconds per clip of each step
+(ffmpeg decode, soxr HQ in numpy, ffmpeg's own soxr).
 """
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -46,14 +48,21 @@ audio_seconds = tracks * seconds
 # warm up once (imports, numba's first compile) so that no pool size pays for it in its timing
 preprocessing.preprocess(os.path.join(raw, demo_corpus.DEMO_GENRES[0]), os.path.join(work, "warmup"),
                          sample_rate=sample_rate, workers=1, progress=False)
-results = {}
+def cpu_seconds():
+    """CPU time of this process and its finished children (ffmpeg, pool workers), user + system."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+results, cores_busy = {}, {}
 for n in workers:
     out = os.path.join(work, f"out{n}")
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     summary = preprocessing.preprocess(raw, out, sample_rate=sample_rate, workers=n, progress=False)
     elapsed = time.perf_counter() - start
     assert summary["processed"] == tracks, summary["failed"]
     results[n] = audio_seconds / elapsed
+    cores_busy[n] = (cpu_seconds() - start_cpu) / elapsed
 
 # the resampler choice: ffmpeg decodes at the file's rate, then soxr HQ in numpy, vs ffmpeg resampling itself
 clip = os.path.join(raw, demo_corpus.DEMO_GENRES[0], "clip000.mp3")
@@ -78,6 +87,9 @@ print(json.dumps({
     "realtime_factor_1_worker": round(results.get(1, 0.0), 1),
     "realtime_factor_2_workers": round(results.get(2, 0.0), 1),
     "scaling": round(results.get(2, 0.0) / results[1], 2) if results.get(1) else None,
+    "cores_busy_1_worker": round(cores_busy.get(1, 0.0), 2), "cores_busy_2_workers": round(cores_busy.get(2, 0.0), 2),
+    "realtime_factor_per_cpu_second": round(audio_seconds * len(workers) / sum(
+        cores_busy[n] * audio_seconds / results[n] for n in workers), 1),
     "decode_seconds_per_clip": round(min(timings["decode"]), 4),
     "soxr_hq_numpy_seconds_per_clip": round(min(timings["soxr_numpy"]), 4),
     "ffmpeg_decode_and_soxr_seconds_per_clip": round(min(timings["ffmpeg_soxr"]), 4),

@@ -99,3 +99,19 @@ def test_mu_law_codes_equal_librosa_on_noise_and_at_every_level_edge(channels):
               at_edges.astype(np.float32)):
         expected = librosa.mu_compress(y, mu=mu, quantize=True) + channels // 2
         np.testing.assert_array_equal(audio.mu_law_encode(y, channels).astype(int), expected)
+
+
+def test_decode_many_gives_each_file_the_samples_decode_audio_gives_it(tmp_path):
+    paths = [make_audio(str(tmp_path / f"x{k}.{ext}"), seconds=1.0 + 0.3 * k, sample_rate=rate, channels=ch,
+                        freq_hz=300 + 50 * k)
+             for k, (ext, rate, ch) in enumerate([("mp3", 44100, 2), ("flac", 22050, 1), ("ogg", 48000, 2)])]
+    datas = [open(p, "rb").read() for p in paths]
+    for outcome, data in zip(audio.decode_many(datas), datas):
+        samples, rate, warning = audio.decode_audio(data)
+        assert outcome[1] == rate and outcome[2] == warning == ""
+        np.testing.assert_array_equal(outcome[0], samples)
+    # one broken file in a batch: its own error, the others still decoded
+    mixed = audio.decode_many([datas[0], b"\x00\x01 not audio " * 64, datas[1][: len(datas[1]) // 2]])
+    assert isinstance(mixed[1], audio.DecodeError)
+    np.testing.assert_array_equal(mixed[0][0], audio.decode_audio(datas[0])[0])
+    assert mixed[2][2] != "" or len(mixed[2][0]) < len(audio.decode_audio(datas[1])[0])  # truncated: warned or shorter

@@ -211,3 +211,20 @@ def test_bad_config_value_stops_before_any_work(tmp_path):
     result = run_script("run_transformation_scripts.py", "--sample_rate=fast", f"--out_dir={tmp_path / 'o'}")
     assert result.returncode == 2 and "sample_rate" in result.stderr and "valid keys" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_batched_decoding_gives_the_same_results_as_one_file_at_a_time(tmp_path):
+    raw = tmp_path / "raw"
+    make_raw_folder(raw, per_genre=3, seconds=1.2)
+    (raw / "Rock" / "page.mp3").write_bytes(b"<html>gone</html>")
+    (raw / "Rock" / "empty.mp3").write_bytes(b"")
+    items = preprocessing.list_inputs(str(raw))
+    settings = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
+                    min_seconds=0.5)
+    one_by_one = [preprocessing.process_input(item, settings) for item in items]
+    batched = preprocessing.process_batch(items, settings)
+    assert [(i["track_id"], i["sha256"], r, why) for i, r, why in batched] == \
+        [(i["track_id"], i["sha256"], r, why) for i, r, why in one_by_one]
+    assert sum(r is None for _, r, _ in batched) == 2
+    groups = list(preprocessing.batches(items, preprocessing.file_size, max_files=4))
+    assert [i for g in groups for i in g] == items and max(len(g) for g in groups) == 4
