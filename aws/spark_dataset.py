@@ -1,5 +1,5 @@
 """Stage 2 on Spark: the files are read by Spark's binaryFile source and decoded on the executors by the very
-functions the local stage uses (:func:`local.preprocessing.process_input`), so the codes are the same bytes.
+functions the local stage uses (:func:`local.preprocessing.process_batch`), so the codes are the same bytes.
 
 The driver only lists files and plans (splits, genre ids: :func:`local.preprocessing.plan_tracks`); audio
 is never collected on it. Executors return rows of :data:`local.dataset_store.TRACK_SCHEMA`, which Spark

@@ -1,7 +1,9 @@
 """Stage 2's steps: find the inputs, turn one audio file into mu-law codes, assign splits, write the dataset.
 
-:func:`process_track` is the one function that turns a file into codes; the local stage runs it in a
-process pool and the Spark job runs it on executors, so both give the same codes for the same input.
+:func:`codes_from_samples` is the one function that turns decoded audio into codes, behind both
+:func:`process_track` (one file) and :func:`process_batch` (a batch of files per ffmpeg process, which the
+local stage runs in a process pool and the Spark job on executors), so all give the same codes for the same
+input.
 """
 import hashlib
 import os
@@ -203,30 +205,18 @@ def codes_from_samples(samples, file_rate, warning, sample_rate=16000, quantizat
 
 
 def process_input(item, settings, data=None):
-    """Run :func:`process_track` on one input dict; never raises. Returns (item, result or None, reason).
+    """Turn one input dict into codes; never raises. Returns (item with its sha256, result or None, reason).
 
     The file is read once: its bytes give both the sha256 recorded in the dataset and the audio. A Spark
     executor passes the bytes it already has as ``data`` (``item["path"]`` may then be a URI).
     """
-    try:
-        if data is None:
-            with open(item["path"], "rb") as f:
-                data = f.read()
-        item = dict(item, sha256=item.get("sha256") or hashlib.sha256(data).hexdigest())
-        fallback_path = item["path"] if os.path.isfile(item["path"]) else None
-        return item, process_track(data, fallback_path=fallback_path, **settings), ""
-    except TrackError as e:
-        return item, None, str(e)
-    except FileNotFoundError:
-        return item, None, MISSING_REASON
-    except Exception as e:  # an unexpected bug on one file must not stop the stage or lose the others
-        return item, None, f"internal error: {type(e).__name__}: {e}"
+    return process_batch([item], settings, None if data is None else [data])[0]
 
 
 def process_batch(items, settings, datas=None):
     """:func:`process_input` for several inputs, their audio decoded by one ffmpeg process (see
-    :func:`local.audio.decode_many`): the same results, at about half the CPU for short clips. A Spark
-    executor passes the files' bytes as ``datas``; otherwise each file is read from ``item["path"]``."""
+    :func:`local.audio.decode_many`: the same samples as one file at a time, at about half the CPU for short
+    clips). A Spark executor passes the files' bytes as ``datas``; otherwise each is read from its path."""
     results, pending = [None] * len(items), []
     for k, item in enumerate(items):
         try:
@@ -238,20 +228,27 @@ def process_batch(items, settings, datas=None):
             item = dict(item, sha256=item.get("sha256") or hashlib.sha256(data).hexdigest())
             check_bytes(data)
             pending.append((k, item, data))
-        except (OSError, TrackError):  # process_input words the reason
-            results[k] = process_input(item, settings, data=None if datas is None else datas[k])
+        except Exception as e:
+            results[k] = (item, None, failure_reason(e))
     decoded = audio.decode_many([data for _, _, data in pending]) if pending else []
     for (k, item, data), outcome in zip(pending, decoded):
-        if isinstance(outcome, audio.DecodeError):  # the single-file path words it (and tries the file itself)
-            results[k] = process_input(item, settings, data=data)
-            continue
         try:
+            if isinstance(outcome, audio.DecodeError):  # e.g. an m4a indexed at its end: try the file itself
+                outcome = decode_from_path(outcome, item["path"] if os.path.isfile(item["path"]) else None)
             results[k] = (item, codes_from_samples(*outcome, **settings), "")
-        except TrackError as e:
-            results[k] = (item, None, str(e))
-        except Exception as e:  # an unexpected bug on one file must not stop the stage or lose the others
-            results[k] = (item, None, f"internal error: {type(e).__name__}: {e}")
+        except Exception as e:
+            results[k] = (item, None, failure_reason(e))
     return results
+
+
+def failure_reason(error):
+    """The failures.csv reason for an exception met while processing one input."""
+    if isinstance(error, TrackError):
+        return str(error)
+    if isinstance(error, FileNotFoundError):
+        return MISSING_REASON
+    # an unexpected bug on one file must not stop the stage or lose the others: it is reported as such
+    return f"internal error: {type(error).__name__}: {error}"
 
 
 def process_batch_star(args):
