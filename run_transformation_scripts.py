@@ -34,39 +34,24 @@ split_seed = 0  # the split is a stable hash of track_id and this seed
 workers = 2  # decoding processes
 rows_per_part = 64  # tracks per Parquet part file (a killed run loses at most the part in progress)
 
-config = configure(globals())
 # -----------------------------------------------------------------------------
 
-if not os.path.isdir(raw_dir):
-    fail(f"raw_dir={raw_dir!r} does not exist: run run_webscraper.py first or pass --raw_dir=FOLDER")
-if not 0 <= valid_fraction < 1 or not 0 <= test_fraction < 1 or valid_fraction + test_fraction >= 1:
-    fail(f"valid_fraction={valid_fraction} and test_fraction={test_fraction} must be >= 0 and sum below 1")
-if not 2 <= quantization_channels <= 256:
-    fail(f"quantization_channels={quantization_channels} must be between 2 and 256 (codes are one byte)")
-if sample_rate <= 0 or workers < 1:
-    fail(f"sample_rate={sample_rate} and workers={workers} must be positive")
 
-from local import preprocessing  # noqa: E402  (imports numpy and friends: only once the config is good)
+def main(argv=None):
+    """Stage 2: check the config, record it, decode what is new under raw_dir into out_dir, say what happened."""
+    config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
+    from local import preprocessing  # numpy and friends: only after --help has had its chance
+    try:
+        preprocessing.check_config(config)
+        preprocessing.check_raw_dir(config["raw_dir"])
+        save_config(config, config["out_dir"])
+        summary = preprocessing.preprocess(config["raw_dir"], config["out_dir"], workers=config["workers"],
+                                           rows_per_part=config["rows_per_part"],
+                                           **preprocessing.dataset_keys(config))
+    except ValueError as e:  # a ConfigError, or an out_dir holding a dataset made with other settings
+        fail(str(e))
+    print("\n".join(preprocessing.summary_lines(summary)))
 
-if not preprocessing.list_inputs(raw_dir):
-    fail(f"raw_dir={raw_dir!r} holds no audio files: run run_webscraper.py first or pass --raw_dir=FOLDER")
 
-os.makedirs(out_dir, exist_ok=True)
-save_config(config, out_dir)
-try:
-    summary = preprocessing.preprocess(raw_dir, out_dir, sample_rate, quantization_channels, trim_silence,
-                                       silence_threshold, min_seconds, valid_fraction, test_fraction,
-                                       split_seed, workers, rows_per_part)
-except ValueError as e:
-    fail(str(e))
-
-for path, text in summary["warnings"]:
-    print(f"warning: {path}: {text}")
-for path, reason in summary["failed"]:
-    print(f"skipped: {path}: {reason}")
-dataset = summary["dataset"]
-print(f"{summary['processed']} tracks processed, {summary['skipped']} already done, "
-      f"{len(summary['failed'])} failed (see {os.path.join(out_dir, 'failures.csv')})")
-print(f"dataset: {out_dir}  {dataset['n_tracks']} tracks, {dataset['n_samples'] / sample_rate / 60:.1f} min; "
-      f"train/valid/test tracks = {dataset['tracks']['train']}/{dataset['tracks']['valid']}/"
-      f"{dataset['tracks']['test']}; genres: {', '.join(dataset['genres'])}")
+if __name__ == "__main__":
+    main()

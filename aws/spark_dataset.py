@@ -16,8 +16,6 @@ from pyspark.accumulators import AccumulatorParam
 from aws import spark_io
 from local import dataset_store as store
 from local import manifest, preprocessing
-from local.config import write_json_atomic
-
 
 
 class ListParam(AccumulatorParam):
@@ -78,22 +76,22 @@ def hash_files(spark, raw_dir, wanted_keys):
     return dict(files.rdd.map(lambda r: (r.path, hashlib.sha256(r.content).hexdigest())).collect())
 
 
-def decode_partition(rows, settings, genres, sample_rate, events):
+def decode_partition(rows, settings, genres, events):
     """Executor side: (item JSON, file bytes) rows -> dataset rows; failures, warnings and each file's
-    decoding time (seconds of one core) go to ``events``."""
+    decoding time (seconds of one core) go to ``events``. ``settings``: DecodeSettings."""
     for batch in preprocessing.batches(rows, lambda row: len(row.content)):  # one ffmpeg per batch
         started = time.perf_counter()
         outcomes = preprocessing.process_batch([json.loads(row.item) for row in batch], settings,
                                                datas=[bytes(row.content) for row in batch])
         seconds = (time.perf_counter() - started) / len(batch)  # core-seconds per file, for sizing
-        for item, result, reason in outcomes:
+        for item, track, reason in outcomes:
             events.add([("seconds", item["path"], seconds)])
-            if result is None:
+            if track is None:
                 events.add([("failed", item["path"], reason)])
                 continue
-            if result["warning"]:
-                events.add([("warning", item["path"], result["warning"])])
-            yield preprocessing.track_row(item, result, genres, sample_rate)
+            if track["warning"]:
+                events.add([("warning", item["path"], track["warning"])])
+            yield preprocessing.track_row(item, track, genres, settings.sample_rate)
 
 
 def read_existing_index(spark, out_dir):
@@ -153,81 +151,80 @@ def file_partition_conf(spark, total_bytes, partitions):
             "spark.sql.files.minPartitionNum": str(max(1, partitions))}
 
 
-def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_channels=256, trim_silence=True,
-                     silence_threshold=60.0, min_seconds=1.0, valid_fraction=0.1, test_fraction=0.1, split_seed=0,
-                     partitions=0):
+def preprocess_spark(spark, raw_dir, out_dir, *, partitions=0, **dataset_keys):
     """Stage 2 on a running SparkSession: :func:`local.preprocessing.preprocess`'s result, computed on executors.
 
-    ``raw_dir`` and ``out_dir`` are local folders or URIs (file://, hdfs://, s3://); ``partitions`` = 0 means
-    4 tasks per core. Returns the same summary dict as the local stage, plus ``decode_core_seconds``: the
-    executors' time spent decoding (one core each), which is what a cluster of N cores divides by N.
+    ``raw_dir`` and ``out_dir`` are local folders or URIs (file://, hdfs://, s3://); ``dataset_keys`` are stage 2's
+    dataset keys as :func:`local.preprocessing.preprocess` takes them; ``partitions`` = 0 means 4 tasks per
+    core. Returns the same summary dict as the local stage, plus ``decode_core_seconds``: the executors' time
+    spent decoding (one core each), which is what a cluster of N cores divides by N.
     """
-    from pyspark.sql.functions import broadcast
-
+    settings, splits = preprocessing.stage_settings(**dataset_keys)
     with spark_io.LocalStage() as stage_dir:
-        local_json = spark_io.fetch(spark, spark_io.join(out_dir, "dataset.json"), stage_dir)
-        info = store.read_dataset_json(stage_dir) if local_json else None
-        info = info or {}
+        info = (store.read_dataset_json(stage_dir)
+                if spark_io.fetch(spark, spark_io.join(out_dir, "dataset.json"), stage_dir) else None) or {}
         index = read_existing_index(spark, out_dir)
-        for key, value in (("sample_rate", sample_rate), ("quantization_channels", quantization_channels)):
-            if info and index and info.get(key) != value:
-                raise ValueError(f"{out_dir} holds a dataset made with {key}={info.get(key)}; "
-                                 f"use another out_dir or --{key}={info.get(key)}")
+        preprocessing.check_same_settings(out_dir, info, index, settings)
         if not spark_io.is_uri(out_dir):
-            store.remove_stale_temp_parts(out_dir)
+            store.remove_stale_temps(out_dir)
         inputs, keys, listed = list_raw_inputs(spark, raw_dir, stage_dir)
-        existing = {r["track_id"]: r for r in index}
+        existing = {r["track_id"] for r in index}
         known = [i for i in inputs if i["track_id"] in existing and not i["sha256"] and keys[i["path"]] in listed]
         hashes = hash_files(spark, raw_dir, [keys[i["path"]] for i in known])
-        genres_so_far = preprocessing.known_genres(existing.values(), info.get("genres", []))
-        plan = preprocessing.plan_tracks(inputs, existing, genres_so_far, valid_fraction, test_fraction, split_seed,
+        plan = preprocessing.plan_tracks(inputs, index, info.get("genres", []), splits,
                                          lambda item: item["sha256"] or hashes.get(keys[item["path"]], ""))
-        genres = plan["genres"]
         if plan["changed"]:
             drop_tracks(spark, out_dir, plan["changed"], index)
 
         failed = [(i["path"], preprocessing.MISSING_REASON) for i in plan["todo"] if keys[i["path"]] not in listed]
         todo = [i for i in plan["todo"] if keys[i["path"]] in listed]
-        settings = {"sample_rate": sample_rate, "quantization_channels": quantization_channels,
-                    "trim_silence": trim_silence, "silence_threshold": silence_threshold,
-                    "min_seconds": min_seconds}
         warnings, executor_failed, decode_seconds = [], {}, {}
         if todo:
-            events = spark.sparkContext.accumulator([], ListParam())
-            items = spark.createDataFrame([(keys[i["path"]], json.dumps(i)) for i in todo], "path string, item string")
-            partitions = partitions or 4 * spark.sparkContext.defaultParallelism
-            total_bytes = sum(int(r.length) for r in read_files(spark, raw_dir, ["path", "length"])
-                              .join(broadcast(items.select("path")), "path").collect())
-            quiet_parquet_writer(spark)
-            saved = {k: spark.conf.get(k, None) for k in file_partition_conf(spark, 1, 1)}
-            for k, v in file_partition_conf(spark, total_bytes, partitions).items():
-                spark.conf.set(k, v)
-            try:
-                pairs = read_files(spark, raw_dir, ["path", "content"]).join(broadcast(items), "path")
-                rows = pairs.select("item", "content").rdd.mapPartitions(
-                    lambda part: decode_partition(part, settings, genres, sample_rate, events))
-                (spark.createDataFrame(rows, spark_track_schema()).write.mode("append")
-                 .option("compression", "zstd")
-                 .option("parquet.block.size", 1)  # with a size check after every row: one track per group
-                 .option("parquet.page.size.row.check.min", 1)
-                 .option("parquet.page.size.row.check.max", 1)
-                 .parquet(spark_io.join(out_dir, "tracks")))
-            finally:
-                for k, v in saved.items():
-                    spark.conf.unset(k) if v is None else spark.conf.set(k, v)
+            events = decode_into_dataset(spark, raw_dir, out_dir, [(keys[i["path"]], i) for i in todo],
+                                         settings, plan["genres"], partitions)
             # a retried task reports its events again: one entry per path
-            executor_failed = {path: text for kind, path, text in events.value if kind == "failed"}
+            executor_failed = {path: text for kind, path, text in events if kind == "failed"}
             failed += sorted(executor_failed.items())
-            warnings = sorted({path: text for kind, path, text in events.value if kind == "warning"}.items())
-            decode_seconds = {path: value for kind, path, value in events.value if kind == "seconds"}
+            warnings = sorted({path: text for kind, path, text in events if kind == "warning"}.items())
+            decode_seconds = {path: value for kind, path, value in events if kind == "seconds"}
 
-        index = read_existing_index(spark, out_dir)
-        dataset = preprocessing.dataset_info(index, genres, sample_rate, quantization_channels, trim_silence,
-                                             silence_threshold, min_seconds, valid_fraction, test_fraction,
-                                             split_seed)
-        write_json_atomic(os.path.join(stage_dir, "dataset.json.new"), dataset)
-        spark_io.publish(spark, os.path.join(stage_dir, "dataset.json.new"), spark_io.join(out_dir, "dataset.json"))
-        spark_io.publish(spark, store.write_failures(stage_dir, failed), spark_io.join(out_dir, "failures.csv"))
-    return {"processed": len(todo) - len(executor_failed), "skipped": plan["skipped"],
-            "failed": failed, "warnings": warnings, "dataset": dataset,
+        dataset = preprocessing.dataset_info(read_existing_index(spark, out_dir), plan["genres"], settings, splits)
+        for path in store.write_dataset_files(stage_dir, dataset, failed):
+            spark_io.publish(spark, path, spark_io.join(out_dir, os.path.basename(path)))
+    return {"processed": len(todo) - len(executor_failed), "skipped": plan["skipped"], "failed": failed,
+            "warnings": warnings, "dataset": dataset, "out_dir": out_dir,
+            "failures_csv": spark_io.join(out_dir, "failures.csv"),
             "decode_core_seconds": float(sum(decode_seconds.values()))}
+
+
+def decode_into_dataset(spark, raw_dir, out_dir, todo, settings, genres, partitions):
+    """Decode the ``todo`` files on the executors and append their rows to ``<out_dir>/tracks``.
+
+    ``todo``: (qualified path as Spark lists it, input dict) pairs. Returns the executors' events:
+    (kind, path, text or seconds) with kind failed, warning or seconds (see :func:`decode_partition`).
+    """
+    from pyspark.sql.functions import broadcast
+
+    events = spark.sparkContext.accumulator([], ListParam())
+    items = spark.createDataFrame([(key, json.dumps(item)) for key, item in todo], "path string, item string")
+    partitions = partitions or 4 * spark.sparkContext.defaultParallelism
+    total_bytes = sum(int(r.length) for r in read_files(spark, raw_dir, ["path", "length"])
+                      .join(broadcast(items.select("path")), "path").collect())
+    quiet_parquet_writer(spark)
+    saved = {k: spark.conf.get(k, None) for k in file_partition_conf(spark, 1, 1)}
+    for k, v in file_partition_conf(spark, total_bytes, partitions).items():
+        spark.conf.set(k, v)
+    try:
+        pairs = read_files(spark, raw_dir, ["path", "content"]).join(broadcast(items), "path")
+        rows = pairs.select("item", "content").rdd.mapPartitions(
+            lambda part: decode_partition(part, settings, genres, events))
+        (spark.createDataFrame(rows, spark_track_schema()).write.mode("append")
+         .option("compression", "zstd")
+         .option("parquet.block.size", 1)  # with a size check after every row: one track per group
+         .option("parquet.page.size.row.check.min", 1)
+         .option("parquet.page.size.row.check.max", 1)
+         .parquet(spark_io.join(out_dir, "tracks")))
+    finally:
+        for k, v in saved.items():
+            spark.conf.unset(k) if v is None else spark.conf.set(k, v)
+    return events.value

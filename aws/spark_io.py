@@ -3,13 +3,14 @@
 A plain path (no ``scheme:``) is a local folder: the ``local/`` functions read and write it directly. A URI
 goes through Hadoop's FileSystem API of the running SparkSession, so the job reaches exactly what its
 executors reach (HDFS, EMRFS on EMR) with the cluster's own credentials. Files are copied through a local
-temp folder, so the ``local/`` writers (atomic JSON, failures.csv) are reused rather than rewritten.
+temp folder, so the ``local/`` writers (dataset.json, failures.csv) are reused rather than rewritten.
 """
 import os
 import re
 import shutil
 import tempfile
-import uuid
+
+from local import fileio
 
 URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -85,17 +86,16 @@ def fetch(spark, uri, local_dir):
 def publish(spark, local_file, uri):
     """Put ``local_file`` at ``uri``: under a hidden temp name first, then renamed, so no reader sees half a file.
 
-    On S3 a rename is a copy, but the object appears complete or not at all either way.
+    A local path goes through :func:`local.fileio.atomic_path`; a URI through Hadoop's FileSystem with the
+    same temp name pattern. On S3 a rename is a copy, but the object appears complete or not at all either way.
     """
     if not is_uri(uri):
-        os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(os.path.abspath(uri)), f".{os.path.basename(uri)}.tmp-{uuid.uuid4().hex[:8]}")
-        shutil.copyfile(local_file, tmp)
-        os.replace(tmp, uri)
+        with fileio.atomic_path(uri) as tmp:
+            shutil.copyfile(local_file, tmp)
         return uri
     jvm = spark.sparkContext._jvm
     fs, target = hadoop_fs(spark, uri)
-    tmp = jvm.org.apache.hadoop.fs.Path(target.getParent(), f".{target.getName()}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = jvm.org.apache.hadoop.fs.Path(target.getParent(), os.path.basename(fileio.temp_path_for(target.getName())))
     fs.mkdirs(target.getParent())
     fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(os.path.abspath(local_file)), tmp)
     if fs.exists(target):

@@ -17,7 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure, fail  # noqa: E402
+from local.config import ConfigError, configure, fail, save_config  # noqa: E402
 
 # --- I/O ---
 raw_dir = "data/raw"  # stage 1's output: a folder or a URI (file://, hdfs://, s3://)
@@ -38,45 +38,39 @@ rows_per_part = 64  # stage 2's key, accepted likewise; on Spark each task write
 master = ""  # Spark master: "" = what spark-submit set (else local[*]); e.g. local[2], yarn
 partitions = 0  # decoding tasks (files are packed by size); 0 = 4 per core
 
-config = configure(globals())
 # -----------------------------------------------------------------------------
 
-if not 0 <= valid_fraction < 1 or not 0 <= test_fraction < 1 or valid_fraction + test_fraction >= 1:
-    fail(f"valid_fraction={valid_fraction} and test_fraction={test_fraction} must be >= 0 and sum below 1")
-if not 2 <= quantization_channels <= 256:
-    fail(f"quantization_channels={quantization_channels} must be between 2 and 256 (codes are one byte)")
-if sample_rate <= 0 or partitions < 0:
-    fail(f"sample_rate={sample_rate} must be positive and partitions={partitions} at least 0")
 
-from aws import spark_dataset, spark_io  # noqa: E402  (imports pyspark: only once the config is good)
+def main(argv=None):
+    """Stage 2 on Spark: the local stage's checks, then the decoding on the executors, then its summary."""
+    config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
+    from aws import spark_io
+    from local import preprocessing
+    raw_dir, out_dir = config["raw_dir"], config["out_dir"]
+    try:
+        preprocessing.check_config(config)
+        if config["partitions"] < 0:
+            raise ConfigError(f"partitions={config['partitions']} must be 0 (4 per core) or more")
+        if not spark_io.is_uri(raw_dir):
+            preprocessing.check_raw_dir(raw_dir, hint="FOLDER_OR_URI")
+    except ConfigError as e:
+        fail(str(e))
+    from aws import spark_dataset  # pyspark: only once the config is good
+    spark = spark_io.start_spark("waveforms-preprocessing", config["master"])
+    try:
+        if not spark_io.exists(spark, raw_dir):
+            fail(f"raw_dir={raw_dir!r} does not exist (as Spark sees it): check the URI or pass "
+                 f"--raw_dir=FOLDER_OR_URI")
+        with spark_io.LocalStage() as stage_dir:
+            spark_io.publish(spark, save_config(config, stage_dir), spark_io.join(out_dir, "config.json"))
+        summary = spark_dataset.preprocess_spark(spark, raw_dir, out_dir, partitions=config["partitions"],
+                                                 **preprocessing.dataset_keys(config))
+    except ValueError as e:  # an out_dir holding a dataset made with other settings
+        fail(str(e))
+    finally:
+        spark_io.stop_spark(spark)
+    print("\n".join(preprocessing.summary_lines(summary)))
 
-if not spark_io.is_uri(raw_dir) and not os.path.isdir(raw_dir):
-    fail(f"raw_dir={raw_dir!r} does not exist: run run_webscraper.py first or pass --raw_dir=FOLDER_OR_URI")
-spark = spark_io.start_spark("waveforms-preprocessing", master)
-if not spark_io.exists(spark, raw_dir):
-    fail(f"raw_dir={raw_dir!r} does not exist (as Spark sees it): check the URI or pass --raw_dir=FOLDER_OR_URI")
 
-with spark_io.LocalStage() as stage:
-    from local.config import save_config
-    spark_io.publish(spark, save_config(config, stage), spark_io.join(out_dir, "config.json"))
-try:
-    summary = spark_dataset.preprocess_spark(spark, raw_dir, out_dir, sample_rate, quantization_channels,
-                                             trim_silence, silence_threshold, min_seconds, valid_fraction,
-                                             test_fraction, split_seed, partitions)
-except ValueError as e:
-    fail(str(e))
-spark_io.stop_spark(spark)
-
-for path, text in summary["warnings"]:
-    print(f"warning: {path}: {text}")
-for path, reason in summary["failed"]:
-    print(f"skipped: {path}: {reason}")
-dataset = summary["dataset"]
-print(f"{summary['processed']} tracks processed, {summary['skipped']} already done, "
-      f"{len(summary['failed'])} failed (see {spark_io.join(out_dir, 'failures.csv')})")
-if summary["decode_core_seconds"]:  # what sizing a cluster needs: divide by the cores you will have
-    print(f"decoding took {summary['decode_core_seconds']:.1f} core-seconds for "
-          f"{summary['processed'] + len(summary['failed'])} files")
-print(f"dataset: {out_dir}  {dataset['n_tracks']} tracks, {dataset['n_samples'] / sample_rate / 60:.1f} min; "
-      f"train/valid/test tracks = {dataset['tracks']['train']}/{dataset['tracks']['valid']}/"
-      f"{dataset['tracks']['test']}; genres: {', '.join(dataset['genres'])}")
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ import subprocess
 
 import numpy as np
 
-FFMPEG_TIMEOUT_S = 600  # no sane file takes longer to decode; a hostile one must not hang a worker
+FFMPEG_TIMEOUT_SECONDS = 600  # no sane file takes longer to decode; a hostile one must not hang a worker
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,7 +35,7 @@ class DecodeError(Exception):
     """ffmpeg produced no audio for an input; the message says why in words a person understands."""
 
 
-def decode_audio(source, timeout_s=FFMPEG_TIMEOUT_S):
+def decode_audio(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS):
     """Decode any file ffmpeg reads into float32 PCM at the file's own sample rate and channel count.
 
     Parameters
@@ -59,11 +59,11 @@ def decode_audio(source, timeout_s=FFMPEG_TIMEOUT_S):
         command.remove("-nostdin")
     try:
         result = subprocess.run(command, input=bytes(source) if from_pipe else None, capture_output=True,
-                                timeout=timeout_s, stdin=None if from_pipe else subprocess.DEVNULL)
+                                timeout=timeout_seconds, stdin=None if from_pipe else subprocess.DEVNULL)
     except FileNotFoundError:
         raise DecodeError("ffmpeg is not installed (apt-get install ffmpeg)") from None
     except subprocess.TimeoutExpired:
-        raise DecodeError(f"ffmpeg did not finish decoding within {timeout_s} s") from None
+        raise DecodeError(f"ffmpeg did not finish decoding within {timeout_seconds} s") from None
     errors = [line.strip() for line in result.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
     try:
         samples, sample_rate = parse_wav_stream(result.stdout)
@@ -76,7 +76,7 @@ def decode_audio(source, timeout_s=FFMPEG_TIMEOUT_S):
     return samples, sample_rate, warning
 
 
-def decode_many(sources, timeout_s=FFMPEG_TIMEOUT_S):
+def decode_many(sources, timeout_seconds=FFMPEG_TIMEOUT_SECONDS):
     """Decode several files' bytes with one ffmpeg process; the same samples as :func:`decode_audio` on each.
 
     ffmpeg's start-up (linking, probing its codecs) costs about as much as decoding a 30 s clip, so short
@@ -90,7 +90,7 @@ def decode_many(sources, timeout_s=FFMPEG_TIMEOUT_S):
 
     sources = [bytes(s) for s in sources]
     if len(sources) == 1:
-        return [decode_one_or_error(sources[0], timeout_s)]
+        return [decode_one_or_error(sources[0], timeout_seconds)]
     inputs = [os.pipe() for _ in sources]
     outputs = [os.pipe() for _ in sources]
     command = [ffmpeg_binary(), "-nostdin", "-hide_banner", "-v", "error"]
@@ -129,14 +129,14 @@ def decode_many(sources, timeout_s=FFMPEG_TIMEOUT_S):
     for thread in threads:
         thread.start()
     try:
-        stderr = process.communicate(timeout=timeout_s)[1]
+        stderr = process.communicate(timeout=timeout_seconds)[1]
     except subprocess.TimeoutExpired:
         process.kill()
         stderr = process.communicate()[1]
     for thread in threads:
         thread.join()
     if process.returncode != 0 or stderr.strip():
-        return [decode_one_or_error(source, timeout_s) for source in sources]
+        return [decode_one_or_error(source, timeout_seconds) for source in sources]
     decoded = []
     for data in results:
         try:
@@ -144,15 +144,15 @@ def decode_many(sources, timeout_s=FFMPEG_TIMEOUT_S):
         except ValueError:
             samples = None
         if samples is None or len(samples) == 0:  # not expected without an error message; be exact anyway
-            return [decode_one_or_error(source, timeout_s) for source in sources]
+            return [decode_one_or_error(source, timeout_seconds) for source in sources]
         decoded.append((samples, sample_rate, ""))
     return decoded
 
 
-def decode_one_or_error(source, timeout_s=FFMPEG_TIMEOUT_S):
+def decode_one_or_error(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS):
     """:func:`decode_audio`, returning its DecodeError instead of raising it."""
     try:
-        return decode_audio(source, timeout_s)
+        return decode_audio(source, timeout_seconds)
     except DecodeError as e:
         return e
 
@@ -217,10 +217,11 @@ def resample(y, orig_sr, target_sr):
     return soxr.resample(np.asarray(y, dtype=np.float32), int(orig_sr), int(target_sr), quality="HQ")
 
 
-def trim_silence(y, top_db=60.0):
-    """Cut leading and trailing frames quieter than ``top_db`` dB below the peak (librosa.effects.trim)."""
+def trim_silence(y, silence_threshold_db=60.0):
+    """Cut leading and trailing frames quieter than ``silence_threshold_db`` dB below the peak (librosa's
+    ``effects.trim`` with ``top_db=silence_threshold_db``); (n_samples,) float32 in, a slice of it out."""
     import librosa
-    trimmed, _ = librosa.effects.trim(y, top_db=top_db, frame_length=2048, hop_length=512)
+    trimmed, _ = librosa.effects.trim(y, top_db=silence_threshold_db, frame_length=2048, hop_length=512)
     return trimmed
 
 

@@ -4,6 +4,7 @@ One row per usable track (schema :data:`TRACK_SCHEMA`); each track is its own Pa
 reader fetches one track's codes without reading any other. Parts are written under a hidden temp name and
 renamed when complete: a reader (and a rerun) only ever sees complete parts.
 """
+import contextlib
 import csv
 import glob
 import json
@@ -13,6 +14,8 @@ import uuid
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from local import fileio
 
 TRACK_SCHEMA = pa.schema([
     ("track_id", pa.string()),
@@ -71,24 +74,27 @@ def read_dataset_json(dataset_dir):
 
 
 class PartWriter:
-    """Append tracks to Parquet parts under a temp name; each part is renamed into place when complete.
+    """Append tracks to Parquet parts, each written under a temp name and renamed into place when complete.
 
-    ``rows_per_part`` bounds how much work a kill can lose; each track is one row group.
+    ``rows_per_part`` bounds how much work a kill can lose; each track is one row group. Use it as a context
+    manager: the part in progress is finished when the block ends, and discarded when it ends in an error.
     """
 
     def __init__(self, dataset_dir, rows_per_part=64, max_part_bytes=256 << 20):
         self.directory = tracks_dir(dataset_dir)
         os.makedirs(self.directory, exist_ok=True)
         self.rows_per_part, self.max_part_bytes = rows_per_part, max_part_bytes
-        self.writer, self.tmp_path, self.rows, self.bytes, self.written = None, None, 0, 0, []
+        self.writer, self.part, self.rows, self.bytes = None, None, 0, 0
 
     def write(self, row):
         """Write one track (a dict with the :data:`TRACK_SCHEMA` columns) as its own row group."""
         if self.writer is None:
             stamp = time.strftime("%Y%m%dT%H%M%S")
-            self.final_path = os.path.join(self.directory, f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
-            self.tmp_path = os.path.join(self.directory, f".{os.path.basename(self.final_path)}.tmp")
-            self.writer = pq.ParquetWriter(self.tmp_path, TRACK_SCHEMA, compression="zstd")
+            final_path = os.path.join(self.directory, f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
+            self.part = contextlib.ExitStack()
+            self.writer = pq.ParquetWriter(self.part.enter_context(fileio.atomic_path(final_path)), TRACK_SCHEMA,
+                                           compression="zstd")
+            self.rows, self.bytes = 0, 0
         self.writer.write_table(pa.Table.from_pylist([row], schema=TRACK_SCHEMA))
         self.rows += 1
         self.bytes += len(row["codes"])
@@ -97,20 +103,27 @@ class PartWriter:
 
     def close(self):
         """Finish the current part and rename it into place (a no-op when none is open)."""
-        if self.writer is None:
-            return
-        self.writer.close()
-        with open(self.tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp_path, self.final_path)
-        self.written.append(self.final_path)
-        self.writer, self.rows, self.bytes = None, 0, 0
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+            self.part.close()  # atomic_path: sync, rename
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if kind is None:
+            self.close()
+        elif self.writer is not None:  # the part in progress is not trusted: its temp goes
+            self.writer.close()
+            self.writer = None
+            self.part.__exit__(kind, error, trace)
 
 
-def remove_stale_temp_parts(dataset_dir):
-    """Delete temp parts left by a killed run; they were never visible to readers."""
-    for path in glob.glob(os.path.join(tracks_dir(dataset_dir), ".part-*.tmp")):
-        os.remove(path)
+def remove_stale_temps(dataset_dir):
+    """Delete the temps (parts, dataset.json, failures.csv) a killed run left; no reader ever saw them."""
+    fileio.remove_stale_temps(dataset_dir)
+    fileio.remove_stale_temps(tracks_dir(dataset_dir))
 
 
 def drop_tracks(dataset_dir, track_ids):
@@ -120,21 +133,16 @@ def drop_tracks(dataset_dir, track_ids):
         ids = pq.read_table(part, columns=["track_id"]).column("track_id").to_pylist()
         if not track_ids.intersection(ids):
             continue
-        reader = pq.ParquetFile(part)
-        tmp = os.path.join(os.path.dirname(part), f".{os.path.basename(part)}.tmp")
-        kept = 0
-        with pq.ParquetWriter(tmp, TRACK_SCHEMA, compression="zstd") as writer:
-            for group in range(reader.num_row_groups):
-                table = reader.read_row_group(group)
-                mask = [tid not in track_ids for tid in table.column("track_id").to_pylist()]
-                if any(mask):
-                    writer.write_table(table.filter(pa.array(mask)).cast(TRACK_SCHEMA))
-                    kept += sum(mask)
-        if kept:
-            os.replace(tmp, part)
-        else:
-            os.remove(tmp)
+        if track_ids.issuperset(ids):
             os.remove(part)
+        else:
+            reader = pq.ParquetFile(part)
+            with fileio.atomic_path(part) as tmp, pq.ParquetWriter(tmp, TRACK_SCHEMA, compression="zstd") as writer:
+                for group in range(reader.num_row_groups):
+                    table = reader.read_row_group(group)
+                    mask = [tid not in track_ids for tid in table.column("track_id").to_pylist()]
+                    if any(mask):
+                        writer.write_table(table.filter(pa.array(mask)).cast(TRACK_SCHEMA))
         checksum = os.path.join(os.path.dirname(part), f".{os.path.basename(part)}.crc")
         if os.path.exists(checksum):  # Hadoop's checksum of the old bytes (a part Spark wrote) is now wrong
             os.remove(checksum)
@@ -159,10 +167,17 @@ def summarize(index, sample_rate, quantization_channels, genres, extra=None):
 def write_failures(dataset_dir, failures):
     """Write ``failures.csv`` (columns path, reason) atomically; ``failures`` is a list of (path, reason)."""
     path = os.path.join(dataset_dir, "failures.csv")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with fileio.atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "reason"])
         writer.writerows(sorted(failures))
-    os.replace(tmp, path)
     return path
+
+
+def write_dataset_files(dataset_dir, dataset, failures):
+    """Write the end of a stage-2 run: ``dataset.json`` (the dict ``dataset``) and ``failures.csv``.
+
+    Returns their paths. The Spark job writes them into a local folder and publishes them from there.
+    """
+    return (fileio.write_json_atomic(os.path.join(dataset_dir, "dataset.json"), dataset),
+            write_failures(dataset_dir, failures))

@@ -1,10 +1,15 @@
-"""Stage 2's steps: find the inputs, turn one audio file into mu-law codes, assign splits, write the dataset.
+"""Stage 2's steps: check the config, find the inputs, decode them into mu-law codes, assign splits, write the
+dataset, say what happened. ``run_transformation_scripts.py`` and ``aws/spark_preprocessing.py`` both call
+these functions; only where the files live and who decodes them (a process pool or Spark executors) differs.
 
-:func:`codes_from_samples` is the one function that turns decoded audio into codes, behind both
-:func:`process_track` (one file) and :func:`process_batch` (a batch of files per ffmpeg process, which the
-local stage runs in a process pool and the Spark job on executors), so all give the same codes for the same
-input.
+One decode path: :func:`process_batch` (a batch of files per ffmpeg process) reads, checks and decodes every
+input, on a laptop and on a Spark executor alike; :func:`decode_track` is that path for one file (a path or
+its bytes), for anyone who wants a file as stage 2 would see it.
+
+Internal names carry units: ``_seconds``, ``_db``, ``_bytes``; where a size is shown to a person it is in
+MB = 10**6 bytes. The config key ``silence_threshold`` is ``silence_threshold_db`` inside.
 """
+import dataclasses
 import hashlib
 import os
 import sys
@@ -12,14 +17,96 @@ import sys
 import numpy as np
 
 from local import audio, manifest
+from local.config import ConfigError
 
 SILENT_PEAK = 10 ** (-60 / 20)  # a file whose peak is below -60 dBFS is silence, not music
 MISSING_REASON = "file not found (listed in the manifest but missing)"
 HTML_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{")
+# stage 2's config keys that decide the dataset's content (the rest say where and how fast)
+DATASET_KEYS = ("sample_rate", "quantization_channels", "trim_silence", "silence_threshold", "min_seconds",
+                "valid_fraction", "test_fraction", "split_seed")
 
 
 class TrackError(Exception):
     """An input that cannot be used; the message is the reason written to failures.csv."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSettings:
+    """How stage 2 turns an audio file into codes (its config keys; ``silence_threshold`` is the ``_db`` one)."""
+    sample_rate: int = 16000  # Hz, the rate the model hears
+    quantization_channels: int = 256  # mu-law levels (codes 0..Q-1)
+    trim_silence: bool = True  # cut leading and trailing silence
+    silence_threshold_db: float = 60.0  # dB below the track's peak that counts as silence when trimming
+    min_seconds: float = 1.0  # shorter tracks (after trimming) are refused
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSettings:
+    """How stage 2 assigns train/valid/test to a track the source gives no split."""
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+
+
+def stage_settings(**keys):
+    """Stage 2's dataset keys (:data:`DATASET_KEYS`, named as in the config) -> (DecodeSettings, SplitSettings).
+
+    A key not given keeps its default; an unknown one raises TypeError.
+    """
+    unknown = sorted(set(keys) - set(DATASET_KEYS))
+    if unknown:
+        raise TypeError(f"not a stage-2 dataset key: {', '.join(unknown)}")
+    if "silence_threshold" in keys:
+        keys["silence_threshold_db"] = keys.pop("silence_threshold")
+
+    def fields_of(cls):
+        return {k: v for k, v in keys.items() if k in {f.name for f in dataclasses.fields(cls)}}
+    return DecodeSettings(**fields_of(DecodeSettings)), SplitSettings(**fields_of(SplitSettings))
+
+
+def dataset_keys(config):
+    """The :data:`DATASET_KEYS` part of a stage-2 config, for :func:`preprocess` and its Spark twin."""
+    return {key: config[key] for key in DATASET_KEYS}
+
+
+def check_config(config):
+    """Raise ConfigError (one line: the key, its value and what it accepts) for the first stage-2 key that
+    cannot work. ``config``: the resolved config dict of either stage-2 runner."""
+    valid_fraction = config["valid_fraction"]
+    problems = (
+        ("sample_rate", config["sample_rate"] <= 0, "a positive number of Hz, like 16000"),
+        ("quantization_channels", not 2 <= config["quantization_channels"] <= 256,
+         "between 2 and 256 (codes are one byte)"),
+        ("valid_fraction", not 0 <= valid_fraction < 1, "at least 0 and below 1"),
+        ("test_fraction", not 0 <= config["test_fraction"] < 1 - valid_fraction,
+         f"at least 0 and below {1 - valid_fraction:g}, so that tracks remain for training"),
+        ("min_seconds", config["min_seconds"] < 0, "0 or more seconds"),
+        ("workers", config["workers"] < 1, "1 or more"),
+    )
+    for key, bad, accepted in problems:
+        if bad:
+            raise ConfigError(f"{key}={config[key]!r} must be {accepted}")
+
+
+def check_raw_dir(raw_dir, hint="FOLDER"):
+    """Raise ConfigError when the local folder ``raw_dir`` is missing or holds no audio file."""
+    if not os.path.isdir(raw_dir):
+        raise ConfigError(f"raw_dir={raw_dir!r} does not exist: run run_webscraper.py first or pass --raw_dir={hint}")
+    if not list_inputs(raw_dir):
+        raise ConfigError(f"raw_dir={raw_dir!r} holds no audio files: run run_webscraper.py first or pass "
+                          f"--raw_dir={hint}")
+
+
+def check_same_settings(out_dir, info, index, settings):
+    """Raise ValueError when ``out_dir`` already holds tracks made with another sample rate or mu-law.
+
+    ``info``: its dataset.json dict ({} if none); ``index``: its index rows; ``settings``: DecodeSettings.
+    """
+    for key in ("sample_rate", "quantization_channels"):
+        if info and index and info.get(key) != getattr(settings, key):
+            raise ValueError(f"{out_dir} holds a dataset made with {key}={info.get(key)}; "
+                             f"use another out_dir or --{key}={info.get(key)}")
 
 
 def list_inputs(raw_dir):
@@ -125,42 +212,6 @@ def sniff_not_audio(head):
     return ""
 
 
-def process_track(source, sample_rate=16000, quantization_channels=256, trim_silence=True,
-                  silence_threshold=60.0, min_seconds=1.0, fallback_path=None):
-    """Decode one audio file into mu-law codes.
-
-    Parameters
-    ----------
-    source : bytes or str
-        The file's bytes (preferred: decoded through ffmpeg's stdin, so a laptop and a Spark executor, which
-        only has bytes, get the very same samples), or a file path (read into memory first).
-    sample_rate : int, Hz
-    trim_silence : bool; silence_threshold : float, dB below the track's peak that counts as silence
-    min_seconds : float, the shortest usable track after trimming, seconds
-    fallback_path : str, optional
-        Where the file lies, for formats that cannot be decoded from a stream (an m4a whose index sits at
-        the end): ffmpeg then reads the file itself.
-
-    Returns
-    -------
-    dict with ``codes`` (bytes, uint8 mu-law codes 0..255), ``n_samples``, ``seconds``, ``warning``
-    ("" or why only part of the file could be decoded).
-
-    Raises TrackError with a reason a person understands when the file cannot be used.
-    """
-    if not isinstance(source, (bytes, bytearray, memoryview)):
-        fallback_path = fallback_path or source
-        with open(source, "rb") as f:
-            source = f.read()
-    check_bytes(source)
-    try:
-        decoded = audio.decode_audio(source)
-    except audio.DecodeError as e:
-        decoded = decode_from_path(e, fallback_path)
-    return codes_from_samples(*decoded, sample_rate, quantization_channels, trim_silence, silence_threshold,
-                              min_seconds)
-
-
 def check_bytes(source):
     """Raise TrackError for bytes that are no audio file at all: empty, or an HTML/text page."""
     if len(source) == 0:
@@ -181,42 +232,51 @@ def decode_from_path(error, fallback_path):
         raise TrackError(str(e)) from None
 
 
-def codes_from_samples(samples, file_rate, warning, sample_rate=16000, quantization_channels=256,
-                       trim_silence=True, silence_threshold=60.0, min_seconds=1.0):
-    """Decoded PCM (n, channels) at ``file_rate`` Hz -> the :func:`process_track` result dict (or TrackError)."""
-    y = audio.resample(audio.to_mono(samples), file_rate, sample_rate)
+def track_from_samples(samples, file_rate, warning, settings, keep_waveform=False):
+    """Decoded PCM ``samples`` (n, channels) float32 at ``file_rate`` Hz -> the track as stage 2 keeps it.
+
+    Mono, resampled to ``settings.sample_rate``, scaled down if it clips, silence trimmed, checked against
+    ``min_seconds``, mu-law coded. Returns a dict: ``codes`` (bytes, uint8 codes 0..Q-1, one per sample),
+    ``n_samples``, ``seconds``, ``warning`` ("" or why only part of the file was decodable) and, with
+    ``keep_waveform``, ``waveform`` ((n_samples,) float32 in [-1, 1], the samples the codes encode).
+    Raises TrackError with a reason a person understands when the track cannot be used.
+    """
+    y = audio.resample(audio.to_mono(samples), file_rate, settings.sample_rate)
     y = audio.peak_normalize(y)
     if y.size == 0 or float(np.max(np.abs(y))) < SILENT_PEAK:
         raise TrackError("silent: no sample above -60 dBFS")
-    decoded_seconds = len(y) / sample_rate
-    if trim_silence:
-        y = audio.trim_silence(y, top_db=silence_threshold)
-    seconds = len(y) / sample_rate
-    if seconds < min_seconds:
-        what = f"{seconds:.2f} s" + (" after trimming silence" if trim_silence and seconds < decoded_seconds else "")
+    decoded_seconds = len(y) / settings.sample_rate
+    if settings.trim_silence:
+        y = audio.trim_silence(y, silence_threshold_db=settings.silence_threshold_db)
+    seconds = len(y) / settings.sample_rate
+    if seconds < settings.min_seconds:
+        what = f"{seconds:.2f} s" + (" after trimming silence" if settings.trim_silence and seconds < decoded_seconds
+                                     else "")
         if warning:
             raise TrackError(f"truncated or corrupt ({warning}); only {what} decodable, "
-                             f"below min_seconds={min_seconds}")
-        raise TrackError(f"too short: {what}, below min_seconds={min_seconds}")
-    codes = audio.mu_law_encode(y, quantization_channels)
+                             f"below min_seconds={settings.min_seconds}")
+        raise TrackError(f"too short: {what}, below min_seconds={settings.min_seconds}")
+    codes = audio.mu_law_encode(y, settings.quantization_channels)
     if warning:
         warning = f"partly decodable ({warning}); kept {seconds:.1f} s"
-    return {"codes": codes.tobytes(), "n_samples": int(len(codes)), "seconds": seconds, "warning": warning}
+    track = {"codes": codes.tobytes(), "n_samples": int(len(codes)), "seconds": seconds, "warning": warning}
+    if keep_waveform:
+        track["waveform"] = y
+    return track
 
 
-def process_input(item, settings, data=None):
-    """Turn one input dict into codes; never raises. Returns (item with its sha256, result or None, reason).
-
-    The file is read once: its bytes give both the sha256 recorded in the dataset and the audio. A Spark
-    executor passes the bytes it already has as ``data`` (``item["path"]`` may then be a URI).
-    """
-    return process_batch([item], settings, None if data is None else [data])[0]
-
-
-def process_batch(items, settings, datas=None):
-    """:func:`process_input` for several inputs, their audio decoded by one ffmpeg process (see
+def process_batch(items, settings, datas=None, keep_waveform=False):
+    """Read, check and decode several inputs, their audio decoded by one ffmpeg process (see
     :func:`local.audio.decode_many`: the same samples as one file at a time, at about half the CPU for short
-    clips). A Spark executor passes the files' bytes as ``datas``; otherwise each is read from its path."""
+    clips). Never raises.
+
+    items : input dicts (:func:`list_inputs`; at least ``path``)
+    settings : DecodeSettings
+    datas : the files' bytes, one per item (a Spark executor has them; ``path`` may then be a URI), or None
+        to read each from its path. Each file is read once: its bytes give the sha256 and the audio.
+    Returns a list, one per item, of (item with its ``sha256``, track dict of :func:`track_from_samples`
+    or None, reason it failed or "").
+    """
     results, pending = [None] * len(items), []
     for k, item in enumerate(items):
         try:
@@ -235,10 +295,28 @@ def process_batch(items, settings, datas=None):
         try:
             if isinstance(outcome, audio.DecodeError):  # e.g. an m4a indexed at its end: try the file itself
                 outcome = decode_from_path(outcome, item["path"] if os.path.isfile(item["path"]) else None)
-            results[k] = (item, codes_from_samples(*outcome, **settings), "")
+            results[k] = (item, track_from_samples(*outcome, settings, keep_waveform), "")
         except Exception as e:
             results[k] = (item, None, failure_reason(e))
     return results
+
+
+def decode_track(source, settings=DecodeSettings(), keep_waveform=False):
+    """One audio file as stage 2 would keep it: ``(track, "")``, or ``(None, reason)`` when it is unusable.
+
+    source : a file path (str or os.PathLike) or the file's bytes
+    settings : DecodeSettings (stage 2's defaults: 16 kHz, 256 levels, silence trimmed at 60 dB, >= 1 s)
+    keep_waveform : also return the float waveform, (n_samples,) float32 in [-1, 1] at settings.sample_rate
+    ``track``: the dict of :func:`track_from_samples` (``codes``, ``n_samples``, ``seconds``, ``warning``
+    and ``waveform``); ``reason``: one line, as written to failures.csv. This is :func:`process_batch` for
+    one file, so it gives the very codes the dataset holds for the same bytes.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        item, datas = {"path": ""}, [bytes(source)]
+    else:
+        item, datas = {"path": os.fspath(source)}, None
+    _, track, reason = process_batch([item], settings, datas, keep_waveform)[0]
+    return track, reason
 
 
 def failure_reason(error):
@@ -271,7 +349,7 @@ def batches(items, size_of, max_files=8, max_bytes=8 << 20):
 
 
 def file_size(item):
-    """Bytes of an input's file (0 when it is missing: process_input reports that)."""
+    """Bytes of an input's file (0 when it is missing: process_batch reports that)."""
     try:
         return os.path.getsize(item["path"])
     except OSError:
@@ -279,7 +357,7 @@ def file_size(item):
 
 
 def run_inputs(inputs, settings, workers=1, progress=True):
-    """Yield :func:`process_input` results for ``inputs``, in batches over a pool of ``workers`` processes,
+    """Yield :func:`process_batch` results for ``inputs``, in batches over a pool of ``workers`` processes,
     with a progress bar."""
     from tqdm import tqdm
     bar = tqdm(total=len(inputs), desc="preprocess", unit="track", disable=not progress, file=sys.stderr)
@@ -292,9 +370,7 @@ def run_inputs(inputs, settings, workers=1, progress=True):
                 bar.update()
     else:
         import multiprocessing
-        # fork: the stage scripts are straight-line code, which spawn/forkserver would run again in workers
-        context = multiprocessing.get_context("fork")
-        with context.Pool(workers) as pool:
+        with multiprocessing.Pool(workers) as pool:
             for results in pool.imap_unordered(process_batch_star, jobs, chunksize=1):
                 for result in results:
                     yield result
@@ -309,14 +385,16 @@ def assign_genre_ids(known_genres, new_genres):
     return genres
 
 
-def plan_tracks(inputs, existing, known_genres, valid_fraction, test_fraction, split_seed, sha_of):
+def plan_tracks(inputs, index, recorded_genres, splits, sha_of):
     """Decide what a run does; shared by the local stage and the Spark job, so both split alike.
 
     Parameters
     ----------
     inputs : list of input dicts (:func:`list_inputs`)
-    existing : dict track_id -> index row of the dataset so far (with ``source_sha256``)
-    known_genres : the dataset's ``genres`` list so far (kept in order while any old track remains)
+    index : the index rows of the dataset so far (each with ``track_id``, ``genre``, ``genre_id``,
+        ``source_sha256``)
+    recorded_genres : the ``genres`` list of its dataset.json ([] if none)
+    splits : SplitSettings
     sha_of : function(item) -> the sha256 of the item's file ("" if missing); called only for tracks
         already in the dataset
 
@@ -324,6 +402,7 @@ def plan_tracks(inputs, existing, known_genres, valid_fraction, test_fraction, s
     ``skipped`` (count of unchanged tracks), ``changed`` (track ids whose old row must go before the new
     one is written), ``genres`` (the new genres list, index = genre_id).
     """
+    existing = {r["track_id"]: r for r in index}
     todo, skipped = [], 0
     for item in inputs:
         old = existing.get(item["track_id"])
@@ -339,9 +418,10 @@ def plan_tracks(inputs, existing, known_genres, valid_fraction, test_fraction, s
     for item in todo:
         item["split_from_source"] = bool(item["split"])
         if not item["split"]:
-            item["split"] = hash_split(item["track_id"], valid_fraction, test_fraction, split_seed)
-    ensure_train_per_genre(todo, kept.values(), split_seed)
-    genres = assign_genre_ids(known_genres if kept else [],
+            item["split"] = hash_split(item["track_id"], splits.valid_fraction, splits.test_fraction,
+                                       splits.split_seed)
+    ensure_train_per_genre(todo, kept.values(), splits.split_seed)
+    genres = assign_genre_ids(known_genres(existing.values(), recorded_genres) if kept else [],
                               [r["genre"] for r in kept.values()] + [i["genre"] for i in todo])
     return {"todo": todo, "skipped": skipped, "changed": changed, "genres": genres}
 
@@ -360,70 +440,74 @@ def known_genres(index_rows, recorded=()):
     return genres
 
 
-def track_row(item, result, genres, sample_rate):
+def track_row(item, track, genres, sample_rate):
     """The dataset row (:data:`local.dataset_store.TRACK_SCHEMA` columns) of a processed input."""
     return {"track_id": item["track_id"], "genre": item["genre"], "genre_id": genres.index(item["genre"]),
-            "split": item["split"], "sample_rate": int(sample_rate), "n_samples": int(result["n_samples"]),
-            "codes": result["codes"], "source_path": item["path"], "source_sha256": item["sha256"]}
+            "split": item["split"], "sample_rate": int(sample_rate), "n_samples": int(track["n_samples"]),
+            "codes": track["codes"], "source_path": item["path"], "source_sha256": item["sha256"]}
 
 
-def dataset_info(index, genres, sample_rate, quantization_channels, trim_silence, silence_threshold, min_seconds,
-                 valid_fraction, test_fraction, split_seed):
+def dataset_info(index, genres, settings, splits):
     """The ``dataset.json`` dict for the dataset's index rows and the settings that made it."""
     from local import dataset_store as store
-    return store.summarize(index, sample_rate, quantization_channels, genres, extra={
-        "trim_silence": trim_silence, "silence_threshold_db": silence_threshold, "min_seconds": min_seconds,
-        "valid_fraction": valid_fraction, "test_fraction": test_fraction, "split_seed": split_seed})
+    return store.summarize(index, settings.sample_rate, settings.quantization_channels, genres, extra={
+        "trim_silence": settings.trim_silence, "silence_threshold_db": settings.silence_threshold_db,
+        "min_seconds": settings.min_seconds, **dataclasses.asdict(splits)})
 
 
-def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, trim_silence=True,
-               silence_threshold=60.0, min_seconds=1.0, valid_fraction=0.1, test_fraction=0.1, split_seed=0,
-               workers=1, rows_per_part=64, progress=True):
+def sha_of_file(item):
+    """The sha256 of an input: the manifest's, else its file's ("" when the file is missing)."""
+    return item["sha256"] or (manifest.sha256_file(item["path"]) if os.path.exists(item["path"]) else "")
+
+
+def preprocess(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, **dataset_keys):
     """Stage 2: turn the audio under ``raw_dir`` into the Parquet dataset in ``out_dir``.
 
+    ``dataset_keys``: the :data:`DATASET_KEYS` as in the config (``sample_rate=16000``, ``silence_threshold=60.0``,
+    ...; one not given keeps its default). ``workers``: decoding processes; ``rows_per_part``: tracks per part.
     Idempotent: tracks already in the dataset with the same source sha256 are skipped; a changed file
-    replaces its old row. Returns a summary dict: processed, skipped, failed [(path, reason)],
-    warnings [(path, text)], dataset (the dataset.json dict).
+    replaces its old row. Returns the summary dict :func:`summary_lines` prints: processed, skipped,
+    failed [(path, reason)], warnings [(path, text)], dataset (the dataset.json dict), out_dir, failures_csv.
     """
     from local import dataset_store as store
 
+    settings, splits = stage_settings(**dataset_keys)
     info = store.read_dataset_json(out_dir) or {}
-    for key, value in (("sample_rate", sample_rate), ("quantization_channels", quantization_channels)):
-        if info and store.list_parts(out_dir) and info.get(key) != value:
-            raise ValueError(f"{out_dir} holds a dataset made with {key}={info.get(key)}; "
-                             f"use another out_dir or --{key}={info.get(key)}")
-    store.remove_stale_temp_parts(out_dir)
-    inputs = list_inputs(raw_dir)
-    existing = {r["track_id"]: r for r in store.read_index(out_dir)}
-
-    def sha_of(item):
-        return item["sha256"] or (manifest.sha256_file(item["path"]) if os.path.exists(item["path"]) else "")
-
-    genres_so_far = known_genres(existing.values(), info.get("genres", []))
-    plan = plan_tracks(inputs, existing, genres_so_far, valid_fraction, test_fraction, split_seed, sha_of)
-    todo, skipped, genres = plan["todo"], plan["skipped"], plan["genres"]
+    index = store.read_index(out_dir)
+    check_same_settings(out_dir, info, index, settings)
+    store.remove_stale_temps(out_dir)
+    plan = plan_tracks(list_inputs(raw_dir), index, info.get("genres", []), splits, sha_of_file)
     if plan["changed"]:  # the input file changed since it was processed: its old row goes, the new one comes
         store.drop_tracks(out_dir, plan["changed"])
 
-    settings = {"sample_rate": sample_rate, "quantization_channels": quantization_channels,
-                "trim_silence": trim_silence, "silence_threshold": silence_threshold, "min_seconds": min_seconds}
-    writer = store.PartWriter(out_dir, rows_per_part=rows_per_part)
-    failed, warnings, processed = [], [], 0
-    for item, result, reason in run_inputs(todo, settings, workers, progress):
-        if result is None:
-            failed.append((item["path"], reason))
-            continue
-        if result["warning"]:
-            warnings.append((item["path"], result["warning"]))
-        writer.write(track_row(item, result, genres, sample_rate))
-        processed += 1
-    writer.close()
+    failed, warnings = [], []
+    with store.PartWriter(out_dir, rows_per_part=rows_per_part) as writer:
+        for item, track, reason in run_inputs(plan["todo"], settings, workers, progress):
+            if track is None:
+                failed.append((item["path"], reason))
+                continue
+            if track["warning"]:
+                warnings.append((item["path"], track["warning"]))
+            writer.write(track_row(item, track, plan["genres"], settings.sample_rate))
 
-    index = store.read_index(out_dir)
-    dataset = dataset_info(index, genres, sample_rate, quantization_channels, trim_silence, silence_threshold,
-                           min_seconds, valid_fraction, test_fraction, split_seed)
-    from local.config import write_json_atomic
-    write_json_atomic(os.path.join(out_dir, "dataset.json"), dataset)
-    store.write_failures(out_dir, failed)
-    return {"processed": processed, "skipped": skipped, "failed": failed, "warnings": warnings,
-            "dataset": dataset}
+    dataset = dataset_info(store.read_index(out_dir), plan["genres"], settings, splits)
+    _, failures_csv = store.write_dataset_files(out_dir, dataset, failed)
+    return {"processed": len(plan["todo"]) - len(failed), "skipped": plan["skipped"], "failed": failed,
+            "warnings": warnings, "dataset": dataset, "out_dir": out_dir, "failures_csv": failures_csv}
+
+
+def summary_lines(summary):
+    """What a stage-2 runner prints at the end of a run, from its summary dict (see :func:`preprocess`)."""
+    dataset = summary["dataset"]
+    lines = [f"warning: {path}: {text}" for path, text in summary["warnings"]]
+    lines += [f"skipped: {path}: {reason}" for path, reason in summary["failed"]]
+    lines.append(f"{summary['processed']} tracks processed, {summary['skipped']} already done, "
+                 f"{len(summary['failed'])} failed (see {summary['failures_csv']})")
+    if summary.get("decode_core_seconds"):  # what sizing a cluster needs: divide by the cores you will have
+        lines.append(f"decoding took {summary['decode_core_seconds']:.1f} core-seconds for "
+                     f"{summary['processed'] + len(summary['failed'])} files")
+    lines.append(f"dataset: {summary['out_dir']}  {dataset['n_tracks']} tracks, "
+                 f"{dataset['n_samples'] / dataset['sample_rate'] / 60:.1f} min; train/valid/test tracks = "
+                 f"{dataset['tracks']['train']}/{dataset['tracks']['valid']}/{dataset['tracks']['test']}; "
+                 f"genres: {', '.join(dataset['genres'])}")
+    return lines

@@ -70,7 +70,7 @@ def test_mu_law_codes_equal_librosa_and_round_trip():
 def test_trim_silence_cuts_only_the_quiet_ends():
     sr = 16000
     y = np.concatenate([np.zeros(sr), tone(1.0, sr)[:, 0], np.zeros(sr)])
-    trimmed = audio.trim_silence(y, top_db=60)
+    trimmed = audio.trim_silence(y, silence_threshold_db=60)
     assert 0.9 * sr < len(trimmed) < 1.2 * sr
 
 

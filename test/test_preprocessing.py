@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import PYTHON, ROOT, make_audio, run_script, tone, encode
-from local import audio, dataset_store, preprocessing
+from local import audio, dataset_store, manifest, preprocessing
 
 
 def read_failures(out_dir):
@@ -30,7 +30,9 @@ def rows_by_id(out_dir):
     ("mp3", 44100, 2), ("flac", 48000, 1), ("ogg", 22050, 2), ("wav", 44100, 2)])
 def test_codes_equal_librosas_pipeline_on_the_same_decoded_audio(tmp_path, ext, sample_rate, channels):
     path = make_audio(str(tmp_path / f"x.{ext}"), seconds=2.0, sample_rate=sample_rate, channels=channels)
-    result = preprocessing.process_track(path, sample_rate=16000, trim_silence=True, silence_threshold=60)
+    result, reason = preprocessing.decode_track(path, preprocessing.DecodeSettings(
+        sample_rate=16000, trim_silence=True, silence_threshold_db=60), keep_waveform=True)
+    assert reason == ""
     with open(path, "rb") as f:
         samples, rate, _ = audio.decode_audio(f.read())
     y = librosa.to_mono(samples.T)
@@ -44,6 +46,13 @@ def test_codes_equal_librosas_pipeline_on_the_same_decoded_audio(tmp_path, ext, 
     assert len(codes) == len(expected)
     assert np.mean(codes == expected) > 0.999 and np.max(np.abs(codes.astype(int) - expected)) <= 1
     assert abs(len(codes) - 2.0 * 16000) < 0.06 * 16000
+    waveform = result["waveform"]  # the float samples the codes encode
+    assert waveform.dtype == np.float32 and waveform.shape == codes.shape
+    np.testing.assert_array_equal(audio.mu_law_encode(waveform), codes)
+    with open(path, "rb") as f:  # the file's bytes give the very same track as its path
+        from_bytes, _ = preprocessing.decode_track(f.read(), preprocessing.DecodeSettings(
+            sample_rate=16000, trim_silence=True, silence_threshold_db=60))
+    assert from_bytes["codes"] == result["codes"] and "waveform" not in from_bytes
 
 
 def make_raw_folder(raw, genres=("Rock", "Jazz"), per_genre=3, seconds=1.5):
@@ -207,6 +216,37 @@ def test_manifest_split_and_genre_win_over_hash_and_folder(tmp_path):
     assert rows["t1"]["genre"] == "Folk"
 
 
+def test_the_stage_runs_in_process_and_refuses_a_dataset_made_with_other_settings(tmp_path, capsys):
+    import run_transformation_scripts as stage
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    make_raw_folder(raw, genres=("Rock",), per_genre=2, seconds=1.2)
+    args = [f"--raw_dir={raw}", f"--out_dir={out}", "--workers=1", "--min_seconds=0.5"]
+    stage.main(args)
+    assert "2 tracks processed, 0 already done, 0 failed" in capsys.readouterr().out
+    stage.main(args[:2])  # a second call starts from the block's defaults, not from the first call's values
+    assert "0 tracks processed, 2 already done" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["min_seconds"] == 1.0
+    with pytest.raises(SystemExit) as stop:
+        stage.main(args + ["--quantization_channels=128"])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and "quantization_channels=256" in error and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("key,value", [("sample_rate", 0), ("quantization_channels", 257), ("valid_fraction", 1.0),
+                                       ("test_fraction", 0.95), ("test_fraction", -0.1), ("min_seconds", -1.0),
+                                       ("workers", 0)])
+def test_each_bad_value_is_refused_in_one_line_naming_only_its_key(key, value):
+    import run_transformation_scripts as stage
+    from local.config import ConfigError, config_keys
+    config = config_keys(vars(stage))
+    preprocessing.check_config(config)  # the defaults are good
+    with pytest.raises(ConfigError) as refused:
+        preprocessing.check_config(dict(config, **{key: value}))
+    message = str(refused.value)
+    assert message.startswith(f"{key}={value!r} must be ") and "\n" not in message
+    assert [k for k in config if k in message] == [key]
+
+
 def test_bad_config_value_stops_before_any_work(tmp_path):
     result = run_script("run_transformation_scripts.py", "--sample_rate=fast", f"--out_dir={tmp_path / 'o'}")
     assert result.returncode == 2 and "sample_rate" in result.stderr and "valid keys" in result.stderr
@@ -219,12 +259,12 @@ def test_batched_decoding_gives_the_same_results_as_one_file_at_a_time(tmp_path)
     (raw / "Rock" / "page.mp3").write_bytes(b"<html>gone</html>")
     (raw / "Rock" / "empty.mp3").write_bytes(b"")
     items = preprocessing.list_inputs(str(raw))
-    settings = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
-                    min_seconds=0.5)
-    one_by_one = [preprocessing.process_input(item, settings) for item in items]
+    settings = preprocessing.DecodeSettings(sample_rate=16000, quantization_channels=256, trim_silence=True,
+                                            silence_threshold_db=60.0, min_seconds=0.5)
+    one_by_one = [preprocessing.decode_track(item["path"], settings) for item in items]
     batched = preprocessing.process_batch(items, settings)
-    assert [(i["track_id"], i["sha256"], r, why) for i, r, why in batched] == \
-        [(i["track_id"], i["sha256"], r, why) for i, r, why in one_by_one]
+    assert [(r, why) for _, r, why in batched] == one_by_one
+    assert [i["sha256"] for i, _, _ in batched] == [manifest.sha256_file(i["path"]) for i in items]
     assert sum(r is None for _, r, _ in batched) == 2
     groups = list(preprocessing.batches(items, preprocessing.file_size, max_files=4))
     assert [i for g in groups for i in g] == items and max(len(g) for g in groups) == 4

@@ -96,8 +96,7 @@ def test_uris_manifest_rerun_and_changed_file(spark, tmp_path):
     after = rows(str(out))
     assert changed["processed"] == 1 and changed["skipped"] == 3 and sorted(after) == sorted(got)
     assert after["id3"]["codes"] != got["id3"]["codes"] and after["id2"] == got["id2"]
-    fresh = preprocessing.process_track(str(raw / "Pop" / "t3.mp3"), **{k: SETTINGS[k] for k in (
-        "sample_rate", "quantization_channels", "trim_silence", "silence_threshold", "min_seconds")})
+    fresh, _ = preprocessing.decode_track(str(raw / "Pop" / "t3.mp3"), preprocessing.stage_settings(**SETTINGS)[0])
     assert after["id3"]["codes"] == fresh["codes"]
     assert not [n for n in os.listdir(out / "tracks") if n.startswith("_rewrite")]
 
@@ -112,22 +111,20 @@ def test_script_help_and_bad_config_answer_without_spark(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_the_script_runs_on_the_active_session_and_writes_its_config(spark, tmp_path):
-    import runpy
-    import sys
+def test_the_job_runs_in_process_on_the_active_session_and_writes_its_config(spark, tmp_path, capsys):
+    from aws import spark_preprocessing
     raw, out = tmp_path / "raw", tmp_path / "out"
     for i in range(2):
         make_audio(str(raw / "Folk" / f"f{i}.mp3"), seconds=1.0, freq_hz=300 + 100 * i)
-    saved = sys.argv
-    sys.argv = [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "aws",
-                             "spark_preprocessing.py"), f"--raw_dir={raw}", f"--out_dir={out}", "--min_seconds=0.5"]
-    try:
-        runpy.run_path(sys.argv[0], run_name="__main__")
-    finally:
-        sys.argv = saved
+    spark_preprocessing.main([f"--raw_dir={raw}", f"--out_dir={out}", "--min_seconds=0.5"])
     assert json.load(open(out / "config.json"))["min_seconds"] == 0.5
     assert sorted(rows(str(out))) == ["f0", "f1"]
     assert not spark.sparkContext._jsc.sc().isStopped()  # a borrowed session is left running
+    printed = capsys.readouterr().out
+    assert "2 tracks processed, 0 already done, 0 failed" in printed and f"dataset: {out}  2 tracks" in printed
+    with pytest.raises(SystemExit) as stop:  # the same out_dir with another sample rate: one line, exit 2
+        spark_preprocessing.main([f"--raw_dir={raw}", f"--out_dir={out}", "--sample_rate=8000"])
+    assert stop.value.code == 2 and "sample_rate=16000" in capsys.readouterr().err
 
 
 def test_a_local_rerun_on_a_spark_dataset_keeps_it_readable_by_spark(spark, tmp_path):
