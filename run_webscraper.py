@@ -50,67 +50,21 @@ max_file_mb = 50.0  # a file larger than this is abandoned and reported, MB
 archive_dir = ""  # the folder holding fma_metadata/ (or fma_metadata.zip) and fma_<subset>/ (or .zip)
 subset = "small"  # small | medium | large | full
 
-config = configure(globals())
 # -----------------------------------------------------------------------------
 
-SOURCES = ("demo", "folder", "fma", "fma-archive")
-if source not in SOURCES:
-    fail(f"source={source!r} is not one of {', '.join(SOURCES)}")
-if source == "folder" and not os.path.isdir(os.path.expanduser(folder)):
-    fail(f"folder={folder!r} is not a folder: pass --folder=/path/to/your/music")
-if genre_from not in ("tags", "folder"):
-    fail(f"genre_from={genre_from!r} must be tags or folder")
-if source == "fma-archive" and not os.path.isdir(os.path.expanduser(archive_dir)):
-    fail(f"archive_dir={archive_dir!r} is not a folder: pass --archive_dir=/path/holding/fma_metadata")
-if source == "fma-archive" and subset not in ("small", "medium", "large", "full"):
-    fail(f"subset={subset!r} must be small, medium, large or full")
-if source == "fma" and not fma_base_url.startswith(("http://", "https://")):
-    fail(f"fma_base_url={fma_base_url!r} must be an http(s) URL like https://freemusicarchive.org")
-for name, value in (("page_size", page_size), ("concurrency", concurrency), ("max_file_mb", max_file_mb),
-                    ("timeout_s", timeout_s)):
-    if value <= 0:
-        fail(f"{name}={value} must be greater than 0")
-for name, value in (("request_delay_s", request_delay_s), ("max_retries", max_retries), ("backoff_s", backoff_s),
-                    ("max_tracks_per_genre", max_tracks_per_genre)):
-    if value < 0:
-        fail(f"{name}={value} must not be negative")
 
-os.makedirs(out_dir, exist_ok=True)
-save_config(config, out_dir)
-
-if source == "demo":
-    from local.demo_corpus import write_demo_corpus
+def main(argv=None):
+    """Stage 1: check the config, record it, collect what is missing from the source, say what happened."""
+    config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
+    from local import sources
     try:
-        summary = write_demo_corpus(out_dir, genres, demo_tracks_per_genre if not max_tracks_per_genre
-                                    else min(demo_tracks_per_genre, max_tracks_per_genre), demo_seconds, seed)
-    except ValueError as e:
+        sources.check_config(config)
+        save_config(config, config["out_dir"])
+        summary = sources.collect(config)
+    except ValueError as e:  # a ConfigError, or a source that cannot start (one line saying why)
         fail(str(e))
-elif source == "folder":
-    from local.music_folder import import_music_folder
-    summary = import_music_folder(os.path.expanduser(folder), out_dir, genres, max_tracks_per_genre,
-                                  genre_from, link)
-elif source == "fma":
-    from local.scraping import scrape_fma
-    try:
-        summary = scrape_fma(out_dir, genres, max_tracks_per_genre, fma_base_url, page_size, user_agent,
-                             allowed_hosts, request_delay_s, max_retries, timeout_s, concurrency, max_file_mb,
-                             backoff_s)
-    except ValueError as e:
-        fail(str(e))
-else:
-    from local.fma_archive import import_fma_archive
-    try:
-        summary = import_fma_archive(os.path.expanduser(archive_dir), out_dir, subset, genres,
-                                     max_tracks_per_genre, link)
-    except ValueError as e:
-        fail(str(e))
+    print("\n".join(sources.summary_lines(summary, config)))
 
-from local.dataset_store import write_failures  # noqa: E402  (same failures.csv shape as stage 2)
-write_failures(out_dir, summary["failed"])
 
-print(f"{source}: {summary['downloaded']} new, {summary['skipped']} already had, "
-      f"{len(summary['failed'])} failed -> {os.path.join(out_dir, 'manifest.csv')}")
-for path, reason in summary["failed"][:20]:
-    print(f"  failed: {path}: {reason}")
-if len(summary["failed"]) > 20:
-    print(f"  ... and {len(summary['failed']) - 20} more in {os.path.join(out_dir, 'failures.csv')}")
+if __name__ == "__main__":
+    main()

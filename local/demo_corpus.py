@@ -8,8 +8,6 @@ Everything is numpy (plus scipy's ``lfilter`` for the plucked strings) and deter
 track ``i`` of genre ``g`` draws from ``np.random.default_rng([seed, g, i])``, so adding tracks or genres
 never changes the others. Waveforms are float32 in [-1, 1], shape (n_samples,).
 """
-import os
-
 import numpy as np
 
 DEMO_GENRES = ["Ambient", "Electronic", "Folk"]
@@ -144,7 +142,7 @@ def demo_track_id(genre, index):
     return f"demo-{genre.lower()}-{index:03d}"
 
 
-def write_demo_corpus(out_dir, genres=None, tracks_per_genre=8, seconds=10.0, seed=0, sample_rate=22050,
+def write_demo_corpus(out_dir, genres=None, tracks_per_genre=8, seconds=10.0, seed=0, *, sample_rate=22050,
                       progress=True):
     """Synthesize the demo corpus and encode it to mp3 into the stage-1 layout with a manifest.
 
@@ -153,7 +151,7 @@ def write_demo_corpus(out_dir, genres=None, tracks_per_genre=8, seconds=10.0, se
     """
     from tqdm import tqdm
 
-    from local import audio, manifest
+    from local import audio, fileio, manifest
 
     genres = genres or DEMO_GENRES
     unknown = [g for g in genres if g not in GENRE_SYNTHS]
@@ -168,13 +166,11 @@ def write_demo_corpus(out_dir, genres=None, tracks_per_genre=8, seconds=10.0, se
             summary["skipped"] += 1
             continue
         full, relative = manifest.track_path(out_dir, genre, track_id, ".mp3")
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(full), f".tmp-{os.getpid()}-{os.path.basename(full)}")
         y = synthesize_track(genre, index, seed, seconds, sample_rate)
         title = f"{genre} study no. {index + 1}"
-        audio.encode_audio(y, sample_rate, tmp, metadata={"genre": genre, "title": title,
-                                                          "artist": "Waveforms demo"})
-        os.replace(tmp, full)
+        with fileio.atomic_path(full) as tmp:  # the temp keeps the .mp3 ending: ffmpeg picks the format by it
+            audio.encode_audio(y, sample_rate, tmp, metadata={"genre": genre, "title": title,
+                                                              "artist": "Waveforms demo"})
         manifest.record_track(out_dir, track_id, genre, full, relative, title=title, artist="Waveforms demo",
                               source=f"demo:seed={seed}")
         summary["downloaded"] += 1

@@ -17,7 +17,7 @@ import os
 import re
 import zipfile
 
-from local import manifest
+from local import fileio, manifest
 
 SUBSETS = ("small", "medium", "large", "full")
 SPLITS = {"training": "train", "validation": "valid", "test": "test"}
@@ -150,22 +150,15 @@ class ArchiveFolder:
             manifest.place_file(os.path.join(self.folder, *member.split("/")), dst, link=link)
             return
         import shutil
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.tmp-{os.getpid()}")
-        try:
-            with self.zip.open(self.members[member]) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)  # zipfile checks the CRC at the end: a bad member raises
-            os.replace(tmp, dst)
-        finally:
-            if os.path.lexists(tmp):
-                os.remove(tmp)
+        with self.zip.open(self.members[member]) as src, fileio.atomic_write(dst, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)  # zipfile checks the CRC at the end: a bad member raises
 
     def close(self):
         if self.zip is not None:
             self.zip.close()
 
 
-def import_fma_archive(archive_dir, out_dir, subset="small", genres=None, max_tracks_per_genre=0, link=True,
+def import_fma_archive(archive_dir, out_dir, subset="small", genres=None, max_tracks_per_genre=0, *, link=True,
                        progress=True):
     """Copy (or hard-link) the tracks of an FMA subset into ``out_dir`` with a manifest carrying FMA's split.
 
@@ -193,9 +186,8 @@ def import_fma_archive(archive_dir, out_dir, subset="small", genres=None, max_tr
         if metadata.size("genres.csv") is not None:
             with metadata.open_text("genres.csv") as f:
                 genres_table = read_genres_csv(f)
-        wanted = {g.lower() for g in (genres or [])}
+        take = manifest.genre_selector(genres, max_tracks_per_genre)
         have = manifest.read_manifest(out_dir)
-        per_genre = {}
         summary = {"downloaded": 0, "skipped": 0, "failed": []}
         selected = []
         with metadata.open_text("tracks.csv") as f:
@@ -206,12 +198,8 @@ def import_fma_archive(archive_dir, out_dir, subset="small", genres=None, max_tr
                 if not in_subset(record.get("set/subset", ""), subset):
                     continue
                 genre = track_genre(record, genres_table) or "Unknown"
-                if wanted and genre.lower() not in wanted:
-                    continue
-                if max_tracks_per_genre and per_genre.get(genre, 0) >= max_tracks_per_genre:
-                    continue
-                per_genre[genre] = per_genre.get(genre, 0) + 1
-                selected.append((record, genre))
+                if take(genre):
+                    selected.append((record, genre))
         for record, genre in tqdm(selected, desc=f"fma_{subset}", unit="track", disable=not progress):
             track_id = str(int(record["track_id"]))
             if manifest.have_track(out_dir, have, track_id):

@@ -11,6 +11,8 @@ import re
 import shutil
 import unicodedata
 
+from local import fileio
+
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ["track_id", "genre", "title", "artist", "source", "path", "bytes", "sha256", "split"]
 AUDIO_EXTENSIONS = (".mp3", ".flac", ".ogg", ".oga", ".opus", ".wav", ".m4a", ".aac", ".aif", ".aiff",
@@ -121,18 +123,31 @@ def have_track(out_dir, manifest, track_id):
 
 def place_file(src, dst, link=False):
     """Put a copy (or a hard link, if ``link`` and possible) of ``src`` at ``dst`` atomically."""
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.tmp-{os.getpid()}")
-    if os.path.lexists(tmp):
-        os.remove(tmp)
-    if link:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-    else:
+    with fileio.atomic_path(dst) as tmp:
+        if link:
+            try:
+                os.link(src, tmp)
+                return
+            except OSError:  # another disk, or a file system without hard links: copy
+                pass
         shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+
+
+def genre_selector(genres=None, max_tracks_per_genre=0):
+    """A function ``take(genre)``: True while a track of ``genre`` is wanted, and it then counts one.
+
+    ``genres``: the wanted genres, case-insensitive (empty = all); ``max_tracks_per_genre``: 0 = no limit.
+    """
+    wanted, taken = {g.lower() for g in genres or []}, {}
+
+    def take(genre):
+        if wanted and genre.lower() not in wanted:
+            return False
+        if max_tracks_per_genre and taken.get(genre, 0) >= max_tracks_per_genre:
+            return False
+        taken[genre] = taken.get(genre, 0) + 1
+        return True
+    return take
 
 
 def record_track(out_dir, track_id, genre, full_path, relative_path, title="", artist="", source="", split=""):

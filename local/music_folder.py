@@ -48,7 +48,7 @@ def choose_genre(tags, parent_folder, genre_from="tags"):
     return first or second or "Unknown"
 
 
-def import_music_folder(folder, out_dir, genres=None, max_tracks_per_genre=0, genre_from="tags", link=True,
+def import_music_folder(folder, out_dir, genres=None, max_tracks_per_genre=0, *, genre_from="tags", link=True,
                         progress=True):
     """Copy (or hard-link) a music folder's audio files into ``out_dir`` with a manifest.
 
@@ -57,9 +57,8 @@ def import_music_folder(folder, out_dir, genres=None, max_tracks_per_genre=0, ge
     """
     from tqdm import tqdm
 
-    wanted = {g.lower() for g in (genres or [])}
+    take = manifest.genre_selector(genres, max_tracks_per_genre)
     have = manifest.read_manifest(out_dir)
-    per_genre = {}
     summary = {"downloaded": 0, "skipped": 0, "failed": []}
     out_real = os.path.realpath(out_dir)
     for path in tqdm(find_audio_files(folder), desc="import folder", unit="file", disable=not progress):
@@ -72,11 +71,8 @@ def import_music_folder(folder, out_dir, genres=None, max_tracks_per_genre=0, ge
         parent = os.path.basename(os.path.dirname(path)) if os.path.dirname(relative) else ""
         tags = read_tags(path)
         genre = choose_genre(tags, parent, genre_from)
-        if wanted and genre.lower() not in wanted:
+        if not take(genre):
             continue
-        if max_tracks_per_genre and per_genre.get(genre, 0) >= max_tracks_per_genre:
-            continue
-        per_genre[genre] = per_genre.get(genre, 0) + 1
         track_id = folder_track_id(relative)
         if manifest.have_track(out_dir, have, track_id):
             summary["skipped"] += 1

@@ -18,6 +18,7 @@ exponential backoff on 429 (Retry-After honoured, and it pauses every thread), 5
 connections; only http(s) URLs on allowed hosts, checked again at every redirect; page and file sizes
 capped. Scraped ids and titles never become raw path components (:func:`local.manifest.track_path`).
 """
+import contextlib
 import email.utils
 import json
 import os
@@ -29,14 +30,13 @@ import urllib.robotparser
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
-from local import manifest
+from local import fileio, manifest
 
 FMA_FILE_HOST = "files.freemusicarchive.org"  # where today's fileUrls point
 MAX_REDIRECTS = 5
 MAX_PAGE_BYTES = 20 << 20  # a listing page larger than this is hostile or broken
-MAX_RETRY_AFTER_S = 300.0  # a server asking for a longer pause gets the file reported instead
+MAX_RETRY_AFTER_SECONDS = 300.0  # a server asking for a longer pause gets the file reported instead
 CHUNK_BYTES = 64 << 10
-TEMP_MARK = ".part-"  # temp downloads are named .<file>.part-<pid>-<thread>
 
 
 class FetchError(Exception):
@@ -44,11 +44,11 @@ class FetchError(Exception):
 
 
 class RetryableError(FetchError):
-    """A fault worth another try: 429, 5xx, a timeout, a dropped connection. ``wait_s``: server's Retry-After."""
+    """A fault worth another try: 429, 5xx, a timeout, a dropped connection. ``wait_seconds``: its Retry-After."""
 
-    def __init__(self, message, wait_s=None):
+    def __init__(self, message, wait_seconds=None):
         super().__init__(message)
-        self.wait_s = wait_s
+        self.wait_seconds = wait_seconds
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -201,10 +201,10 @@ def parse_genres_page(html):
 # --------------------------------------------------------------------------- the client
 
 class RequestPacer:
-    """Spaces every request of every thread at least ``delay_s`` apart; a 429 can pause them all."""
+    """Spaces every request of every thread at least ``delay_seconds`` apart; a 429 can pause them all."""
 
-    def __init__(self, delay_s):
-        self.delay_s = max(0.0, float(delay_s))
+    def __init__(self, delay_seconds):
+        self.delay_seconds = max(0.0, float(delay_seconds))
         self.lock = threading.Lock()
         self.next_start = 0.0
 
@@ -213,7 +213,7 @@ class RequestPacer:
         with self.lock:
             now = time.monotonic()
             start = max(now, self.next_start)
-            self.next_start = start + self.delay_s
+            self.next_start = start + self.delay_seconds
         if start > now:
             time.sleep(start - now)
 
@@ -230,14 +230,14 @@ class WebClient:
     once per host. ``allowed_hosts``: hostnames that may be fetched (lowercase).
     """
 
-    def __init__(self, user_agent, allowed_hosts, request_delay_s=1.0, max_retries=5, timeout_s=30.0,
-                 backoff_s=1.0, log=None):
+    def __init__(self, user_agent, allowed_hosts, *, request_delay_seconds=1.0, max_retries=5, timeout_seconds=30.0,
+                 backoff_seconds=1.0, log=None):
         self.user_agent = user_agent
         self.allowed_hosts = {h.lower() for h in allowed_hosts if h}
-        self.pacer = RequestPacer(request_delay_s)
+        self.pacer = RequestPacer(request_delay_seconds)
         self.max_retries = int(max_retries)
-        self.timeout_s = float(timeout_s)
-        self.backoff_s = float(backoff_s)
+        self.timeout_seconds = float(timeout_seconds)
+        self.backoff_seconds = float(backoff_seconds)
         self.log = log or (lambda message: print(message, file=sys.stderr))
         self.local = threading.local()
         self.robots = {}
@@ -286,12 +286,12 @@ class WebClient:
             return parser, ""
         parser.parse(body.decode("utf-8", "replace").splitlines())
         delay = parser.crawl_delay(self.user_agent)
-        if delay and float(delay) > self.pacer.delay_s:
+        if delay and float(delay) > self.pacer.delay_seconds:
             # honoured up to the longest pause we accept from a server at all: a hostile robots.txt
             # must not stall the run for a day
-            used = min(float(delay), MAX_RETRY_AFTER_S)
+            used = min(float(delay), MAX_RETRY_AFTER_SECONDS)
             self.log(f"{robots_url} asks for Crawl-delay {delay} s: using {used:g} s")
-            self.pacer.delay_s = used
+            self.pacer.delay_seconds = used
         return parser, ""
 
     def check(self, url, robots=True):
@@ -314,9 +314,9 @@ class WebClient:
             self.pacer.wait()
             try:
                 response = self.session().get(url, stream=True, allow_redirects=False,
-                                              timeout=(self.timeout_s, self.timeout_s))
+                                              timeout=(self.timeout_seconds, self.timeout_seconds))
             except requests.Timeout:
-                raise RetryableError(f"timed out after {self.timeout_s:g} s") from None
+                raise RetryableError(f"timed out after {self.timeout_seconds:g} s") from None
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
                 raise RetryableError(f"connection failed ({type(e).__name__})") from None
             except requests.RequestException as e:
@@ -335,29 +335,29 @@ class WebClient:
             return
         response.close()
         if status == 429:
-            wait_s = retry_after_seconds(response.headers.get("Retry-After"))
-            if wait_s is not None:
-                self.pacer.pause(min(wait_s, MAX_RETRY_AFTER_S))
-            raise RetryableError("429 Too Many Requests", wait_s)
+            wait_seconds = retry_after_seconds(response.headers.get("Retry-After"))
+            if wait_seconds is not None:
+                self.pacer.pause(min(wait_seconds, MAX_RETRY_AFTER_SECONDS))
+            raise RetryableError("429 Too Many Requests", wait_seconds)
         if status >= 500:
-            wait_s = retry_after_seconds(response.headers.get("Retry-After"))
-            raise RetryableError(f"{status} {response.reason}", wait_s)
+            wait_seconds = retry_after_seconds(response.headers.get("Retry-After"))
+            raise RetryableError(f"{status} {response.reason}", wait_seconds)
         if status == 403:
             raise FetchError("403 Forbidden (the site refuses this client: check user_agent)")
         raise FetchError(f"{status} {response.reason}")
 
     def with_retries(self, attempt):
-        """Call ``attempt()``; on RetryableError wait (Retry-After, else backoff_s * 2**k) and try again."""
+        """Call ``attempt()``; on RetryableError wait (Retry-After, else backoff_seconds * 2**k) and try again."""
         for k in range(self.max_retries + 1):
             try:
                 return attempt()
             except RetryableError as e:
                 if k == self.max_retries:
                     raise FetchError(f"{e} (gave up after {self.max_retries} retries)") from None
-                if e.wait_s is not None and e.wait_s > MAX_RETRY_AFTER_S:
-                    raise FetchError(f"{e}: the server asks to wait {e.wait_s:.0f} s (more than "
-                                     f"{MAX_RETRY_AFTER_S:.0f} s)") from None
-                time.sleep(e.wait_s if e.wait_s is not None else self.backoff_s * 2 ** k)
+                if e.wait_seconds is not None and e.wait_seconds > MAX_RETRY_AFTER_SECONDS:
+                    raise FetchError(f"{e}: the server asks to wait {e.wait_seconds:.0f} s (more than "
+                                     f"{MAX_RETRY_AFTER_SECONDS:.0f} s)") from None
+                time.sleep(e.wait_seconds if e.wait_seconds is not None else self.backoff_seconds * 2 ** k)
 
     def read_stream(self, response, max_bytes, sink):
         """Feed the body of ``response`` to ``sink(chunk)``; return its length. Raise on a cut or an overflow."""
@@ -371,7 +371,7 @@ class WebClient:
                 sink(chunk)
         except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
             if isinstance(e, requests.Timeout) or "timed out" in str(e).lower():  # requests wraps a read timeout
-                raise RetryableError(f"read timed out after {self.timeout_s:g} s, {total} bytes in") from None
+                raise RetryableError(f"read timed out after {self.timeout_seconds:g} s, {total} bytes in") from None
             raise RetryableError(f"connection dropped after {total} bytes ({type(e).__name__})") from None
         finally:
             response.close()
@@ -397,8 +397,9 @@ class WebClient:
     def download(self, url, folder, name, max_bytes):
         """Download an audio file to ``folder/name.<ext>`` (ext from its magic bytes), verified, atomically.
 
-        The body streams into a temp file beside the target and is renamed only when complete, of an
-        audio type and within ``max_bytes``; anything else is removed. Returns the final path.
+        The body streams into a temp file (:func:`local.fileio.atomic_write`) beside the target, named once its
+        first bytes show an audio format; it is renamed only when complete and within ``max_bytes``, and
+        removed on anything else. Returns the final path.
         """
         def attempt():
             response = self.open(url)
@@ -412,46 +413,34 @@ class WebClient:
                 response.close()
                 raise FetchError(f"larger than the {max_bytes / 1e6:g} MB cap (max_file_mb): "
                                  f"{int(declared) / 1e6:.2f} MB announced, not fetched")
-            os.makedirs(folder, exist_ok=True)
-            tmp = os.path.join(folder, f".{name}{TEMP_MARK}{os.getpid()}-{threading.get_ident()}")
-            head = bytearray()
-            try:
-                with open(tmp, "wb") as f:
-                    def sink(chunk):
-                        if len(head) < 16:
-                            head.extend(chunk[:16 - len(head)])
-                            if len(head) >= 16 and audio_format(bytes(head)) is None:
-                                raise FetchError(f"not audio: the body starts with {bytes(head)[:12]!r}")
-                        f.write(chunk)
-                    total = self.read_stream(response, max_bytes, sink)
-                    f.flush()
-                    os.fsync(f.fileno())
-                if total == 0:
+            with contextlib.ExitStack() as stack:
+                head, target = bytearray(), []  # target: [path, open temp file] once the format is known
+
+                def open_target():
+                    kind = audio_format(bytes(head))
+                    if kind is None:
+                        raise FetchError(f"not audio: the body starts with {bytes(head)[:12]!r}")
+                    final = manifest.inside(folder, os.path.join(folder, f"{name}.{kind}"))
+                    target.extend([final, stack.enter_context(fileio.atomic_write(final, "wb"))])
+                    target[1].write(head)
+
+                def sink(chunk):
+                    if target:
+                        target[1].write(chunk)
+                        return
+                    head.extend(chunk)
+                    if len(head) >= 16:
+                        open_target()
+
+                if self.read_stream(response, max_bytes, sink) == 0:
                     raise FetchError("empty response")
-                kind = audio_format(bytes(head))
-                if kind is None:
-                    raise FetchError(f"not audio: the body starts with {bytes(head)[:12]!r}")
-                final = manifest.inside(folder, os.path.join(folder, f"{name}.{kind}"))
-                os.replace(tmp, final)
-                return final
-            finally:
-                if os.path.lexists(tmp):
-                    os.remove(tmp)
+                if not target:  # a body shorter than 16 bytes
+                    open_target()
+                return target[0]
         return self.with_retries(attempt)
 
 
 # --------------------------------------------------------------------------- the scraper
-
-def remove_stale_temps(folder):
-    """Delete temp downloads a killed run left in ``folder`` (they are never in the manifest)."""
-    if os.path.isdir(folder):
-        for name in os.listdir(folder):
-            if name.startswith(".") and TEMP_MARK in name:
-                try:
-                    os.remove(os.path.join(folder, name))
-                except OSError:
-                    pass
-
 
 def list_fma_genres(client, base_url):
     """Every genre the site links from its ``/genres/`` page."""
@@ -459,25 +448,27 @@ def list_fma_genres(client, base_url):
     return parse_genres_page(html)
 
 
-def scrape_fma(out_dir, genres, max_tracks_per_genre=0, base_url="https://freemusicarchive.org", page_size=100,
-               user_agent="Mozilla/5.0", allowed_hosts=(), request_delay_s=1.0, max_retries=5, timeout_s=30.0,
-               concurrency=2, max_file_mb=50.0, backoff_s=1.0, progress=True, log=None):
+def scrape_fma(out_dir, genres, max_tracks_per_genre=0, fma_base_url="https://freemusicarchive.org", *,
+               page_size=100, user_agent="Mozilla/5.0", allowed_hosts=(), request_delay_s=1.0, max_retries=5,
+               timeout_s=30.0, concurrency=2, max_file_mb=50.0, backoff_s=1.0, progress=True, log=None):
     """Download FMA tracks by genre into the stage-1 layout, appending manifest rows as tracks complete.
 
-    ``genres``: names as in the site's URLs (``Rock``, ``Hip-Hop``...); empty = every genre on ``/genres/``.
-    ``max_tracks_per_genre``: 0 = all. ``allowed_hosts``: hosts beyond the base site's and FMA's file host.
-    Tracks already in the manifest with matching size and sha256 are skipped without a request.
+    The keywords are stage 1's config keys of the same names (``_s``: seconds; ``max_file_mb``: MB = 10**6
+    bytes). ``genres``: names as in the site's URLs (``Rock``, ``Hip-Hop``...); empty = every genre on
+    ``/genres/``. ``max_tracks_per_genre``: 0 = all. ``allowed_hosts``: hosts beyond the base site's and FMA's
+    file host. Tracks already in the manifest with matching size and sha256 are skipped without a request.
     Returns a summary dict: ``downloaded``, ``skipped``, ``failed`` [(url, reason)].
     """
     from tqdm import tqdm
 
     log = log or (lambda message: tqdm.write(message, file=sys.stderr))
-    base_url = base_url.rstrip("/")
+    base_url = fma_base_url.rstrip("/")
     base_host = (urlsplit(base_url).hostname or "").lower()
     if urlsplit(base_url).scheme not in ("http", "https") or not base_host:
         raise ValueError(f"fma_base_url={base_url!r} must be an http(s) URL like https://freemusicarchive.org")
     hosts = {base_host, FMA_FILE_HOST} | {h.strip().lower() for h in allowed_hosts if h.strip()}
-    client = WebClient(user_agent, hosts, request_delay_s, max_retries, timeout_s, backoff_s, log)
+    client = WebClient(user_agent, hosts, request_delay_seconds=request_delay_s, max_retries=max_retries,
+                       timeout_seconds=timeout_s, backoff_seconds=backoff_s, log=log)
     max_bytes = int(max_file_mb * 1e6)
     summary = {"downloaded": 0, "skipped": 0, "failed": []}
     have = manifest.read_manifest(out_dir)
@@ -495,7 +486,8 @@ def scrape_fma(out_dir, genres, max_tracks_per_genre=0, base_url="https://freemu
     with ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:
         for genre in genres:
             folder = os.path.join(out_dir, manifest.safe_component(genre))
-            remove_stale_temps(folder)
+            if os.path.isdir(folder):
+                fileio.remove_stale_temps(folder)  # downloads a killed run left half-done
             good, seen, page = 0, set(), 1
             while not max_tracks_per_genre or good < max_tracks_per_genre:
                 url = genre_page_url(base_url, genre, page_size, page)
