@@ -19,10 +19,9 @@ Run:
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure, fail  # noqa: E402
+from local.config import ConfigError, configure, fail  # noqa: E402
 
 # --- what to do ---
 action = "run"  # run (new cluster with the steps) | add_steps | status | terminate
@@ -59,114 +58,33 @@ wait = True  # poll until the steps finish
 poll_seconds = 30.0  # between polls, seconds
 max_wait_minutes = 720.0  # stop polling (the cluster keeps going) after this long, minutes
 
-config = configure(globals())
 # -----------------------------------------------------------------------------
 
-if action not in ("run", "add_steps", "status", "terminate"):
-    fail(f"action={action!r} must be run, add_steps, status or terminate")
-if action in ("run", "add_steps") and not s3_root.startswith("s3://"):
-    fail(f"s3_root={s3_root!r} must be s3://bucket/prefix (where the code, logs and data go)")
-if action != "run" and not cluster_id:
-    fail(f"action={action} needs --cluster_id=j-...")
-unknown = [s for s in steps if s not in ("preprocessing", "training")]
-if unknown or (action in ("run", "add_steps") and not steps):
-    fail(f"steps={','.join(steps)}: choose from preprocessing, training")
-if core_instance_count < 1 or poll_seconds <= 0:
-    fail(f"core_instance_count={core_instance_count} must be at least 1 and poll_seconds={poll_seconds} positive")
 
-stray = [a for a in preprocessing_args + training_args if a and not a.startswith("--")]
-if stray:
-    fail(f"preprocessing_args/training_args item {stray[0]!r} is not a --key=value: the lists are comma-separated, "
-         f"so no value in them may hold a comma (for dilations pass --layers_per_stack=N,--stacks=M)")
-
-from aws import emr_cluster as emr  # noqa: E402
-
-raw_dir = raw_dir or emr.s3_join(s3_root, "raw")
-data_dir = data_dir or emr.s3_join(s3_root, "processed")
-run_dir = run_dir or emr.s3_join(s3_root, "runs", "emr")
-log_uri = log_uri or emr.s3_join(s3_root, "logs") + "/"
-job_args = {
-    "preprocessing": [f"--raw_dir={raw_dir}", f"--out_dir={data_dir}", f"--partitions={partitions}",
-                      *[a for a in preprocessing_args if a]],
-    "training": [f"--data_dir={data_dir}", f"--run_dir={run_dir}", *[a for a in training_args if a]],
-}
-try:
-    files = emr.uploads(s3_root, steps) if action in ("run", "add_steps") else []
-except FileNotFoundError as e:
-    fail(f"this checkout lacks {e.filename}: run aws/emr.py from a complete clone")
-step_requests = [emr.spark_step(f"waveforms {job}", job, s3_root, job_args[job],
-                                "CONTINUE" if keep_alive or action == "add_steps" else "TERMINATE_CLUSTER")
-                 for job in steps]
+def main(argv=None):
+    """Check the config, then print (dry_run) or send the action's requests and follow its steps."""
+    config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
+    from aws import emr_cluster
+    try:
+        emr_cluster.check_config(config)
+        config = emr_cluster.with_default_locations(config)
+        files = emr_cluster.uploads(config["s3_root"], config["steps"]) if config["action"] in ("run", "add_steps") \
+            else []
+    except ConfigError as e:
+        fail(str(e))
+    except FileNotFoundError as e:
+        fail(f"this checkout lacks {e.filename}: run aws/emr.py from a complete clone")
+    if config["dry_run"]:
+        for operation, request in emr_cluster.planned_requests(config, files):
+            print(f"{operation} {json.dumps(request, indent=2)}")
+        return
+    from aws.s3_files import aws_errors_in_one_line  # boto3: only when requests are sent
+    with aws_errors_in_one_line(f"AWS refused {config['action']}"):
+        try:
+            emr_cluster.perform(config, files)
+        except emr_cluster.StepsNotDone as e:
+            fail(str(e), status=1)
 
 
-def show(operation, request):
-    print(f"{operation} {json.dumps(request, indent=2)}")
-
-
-if dry_run:
-    if action in ("run", "add_steps"):
-        for uri, data in files:
-            bucket, key = emr.split_s3(uri)
-            show("s3.put_object", {"Bucket": bucket, "Key": key, "ContentLength": len(data)})
-    if action == "run":
-        show("emr.run_job_flow", emr.job_flow_request(
-            name, s3_root, release_label, log_uri, master_instance_type, core_instance_type, core_instance_count,
-            use_spot, keep_alive, service_role, job_flow_role, ec2_key_name, subnet_id, step_requests,
-            idle_timeout_s))
-    elif action == "add_steps":
-        show("emr.add_job_flow_steps", {"JobFlowId": cluster_id, "Steps": step_requests})
-    elif action == "status":
-        show("emr.describe_cluster", {"ClusterId": cluster_id})
-    else:
-        show("emr.terminate_job_flows", {"JobFlowIds": [cluster_id]})
-    sys.exit(0)
-
-import boto3  # noqa: E402
-import botocore.exceptions  # noqa: E402
-
-try:
-    emr_client = boto3.client("emr", region_name=region, endpoint_url=endpoint_url or None)
-    if action == "status":
-        cluster = emr_client.describe_cluster(ClusterId=cluster_id)["Cluster"]
-        print(f"{cluster_id} {cluster['Name']}: {cluster['Status']['State']} "
-              f"{cluster['Status'].get('StateChangeReason', {}).get('Message', '')}".rstrip())
-        for step in emr_client.list_steps(ClusterId=cluster_id)["Steps"]:
-            print(f"  step {step['Name']} ({step['Id']}): {step['Status']['State']}")
-        sys.exit(0)
-    if action == "terminate":
-        emr_client.terminate_job_flows(JobFlowIds=[cluster_id])
-        print(f"{cluster_id}: terminating")
-        sys.exit(0)
-
-    s3 = boto3.client("s3", region_name=region, endpoint_url=endpoint_url or None)
-    for uri, data in files:
-        bucket, key = emr.split_s3(uri)
-        s3.put_object(Bucket=bucket, Key=key, Body=data)
-    print(f"code uploaded to {emr.s3_join(s3_root, 'code')}/")
-    if action == "run":
-        response = emr_client.run_job_flow(**emr.job_flow_request(
-            name, s3_root, release_label, log_uri, master_instance_type, core_instance_type, core_instance_count,
-            use_spot, keep_alive, service_role, job_flow_role, ec2_key_name, subnet_id, step_requests,
-            idle_timeout_s))
-        cluster_id = response["JobFlowId"]
-        by_name = {s["Name"]: s["Id"] for s in emr_client.list_steps(ClusterId=cluster_id)["Steps"]}
-        step_ids = [by_name[s["Name"]] for s in step_requests]
-        print(f"cluster {cluster_id} starting ({core_instance_count} x {core_instance_type}); "
-              f"logs: {log_uri}")
-    else:
-        step_ids = emr_client.add_job_flow_steps(JobFlowId=cluster_id, Steps=step_requests)["StepIds"]
-    print(f"steps: {', '.join(step_ids)}")
-    if wait:
-        states = emr.wait_for_steps(emr_client, cluster_id, step_ids, poll_seconds, max_wait_minutes * 60)
-        failed = [f"{n} ({i}): {s}" for i, (n, s) in states.items() if s in ("FAILED", "CANCELLED", "INTERRUPTED")]
-        pending = [f"{n} ({i}): {s}" for i, (n, s) in states.items() if s not in emr.TERMINAL_STEP_STATES]
-        if failed:
-            fail(f"step {failed[0]}; logs under {log_uri}{cluster_id}/steps/", status=1)
-        if pending:
-            fail(f"still running after {max_wait_minutes:g} min: {'; '.join(pending)}; the cluster keeps going "
-                 f"(check: --action=status --cluster_id={cluster_id})", status=1)
-        print(f"all steps completed; results: {data_dir}" + (f", {run_dir}" if "training" in steps else ""))
-except botocore.exceptions.NoCredentialsError:
-    fail("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or a role")
-except (botocore.exceptions.ClientError, botocore.exceptions.EndpointConnectionError) as e:
-    fail(f"AWS refused {action}: {e}")
+if __name__ == "__main__":
+    main()

@@ -4,13 +4,15 @@ A file is "the same" on both sides when its size and sha256 match. The sha256 of
 the object's metadata (``x-amz-meta-sha256``); for an object without it (put there by another tool) the ETag
 is used: the MD5 of a single-part object, or the MD5 of the part MD5s of a multipart one (compared at our
 part size). Uploads above ``multipart_bytes`` go in parts (boto3 aborts the upload on failure, so no partial
-object ever appears); downloads land under a hidden temp name and are renamed when complete.
+object ever appears); downloads land under a hidden temp name (local/fileio.py) and are renamed when complete.
 Credentials come only from boto3's standard chain (environment, ~/.aws, instance role).
 """
+import contextlib
 import hashlib
 import os
-import uuid
 
+from local import fileio
+from local.config import fail
 from local.manifest import sha256_file
 
 META_KEY = "sha256"
@@ -108,18 +110,25 @@ def upload(client, path, bucket, key, config):
 
 
 def download(client, bucket, key, path, config):
-    """Download ``bucket/key`` to ``path`` through a hidden temp file in the same folder, then rename."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    """Download ``bucket/key`` to ``path`` through a hidden temp file in the same folder (local.fileio)."""
+    with fileio.atomic_path(path) as tmp:
         client.download_file(bucket, key, tmp, Config=config)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
-def sync(src, dst, endpoint_url="", delete=False, multipart_bytes=64 << 20, workers=8, progress=True):
+@contextlib.contextmanager
+def aws_errors_in_one_line(what):
+    """Inside the block, boto3's missing-credentials and refusal errors stop the script with one line
+    (``what``: the request refused, for the message), never a traceback."""
+    import botocore.exceptions
+    try:
+        yield
+    except botocore.exceptions.NoCredentialsError:
+        fail("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or a role")
+    except (botocore.exceptions.ClientError, botocore.exceptions.EndpointConnectionError) as e:
+        fail(f"{what}: {e}")
+
+
+def sync(src, dst, endpoint_url="", delete=False, *, multipart_bytes=64 << 20, workers=8, progress=True):
     """Make ``dst`` hold what ``src`` holds; one side is a folder, the other ``s3://bucket/prefix``.
 
     Only new or changed files are sent; with ``delete``, files in ``dst`` that ``src`` lacks are removed.

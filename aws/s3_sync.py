@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure, fail  # noqa: E402
+from local.config import ConfigError, configure, fail  # noqa: E402
 
 src = ""  # a folder or s3://bucket/prefix
 dst = ""  # a folder or s3://bucket/prefix (the other kind than src)
@@ -26,28 +26,44 @@ multipart_mb = 64  # files above this go up in parts of this size, MiB (S3's min
 workers = 8  # parallel transfers
 progress = True  # show a progress bar (bytes)
 
-config = configure(globals())
 # -----------------------------------------------------------------------------
 
-if not src or not dst:
-    fail("give both --src and --dst (a folder and s3://bucket/prefix)")
-if multipart_mb < 5 or workers < 1:
-    fail(f"multipart_mb={multipart_mb} must be at least 5 (S3's smallest part) and workers={workers} at least 1")
-if endpoint_url and not endpoint_url.startswith(("http://", "https://")):
-    fail(f"endpoint_url={endpoint_url!r} must be an http(s) URL")
 
-from aws import s3_files  # noqa: E402  (imports boto3: only once the config is good)
-import botocore.exceptions  # noqa: E402
+def check_config(config):
+    """Raise ConfigError naming the first key that cannot work."""
+    problems = (
+        ("src", not config["src"], "must be given: a folder or s3://bucket/prefix"),
+        ("dst", not config["dst"], "must be given: a folder or s3://bucket/prefix (the other kind than src)"),
+        ("multipart_mb", config["multipart_mb"] < 5, "must be at least 5 (S3's smallest part)"),
+        ("workers", config["workers"] < 1, "must be at least 1"),
+        ("endpoint_url", config["endpoint_url"] and not config["endpoint_url"].startswith(("http://", "https://")),
+         "must be an http(s) URL"),
+    )
+    for key, bad, what in problems:
+        if bad:
+            raise ConfigError(f"{key}={config[key]!r} {what}")
 
-started = time.time()
-try:
-    result = s3_files.sync(src, dst, endpoint_url, delete, multipart_mb << 20, workers, progress)
-except ValueError as e:
-    fail(str(e))
-except botocore.exceptions.NoCredentialsError:
-    fail("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or a role")
-except (botocore.exceptions.ClientError, botocore.exceptions.EndpointConnectionError) as e:
-    fail(f"S3 refused the sync of {src} -> {dst}: {e}")
-print(f"s3_sync: {len(result['copied'])} copied ({result['copied_bytes'] / 1e6:.1f} MB), "
-      f"{len(result['unchanged'])} unchanged, {len(result['deleted'])} deleted, {src} -> {dst} "
-      f"in {time.time() - started:.1f} s")
+
+def main(argv=None):
+    """Check the config, sync src to dst, say what travelled."""
+    config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
+    try:
+        check_config(config)
+    except ConfigError as e:
+        fail(str(e))
+    from aws import s3_files  # boto3: only once the config is good
+    src, dst, started = config["src"], config["dst"], time.time()
+    with s3_files.aws_errors_in_one_line(f"S3 refused the sync of {src} -> {dst}"):
+        try:
+            result = s3_files.sync(src, dst, config["endpoint_url"], config["delete"],
+                                   multipart_bytes=config["multipart_mb"] << 20, workers=config["workers"],
+                                   progress=config["progress"])
+        except ValueError as e:
+            fail(str(e))
+    print(f"s3_sync: {len(result['copied'])} copied ({result['copied_bytes'] / 1e6:.1f} MB), "
+          f"{len(result['unchanged'])} unchanged, {len(result['deleted'])} deleted, {src} -> {dst} "
+          f"in {time.time() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -107,8 +107,8 @@ def test_wait_for_steps_follows_states_until_done_or_failed(moto_server):
     from aws import emr_cluster
     _, clients = moto_server
     request = emr_cluster.job_flow_request(
-        "poll", f"s3://{BUCKET}/wf", "emr-spark-8.0.0", f"s3://{BUCKET}/logs/", "m5.xlarge", "m5.xlarge", 1, False,
-        False, "EMR_DefaultRole", "EMR_EC2_DefaultRole",
+        name="poll", s3_root=f"s3://{BUCKET}/wf", release_label="emr-spark-8.0.0", log_uri=f"s3://{BUCKET}/logs/",
+        master_instance_type="m5.xlarge", core_instance_type="m5.xlarge", core_instance_count=1,
         steps=[emr_cluster.spark_step(f"s{i}", "preprocessing", f"s3://{BUCKET}/wf", []) for i in range(2)])
     cluster_id = clients["emr"].run_job_flow(**request)["JobFlowId"]
     steps = emr_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].clusters[cluster_id].steps
