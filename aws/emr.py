@@ -63,11 +63,9 @@ max_wait_minutes = 720.0  # stop polling (the cluster keeps going) after this lo
 
 def main(argv=None):
     """Check the config, then print (dry_run) or send the action's requests and follow its steps."""
-    config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
-    from aws import emr_cluster
-    try:
-        emr_cluster.check_config(config)
-        config = emr_cluster.with_default_locations(config)
+    from aws import emr_cluster  # the standard library only: --help and config mistakes still answer at once
+    try:  # configure a copy: the block above keeps its defaults for the next call
+        config = emr_cluster.resolve_config(configure(dict(globals()), argv))
         files = emr_cluster.uploads(config["s3_root"], config["steps"]) if config["action"] in ("run", "add_steps") \
             else []
     except ConfigError as e:

@@ -189,8 +189,10 @@ def check_config(config):
             raise ConfigError(f"{key}={config[key]!r} {what}")
 
 
-def with_default_locations(config):
-    """``config`` with raw_dir, data_dir, run_dir and log_uri filled in below s3_root where they are empty."""
+def resolve_config(config):
+    """aws/emr.py's config checked (:func:`check_config`), with raw_dir, data_dir, run_dir and log_uri filled in
+    below s3_root where they are empty."""
+    check_config(config)
     root = config["s3_root"]
     defaults = {"raw_dir": s3_join(root, "raw"), "data_dir": s3_join(root, "processed"),
                 "run_dir": s3_join(root, "runs", "emr"), "log_uri": s3_join(root, "logs") + "/"}

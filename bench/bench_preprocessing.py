@@ -26,71 +26,74 @@ source_rate = 44100  # Hz of the generated mp3s
 sample_rate = 16000  # Hz of the codes
 workers = [1, 2]  # pool sizes to compare
 
-config = configure(globals())
 # -----------------------------------------------------------------------------
 
-import numpy as np  # noqa: E402
 
-from local import audio, demo_corpus, preprocessing  # noqa: E402
-
-work = tempfile.mkdtemp(prefix="bench-preprocessing-")
-raw = os.path.join(work, "raw")
-for i in range(tracks):
-    genre = demo_corpus.DEMO_GENRES[i % 3]
-    mono = demo_corpus.synthesize_track(genre, i, seed=1, seconds=seconds, sample_rate=source_rate)
-    stereo = np.stack([mono, np.roll(mono, 37) * 0.9], axis=1)  # a little width, so downmixing is real work
-    os.makedirs(os.path.join(raw, genre), exist_ok=True)
-    path = os.path.join(raw, genre, f"clip{i:03d}.mp3")
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", str(source_rate), "-ac", "2", "-i", "pipe:0",
-                    "-c:a", "libmp3lame", "-b:a", "192k", path], input=stereo.astype("<f4").tobytes(), check=True)
-audio_seconds = tracks * seconds
-
-# warm up once (imports, numba's first compile) so that no pool size pays for it in its timing
-preprocessing.preprocess(os.path.join(raw, demo_corpus.DEMO_GENRES[0]), os.path.join(work, "warmup"),
-                         sample_rate=sample_rate, workers=1, progress=False)
 def cpu_seconds():
     """CPU time of this process and its finished children (ffmpeg, pool workers), user + system."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-results, cores_busy = {}, {}
-for n in workers:
-    out = os.path.join(work, f"out{n}")
-    start, start_cpu = time.perf_counter(), cpu_seconds()
-    summary = preprocessing.preprocess(raw, out, sample_rate=sample_rate, workers=n, progress=False)
-    elapsed = time.perf_counter() - start
-    assert summary["processed"] == tracks, summary["failed"]
-    results[n] = audio_seconds / elapsed
-    cores_busy[n] = (cpu_seconds() - start_cpu) / elapsed
+def resampler_timings(clip, sample_rate, repeats=3):
+    """Seconds per clip (best of ``repeats``) of each way to get ``sample_rate`` Hz mono: ffmpeg decoding at
+    the file's rate, then soxr HQ in numpy (what stage 2 does), vs ffmpeg decoding and resampling itself."""
+    from local import audio
+    data = open(clip, "rb").read()
+    timings = {"decode": [], "soxr_numpy": [], "ffmpeg_soxr": []}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        samples, rate, _ = audio.decode_audio(data)
+        t1 = time.perf_counter()
+        audio.resample(audio.to_mono(samples), rate, sample_rate)
+        t2 = time.perf_counter()
+        subprocess.run([audio.ffmpeg_binary(), "-v", "error", "-i", "pipe:0", "-ac", "1", "-af",
+                        f"aresample={sample_rate}:resampler=soxr:precision=20", "-f", "f32le", "pipe:1"],
+                       input=data, capture_output=True, check=True)
+        t3 = time.perf_counter()
+        for key, value in zip(timings, (t1 - t0, t2 - t1, t3 - t2)):
+            timings[key].append(value)
+    return {key: min(values) for key, values in timings.items()}
 
-# the resampler choice: ffmpeg decodes at the file's rate, then soxr HQ in numpy, vs ffmpeg resampling itself
-clip = os.path.join(raw, demo_corpus.DEMO_GENRES[0], "clip000.mp3")
-data = open(clip, "rb").read()
-timings = {"decode": [], "soxr_numpy": [], "ffmpeg_soxr": []}
-for _ in range(3):
-    t0 = time.perf_counter()
-    samples, rate, _ = audio.decode_audio(data)
-    t1 = time.perf_counter()
-    audio.resample(audio.to_mono(samples), rate, sample_rate)
-    t2 = time.perf_counter()
-    subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-ac", "1", "-af",
-                    f"aresample={sample_rate}:resampler=soxr:precision=20", "-f", "f32le", "pipe:1"],
-                   input=data, capture_output=True, check=True)
-    t3 = time.perf_counter()
-    for key, value in zip(timings, (t1 - t0, t2 - t1, t3 - t2)):
-        timings[key].append(value)
-shutil.rmtree(work)
 
-print(json.dumps({
-    "tracks": tracks, "audio_seconds": audio_seconds, "source": f"{source_rate} Hz stereo mp3 -> {sample_rate} Hz codes",
-    "realtime_factor_1_worker": round(results.get(1, 0.0), 1),
-    "realtime_factor_2_workers": round(results.get(2, 0.0), 1),
-    "scaling": round(results.get(2, 0.0) / results[1], 2) if results.get(1) else None,
-    "cores_busy_1_worker": round(cores_busy.get(1, 0.0), 2), "cores_busy_2_workers": round(cores_busy.get(2, 0.0), 2),
-    "realtime_factor_per_cpu_second": round(audio_seconds * len(workers) / sum(
-        cores_busy[n] * audio_seconds / results[n] for n in workers), 1),
-    "decode_seconds_per_clip": round(min(timings["decode"]), 4),
-    "soxr_hq_numpy_seconds_per_clip": round(min(timings["soxr_numpy"]), 4),
-    "ffmpeg_decode_and_soxr_seconds_per_clip": round(min(timings["ffmpeg_soxr"]), 4),
-}))
+def main(argv=None):
+    config = configure(dict(globals()), argv)
+    from bench.clips import write_fma_like_clips
+    from local import demo_corpus, preprocessing
+    tracks, sample_rate, workers = config["tracks"], config["sample_rate"], config["workers"]
+    work = tempfile.mkdtemp(prefix="bench-preprocessing-")
+    raw = os.path.join(work, "raw")
+    audio_seconds = write_fma_like_clips(raw, tracks, config["seconds"], config["source_rate"])
+    # warm up once (imports, numba's first compile) so that no pool size pays for it in its timing
+    preprocessing.preprocess(os.path.join(raw, demo_corpus.DEMO_GENRES[0]), os.path.join(work, "warmup"),
+                             sample_rate=sample_rate, workers=1, progress=False)
+    results, cores_busy = {}, {}
+    for n in workers:
+        start, start_cpu = time.perf_counter(), cpu_seconds()
+        summary = preprocessing.preprocess(raw, os.path.join(work, f"out{n}"), sample_rate=sample_rate, workers=n,
+                                           progress=False)
+        elapsed = time.perf_counter() - start
+        assert summary["processed"] == tracks, summary["failed"]
+        results[n] = audio_seconds / elapsed
+        cores_busy[n] = (cpu_seconds() - start_cpu) / elapsed
+    timings = resampler_timings(os.path.join(raw, demo_corpus.DEMO_GENRES[0], "clip000.mp3"), sample_rate)
+    shutil.rmtree(work)
+
+    print(json.dumps({
+        "tracks": tracks, "audio_seconds": audio_seconds,
+        "source": f"{config['source_rate']} Hz stereo mp3 -> {sample_rate} Hz codes",
+        "realtime_factor_1_worker": round(results.get(1, 0.0), 1),
+        "realtime_factor_2_workers": round(results.get(2, 0.0), 1),
+        "scaling": round(results.get(2, 0.0) / results[1], 2) if results.get(1) else None,
+        "cores_busy_1_worker": round(cores_busy.get(1, 0.0), 2),
+        "cores_busy_2_workers": round(cores_busy.get(2, 0.0), 2),
+        "realtime_factor_per_cpu_second": round(audio_seconds * len(workers) / sum(
+            cores_busy[n] * audio_seconds / results[n] for n in workers), 1),
+        "decode_seconds_per_clip": round(timings["decode"], 4),
+        "soxr_hq_numpy_seconds_per_clip": round(timings["soxr_numpy"], 4),
+        "ffmpeg_decode_and_soxr_seconds_per_clip": round(timings["ffmpeg_soxr"], 4),
+    }))
+
+
+if __name__ == "__main__":
+    main()

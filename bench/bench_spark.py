@@ -11,7 +11,7 @@ Run:
   .venv/bin/python bench/bench_spark.py --tracks=16 --cores=2
 
 Spark's few fixed seconds per job (listing, planning, commit) weigh on 6 minutes of audio, not on 900 days:
-the executors' own decoding rate per core (audio seconds / core-seconds spent in process_input, measured in
+the executors' own decoding rate per core (audio seconds / core-seconds spent in process_batch, measured in
 the tasks) is what the EMR sizing table scales up, plus the fixed seconds per job (the rest of the wall time).
 
 Prints one JSON line: spark_realtime_factor, local_realtime_factor (and per core), the executors' rate per
@@ -22,7 +22,6 @@ import json
 import os
 import runpy
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,19 +46,12 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
+from bench.clips import write_fma_like_clips  # noqa: E402
 from local import demo_corpus, preprocessing  # noqa: E402
 
 work = tempfile.mkdtemp(prefix="bench-spark-")
 raw = os.path.join(work, "raw")
-for i in range(tracks):
-    genre = demo_corpus.DEMO_GENRES[i % 3]
-    mono = demo_corpus.synthesize_track(genre, i, seed=1, seconds=seconds, sample_rate=source_rate)
-    stereo = np.stack([mono, np.roll(mono, 37) * 0.9], axis=1)
-    os.makedirs(os.path.join(raw, genre), exist_ok=True)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", str(source_rate), "-ac", "2", "-i", "pipe:0",
-                    "-c:a", "libmp3lame", "-b:a", "192k", os.path.join(raw, genre, f"clip{i:03d}.mp3")],
-                   input=stereo.astype("<f4").tobytes(), check=True)
-audio_seconds = tracks * seconds
+audio_seconds = write_fma_like_clips(raw, tracks, seconds, source_rate)
 split = dict(valid_fraction=0.25, test_fraction=0.0, split_seed=0)
 
 # warm-up outside the timings (imports, first compiles), then the local stage

@@ -19,11 +19,11 @@ def midi_to_hz(note):
     return 440.0 * 2.0 ** ((np.asarray(note, dtype=np.float64) - 69.0) / 12.0)
 
 
-def envelope(n_samples, sample_rate, attack_s, release_s):
-    """A linear attack, then an exponential decay reaching -60 dB after ``release_s`` seconds; (n,) float64."""
+def envelope(n_samples, sample_rate, attack_seconds, release_seconds):
+    """A linear attack, then an exponential decay reaching -60 dB after ``release_seconds`` seconds; (n,) float64."""
     t = np.arange(n_samples) / sample_rate
-    attack = np.clip(t / max(attack_s, 1e-4), 0.0, 1.0)
-    return attack * np.exp(-6.9 * np.maximum(t - attack_s, 0.0) / max(release_s, 1e-4))
+    attack = np.clip(t / max(attack_seconds, 1e-4), 0.0, 1.0)
+    return attack * np.exp(-6.9 * np.maximum(t - attack_seconds, 0.0) / max(release_seconds, 1e-4))
 
 
 def triad(root, degree):
@@ -51,47 +51,43 @@ def pluck(freq_hz, n_samples, sample_rate, rng, damping=0.996):
     return lfilter([1.0], denominator, burst)
 
 
-def ambient_track(rng, seconds, sample_rate):
+def ambient_track(rng, out, seconds, sample_rate):
     """Slow pads: one chord every bar at 60-72 bpm, four detuned voices each with a slow swell."""
-    n = int(seconds * sample_rate)
-    out = np.zeros(n)
-    bar_s = 4 * 60.0 / rng.uniform(60, 72)
+    bar_seconds = 4 * 60.0 / rng.uniform(60, 72)
     root = int(rng.integers(48, 60))
-    t = np.arange(int(bar_s * 1.6 * sample_rate)) / sample_rate
-    for bar, start_s in enumerate(np.arange(0.0, seconds, bar_s)):
+    t = np.arange(int(bar_seconds * 1.6 * sample_rate)) / sample_rate
+    for bar, start_seconds in enumerate(np.arange(0.0, seconds, bar_seconds)):
         degree = int(rng.choice([0, 3, 5, 4])) if bar else 0
         notes = triad(root, degree) + [root - 12 + MAJOR_SCALE[degree % 7]]
-        env = envelope(len(t), sample_rate, attack_s=bar_s * 0.5, release_s=bar_s * 1.5)
+        env = envelope(len(t), sample_rate, attack_seconds=bar_seconds * 0.5, release_seconds=bar_seconds * 1.5)
         for note in notes:
             f = midi_to_hz(note)
             voice = np.sin(2 * np.pi * f * t) + 0.5 * np.sin(2 * np.pi * f * 1.004 * t + rng.uniform(0, 6.28))
             voice += 0.15 * np.sin(2 * np.pi * 2 * f * t)
-            add(out, int(start_s * sample_rate), 0.12 * env * voice)
-    lfo = 0.8 + 0.2 * np.sin(2 * np.pi * 0.1 * np.arange(n) / sample_rate)
+            add(out, int(start_seconds * sample_rate), 0.12 * env * voice)
+    lfo = 0.8 + 0.2 * np.sin(2 * np.pi * 0.1 * np.arange(len(out)) / sample_rate)
     return out * lfo
 
 
-def electronic_track(rng, seconds, sample_rate):
+def electronic_track(rng, out, seconds, sample_rate):
     """Dance music: kick on every beat, hi-hat on the off-beats, a saw bass on eighths, chord stabs."""
-    n = int(seconds * sample_rate)
-    out = np.zeros(n)
-    beat_s = 60.0 / rng.uniform(120, 132)
+    beat_seconds = 60.0 / rng.uniform(120, 132)
     root = int(rng.integers(33, 41))
     kick_t = np.arange(int(0.25 * sample_rate)) / sample_rate
     kick = np.sin(2 * np.pi * (50 * kick_t + 60 * (1 - np.exp(-kick_t * 30)) / 30)) * np.exp(-kick_t * 14)
     hat = rng.uniform(-1, 1, int(0.05 * sample_rate)) * np.exp(-np.arange(int(0.05 * sample_rate)) / (0.008 * sample_rate))
     hat = np.diff(hat, prepend=0.0)  # a crude highpass: hats are bright
     bass_pattern = rng.choice([0, 0, 7, 12, 10, 5], size=8)
-    eighth = int(beat_s / 2 * sample_rate)
+    eighth = int(beat_seconds / 2 * sample_rate)
     bass_t = np.arange(eighth) / sample_rate
-    for beat, start_s in enumerate(np.arange(0.0, seconds, beat_s)):
-        start = int(start_s * sample_rate)
+    for beat, start_seconds in enumerate(np.arange(0.0, seconds, beat_seconds)):
+        start = int(start_seconds * sample_rate)
         add(out, start, 0.9 * kick)
         add(out, start + eighth, 0.25 * hat)
         for half in range(2):
             f = midi_to_hz(root + bass_pattern[(2 * beat + half) % 8])
             saw = 2.0 * ((f * bass_t) % 1.0) - 1.0
-            add(out, start + half * eighth, 0.22 * saw * envelope(eighth, sample_rate, 0.005, beat_s / 2))
+            add(out, start + half * eighth, 0.22 * saw * envelope(eighth, sample_rate, 0.005, beat_seconds / 2))
         if beat % 4 == 2:
             stab_t = np.arange(int(0.2 * sample_rate)) / sample_rate
             stab = sum(np.sign(np.sin(2 * np.pi * midi_to_hz(m) * stab_t)) for m in triad(root + 24, 0))
@@ -99,26 +95,25 @@ def electronic_track(rng, seconds, sample_rate):
     return out
 
 
-def folk_track(rng, seconds, sample_rate):
+def folk_track(rng, out, seconds, sample_rate):
     """Plucked strings: arpeggiated triads of a I-IV-V-I progression at 84-104 bpm, a bass note per bar."""
-    n = int(seconds * sample_rate)
-    out = np.zeros(n)
-    beat_s = 60.0 / rng.uniform(84, 104)
+    beat_seconds = 60.0 / rng.uniform(84, 104)
     root = int(rng.integers(52, 60))
     progression = [0, 3, 4, 0]
     note_len = int(1.2 * sample_rate)
-    step_s = beat_s / 2
-    for step, start_s in enumerate(np.arange(0.0, seconds, step_s)):
+    step_seconds = beat_seconds / 2
+    for step, start_seconds in enumerate(np.arange(0.0, seconds, step_seconds)):
         degree = progression[(step // 8) % 4]
         chord = triad(root, degree)
         note = chord[[0, 1, 2, 1, 0, 2, 1, 2][step % 8]] + (12 if step % 8 == 5 else 0)
-        start = int(start_s * sample_rate)
+        start = int(start_seconds * sample_rate)
         add(out, start, 0.35 * pluck(midi_to_hz(note), note_len, sample_rate, rng))
         if step % 8 == 0:
             add(out, start, 0.35 * pluck(midi_to_hz(chord[0] - 12), 2 * note_len, sample_rate, rng, 0.998))
     return out
 
 
+# each mixes its genre's music into ``out`` (zeros, (seconds * sample_rate,) float64) and returns the track
 GENRE_SYNTHS = {"Ambient": ambient_track, "Electronic": electronic_track, "Folk": folk_track}
 
 
@@ -127,7 +122,8 @@ def synthesize_track(genre, index, seed=0, seconds=10.0, sample_rate=22050):
     if genre not in GENRE_SYNTHS:
         raise ValueError(f"unknown demo genre {genre!r}; the demo has {', '.join(DEMO_GENRES)}")
     rng = np.random.default_rng([int(seed), DEMO_GENRES.index(genre), int(index)])
-    y = GENRE_SYNTHS[genre](rng, float(seconds), int(sample_rate))
+    silence = np.zeros(int(float(seconds) * int(sample_rate)))
+    y = GENRE_SYNTHS[genre](rng, silence, float(seconds), int(sample_rate))
     fade = min(len(y) // 4, int(0.05 * sample_rate))
     if fade:
         ramp = np.linspace(0.0, 1.0, fade)
