@@ -159,6 +159,31 @@ def test_a_bad_key_or_value_stops_before_any_work_in_one_line(tmp_path, args, ke
     assert not out_dir.exists()
 
 
+@pytest.mark.parametrize("key,value", [("source", "radio"), ("genre_from", "mood"), ("page_size", 0),
+                                       ("timeout_s", 0.0), ("max_retries", -1), ("request_delay_s", -1.0)])
+def test_each_bad_value_is_refused_in_one_line_naming_only_its_key(key, value):
+    from local import sources
+    from local.config import ConfigError
+    config = script_defaults()
+    sources.check_config(config)  # the defaults are good
+    with pytest.raises(ConfigError) as refused:
+        sources.check_config(dict(config, **{key: value}))
+    message = str(refused.value)
+    assert message.startswith(f"{key}={value!r} ") and "\n" not in message
+    assert [k for k in config if f"{k}=" in message] == [key]
+
+
+def test_the_stage_runs_in_process(tmp_path, capsys):
+    import run_webscraper
+    out_dir = str(tmp_path / "raw")
+    run_webscraper.main([f"--out_dir={out_dir}", "--genres=Folk", "--demo_tracks_per_genre=1", "--demo_seconds=0.5"])
+    assert "demo: 1 new, 0 already had, 0 failed" in capsys.readouterr().out
+    assert [r["genre"] for r in manifest_rows(out_dir)] == ["Folk"]
+    with pytest.raises(SystemExit) as stop:
+        run_webscraper.main([f"--out_dir={out_dir}", "--source=folder", f"--folder={tmp_path}/none"])
+    assert stop.value.code == 2 and "--folder=" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", ["toml", "json"])
 def test_config_file_then_command_line_and_config_json(tmp_path, kind):
     out_dir = str(tmp_path / "raw")
