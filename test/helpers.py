@@ -42,3 +42,19 @@ def run_script(script, *args, cwd=ROOT, timeout=600, env=None):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([PYTHON, os.path.join(ROOT, script), *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env=full_env)
+
+
+def refusal(check_config, config, key, value):
+    """The message ``check_config`` refuses ``config`` with ``key`` set to ``value`` (it must accept ``config``
+    as it is); the message must be one line naming ``key`` first and no other key of ``config``."""
+    from local.config import ConfigError
+    check_config(config)
+    try:
+        check_config(dict(config, **{key: value}))
+    except ConfigError as e:
+        message = str(e)
+    else:
+        raise AssertionError(f"{key}={value!r} was accepted")
+    assert message.startswith(f"{key}={value!r} ") and "\n" not in message, message
+    assert [k for k in config if f"{k}=" in message] == [key], message
+    return message

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import PYTHON, ROOT, make_audio, run_script, tone, encode
+from helpers import PYTHON, ROOT, make_audio, refusal, run_script, tone, encode
 from local import audio, dataset_store, manifest, preprocessing
 
 
@@ -237,14 +237,9 @@ def test_the_stage_runs_in_process_and_refuses_a_dataset_made_with_other_setting
                                        ("workers", 0)])
 def test_each_bad_value_is_refused_in_one_line_naming_only_its_key(key, value):
     import run_transformation_scripts as stage
-    from local.config import ConfigError, config_keys
+    from local.config import config_keys
     config = config_keys(vars(stage))
-    preprocessing.check_config(config)  # the defaults are good
-    with pytest.raises(ConfigError) as refused:
-        preprocessing.check_config(dict(config, **{key: value}))
-    message = str(refused.value)
-    assert message.startswith(f"{key}={value!r} must be ") and "\n" not in message
-    assert [k for k in config if k in message] == [key]
+    assert " must be " in refusal(preprocessing.check_config, config, key, value)
 
 
 def test_bad_config_value_stops_before_any_work(tmp_path):
