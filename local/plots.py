@@ -3,6 +3,8 @@ import os
 
 import numpy as np
 
+from local.fileio import atomic_path
+
 
 def _figure():
     import matplotlib
@@ -14,10 +16,11 @@ def _figure():
 def save_figure(fig, path):
     """Save a matplotlib figure to ``path`` through a temp file and a rename, then close it."""
     plt = _figure()
-    tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from helpers import ROOT, run_script
 from local import dataset_store, training
-from local.config import write_json_atomic
+from local.fileio import write_json_atomic
+from local.wavenet import WaveNetConfig, build_wavenet
 
 TINY_ARGS = ["--dilations=1,2,4,8", "--residual_channels=8", "--dilation_channels=8", "--skip_channels=16",
              "--batch_size=4", "--window=64", "--valid_windows=4", "--cache_tracks=2"]
@@ -46,10 +47,13 @@ def test_model_json_round_trip_and_missing_file(tmp_path):
     settings = {"dilations": [1, 2], "filter_width": 2, "residual_channels": 8, "dilation_channels": 8,
                 "skip_channels": 16, "quantization_channels": 256, "genre_conditioning": True,
                 "genre_channels": 4, "n_genres": 2}
-    training.write_model_json(str(tmp_path), settings, ["Low", "High"], 16000, 256, 4, "data/x")
+    wavenet = WaveNetConfig.from_json(settings)
+    training.write_model_json(str(tmp_path), training.wavenet_model_json(wavenet, genres=["Low", "High"],
+                                                                         sample_rate=16000, data_dir="data/x"))
     data = training.read_model_json(str(tmp_path))
     assert data == {"model": settings, "genres": ["Low", "High"], "sample_rate": 16000,
                     "quantization_channels": 256, "receptive_field": 4, "data_dir": "data/x"}
+    assert training.read_run_model(str(tmp_path)) == (wavenet, data)
     with pytest.raises(FileNotFoundError, match=r"nowhere.model\.json"):
         training.read_model_json(str(tmp_path / "nowhere"))
     assert training.model_differences(settings, {**settings, "dilations": [1]}) == ["dilations: [1, 2] -> [1]"]
@@ -74,12 +78,12 @@ def test_metrics_append_truncate_and_plot(tmp_path):
 
 
 def test_learning_rate_schedule():
-    assert training.learning_rate_at(0, 1.0, "constant", warmup_steps=4) == pytest.approx(0.25)
-    assert training.learning_rate_at(3, 1.0, "constant", warmup_steps=4) == pytest.approx(1.0)
-    assert training.learning_rate_at(50, 1.0, "constant") == 1.0
-    assert training.learning_rate_at(0, 1.0, "cosine", 0, 100, 0.1) == pytest.approx(1.0)
-    assert training.learning_rate_at(50, 1.0, "cosine", 0, 100, 0.1) == pytest.approx(0.55)
-    assert training.learning_rate_at(100, 1.0, "cosine", 0, 100, 0.1) == pytest.approx(0.1)
+    assert training.learning_rate_at(0, 1.0, schedule="constant", warmup_steps=4) == pytest.approx(0.25)
+    assert training.learning_rate_at(3, 1.0, schedule="constant", warmup_steps=4) == pytest.approx(1.0)
+    assert training.learning_rate_at(50, 1.0, schedule="constant") == 1.0
+    assert training.learning_rate_at(0, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(1.0)
+    assert training.learning_rate_at(50, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(0.55)
+    assert training.learning_rate_at(100, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(0.1)
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------
@@ -87,12 +91,12 @@ def test_learning_rate_schedule():
 def tiny_model_and_optimizer(seed=0):
     import keras
     import tensorflow as tf
-    from local.wavenet import build_wavenet
     keras.utils.set_random_seed(seed)
-    model = build_wavenet([1, 2], 2, residual_channels=4, dilation_channels=4, skip_channels=4,
-                          quantization_channels=16)
+    wavenet = WaveNetConfig([1, 2], 2, residual_channels=4, dilation_channels=4, skip_channels=4,
+                            quantization_channels=16)
+    model = build_wavenet(wavenet)
     optimizer = training.make_optimizer(1e-2)
-    step = training.make_train_step(model, optimizer, window=4)
+    step = training.make_train_step(model, wavenet, optimizer, window=4)
     features = {"codes": tf.constant(np.arange(32).reshape(4, 8) % 16, tf.int32),
                 "genre_id": tf.zeros(4, tf.int32)}
     step(features, tf.constant(np.ones((4, 4)), tf.int32))
@@ -128,7 +132,6 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tmp_path, monk
     with pytest.raises(OSError):
         training.save_checkpoint(run_dir, 2, model, optimizer, {"examples_done": 8})
     assert training.latest_checkpoint(run_dir)[0] == 1
-    assert any(n.startswith(".tmp-") for n in os.listdir(training.checkpoints_dir(run_dir)))
     training.remove_stale_temps(run_dir)
     assert os.listdir(training.checkpoints_dir(run_dir)) == ["step-00000001"]
 
@@ -226,8 +229,7 @@ def test_stuck_warning_then_diverging_loss_stops_and_keeps_the_last_good_checkpo
     assert "the loss became nan" in result.stderr or "the loss became inf" in result.stderr
     step, path = training.latest_checkpoint(run_dir)
     assert step < 40
-    from local.wavenet import build_wavenet
-    model = build_wavenet(**training.read_model_json(run_dir)["model"])
+    model = build_wavenet(training.read_run_model(run_dir)[0])
     model.load_weights(os.path.join(path, "model.weights.h5"))
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
