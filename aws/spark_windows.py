@@ -126,7 +126,23 @@ def training_model(wavenet, wavenet_config):
     return keras.Model(rows, logits, name="wavenet_rows"), dict(CUSTOM_OBJECTS)
 
 
-def elephas_model(model, mode, frequency, port, batch_size, custom_objects, parameter_server_mode="http"):
+def epoch_train_bits(spark_model, windows, *, eval_step, wavenet_config, batch_size, n_sample):
+    """The train loss of the epoch just fit, bits/sample: synchronous Elephas reports each worker's mean loss
+    over its share (nats); the asynchronous modes report none, so the master scores ``n_sample`` of the
+    epoch's ``windows`` (an RDD of (inputs, targets))."""
+    histories = [h for h in spark_model.training_histories if h and h.get("loss")]
+    if histories:
+        return float(np.mean([h["loss"][-1] for h in histories])) / training.LN2
+    sample = windows.take(n_sample)
+    rows = np.stack([x for x, _ in sample]).astype(np.int32)
+    conditioned = wavenet_config.conditioned
+    features = {"codes": rows[:, 1:] if conditioned else rows,
+                "genre_id": rows[:, 0] if conditioned else np.zeros(len(rows), np.int32)}
+    return training.evaluate_bits(eval_step, (features, np.stack([y for _, y in sample]).astype(np.int32)),
+                                  batch_size)
+
+
+def elephas_model(model, *, mode, frequency, port, batch_size, custom_objects, parameter_server_mode="http"):
     """The Elephas model for ``mode``: SparkModel (synchronous) or AsynchronousSparkModel (asynchronous, hogwild).
 
     ``model`` must be compiled. The HTTP parameter server's Flask debug mode is switched off.

@@ -27,6 +27,8 @@ many streams run or on how they are split between threads.
 """
 import math
 import os
+import re
+import time
 import weakref
 
 import numpy as np
@@ -415,3 +417,60 @@ def naive_generate(model, config, n_samples, genre_id=None, temperature=1.0, see
         out[i] = code
         codes.append(code)
     return out
+
+
+# --- stage 4's clips (run_model_predictions.py) --------------------------------------------------------
+
+def stream_genres(genres, *, conditioned, genre="", streams=0, prime_genre=None):
+    """The genre name of each clip: ``genre`` for all, else the prime track's genre, else cycling through the
+    genres (one clip each by default) for a conditioned model; ``streams`` clips (0 = the default count)."""
+    if genre:
+        return [genre] * (streams or 1)
+    if prime_genre is not None and conditioned and prime_genre in genres:
+        return [prime_genre] * (streams or 1)
+    if conditioned:
+        return [genres[k % len(genres)] for k in range(streams or len(genres))]
+    return [genres[0] if len(genres) == 1 else ""] * (streams or 1)
+
+
+def warm_up(weights, genre_ids, threads=0):
+    """Compile (or load from numba's cache) the one-stream and the many-stream kernels; seconds it took."""
+    started = time.perf_counter()
+    for count in sorted({1, len(genre_ids)}):
+        state = initial_state(weights, genre_ids=genre_ids[:count] if weights["config"].conditioned else None,
+                              n_streams=count)
+        generate(weights, state, 1, threads=threads)
+    return time.perf_counter() - started
+
+
+def generate_in_chunks(weights, state, n_samples, *, temperature, chunk, threads=0, progress=None):
+    """:func:`generate` in chunks of ``chunk`` samples (the same codes as one call), updating ``progress``
+    (a tqdm-like object) after each; returns (codes (streams, n_samples) int32, seconds spent)."""
+    pieces = []
+    started = time.perf_counter()
+    for done in range(0, n_samples, chunk):
+        pieces.append(generate(weights, state, min(chunk, n_samples - done), temperature, threads=threads))
+        if progress is not None:
+            progress.update(pieces[-1].size)
+    return np.concatenate(pieces, axis=1), time.perf_counter() - started
+
+
+def write_clips(out_dir, codes, prime, *, genres, genre_ids, sample_rate, quantization_channels, title):
+    """Write each stream's clip as ``<out_dir>/<Genre>_<nn>.wav`` (the prime first when ``prime`` has codes)
+    and its spectrogram ``.png``; returns one dict per clip (name, wav, png, genre, stream, problem).
+
+    codes (streams, n) generated codes; prime (p,) codes or empty; ``title`` is the spectrograms' subtitle.
+    """
+    from local.audio import clip_problem, mu_law_decode, write_wav
+    from local.plots import plot_spectrogram
+    clips = []
+    for k, (clip_genre, genre_id) in enumerate(zip(genres, genre_ids)):
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", clip_genre).strip("-") or "clip"
+        name = f"{slug}_{k:02d}"
+        y = mu_law_decode(np.concatenate([prime, codes[k]]) if len(prime) else codes[k], quantization_channels)
+        wav = write_wav(os.path.join(out_dir, f"{name}.wav"), y, sample_rate)
+        png = plot_spectrogram(y, sample_rate, os.path.join(out_dir, f"{name}.png"),
+                               title=f"{name}: {clip_genre or 'generated'}, {title}")
+        clips.append({"name": name, "wav": wav, "png": png, "genre": clip_genre, "genre_id": genre_id, "stream": k,
+                      "problem": clip_problem(codes[k], quantization_channels)})
+    return clips

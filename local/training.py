@@ -633,4 +633,4 @@ def wavenet_task(wavenet_config, *, train_tracks, valid_tracks, config):
                                            jit_compile=config.get("jit_compile", False)),
                 validate=lambda: {"valid_bits_per_sample": evaluate_bits(eval_step, valid_set, batch_size)},
                 batch_size=batch_size, samples_per_example=window,
-                baseline_bits=math.log2(wavenet_config.quantization_channels))
+                baseline_bits=wavenet_config.uniform_bits)

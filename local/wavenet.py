@@ -27,6 +27,7 @@ number of layers and whether the model is genre-conditioned, and builds the mode
 else (training, generation, evaluation, the Spark job) asks it instead of re-deriving.
 """
 import dataclasses
+import math
 
 from local.config import ConfigError
 
@@ -105,6 +106,11 @@ class WaveNetConfig:
     def receptive_field(self):
         """Samples one output depends on (see :func:`receptive_field`)."""
         return receptive_field(self.dilations, self.filter_width)
+
+    @property
+    def uniform_bits(self):
+        """log2(quantization_channels): the bits/sample of a model that knows nothing (the baseline)."""
+        return math.log2(self.quantization_channels)
 
     @property
     def n_layers(self):
