@@ -89,7 +89,7 @@ def find_prime(index, prime_track, data_dir):
     return matches[0]
 
 
-def evaluate(model, wavenet, config, *, index, genres, data_dir):
+def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir):
     """Score the test tracks into <run_dir>/evaluation.json and print the table."""
     from tqdm import tqdm
 
@@ -115,7 +115,7 @@ def evaluate(model, wavenet, config, *, index, genres, data_dir):
     print("\n" + "\n".join(evaluation.evaluation_table(result)) + "\n" + path)
 
 
-def generate(model, wavenet, config, *, genres, prime_row, sample_rate):
+def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate):
     """Generate the clips into out_dir (WAV, PNG, generation.json) and print their paths."""
     import numpy as np
     from tqdm import tqdm
@@ -192,10 +192,10 @@ def main(argv=None):
           f"{field} samples ({field / sample_rate * 1000:.0f} ms), {wavenet.quantization_channels} codes, "
           f"{sample_rate} Hz" + (f", genres: {', '.join(genres)}" if wavenet.conditioned else ""))
     if config["evaluate"]:
-        evaluate(model, wavenet, config, index=index, genres=genres, data_dir=data_dir)
+        evaluate_test_set(model, wavenet, config, index=index, genres=genres, data_dir=data_dir)
     save_config(config, config["out_dir"])  # also for an evaluation-only run: every stage records what it ran with
     if config["seconds"] > 0:
-        generate(model, wavenet, config, genres=genres, prime_row=prime_row, sample_rate=sample_rate)
+        generate_clips(model, wavenet, config, genres=genres, prime_row=prime_row, sample_rate=sample_rate)
 
 
 if __name__ == "__main__":
