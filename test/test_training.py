@@ -256,3 +256,48 @@ def test_too_short_tracks_and_bad_values_are_errors(tmp_path):
     assert result.returncode == 2 and "--window=0" in result.stderr
     result = run_script("run_model_training.py", f"--data_dir={data_dir}", "--quantization_channels=64")
     assert result.returncode == 2 and "--quantization_channels=256" in result.stderr
+
+
+def test_stage_3_runs_in_process_and_a_config_mistake_is_one_line(tmp_path, capsys):
+    import run_model_training
+    data_dir, run_dir = write_tone_dataset(tmp_path / "data"), str(tmp_path / "run")
+    summary = run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TINY_ARGS, "--steps=4",
+                                       "--eval_every=2", "--checkpoint_every=2", "--stuck_check_step=0"])
+    assert summary["step"] == 4 and summary["stopped"] == "steps" and summary["last_row"]["step"] == 4
+    assert [r["step"] for r in training.read_metrics(run_dir)] == [2, 4]
+    assert [s for s, _ in training.list_checkpoints(run_dir)] == [2, 4]
+    assert run_model_training.steps == 20000  # the config block is left as written: another main() starts afresh
+    capsys.readouterr()
+    for args, key in ((["--layers_per_stack=2", "--stacks=0"], "--stacks=0"), (["--learning_rate=0"], "--learning_rate=0"),
+                      (["--lr_schedule=linear"], "--lr_schedule=linear")):
+        with pytest.raises(SystemExit) as stopped:
+            run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={tmp_path / 'other'}", *args])
+        error = capsys.readouterr().err
+        assert stopped.value.code == 2 and key in error and error.count("--") == 1 and error.count("\n") == 1
+
+
+def test_the_loop_stops_on_its_time_budget_and_callbacks_add_metrics_columns(tmp_path):
+    data_dir, run_dir = write_tone_dataset(tmp_path / "data"), str(tmp_path / "run")
+    config = {"batch_size": 4, "window": 64, "learning_rate": 1e-3, "grad_clip": 1.0, "cache_tracks": 2,
+              "prefetch_batches": 2, "valid_windows": 4, "seed": 0}
+    wavenet = WaveNetConfig([1, 2, 4, 8], residual_channels=8, dilation_channels=8, skip_channels=16)
+    train_tracks, valid_tracks = training.usable_splits(dataset_store.read_index(data_dir), wavenet.receptive_field,
+                                                        64, data_dir, 1000)
+    task = training.wavenet_task(wavenet, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
+    training.open_run_dir(run_dir, training.wavenet_model_json(wavenet, genres=["Low", "High"], sample_rate=1000,
+                                                               data_dir=data_dir))
+    seen = []
+
+    def judge(evaluation):
+        seen.append((evaluation.step, evaluation.final))
+        return {"judge_genre_accuracy": 0.5}
+
+    summary = training.train(task, run_dir, training.resume(run_dir, task.model, task.optimizer), config=config,
+                             steps=1000, eval_every=100, checkpoint_every=100, keep_checkpoints=2,
+                             max_minutes=1e-9, on_evaluate=[judge])
+    assert summary["stopped"] == "max_minutes" and summary["step"] == 1 and seen == [(1, True)]
+    rows = training.read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1] and rows[0]["judge_genre_accuracy"] == 0.5
+    assert training.latest_checkpoint(run_dir)[0] == 1 and os.path.isfile(os.path.join(run_dir, "model.keras"))
+    with open(os.path.join(run_dir, "metrics.csv")) as f:  # extra columns after the standard ones
+        assert f.readline().strip().split(",")[-1] == "judge_genre_accuracy"
