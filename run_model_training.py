@@ -22,7 +22,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local.config import configure, stage_main  # noqa: E402
+from local.config import stage_main  # noqa: E402
 
 # --- I/O ---
 data_dir = "data/processed"  # stage 2's output (tracks/part-*.parquet + dataset.json)
@@ -106,10 +106,8 @@ def train_one(config):
 
 @stage_main
 def main(argv=None):
-    config = configure(dict(globals()), argv)
     from local import training
-    training.check_config(config)
-    return train_one(config)
+    return train_one(training.resolve_config(globals(), argv))
 
 
 if __name__ == "__main__":

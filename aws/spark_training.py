@@ -22,7 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import StageError, check_choices, check_minimums, configure, stage_main  # noqa: E402
+from local.config import StageError, check_choices, check_minimums, stage_main  # noqa: E402
 
 # --- I/O ---
 data_dir = "data/processed"  # stage 2's output (folder or URI: file://, hdfs://, s3://)
@@ -191,9 +191,8 @@ def train_epochs(spark, config, stage_dir):
 
 @stage_main
 def main(argv=None):
-    config = configure(dict(globals()), argv)
     from local import training
-    training.check_config(config)
+    config = training.resolve_config(globals(), argv)
     check_spark_config(config)
     from aws import spark_io  # pyspark, TensorFlow: only once the config is good
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the executors' Python workers inherit it

@@ -79,16 +79,12 @@ def parse_value(key, text, default):
         if low in ("false", "0", "no", "off"):
             return False
         raise ConfigError(f"--{key}={text}: expected true or false")
-    if isinstance(default, int):
-        try:
-            return int(str(text).strip())
-        except ValueError:
-            raise ConfigError(f"--{key}={text}: expected an integer") from None
-    if isinstance(default, float):
-        try:
-            return float(str(text).strip())
-        except ValueError:
-            raise ConfigError(f"--{key}={text}: expected a number") from None
+    for kind, expected in ((int, "an integer"), (float, "a number")):
+        if isinstance(default, kind):
+            try:
+                return kind(str(text).strip())
+            except ValueError:
+                raise ConfigError(f"--{key}={text}: expected {expected}") from None
     if isinstance(default, list):
         items = [t.strip() for t in str(text).split(",") if t.strip()]
         element = default[0] if default else ""

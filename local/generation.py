@@ -51,16 +51,9 @@ _JIT = dict(fastmath=True, cache=True, nogil=True)
 def _tanh(x):
     x = min(max(x, np.float32(-_TANH_CLAMP)), np.float32(_TANH_CLAMP))
     x2 = x * x
-    p = x2 * np.float32(_A13) + np.float32(_A11)
-    p = p * x2 + np.float32(_A9)
-    p = p * x2 + np.float32(_A7)
-    p = p * x2 + np.float32(_A5)
-    p = p * x2 + np.float32(_A3)
-    p = p * x2 + np.float32(_A1)
-    p = p * x
-    q = x2 * np.float32(_B6) + np.float32(_B4)
-    q = q * x2 + np.float32(_B2)
-    q = q * x2 + np.float32(_B0)
+    f = np.float32
+    p = ((((((x2 * f(_A13) + f(_A11)) * x2 + f(_A9)) * x2 + f(_A7)) * x2 + f(_A5)) * x2 + f(_A3)) * x2 + f(_A1)) * x
+    q = ((x2 * f(_B6) + f(_B4)) * x2 + f(_B2)) * x2 + f(_B0)  # both polynomials by Horner's rule
     return p / q
 
 
@@ -88,6 +81,14 @@ def _mm(x, w, y):
                 y[0, o] += xv * w[i, o]
     else:
         np.dot(x, w, y)
+
+
+@njit(inline="always", **_JIT)
+def _add_bias_relu(y, bias):
+    """y (n, c) = relu(y + bias (c,)), in place."""
+    for b in range(y.shape[0]):
+        for c in range(y.shape[1]):
+            y[b, c] = max(y[b, c] + bias[c], np.float32(0.0))
 
 
 @njit(**_JIT)
@@ -148,13 +149,9 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
                     for c in range(n_res):
                         x[b, c] += r[b, c] + res_b[layer, c]
         _mm(gates, skip_w, s)
-        for b in range(n):
-            for c in range(n_skip):
-                s[b, c] = max(s[b, c] + skip_b[c], np.float32(0.0))
+        _add_bias_relu(s, skip_b)
         _mm(s, post1_w, h)
-        for b in range(n):
-            for c in range(n_skip):
-                h[b, c] = max(h[b, c] + post1_b[c], np.float32(0.0))
+        _add_bias_relu(h, post1_b)
         _mm(h, post2_w, logits)
         for b in range(n):
             for c in range(n_q):

@@ -50,6 +50,15 @@ TRAINING_MINIMUMS = {"batch_size": 1, "window": 1, "valid_windows": 1, "keep_che
 
 # --- config and dataset checks (both trainers) ---------------------------------------------------------
 
+def resolve_config(namespace, argv=None):
+    """A trainer's resolved config: its config block (``globals()``, left as written) overridden from
+    ``--config`` and ``argv`` (local.config.configure), then :func:`check_config`."""
+    from local.config import configure
+    config = configure(dict(namespace), argv)
+    check_config(config)
+    return config
+
+
 def check_config(config):
     """Check the stage-3 keys ``config`` has, the model keys included, before any data is read.
 
