@@ -99,7 +99,6 @@ def train_epochs(spark, config, stage_dir):
     """Stage 3 on Spark: the dataset, the run directory, then one Elephas fit per epoch, each ending in a
     metrics row, a checkpoint and model.keras (published to run_dir when that is a URI)."""
     import keras
-    import numpy as np
     from pyspark import StorageLevel
     from pyspark.sql.functions import col
 
@@ -148,7 +147,7 @@ def train_epochs(spark, config, stage_dir):
     for epoch in range(int(state["epoch"]), config["epochs"]):
         epoch_started = time.time()
         windows = train_tracks.rdd.mapPartitions(lambda rows, e=epoch: spark_windows.train_windows(
-            rows, field, window, config["seed"], e, wavenet.conditioned)).persist(StorageLevel.MEMORY_AND_DISK)
+            rows, receptive_field=field, window=window, seed=config["seed"], epoch=e, conditioned=wavenet.conditioned)).persist(StorageLevel.MEMORY_AND_DISK)
         dealt, n_windows, k = spark_windows.balanced_windows(windows, batch_size, workers)
         if k < 1:
             raise StageError(f"only {n_windows} train windows: each worker needs more than batch_size={batch_size} "

@@ -34,7 +34,7 @@ def track_seed(seed, epoch, track_id):
     return int.from_bytes(digest[:8], "little")
 
 
-def train_windows(rows, receptive_field, window, seed, epoch, conditioned):
+def train_windows(rows, *, receptive_field, window, seed, epoch, conditioned):
     """Executor side: track rows (track_id, genre_id, n_samples, codes) -> (inputs, targets) uint8 pairs.
 
     Each track's windows tile it from a random phase (:func:`local.dataset.track_starts`); with ``conditioned``

@@ -100,7 +100,7 @@ class TrainStream:
     The stream after ``examples_done`` consumed examples is a pure function of (tracks, seed, examples_done).
     """
 
-    def __init__(self, tracks, receptive_field, window, batch_size, seed=0, cache_tracks=8,
+    def __init__(self, tracks, receptive_field, window, batch_size, *, seed=0, cache_tracks=8,
                  read_codes=dataset_store.read_track_codes):
         self.tracks = [t for t in tracks if examples_per_track(t["n_samples"], receptive_field, window) > 0]
         if not self.tracks:

@@ -42,7 +42,7 @@ def log2_softmax(logits):
     return (shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))) / math.log(2.0)
 
 
-def score_tracks(model, config, tracks, window=8192, batch_positions=32768, progress=None):
+def score_tracks(model, config, tracks, *, window=8192, batch_positions=32768, progress=None):
     """Teacher-forced negative log2-likelihood of every track.
 
     config: the model's :class:`local.wavenet.WaveNetConfig`. tracks: a list of (codes (n,) uint8, genre_id int or None). Windows of all tracks share one input length
@@ -116,7 +116,7 @@ def evaluate_test_tracks(model, config, *, test_rows, train_rows, genres, window
     for first in range(0, len(test_rows), 16):
         tracks = [(read_codes(row), genres.index(row["genre"]) if config.conditioned else None)
                   for row in test_rows[first:first + 16]]
-        scores += score_tracks(model, config, tracks, window, batch_positions, progress=progress)
+        scores += score_tracks(model, config, tracks, window=window, batch_positions=batch_positions, progress=progress)
         test_counts += code_histogram((codes for codes, _ in tracks), n_codes)
     total_bits, total_n = sum(b for b, _ in scores), sum(n for _, n in scores)
     train_counts = code_histogram((read_codes(row) for row in train_rows), n_codes)

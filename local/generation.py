@@ -345,7 +345,7 @@ def prime_state(model, weights, state, prime_codes, batch_rows=4):
     return state
 
 
-def generate(weights, state, n_samples, temperature=1.0, forced_codes=None, record=False, threads=None):
+def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, record=False, threads=None):
     """Generate ``n_samples`` codes for every stream of ``state``, continuing (and advancing) it.
 
     ``temperature``: logits are divided by it before the softmax; 0 picks the most likely code.
@@ -382,7 +382,7 @@ def generate(weights, state, n_samples, temperature=1.0, forced_codes=None, reco
 _NAIVE_FORWARD = weakref.WeakKeyDictionary()
 
 
-def naive_generate(model, config, n_samples, genre_id=None, temperature=1.0, seed=0, history=None):
+def naive_generate(model, config, n_samples, *, genre_id=None, temperature=1.0, seed=0, history=None):
     """The slow reference: one full Keras forward pass over the last receptive field of codes for every new
     sample, as the seed system did (XLA-compiled once the window is full). ``history``: the codes before
     (default: the start code Q//2 alone, after the causal zero padding, like :func:`generate`).

@@ -24,7 +24,7 @@ def save_figure(fig, path):
     return path
 
 
-def plot_loss(steps, train_bits, valid_steps, valid_bits, path, baseline_bits=None):
+def plot_loss(path, *, steps, train_bits, valid_steps, valid_bits, baseline_bits=None):
     """Train and valid loss in bits/sample against the training step; ``baseline_bits`` as a dashed line."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(8, 4.5))

@@ -318,10 +318,12 @@ def plot_metrics(run_dir, baseline_bits=None):
     """Redraw ``run_dir/loss.png`` (train and valid bits/sample per step) from metrics.csv; return its path."""
     from local.plots import plot_loss
     rows = read_metrics(run_dir)
-    train = [(r["step"], r["train_bits_per_sample"]) for r in rows if not math.isnan(r["train_bits_per_sample"])]
-    valid = [(r["step"], r["valid_bits_per_sample"]) for r in rows if not math.isnan(r["valid_bits_per_sample"])]
-    return plot_loss([s for s, _ in train], [b for _, b in train], [s for s, _ in valid], [b for _, b in valid],
-                     os.path.join(run_dir, "loss.png"), baseline_bits=baseline_bits)
+    nan = float("nan")
+    train = [(r["step"], r.get("train_bits_per_sample", nan)) for r in rows]
+    valid = [(r["step"], r.get("valid_bits_per_sample", nan)) for r in rows]
+    train, valid = ([(s, b) for s, b in pairs if not math.isnan(b)] for pairs in (train, valid))
+    return plot_loss(os.path.join(run_dir, "loss.png"), steps=[s for s, _ in train], train_bits=[b for _, b in train],
+                     valid_steps=[s for s, _ in valid], valid_bits=[b for _, b in valid], baseline_bits=baseline_bits)
 
 
 # --- the loss and the compiled steps -------------------------------------------------------------------
@@ -437,7 +439,7 @@ def optimizer_arrays(optimizer):
     return [np.asarray(v.numpy()) for v in optimizer.variables]
 
 
-def save_checkpoint(run_dir, step, model, optimizer, state, keep=3):
+def save_checkpoint(run_dir, step, model, optimizer, state, *, keep=3):
     """Write checkpoint ``step`` atomically: weights, optimizer state and ``state`` (a JSON-able dict).
 
     The directory is filled under a temp name and renamed to ``checkpoints/step-N`` once complete

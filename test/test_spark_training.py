@@ -95,7 +95,7 @@ def test_windows_are_balanced_above_batch_size_and_targets_are_next_codes(spark)
     from pyspark.sql import Row
     rows = [Row(track_id=f"t{i}", genre_id=i % 2, n_samples=1000, codes=codes) for i in range(3)]
     windows = spark.sparkContext.parallelize(rows, 3).mapPartitions(
-        lambda part: spark_windows.train_windows(part, 8, 100, 0, 0, True))
+        lambda part: spark_windows.train_windows(part, receptive_field=8, window=100, seed=0, epoch=0, conditioned=True))
     dealt, n, k = spark_windows.balanced_windows(windows, batch_size=6, num_workers=4)
     sizes = dealt.glom().map(len).collect()
     assert n == 3 * ((1000 - 8) // 100) == 27 and k == 3  # 27 // (6 + 1) = 3 partitions, not 4
