@@ -19,14 +19,11 @@ Run:
 
 Every file is written under a temp name and renamed, so a killed run leaves only complete files.
 """
-import math
 import os
-import re
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local.config import configure, fail, save_config, write_json_atomic  # noqa: E402
+from local.config import StageError, check_minimums, configure, stage_main  # noqa: E402
 
 # --- I/O ---
 run_dir = "data/runs/default"  # stage 3's output: model.keras + model.json (+ config.json)
@@ -49,191 +46,157 @@ eval_window = 8192  # scored positions per forward pass window (each also reads 
 eval_batch_positions = 32768  # input positions per forward pass (bounds memory: ~ this x 12 KB)
 eval_max_tracks = 0  # score at most this many test tracks (0 = all)
 
-config = configure(globals())
 # -----------------------------------------------------------------------------
 
-if seconds < 0 or prime_seconds < 0 or temperature < 0 or streams < 0 or threads < 0:
-    fail("seconds, prime_seconds, temperature, streams and threads must be >= 0")
-if progress_seconds <= 0 or eval_window < 1 or eval_batch_positions < 1 or eval_max_tracks < 0:
-    fail("progress_seconds, eval_window and eval_batch_positions must be positive, eval_max_tracks >= 0")
-if seconds == 0 and not evaluate:
-    fail("--seconds=0 and --evaluate=false: nothing to do")
-for name in ("model.json", "model.keras"):
-    if not os.path.isfile(os.path.join(run_dir, name)):
-        fail(f"{os.path.join(run_dir, name)} is missing: run_dir={run_dir!r} is not a trained run "
-             f"(train one with run_model_training.py --run_dir={run_dir})")
 
-from local import training  # noqa: E402  (numpy only)
+def check_config(config):
+    """Stage 4's keys, before any file is read: one key per message."""
+    check_minimums(config, {"seconds": 0, "prime_seconds": 0, "temperature": 0, "streams": 0, "threads": 0,
+                            "eval_window": 1, "eval_batch_positions": 1, "eval_max_tracks": 0})
+    if config["progress_seconds"] <= 0:
+        raise StageError(f"--progress_seconds={config['progress_seconds']}: must be > 0")
+    if config["seconds"] == 0 and not config["evaluate"]:
+        raise StageError("--seconds=0 and --evaluate=false: nothing to do (pass --seconds > 0 or --evaluate=true)")
+    for name in ("model.json", "model.keras"):
+        if not os.path.isfile(os.path.join(config["run_dir"], name)):
+            raise StageError(f"{os.path.join(config['run_dir'], name)} is missing: run_dir={config['run_dir']!r} is "
+                             f"not a trained run (train one with run_model_training.py --run_dir={config['run_dir']})")
 
-info = training.read_model_json(run_dir)
-genres = list(info["genres"]) or [""]
-conditioned = bool(info["model"].get("genre_conditioning"))
-sample_rate, n_codes = int(info["sample_rate"]), int(info["quantization_channels"])
-data_dir = data_dir or info.get("data_dir", "")
-if genre and genre not in genres:
-    fail(f"--genre={genre!r} is not one of this run's genres: {', '.join(genres)}")
 
-index = []
-if prime_track or evaluate:
-    from local import dataset_store  # noqa: E402
+def read_index(config, data_dir, n_codes):
+    """The dataset index rows (for priming and evaluation; [] when neither is asked for)."""
+    from local import dataset_store
+    if not (config["prime_track"] or config["evaluate"]):
+        return []
     if not data_dir or not dataset_store.list_parts(data_dir):
-        fail(f"data_dir={data_dir!r} holds no processed dataset (tracks/part-*.parquet), needed for "
-             f"{'--prime_track' if prime_track else '--evaluate'}: pass --data_dir=FOLDER")
+        raise StageError(f"data_dir={data_dir!r} holds no processed dataset (tracks/part-*.parquet), needed for "
+                         f"{'--prime_track' if config['prime_track'] else '--evaluate'}: pass --data_dir=FOLDER")
     data_info = dataset_store.read_dataset_json(data_dir) or {}
     if data_info.get("quantization_channels", n_codes) != n_codes:
-        fail(f"{data_dir} holds {data_info['quantization_channels']}-level codes but the model in {run_dir} "
-             f"predicts {n_codes}: pass the --data_dir it was trained on")
-    index = dataset_store.read_index(data_dir)
-prime_row = None
-if prime_track:
+        raise StageError(f"{data_dir} holds {data_info['quantization_channels']}-level codes but the model in "
+                         f"{config['run_dir']} predicts {n_codes}: pass the --data_dir it was trained on")
+    return dataset_store.read_index(data_dir)
+
+
+def find_prime(index, prime_track, data_dir):
+    """The index row of ``--prime_track`` (None when it is empty)."""
+    if not prime_track:
+        return None
     matches = [row for row in index if str(row["track_id"]) == prime_track]
     if not matches:
         examples = ", ".join(str(row["track_id"]) for row in index[:5])
-        fail(f"--prime_track={prime_track!r} is not in {data_dir} (track ids look like: {examples})")
-    prime_row = matches[0]
+        raise StageError(f"--prime_track={prime_track!r} is not in {data_dir} (track ids look like: {examples})")
+    return matches[0]
 
-# One genre per stream: --genre for all, else the prime track's genre, else cycling through the genres.
-if genre and not conditioned:
-    print(f"warning: --genre={genre} has no effect: this model was trained without genre_conditioning")
-if genre:
-    stream_genres = [genre] * (streams or 1)
-elif prime_row is not None and conditioned and prime_row["genre"] in genres:
-    stream_genres = [prime_row["genre"]] * (streams or 1)
-elif conditioned:
-    stream_genres = [genres[k % len(genres)] for k in range(streams or len(genres))]
-else:
-    stream_genres = [genres[0] if len(genres) == 1 else ""] * (streams or 1)
-genre_ids = [genres.index(g) if g in genres else 0 for g in stream_genres]
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
-import numpy as np  # noqa: E402
-import keras  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir):
+    """Score the test tracks into <run_dir>/evaluation.json and print the table."""
+    from tqdm import tqdm
 
-from local import evaluation, generation  # noqa: E402
-from local.audio import mu_law_decode  # noqa: E402
-from local.plots import plot_spectrogram  # noqa: E402
-
-model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
-weights = generation.fold_weights(model)
-field = weights["receptive_field"]
-print(f"{run_dir}: {len(weights['dilations'])} layers, filter width {weights['filter_width']}, receptive field "
-      f"{field} samples ({field / sample_rate * 1000:.0f} ms), {n_codes} codes, {sample_rate} Hz"
-      + (f", genres: {', '.join(genres)}" if conditioned else ""))
-
-if evaluate:
-    def load(row):
-        return dataset_store.read_codes(row["part"], row["row_group"], row.get("row_in_group", 0))
-
+    from local import dataset_store, evaluation
+    from local.fileio import write_json_atomic
     test_rows = [row for row in index if row["split"] == "test"]
-    train_rows = [row for row in index if row["split"] == "train"]
-    if conditioned:
+    if wavenet.conditioned:
         unknown = sorted({row["genre"] for row in test_rows if row["genre"] not in genres})
         if unknown:
             print(f"note: test tracks of genres the model was not trained on are skipped: {', '.join(unknown)}")
         test_rows = [row for row in test_rows if row["genre"] in genres]
-    if eval_max_tracks:
-        test_rows = test_rows[:eval_max_tracks]
+    test_rows = test_rows[:config["eval_max_tracks"] or None]
     if not test_rows:
-        fail(f"{data_dir} has no test tracks to evaluate on (see its dataset.json): rerun stage 2 with "
-             f"--test_fraction > 0 or pass another --data_dir", status=1)
-    n_positions = sum(max(0, int(row["n_samples"]) - 1) for row in test_rows)
-    bar = tqdm(total=n_positions, unit="sample", unit_scale=True, dynamic_ncols=True,
-               desc=f"scoring {len(test_rows)} test tracks")
-    scores, test_counts = [], np.zeros(n_codes, np.int64)
-    for first in range(0, len(test_rows), 16):  # 16 tracks in memory at a time, however large the test set
-        tracks = [(load(row), genres.index(row["genre"]) if conditioned else None)
-                  for row in test_rows[first:first + 16]]
-        scores += evaluation.score_tracks(model, tracks, field, eval_window, eval_batch_positions, progress=bar)
-        test_counts += evaluation.code_histogram((codes for codes, _ in tracks), n_codes)
-    bar.close()
-    total_bits, total_n = sum(b for b, _ in scores), sum(n for _, n in scores)
-    train_counts = evaluation.code_histogram((load(row) for row in train_rows), n_codes)
-    per_genre = {}
-    for row, (bits, n) in zip(test_rows, scores):
-        entry = per_genre.setdefault(row["genre"], [0.0, 0])
-        entry[0] += bits
-        entry[1] += n
-    result = {"test_bits_per_sample": total_bits / max(total_n, 1),
-              "uniform_bits_per_sample": math.log2(n_codes),
-              "unigram_bits_per_sample": evaluation.entropy_bits(train_counts) if train_counts.sum() else None,
-              "unigram_test_bits_per_sample": evaluation.cross_entropy_bits(test_counts, train_counts),
-              "n_samples": int(total_n), "n_tracks": len(test_rows),
-              "per_genre_bits_per_sample": {g: b / max(n, 1) for g, (b, n) in per_genre.items()},
-              "per_track_bits_per_sample": {str(row["track_id"]): b / max(n, 1)
-                                            for row, (b, n) in zip(test_rows, scores)},
-              "data_dir": data_dir, "receptive_field": field}
-    write_json_atomic(os.path.join(run_dir, "evaluation.json"), result)
-    unigram = result["unigram_bits_per_sample"]
-    print(f"\n{'test set (' + str(len(test_rows)) + ' tracks, ' + format(total_n, ',') + ' samples)':<44}bits/sample")
-    print(f"  {'model (teacher-forced)':<42}{result['test_bits_per_sample']:.3f}")
-    print(f"  {'unigram (train codes histogram entropy)':<42}" + (f"{unigram:.3f}" if unigram is not None else "-"))
-    print(f"  {'unigram on the test codes':<42}{result['unigram_test_bits_per_sample']:.3f}")
-    print(f"  {'uniform (log2 ' + str(n_codes) + ')':<42}{result['uniform_bits_per_sample']:.3f}")
-    print(os.path.join(run_dir, "evaluation.json"))
-    if seconds > 0:
-        print()
+        raise StageError(f"{data_dir} has no test tracks to evaluate on (see its dataset.json): rerun stage 2 with "
+                         f"--test_fraction > 0 or pass another --data_dir", status=1)
+    with tqdm(total=sum(max(0, int(row["n_samples"]) - 1) for row in test_rows), unit="sample", unit_scale=True,
+              dynamic_ncols=True, desc=f"scoring {len(test_rows)} test tracks") as bar:
+        result = evaluation.evaluate_test_tracks(
+            model, wavenet, test_rows=test_rows, train_rows=[row for row in index if row["split"] == "train"],
+            genres=genres, window=config["eval_window"], batch_positions=config["eval_batch_positions"],
+            read_codes=dataset_store.read_track_codes, progress=bar)
+    path = write_json_atomic(os.path.join(config["run_dir"], "evaluation.json"), {**result, "data_dir": data_dir})
+    print("\n" + "\n".join(evaluation.evaluation_table(result)) + "\n" + path)
 
-os.makedirs(out_dir, exist_ok=True)
-save_config(config, out_dir)  # also for an evaluation-only run: every stage records what it ran with
-if seconds > 0:
-    n_samples = int(round(seconds * sample_rate))
-    state = generation.initial_state(weights, genre_ids=genre_ids if conditioned else None,
-                                     n_streams=len(genre_ids), seed=seed)
+
+def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate):
+    """Generate the clips into out_dir (WAV, PNG, generation.json) and print their paths."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from local import dataset_store, generation
+    from local.fileio import write_json_atomic
+    weights = generation.fold_weights(model, wavenet)
+    prime_genre = prime_row["genre"] if prime_row is not None else None
+    clip_genres = generation.stream_genres(genres, conditioned=wavenet.conditioned, genre=config["genre"],
+                                           streams=config["streams"], prime_genre=prime_genre)
+    genre_ids = [genres.index(g) if g in genres else 0 for g in clip_genres]
+    n_samples = int(round(config["seconds"] * sample_rate))
+    state = generation.initial_state(weights, genre_ids=genre_ids if wavenet.conditioned else None,
+                                     n_streams=len(genre_ids), seed=config["seed"])
     prime = np.zeros(0, np.int64)
     if prime_row is not None:
-        track_codes = dataset_store.read_codes(prime_row["part"], prime_row["row_group"],
-                                               prime_row.get("row_in_group", 0))
-        prime = track_codes[:max(1, int(round(prime_seconds * sample_rate)))].astype(np.int64)
-        generation.prime_state(model, weights, state, prime)
-    chunk = max(1, int(progress_seconds * sample_rate))
-    compile_started = time.perf_counter()  # numba compiles on the first call (~10 s), then loads its cache
-    for count in sorted({1, len(genre_ids)}):  # the one-stream and the many-stream kernels, untimed
-        warmup = generation.initial_state(weights, genre_ids=genre_ids[:count] if conditioned else None,
-                                          n_streams=count)
-        generation.generate(weights, warmup, 1, threads=threads)
-    if time.perf_counter() - compile_started > 2:
-        print(f"compiled the generator in {time.perf_counter() - compile_started:.1f} s (cached for next time)")
-    pieces = []
-    bar = tqdm(total=n_samples * len(genre_ids), unit="sample", unit_scale=True, dynamic_ncols=True,
-               desc=f"generating {len(genre_ids)} x {seconds:g} s")
-    started = time.perf_counter()
-    for done in range(0, n_samples, chunk):
-        pieces.append(generation.generate(weights, state, min(chunk, n_samples - done), temperature,
-                                          threads=threads))
-        bar.update(pieces[-1].size)
-    elapsed = time.perf_counter() - started
-    bar.close()
-    codes = np.concatenate(pieces, axis=1)
+        prime = dataset_store.read_track_codes(prime_row, 0, max(1, int(round(config["prime_seconds"] * sample_rate))))
+        generation.prime_state(model, weights, state, prime.astype(np.int64))
+    compile_seconds = generation.warm_up(weights, genre_ids, config["threads"])  # numba: ~10 s once, then cached
+    if compile_seconds > 2:
+        print(f"compiled the generator in {compile_seconds:.1f} s (cached for next time)")
+    with tqdm(total=n_samples * len(genre_ids), unit="sample", unit_scale=True, dynamic_ncols=True,
+              desc=f"generating {len(genre_ids)} x {config['seconds']:g} s") as bar:
+        codes, elapsed = generation.generate_in_chunks(
+            weights, state, n_samples, temperature=config["temperature"], threads=config["threads"],
+            chunk=max(1, int(config["progress_seconds"] * sample_rate)), progress=bar)
+    shown_prime = prime if config["include_prime"] else prime[:0]
+    primed = f", prime {config['prime_track']} until {len(prime) / sample_rate:g} s" if len(shown_prime) else ""
+    clips = generation.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
+                                   sample_rate=sample_rate, quantization_channels=wavenet.quantization_channels,
+                                   title=f"temperature {config['temperature']:g}{primed}")
     per_clip_rate = n_samples / max(elapsed, 1e-9)
-    clips = []
-    for k, (clip_genre, genre_id) in enumerate(zip(stream_genres, genre_ids)):
-        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", clip_genre).strip("-") or "clip"
-        name = f"{slug}_{k:02d}"
-        clip_codes = np.concatenate([prime, codes[k]]) if include_prime and len(prime) else codes[k]
-        y = mu_law_decode(clip_codes, n_codes)
-        wav = generation.write_wav(os.path.join(out_dir, f"{name}.wav"), y, sample_rate)
-        primed = f", prime {prime_track} until {len(prime) / sample_rate:g} s" if len(clip_codes) > n_samples else ""
-        png = plot_spectrogram(y, sample_rate, os.path.join(out_dir, f"{name}.png"),
-                               title=f"{name}: {clip_genre or 'generated'}, temperature {temperature:g}{primed}")
-        problem = generation.clip_problem(codes[k], n_codes)
-        if problem:
-            print(f"warning: generated clip {wav} is {problem}: the model may be undertrained "
+    for clip in clips:
+        if clip["problem"]:
+            print(f"warning: generated clip {clip['wav']} is {clip['problem']}: the model may be undertrained "
                   f"(train longer) or the temperature too low (try --temperature=1)")
-        clips.append({"name": name, "wav": wav, "png": png, "genre": clip_genre,
-                      "genre_id": genre_id if conditioned else None, "stream": k, "seed": seed,
-                      "temperature": temperature, "seconds": n_samples / sample_rate, "n_samples": n_samples,
-                      "prime_track": prime_track, "prime_samples": int(len(prime)),
-                      "included_prime": bool(include_prime and len(prime)), "samples_per_second": per_clip_rate,
-                      "problem": problem})
-    report = {"run_dir": run_dir, "sample_rate": sample_rate, "quantization_channels": n_codes,
-              "receptive_field": field, "streams": len(clips), "threads": threads,
-              "total_samples_per_second": per_clip_rate * len(clips),
-              "real_time_factor": per_clip_rate / sample_rate, "seconds_generating": elapsed,
-              "config": config, "clips": clips}
-    write_json_atomic(os.path.join(out_dir, "generation.json"), report)
+        clip.update(genre_id=clip["genre_id"] if wavenet.conditioned else None, seed=config["seed"],
+                    temperature=config["temperature"], seconds=n_samples / sample_rate, n_samples=n_samples,
+                    prime_track=config["prime_track"], prime_samples=int(len(prime)),
+                    included_prime=bool(len(shown_prime)), samples_per_second=per_clip_rate)
+    write_json_atomic(os.path.join(config["out_dir"], "generation.json"), {
+        "run_dir": config["run_dir"], "sample_rate": sample_rate, "quantization_channels": wavenet.quantization_channels,
+        "receptive_field": wavenet.receptive_field, "streams": len(clips), "threads": config["threads"],
+        "total_samples_per_second": per_clip_rate * len(clips), "real_time_factor": per_clip_rate / sample_rate,
+        "seconds_generating": elapsed, "config": config, "clips": clips})
     print(f"generated {len(clips)} x {n_samples / sample_rate:g} s in {elapsed:.2f} s: "
           f"{per_clip_rate:,.0f} samples/s per clip, {per_clip_rate * len(clips):,.0f} in total "
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
     for clip in clips:
         print(clip["wav"])
+
+
+@stage_main
+def main(argv=None):
+    config = configure(dict(globals()), argv)
+    check_config(config)
+    from local import training
+    from local.config import save_config
+    wavenet, info = training.read_run_model(config["run_dir"])
+    genres, sample_rate = list(info["genres"]) or [""], int(info["sample_rate"])
+    data_dir = config["data_dir"] or info.get("data_dir", "")
+    if config["genre"] and config["genre"] not in genres:
+        raise StageError(f"--genre={config['genre']!r} is not one of this run's genres: {', '.join(genres)}")
+    if config["genre"] and not wavenet.conditioned:
+        print(f"warning: --genre={config['genre']} has no effect: this model was trained without genre_conditioning")
+    index = read_index(config, data_dir, wavenet.quantization_channels)
+    prime_row = find_prime(index, config["prime_track"], data_dir)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
+    import keras
+    model = keras.models.load_model(os.path.join(config["run_dir"], "model.keras"))
+    field = wavenet.receptive_field
+    print(f"{config['run_dir']}: {wavenet.n_layers} layers, filter width {wavenet.filter_width}, receptive field "
+          f"{field} samples ({field / sample_rate * 1000:.0f} ms), {wavenet.quantization_channels} codes, "
+          f"{sample_rate} Hz" + (f", genres: {', '.join(genres)}" if wavenet.conditioned else ""))
+    if config["evaluate"]:
+        evaluate_test_set(model, wavenet, config, index=index, genres=genres, data_dir=data_dir)
+    save_config(config, config["out_dir"])  # also for an evaluation-only run: every stage records what it ran with
+    if config["seconds"] > 0:
+        generate_clips(model, wavenet, config, genres=genres, prime_row=prime_row, sample_rate=sample_rate)
+
+
+if __name__ == "__main__":
+    main()

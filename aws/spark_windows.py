@@ -34,7 +34,7 @@ def track_seed(seed, epoch, track_id):
     return int.from_bytes(digest[:8], "little")
 
 
-def train_windows(rows, receptive_field, window, seed, epoch, conditioned):
+def train_windows(rows, *, receptive_field, window, seed, epoch, conditioned):
     """Executor side: track rows (track_id, genre_id, n_samples, codes) -> (inputs, targets) uint8 pairs.
 
     Each track's windows tile it from a random phase (:func:`local.dataset.track_starts`); with ``conditioned``
@@ -54,15 +54,13 @@ def train_windows(rows, receptive_field, window, seed, epoch, conditioned):
 
 
 def valid_windows(rows, receptive_field, window, counts):
-    """Executor side: the fixed validation windows of each track row, as :func:`local.dataset.validation_set`
-    cuts them (``counts[track_id]`` windows per track). Yields (track_id, (features, targets))."""
+    """Executor side: the fixed validation windows of each track row, cut by :func:`local.dataset.validation_windows`
+    as the local trainer cuts them (``counts[track_id]`` windows per track). Yields (track_id, (features, targets))."""
     for row in rows:
-        codes = np.frombuffer(row.codes, dtype=np.uint8)
-        index_row = {"n_samples": row.n_samples, "genre_id": row.genre_id, "part": None, "row_group": 0}
-        part = dataset.validation_set([index_row], receptive_field, window, counts[row.track_id],
-                                      read_codes=lambda *_: codes)
-        if part is not None:
-            yield row.track_id, part
+        features, targets = dataset.validation_windows(np.frombuffer(row.codes, dtype=np.uint8), row.genre_id,
+                                                       receptive_field, window, counts[row.track_id])
+        if len(targets):
+            yield row.track_id, (features, targets)
 
 
 def valid_window_counts(tracks, receptive_field, window, n_windows):
@@ -116,18 +114,35 @@ class GenreSplit(keras.layers.Layer):
 CUSTOM_OBJECTS = {"next_code_loss": next_code_loss, "GenreSplit": GenreSplit}
 
 
-def training_model(wavenet):
-    """(model Elephas trains, custom_objects): the WaveNet itself, or for a genre-conditioned one a wrapper
-    taking (B, 1 + T) rows [genre_id, codes...] that calls it (same weights, so the WaveNet is trained)."""
-    if "genre_id" not in [t.name for t in wavenet.inputs]:
+def training_model(wavenet, wavenet_config):
+    """(model Elephas trains, custom_objects): the WaveNet itself, or for a genre-conditioned one (per
+    ``wavenet_config``, a :class:`local.wavenet.WaveNetConfig`) a wrapper taking (B, 1 + T) rows
+    [genre_id, codes...] that calls it (same weights, so the WaveNet is trained)."""
+    if not wavenet_config.conditioned:
         return wavenet, dict(CUSTOM_OBJECTS)
     rows = keras.Input(shape=(None,), dtype="int32", name="genre_and_codes")
-    logits = wavenet([GenreSplit(part="codes", name="codes_part")(rows),
-                      GenreSplit(part="genre", name="genre_part")(rows)])
+    logits = wavenet(wavenet_config.model_inputs(GenreSplit(part="codes", name="codes_part")(rows),
+                                                 GenreSplit(part="genre", name="genre_part")(rows)))
     return keras.Model(rows, logits, name="wavenet_rows"), dict(CUSTOM_OBJECTS)
 
 
-def elephas_model(model, mode, frequency, port, batch_size, custom_objects, parameter_server_mode="http"):
+def epoch_train_bits(spark_model, windows, *, eval_step, wavenet_config, batch_size, n_sample):
+    """The train loss of the epoch just fit, bits/sample: synchronous Elephas reports each worker's mean loss
+    over its share (nats); the asynchronous modes report none, so the master scores ``n_sample`` of the
+    epoch's ``windows`` (an RDD of (inputs, targets))."""
+    histories = [h for h in spark_model.training_histories if h and h.get("loss")]
+    if histories:
+        return float(np.mean([h["loss"][-1] for h in histories])) / training.LN2
+    sample = windows.take(n_sample)
+    rows = np.stack([x for x, _ in sample]).astype(np.int32)
+    conditioned = wavenet_config.conditioned
+    features = {"codes": rows[:, 1:] if conditioned else rows,
+                "genre_id": rows[:, 0] if conditioned else np.zeros(len(rows), np.int32)}
+    return training.evaluate_bits(eval_step, (features, np.stack([y for _, y in sample]).astype(np.int32)),
+                                  batch_size)
+
+
+def elephas_model(model, *, mode, frequency, port, batch_size, custom_objects, parameter_server_mode="http"):
     """The Elephas model for ``mode``: SparkModel (synchronous) or AsynchronousSparkModel (asynchronous, hogwild).
 
     ``model`` must be compiled. The HTTP parameter server's Flask debug mode is switched off.

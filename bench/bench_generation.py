@@ -50,18 +50,30 @@ import numpy as np  # noqa: E402
 import keras  # noqa: E402
 
 from local import generation  # noqa: E402
-from local.wavenet import build_wavenet, default_dilations  # noqa: E402
+from local.wavenet import WaveNetConfig, build_wavenet, default_dilations  # noqa: E402
+
+
+def flops_per_sample(weights):
+    """Floating-point operations (multiply and add counted apart) of one generated sample, softmax excluded."""
+    n_layers, n_taps, n_gate2 = weights["conv_w"].shape
+    n_res = weights["res_w"].shape[2]
+    n_skip, n_q = weights["post2_w"].shape
+    per_layer = n_taps * n_gate2 + (n_gate2 // 2) * (n_skip + n_res)
+    macs = n_layers * per_layer - (n_gate2 // 2) * n_res + n_skip * n_skip + n_skip * n_q
+    return 2 * macs
+
 
 keras.utils.set_random_seed(seed)
-model = build_wavenet(dilations=default_dilations(stacks, layers_per_stack), filter_width=filter_width,
-                      residual_channels=residual_channels, dilation_channels=dilation_channels,
-                      skip_channels=skip_channels, quantization_channels=quantization_channels,
-                      genre_conditioning=genre_conditioning, n_genres=3)
+wavenet = WaveNetConfig(dilations=default_dilations(stacks, layers_per_stack), filter_width=filter_width,
+                        residual_channels=residual_channels, dilation_channels=dilation_channels,
+                        skip_channels=skip_channels, quantization_channels=quantization_channels,
+                        genre_conditioning=genre_conditioning, n_genres=3)
+model = build_wavenet(wavenet)
 rng = np.random.default_rng(seed)
 for weight in model.weights:  # random biases too, and scaled so the output is not one code forever
     if len(weight.shape) == 1:
         weight.assign(rng.normal(0.0, 0.1, weight.shape).astype("float32"))
-weights = generation.fold_weights(model)
+weights = generation.fold_weights(model, wavenet)
 field = weights["receptive_field"]
 
 
@@ -95,14 +107,15 @@ batched_one_thread = rate(streams, int(fast_seconds * 16000 / 2), 1)
 state = generation.initial_state(weights, genre_ids(2), n_streams=2, seed=seed)
 codes, _, logits = generation.generate(weights, state, check_samples, record=True)
 inputs = np.concatenate([np.full((2, 1), quantization_channels // 2), codes[:, :-1]], axis=1)
-full = model.predict_on_batch(generation.model_feed(model, inputs, genre_ids(2)))
+ids = genre_ids(2)
+full = model.predict_on_batch(wavenet.model_inputs(inputs.astype(np.int32), None if ids is None else np.int32(ids)))
 max_diff = float(np.abs(logits - full).max())
 
 # The naive way: one forward pass over the receptive field per sample (first call traces, not timed).
 history = rng.integers(0, quantization_channels, field)
-generation.naive_generate(model, 1, genre_id=0 if genre_conditioning else None, history=history)
+generation.naive_generate(model, wavenet, 1, genre_id=0 if genre_conditioning else None, history=history)
 started = time.perf_counter()
-generation.naive_generate(model, naive_samples, genre_id=0 if genre_conditioning else None, history=history)
+generation.naive_generate(model, wavenet, naive_samples, genre_id=0 if genre_conditioning else None, history=history)
 naive = naive_samples / (time.perf_counter() - started)
 
 a = rng.standard_normal((1024, 1024)).astype(np.float32)
@@ -111,7 +124,7 @@ started = time.perf_counter()
 for _ in range(10):
     a @ a
 matmul_gflops = 10 * 2 * 1024 ** 3 / (time.perf_counter() - started) / 1e9
-flops = generation.flops_per_sample(weights)
+flops = flops_per_sample(weights)
 print(json.dumps({
     "naive_samples_per_second": round(naive, 2), "fast_samples_per_second": round(fast),
     "speedup": round(fast / naive, 1), "batched_samples_per_second": round(batched), "streams": streams,

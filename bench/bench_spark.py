@@ -97,18 +97,18 @@ from aws import spark_windows  # noqa: E402
 from local import dataset, dataset_store  # noqa: E402
 from local.wavenet import build_wavenet  # noqa: E402
 
-info = training.read_model_json(run_dir)
-field = info["receptive_field"]
+wavenet = training.read_run_model(run_dir)[0]
+field = wavenet.receptive_field
 inputs, targets = [], []
 for row in dataset.split_tracks(dataset_store.read_index(os.path.join(work, "spark")), "train"):
-    codes = dataset_store.read_codes(row["part"], row["row_group"], row.get("row_in_group", 0))
+    codes = dataset_store.read_track_codes(row)
     rng = np.random.default_rng(spark_windows.track_seed(1234, 0, row["track_id"]))
     starts = dataset.track_starts(len(codes), field, window, rng)
     x, y = dataset.windows_from_codes(codes, field, window, starts)
     inputs.append(x.astype(np.uint8))
     targets.append(y.astype(np.uint8))
 x, y = np.concatenate(inputs), np.concatenate(targets)
-model = build_wavenet(**info["model"])
+model = build_wavenet(wavenet)
 model.compile(optimizer=training.make_optimizer(1e-3, 1.0), loss=spark_windows.next_code_loss)
 model.fit(x[:batch_size * 2], y[:batch_size * 2], batch_size=batch_size, epochs=1, verbose=0)  # trace once
 start = time.perf_counter()

@@ -59,7 +59,7 @@ def make_dataset(directory, n_tracks, seed):
     import librosa
     import numpy as np
     from local import dataset_store
-    from local.config import write_json_atomic
+    from local.fileio import write_json_atomic
     rng = np.random.default_rng(seed)
     writer = dataset_store.PartWriter(directory, rows_per_part=64)
     t = np.arange(int(track_seconds * sample_rate)) / sample_rate
@@ -86,15 +86,17 @@ def measure_dataset(directory):
     import keras
     import tensorflow as tf
     from local import dataset, dataset_store, training
-    from local.wavenet import build_wavenet, default_dilations, receptive_field
-    dilations = default_dilations(stacks, layers_per_stack)
-    field = receptive_field(dilations, filter_width)
+    from local.wavenet import WaveNetConfig, build_wavenet
+    wavenet = WaveNetConfig.from_config({"layers_per_stack": layers_per_stack, "stacks": stacks,
+                                         "filter_width": filter_width, "residual_channels": residual_channels,
+                                         "dilation_channels": dilation_channels, "skip_channels": skip_channels,
+                                         "genre_conditioning": genre_conditioning}, n_genres=3)
+    field = wavenet.receptive_field
     index = dataset_store.read_index(directory)
     keras.utils.set_random_seed(seed)
-    model = build_wavenet(dilations, filter_width, residual_channels, dilation_channels, skip_channels, 256,
-                          genre_conditioning, 16, 3)
+    model = build_wavenet(wavenet)
     optimizer = training.make_optimizer(1e-3)
-    train_step = training.make_train_step(model, optimizer, window)
+    train_step = training.make_train_step(model, wavenet, optimizer, window)
     stream = dataset.TrainStream(dataset.split_tracks(index, "train"), field, window, batch_size, seed=seed,
                                  cache_tracks=cache_tracks)
     fed = iter(dataset.to_tf_dataset(stream, 0, prefetch_batches))

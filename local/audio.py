@@ -278,3 +278,32 @@ def encode_audio(y, sample_rate, path, codec_args=("-c:a", "libmp3lame", "-b:a",
     result = subprocess.run(command, input=np.asarray(y, dtype="<f4").tobytes(), capture_output=True)
     if result.returncode != 0:
         raise RuntimeError(f"ffmpeg could not write {path}: {result.stderr.decode(errors='replace').strip()}")
+
+
+def write_wav(path, y, sample_rate):
+    """Write mono float audio ``y`` (n,) as 16-bit PCM WAV at ``sample_rate`` Hz, atomically; return ``path``.
+
+    Scaled by the peak only when it exceeds 1 (:func:`to_pcm16`), so nothing clips.
+    """
+    import wave
+    from local.fileio import atomic_path
+    with atomic_path(path) as tmp, wave.open(tmp, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(int(sample_rate))
+        f.writeframes(to_pcm16(y).astype("<i2").tobytes())
+    return path
+
+
+def clip_problem(codes, quantization_channels=256, silence_rms=1e-3):
+    """Why a generated clip is not worth hearing ("constant", "silent") or "" when it is fine.
+
+    codes: (n,) mu-law codes. Silent = RMS of the decoded audio below ``silence_rms`` (about -60 dBFS).
+    """
+    codes = np.asarray(codes)
+    if len(codes) == 0 or codes.min() == codes.max():
+        return "constant"
+    y = mu_law_decode(codes, quantization_channels)
+    if float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < silence_rms:
+        return "silent"
+    return ""

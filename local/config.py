@@ -12,17 +12,56 @@ docstring and every key with its default and comment.
 
 Only the standard library is imported here, so ``--help`` and config errors answer at once.
 """
+import functools
 import io
 import json
 import os
 import sys
 import tokenize
 
+from local.fileio import write_json_atomic  # noqa: F401  (re-exported: stage 1/2 modules import it from here)
+
 CONFIG_TYPES = (bool, int, float, str, list)
 
 
 class ConfigError(ValueError):
     """A config key or value that the script cannot use; its message is one line for the user."""
+
+    status = 2  # the exit status :func:`stage_main` gives it
+
+
+class StageError(ConfigError):
+    """A stage cannot go on for a reason found while working (no dataset, a diverging loss); one line."""
+
+    def __init__(self, message, status=2):
+        super().__init__(message)
+        self.status = status
+
+
+def stage_main(main):
+    """Decorate a script's ``main(argv=None)``: a ConfigError or StageError it raises ends the script with
+    :func:`fail` (one line on stderr, its exit status), never a traceback."""
+    @functools.wraps(main)
+    def run(argv=None):
+        try:
+            return main(argv)
+        except ConfigError as e:
+            fail(str(e), e.status)
+    return run
+
+
+def check_minimums(config, minimums):
+    """Raise ConfigError for the first key of ``minimums`` ({key: least value}) that ``config`` has below it."""
+    for key, least in minimums.items():
+        if key in config and config[key] < least:
+            raise ConfigError(f"--{key}={config[key]}: must be at least {least}")
+
+
+def check_choices(config, choices):
+    """Raise ConfigError for the first key of ``choices`` ({key: accepted values}) whose value is not one of them."""
+    for key, accepted in choices.items():
+        if key in config and config[key] not in accepted:
+            raise ConfigError(f"--{key}={config[key]}: expected {' or '.join(map(str, accepted))}")
 
 
 def config_keys(namespace):
@@ -40,16 +79,12 @@ def parse_value(key, text, default):
         if low in ("false", "0", "no", "off"):
             return False
         raise ConfigError(f"--{key}={text}: expected true or false")
-    if isinstance(default, int):
-        try:
-            return int(str(text).strip())
-        except ValueError:
-            raise ConfigError(f"--{key}={text}: expected an integer") from None
-    if isinstance(default, float):
-        try:
-            return float(str(text).strip())
-        except ValueError:
-            raise ConfigError(f"--{key}={text}: expected a number") from None
+    for kind, expected in ((int, "an integer"), (float, "a number")):
+        if isinstance(default, kind):
+            try:
+                return kind(str(text).strip())
+            except ValueError:
+                raise ConfigError(f"--{key}={text}: expected {expected}") from None
     if isinstance(default, list):
         items = [t.strip() for t in str(text).split(",") if t.strip()]
         element = default[0] if default else ""
@@ -211,19 +246,5 @@ def fail(message, status=2):
 
 
 def save_config(config, directory, name="config.json"):
-    """Write ``config`` as JSON to ``directory/name`` atomically (temp file, then rename)."""
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, name)
-    write_json_atomic(path, config)
-    return path
-
-
-def write_json_atomic(path, data):
-    """Write ``data`` as indented JSON to ``path`` through a temp file and a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``config`` as JSON to ``directory/name`` atomically (local.fileio); return the path."""
+    return write_json_atomic(os.path.join(directory, name), config)

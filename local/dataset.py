@@ -94,13 +94,14 @@ def usable_tracks(rows, receptive_field, window):
 class TrainStream:
     """An endless, resumable stream of training batches from the train tracks (see the module docstring).
 
-    tracks        index rows of the train split (with ``part``, ``row_group``, ``n_samples``, ``genre_id``)
+    tracks        index rows of the train split (with ``n_samples``, ``genre_id``; see dataset_store.read_index)
     cache_tracks  how many tracks are held in memory and shuffled together (bounds peak memory)
+    read_codes    ``read_codes(row) -> (n_samples,) uint8`` (default :func:`local.dataset_store.read_track_codes`)
     The stream after ``examples_done`` consumed examples is a pure function of (tracks, seed, examples_done).
     """
 
-    def __init__(self, tracks, receptive_field, window, batch_size, seed=0, cache_tracks=8,
-                 read_codes=dataset_store.read_codes):
+    def __init__(self, tracks, receptive_field, window, batch_size, *, seed=0, cache_tracks=8,
+                 read_codes=dataset_store.read_track_codes):
         self.tracks = [t for t in tracks if examples_per_track(t["n_samples"], receptive_field, window) > 0]
         if not self.tracks:
             raise ValueError(f"no train track is longer than receptive_field + window = {receptive_field + window} "
@@ -150,13 +151,13 @@ class TrainStream:
         shorter than the index says; such a track is skipped from then on."""
         row = self.tracks[position]
         try:
-            codes = self.read_codes(row["part"], row["row_group"], row.get("row_in_group", 0))
+            codes = self.read_codes(row)
             if len(codes) < int(row["n_samples"]):
                 raise ValueError(f"{len(codes)} codes, the index says {row['n_samples']}")
             return codes
         except (OSError, ValueError, KeyError, IndexError) as e:  # pyarrow's errors derive from these
             self.broken.add(position)
-            print(f"warning: skipping track {row.get('track_id')} in {row['part']}: {e}", file=sys.stderr)
+            print(f"warning: skipping track {row.get('track_id')} in {row.get('part')}: {e}", file=sys.stderr)
             return None
 
     def batches(self, examples_done=0):
@@ -213,35 +214,43 @@ def valid_window_counts(tracks, receptive_field, window, n_windows):
             for t, ok in zip(tracks, usable)]
 
 
-def validation_set(tracks, receptive_field, window, n_windows, read_codes=dataset_store.read_codes):
+def validation_windows(codes, genre_id, receptive_field, window, count):
+    """The fixed validation windows of one track: ``count`` evenly spaced ones (see :func:`valid_starts`).
+
+    codes (n_samples,) uint8. Returns ({"codes": (k, R+W-1) int32, "genre_id": (k,) int32}, targets (k, W)
+    int32), k <= count (k = 0 for a track too short). Also called by the Spark trainer inside mapPartitions.
+    """
+    starts = valid_starts(len(codes), receptive_field, window, count)
+    x, y = windows_from_codes(codes, receptive_field, window, starts)
+    return {"codes": x, "genre_id": np.full(len(x), int(genre_id or 0), dtype=np.int32)}, y
+
+
+def concatenate_windows(parts):
+    """One (features, targets) set from a list of them (as :func:`validation_windows` returns)."""
+    return ({"codes": np.concatenate([p[0]["codes"] for p in parts]),
+             "genre_id": np.concatenate([p[0]["genre_id"] for p in parts])},
+            np.concatenate([p[1] for p in parts]))
+
+
+def validation_set(tracks, receptive_field, window, n_windows, read_codes=dataset_store.read_track_codes):
     """A fixed validation set: about ``n_windows`` windows spread evenly over the valid tracks.
 
-    Each track gets a share proportional to its length (at least one window); its windows are evenly
-    spaced (see :func:`valid_starts`), so the set is the same every time. Returns
+    Each track gets a share proportional to its length (at least one window; :func:`valid_window_counts`);
+    its windows are evenly spaced (:func:`validation_windows`), so the set is the same every time. Returns
     ({"codes": (n, R+W-1) int32, "genre_id": (n,) int32}, targets (n, W) int32), or None when no valid
     track is long enough.
     """
     counts = valid_window_counts(tracks, receptive_field, window, n_windows)
     if not any(counts) or n_windows <= 0:
         return None
-    inputs, targets, genres = [], [], []
-    for row, count in zip(tracks, counts):
-        if not count:
-            continue
-        starts = valid_starts(row["n_samples"], receptive_field, window, count)
-        x, y = windows_from_codes(read_codes(row["part"], row["row_group"], row.get("row_in_group", 0)),
-                                  receptive_field, window, starts)
-        inputs.append(x)
-        targets.append(y)
-        genres.append(np.full(len(x), int(row.get("genre_id") or 0), dtype=np.int32))
-    return {"codes": np.concatenate(inputs), "genre_id": np.concatenate(genres)}, np.concatenate(targets)
+    return concatenate_windows([validation_windows(read_codes(row), row.get("genre_id"), receptive_field, window,
+                                                   count) for row, count in zip(tracks, counts) if count])
 
 
-def unigram_bits(tracks, quantization_channels, read_codes=dataset_store.read_codes, max_tracks=64):
+def unigram_bits(tracks, quantization_channels, read_codes=dataset_store.read_track_codes, max_tracks=64):
     """Entropy in bits/sample of the codes histogram of (up to ``max_tracks`` of) ``tracks``: the baseline a
     model that ignores context reaches. An estimate from a sample of tracks, so that a run on a large dataset
     starts at once; ``run_model_predictions.py --evaluate=true`` reports it over every train track."""
     from local.evaluation import code_histogram, entropy_bits
-    counts = code_histogram((read_codes(row["part"], row["row_group"], row.get("row_in_group", 0))
-                             for row in tracks[:max_tracks]), quantization_channels)
+    counts = code_histogram((read_codes(row) for row in tracks[:max_tracks]), quantization_channels)
     return entropy_bits(counts) if counts.sum() else float(np.log2(quantization_channels))

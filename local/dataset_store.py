@@ -58,10 +58,21 @@ def read_index(dataset_dir, columns=INDEX_COLUMNS):
 
 
 def read_codes(part, row_group, row_in_group=0):
-    """The uint8 codes of one track, read from its row group only; shape (n_samples,)."""
+    """The uint8 codes of one track, read from its row group only; shape (n_samples,).
+
+    The storage layout's own reader; everything outside this module calls :func:`read_track_codes`.
+    """
     import numpy as np
     table = pq.ParquetFile(part).read_row_group(row_group, columns=["codes"])
     return np.frombuffer(table.column("codes")[row_in_group].as_py(), dtype=np.uint8)
+
+
+def read_track_codes(row, start=0, stop=None):
+    """The uint8 codes ``start:stop`` of the track of one :func:`read_index` row; shape (stop - start,).
+
+    The one way to read a track's codes: no caller needs to know about parts and row groups.
+    """
+    return read_codes(row["part"], row["row_group"], row.get("row_in_group", 0))[start:stop]
 
 
 def read_dataset_json(dataset_dir):

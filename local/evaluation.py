@@ -42,24 +42,23 @@ def log2_softmax(logits):
     return (shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))) / math.log(2.0)
 
 
-def score_tracks(model, tracks, receptive_field, window=8192, batch_positions=32768, progress=None):
+def score_tracks(model, config, tracks, *, window=8192, batch_positions=32768, progress=None):
     """Teacher-forced negative log2-likelihood of every track.
 
-    tracks: a list of (codes (n,) uint8, genre_id int or None). Windows of all tracks share one input length
+    config: the model's :class:`local.wavenet.WaveNetConfig`. tracks: a list of (codes (n,) uint8, genre_id int or None). Windows of all tracks share one input length
     (receptive_field - 1 + window; shorter ones are padded at the end, which a causal model never sees), so
     the forward pass is traced once; ``batch_positions`` bounds the positions per pass.
     progress: an optional tqdm-like object; ``update(k)`` is called with the positions scored.
     Returns a list of (bits summed over the track, positions scored), one per track.
     """
-    from local.generation import model_feed
+    receptive_field = config.receptive_field
     length = receptive_field - 1 + window
     rows = max(1, batch_positions // length)
     jobs = []  # (track index, input_start, score_start, score_stop)
     for index, (codes, _) in enumerate(tracks):
         jobs += [(index, *w) for w in track_windows(len(codes), receptive_field, window)]
     totals = [[0.0, 0] for _ in tracks]
-    conditioned = any(t.name == "genre_id" for t in model.inputs)
-    n_q = model.output_shape[-1]
+    n_q = config.quantization_channels
     for first in range(0, len(jobs), rows):
         batch = jobs[first:first + rows]
         batch += [batch[-1]] * (rows - len(batch))  # same batch shape every pass: no retracing
@@ -69,7 +68,7 @@ def score_tracks(model, tracks, receptive_field, window=8192, batch_positions=32
             piece = tracks[index][0][start:start + length]
             inputs[row, :len(piece)] = piece
             genres[row] = tracks[index][1] or 0
-        logits = model.predict_on_batch(model_feed(model, inputs, genres if conditioned else None))
+        logits = model.predict_on_batch(config.model_inputs(inputs, genres))
         for row, (index, start, score_start, score_stop) in enumerate(batch[:len(jobs[first:first + rows])]):
             positions = np.arange(score_start, score_stop)
             targets = np.asarray(tracks[index][0][positions + 1], np.int64)
@@ -102,3 +101,48 @@ def cross_entropy_bits(test_counts, train_counts):
     q /= q.sum()
     test = np.asarray(test_counts, np.float64)
     return float(-(test * np.log2(q)).sum() / max(test.sum(), 1.0))
+
+
+def evaluate_test_tracks(model, config, *, test_rows, train_rows, genres, window=8192, batch_positions=32768,
+                         read_codes, progress=None):
+    """Score the test tracks and the baselines: the dict saved as ``<run_dir>/evaluation.json``.
+
+    test_rows, train_rows  dataset index rows; genres: the run's genres (index = genre id)
+    read_codes             ``read_codes(row) -> (n,) uint8`` (local.dataset_store.read_track_codes)
+    Tracks are read 16 at a time, so memory does not grow with the test set.
+    """
+    n_codes = config.quantization_channels
+    scores, test_counts = [], np.zeros(n_codes, np.int64)
+    for first in range(0, len(test_rows), 16):
+        tracks = [(read_codes(row), genres.index(row["genre"]) if config.conditioned else None)
+                  for row in test_rows[first:first + 16]]
+        scores += score_tracks(model, config, tracks, window=window, batch_positions=batch_positions, progress=progress)
+        test_counts += code_histogram((codes for codes, _ in tracks), n_codes)
+    total_bits, total_n = sum(b for b, _ in scores), sum(n for _, n in scores)
+    train_counts = code_histogram((read_codes(row) for row in train_rows), n_codes)
+    per_genre = {}
+    for row, (bits, n) in zip(test_rows, scores):
+        entry = per_genre.setdefault(row["genre"], [0.0, 0])
+        entry[0] += bits
+        entry[1] += n
+    return {"test_bits_per_sample": total_bits / max(total_n, 1),
+            "uniform_bits_per_sample": math.log2(n_codes),
+            "unigram_bits_per_sample": entropy_bits(train_counts) if train_counts.sum() else None,
+            "unigram_test_bits_per_sample": cross_entropy_bits(test_counts, train_counts),
+            "n_samples": int(total_n), "n_tracks": len(test_rows),
+            "per_genre_bits_per_sample": {g: b / max(n, 1) for g, (b, n) in per_genre.items()},
+            "per_track_bits_per_sample": {str(row["track_id"]): b / max(n, 1)
+                                          for row, (b, n) in zip(test_rows, scores)},
+            "receptive_field": config.receptive_field}
+
+
+def evaluation_table(result):
+    """The evaluation as the lines printed to a person: model, unigram and uniform bits/sample."""
+    unigram = result["unigram_bits_per_sample"]
+    heading = f"test set ({result['n_tracks']} tracks, {result['n_samples']:,} samples)"
+    return [f"{heading:<44}bits/sample",
+            f"  {'model (teacher-forced)':<42}{result['test_bits_per_sample']:.3f}",
+            f"  {'unigram (train codes histogram entropy)':<42}" + (f"{unigram:.3f}" if unigram is not None else "-"),
+            f"  {'unigram on the test codes':<42}{result['unigram_test_bits_per_sample']:.3f}",
+            f"  {'uniform (log2 ' + str(round(2 ** result['uniform_bits_per_sample'])) + ')':<42}"
+            f"{result['uniform_bits_per_sample']:.3f}"]

@@ -16,7 +16,7 @@ plain loop that LLVM vectorizes beats the call. Weights and activations are floa
 
 Usage::
 
-    weights = fold_weights(model)                       # from the Keras model, by layer name
+    weights = fold_weights(model, config)               # config: the run's WaveNetConfig (model.json)
     state = initial_state(weights, genre_ids=[0, 1, 2], seed=1)
     prime_state(model, weights, state, prime_codes)     # optional: one batched Keras pass over real audio
     codes = generate(weights, state, n_samples=16000, temperature=1.0)   # (streams, n_samples) int32
@@ -27,13 +27,13 @@ many streams run or on how they are split between threads.
 """
 import math
 import os
+import re
+import time
 import weakref
 
 import numpy as np
 import numba
 from numba import njit, prange
-
-from local.wavenet import receptive_field
 
 # float32 tanh as a rational function (the minimax approximation Eigen uses for its vectorized tanh):
 # plain multiply/add/divide, so LLVM vectorizes the gate loop, where libm's tanh and exp are one call per
@@ -51,16 +51,9 @@ _JIT = dict(fastmath=True, cache=True, nogil=True)
 def _tanh(x):
     x = min(max(x, np.float32(-_TANH_CLAMP)), np.float32(_TANH_CLAMP))
     x2 = x * x
-    p = x2 * np.float32(_A13) + np.float32(_A11)
-    p = p * x2 + np.float32(_A9)
-    p = p * x2 + np.float32(_A7)
-    p = p * x2 + np.float32(_A5)
-    p = p * x2 + np.float32(_A3)
-    p = p * x2 + np.float32(_A1)
-    p = p * x
-    q = x2 * np.float32(_B6) + np.float32(_B4)
-    q = q * x2 + np.float32(_B2)
-    q = q * x2 + np.float32(_B0)
+    f = np.float32
+    p = ((((((x2 * f(_A13) + f(_A11)) * x2 + f(_A9)) * x2 + f(_A7)) * x2 + f(_A5)) * x2 + f(_A3)) * x2 + f(_A1)) * x
+    q = ((x2 * f(_B6) + f(_B4)) * x2 + f(_B2)) * x2 + f(_B0)  # both polynomials by Horner's rule
     return p / q
 
 
@@ -88,6 +81,14 @@ def _mm(x, w, y):
                 y[0, o] += xv * w[i, o]
     else:
         np.dot(x, w, y)
+
+
+@njit(inline="always", **_JIT)
+def _add_bias_relu(y, bias):
+    """y (n, c) = relu(y + bias (c,)), in place."""
+    for b in range(y.shape[0]):
+        for c in range(y.shape[1]):
+            y[b, c] = max(y[b, c] + bias[c], np.float32(0.0))
 
 
 @njit(**_JIT)
@@ -148,13 +149,9 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
                     for c in range(n_res):
                         x[b, c] += r[b, c] + res_b[layer, c]
         _mm(gates, skip_w, s)
-        for b in range(n):
-            for c in range(n_skip):
-                s[b, c] = max(s[b, c] + skip_b[c], np.float32(0.0))
+        _add_bias_relu(s, skip_b)
         _mm(s, post1_w, h)
-        for b in range(n):
-            for c in range(n_skip):
-                h[b, c] = max(h[b, c] + post1_b[c], np.float32(0.0))
+        _add_bias_relu(h, post1_b)
         _mm(h, post2_w, logits)
         for b in range(n):
             for c in range(n_q):
@@ -203,23 +200,20 @@ def _run_blocks(starts, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, r
                    n_steps, temperature, rng, forced, out_codes, out_probs, out_logits)
 
 
-def fold_weights(model):
+def fold_weights(model, config):
     """Read the WaveNet's weights by layer name into contiguous float32 arrays the kernel multiplies with.
 
+    model   a Keras model built by :func:`local.wavenet.build_wavenet` (or loaded from model.keras)
+    config  its :class:`local.wavenet.WaveNetConfig` (the structure comes from there, never from the layers)
     Returns a dict: ``embedding`` (Q, R); ``conv_w`` (L, filter_width*R, 2D) (tap j in rows j*R..);
     ``conv_b`` (L, 2D); ``genre_embedding`` (n_genres, G) and ``cond_w`` (L, G, 2D) or None;
     ``skip_w`` (L*D, S) (every layer's skip convolution stacked: one product of all the gates);
     ``skip_b`` (S,) the sum of every layer's skip bias; ``res_w`` (L, D, R) and ``res_b`` (L, R) (zeros on
     the last layer, which has none); ``post1_w`` (S, S), ``post1_b``, ``post2_w`` (S, Q), ``post2_b``;
-    ``dilations`` (L,) int64; ``filter_width``; ``receptive_field``. R, D, S = residual, dilation and skip
-    channels, Q = quantization channels, L = layers.
+    ``dilations`` (L,) int64; ``filter_width``; ``receptive_field``; ``config``. R, D, S = residual, dilation
+    and skip channels, Q = quantization channels, L = layers.
     """
-    names = {layer.name for layer in model.layers}
-    n_layers = 0
-    while f"layer{n_layers}_conv" in names:
-        n_layers += 1
-    if n_layers == 0 or "input_embedding" not in names:
-        raise ValueError("not a WaveNet from local/wavenet.py: no input_embedding / layer0_conv layers")
+    n_layers = config.n_layers
 
     def arrays(name):
         return [np.asarray(w, dtype=np.float32) for w in model.get_layer(name).get_weights()]
@@ -234,11 +228,10 @@ def fold_weights(model):
     for i in range(n_layers - 1):
         kernel, bias = arrays(f"layer{i}_residual")
         res_w[i], res_b[i] = kernel[0], bias
-    conditioned = "genre_embedding" in names
+    conditioned = config.conditioned
     post1_w, post1_b = arrays("postprocess1")
     post2_w, post2_b = arrays("postprocess2")
-    dilations = np.array([int(model.get_layer(f"layer{i}_conv").dilation_rate[0]) for i in range(n_layers)],
-                         np.int64)
+    dilations = np.array(config.dilations, np.int64)
     contiguous = np.ascontiguousarray
     return {
         "embedding": contiguous(embedding),
@@ -252,19 +245,9 @@ def fold_weights(model):
         "res_w": res_w, "res_b": res_b,
         "post1_w": contiguous(post1_w[0]), "post1_b": post1_b,
         "post2_w": contiguous(post2_w[0]), "post2_b": post2_b,
-        "dilations": dilations, "filter_width": int(width),
-        "receptive_field": receptive_field(dilations, int(width)),
+        "dilations": dilations, "filter_width": config.filter_width,
+        "receptive_field": config.receptive_field, "config": config,
     }
-
-
-def flops_per_sample(weights):
-    """Floating-point operations (multiply and add counted apart) of one generated sample, softmax excluded."""
-    n_layers, n_taps, n_gate2 = weights["conv_w"].shape
-    n_res = weights["res_w"].shape[2]
-    n_skip, n_q = weights["post2_w"].shape
-    per_layer = n_taps * n_gate2 + (n_gate2 // 2) * (n_skip + n_res)
-    macs = n_layers * per_layer - (n_gate2 // 2) * n_res + n_skip * n_skip + n_skip * n_q
-    return 2 * macs
 
 
 def initial_state(weights, genre_ids=None, n_streams=None, seed=0, start_code=None):
@@ -277,7 +260,7 @@ def initial_state(weights, genre_ids=None, n_streams=None, seed=0, start_code=No
     ``inputs`` (streams,) int64 (the next input code), ``rng`` (streams,) uint64, ``stream_bias``
     (streams, L, 2D), and the ring layout ``ring_offsets``/``ring_masks``.
     """
-    conditioned = weights["cond_w"] is not None
+    conditioned = weights["config"].conditioned
     if genre_ids is None:
         if conditioned:
             raise ValueError("this model is genre-conditioned: pass one genre id per stream")
@@ -317,23 +300,10 @@ def _splitmix64(seed, stream):
     return (z ^ (z >> 31)) or 1
 
 
-def model_feed(model, codes, genre_ids=None):
-    """The model's inputs as a list in its input order: codes (batch, time) int32 [, genre_id (batch,) int32]."""
-    feed = {"codes": np.asarray(codes, dtype=np.int32)}
-    if genre_ids is not None:
-        feed["genre_id"] = np.asarray(genre_ids, dtype=np.int32).reshape(-1)
-    return [feed[t.name] for t in model.inputs]
-
-
-def layer_input_model(model):
+def layer_input_model(model, config):
     """A Keras model (same inputs) whose outputs are the inputs of every ``layer{i}_conv``: (batch, time, R)."""
     import keras
-    outputs, i = [], 0
-    names = {layer.name for layer in model.layers}
-    while f"layer{i}_conv" in names:
-        outputs.append(model.get_layer(f"layer{i}_conv").input)
-        i += 1
-    return keras.Model(model.inputs, outputs)
+    return keras.Model(model.inputs, [model.get_layer(f"layer{i}_conv").input for i in range(config.n_layers)])
 
 
 def prime_state(model, weights, state, prime_codes, batch_rows=4):
@@ -353,13 +323,15 @@ def prime_state(model, weights, state, prime_codes, batch_rows=4):
     state["t"] = n_total - 1
     if len(context) == 0:
         return state
-    sub = layer_input_model(model)
-    conditioned = weights["cond_w"] is not None
+    config = weights["config"]
+    sub = layer_input_model(model, config)
+    conditioned = config.conditioned
     genres = np.unique(state["genre_ids"]) if conditioned else np.zeros(1, np.int64)
     width = weights["filter_width"]
     for first in range(0, len(genres), batch_rows):
         rows = genres[first:first + batch_rows]
-        acts = sub.predict_on_batch(model_feed(model, np.repeat(context[None], len(rows), axis=0), rows))
+        acts = sub.predict_on_batch(config.model_inputs(np.repeat(context[None], len(rows), axis=0).astype(np.int32),
+                                                        rows.astype(np.int32)))
         acts = acts if isinstance(acts, (list, tuple)) else [acts]
         for layer, act in enumerate(acts):
             span = (width - 1) * int(weights["dilations"][layer])
@@ -373,7 +345,7 @@ def prime_state(model, weights, state, prime_codes, batch_rows=4):
     return state
 
 
-def generate(weights, state, n_samples, temperature=1.0, forced_codes=None, record=False, threads=None):
+def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, record=False, threads=None):
     """Generate ``n_samples`` codes for every stream of ``state``, continuing (and advancing) it.
 
     ``temperature``: logits are divided by it before the softmax; 0 picks the most likely code.
@@ -410,16 +382,15 @@ def generate(weights, state, n_samples, temperature=1.0, forced_codes=None, reco
 _NAIVE_FORWARD = weakref.WeakKeyDictionary()
 
 
-def naive_generate(model, n_samples, genre_id=None, temperature=1.0, seed=0, history=None):
+def naive_generate(model, config, n_samples, *, genre_id=None, temperature=1.0, seed=0, history=None):
     """The slow reference: one full Keras forward pass over the last receptive field of codes for every new
     sample, as the seed system did (XLA-compiled once the window is full). ``history``: the codes before
     (default: the start code Q//2 alone, after the causal zero padding, like :func:`generate`).
-    Returns (n_samples,) int32 codes. For tests and benchmarks.
+    ``config``: the model's WaveNetConfig. Returns (n_samples,) int32 codes. For tests and benchmarks.
     """
     import tensorflow as tf
-    n_q = model.output_shape[-1]
-    window = receptive_field_of(model)
-    conditioned = any(t.name == "genre_id" for t in model.inputs)
+    n_q = config.quantization_channels
+    window = config.receptive_field
     codes = list(np.asarray([n_q // 2] if history is None else history, np.int32).reshape(-1)[-window:])
     genre = np.array([genre_id or 0], np.int32)
     if model not in _NAIVE_FORWARD:  # compiled once per model, so a second call times the steady state
@@ -433,7 +404,7 @@ def naive_generate(model, n_samples, genre_id=None, temperature=1.0, seed=0, his
     rng = np.random.default_rng(seed)
     out = np.empty(int(n_samples), np.int32)
     for i in range(int(n_samples)):
-        inputs = [np.array(codes[-window:], np.int32)[None]] + ([genre] if conditioned else [])
+        inputs = config.model_inputs(np.array(codes[-window:], np.int32)[None], genre)
         logits = np.asarray((full if len(codes) >= window else growing)(*inputs)[0], np.float64)
         if temperature <= 0:
             code = int(np.argmax(logits))
@@ -445,41 +416,58 @@ def naive_generate(model, n_samples, genre_id=None, temperature=1.0, seed=0, his
     return out
 
 
-def receptive_field_of(model):
-    """The receptive field (samples) of a WaveNet, from its ``layer{i}_conv`` layers' dilations and width."""
-    names = {layer.name for layer in model.layers}
-    convs = [model.get_layer(f"layer{i}_conv") for i in range(len(names)) if f"layer{i}_conv" in names]
-    return receptive_field([int(c.dilation_rate[0]) for c in convs], int(convs[0].kernel_size[0]))
+# --- stage 4's clips (run_model_predictions.py) --------------------------------------------------------
+
+def stream_genres(genres, *, conditioned, genre="", streams=0, prime_genre=None):
+    """The genre name of each clip: ``genre`` for all, else the prime track's genre, else cycling through the
+    genres (one clip each by default) for a conditioned model; ``streams`` clips (0 = the default count)."""
+    if genre:
+        return [genre] * (streams or 1)
+    if prime_genre is not None and conditioned and prime_genre in genres:
+        return [prime_genre] * (streams or 1)
+    if conditioned:
+        return [genres[k % len(genres)] for k in range(streams or len(genres))]
+    return [genres[0] if len(genres) == 1 else ""] * (streams or 1)
 
 
-def write_wav(path, y, sample_rate):
-    """Write mono float audio ``y`` (n,) as 16-bit PCM WAV at ``sample_rate`` Hz, atomically (temp + rename).
+def warm_up(weights, genre_ids, threads=0):
+    """Compile (or load from numba's cache) the one-stream and the many-stream kernels; seconds it took."""
+    started = time.perf_counter()
+    for count in sorted({1, len(genre_ids)}):
+        state = initial_state(weights, genre_ids=genre_ids[:count] if weights["config"].conditioned else None,
+                              n_streams=count)
+        generate(weights, state, 1, threads=threads)
+    return time.perf_counter() - started
 
-    Scaled by the peak only when it exceeds 1 (local.audio.to_pcm16), so nothing clips.
+
+def generate_in_chunks(weights, state, n_samples, *, temperature, chunk, threads=0, progress=None):
+    """:func:`generate` in chunks of ``chunk`` samples (the same codes as one call), updating ``progress``
+    (a tqdm-like object) after each; returns (codes (streams, n_samples) int32, seconds spent)."""
+    pieces = []
+    started = time.perf_counter()
+    for done in range(0, n_samples, chunk):
+        pieces.append(generate(weights, state, min(chunk, n_samples - done), temperature, threads=threads))
+        if progress is not None:
+            progress.update(pieces[-1].size)
+    return np.concatenate(pieces, axis=1), time.perf_counter() - started
+
+
+def write_clips(out_dir, codes, prime, *, genres, genre_ids, sample_rate, quantization_channels, title):
+    """Write each stream's clip as ``<out_dir>/<Genre>_<nn>.wav`` (the prime first when ``prime`` has codes)
+    and its spectrogram ``.png``; returns one dict per clip (name, wav, png, genre, stream, problem).
+
+    codes (streams, n) generated codes; prime (p,) codes or empty; ``title`` is the spectrograms' subtitle.
     """
-    import wave
-    from local.audio import to_pcm16
-    directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    with wave.open(tmp, "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(int(sample_rate))
-        f.writeframes(to_pcm16(y).astype("<i2").tobytes())
-    os.replace(tmp, path)
-    return path
-
-
-def clip_problem(codes, quantization_channels=256, silence_rms=1e-3):
-    """Why a generated clip is not worth hearing ("constant", "silent") or "" when it is fine.
-
-    codes: (n,) mu-law codes. Silent = RMS of the decoded audio below ``silence_rms`` (about -60 dBFS).
-    """
-    from local.audio import mu_law_decode
-    codes = np.asarray(codes)
-    if len(codes) == 0 or codes.min() == codes.max():
-        return "constant"
-    y = mu_law_decode(codes, quantization_channels)
-    if float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < silence_rms:
-        return "silent"
-    return ""
+    from local.audio import clip_problem, mu_law_decode, write_wav
+    from local.plots import plot_spectrogram
+    clips = []
+    for k, (clip_genre, genre_id) in enumerate(zip(genres, genre_ids)):
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", clip_genre).strip("-") or "clip"
+        name = f"{slug}_{k:02d}"
+        y = mu_law_decode(np.concatenate([prime, codes[k]]) if len(prime) else codes[k], quantization_channels)
+        wav = write_wav(os.path.join(out_dir, f"{name}.wav"), y, sample_rate)
+        png = plot_spectrogram(y, sample_rate, os.path.join(out_dir, f"{name}.png"),
+                               title=f"{name}: {clip_genre or 'generated'}, {title}")
+        clips.append({"name": name, "wav": wav, "png": png, "genre": clip_genre, "genre_id": genre_id, "stream": k,
+                      "problem": clip_problem(codes[k], quantization_channels)})
+    return clips

@@ -3,6 +3,8 @@ import os
 
 import numpy as np
 
+from local.fileio import atomic_path
+
 
 def _figure():
     import matplotlib
@@ -14,14 +16,15 @@ def _figure():
 def save_figure(fig, path):
     """Save a matplotlib figure to ``path`` through a temp file and a rename, then close it."""
     plt = _figure()
-    tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
-def plot_loss(steps, train_bits, valid_steps, valid_bits, path, baseline_bits=None):
+def plot_loss(path, *, steps, train_bits, valid_steps, valid_bits, baseline_bits=None):
     """Train and valid loss in bits/sample against the training step; ``baseline_bits`` as a dashed line."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(8, 4.5))

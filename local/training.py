@@ -1,54 +1,122 @@
-"""The pieces of a training run: the loss, compiled train/eval steps, the run directory's files, checkpoints.
+"""Stage 3's work, shared by both trainers: config checks, the run directory's files, checkpoints, the loop.
 
 A run directory (``run_dir``) holds::
 
     config.json         the resolved stage-3 config            (local.config.save_config)
-    model.json          what a generator needs to rebuild the model     (write_model_json / read_model_json)
+    model.json          what a generator needs to rebuild the model     (write_model_json / read_run_model)
     model.keras         the latest complete model, loadable with keras.models.load_model
     checkpoints/step-00000100/   model.weights.h5, optimizer.npz, state.json   (newest = highest step)
-    metrics.csv         step, train_bits_per_sample, valid_bits_per_sample, samples_per_second, ...
+    metrics.csv         step, train_bits_per_sample, valid_bits_per_sample, samples_per_second, ... (+ extra columns)
     loss.png            train and valid curves, redrawn from metrics.csv
-    tensorboard/        TensorBoard scalars
+    tensorboard/        TensorBoard scalars (every numeric metrics column)
 
-Everything is written under a temp name and renamed into place, so a killed run never leaves a file (or a
-checkpoint directory) that looks complete but is not. The Spark trainer (aws/spark_training.py) writes the
-same files with these same functions.
+Everything is written with local/fileio.py, so a killed run never leaves a file (or a checkpoint directory)
+that looks complete but is not. This module owns the formats of state.json and metrics.csv:
+``run_model_training.py`` (through :func:`train`) and ``aws/spark_training.py`` (its own Elephas epochs)
+call the same functions: :func:`check_config`, :func:`check_dataset`, :func:`usable_splits`,
+:func:`open_run_dir`, :func:`resume`, :func:`write_run_files`, :func:`record_evaluation`,
+:func:`save_progress`, :func:`done_line`.
+
+The laptop loop, :func:`train`, knows nothing of the WaveNet: a model kind hands it a :class:`Task`
+(:func:`wavenet_task` is the WaveNet's; a tagger makes its own), and callbacks (``on_evaluate``) may act at
+every evaluation and add metrics columns.
 """
 import csv
+import dataclasses
 import glob
 import json
 import math
 import os
 import shutil
+import sys
+import time
 
 import numpy as np
 
-from local.config import write_json_atomic
+from local import fileio
+from local.config import ConfigError, StageError, check_choices, check_minimums
+from local.fileio import write_json_atomic
+from local.wavenet import WaveNetConfig
 
 LN2 = math.log(2.0)
 METRICS_COLUMNS = ["step", "train_bits_per_sample", "valid_bits_per_sample", "samples_per_second",
                    "learning_rate", "elapsed_seconds"]
 CHECKPOINT_FILES = ("model.weights.h5", "optimizer.npz", "state.json")
+# The least value of each training key either trainer has (a key a trainer lacks is not checked).
+TRAINING_MINIMUMS = {"batch_size": 1, "window": 1, "valid_windows": 1, "keep_checkpoints": 1, "cache_tracks": 1,
+                     "prefetch_batches": 1, "eval_every": 1, "checkpoint_every": 1, "steps": 0, "epochs": 1,
+                     "warmup_steps": 0, "grad_clip": 0, "min_learning_rate": 0, "stuck_check_step": 0}
+
+
+# --- config and dataset checks (both trainers) ---------------------------------------------------------
+
+def resolve_config(namespace, argv=None):
+    """A trainer's resolved config: its config block (``globals()``, left as written) overridden from
+    ``--config`` and ``argv`` (local.config.configure), then :func:`check_config`."""
+    from local.config import configure
+    config = configure(dict(namespace), argv)
+    check_config(config)
+    return config
+
+
+def check_config(config):
+    """Check the stage-3 keys ``config`` has, the model keys included, before any data is read.
+
+    Raises :class:`local.config.ConfigError` naming one key and what it accepts.
+    """
+    check_minimums(config, TRAINING_MINIMUMS)
+    if "learning_rate" in config and not config["learning_rate"] > 0:
+        raise ConfigError(f"--learning_rate={config['learning_rate']}: must be > 0")
+    check_choices(config, {"lr_schedule": ("constant", "cosine")})
+    WaveNetConfig.from_config(config)
+
+
+def check_dataset(info, data_dir, quantization_channels, stage2="run_transformation_scripts.py"):
+    """The (genres, sample_rate) of a dataset, from its ``dataset.json`` dict ``info`` (None: no dataset).
+
+    Raises StageError (one line naming ``data_dir`` or ``quantization_channels``) when there is no dataset
+    or its codes have another number of levels. ``stage2`` names the command that makes one.
+    """
+    if info is None:
+        raise StageError(f"data_dir={data_dir!r} holds no processed dataset (dataset.json and "
+                         f"tracks/part-*.parquet): run {stage2} first or pass --data_dir=FOLDER")
+    if info["quantization_channels"] != quantization_channels:
+        raise StageError(f"--quantization_channels={quantization_channels} but {data_dir}/dataset.json says "
+                         f"{info['quantization_channels']}: pass --quantization_channels={info['quantization_channels']}")
+    return list(info["genres"]), int(info["sample_rate"])
+
+
+def usable_splits(index, receptive_field, window, data_dir, sample_rate):
+    """(train rows, valid rows) of a dataset index long enough for one example (local.dataset.usable_tracks).
+
+    Raises StageError when either split has none; prints a note on the train tracks too short to use.
+    """
+    from local import dataset
+    train, too_short = dataset.usable_tracks(dataset.split_tracks(index, "train"), receptive_field, window)
+    valid, _ = dataset.usable_tracks(dataset.split_tracks(index, "valid"), receptive_field, window)
+    span = receptive_field + window
+    if not train or not valid:
+        raise StageError(f"{data_dir}: needs train and valid tracks longer than receptive_field + window = {span} "
+                         f"samples ({span / sample_rate:.2f} s); it has {len(train)} train and {len(valid)} valid: "
+                         f"add tracks or lower --window / the dilations")
+    if too_short:
+        print(f"note: {len(too_short)} train tracks shorter than {span} samples are not used")
+    return train, valid
 
 
 # --- model.json ----------------------------------------------------------------------------------------
 
-def write_model_json(run_dir, model_settings, genres, sample_rate, quantization_channels, receptive_field,
-                     data_dir):
-    """Write ``run_dir/model.json`` atomically and return its path.
+def wavenet_model_json(wavenet_config, *, genres, sample_rate, data_dir):
+    """The ``model.json`` dict of a WaveNet run: ``model`` (WaveNetConfig.to_json), genres (index = genre_id),
+    sample_rate (Hz), quantization_channels, receptive_field (samples), data_dir."""
+    return {"model": wavenet_config.to_json(), "genres": list(genres), "sample_rate": int(sample_rate),
+            "quantization_channels": wavenet_config.quantization_channels,
+            "receptive_field": wavenet_config.receptive_field, "data_dir": str(data_dir)}
 
-    model_settings  the :func:`local.wavenet.build_wavenet` kwargs (with the ``dilations`` list and ``n_genres``)
-    genres          genre names, index = genre_id (from the dataset's dataset.json)
-    sample_rate     Hz; quantization_channels: number of codes; receptive_field: samples
-    """
-    os.makedirs(run_dir, exist_ok=True)
-    data = {"model": {**model_settings, "dilations": [int(d) for d in model_settings["dilations"]]},
-            "genres": list(genres), "sample_rate": int(sample_rate),
-            "quantization_channels": int(quantization_channels), "receptive_field": int(receptive_field),
-            "data_dir": str(data_dir)}
-    path = os.path.join(run_dir, "model.json")
-    write_json_atomic(path, data)
-    return path
+
+def write_model_json(run_dir, model_json):
+    """Write the dict ``model_json`` as ``run_dir/model.json`` atomically and return its path."""
+    return write_json_atomic(os.path.join(run_dir, "model.json"), model_json)
 
 
 def read_model_json(run_dir):
@@ -61,15 +129,21 @@ def read_model_json(run_dir):
         return json.load(f)
 
 
-def resume_conflict(run_dir, settings, shown_as=None):
-    """Why ``run_dir`` cannot be resumed with the model ``settings`` (one line), or "" when it can.
+def read_run_model(run_dir):
+    """(WaveNetConfig, model.json dict) of a run: the one way a model's structure is read back."""
+    info = read_model_json(run_dir)
+    return WaveNetConfig.from_json(info["model"]), info
+
+
+def resume_conflict(run_dir, model_json, shown_as=None):
+    """Why ``run_dir`` cannot be resumed with the model ``model_json`` (one line), or "" when it can.
 
     Only a run that has a checkpoint is compared: one killed before its first checkpoint starts afresh.
     ``shown_as`` names the run in the message (a URI whose local copy ``run_dir`` is).
     """
     if not latest_checkpoint(run_dir) or not os.path.isfile(os.path.join(run_dir, "model.json")):
         return ""
-    differences = model_differences(read_model_json(run_dir)["model"], settings)
+    differences = model_differences(read_model_json(run_dir)["model"], model_json["model"])
     if not differences:
         return ""
     name = shown_as or run_dir
@@ -78,10 +152,104 @@ def resume_conflict(run_dir, settings, shown_as=None):
 
 
 def model_differences(saved_settings, settings):
-    """The model keys whose values differ between two build_wavenet settings dicts, as 'key: old -> new'."""
+    """The model keys whose values differ between two ``model.json`` ``model`` dicts, as 'key: old -> new'."""
     keys = sorted(set(saved_settings) | set(settings))
     return [f"{k}: {saved_settings.get(k)!r} -> {settings.get(k)!r}" for k in keys
             if saved_settings.get(k) != settings.get(k)]
+
+
+# --- the run directory (both trainers) -----------------------------------------------------------------
+
+def open_run_dir(run_dir, model_json, shown_as=None):
+    """Make ``run_dir`` ready to train ``model_json``'s model: clear what a killed run left half-written and
+    raise StageError when it holds checkpoints of another model."""
+    os.makedirs(run_dir, exist_ok=True)
+    remove_stale_temps(run_dir)
+    conflict = resume_conflict(run_dir, model_json, shown_as)
+    if conflict:
+        raise StageError(conflict)
+
+
+def new_state():
+    """The state of a run before its first step (checkpointed as state.json, with the config and seed)."""
+    return {"step": 0, "examples_done": 0, "best_valid_bits_per_sample": None, "elapsed_seconds": 0.0}
+
+
+def resume(run_dir, model, optimizer, shown_as=None):
+    """The run's state: from its latest checkpoint (weights and optimizer restored into ``model`` and
+    ``optimizer``), else :func:`new_state`. metrics.csv keeps only the rows up to that step (the steps
+    after it are redone)."""
+    state = new_state()
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint:
+        state.update(load_checkpoint(checkpoint[1], model, optimizer))
+        epoch = f", epoch {state['epoch']}" if "epoch" in state else ""
+        print(f"resuming {shown_as or run_dir} from step {state['step']}{epoch} ({checkpoint[1]})")
+    truncate_metrics(run_dir, state["step"])
+    return state
+
+
+def write_run_files(run_dir, config, model_json):
+    """Write ``config.json`` (the resolved config) and ``model.json`` into ``run_dir``."""
+    from local.config import save_config
+    save_config(config, run_dir)
+    write_model_json(run_dir, model_json)
+
+
+def tensorboard_writer(run_dir):
+    """A TensorBoard summary writer on ``run_dir/tensorboard``."""
+    import tensorflow as tf
+    return tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+
+
+def metrics_row(step, *, losses, samples_per_second, learning_rate, elapsed_seconds, extra=None):
+    """One metrics.csv row: ``step``, the loss columns (``losses``, e.g. train/valid bits per sample), then
+    samples_per_second, learning_rate, elapsed_seconds and any ``extra`` columns (e.g. epoch)."""
+    return {"step": int(step), **losses, "samples_per_second": samples_per_second,
+            "learning_rate": learning_rate, "elapsed_seconds": elapsed_seconds, **(extra or {})}
+
+
+def record_evaluation(run_dir, row, *, writer=None, baseline_bits=None):
+    """Append ``row`` (:func:`metrics_row`) to metrics.csv, redraw loss.png and, with a ``writer``, add every
+    numeric column to TensorBoard at the row's step. Returns the row."""
+    append_metrics(run_dir, row)
+    plot_metrics(run_dir, baseline_bits=baseline_bits)
+    if writer is not None:
+        import tensorflow as tf
+        with writer.as_default(step=row["step"]):
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and value is not None:
+                    tf.summary.scalar(key, value)
+        writer.flush()
+    return row
+
+
+def save_progress(run_dir, model, optimizer, state, *, config, keep, export_model=None):
+    """Checkpoint ``state`` (step ``state["step"]``) and save ``model.keras`` (``export_model``, default
+    ``model``). state.json = the state, the config's seed and the config."""
+    body = {k: v for k, v in state.items() if k != "step"}
+    save_checkpoint(run_dir, state["step"], model, optimizer, {**body, "seed": config.get("seed"), "config": config},
+                    keep=keep)
+    save_model(export_model or model, run_dir)
+
+
+def done_line(run_dir, baselines, shown_as=None):
+    """The last line a trainer prints: the last metrics row against the ``baselines`` ({name: bits})."""
+    rows = read_metrics(run_dir)
+    against = ", ".join(f"{name} {bits:.2f}" for name, bits in baselines.items())
+    if not rows:
+        return f"done: {shown_as or run_dir} (no metrics yet; {against} bits/sample)"
+    last = rows[-1]
+    return (f"done: step {last['step']}, train {last['train_bits_per_sample']:.3f}, "
+            f"valid {last['valid_bits_per_sample']:.3f} bits/sample ({against}) -> {shown_as or run_dir}")
+
+
+def describe(model, wavenet_config, *, sample_rate, n_train, n_valid, n_valid_windows):
+    """One line on what is trained: parameters, receptive field, tracks and validation windows."""
+    field = wavenet_config.receptive_field
+    return (f"{model.count_params():,} parameters, receptive field {field} samples "
+            f"({field / sample_rate * 1000:.0f} ms), {n_train} train / {n_valid} valid tracks, "
+            f"{n_valid_windows} valid windows")
 
 
 # --- metrics.csv and loss.png --------------------------------------------------------------------------
@@ -93,7 +261,8 @@ def metrics_path(run_dir):
 def read_metrics(run_dir):
     """The rows of ``run_dir/metrics.csv`` as a list of dicts of floats (step as int); [] when there is none.
 
-    Empty cells (e.g. no validation at that step) read as NaN.
+    Empty cells (e.g. no validation at that step) read as NaN; a column only later rows have reads as NaN
+    in the earlier ones, so files written before a column was added stay readable.
     """
     path = metrics_path(run_dir)
     if not os.path.isfile(path):
@@ -108,17 +277,17 @@ def read_metrics(run_dir):
 
 
 def write_metrics(run_dir, rows):
-    """Rewrite ``run_dir/metrics.csv`` from a list of row dicts (temp file + rename)."""
-    path = metrics_path(run_dir)
-    columns = list(METRICS_COLUMNS) + sorted({k for r in rows for k in r} - set(METRICS_COLUMNS))
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    """Rewrite ``run_dir/metrics.csv`` from a list of row dicts, atomically: :data:`METRICS_COLUMNS` first,
+    then every other column in the order the rows first have it."""
+    columns = list(METRICS_COLUMNS)
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with fileio.atomic_write(metrics_path(run_dir), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _cell(row.get(k)) for k in columns})
-    os.replace(tmp, path)
-    return path
+    return metrics_path(run_dir)
 
 
 def _cell(value):
@@ -149,10 +318,12 @@ def plot_metrics(run_dir, baseline_bits=None):
     """Redraw ``run_dir/loss.png`` (train and valid bits/sample per step) from metrics.csv; return its path."""
     from local.plots import plot_loss
     rows = read_metrics(run_dir)
-    train = [(r["step"], r["train_bits_per_sample"]) for r in rows if not math.isnan(r["train_bits_per_sample"])]
-    valid = [(r["step"], r["valid_bits_per_sample"]) for r in rows if not math.isnan(r["valid_bits_per_sample"])]
-    return plot_loss([s for s, _ in train], [b for _, b in train], [s for s, _ in valid], [b for _, b in valid],
-                     os.path.join(run_dir, "loss.png"), baseline_bits=baseline_bits)
+    nan = float("nan")
+    train = [(r["step"], r.get("train_bits_per_sample", nan)) for r in rows]
+    valid = [(r["step"], r.get("valid_bits_per_sample", nan)) for r in rows]
+    train, valid = ([(s, b) for s, b in pairs if not math.isnan(b)] for pairs in (train, valid))
+    return plot_loss(os.path.join(run_dir, "loss.png"), steps=[s for s, _ in train], train_bits=[b for _, b in train],
+                     valid_steps=[s for s, _ in valid], valid_bits=[b for _, b in valid], baseline_bits=baseline_bits)
 
 
 # --- the loss and the compiled steps -------------------------------------------------------------------
@@ -168,28 +339,23 @@ def window_loss(targets, logits, window):
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits))
 
 
-def model_inputs(model, features):
-    """The model's inputs from a batch dict: ``codes``, plus ``genre_id`` when the model is conditioned."""
-    names = [t.name for t in model.inputs]
-    if "genre_id" in names:
-        return [features["codes"], features["genre_id"]]
-    return [features["codes"]]  # a list, as the functional model's inputs are
-
-
 def make_optimizer(learning_rate, grad_clip=1.0):
     """Adam, clipping the global gradient norm at ``grad_clip`` (0 = no clipping)."""
     import keras
     return keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=grad_clip or None)
 
 
-def make_train_step(model, optimizer, window, jit_compile=False):
-    """A compiled ``step(features, targets) -> loss in nats``: one Adam update on the window loss."""
+def make_train_step(model, wavenet_config, optimizer, window, jit_compile=False):
+    """A compiled ``step(features, targets) -> loss in nats``: one Adam update on the window loss.
+
+    features: {"codes": (B, R+W-1) int32, "genre_id": (B,) int32}; targets (B, W) int32.
+    """
     import tensorflow as tf
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def train_step(features, targets):
         with tf.GradientTape() as tape:
-            logits = model(model_inputs(model, features), training=True)
+            logits = model(wavenet_config.model_inputs(features["codes"], features["genre_id"]), training=True)
             loss = window_loss(targets, logits, window)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
@@ -198,13 +364,14 @@ def make_train_step(model, optimizer, window, jit_compile=False):
     return train_step
 
 
-def make_eval_step(model, window):
+def make_eval_step(model, wavenet_config, window):
     """A compiled ``step(features, targets) -> summed loss in nats over the batch's targets``."""
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
     def eval_step(features, targets):
-        logits = model(model_inputs(model, features), training=False)[:, -window:, :]
+        logits = model(wavenet_config.model_inputs(features["codes"], features["genre_id"]),
+                       training=False)[:, -window:, :]
         return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits))
 
     return eval_step
@@ -220,7 +387,7 @@ def evaluate_bits(eval_step, valid_set, batch_size):
     return total / targets.size / LN2
 
 
-def learning_rate_at(step, learning_rate, schedule="constant", warmup_steps=0, total_steps=1,
+def learning_rate_at(step, learning_rate, *, schedule="constant", warmup_steps=0, total_steps=1,
                      min_learning_rate=0.0):
     """The learning rate for ``step`` (0-based): linear warmup over ``warmup_steps``, then ``constant`` or
     ``cosine`` decay to ``min_learning_rate`` at ``total_steps``."""
@@ -246,7 +413,7 @@ def list_checkpoints(run_dir):
     """The complete checkpoints of a run, oldest first: a list of (step, path).
 
     Only directories named ``step-NNNNNNNN`` holding every file of :data:`CHECKPOINT_FILES` count; a
-    checkpoint is renamed to that name only once all its files are written and synced.
+    checkpoint gets that name only once all its files are written and synced (local.fileio.atomic_dir).
     """
     found = []
     for path in glob.glob(os.path.join(checkpoints_dir(run_dir), "step-*")):
@@ -263,25 +430,8 @@ def latest_checkpoint(run_dir):
 
 
 def remove_stale_temps(run_dir):
-    """Delete what a killed run left half-written (temp checkpoint dirs and temp files); never trusted anyway."""
-    for path in glob.glob(os.path.join(checkpoints_dir(run_dir), ".tmp-*")):
-        shutil.rmtree(path, ignore_errors=True)
-    for path in glob.glob(os.path.join(run_dir, "*.tmp-*")) + glob.glob(os.path.join(run_dir, ".tmp-*")):
-        if os.path.isfile(path):
-            os.remove(path)
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Delete what a killed run left half-written in ``run_dir`` and its checkpoints (never trusted anyway)."""
+    return fileio.remove_stale_temps(run_dir) + fileio.remove_stale_temps(checkpoints_dir(run_dir))
 
 
 def optimizer_arrays(optimizer):
@@ -289,31 +439,19 @@ def optimizer_arrays(optimizer):
     return [np.asarray(v.numpy()) for v in optimizer.variables]
 
 
-def save_checkpoint(run_dir, step, model, optimizer, state, keep=3):
+def save_checkpoint(run_dir, step, model, optimizer, state, *, keep=3):
     """Write checkpoint ``step`` atomically: weights, optimizer state and ``state`` (a JSON-able dict).
 
-    Files go to ``checkpoints/.tmp-step-N-PID/``, are synced, then the directory is renamed to
-    ``checkpoints/step-N``; then all but the newest ``keep`` checkpoints are deleted. Returns its path.
+    The directory is filled under a temp name and renamed to ``checkpoints/step-N`` once complete
+    (local.fileio.atomic_dir; a checkpoint of the same step is replaced); then all but the newest ``keep``
+    checkpoints are deleted. Returns its path.
     """
-    directory = checkpoints_dir(run_dir)
-    os.makedirs(directory, exist_ok=True)
-    final = os.path.join(directory, checkpoint_name(step))
-    tmp = os.path.join(directory, f".tmp-{checkpoint_name(step)}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    model.save_weights(os.path.join(tmp, "model.weights.h5"))
-    arrays = optimizer_arrays(optimizer)
-    with open(os.path.join(tmp, "optimizer.npz"), "wb") as f:
-        np.savez(f, *arrays)
-    for name in ("model.weights.h5", "optimizer.npz"):
-        with open(os.path.join(tmp, name), "rb") as f:
-            os.fsync(f.fileno())
-    write_json_atomic(os.path.join(tmp, "state.json"), {**state, "step": int(step)})  # last: marks it complete
-    _fsync_dir(tmp)
-    if os.path.isdir(final):  # the same step saved again (e.g. a resumed run): replace it
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(directory)
+    final = os.path.join(checkpoints_dir(run_dir), checkpoint_name(step))
+    with fileio.atomic_dir(final) as tmp:
+        model.save_weights(os.path.join(tmp, "model.weights.h5"))
+        with open(os.path.join(tmp, "optimizer.npz"), "wb") as f:
+            np.savez(f, *optimizer_arrays(optimizer))
+        write_json_atomic(os.path.join(tmp, "state.json"), {**state, "step": int(step)})
     for _, old in list_checkpoints(run_dir)[:-max(1, keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -339,11 +477,171 @@ def load_checkpoint(path, model, optimizer):
 
 
 def save_model(model, run_dir, name="model.keras"):
-    """Save the full model to ``run_dir/name`` through a temp file and a rename; return the path."""
+    """Save the full model to ``run_dir/name`` atomically (local.fileio.atomic_path); return the path."""
     path = os.path.join(run_dir, name)
-    tmp = os.path.join(run_dir, f".tmp-{os.getpid()}-{name}")
-    model.save(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with fileio.atomic_path(path) as tmp:
+        model.save(tmp)
     return path
+
+
+# --- the training loop (run_model_training.py) ---------------------------------------------------------
+
+@dataclasses.dataclass
+class Task:
+    """What one model kind gives :func:`train`; the loop, resume, metrics, checkpoints, TensorBoard, the time
+    budget and the callbacks are shared. :func:`wavenet_task` makes the WaveNet's.
+
+    model          the Keras model trained (its weights are checkpointed)
+    optimizer      its optimizer (checkpointed)
+    batches        ``batches(examples_done) -> iterator of (features, targets)``, resumable from a count
+    train_step     ``train_step(features, targets) -> loss in nats`` (one update)
+    validate       ``validate() -> {column: value}``, must include ``valid_column``
+    batch_size     examples per step; ``samples_per_example``: samples each example scores (samples/second)
+    loss_column    metrics column of the mean train loss in bits since the last row
+    valid_column   the validation column whose best value the state keeps (``best_<valid_column>``)
+    baseline_bits  dashed line in loss.png (None = none)
+    export_model   the model saved as model.keras (None = ``model``)
+    """
+    model: object
+    optimizer: object
+    batches: object
+    train_step: object
+    validate: object
+    batch_size: int
+    samples_per_example: int = 1
+    loss_column: str = "train_bits_per_sample"
+    valid_column: str = "valid_bits_per_sample"
+    baseline_bits: float = None
+    export_model: object = None
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What an ``on_evaluate`` callback of :func:`train` sees: called at every evaluation (every
+    ``eval_every`` steps, at the last step and when the time budget stops the run), before the metrics row
+    is written; it returns a dict of extra metrics columns (or None)."""
+    step: int
+    row: dict
+    task: Task
+    run_dir: str
+    final: bool
+
+
+def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, keep_checkpoints,
+          learning_rate_at=None, max_minutes=0.0, on_evaluate=(), writer=None):
+    """Train ``task`` from ``state`` (:func:`resume`) up to ``steps`` or ``max_minutes`` (0 = no limit) of
+    this call; return the summary: {"step", "stopped" ("steps"|"max_minutes"), "minutes", "last_row"}.
+
+    Every ``eval_every`` steps (and at the end) a metrics row is written (:func:`record_evaluation`) after
+    the ``on_evaluate`` callbacks (:class:`Evaluation`) added their columns; every ``checkpoint_every``
+    steps (and at the end) a checkpoint and model.keras (:func:`save_progress`). ``learning_rate_at(step)``
+    sets the optimizer's rate before each step. Raises StageError (status 1) when the input pipeline fails
+    or the loss stops being finite.
+    """
+    import tensorflow as tf
+    from tqdm import tqdm
+    step, losses, stopped = int(state["step"]), [], "steps"
+    if step >= steps:
+        print(f"{run_dir} is already trained to step {step}; pass a larger --steps to continue")
+    batches = iter(task.batches(state["examples_done"]))
+    progress = tqdm(total=steps, initial=step, unit="step", dynamic_ncols=True, disable=step >= steps)
+    call_started = interval_start = time.perf_counter()
+    started = interval_start - state.get("elapsed_seconds", 0.0)  # elapsed time counts across resumes
+    best_key = f"best_{task.valid_column}"
+    try:
+        while step < steps:
+            if learning_rate_at is not None:
+                task.optimizer.learning_rate.assign(learning_rate_at(step))
+            try:
+                features, targets = next(batches)
+            except tf.errors.OpError as e:  # the input thread failed: say why in one line
+                raise StageError(f"reading the training data failed: {e.message.strip().splitlines()[-1]}", 1)
+            loss = float(task.train_step(features, targets))
+            if not math.isfinite(loss):
+                last = latest_checkpoint(run_dir)
+                raise StageError(f"the loss became {loss} at step {step + 1}; stopped. The last good checkpoint is "
+                                 f"{last[1] if last else 'none'}: rerun with a lower --learning_rate or --grad_clip", 1)
+            losses.append(loss / LN2)
+            step += 1
+            state["step"], state["examples_done"] = step, state["examples_done"] + task.batch_size
+            progress.update(1)
+            out_of_time = max_minutes > 0 and time.perf_counter() - call_started >= 60 * max_minutes
+            final = step == steps or out_of_time
+            if step % eval_every == 0 or final:
+                seconds = time.perf_counter() - interval_start
+                row = metrics_row(step, losses={task.loss_column: float(np.mean(losses)), **task.validate()},
+                                  samples_per_second=len(losses) * task.batch_size * task.samples_per_example
+                                  / max(seconds, 1e-9),
+                                  learning_rate=float(task.optimizer.learning_rate.numpy()),
+                                  elapsed_seconds=time.perf_counter() - started)
+                for callback in on_evaluate:
+                    row.update(callback(Evaluation(step, row, task, run_dir, final)) or {})
+                if state.get(best_key) is None or row[task.valid_column] < state[best_key]:
+                    state[best_key] = row[task.valid_column]
+                record_evaluation(run_dir, row, writer=writer, baseline_bits=task.baseline_bits)
+                progress.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
+                                                            if k.endswith("bits_per_sample"))
+                               + f", {row['samples_per_second']:,.0f} samples/s")
+                losses, interval_start = [], time.perf_counter()
+            if step % checkpoint_every == 0 or final:
+                saved_at = time.perf_counter()
+                state["elapsed_seconds"] = saved_at - started
+                save_progress(run_dir, task.model, task.optimizer, state, config=config, keep=keep_checkpoints,
+                              export_model=task.export_model)
+                interval_start += time.perf_counter() - saved_at  # checkpoint time is not training throughput
+            if out_of_time:
+                stopped = "max_minutes"
+                progress.write(f"stopped at step {step}: --max_minutes={max_minutes:g} reached")
+                break
+    finally:
+        progress.close()
+    if not os.path.isfile(os.path.join(run_dir, "model.keras")):
+        save_model(task.export_model or task.model, run_dir)
+    rows = read_metrics(run_dir)
+    return {"step": step, "stopped": stopped, "minutes": (time.perf_counter() - call_started) / 60,
+            "last_row": rows[-1] if rows else None}
+
+
+def stuck_warning(check_step, quantization_channels, start_step=0):
+    """An ``on_evaluate`` callback: warn when the train loss is still about log2(Q) bits at ``check_step``
+    (0 = off; the first evaluation at or after it, in a run resumed from ``start_step``) - the model
+    predicts nothing yet."""
+    last = {"step": start_step}
+    uniform_bits = math.log2(quantization_channels)
+
+    def check(evaluation):
+        bits = evaluation.row["train_bits_per_sample"]
+        if check_step and last["step"] < check_step <= evaluation.step and bits > uniform_bits - 0.1:
+            print(f"warning: the train loss is still {bits:.2f} bits/sample at step {evaluation.step}, about "
+                  f"log2({quantization_channels}) = {uniform_bits:.2f}: the model predicts nothing yet "
+                  f"(check the data, try a lower --learning_rate)", file=sys.stdout)
+        last["step"] = evaluation.step
+
+    return check
+
+
+def wavenet_task(wavenet_config, *, train_tracks, valid_tracks, config):
+    """The WaveNet's :class:`Task`: the model (seeded by ``config["seed"]``), Adam, the resumable stream of
+    train windows (local.dataset.TrainStream) and the fixed validation windows.
+
+    config  the stage-3 config (batch_size, window, learning_rate, grad_clip, cache_tracks,
+            prefetch_batches, valid_windows, seed, jit_compile)
+    """
+    import keras
+    from local import dataset
+    from local.wavenet import build_wavenet
+    field, window, batch_size = wavenet_config.receptive_field, config["window"], config["batch_size"]
+    keras.utils.set_random_seed(config["seed"])
+    model = build_wavenet(wavenet_config)
+    optimizer = make_optimizer(config["learning_rate"], config["grad_clip"])
+    stream = dataset.TrainStream(train_tracks, field, window, batch_size, seed=config["seed"],
+                                 cache_tracks=config["cache_tracks"])
+    valid_set = dataset.validation_set(valid_tracks, field, window, config["valid_windows"])
+    eval_step = make_eval_step(model, wavenet_config, window)
+    return Task(model=model, optimizer=optimizer,
+                batches=lambda examples_done: dataset.to_tf_dataset(stream, examples_done, config["prefetch_batches"]),
+                train_step=make_train_step(model, wavenet_config, optimizer, window,
+                                           jit_compile=config.get("jit_compile", False)),
+                validate=lambda: {"valid_bits_per_sample": evaluate_bits(eval_step, valid_set, batch_size)},
+                batch_size=batch_size, samples_per_example=window,
+                baseline_bits=wavenet_config.uniform_bits)

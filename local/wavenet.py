@@ -20,10 +20,16 @@ Layers (i = 0..n_layers-1)
   ``layer{i}_residual`` Conv1D(residual_channels, 1), added to the layer's input (not on the last layer)
   ``postprocess1``     Conv1D(skip_channels, 1) of relu(sum of skips), then relu
   ``postprocess2``     Conv1D(Q, 1): the logits
-"""
 
-MODEL_KEYS = ("dilations", "filter_width", "residual_channels", "dilation_channels", "skip_channels",
-              "quantization_channels", "genre_conditioning", "genre_channels", "n_genres")
+Its one description is :class:`WaveNetConfig` (as nanoGPT's ``GPTConfig``): it resolves the dilations from a
+stage config, validates, round-trips to ``model.json``'s ``model`` dict, answers the receptive field, the
+number of layers and whether the model is genre-conditioned, and builds the model's inputs. Everything
+else (training, generation, evaluation, the Spark job) asks it instead of re-deriving.
+"""
+import dataclasses
+import math
+
+from local.config import ConfigError
 
 
 def default_dilations(stacks=2, layers_per_stack=10):
@@ -39,44 +45,121 @@ def receptive_field(dilations, filter_width):
     return (filter_width - 1) * sum(int(d) for d in dilations) + 1
 
 
-def build_wavenet(dilations=None, filter_width=2, residual_channels=32, dilation_channels=32, skip_channels=128,
-                  quantization_channels=256, genre_conditioning=False, genre_channels=16, n_genres=1):
-    """Build the WaveNet as a Keras functional model (uncompiled); see the module docstring for its layers."""
+# minimum of each whole-number field (filter_width: a causal convolution needs a past tap)
+_MINIMUMS = {"filter_width": 2, "residual_channels": 1, "dilation_channels": 1, "skip_channels": 1,
+             "quantization_channels": 2, "genre_channels": 1, "n_genres": 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class WaveNetConfig:
+    """The WaveNet's structure; ``to_json()`` is ``model.json``'s ``model`` dict (keys as in CONTRACTS.md).
+
+    dilations  one per layer (a tuple of ints >= 1)
+    n_genres   rows of the genre embedding (the dataset's genres; used only when ``genre_conditioning``)
+    """
+    dilations: tuple = tuple(default_dilations())
+    filter_width: int = 2
+    residual_channels: int = 32
+    dilation_channels: int = 32
+    skip_channels: int = 128
+    quantization_channels: int = 256
+    genre_conditioning: bool = False
+    genre_channels: int = 16
+    n_genres: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+        object.__setattr__(self, "genre_conditioning", bool(self.genre_conditioning))
+        self.validate()
+
+    def validate(self):
+        """Raise :class:`local.config.ConfigError` naming the first bad key and what it accepts."""
+        if not self.dilations or min(self.dilations) < 1:
+            shown = ",".join(map(str, self.dilations))
+            raise ConfigError(f"--dilations={shown}: expected at least one layer, every dilation >= 1")
+        for key, low in _MINIMUMS.items():
+            if getattr(self, key) < low:
+                raise ConfigError(f"--{key}={getattr(self, key)}: must be at least {low}")
+
+    @classmethod
+    def from_config(cls, config, n_genres=1):
+        """From a stage config dict: ``dilations``, or 1..2**(layers_per_stack-1) x ``stacks`` when
+        ``layers_per_stack`` > 0; the other fields by name. Raises ConfigError naming one key."""
+        dilations = config.get("dilations", cls.dilations)
+        if config.get("layers_per_stack", 0) > 0:
+            if config.get("stacks", 1) < 1:
+                raise ConfigError(f"--stacks={config['stacks']}: must be at least 1 (used with layers_per_stack)")
+            dilations = default_dilations(config["stacks"], config["layers_per_stack"])
+        fields = {f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config}
+        return cls(**{**fields, "dilations": dilations, "n_genres": max(1, int(n_genres))})
+
+    @classmethod
+    def from_json(cls, data):
+        """From ``model.json``'s ``model`` dict (the inverse of :meth:`to_json`)."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+    def to_json(self):
+        """The JSON-able dict saved as ``model.json``'s ``model``: every field, dilations as a list."""
+        return {**dataclasses.asdict(self), "dilations": list(self.dilations)}
+
+    @property
+    def receptive_field(self):
+        """Samples one output depends on (see :func:`receptive_field`)."""
+        return receptive_field(self.dilations, self.filter_width)
+
+    @property
+    def uniform_bits(self):
+        """log2(quantization_channels): the bits/sample of a model that knows nothing (the baseline)."""
+        return math.log2(self.quantization_channels)
+
+    @property
+    def n_layers(self):
+        return len(self.dilations)
+
+    @property
+    def conditioned(self):
+        """Whether the model takes a ``genre_id`` input."""
+        return self.genre_conditioning
+
+    def model_inputs(self, codes, genre_ids=None):
+        """The model's inputs, as a list in its input order: ``codes`` (B, T) int32 [, ``genre_ids`` (B,) int32].
+
+        Arrays or tensors pass through unchanged (cast them to int32 first); ``genre_ids`` is dropped for an
+        unconditioned model and required by a conditioned one.
+        """
+        if not self.conditioned:
+            return [codes]
+        if genre_ids is None:
+            raise ValueError("this model is genre-conditioned: pass one genre id per row")
+        return [codes, genre_ids]
+
+
+def build_wavenet(config):
+    """Build the WaveNet of ``config`` (a :class:`WaveNetConfig`) as a Keras functional model (uncompiled)."""
     import keras
     from keras import layers, ops
 
-    dilations = list(dilations or default_dilations())
+    dilation_channels, n_layers = config.dilation_channels, config.n_layers
     codes = keras.Input(shape=(None,), dtype="int32", name="codes")
     inputs = [codes]
-    x = layers.Embedding(quantization_channels, residual_channels, name="input_embedding")(codes)
+    x = layers.Embedding(config.quantization_channels, config.residual_channels, name="input_embedding")(codes)
     genre = None
-    if genre_conditioning:
+    if config.conditioned:
         genre_id = keras.Input(shape=(), dtype="int32", name="genre_id")
         inputs.append(genre_id)
-        genre = layers.Embedding(max(1, n_genres), genre_channels, name="genre_embedding")(genre_id)
+        genre = layers.Embedding(config.n_genres, config.genre_channels, name="genre_embedding")(genre_id)
     skips = []
-    for i, dilation in enumerate(dilations):
-        z = layers.Conv1D(2 * dilation_channels, filter_width, dilation_rate=int(dilation), padding="causal",
+    for i, dilation in enumerate(config.dilations):
+        z = layers.Conv1D(2 * dilation_channels, config.filter_width, dilation_rate=dilation, padding="causal",
                           name=f"layer{i}_conv")(x)
         if genre is not None:
             condition = layers.Dense(2 * dilation_channels, use_bias=False, name=f"layer{i}_cond")(genre)
             z = z + ops.expand_dims(condition, 1)  # the same genre vector at every time step
         gated = ops.tanh(z[..., :dilation_channels]) * ops.sigmoid(z[..., dilation_channels:])
-        skips.append(layers.Conv1D(skip_channels, 1, name=f"layer{i}_skip")(gated))
-        if i < len(dilations) - 1:
-            x = x + layers.Conv1D(residual_channels, 1, name=f"layer{i}_residual")(gated)
+        skips.append(layers.Conv1D(config.skip_channels, 1, name=f"layer{i}_skip")(gated))
+        if i < n_layers - 1:
+            x = x + layers.Conv1D(config.residual_channels, 1, name=f"layer{i}_residual")(gated)
     total = ops.relu(layers.Add(name="skip_sum")(skips) if len(skips) > 1 else skips[0])
-    hidden = ops.relu(layers.Conv1D(skip_channels, 1, name="postprocess1")(total))
-    logits = layers.Conv1D(quantization_channels, 1, name="postprocess2")(hidden)
+    hidden = ops.relu(layers.Conv1D(config.skip_channels, 1, name="postprocess1")(total))
+    logits = layers.Conv1D(config.quantization_channels, 1, name="postprocess2")(hidden)
     return keras.Model(inputs, logits, name="wavenet")
-
-
-def model_settings(config, n_genres=1):
-    """The :func:`build_wavenet` arguments from a stage config dict (dilations from ``dilations`` or stacks)."""
-    dilations = list(config.get("dilations") or default_dilations(config.get("stacks", 2),
-                                                                  config.get("layers_per_stack", 10)))
-    return {"dilations": dilations, "filter_width": config["filter_width"],
-            "residual_channels": config["residual_channels"], "dilation_channels": config["dilation_channels"],
-            "skip_channels": config["skip_channels"], "quantization_channels": config["quantization_channels"],
-            "genre_conditioning": bool(config["genre_conditioning"]), "genre_channels": config["genre_channels"],
-            "n_genres": int(n_genres)}

@@ -68,9 +68,9 @@ def test_one_epoch_covers_every_train_track_and_nothing_else(store):
     train = dataset.split_tracks(index, "train")
     reads = []
 
-    def counting_read(part, group, row=0):
-        reads.append((part, group))
-        return dataset_store.read_codes(part, group, row)
+    def counting_read(row):
+        reads.append((row["part"], row["row_group"], row["row_in_group"]))
+        return dataset_store.read_track_codes(row)
 
     stream = dataset.TrainStream(train, R, W, batch_size=1, seed=3, cache_tracks=2, read_codes=counting_read)
     assert stream.epoch_examples == sum((n - R) // W for n in (300, 95, 64, 41, 500, 130, 77))
@@ -112,8 +112,8 @@ def test_memory_holds_at_most_cache_tracks(store):
     _, _, index = store
     refs, peak = [], [0]
 
-    def tracked_read(part, group, row=0):
-        codes = dataset_store.read_codes(part, group, row)
+    def tracked_read(row):
+        codes = dataset_store.read_track_codes(row)
         refs.append(weakref.ref(codes))
         peak[0] = max(peak[0], sum(r() is not None for r in refs))  # track arrays still held by the stream
         return codes
@@ -124,6 +124,13 @@ def test_memory_holds_at_most_cache_tracks(store):
     for _ in range(stream.epoch_examples):  # three epochs
         next(batches)
     assert peak[0] == 2
+
+
+def test_read_track_codes_reads_one_track_or_a_slice_of_it(store):
+    _, tracks, index = store
+    for row in index:
+        np.testing.assert_array_equal(dataset_store.read_track_codes(row), tracks[row["track_id"]])
+        np.testing.assert_array_equal(dataset_store.read_track_codes(row, 5, 20), tracks[row["track_id"]][5:20])
 
 
 def test_validation_set_is_fixed_and_from_valid_tracks_only(store):
@@ -168,8 +175,8 @@ def test_an_unreadable_track_is_reported_and_skipped(store, capsys):
     _, tracks, index = store
     train = dataset.split_tracks(index, "train")
 
-    def read_or_fail(part, group, row=0):
-        codes = dataset_store.read_codes(part, group, row)
+    def read_or_fail(row):
+        codes = dataset_store.read_track_codes(row)
         if codes.tobytes() == tracks["train04"].tobytes():
             raise OSError("corrupt row group")
         return codes
@@ -181,5 +188,5 @@ def test_an_unreadable_track_is_reported_and_skipped(store, capsys):
     assert seen == {r["track_id"] for r in train} - {"train04"}
     assert "skipping track train04" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no train track could be read"):
-        broken = dataset.TrainStream(train, R, W, batch_size=1, read_codes=lambda *a: np.zeros(0, np.uint8))
+        broken = dataset.TrainStream(train, R, W, batch_size=1, read_codes=lambda row: np.zeros(0, np.uint8))
         next(broken.batches())

@@ -3,25 +3,33 @@ import numpy as np
 import pytest
 
 from local import generation
-from local.wavenet import build_wavenet, receptive_field
+from local.audio import clip_problem
+from local.wavenet import WaveNetConfig, build_wavenet, receptive_field
 
 DILATIONS = [1, 2, 4, 8, 1, 2]
 
 
 def tiny_model(filter_width, conditioned, seed=0):
-    """A small WaveNet with every weight (biases included) random, so no path hides behind a zero."""
-    model = build_wavenet(dilations=DILATIONS, filter_width=filter_width, residual_channels=8, dilation_channels=6,
-                          skip_channels=12, quantization_channels=32, genre_conditioning=conditioned,
-                          genre_channels=4, n_genres=3)
+    """(model, config): a small WaveNet with every weight (biases included) random, so no path hides behind a zero."""
+    config = WaveNetConfig(dilations=DILATIONS, filter_width=filter_width, residual_channels=8, dilation_channels=6,
+                           skip_channels=12, quantization_channels=32, genre_conditioning=conditioned,
+                           genre_channels=4, n_genres=3)
+    model = build_wavenet(config)
     rng = np.random.default_rng(seed)
     for weight in model.weights:
         weight.assign(rng.normal(0.0, 0.4, weight.shape).astype("float32"))
-    return model
+    return model, config
 
 
-def full_probabilities(model, codes, genre_ids, temperature):
+def feed(config, codes, genre_ids):
+    """The model's inputs for codes (streams, time) and one genre id per stream (None when unconditioned)."""
+    genre_ids = None if genre_ids is None else np.asarray(genre_ids, np.int32)
+    return config.model_inputs(np.asarray(codes, np.int32), genre_ids)
+
+
+def full_probabilities(model, config, codes, genre_ids, temperature):
     """softmax(logits / temperature) of the full Keras model on codes (streams, time)."""
-    logits = np.asarray(model.predict_on_batch(generation.model_feed(model, codes, genre_ids)), np.float64)
+    logits = np.asarray(model.predict_on_batch(feed(config, codes, genre_ids)), np.float64)
     scaled = logits / temperature
     scaled -= scaled.max(axis=-1, keepdims=True)
     p = np.exp(scaled)
@@ -30,24 +38,24 @@ def full_probabilities(model, codes, genre_ids, temperature):
 
 @pytest.mark.parametrize("filter_width,conditioned", [(2, False), (2, True), (3, False), (3, True)])
 def test_sampled_distributions_equal_the_full_forward_pass(filter_width, conditioned):
-    model = tiny_model(filter_width, conditioned)
-    weights = generation.fold_weights(model)
+    model, config = tiny_model(filter_width, conditioned)
+    weights = generation.fold_weights(model, config)
     genre_ids = [2, 0, 1] if conditioned else None
     state = generation.initial_state(weights, genre_ids=genre_ids, n_streams=3, seed=5)
     n = 3 * receptive_field(DILATIONS, filter_width)  # well past the receptive field: the rings wrap around
     codes, probs, logits = generation.generate(weights, state, n, temperature=0.8, record=True)
     inputs = np.concatenate([np.full((3, 1), 16), codes[:, :-1]], axis=1)  # the start code, then the samples
-    expected = full_probabilities(model, inputs, genre_ids, 0.8)
+    expected = full_probabilities(model, config, inputs, genre_ids, 0.8)
     assert np.abs(probs - expected).max() < 1e-4
-    keras_logits = model.predict_on_batch(generation.model_feed(model, inputs, genre_ids))
+    keras_logits = model.predict_on_batch(feed(config, inputs, genre_ids))
     assert np.abs(logits - keras_logits).max() < 1e-4
     assert len(np.unique(codes)) > 3  # really sampled, not stuck
 
 
 @pytest.mark.parametrize("filter_width,conditioned,prime_length", [(2, True, 300), (3, False, 300), (3, True, 12)])
 def test_priming_with_one_batched_pass_continues_the_track_exactly(filter_width, conditioned, prime_length):
-    model = tiny_model(filter_width, conditioned, seed=1)
-    weights = generation.fold_weights(model)
+    model, config = tiny_model(filter_width, conditioned, seed=1)
+    weights = generation.fold_weights(model, config)
     rng = np.random.default_rng(0)
     # 300 is longer than 2 receptive fields, so priming crops the context; 12 is shorter than one.
     # A structured signal, not noise.
@@ -57,24 +65,24 @@ def test_priming_with_one_batched_pass_continues_the_track_exactly(filter_width,
     generation.prime_state(model, weights, state, prime)
     codes, probs, _ = generation.generate(weights, state, 40, temperature=1.0, record=True)
     inputs = np.concatenate([np.repeat(prime[None], 3, axis=0), codes[:, :-1]], axis=1)
-    expected = full_probabilities(model, inputs, genre_ids, 1.0)[:, len(prime) - 1:]
+    expected = full_probabilities(model, config, inputs, genre_ids, 1.0)[:, len(prime) - 1:]
     assert np.abs(probs - expected).max() < 1e-4
 
 
 def test_teacher_forcing_gives_the_model_distribution_at_every_position():
-    model = tiny_model(2, False, seed=3)
-    weights = generation.fold_weights(model)
+    model, config = tiny_model(2, False, seed=3)
+    weights = generation.fold_weights(model, config)
     track = np.random.default_rng(1).integers(0, 32, (2, 120))
     state = generation.initial_state(weights, n_streams=2, start_code=0)
     state["inputs"][:] = track[:, 0]
     codes, probs, _ = generation.generate(weights, state, 119, forced_codes=track[:, 1:], record=True)
     assert (codes == track[:, 1:]).all()
-    assert np.abs(probs - full_probabilities(model, track[:, :-1], None, 1.0)).max() < 1e-4
+    assert np.abs(probs - full_probabilities(model, config, track[:, :-1], None, 1.0)).max() < 1e-4
 
 
 def test_streams_are_reproducible_chunkable_and_independent_of_threads_and_batch():
-    model = tiny_model(3, True, seed=4)
-    weights = generation.fold_weights(model)
+    model, config = tiny_model(3, True, seed=4)
+    weights = generation.fold_weights(model, config)
     one_call = generation.generate(weights, generation.initial_state(weights, [0, 1, 2, 0], seed=7), 90, threads=1)
     state = generation.initial_state(weights, [0, 1, 2, 0], seed=7)
     chunks = [generation.generate(weights, state, n, threads=2) for n in (30, 1, 59)]
@@ -88,8 +96,8 @@ def test_streams_are_reproducible_chunkable_and_independent_of_threads_and_batch
 
 
 def test_temperature_zero_takes_the_most_likely_code():
-    model = tiny_model(2, False, seed=5)
-    weights = generation.fold_weights(model)
+    model, config = tiny_model(2, False, seed=5)
+    weights = generation.fold_weights(model, config)
     codes, probs, _ = generation.generate(weights, generation.initial_state(weights, n_streams=1), 50,
                                           temperature=0, record=True)
     assert (codes[0] == probs[0].argmax(axis=1)).all()
@@ -102,15 +110,15 @@ def test_fast_tanh_matches_numpy():
 
 
 def test_naive_reference_agrees_with_fast_greedy_generation():
-    model = tiny_model(2, True, seed=6)
-    weights = generation.fold_weights(model)
+    model, config = tiny_model(2, True, seed=6)
+    weights = generation.fold_weights(model, config)
     fast = generation.generate(weights, generation.initial_state(weights, [2], seed=0), 25, temperature=0)[0]
-    slow = generation.naive_generate(model, 25, genre_id=2, temperature=0)
+    slow = generation.naive_generate(model, config, 25, genre_id=2, temperature=0)
     assert (fast == slow).all()
 
 
 def test_genre_ids_are_checked():
-    weights = generation.fold_weights(tiny_model(2, True))
+    weights = generation.fold_weights(*tiny_model(2, True))
     with pytest.raises(ValueError, match="genre"):
         generation.initial_state(weights, n_streams=2)
     with pytest.raises(ValueError, match="outside"):
@@ -118,6 +126,6 @@ def test_genre_ids_are_checked():
 
 
 def test_constant_and_silent_clips_are_recognized():
-    assert generation.clip_problem(np.full(500, 77)) == "constant"
-    assert generation.clip_problem(np.random.default_rng(0).integers(127, 130, 500)) == "silent"  # about -70 dBFS
-    assert generation.clip_problem(np.random.default_rng(0).integers(0, 256, 500)) == ""
+    assert clip_problem(np.full(500, 77)) == "constant"
+    assert clip_problem(np.random.default_rng(0).integers(127, 130, 500)) == "silent"  # about -70 dBFS
+    assert clip_problem(np.random.default_rng(0).integers(0, 256, 500)) == ""

@@ -10,8 +10,8 @@ import pytest
 from helpers import run_script, tone
 from local import dataset_store, evaluation, generation, training
 from local.audio import mu_law_decode, mu_law_encode, to_pcm16
-from local.config import write_json_atomic
-from local.wavenet import build_wavenet, model_settings, receptive_field
+from local.fileio import write_json_atomic
+from local.wavenet import WaveNetConfig, build_wavenet
 
 GENRES = ["Drone", "Chirp"]
 SAMPLE_RATE = 8000  # Hz: not the usual 16 kHz, so a WAV at the wrong rate shows
@@ -22,8 +22,8 @@ def save_run(run_dir, data_dir, seed=0, constant_code=None):
     """A genre-conditioned tiny WaveNet with random weights saved as a stage-3 run directory."""
     config = {"dilations": DILATIONS, "filter_width": 3, "residual_channels": 8, "dilation_channels": 8,
               "skip_channels": 16, "quantization_channels": 256, "genre_conditioning": True, "genre_channels": 4}
-    settings = model_settings(config, n_genres=len(GENRES))
-    model = build_wavenet(**settings)
+    wavenet = WaveNetConfig.from_config(config, n_genres=len(GENRES))
+    model = build_wavenet(wavenet)
     rng = np.random.default_rng(seed)
     for weight in model.weights:
         weight.assign(rng.normal(0.0, 0.3, weight.shape).astype("float32"))
@@ -33,8 +33,8 @@ def save_run(run_dir, data_dir, seed=0, constant_code=None):
         model.get_layer("postprocess2").set_weights([kernel * 0, bias])
     os.makedirs(run_dir, exist_ok=True)
     training.save_model(model, run_dir)
-    training.write_model_json(run_dir, settings, GENRES, SAMPLE_RATE, 256, receptive_field(DILATIONS, 3),
-                              data_dir)
+    training.write_model_json(run_dir, training.wavenet_model_json(wavenet, genres=GENRES, sample_rate=SAMPLE_RATE,
+                                                                   data_dir=data_dir))
     write_json_atomic(os.path.join(run_dir, "config.json"), config)
     return model
 
@@ -115,7 +115,8 @@ def test_clips_equal_the_kernel_continuing_the_prime_track(project):
     track = next(r for r in project["rows"] if r["track_id"] == "chirp-1")
     prime = np.frombuffer(track["codes"], np.uint8)[:int(0.06 * SAMPLE_RATE)]
     # the same generation in this process, from the saved model's weights
-    weights = generation.fold_weights(project["model"])
+    wavenet = training.read_run_model(project["run_dir"])[0]
+    weights = generation.fold_weights(project["model"], wavenet)
     state = generation.initial_state(weights, [1, 1], seed=9)
     generation.prime_state(project["model"], weights, state, prime)
     codes = generation.generate(weights, state, int(0.05 * SAMPLE_RATE), temperature=0.7)
@@ -132,6 +133,7 @@ def test_evaluation_matches_a_direct_full_pass_and_the_baselines(project):
     assert result.returncode == 0, result.stderr
     report = json.load(open(os.path.join(project["run_dir"], "evaluation.json")))
     model = project["model"]
+    wavenet = training.read_run_model(project["run_dir"])[0]
     bits, n = 0.0, 0
     train_counts = np.zeros(256)
     for row in project["rows"]:
@@ -139,7 +141,8 @@ def test_evaluation_matches_a_direct_full_pass_and_the_baselines(project):
         if row["split"] == "train":
             train_counts += np.bincount(codes, minlength=256)
             continue
-        logits = model.predict_on_batch(generation.model_feed(model, codes[None, :-1], [GENRES.index(row["genre"])]))
+        logits = model.predict_on_batch(wavenet.model_inputs(codes[None, :-1].astype(np.int32),
+                                                             np.array([GENRES.index(row["genre"])], np.int32)))
         bits -= evaluation.log2_softmax(logits[0])[np.arange(len(codes) - 1), codes[1:]].sum()
         n += len(codes) - 1
     assert report["n_samples"] == n

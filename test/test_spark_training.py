@@ -70,7 +70,7 @@ def test_one_epoch_writes_a_run_dir_that_prediction_uses_and_a_rerun_resumes(spa
         np.testing.assert_array_equal(a, b)
     from local.wavenet import build_wavenet
     keras.utils.set_random_seed(7)  # the job's seed: these are the weights it started from
-    initial = build_wavenet(**info["model"])
+    initial = build_wavenet(training.read_run_model(run_dir)[0])
     assert any(not np.array_equal(a, b) for a, b in zip(model.get_weights(), initial.get_weights()))
 
     generated = run_script("run_model_predictions.py", f"--run_dir={run_dir}", f"--out_dir={tmp_path / 'gen'}",
@@ -95,7 +95,7 @@ def test_windows_are_balanced_above_batch_size_and_targets_are_next_codes(spark)
     from pyspark.sql import Row
     rows = [Row(track_id=f"t{i}", genre_id=i % 2, n_samples=1000, codes=codes) for i in range(3)]
     windows = spark.sparkContext.parallelize(rows, 3).mapPartitions(
-        lambda part: spark_windows.train_windows(part, 8, 100, 0, 0, True))
+        lambda part: spark_windows.train_windows(part, receptive_field=8, window=100, seed=0, epoch=0, conditioned=True))
     dealt, n, k = spark_windows.balanced_windows(windows, batch_size=6, num_workers=4)
     sizes = dealt.glom().map(len).collect()
     assert n == 3 * ((1000 - 8) // 100) == 27 and k == 3  # 27 // (6 + 1) = 3 partitions, not 4
@@ -110,13 +110,14 @@ def test_async_model_stops_its_parameter_server_when_fit_fails(spark):
     import socket
 
     from aws import spark_windows
-    from local.wavenet import build_wavenet
-    model = build_wavenet(dilations=[1], residual_channels=4, dilation_channels=4, skip_channels=4)
+    from local.wavenet import WaveNetConfig, build_wavenet
+    model = build_wavenet(WaveNetConfig(dilations=[1], residual_channels=4, dilation_channels=4, skip_channels=4))
     model.compile(optimizer="adam", loss=spark_windows.next_code_loss)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    spark_model = spark_windows.elephas_model(model, "asynchronous", "epoch", port, 4, spark_windows.CUSTOM_OBJECTS)
+    spark_model = spark_windows.elephas_model(model, mode="asynchronous", frequency="epoch", port=port, batch_size=4,
+                                              custom_objects=spark_windows.CUSTOM_OBJECTS)
     assert spark_model.parameter_server.debug is False
     bad = spark.sparkContext.parallelize([("not", "windows")] * 12, 1)  # more rows than batch_size: fit runs
     with pytest.raises(Exception):
@@ -127,7 +128,7 @@ def test_async_model_stops_its_parameter_server_when_fit_fails(spark):
 
 def test_config_mistakes_answer_before_spark_starts(tmp_path):
     for args, word in ((["--mode=fast"], "mode"), (["--batch_size=0"], "batch_size"), (["--dilations=0"], "dilations"),
-                       (["--epochs=two"], "epochs")):
+                       (["--epochs=two"], "epochs"), (["--layers_per_stack=3", "--stacks=0"], "--stacks=0")):
         result = run_script("aws/spark_training.py", *args, f"--run_dir={tmp_path / 'r'}", timeout=60)
         assert result.returncode == 2 and word in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "r").exists()

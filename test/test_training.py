@@ -14,7 +14,8 @@ import pytest
 
 from helpers import ROOT, run_script
 from local import dataset_store, training
-from local.config import write_json_atomic
+from local.fileio import write_json_atomic
+from local.wavenet import WaveNetConfig, build_wavenet
 
 TINY_ARGS = ["--dilations=1,2,4,8", "--residual_channels=8", "--dilation_channels=8", "--skip_channels=16",
              "--batch_size=4", "--window=64", "--valid_windows=4", "--cache_tracks=2"]
@@ -46,10 +47,13 @@ def test_model_json_round_trip_and_missing_file(tmp_path):
     settings = {"dilations": [1, 2], "filter_width": 2, "residual_channels": 8, "dilation_channels": 8,
                 "skip_channels": 16, "quantization_channels": 256, "genre_conditioning": True,
                 "genre_channels": 4, "n_genres": 2}
-    training.write_model_json(str(tmp_path), settings, ["Low", "High"], 16000, 256, 4, "data/x")
+    wavenet = WaveNetConfig.from_json(settings)
+    training.write_model_json(str(tmp_path), training.wavenet_model_json(wavenet, genres=["Low", "High"],
+                                                                         sample_rate=16000, data_dir="data/x"))
     data = training.read_model_json(str(tmp_path))
     assert data == {"model": settings, "genres": ["Low", "High"], "sample_rate": 16000,
                     "quantization_channels": 256, "receptive_field": 4, "data_dir": "data/x"}
+    assert training.read_run_model(str(tmp_path)) == (wavenet, data)
     with pytest.raises(FileNotFoundError, match=r"nowhere.model\.json"):
         training.read_model_json(str(tmp_path / "nowhere"))
     assert training.model_differences(settings, {**settings, "dilations": [1]}) == ["dilations: [1, 2] -> [1]"]
@@ -74,12 +78,12 @@ def test_metrics_append_truncate_and_plot(tmp_path):
 
 
 def test_learning_rate_schedule():
-    assert training.learning_rate_at(0, 1.0, "constant", warmup_steps=4) == pytest.approx(0.25)
-    assert training.learning_rate_at(3, 1.0, "constant", warmup_steps=4) == pytest.approx(1.0)
-    assert training.learning_rate_at(50, 1.0, "constant") == 1.0
-    assert training.learning_rate_at(0, 1.0, "cosine", 0, 100, 0.1) == pytest.approx(1.0)
-    assert training.learning_rate_at(50, 1.0, "cosine", 0, 100, 0.1) == pytest.approx(0.55)
-    assert training.learning_rate_at(100, 1.0, "cosine", 0, 100, 0.1) == pytest.approx(0.1)
+    assert training.learning_rate_at(0, 1.0, schedule="constant", warmup_steps=4) == pytest.approx(0.25)
+    assert training.learning_rate_at(3, 1.0, schedule="constant", warmup_steps=4) == pytest.approx(1.0)
+    assert training.learning_rate_at(50, 1.0, schedule="constant") == 1.0
+    assert training.learning_rate_at(0, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(1.0)
+    assert training.learning_rate_at(50, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(0.55)
+    assert training.learning_rate_at(100, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(0.1)
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------
@@ -87,12 +91,12 @@ def test_learning_rate_schedule():
 def tiny_model_and_optimizer(seed=0):
     import keras
     import tensorflow as tf
-    from local.wavenet import build_wavenet
     keras.utils.set_random_seed(seed)
-    model = build_wavenet([1, 2], 2, residual_channels=4, dilation_channels=4, skip_channels=4,
-                          quantization_channels=16)
+    wavenet = WaveNetConfig([1, 2], 2, residual_channels=4, dilation_channels=4, skip_channels=4,
+                            quantization_channels=16)
+    model = build_wavenet(wavenet)
     optimizer = training.make_optimizer(1e-2)
-    step = training.make_train_step(model, optimizer, window=4)
+    step = training.make_train_step(model, wavenet, optimizer, window=4)
     features = {"codes": tf.constant(np.arange(32).reshape(4, 8) % 16, tf.int32),
                 "genre_id": tf.zeros(4, tf.int32)}
     step(features, tf.constant(np.ones((4, 4)), tf.int32))
@@ -128,7 +132,6 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tmp_path, monk
     with pytest.raises(OSError):
         training.save_checkpoint(run_dir, 2, model, optimizer, {"examples_done": 8})
     assert training.latest_checkpoint(run_dir)[0] == 1
-    assert any(n.startswith(".tmp-") for n in os.listdir(training.checkpoints_dir(run_dir)))
     training.remove_stale_temps(run_dir)
     assert os.listdir(training.checkpoints_dir(run_dir)) == ["step-00000001"]
 
@@ -226,8 +229,7 @@ def test_stuck_warning_then_diverging_loss_stops_and_keeps_the_last_good_checkpo
     assert "the loss became nan" in result.stderr or "the loss became inf" in result.stderr
     step, path = training.latest_checkpoint(run_dir)
     assert step < 40
-    from local.wavenet import build_wavenet
-    model = build_wavenet(**training.read_model_json(run_dir)["model"])
+    model = build_wavenet(training.read_run_model(run_dir)[0])
     model.load_weights(os.path.join(path, "model.weights.h5"))
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
@@ -254,3 +256,48 @@ def test_too_short_tracks_and_bad_values_are_errors(tmp_path):
     assert result.returncode == 2 and "--window=0" in result.stderr
     result = run_script("run_model_training.py", f"--data_dir={data_dir}", "--quantization_channels=64")
     assert result.returncode == 2 and "--quantization_channels=256" in result.stderr
+
+
+def test_stage_3_runs_in_process_and_a_config_mistake_is_one_line(tmp_path, capsys):
+    import run_model_training
+    data_dir, run_dir = write_tone_dataset(tmp_path / "data"), str(tmp_path / "run")
+    summary = run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TINY_ARGS, "--steps=4",
+                                       "--eval_every=2", "--checkpoint_every=2", "--stuck_check_step=0"])
+    assert summary["step"] == 4 and summary["stopped"] == "steps" and summary["last_row"]["step"] == 4
+    assert [r["step"] for r in training.read_metrics(run_dir)] == [2, 4]
+    assert [s for s, _ in training.list_checkpoints(run_dir)] == [2, 4]
+    assert run_model_training.steps == 20000  # the config block is left as written: another main() starts afresh
+    capsys.readouterr()
+    for args, key in ((["--layers_per_stack=2", "--stacks=0"], "--stacks=0"), (["--learning_rate=0"], "--learning_rate=0"),
+                      (["--lr_schedule=linear"], "--lr_schedule=linear")):
+        with pytest.raises(SystemExit) as stopped:
+            run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={tmp_path / 'other'}", *args])
+        error = capsys.readouterr().err
+        assert stopped.value.code == 2 and key in error and error.count("--") == 1 and error.count("\n") == 1
+
+
+def test_the_loop_stops_on_its_time_budget_and_callbacks_add_metrics_columns(tmp_path):
+    data_dir, run_dir = write_tone_dataset(tmp_path / "data"), str(tmp_path / "run")
+    config = {"batch_size": 4, "window": 64, "learning_rate": 1e-3, "grad_clip": 1.0, "cache_tracks": 2,
+              "prefetch_batches": 2, "valid_windows": 4, "seed": 0}
+    wavenet = WaveNetConfig([1, 2, 4, 8], residual_channels=8, dilation_channels=8, skip_channels=16)
+    train_tracks, valid_tracks = training.usable_splits(dataset_store.read_index(data_dir), wavenet.receptive_field,
+                                                        64, data_dir, 1000)
+    task = training.wavenet_task(wavenet, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
+    training.open_run_dir(run_dir, training.wavenet_model_json(wavenet, genres=["Low", "High"], sample_rate=1000,
+                                                               data_dir=data_dir))
+    seen = []
+
+    def judge(evaluation):
+        seen.append((evaluation.step, evaluation.final))
+        return {"judge_genre_accuracy": 0.5}
+
+    summary = training.train(task, run_dir, training.resume(run_dir, task.model, task.optimizer), config=config,
+                             steps=1000, eval_every=100, checkpoint_every=100, keep_checkpoints=2,
+                             max_minutes=1e-9, on_evaluate=[judge])
+    assert summary["stopped"] == "max_minutes" and summary["step"] == 1 and seen == [(1, True)]
+    rows = training.read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1] and rows[0]["judge_genre_accuracy"] == 0.5
+    assert training.latest_checkpoint(run_dir)[0] == 1 and os.path.isfile(os.path.join(run_dir, "model.keras"))
+    with open(os.path.join(run_dir, "metrics.csv")) as f:  # extra columns after the standard ones
+        assert f.readline().strip().split(",")[-1] == "judge_genre_accuracy"

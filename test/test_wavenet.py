@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from local import dataset, training
-from local.wavenet import build_wavenet, default_dilations, receptive_field
+from local.config import ConfigError
+from local.wavenet import WaveNetConfig, build_wavenet, default_dilations, receptive_field
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -32,13 +33,31 @@ def test_receptive_field_formula():
     assert default_dilations(1, 3) == [1, 2, 4]
 
 
+def test_config_resolves_validates_and_round_trips():
+    stacked = WaveNetConfig.from_config({"dilations": [1], "layers_per_stack": 3, "stacks": 2, "filter_width": 3,
+                                         "genre_conditioning": True}, n_genres=4)
+    assert stacked.dilations == (1, 2, 4, 1, 2, 4) and stacked.n_layers == 6 and stacked.conditioned
+    assert stacked.receptive_field == receptive_field([1, 2, 4] * 2, 3) == 29
+    assert WaveNetConfig.from_json(stacked.to_json()) == stacked
+    assert stacked.to_json()["dilations"] == [1, 2, 4, 1, 2, 4] and stacked.to_json()["n_genres"] == 4
+    assert WaveNetConfig.from_config({"dilations": [1, 2]}).dilations == (1, 2)  # layers_per_stack = 0: the list
+    for config, key in (({"layers_per_stack": 3, "stacks": 0}, "--stacks=0"), ({"dilations": []}, "--dilations="),
+                        ({"dilations": [1, 0]}, "--dilations=1,0"), ({"filter_width": 1}, "--filter_width=1"),
+                        ({"skip_channels": 0}, "--skip_channels=0")):
+        with pytest.raises(ConfigError, match=key) as error:
+            WaveNetConfig.from_config(config)
+        assert str(error.value).count("--") == 1  # names exactly one key
+    plain = WaveNetConfig([1, 2])
+    assert plain.model_inputs("codes", "genres") == ["codes"] and stacked.model_inputs("c", "g") == ["c", "g"]
+
+
 @pytest.mark.parametrize("filter_width,genre", [(2, None), (3, 1)])
 def test_causal_and_exact_receptive_field(filter_width, genre):
     """Changing input t changes outputs t .. t+R-1 only (output t predicts t+1), and nothing before t."""
     dilations = [1, 2, 4, 8]
     field = receptive_field(dilations, filter_width)
     keras.utils.set_random_seed(0)
-    model = build_wavenet(dilations, filter_width, genre_conditioning=genre is not None, n_genres=3, **TINY)
+    model = build_wavenet(WaveNetConfig(dilations, filter_width, genre_conditioning=genre is not None, n_genres=3, **TINY))
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 32, 3 * field)
     base = outputs(model, codes, genre)
@@ -53,7 +72,7 @@ def test_causal_and_exact_receptive_field(filter_width, genre):
 
 
 def test_save_and_load_without_custom_objects(tmp_path):
-    model = build_wavenet([1, 2], 2, genre_conditioning=True, n_genres=2, **TINY)
+    model = build_wavenet(WaveNetConfig([1, 2], 2, genre_conditioning=True, n_genres=2, **TINY))
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -64,10 +83,10 @@ def test_save_and_load_without_custom_objects(tmp_path):
                                                        "postprocess1", "postprocess2"}
 
 
-def train(model, inputs, targets, genres, window, steps, learning_rate=1e-2, batch_size=8, seed=0):
+def train(model, config, inputs, targets, genres, *, window, steps, learning_rate=1e-2, batch_size=8, seed=0):
     """A few hundred Adam steps on random batches of fixed examples; returns the last losses (bits)."""
     optimizer = training.make_optimizer(learning_rate)
-    step = training.make_train_step(model, optimizer, window)
+    step = training.make_train_step(model, config, optimizer, window)
     rng = np.random.default_rng(seed)
     losses = []
     for _ in range(steps):
@@ -88,9 +107,10 @@ def test_overfit_a_chord():
     starts = np.arange(0, len(codes) - field - window + 1, 16)
     inputs, targets = dataset.windows_from_codes(codes, field, window, starts)
     keras.utils.set_random_seed(1)
-    model = build_wavenet(dilations, 2, residual_channels=16, dilation_channels=16, skip_channels=32,
-                          quantization_channels=quantization)
-    losses = train(model, inputs, targets, np.zeros(len(targets), np.int32), window, steps=200)
+    config = WaveNetConfig(dilations, 2, residual_channels=16, dilation_channels=16, skip_channels=32,
+                           quantization_channels=quantization)
+    model = build_wavenet(config)
+    losses = train(model, config, inputs, targets, np.zeros(len(targets), np.int32), window=window, steps=200)
     assert np.mean(losses[:5]) > 4.0  # it starts near log2(32) = 5 bits
     assert np.mean(losses[-10:]) < 0.1, f"did not overfit: {np.mean(losses[-10:]):.3f} bits/sample"
 
@@ -127,9 +147,10 @@ def test_genre_conditioning_generates_each_genres_tone():
         inputs.append(x), targets.append(y), genres.append(np.full(len(y), genre, np.int32))
     inputs, targets, genres = map(np.concatenate, (inputs, targets, genres))
     keras.utils.set_random_seed(2)
-    model = build_wavenet(dilations, 2, genre_conditioning=True, genre_channels=4, n_genres=2, residual_channels=16,
-                          dilation_channels=16, skip_channels=32, quantization_channels=quantization)
-    losses = train(model, inputs, targets, genres, window, steps=150)
+    config = WaveNetConfig(dilations, 2, genre_conditioning=True, genre_channels=4, n_genres=2, residual_channels=16,
+                           dilation_channels=16, skip_channels=32, quantization_channels=quantization)
+    model = build_wavenet(config)
+    losses = train(model, config, inputs, targets, genres, window=window, steps=150)
     assert np.mean(losses[-10:]) < 0.5
     for genre, hz in enumerate((100.0, 250.0)):
         generated = greedy_generate(model, field, genre, 100, quantization)
