@@ -19,7 +19,7 @@ import os
 import sys
 import tokenize
 
-from local.fileio import write_json_atomic  # noqa: F401  (re-exported: stage 1/2 modules import it from here)
+from local.fileio import write_json_atomic
 
 CONFIG_TYPES = (bool, int, float, str, list)
 
