@@ -32,6 +32,7 @@ import math
 import os
 import random
 import re
+import sys
 
 from local.config import ConfigError, coerce_value, parse_value, read_config_file, split_arguments
 from local.fileio import write_json_atomic, write_text_atomic
@@ -187,7 +188,7 @@ def run_names(points):
 
 def explicit_overrides(defaults, argv):
     """The keys set on the command line (``--key=value``; not those of ``--config``), parsed like the stage does."""
-    _, pairs = split_arguments(argv)
+    _, pairs = split_arguments(sys.argv[1:] if argv is None else argv)
     overrides = {}
     for key, text in pairs:
         if key in defaults:
@@ -235,9 +236,12 @@ def result_row(name, point, metrics_rows, evaluation=None, judge=None):
 
     metrics_rows  the run's metrics.csv rows (dicts; the last one is the run's end)
     evaluation    dict with ``test_bits_per_sample`` or None; judge: dict with ``genre_accuracy``,
-                  ``flatness_ratio`` or None
+                  ``flatness_ratio``, or None: then the judge columns of the last metrics row, which a run
+                  trained with ``--judge`` fills from the clips it sampled at its end
     """
     last = metrics_rows[-1] if metrics_rows else {}
+    if judge is None:
+        judge = {"genre_accuracy": last.get("judge_genre_accuracy"), "flatness_ratio": last.get("judge_flatness_ratio")}
     row = {k: _value_text(v) if isinstance(v, list) else v for k, v in point.items()}
     row.update({
         "steps": int(last.get("step", 0) or 0),
@@ -374,6 +378,36 @@ def write_hparams(sweep_dir, plan, name, point, row):
         for key in ("test_bits_per_sample", "judge_genre_accuracy", "judge_flatness_ratio"):
             if row.get(key) is not None:
                 tf.summary.scalar(key, row[key], step=step)
+
+
+def evaluate_run_dir(run_config):
+    """Score a finished run on its dataset's test tracks (``<run_dir>/evaluation.json``); the evaluation dict."""
+    import keras
+
+    from local import dataset_store, evaluation, training
+    run_dir, data_dir = run_config["run_dir"], run_config["data_dir"]
+    wavenet, info = training.read_run_model(run_dir)
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    result, _ = evaluation.evaluate_run(model, wavenet, run_dir=run_dir, index=dataset_store.read_index(data_dir),
+                                        genres=list(info["genres"]), data_dir=data_dir)
+    return result
+
+
+def run_sweep_file(config, argv, *, defaults, train_one, log=print):
+    """``run_model_training.py --sweep=FILE``: read and check the whole sweep (every run's config) before any
+    training, then :func:`run_sweep` with ``train_one``; the table rows.
+
+    defaults  the script's namespace (its config block); raises ConfigError (one line) for a bad sweep
+    """
+    from local.config import config_keys
+    from local.training import check_config
+    plan = read_sweep_file(config["sweep"], config_keys(defaults))
+    for name, run_config in run_configs(plan, config, argv):
+        try:
+            check_config(run_config)
+        except ConfigError as e:
+            raise ConfigError(f"--sweep {config['sweep']}: run {name}: {e}") from None
+    return run_sweep(plan, config, argv, train_one=train_one, evaluate_one=evaluate_run_dir, log=log)
 
 
 def run_sweep(plan, config, argv, *, train_one, evaluate_one, judge_one=None, log=print):
