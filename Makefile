@@ -9,11 +9,14 @@ DEMO := data/demo
 
 setup: system $(STAMP)
 
-# ffmpeg decodes audio; Java runs Spark. Installed with apt-get when missing and we are root.
+# ffmpeg decodes audio; Java runs Spark; Chromium checks the report page in the tests.
+# Installed with apt-get when missing and we are root.
 system:
 	@missing=""; \
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  test -n "$$WAVEFORMS_CHROMIUM" || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing with apt-get"; \
@@ -36,8 +39,9 @@ demo: setup
 	$(PY) run_transformation_scripts.py --raw_dir=$(DEMO)/raw --out_dir=$(DEMO)/processed
 	$(PY) run_model_training.py --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/run --layers_per_stack=10 \
 	  --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=500 --eval_every=50 \
-	  --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true
+	  --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true --sample_every=100
 	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=3 --evaluate=true
+	@echo "the run's page (listen and look): $(DEMO)/run/report.html"
 
 test: setup
 	$(PY) -m pytest -q test

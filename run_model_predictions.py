@@ -7,7 +7,8 @@ clips (streams) are generated at once, by default one per genre of a genre-condi
 Writes into out_dir: <genre>_<nn>.wav (16-bit PCM mono at the model's sample rate), <genre>_<nn>.png
 (spectrogram), generation.json (settings and measured samples/s per clip) and config.json; the WAV paths are
 printed last. With --evaluate=true, first <run_dir>/evaluation.json: test bits/sample beside the uniform and
-unigram baselines, printed as a table.
+unigram baselines, printed as a table. Then the run's page <run_dir>/report.html is rewritten with the
+evaluation and these clips (<run_dir>/generations.json remembers where they are; local/report.py).
 
 Run:
   python run_model_predictions.py --run_dir=data/runs/default                    # one clip per genre
@@ -113,6 +114,7 @@ from tqdm import tqdm  # noqa: E402
 from local import evaluation, generation  # noqa: E402
 from local.audio import mu_law_decode  # noqa: E402
 from local.plots import plot_spectrogram  # noqa: E402
+from local.report import note_generation, write_report  # noqa: E402
 
 model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
 weights = generation.fold_weights(model)
@@ -232,8 +234,12 @@ if seconds > 0:
               "real_time_factor": per_clip_rate / sample_rate, "seconds_generating": elapsed,
               "config": config, "clips": clips}
     write_json_atomic(os.path.join(out_dir, "generation.json"), report)
+    note_generation(run_dir, os.path.join(out_dir, "generation.json"))  # the run's page shows these clips
     print(f"generated {len(clips)} x {n_samples / sample_rate:g} s in {elapsed:.2f} s: "
           f"{per_clip_rate:,.0f} samples/s per clip, {per_clip_rate * len(clips):,.0f} in total "
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
+    print(f"report: {write_report(run_dir)}")
     for clip in clips:
         print(clip["wav"])
+else:
+    print(f"report: {write_report(run_dir)}")

@@ -5,13 +5,16 @@ The loss is the cross-entropy of the next code at each of the last `window` posi
 (uniform over 256 codes); the unigram baseline (the codes histogram's entropy) is printed at the start.
 
 Writes into run_dir: config.json, model.json, model.keras (latest complete model), checkpoints/,
-metrics.csv, loss.png, tensorboard/.
+metrics.csv, loss.png, tensorboard/, samples/step-<step>/<Genre>.wav + .png (clips sampled every sample_every
+steps and at the end) and report.html (the run's page: settings, loss curves, clips; rewritten at every
+evaluation and at the end).
 
 Run:
   python run_model_training.py                                   # data/processed -> data/runs/default
   python run_model_training.py --data_dir=data/demo/processed --run_dir=data/demo/run --layers_per_stack=10 \
       --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=500 --eval_every=50 \
-      --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true     # make demo's (~3 min, 2 cores)
+      --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true \
+      --sample_every=100                                                  # make demo's (~3 min, 2 cores)
   (the same command again with --steps=1000 resumes that run from its latest checkpoint up to step 1000)
   python run_model_training.py --help
   tensorboard --logdir data/runs
@@ -57,6 +60,8 @@ grad_clip = 1.0  # clip the global gradient norm to this (0 = off)
 eval_every = 250  # steps between validation losses, metrics.csv rows and loss.png
 checkpoint_every = 1000  # steps between checkpoints (one is also written at the end)
 keep_checkpoints = 3  # newest checkpoints kept
+sample_every = 1000  # steps between clips sampled to listen to, one per genre, and at the end (0 = off)
+sample_seconds = 2.0  # length of each sampled clip, seconds
 stuck_check_step = 1000  # warn if the train loss is still ~log2(quantization_channels) at this step (0 = off)
 # --- system ---
 seed = 1234  # makes a run reproducible (weights, window order)
@@ -79,6 +84,8 @@ if layers_per_stack > 0:
     dilations = [2 ** i for i in range(layers_per_stack)] * stacks
 if not dilations or any(d < 1 for d in dilations):
     fail(f"--dilations={','.join(map(str, dilations))}: need at least one layer, every dilation >= 1")
+if sample_every < 0 or sample_seconds <= 0:
+    fail(f"--sample_every={sample_every} must be >= 0 (0 = off) and --sample_seconds={sample_seconds} > 0")
 if steps < 0 or learning_rate <= 0 or grad_clip < 0 or valid_windows < 1:
     fail("steps must be >= 0, learning_rate > 0, grad_clip >= 0 and valid_windows >= 1")
 if lr_schedule not in ("constant", "cosine"):
@@ -99,6 +106,7 @@ settings = model_settings({**config, "dilations": dilations}, n_genres=len(genre
 field = receptive_field(dilations, filter_width)
 
 from local import dataset, training  # noqa: E402  (numpy, pyarrow: only once the config is good)
+from local import report, samples  # noqa: E402
 
 index = dataset_store.read_index(data_dir)
 train_tracks, too_short = dataset.usable_tracks(dataset.split_tracks(index, "train"), field, window)
@@ -139,6 +147,7 @@ training.write_model_json(run_dir, settings, genres, sample_rate, quantization_c
 
 uniform_bits = math.log2(quantization_channels)
 unigram_bits = dataset.unigram_bits(train_tracks, quantization_channels)
+report.write_baselines(run_dir, uniform_bits, unigram_bits)  # the report page draws them beside the curves
 stream = dataset.TrainStream(train_tracks, field, window, batch_size, seed=seed, cache_tracks=cache_tracks)
 batches = iter(dataset.to_tf_dataset(stream, state["examples_done"], prefetch_batches))
 valid_set = dataset.validation_set(valid_tracks, field, window, valid_windows)
@@ -156,6 +165,7 @@ if step >= steps:
 progress = tqdm(total=steps, initial=step, unit="step", dynamic_ncols=True, disable=step >= steps)
 interval_start = time.perf_counter()
 started = interval_start - state.get("elapsed_seconds", 0.0)  # elapsed time counts across resumes
+sampling_seconds, sampling_times, session_started = 0.0, 0, interval_start
 while step < steps:
     optimizer.learning_rate.assign(training.learning_rate_at(step, learning_rate, lr_schedule, warmup_steps,
                                                              steps, min_learning_rate))
@@ -174,6 +184,13 @@ while step < steps:
     step += 1
     state["examples_done"] += batch_size
     progress.update(1)
+    if samples.is_sample_step(step, sample_every, steps):  # --- clips to listen to (local/samples.py) ---
+        clip_paths, took = samples.write_step_samples(model, training.read_model_json(run_dir), run_dir, step,
+                                                      sample_seconds, seed)
+        sampling_seconds, sampling_times = sampling_seconds + took, sampling_times + 1
+        progress.write(f"step {step}: {len(clip_paths)} clips of {sample_seconds:g} s in {took:.2f} s -> "
+                       f"{os.path.dirname(clip_paths[0])}")
+        interval_start += took  # sampling time is not training throughput
     if step % eval_every == 0 or step == steps:
         seconds = time.perf_counter() - interval_start
         samples_per_second = len(losses) * batch_size * window / max(seconds, 1e-9)
@@ -187,6 +204,7 @@ while step < steps:
                                           "samples_per_second": samples_per_second, "learning_rate": current_lr,
                                           "elapsed_seconds": time.perf_counter() - started})
         training.plot_metrics(run_dir, baseline_bits=uniform_bits)
+        report.write_report(run_dir)  # the run's page (local/report.py)
         with writer.as_default(step=step):
             tf.summary.scalar("train_bits_per_sample", train_bits)
             tf.summary.scalar("valid_bits_per_sample", valid_bits)
@@ -214,6 +232,9 @@ while step < steps:
 progress.close()
 if not os.path.isfile(os.path.join(run_dir, "model.keras")):
     training.save_model(model, run_dir)
+if sampling_times:
+    print(samples.sampling_summary(sampling_seconds, sampling_times, time.perf_counter() - session_started))
+print(f"report: {report.write_report(run_dir)}")
 rows = training.read_metrics(run_dir)
 last = rows[-1] if rows else None
 if last:
