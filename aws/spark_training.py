@@ -6,9 +6,9 @@ copy of the model on each: `synchronous` averages the workers' weight changes on
 and `hogwild` send them to a parameter server on the driver (every epoch or every batch, `frequency`).
 After each epoch the master model is scored on the fixed validation windows (the local trainer's) and the
 run directory is written in the local format: model.keras, model.json, config.json, metrics.csv (step =
-examples seen / batch_size), loss.png, checkpoints/ - so run_model_predictions.py and run_model_training.py
-work on it unchanged, and a rerun with the same run_dir resumes (from this job's or the local trainer's
-latest checkpoint).
+examples seen / batch_size), loss.png, checkpoints/, samples/step-<step>/ (clips after each epoch) and
+report.html (the run's page) - so run_model_predictions.py and run_model_training.py work on it unchanged,
+and a rerun with the same run_dir resumes (from this job's or the local trainer's latest checkpoint).
 
 Run:
   python aws/spark_training.py --data_dir=data/demo/processed --run_dir=data/demo/run_spark --master=local[2]
@@ -47,6 +47,7 @@ valid_windows = 64  # fixed validation windows drawn from the valid split
 learning_rate = 1e-3  # Adam step size of every worker
 grad_clip = 1.0  # clip the global gradient norm to this (0 = off)
 keep_checkpoints = 3  # newest checkpoints kept
+sample_seconds = 2.0  # after each epoch, one clip per genre this long for the run's report.html (0 = none)
 seed = 1234  # makes the window phases and the initial weights reproducible
 # --- Spark and Elephas ---
 master = ""  # Spark master: "" = what spark-submit set (else local[*]); e.g. local[2], yarn
@@ -74,6 +75,8 @@ if mode not in ("synchronous", "asynchronous", "hogwild"):
     fail(f"--mode={mode}: expected synchronous, asynchronous or hogwild")
 if frequency not in ("epoch", "batch") or parameter_server_mode not in ("http", "socket"):
     fail(f"--frequency={frequency} / --parameter_server_mode={parameter_server_mode}: expected epoch|batch, http|socket")
+if sample_seconds < 0:
+    fail(f"--sample_seconds={sample_seconds}: must be >= 0 (0 = no clips)")
 if learning_rate <= 0 or grad_clip < 0 or num_workers < 0 or not 0 < port < 65536:
     fail("learning_rate must be > 0, grad_clip >= 0, num_workers >= 0 and port in 1..65535")
 
@@ -104,7 +107,7 @@ from pyspark import StorageLevel  # noqa: E402
 from pyspark.sql.functions import col  # noqa: E402
 
 from aws import spark_windows  # noqa: E402
-from local import dataset, training  # noqa: E402
+from local import dataset, report, samples, training  # noqa: E402
 
 tracks = spark.read.parquet(spark_io.join(data_dir, "tracks")).select("track_id", "genre_id", "split", "n_samples",
                                                                     "codes")
@@ -213,6 +216,10 @@ for epoch in range(int(state["epoch"]), epochs):
                              keep=keep_checkpoints)
     export_model.set_weights(wavenet.get_weights())
     training.save_model(export_model, local_run)
+    if sample_seconds > 0:  # the run's page, as the local trainer writes it (local/samples.py, local/report.py)
+        samples.write_step_samples(wavenet, training.read_model_json(local_run), local_run, state["step"],
+                                   sample_seconds, seed)
+    report.write_report(local_run)
     if spark_io.is_uri(run_dir):
         spark_io.publish_tree(spark, local_run, run_dir)
     print(f"epoch {epoch + 1}/{epochs}: {n_windows} windows on {k} workers, train {train_bits:.3f} "

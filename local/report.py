@@ -29,6 +29,7 @@ from local.fileio import atomic_path, write_json_atomic, write_text_atomic
 REPORT_NAME = "report.html"
 GENERATIONS_NAME = "generations.json"  # the pointer file: where this run's generation.json files are
 COPIES_DIR = "report_files"  # copies of generated clips that live outside the run directory
+MIN_PLAYABLE_HZ = 3000  # Chromium's lowest audio sample rate (media/base/limits.h kMinSampleRate)
 JUDGE_COLUMNS = ("judge_genre_accuracy", "judge_flatness_ratio")
 COLORS = {"train": "#1f77b4", "valid": "#ff7f0e", "unigram": "#2ca02c", "uniform": "#7f7f7f",
           "judge_genre_accuracy": "#9467bd", "judge_flatness_ratio": "#8c564b"}
@@ -349,6 +350,9 @@ def _samples_section(run_dir, sampled):
            f'<p>One clip per genre at each sampled step, {_e(_fmt(first.get("seconds", "")))} s each, the same seed '
            f'({_e(first.get("seed", ""))}) and temperature ({_e(_fmt(first.get("temperature", "")))}) every time: '
            'read a row left to right to hear the model learn.</p>',
+           (f'<p class="problem">These clips are at {_e(first["sample_rate"])} Hz: browsers play WAV files from '
+            f'{MIN_PLAYABLE_HZ:,} Hz up, so download them to listen.</p>'
+            if first.get("sample_rate", MIN_PLAYABLE_HZ) < MIN_PLAYABLE_HZ else ""),
            '<div class="scroll"><table class="grid"><tr><th>genre</th>'
            + "".join(f'<th>step {_e(m["step"])}</th>' for m in sampled) + "</tr>"]
     for genre in genres:
@@ -413,9 +417,9 @@ h1{margin:0 0 4px}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:
 .meta{color:#666;margin:0 0 16px}table{border-collapse:collapse;margin:8px 0}
 td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top;font-size:14px}
 table.kv td:first-child{color:#555}.scroll{overflow-x:auto}
-table.grid td{min-width:260px}table.grid th.genre{white-space:nowrap}
-.clip{display:inline-block;margin:4px;vertical-align:top}.clip audio{width:260px;display:block}
-.clip img{width:260px;display:block;margin-top:4px}.caption{font-size:13px;color:#444}
+table.grid td{min-width:200px}table.grid th.genre{white-space:nowrap}
+.clip{display:inline-block;margin:4px;vertical-align:top}.clip audio{width:200px;display:block}
+.clip img{width:200px;display:block;margin-top:4px}.caption{font-size:13px;color:#444}
 .problem{color:#b00;font-size:13px}.judge{color:#555;font-size:12px}
 .chart svg{max-width:100%;height:auto}svg .title{font-size:14px;font-weight:600}svg .tick{font-size:11px;fill:#444}
 svg .label{font-size:12px;fill:#333}svg .grid{stroke:#eee}svg .frame{fill:none;stroke:#bbb}

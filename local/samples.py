@@ -78,6 +78,25 @@ def write_step_samples(model, model_info, run_dir, step, seconds, seed, temperat
     return [os.path.join(final, clip["wav"]) for clip in clips], time.perf_counter() - started
 
 
+def record_judgement(run_dir, step, clip_judges, summary=None):
+    """Add a genre tagger's verdict to a sampled step's ``samples.json``: ``clip_judges`` maps a genre ("" for
+    an unconditioned clip) to a dict of scalar figures, shown under the clip on the report page; ``summary``
+    (e.g. genre_accuracy, flatness_ratio) is kept as ``judge_summary``. Rewritten atomically; returns its path.
+
+    The figures over steps that the page charts come from metrics.csv's ``judge_genre_accuracy`` and
+    ``judge_flatness_ratio`` columns, which the trainer writes with its metrics row.
+    """
+    path = os.path.join(step_dir(run_dir, step), "samples.json")
+    with open(path, encoding="utf-8") as f:
+        meta = json.load(f)
+    for clip in meta["clips"]:
+        if clip["genre"] in clip_judges:
+            clip["judge"] = dict(clip_judges[clip["genre"]])
+    if summary is not None:
+        meta["judge_summary"] = dict(summary)
+    return write_json_atomic(path, meta)
+
+
 def read_step_samples(run_dir):
     """The sampled steps of a run, oldest first: a list of dicts as in ``samples.json`` plus ``dir`` (the folder).
 
