@@ -12,18 +12,18 @@ setup: system $(STAMP)
 # ffmpeg decodes audio; Java runs Spark; Chromium checks the report page in the tests.
 # Installed with apt-get when missing and we are root.
 system:
-	@missing=""; \
+	@missing=""; browser=""; \
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
 	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
-	  test -n "$$WAVEFORMS_CHROMIUM" || missing="$$missing chromium"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing$$missing with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
-	  else \
-	    echo "error: please install$$missing (e.g. sudo apt-get install$$missing), then rerun make"; exit 1; \
-	  fi; \
+	  test -n "$$WAVEFORMS_CHROMIUM" || browser="chromium"; \
+	if [ -n "$$missing$$browser" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing$$missing $$browser with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing $$browser >/dev/null || exit 1; \
+	elif [ -n "$$missing" ]; then \
+	  echo "error: please install$$missing $$browser (e.g. sudo apt-get install$$missing $$browser), then rerun make"; exit 1; \
+	elif [ -n "$$browser" ]; then \
+	  echo "note: the report page tests need chromium (sudo apt-get install chromium, or WAVEFORMS_CHROMIUM=/path/to/chrome)"; \
 	fi
 
 $(STAMP): requirements.txt requirements-dev.txt

@@ -142,6 +142,7 @@ if checkpoint:
     state = training.load_checkpoint(checkpoint[1], model, optimizer)
     print(f"resuming {run_dir} from step {state['step']} ({checkpoint[1]})")
 training.truncate_metrics(run_dir, state["step"])  # steps after the checkpoint are redone
+samples.truncate_samples(run_dir, state["step"])  # so are their clips
 save_config(config, run_dir)
 training.write_model_json(run_dir, settings, genres, sample_rate, quantization_channels, field, data_dir)
 

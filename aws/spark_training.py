@@ -148,6 +148,7 @@ if checkpoint:
     state = {**state, **training.load_checkpoint(checkpoint[1], wavenet, checkpoint_optimizer)}
     print(f"resuming {run_dir} from epoch {state['epoch']}, step {state['step']} ({checkpoint[1]})")
 training.truncate_metrics(local_run, state["step"])
+samples.truncate_samples(local_run, state["step"])
 save_config(config, local_run)
 training.write_model_json(local_run, settings, genres, sample_rate, quantization_channels, field, data_dir)
 export_model = build_wavenet(**settings)  # never compiled: model.keras then loads without this job's loss

@@ -11,9 +11,10 @@ import glob
 import json
 import os
 import re
+import shutil
 import time
 
-from local.fileio import atomic_dir, write_json_atomic
+from local.fileio import atomic_dir, remove_stale_temps, write_json_atomic
 
 SAMPLES_DIR = "samples"
 
@@ -95,6 +96,20 @@ def record_judgement(run_dir, step, clip_judges, summary=None):
     if summary is not None:
         meta["judge_summary"] = dict(summary)
     return write_json_atomic(path, meta)
+
+
+def truncate_samples(run_dir, last_step):
+    """Before a resume from ``last_step``: drop the sampled steps after it (they are redone, as metrics.csv's
+    rows are) and the temps a killed run left under ``samples/``. Returns the folders removed."""
+    directory = os.path.join(run_dir, SAMPLES_DIR)
+    if not os.path.isdir(directory):
+        return []
+    removed = remove_stale_temps(directory)
+    for meta in read_step_samples(run_dir):
+        if meta["step"] > last_step:
+            shutil.rmtree(meta["dir"])
+            removed.append(meta["dir"])
+    return removed
 
 
 def read_step_samples(run_dir):

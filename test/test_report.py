@@ -199,5 +199,8 @@ def test_step_samples_use_one_seed_per_step_and_replace_a_step_whole(tmp_path):
     assert judged["judge_summary"] == {"genre_accuracy": 0.5}
     page = open(report.write_report(run_dir), encoding="utf-8").read()
     assert "top_genre: Jazz<br>top_probability: 0.75" in page
+    os.makedirs(os.path.join(run_dir, "samples", ".tmp-999999999-step-30"))  # left by a killed run
+    samples.truncate_samples(run_dir, 10)  # a resume from step 10 redoes step 20
+    assert os.listdir(os.path.join(run_dir, "samples")) == ["step-10"]
     assert [samples.is_sample_step(s, 3, 10) for s in (1, 3, 9, 10)] == [False, True, True, True]
     assert not samples.is_sample_step(10, 0, 10)
