@@ -47,8 +47,9 @@ CHECK_MEDIA_JS = """
   return Promise.all(pending).then(() => JSON.stringify(
     images.map(img => ({tag: 'img', src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0,
                         detail: img.naturalWidth + 'x' + img.naturalHeight}))
-    .concat(audios.map(a => ({tag: 'audio', src: a.currentSrc || a.src, ok: a.readyState >= 1 && !a.error
-                              && a.duration > 0, detail: a.error ? 'error ' + a.error.code : 'duration ' + a.duration})))));
+    .concat(audios.map(a => ({tag: 'audio', src: a.currentSrc || a.src,
+                              ok: a.readyState >= 1 && !a.error && a.duration > 0,
+                              detail: a.error ? 'error ' + a.error.code : 'duration ' + a.duration})))));
 })()
 """
 

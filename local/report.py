@@ -288,7 +288,8 @@ def write_baselines(run_dir, uniform_bits_per_sample, unigram_bits_per_sample):
 
 def _loss_section(rows, unigram, uniform):
     if not rows:
-        return '<section id="loss"><h2>Loss</h2><p>No metrics yet (metrics.csv is written at every evaluation).</p></section>'
+        return ('<section id="loss"><h2>Loss</h2><p>No metrics yet (metrics.csv is written at every evaluation).</p>'
+                '</section>')
     steps = [r["step"] for r in rows]
     series = [(name, steps, [r.get(f"{name}_bits_per_sample", float("nan")) for r in rows])
               for name in ("train", "valid")]
@@ -376,11 +377,13 @@ def _generated_section(run_dir, generation_paths):
     if not generation_paths:
         return ""
     out = ['<section id="generated"><h2>Generated clips</h2>']
-    for k, path in enumerate(generation_paths):
+    for path in generation_paths:
         report = _read_json(path) or {}
         clips = report.get("clips", [])
         folder = os.path.dirname(os.path.abspath(path))
-        group = f"{k:02d}-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", os.path.basename(folder)).strip("-") or "generated")
+        # one folder of copies per source folder, named after its path from the run (stable across rewrites)
+        where = os.path.relpath(folder, os.path.abspath(run_dir))
+        group = re.sub(r"[^A-Za-z0-9_]+", "-", where.replace("..", "up")).strip("-") or "generated"
         settings = report.get("config", {})
         out.append(f'<h3>{_e(os.path.relpath(folder, os.path.abspath(run_dir)))}</h3>')
         facts = [("clips", len(clips)), ("temperature", settings.get("temperature")), ("seed", settings.get("seed")),
@@ -389,7 +392,7 @@ def _generated_section(run_dir, generation_paths):
         out.append(_table([f for f in facts if f[1] is not None], css="kv"))
         summary = report.get("judge_summary")
         if isinstance(summary, dict) and summary:
-            out.append(_table([(k2, v) for k2, v in summary.items() if not isinstance(v, (dict, list))],
+            out.append(_table([(k, v) for k, v in summary.items() if not isinstance(v, (dict, list))],
                               header=("judge", "value"), css="kv"))
         cells = []
         for clip in clips:
