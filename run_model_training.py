@@ -187,7 +187,7 @@ while step < steps:
     progress.update(1)
     if samples.is_sample_step(step, sample_every, steps):  # --- clips to listen to (local/samples.py) ---
         clip_paths, took = samples.write_step_samples(model, training.read_model_json(run_dir), run_dir, step,
-                                                      sample_seconds, seed)
+                                                      seconds=sample_seconds, seed=seed)
         sampling_seconds, sampling_times = sampling_seconds + took, sampling_times + 1
         progress.write(f"step {step}: {len(clip_paths)} clips of {sample_seconds:g} s in {took:.2f} s -> "
                        f"{os.path.dirname(clip_paths[0])}")

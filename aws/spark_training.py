@@ -219,7 +219,7 @@ for epoch in range(int(state["epoch"]), epochs):
     training.save_model(export_model, local_run)
     if sample_seconds > 0:  # the run's page, as the local trainer writes it (local/samples.py, local/report.py)
         samples.write_step_samples(wavenet, training.read_model_json(local_run), local_run, state["step"],
-                                   sample_seconds, seed)
+                                   seconds=sample_seconds, seed=seed)
     report.write_report(local_run)
     if spark_io.is_uri(run_dir):
         spark_io.publish_tree(spark, local_run, run_dir)

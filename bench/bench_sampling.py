@@ -67,14 +67,14 @@ targets = rng.integers(0, 256, (batch_size, window)).astype(np.int32)
 with tempfile.TemporaryDirectory() as run_dir:
     for _ in range(3):  # tracing, and the generator's compile or cache load
         float(train_step(features, targets))
-    samples.write_step_samples(model, info, run_dir, 0, 0.05, seed)
+    samples.write_step_samples(model, info, run_dir, 0, seconds=0.05, seed=seed)
     train_seconds, sample_seconds_taken = [], []
     for k in range(rounds):
         started = time.perf_counter()
         for _ in range(steps_per_round):
             float(train_step(features, targets))
         train_seconds.append((time.perf_counter() - started) / steps_per_round)
-        _, took = samples.write_step_samples(model, info, run_dir, k + 1, sample_seconds, seed)
+        _, took = samples.write_step_samples(model, info, run_dir, k + 1, seconds=sample_seconds, seed=seed)
         sample_seconds_taken.append(took)
 
 per_step, per_sampling = float(np.median(train_seconds)), float(np.median(sample_seconds_taken))

@@ -39,7 +39,7 @@ def sample_genres(model_info):
     return [""]
 
 
-def write_step_samples(model, model_info, run_dir, step, seconds, seed, temperature=1.0, threads=None):
+def write_step_samples(model, model_info, run_dir, step, *, seconds, seed, temperature=1.0, threads=None):
     """Generate one ``seconds``-long clip per genre with ``model`` as it is now; write them under
     :func:`step_dir` as ``<Genre>.wav`` (16-bit PCM at the model's sample rate) + ``<Genre>.png`` (spectrogram)
     and ``samples.json``; the folder appears whole (atomic), replacing one of the same step.
