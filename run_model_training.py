@@ -60,7 +60,7 @@ grad_clip = 1.0  # clip the global gradient norm to this (0 = off)
 eval_every = 250  # steps between validation losses, metrics.csv rows and loss.png
 checkpoint_every = 1000  # steps between checkpoints (one is also written at the end)
 keep_checkpoints = 3  # newest checkpoints kept
-sample_every = 1000  # steps between clips to listen to, one per genre, and at the end (0 = off; x eval_every)
+sample_every = 1000  # steps between clips to listen to, one per genre, and at the end (0 = off; ~ x eval_every)
 sample_seconds = 2.0  # length of each sampled clip, seconds (0 = no clips)
 stuck_check_step = 1000  # warn if the train loss is still ~log2(quantization_channels) at this step (0 = off)
 # --- system ---
@@ -101,7 +101,8 @@ def train_one(config):
                                          min_learning_rate=config["min_learning_rate"])
 
     page_callbacks = report.report_callbacks(task.model, run_dir, sample_every=config["sample_every"],
-                                             sample_seconds=config["sample_seconds"], seed=config["seed"])
+                                             sample_seconds=config["sample_seconds"], seed=config["seed"],
+                                             eval_every=config["eval_every"])
     writer = training.tensorboard_writer(run_dir)
     try:
         summary = training.train(task, run_dir, state, config=config, steps=config["steps"],

@@ -494,10 +494,12 @@ def page_callback(evaluation):
     write_report(evaluation.run_dir, pending_row=evaluation.row)
 
 
-def report_callbacks(model, run_dir, *, model_kind="wavenet", sample_every, sample_seconds, seed, judge_clips=None):
-    """The ``on_evaluate`` callbacks that keep a training run's page: clips every ``sample_every`` steps and at
-    the end (local.samples.SamplingCallback; WaveNet runs only, and only when ``sample_every`` and
-    ``sample_seconds`` are > 0), then the page (:func:`page_callback`). Both trainers call this.
+def report_callbacks(model, run_dir, *, model_kind="wavenet", sample_every, sample_seconds, seed, eval_every=1,
+                     judge_clips=None):
+    """The ``on_evaluate`` callbacks that keep a training run's page: clips every ``sample_every`` steps
+    (rounded to a multiple of ``eval_every``) and at the end (local.samples.SamplingCallback; WaveNet runs only,
+    and only when ``sample_every`` and ``sample_seconds`` are > 0), then the page (:func:`page_callback`).
+    Both trainers call this.
 
     model        the model being trained; ``run_dir``'s model.json must be written already
     model_kind   "wavenet" samples clips; any other kind (e.g. a genre tagger) gets the page only
@@ -506,5 +508,5 @@ def report_callbacks(model, run_dir, *, model_kind="wavenet", sample_every, samp
     callbacks = []
     if model_kind == "wavenet" and sample_every > 0 and sample_seconds > 0:
         callbacks.append(samples.SamplingCallback(model, run_dir, sample_every=sample_every, seconds=sample_seconds,
-                                                  seed=seed, judge_clips=judge_clips))
+                                                  seed=seed, eval_every=eval_every, judge_clips=judge_clips))
     return callbacks + [page_callback]

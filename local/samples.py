@@ -154,17 +154,24 @@ def is_sample_step(step, sample_every):
 
 
 def check_config(config):
-    """The sampling keys ``config`` has: ``sample_every`` >= 0 (0 = off), ``sample_seconds`` >= 0 (0 = no
-    clips), and ``sample_every`` a multiple of ``eval_every`` - clips are sampled by an ``on_evaluate`` callback,
-    so only at evaluations. Raises ConfigError naming one key."""
-    from local.config import ConfigError, check_minimums
+    """The sampling keys ``config`` has: ``sample_every`` >= 0 (0 = off), ``sample_seconds`` >= 0 (0 = no clips).
+    Raises ConfigError naming one key."""
+    from local.config import check_minimums
     check_minimums(config, {"sample_every": 0, "sample_seconds": 0})
-    every, eval_every = config.get("sample_every", 0), config.get("eval_every", 0)
-    if every and eval_every and every % eval_every:
-        lower, higher = every // eval_every * eval_every, (every // eval_every + 1) * eval_every
-        shown = f"{lower} or {higher}" if lower else str(higher)
-        raise ConfigError(f"--sample_every={every}: must be a multiple of eval_every ({eval_every}), since clips "
-                          f"are sampled at evaluations: e.g. {shown} (0 = no clips)")
+
+
+def sampling_interval(sample_every, eval_every):
+    """(steps between clips, a note or ""): clips are sampled at evaluations (an ``on_evaluate`` callback), so
+    ``sample_every`` is rounded to the nearest multiple of ``eval_every`` (at least one); 0 stays 0.
+
+    Rounded rather than refused: a run that changes only ``eval_every`` keeps working, and the columns of the
+    page's genre x step table stay evenly spaced.
+    """
+    if sample_every <= 0 or sample_every % eval_every == 0:
+        return sample_every, ""
+    rounded = max(1, round(sample_every / eval_every)) * eval_every
+    return rounded, (f"note: --sample_every={sample_every} is not a multiple of eval_every ({eval_every}): clips "
+                     f"every {rounded} steps (they are sampled at evaluations)")
 
 
 class SamplingCallback:
@@ -174,7 +181,8 @@ class SamplingCallback:
 
     model        the Keras WaveNet being trained; its structure, genres and sample rate come from
                  ``run_dir``/model.json (local.training.read_run_model), so write that first
-    sample_every steps (0 = never; 1 = at every evaluation); seconds: each clip's length; seed: the generator's
+    sample_every steps (0 = never; 1 = at every evaluation), rounded to a multiple of ``eval_every``
+                 (:func:`sampling_interval`, the note printed); seconds: each clip's length; seed: the generator's
     judge_clips  optional ``judge_clips(wav_paths, asked_genres) -> (per_clip, summary)``: a genre tagger's
                  verdict, ``per_clip`` one dict of scalar figures per path, ``summary`` a dict with
                  ``genre_accuracy`` and ``flatness_ratio``; asked_genres are the clips' genres ("" for an
@@ -182,9 +190,12 @@ class SamplingCallback:
                  and the callback returns the metrics columns :data:`JUDGE_COLUMNS`.
     """
 
-    def __init__(self, model, run_dir, *, sample_every, seconds, seed, judge_clips=None):
+    def __init__(self, model, run_dir, *, sample_every, seconds, seed, eval_every=1, judge_clips=None):
         from local.training import read_run_model
-        self.model, self.sample_every, self.seconds, self.seed = model, sample_every, seconds, seed
+        self.sample_every, note = sampling_interval(sample_every, eval_every)
+        if note:
+            print(note)
+        self.model, self.seconds, self.seed = model, seconds, seed
         self.judge_clips = judge_clips
         self.wavenet_config, info = read_run_model(run_dir)
         self.genres, self.sample_rate = list(info["genres"]), int(info["sample_rate"])
