@@ -7,7 +7,8 @@ clips (streams) are generated at once, by default one per genre of a genre-condi
 Writes into out_dir: <genre>_<nn>.wav (16-bit PCM mono at the model's sample rate), <genre>_<nn>.png
 (spectrogram), generation.json (settings and measured samples/s per clip) and config.json; the WAV paths are
 printed last. With --evaluate=true, first <run_dir>/evaluation.json: test bits/sample beside the uniform and
-unigram baselines, printed as a table.
+unigram baselines, printed as a table. Then the run's page <run_dir>/report.html is rewritten with the
+evaluation and these clips (<run_dir>/generations.json remembers where they are; local/report.py).
 
 Run:
   python run_model_predictions.py --run_dir=data/runs/default                    # one clip per genre
@@ -108,11 +109,12 @@ def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir):
 
 
 def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate):
-    """Generate the clips into out_dir (WAV, PNG, generation.json) and print their paths."""
+    """Generate the clips into out_dir (WAV, PNG, generation.json), rewrite the run's page with them and print
+    their paths."""
     import numpy as np
     from tqdm import tqdm
 
-    from local import dataset_store, generation
+    from local import dataset_store, generation, report
     from local.fileio import write_json_atomic
     weights = generation.fold_weights(model, wavenet)
     prime_genre = prime_row["genre"] if prime_row is not None else None
@@ -148,14 +150,16 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate):
                     temperature=config["temperature"], seconds=n_samples / sample_rate, n_samples=n_samples,
                     prime_track=config["prime_track"], prime_samples=int(len(prime)),
                     included_prime=bool(len(shown_prime)), samples_per_second=per_clip_rate)
-    write_json_atomic(os.path.join(config["out_dir"], "generation.json"), {
+    generation_json = write_json_atomic(os.path.join(config["out_dir"], "generation.json"), {
         "run_dir": config["run_dir"], "sample_rate": sample_rate, "quantization_channels": wavenet.quantization_channels,
         "receptive_field": wavenet.receptive_field, "streams": len(clips), "threads": config["threads"],
         "total_samples_per_second": per_clip_rate * len(clips), "real_time_factor": per_clip_rate / sample_rate,
         "seconds_generating": elapsed, "config": config, "clips": clips})
+    report.note_generation(config["run_dir"], generation_json)  # the run's page shows these clips
     print(f"generated {len(clips)} x {n_samples / sample_rate:g} s in {elapsed:.2f} s: "
           f"{per_clip_rate:,.0f} samples/s per clip, {per_clip_rate * len(clips):,.0f} in total "
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
+    print(f"report: {report.write_report(config['run_dir'])}")
     for clip in clips:
         print(clip["wav"])
 
@@ -188,6 +192,9 @@ def main(argv=None):
     save_config(config, config["out_dir"])  # also for an evaluation-only run: every stage records what it ran with
     if config["seconds"] > 0:
         generate_clips(model, wavenet, config, genres=genres, prime_row=prime_row, sample_rate=sample_rate)
+    else:
+        from local import report
+        print(f"report: {report.write_report(config['run_dir'])}")
 
 
 if __name__ == "__main__":
