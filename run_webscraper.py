@@ -76,6 +76,11 @@ for name, value in (("request_delay_s", request_delay_s), ("max_retries", max_re
     if value < 0:
         fail(f"{name}={value} must not be negative")
 
+if source == "demo":
+    from local.demo_corpus import demo_settings_problem
+    if demo_settings_problem(demo_seconds, demo_tracks_per_genre):
+        fail(demo_settings_problem(demo_seconds, demo_tracks_per_genre))
+
 os.makedirs(out_dir, exist_ok=True)
 save_config(config, out_dir)
 
