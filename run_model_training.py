@@ -113,6 +113,11 @@ if too_short:
 
 # Resuming: the model must be the one the checkpoints were made with (no checkpoint yet = a fresh start).
 os.makedirs(run_dir, exist_ok=True)
+from local.locks import LockHeld, acquire_lock  # noqa: E402
+try:
+    run_dir_lock = acquire_lock(run_dir, "training")  # held until this process ends: one writer per run_dir
+except LockHeld as e:
+    fail(str(e))
 training.remove_stale_temps(run_dir)
 checkpoint = training.latest_checkpoint(run_dir)
 conflict = training.resume_conflict(run_dir, settings)

@@ -544,6 +544,16 @@ def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, t
     replaces its old row. Returns a summary dict: processed, skipped, failed [(path, reason)],
     warnings [(path, text)], dataset (the dataset.json dict).
     """
+    from local import locks
+    with locks.acquire_lock(out_dir, "stage 2"):  # a second writer is refused, never merged
+        return preprocess_locked(raw_dir, out_dir, sample_rate, quantization_channels, trim_silence,
+                                 silence_threshold, min_seconds, valid_fraction, test_fraction, split_seed, workers,
+                                 rows_per_part, progress)
+
+
+def preprocess_locked(raw_dir, out_dir, sample_rate, quantization_channels, trim_silence, silence_threshold,
+                      min_seconds, valid_fraction, test_fraction, split_seed, workers, rows_per_part, progress):
+    """:func:`preprocess` while holding ``out_dir``'s lock."""
     from local import dataset_store as store
 
     info = store.read_dataset_json(out_dir) or {}
