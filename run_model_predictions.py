@@ -58,6 +58,9 @@ if progress_seconds <= 0 or eval_window < 1 or eval_batch_positions < 1 or eval_
     fail("progress_seconds, eval_window and eval_batch_positions must be positive, eval_max_tracks >= 0")
 if seconds == 0 and not evaluate:
     fail("--seconds=0 and --evaluate=false: nothing to do")
+from local import checks  # noqa: E402
+if checks.output_folder_problem(out_dir, "out_dir"):  # before any scoring or generating, not after
+    fail(checks.output_folder_problem(out_dir, "out_dir"))
 for name in ("model.json", "model.keras"):
     if not os.path.isfile(os.path.join(run_dir, name)):
         fail(f"{os.path.join(run_dir, name)} is missing: run_dir={run_dir!r} is not a trained run "
@@ -83,6 +86,8 @@ if prime_track or evaluate:
     if data_info.get("quantization_channels", n_codes) != n_codes:
         fail(f"{data_dir} holds {data_info['quantization_channels']}-level codes but the model in {run_dir} "
              f"predicts {n_codes}: pass the --data_dir it was trained on")
+    if evaluate and checks.evaluation_dataset_problem(sample_rate, data_info, data_dir, run_dir):
+        fail(checks.evaluation_dataset_problem(sample_rate, data_info, data_dir, run_dir))
     index = dataset_store.read_index(data_dir)
 prime_row = None
 if prime_track:
@@ -104,6 +109,14 @@ elif conditioned:
 else:
     stream_genres = [genres[0] if len(genres) == 1 else ""] * (streams or 1)
 genre_ids = [genres.index(g) if g in genres else 0 for g in stream_genres]
+n_streams_asked = len(genre_ids) if seconds > 0 else 0
+if checks.generation_problem(seconds, temperature, prime_seconds, n_streams_asked, sample_rate,
+                             info.get("receptive_field", 0), info["model"].get("residual_channels", 0)):
+    fail(checks.generation_problem(seconds, temperature, prime_seconds, n_streams_asked, sample_rate,
+                                   info.get("receptive_field", 0), info["model"].get("residual_channels", 0)))
+if n_streams_asked:
+    print(checks.generation_cost_line(n_streams_asked, seconds, sample_rate, info.get("receptive_field", 0),
+                                      info["model"].get("residual_channels", 0)))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
 import numpy as np  # noqa: E402

@@ -104,6 +104,11 @@ index = dataset_store.read_index(data_dir)
 train_tracks, too_short = dataset.usable_tracks(dataset.split_tracks(index, "train"), field, window)
 valid_tracks, _ = dataset.usable_tracks(dataset.split_tracks(index, "valid"), field, window)
 span = field + window
+from local import checks  # noqa: E402
+if checks.split_problem(len(index), len(dataset.split_tracks(index, "train")), len(dataset.split_tracks(index, "valid")),
+                        data_dir):
+    fail(checks.split_problem(len(index), len(dataset.split_tracks(index, "train")),
+                              len(dataset.split_tracks(index, "valid")), data_dir))
 if not train_tracks or not valid_tracks:
     fail(f"{data_dir}: needs train and valid tracks longer than receptive_field + window = {span} samples "
          f"({span / sample_rate:.2f} s); it has {len(train_tracks)} train and {len(valid_tracks)} valid: "
@@ -112,6 +117,8 @@ if too_short:
     print(f"note: {len(too_short)} train tracks shorter than {span} samples are not used")
 
 # Resuming: the model must be the one the checkpoints were made with (no checkpoint yet = a fresh start).
+if checks.output_folder_problem(run_dir, "run_dir"):
+    fail(checks.output_folder_problem(run_dir, "run_dir"))
 os.makedirs(run_dir, exist_ok=True)
 from local.locks import LockHeld, acquire_lock  # noqa: E402
 try:
@@ -123,6 +130,10 @@ checkpoint = training.latest_checkpoint(run_dir)
 conflict = training.resume_conflict(run_dir, settings)
 if conflict:
     fail(conflict)
+if checkpoint and checks.resume_dataset_problem(training.read_model_json(run_dir), genres, sample_rate,
+                                                quantization_channels, data_dir, run_dir):
+    fail(checks.resume_dataset_problem(training.read_model_json(run_dir), genres, sample_rate,
+                                       quantization_channels, data_dir, run_dir))
 
 import numpy as np  # noqa: E402
 import keras  # noqa: E402

@@ -1,0 +1,126 @@
+"""One-line errors where a traceback or a silent wrong result used to be (issue 12): folders that are files or
+cannot be written, unreadable --config files, resuming or scoring on another dataset, stage 4 asked for nan or
+more than memory holds, a dataset with no valid split."""
+import os
+
+import numpy as np
+import pytest
+
+from helpers import run_script
+from local import checks, dataset_store
+from local.fileio import write_json_atomic
+
+TINY = ["--dilations=1,2", "--residual_channels=4", "--dilation_channels=4", "--skip_channels=8",
+        "--batch_size=2", "--window=32", "--valid_windows=2", "--cache_tracks=2"]
+
+
+def tone_dataset(directory, genres=("Low", "High"), sample_rate=1000, splits=("train", "train", "valid", "test")):
+    """A real processed dataset (Parquet parts + dataset.json) of tones; genre i = genres[i % len(genres)]."""
+    writer = dataset_store.PartWriter(str(directory), rows_per_part=2)
+    t = np.arange(2 * sample_rate) / sample_rate
+    for i, split in enumerate(splits):
+        genre_id = i % len(genres)
+        x = 0.5 * np.sin(2 * np.pi * (50.0 + 60 * genre_id + 7 * i) * t)
+        codes = np.clip(np.round((x + 1) * 127.5), 0, 255).astype(np.uint8)
+        writer.write({"track_id": f"t{i}", "genre": genres[genre_id], "genre_id": genre_id, "split": split,
+                      "sample_rate": sample_rate, "n_samples": len(codes), "codes": codes.tobytes(),
+                      "source_path": f"t{i}.wav", "source_sha256": f"t{i}"})
+    writer.close()
+    index = dataset_store.read_index(str(directory))
+    write_json_atomic(os.path.join(directory, "dataset.json"),
+                      dataset_store.summarize(index, sample_rate, 256, list(genres)))
+    return str(directory)
+
+
+def one_line_error(result, *words):
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_file_or_an_unwritable_place_as_output_folder_is_one_line(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    one_line_error(run_script("run_webscraper.py", f"--out_dir={a_file}", "--demo_tracks_per_genre=1",
+                              "--demo_seconds=0.5"), "out_dir=", "is a file, not a folder")
+    one_line_error(run_script("run_webscraper.py", "--out_dir=/proc/waveforms-test", "--demo_tracks_per_genre=1",
+                              "--demo_seconds=0.5"), "out_dir=", "cannot be written")
+    raw = tmp_path / "raw"
+    os.makedirs(raw / "Rock")
+    from helpers import make_audio
+    make_audio(str(raw / "Rock" / "a.mp3"), seconds=0.5)
+    one_line_error(run_script("run_transformation_scripts.py", f"--raw_dir={raw}", f"--out_dir={a_file}"),
+                   "out_dir=", "is a file")
+    assert checks.output_folder_problem(str(tmp_path / "new" / "deep"), "out_dir") == ""
+    assert os.path.isdir(tmp_path / "new" / "deep") and os.listdir(tmp_path / "new" / "deep") == []
+
+
+def test_a_file_given_as_raw_dir_is_said_to_be_a_file(tmp_path):
+    line = one_line_error(run_script("run_transformation_scripts.py", "--raw_dir=/etc/passwd",
+                                     f"--out_dir={tmp_path / 'o'}"), "raw_dir=")
+    assert "is a file, not a folder" in line and "does not exist" not in line
+
+
+def test_a_config_that_is_a_folder_is_one_line(tmp_path):
+    folder = tmp_path / "my.toml"
+    folder.mkdir()
+    one_line_error(run_script("run_webscraper.py", "--config", str(folder), f"--out_dir={tmp_path / 'o'}"),
+                   "--config", "folder")
+
+
+def test_resume_dataset_and_evaluation_rate_checks():
+    saved = {"sample_rate": 16000, "quantization_channels": 256, "genres": ["Jazz", "Rock"], "data_dir": "d1"}
+    assert checks.resume_dataset_problem(saved, ["Jazz", "Rock", "Folk"], 16000, 256, "d2", "run") == ""
+    assert "genres Jazz, Rock" in checks.resume_dataset_problem(saved, ["Folk", "Rock"], 16000, 256, "d2", "run")
+    assert "sample_rate=16000" in checks.resume_dataset_problem(saved, ["Jazz", "Rock"], 8000, 256, "d2", "run")
+    assert "--data_dir it was trained on (d1)" in checks.resume_dataset_problem(saved, ["Jazz"], 8000, 256, "d", "r")
+    assert checks.evaluation_dataset_problem(16000, {"sample_rate": 16000}, "d", "r") == ""
+    assert "8000 Hz" in checks.evaluation_dataset_problem(16000, {"sample_rate": 8000}, "d", "r")
+
+
+def test_generation_asked_for_nan_or_more_than_memory_is_refused():
+    assert checks.generation_problem(4.0, 1.0, 1.0, 3, 16000, 1024, 32, available=8e9) == ""
+    assert "temperature" in checks.generation_problem(4.0, float("nan"), 1.0, 3, 16000, 1024, 32, available=8e9)
+    assert "seconds=nan" in checks.generation_problem(float("nan"), 1.0, 1.0, 3, 16000, 1024, 32, available=8e9)
+    line = checks.generation_problem(1e9, 1.0, 1.0, 100000, 16000, 1024, 32, available=8e9)
+    assert "streams=100000" in line and "lower --streams or --seconds" in line
+    assert checks.generation_memory_bytes(2, 1.0, 1000, 10, 4) == 2 * (1000 * 10 + 10 * 4 * 4)
+    assert "2 x 1 s = 2,000 samples" in checks.generation_cost_line(2, 1.0, 1000, 10, 4)
+
+
+def test_no_valid_split_is_told_as_such():
+    assert "no valid split" in checks.split_problem(1, 1, 0, "d")
+    assert "--valid_fraction" in checks.split_problem(5, 5, 0, "d")
+    assert checks.split_problem(5, 4, 1, "d") == ""
+
+
+def test_stage3_and_stage4_refuse_another_dataset_and_impossible_requests(tmp_path):
+    data = tone_dataset(tmp_path / "data", ("Low", "High"))
+    other_genres = tone_dataset(tmp_path / "other_genres", ("High", "Low"))
+    other_rate = tone_dataset(tmp_path / "other_rate", ("Low", "High"), sample_rate=2000)
+    one_track = tone_dataset(tmp_path / "one_track", ("Low",), splits=("train",))
+    run = str(tmp_path / "run")
+    trained = run_script("run_model_training.py", f"--data_dir={data}", f"--run_dir={run}", "--steps=2",
+                         "--eval_every=2", "--checkpoint_every=2", *TINY)
+    assert trained.returncode == 0, trained.stderr
+    model_json = open(os.path.join(run, "model.json")).read()
+    for other, words in ((other_genres, ("genres Low, High", "--data_dir it was trained on")),
+                         (other_rate, ("sample_rate=1000", "2000 Hz"))):
+        result = run_script("run_model_training.py", f"--data_dir={other}", f"--run_dir={run}", "--steps=4", *TINY)
+        one_line_error(result, *words)
+        assert open(os.path.join(run, "model.json")).read() == model_json  # not rewritten
+    one_line_error(run_script("run_model_training.py", f"--data_dir={one_track}", f"--run_dir={tmp_path / 'r1'}",
+                              *TINY), "no valid split")
+    out = str(tmp_path / "gen")
+    one_line_error(run_script("run_model_predictions.py", f"--run_dir={run}", f"--out_dir={out}", "--seconds=0",
+                              "--evaluate=true", f"--data_dir={other_rate}"), "2000 Hz", "trained at 1000 Hz")
+    one_line_error(run_script("run_model_predictions.py", f"--run_dir={run}", f"--out_dir={out}", "--seconds=nan"),
+                   "seconds=nan")
+    one_line_error(run_script("run_model_predictions.py", f"--run_dir={run}", f"--out_dir={out}",
+                              "--temperature=nan"), "temperature")
+    one_line_error(run_script("run_model_predictions.py", f"--run_dir={run}", f"--out_dir={out}",
+                              "--streams=100000", "--seconds=1e9"), "streams=100000", "GB")
+    assert not [n for n in os.listdir(out) if n.endswith((".wav", ".png"))]
