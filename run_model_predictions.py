@@ -68,6 +68,9 @@ for name in ("model.json", "model.keras"):
 
 from local import training  # noqa: E402  (numpy only)
 
+if training.model_files_problem(run_dir):
+    fail(training.model_files_problem(run_dir))
+
 info = training.read_model_json(run_dir)
 genres = list(info["genres"]) or [""]
 conditioned = bool(info["model"].get("genre_conditioning"))
@@ -82,13 +85,19 @@ if prime_track or evaluate:
     if not data_dir or not dataset_store.list_parts(data_dir):
         fail(f"data_dir={data_dir!r} holds no processed dataset (tracks/part-*.parquet), needed for "
              f"{'--prime_track' if prime_track else '--evaluate'}: pass --data_dir=FOLDER")
-    data_info = dataset_store.read_dataset_json(data_dir) or {}
+    try:
+        data_info = dataset_store.read_dataset_json(data_dir) or {}
+    except ValueError as e:  # damaged: named, with the fix
+        fail(str(e))
     if data_info.get("quantization_channels", n_codes) != n_codes:
         fail(f"{data_dir} holds {data_info['quantization_channels']}-level codes but the model in {run_dir} "
              f"predicts {n_codes}: pass the --data_dir it was trained on")
     if evaluate and checks.evaluation_dataset_problem(sample_rate, data_info, data_dir, run_dir):
         fail(checks.evaluation_dataset_problem(sample_rate, data_info, data_dir, run_dir))
-    index = dataset_store.read_index(data_dir)
+    try:
+        index = dataset_store.read_index(data_dir)
+    except ValueError as e:  # a damaged part: named, with the fix
+        fail(str(e))
 prime_row = None
 if prime_track:
     matches = [row for row in index if str(row["track_id"]) == prime_track]

@@ -644,7 +644,7 @@ def made_with_problem(out_dir, settings, info):
         return ""
     made = []
     for part in parts:
-        metadata = pq.read_schema(part).metadata or {}
+        metadata = store.open_part(part).schema_arrow.metadata or {}
         if SETTINGS_METADATA_KEY in metadata:
             made.append(json.loads(metadata[SETTINGS_METADATA_KEY]))
         elif info:
@@ -689,7 +689,10 @@ def preprocess_locked(raw_dir, out_dir, sample_rate, quantization_channels, trim
     """:func:`preprocess` while holding ``out_dir``'s lock."""
     from local import dataset_store as store
 
-    info = store.read_dataset_json(out_dir) or {}
+    try:
+        info = store.read_dataset_json(out_dir) or {}
+    except store.DamagedFile:  # the rows are the truth: it is rewritten from them at the end
+        info = {}
     made_with = part_settings(sample_rate, quantization_channels, trim_silence, silence_threshold, min_seconds)
     problem = made_with_problem(out_dir, made_with, info)
     if problem:

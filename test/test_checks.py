@@ -124,3 +124,63 @@ def test_stage3_and_stage4_refuse_another_dataset_and_impossible_requests(tmp_pa
     one_line_error(run_script("run_model_predictions.py", f"--run_dir={run}", f"--out_dir={out}",
                               "--streams=100000", "--seconds=1e9"), "streams=100000", "GB")
     assert not [n for n in os.listdir(out) if n.endswith((".wav", ".png"))]
+
+
+def test_damaged_files_are_one_line_and_training_falls_back_to_the_previous_checkpoint(tmp_path):
+    import shutil
+    data = tone_dataset(tmp_path / "data", ("Low", "High"))
+    run = str(tmp_path / "run")
+    args = [f"--data_dir={data}", f"--run_dir={run}", "--eval_every=2", "--checkpoint_every=2", *TINY]
+    trained = run_script("run_model_training.py", *args, "--steps=4")
+    assert trained.returncode == 0, trained.stderr
+    # stage 4: a cut model.keras, a cut model.json
+    keras_path, json_path = os.path.join(run, "model.keras"), os.path.join(run, "model.json")
+    shutil.copy(keras_path, tmp_path / "model.keras.good")
+    with open(keras_path, "r+b") as f:
+        f.truncate(os.path.getsize(keras_path) // 2)
+    one_line_error(run_script("run_model_predictions.py", f"--run_dir={run}", f"--out_dir={tmp_path / 'g'}"),
+                   "model.keras is damaged")
+    shutil.copy(tmp_path / "model.keras.good", keras_path)
+    good_json = open(json_path).read()
+    with open(json_path, "w") as f:
+        f.write(good_json[:40])
+    one_line_error(run_script("run_model_predictions.py", f"--run_dir={run}", f"--out_dir={tmp_path / 'g'}"),
+                   "model.json is damaged")
+    # stage 3: the newest checkpoint is damaged -> the previous one; the damaged model.json is rewritten
+    newest = os.path.join(run, "checkpoints", "step-00000004", "model.weights.h5")
+    with open(newest, "r+b") as f:
+        f.truncate(100)
+    resumed = run_script("run_model_training.py", *args, "--steps=6")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "step-00000004 cannot be loaded" in resumed.stdout + resumed.stderr
+    assert "resuming" in resumed.stdout and "from step 2 " in resumed.stdout
+    assert open(json_path).read() == good_json
+    # a damaged dataset.json and a truncated part: stage 3 names them in one line
+    shutil.copy(os.path.join(data, "dataset.json"), tmp_path / "dataset.json.good")
+    with open(os.path.join(data, "dataset.json"), "w") as f:
+        f.write("{\"sample_rate\": ")
+    one_line_error(run_script("run_model_training.py", *args, "--steps=8"), "dataset.json is damaged")
+    shutil.copy(tmp_path / "dataset.json.good", os.path.join(data, "dataset.json"))
+    part = dataset_store.list_parts(data)[0]
+    with open(part, "r+b") as f:
+        f.truncate(os.path.getsize(part) - 20)
+    one_line_error(run_script("run_model_training.py", *args, "--steps=8"), os.path.basename(part), "damaged",
+                   "run_transformation_scripts.py")
+
+
+def test_stage2_names_a_truncated_part_and_rewrites_a_damaged_dataset_json(tmp_path):
+    from helpers import make_audio
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.5)
+    make_audio(str(raw / "Rock" / "b.mp3"), seconds=1.5, freq_hz=300)
+    args = [f"--raw_dir={raw}", f"--out_dir={out}", "--workers=1", "--min_seconds=0.5", "--rows_per_part=1"]
+    assert run_script("run_transformation_scripts.py", *args).returncode == 0
+    good = open(out / "dataset.json").read()
+    (out / "dataset.json").write_text("{")
+    again = run_script("run_transformation_scripts.py", *args)
+    assert again.returncode == 0 and "0 tracks processed, 2 already done" in again.stdout
+    assert open(out / "dataset.json").read() == good
+    part = dataset_store.list_parts(str(out))[0]
+    with open(part, "r+b") as f:
+        f.truncate(os.path.getsize(part) // 2)
+    one_line_error(run_script("run_transformation_scripts.py", *args), os.path.basename(part), "delete it")
