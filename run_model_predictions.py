@@ -197,7 +197,8 @@ if evaluate:
         print()
 
 os.makedirs(out_dir, exist_ok=True)
-save_config(config, out_dir)  # also for an evaluation-only run: every stage records what it ran with
+from local.fileio import remove_stale_temps  # noqa: E402
+remove_stale_temps(out_dir)  # a killed call's half-written WAV/PNG temps (never trusted, never shown)
 if seconds > 0:
     n_samples = int(round(seconds * sample_rate))
     state = generation.initial_state(weights, genre_ids=genre_ids if conditioned else None,
@@ -259,3 +260,6 @@ if seconds > 0:
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
     for clip in clips:
         print(clip["wav"])
+
+# last: config.json describes the call whose outputs are complete, never a killed one (also evaluation-only)
+save_config(config, out_dir)

@@ -124,6 +124,28 @@ def test_stage3_and_stage4_refuse_another_dataset_and_impossible_requests(tmp_pa
     one_line_error(run_script("run_model_predictions.py", f"--run_dir={run}", f"--out_dir={out}",
                               "--streams=100000", "--seconds=1e9"), "streams=100000", "GB")
     assert not [n for n in os.listdir(out) if n.endswith((".wav", ".png"))]
+    # a killed call leaves neither its config.json nor its temps behind for the next call to trust
+    import json
+    import signal
+    import subprocess
+    import time
+    from helpers import PYTHON, ROOT
+    stale = os.path.join(out, ".tmp-999999-Low_00.png")  # what a kill mid-savefig leaves (pid 999999: dead)
+    open(stale, "wb").close()
+    done = run_script("run_model_predictions.py", f"--run_dir={run}", f"--out_dir={out}", "--seconds=0.05",
+                      "--seed=1")
+    assert done.returncode == 0, done.stderr
+    assert not os.path.exists(stale) and json.load(open(os.path.join(out, "config.json")))["seed"] == 1
+    killed = subprocess.Popen([PYTHON, os.path.join(ROOT, "run_model_predictions.py"), f"--run_dir={run}",
+                               f"--out_dir={out}", "--seconds=600", "--seed=2"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not killed.stdout.readline().startswith("generating"):
+        pass
+    time.sleep(0.5)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert json.load(open(os.path.join(out, "config.json")))["seed"] == 1
 
 
 def test_damaged_files_are_one_line_and_training_falls_back_to_the_previous_checkpoint(tmp_path):
