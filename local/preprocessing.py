@@ -501,7 +501,7 @@ def run_inputs(inputs, settings, workers=1, progress=True):
         # fork: the stage scripts are straight-line code, which spawn/forkserver would run again in workers
         context = multiprocessing.get_context("fork")
         with context.Pool(workers) as pool:
-            # in input order: a new genre's id is the order of its first kept track, the same on every run
+            # in input order (sorted by genre): a new genre gets its id when its first track is kept
             for results in pool.imap(process_batch_star, jobs, chunksize=1):
                 for result in results:
                     yield result
@@ -636,8 +636,6 @@ def made_with_problem(out_dir, settings, info):
     ``sample_rate``; ``dataset.json`` (``info``) only for parts without metadata. ``settings``: the dict
     :func:`part_settings` makes.
     """
-    import pyarrow.parquet as pq
-
     from local import dataset_store as store
     parts = store.list_parts(out_dir)
     if not parts:
@@ -713,6 +711,9 @@ def preprocess_locked(raw_dir, out_dir, sample_rate, quantization_channels, trim
     plan = plan_tracks(inputs, existing, genres_so_far, valid_fraction, test_fraction, split_seed,
                        lambda item: fingerprints.sha_of(item["path"]))
     todo, skipped, genres = plan["todo"], plan["skipped"], list(plan["kept_genres"])
+    # by genre name (stable): new genres then get their ids in sorted order, as plan["genres"] gives them
+    # (the Spark job's), only without the genres none of whose tracks was kept
+    todo = sorted(todo, key=lambda item: item["genre"])
     if plan["changed"]:  # the input file changed since it was processed: its old row goes, the new one comes
         store.drop_tracks(out_dir, plan["changed"])
 

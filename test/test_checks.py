@@ -93,7 +93,6 @@ def test_generation_asked_for_nan_or_more_than_memory_is_refused():
 
 def test_no_valid_split_is_told_as_such():
     assert "no valid split" in checks.split_problem(1, 1, 0, "d")
-    assert "--valid_fraction" in checks.split_problem(5, 5, 0, "d")
     assert checks.split_problem(5, 4, 1, "d") == ""
 
 
