@@ -332,7 +332,8 @@ def codes_from_stream(open_chunks, sample_rate=16000, quantization_channels=256,
     del codes[:start]
     if warning:
         warning = f"partly decodable ({warning}); kept {seconds:.1f} s"
-    return {"codes": bytes(codes), "n_samples": end - start, "seconds": seconds, "warning": warning}
+    # the bytearray itself (bytes() would hold a second copy): pyarrow and Spark take it as binary
+    return {"codes": codes, "n_samples": end - start, "seconds": seconds, "warning": warning}
 
 
 def process_long_input(item, settings, data=None):
