@@ -48,6 +48,9 @@ if sample_rate <= 0 or workers < 1:
 
 from local import preprocessing  # noqa: E402  (imports numpy and friends: only once the config is good)
 
+if preprocessing.settings_problem(sample_rate, silence_threshold, min_seconds):
+    fail(preprocessing.settings_problem(sample_rate, silence_threshold, min_seconds))
+
 if not preprocessing.list_inputs(raw_dir):
     fail(f"raw_dir={raw_dir!r} holds no audio files: run run_webscraper.py first or pass --raw_dir=FOLDER")
 
@@ -67,6 +70,8 @@ for path, reason in summary["failed"]:
 dataset = summary["dataset"]
 print(f"{summary['processed']} tracks processed, {summary['skipped']} already done, "
       f"{len(summary['failed'])} failed (see {os.path.join(out_dir, 'failures.csv')})")
+if summary.get("decoded_with_libsndfile"):
+    print(f"{summary['decoded_with_libsndfile']} of them refused by ffmpeg and decoded with libsndfile")
 print(f"dataset: {out_dir}  {dataset['n_tracks']} tracks, {dataset['n_samples'] / sample_rate / 60:.1f} min; "
       f"train/valid/test tracks = {dataset['tracks']['train']}/{dataset['tracks']['valid']}/"
       f"{dataset['tracks']['test']}; genres: {', '.join(dataset['genres'])}")

@@ -44,6 +44,7 @@ request_delay_s = 1.0  # pause between requests to the site, seconds
 max_retries = 5  # retries on 429, 5xx, timeouts and dropped connections
 backoff_s = 1.0  # wait before the first retry, seconds; doubles each retry (a 429's Retry-After wins)
 timeout_s = 30.0  # connect and read timeout per request, seconds
+file_timeout_s = 0.0  # deadline for one whole file, all its tries together, seconds (0 = none); a rerun resumes it
 concurrency = 2  # downloads at once
 max_file_mb = 50.0  # a file larger than this is abandoned and reported, MB
 # --- FMA dataset archive ---
@@ -71,9 +72,14 @@ for name, value in (("page_size", page_size), ("concurrency", concurrency), ("ma
     if value <= 0:
         fail(f"{name}={value} must be greater than 0")
 for name, value in (("request_delay_s", request_delay_s), ("max_retries", max_retries), ("backoff_s", backoff_s),
-                    ("max_tracks_per_genre", max_tracks_per_genre)):
+                    ("max_tracks_per_genre", max_tracks_per_genre), ("file_timeout_s", file_timeout_s)):
     if value < 0:
         fail(f"{name}={value} must not be negative")
+
+if source == "demo":
+    from local.demo_corpus import demo_settings_problem
+    if demo_settings_problem(demo_seconds, demo_tracks_per_genre):
+        fail(demo_settings_problem(demo_seconds, demo_tracks_per_genre))
 
 os.makedirs(out_dir, exist_ok=True)
 save_config(config, out_dir)
@@ -94,7 +100,7 @@ elif source == "fma":
     try:
         summary = scrape_fma(out_dir, genres, max_tracks_per_genre, fma_base_url, page_size, user_agent,
                              allowed_hosts, request_delay_s, max_retries, timeout_s, concurrency, max_file_mb,
-                             backoff_s)
+                             backoff_s, file_timeout_s=file_timeout_s)
     except ValueError as e:
         fail(str(e))
 else:

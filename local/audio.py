@@ -76,6 +76,26 @@ def decode_audio(source, timeout_s=FFMPEG_TIMEOUT_S):
     return samples, sample_rate, warning
 
 
+def decode_with_libsndfile(source):
+    """Decode a file with libsndfile (the ``soundfile`` package) - the fallback for files ffmpeg refuses.
+
+    Real Ogg Vorbis files written by libVorbis 1.3.1 are refused by ffmpeg ("Header processing failed")
+    while libsndfile plays them. ``source``: a path or the file's bytes. Returns what :func:`decode_audio`
+    returns: (samples (n_samples, n_channels) float32, sample_rate Hz, warning ""). Raises DecodeError.
+    """
+    import io
+
+    import soundfile
+    try:
+        handle = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
+        samples, sample_rate = soundfile.read(handle, dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile's errors are RuntimeError/LibsndfileError/TypeError by version
+        raise DecodeError(f"libsndfile cannot decode it either: {str(e).splitlines()[0][:200]}") from None
+    if len(samples) == 0:
+        raise DecodeError("libsndfile found no audio in it")
+    return np.ascontiguousarray(samples, dtype=np.float32), int(sample_rate), ""
+
+
 def decode_many(sources, timeout_s=FFMPEG_TIMEOUT_S):
     """Decode several files' bytes with one ffmpeg process; the same samples as :func:`decode_audio` on each.
 

@@ -76,8 +76,10 @@ class PartWriter:
     ``rows_per_part`` bounds how much work a kill can lose; each track is one row group.
     """
 
-    def __init__(self, dataset_dir, rows_per_part=64, max_part_bytes=256 << 20):
+    def __init__(self, dataset_dir, rows_per_part=64, max_part_bytes=256 << 20, metadata=None):
         self.directory = tracks_dir(dataset_dir)
+        # key-value metadata of every part (the settings its rows were made with)
+        self.schema = TRACK_SCHEMA.with_metadata(metadata) if metadata else TRACK_SCHEMA
         os.makedirs(self.directory, exist_ok=True)
         self.rows_per_part, self.max_part_bytes = rows_per_part, max_part_bytes
         self.writer, self.tmp_path, self.rows, self.bytes, self.written = None, None, 0, 0, []
@@ -88,8 +90,8 @@ class PartWriter:
             stamp = time.strftime("%Y%m%dT%H%M%S")
             self.final_path = os.path.join(self.directory, f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
             self.tmp_path = os.path.join(self.directory, f".{os.path.basename(self.final_path)}.tmp")
-            self.writer = pq.ParquetWriter(self.tmp_path, TRACK_SCHEMA, compression="zstd")
-        self.writer.write_table(pa.Table.from_pylist([row], schema=TRACK_SCHEMA))
+            self.writer = pq.ParquetWriter(self.tmp_path, self.schema, compression="zstd")
+        self.writer.write_table(pa.Table.from_pylist([row], schema=self.schema))
         self.rows += 1
         self.bytes += len(row["codes"])
         if self.rows >= self.rows_per_part or self.bytes >= self.max_part_bytes:
@@ -123,12 +125,14 @@ def drop_tracks(dataset_dir, track_ids):
         reader = pq.ParquetFile(part)
         tmp = os.path.join(os.path.dirname(part), f".{os.path.basename(part)}.tmp")
         kept = 0
-        with pq.ParquetWriter(tmp, TRACK_SCHEMA, compression="zstd") as writer:
+        schema = TRACK_SCHEMA.with_metadata(reader.schema_arrow.metadata) if reader.schema_arrow.metadata \
+            else TRACK_SCHEMA  # the part keeps the settings its rows were made with
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for group in range(reader.num_row_groups):
                 table = reader.read_row_group(group)
                 mask = [tid not in track_ids for tid in table.column("track_id").to_pylist()]
                 if any(mask):
-                    writer.write_table(table.filter(pa.array(mask)).cast(TRACK_SCHEMA))
+                    writer.write_table(table.filter(pa.array(mask)).cast(schema))
                     kept += sum(mask)
         if kept:
             os.replace(tmp, part)

@@ -6,7 +6,10 @@ local stage runs in a process pool and the Spark job on executors), so all give 
 input.
 """
 import hashlib
+import json
+import math
 import os
+import stat
 import sys
 
 import numpy as np
@@ -14,6 +17,8 @@ import numpy as np
 from local import audio, manifest
 
 SILENT_PEAK = 10 ** (-60 / 20)  # a file whose peak is below -60 dBFS is silence, not music
+LIBSNDFILE = "libsndfile"  # result["decoder"] of a file ffmpeg refused and libsndfile decoded
+MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ = 1000, 192000
 MISSING_REASON = "file not found (listed in the manifest but missing)"
 HTML_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{")
 
@@ -154,11 +159,33 @@ def process_track(source, sample_rate=16000, quantization_channels=256, trim_sil
             source = f.read()
     check_bytes(source)
     try:
-        decoded = audio.decode_audio(source)
+        decoded, decoder = audio.decode_audio(source), "ffmpeg"
     except audio.DecodeError as e:
-        decoded = decode_from_path(e, fallback_path)
-    return codes_from_samples(*decoded, sample_rate, quantization_channels, trim_silence, silence_threshold,
-                              min_seconds)
+        decoded, decoder = decode_after_ffmpeg_refused(e, source, fallback_path)
+    return dict(codes_from_samples(*decoded, sample_rate, quantization_channels, trim_silence, silence_threshold,
+                                   min_seconds), decoder=decoder)
+
+
+def decode_after_ffmpeg_refused(error, data, path=None):
+    """ffmpeg refused the bytes ``data`` with ``error``: decode the file itself with ffmpeg (an m4a indexed at
+    its end), else with libsndfile (:func:`local.audio.decode_with_libsndfile`).
+
+    Returns ((samples, sample_rate, warning), decoder) with decoder "ffmpeg" or :data:`LIBSNDFILE`;
+    raises TrackError with ffmpeg's reason when neither can decode it. Both stage-2 paths (local, Spark)
+    come here through :func:`process_batch`.
+    """
+    if path and os.path.isfile(path):
+        try:
+            return audio.decode_audio(path), "ffmpeg"
+        except audio.DecodeError:
+            pass
+    try:
+        return audio.decode_with_libsndfile(data), LIBSNDFILE
+    except audio.DecodeError:
+        pass
+    if path and os.path.isfile(path):
+        raise TrackError(str(error)) from None
+    return decode_from_path(error, None), "ffmpeg"  # raises, with the m4a hint
 
 
 def check_bytes(source):
@@ -188,6 +215,8 @@ def codes_from_samples(samples, file_rate, warning, sample_rate=16000, quantizat
     y = audio.peak_normalize(y)
     if y.size == 0 or float(np.max(np.abs(y))) < SILENT_PEAK:
         raise TrackError("silent: no sample above -60 dBFS")
+    if float(np.max(y)) - float(np.min(y)) < SILENT_PEAK:  # a constant (DC) level is no sound either
+        raise TrackError("silent: a constant level (DC offset), no sound above -60 dBFS")
     decoded_seconds = len(y) / sample_rate
     if trim_silence:
         y = audio.trim_silence(y, top_db=silence_threshold)
@@ -221,11 +250,12 @@ def process_batch(items, settings, datas=None):
     for k, item in enumerate(items):
         try:
             if datas is None:
-                with open(item["path"], "rb") as f:
-                    data = f.read()
+                data, file_stat = read_regular_file(item["path"])
+                item = dict(item, stat=file_stat)
             else:
                 data = datas[k]
-            item = dict(item, sha256=item.get("sha256") or hashlib.sha256(data).hexdigest())
+            # the recorded sha256 is the one of the bytes decoded now, never what a manifest claims
+            item = dict(item, sha256=hashlib.sha256(data).hexdigest())
             check_bytes(data)
             pending.append((k, item, data))
         except Exception as e:
@@ -233,12 +263,55 @@ def process_batch(items, settings, datas=None):
     decoded = audio.decode_many([data for _, _, data in pending]) if pending else []
     for (k, item, data), outcome in zip(pending, decoded):
         try:
-            if isinstance(outcome, audio.DecodeError):  # e.g. an m4a indexed at its end: try the file itself
-                outcome = decode_from_path(outcome, item["path"] if os.path.isfile(item["path"]) else None)
-            results[k] = (item, codes_from_samples(*outcome, **settings), "")
+            decoder = "ffmpeg"
+            if isinstance(outcome, audio.DecodeError):  # an m4a indexed at its end, an Ogg only libsndfile reads
+                outcome, decoder = decode_after_ffmpeg_refused(outcome, data, item["path"])
+            results[k] = (item, dict(codes_from_samples(*outcome, **settings), decoder=decoder), "")
         except Exception as e:
             results[k] = (item, None, failure_reason(e))
     return results
+
+
+def read_regular_file(path):
+    """The bytes and (size, mtime_ns) of ``path``; TrackError unless it is a regular file (no device, FIFO)."""
+    try:
+        file_stat = os.stat(path)
+    except FileNotFoundError:
+        raise
+    if not stat.S_ISREG(file_stat.st_mode):
+        raise TrackError("not a regular file (a device, FIFO or socket): not read")
+    with open(path, "rb") as f:
+        data = f.read()
+    return data, (file_stat.st_size, file_stat.st_mtime_ns)
+
+
+def input_path_problem(raw_dir, path):
+    """Why stage 2 must not open ``path`` listed under ``raw_dir`` (outside it, a special file), or ""."""
+    root = os.path.realpath(raw_dir)
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root:
+        return f"outside raw_dir (resolves to {real}): not read"
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        return ""  # missing: reported as such when processed
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a device, FIFO or socket): not read"
+    return ""
+
+
+def settings_problem(sample_rate, silence_threshold, min_seconds):
+    """One line naming the stage-2 key whose value is out of range, or ""."""
+    if not MIN_SAMPLE_RATE_HZ <= sample_rate <= MAX_SAMPLE_RATE_HZ:
+        return (f"sample_rate={sample_rate} must be between {MIN_SAMPLE_RATE_HZ} and {MAX_SAMPLE_RATE_HZ} Hz "
+                f"(e.g. --sample_rate=16000)")
+    if not (isinstance(silence_threshold, (int, float)) and math.isfinite(silence_threshold)
+            and 0 < silence_threshold <= 120):
+        return (f"silence_threshold={silence_threshold} must be more than 0 and at most 120 dB below the peak "
+                f"(e.g. --silence_threshold=60)")
+    if not (isinstance(min_seconds, (int, float)) and math.isfinite(min_seconds) and min_seconds > 0):
+        return f"min_seconds={min_seconds} must be more than 0 seconds (e.g. --min_seconds=1)"
+    return ""
 
 
 def failure_reason(error):
@@ -295,7 +368,8 @@ def run_inputs(inputs, settings, workers=1, progress=True):
         # fork: the stage scripts are straight-line code, which spawn/forkserver would run again in workers
         context = multiprocessing.get_context("fork")
         with context.Pool(workers) as pool:
-            for results in pool.imap_unordered(process_batch_star, jobs, chunksize=1):
+            # in input order: a new genre's id is the order of its first kept track, the same on every run
+            for results in pool.imap(process_batch_star, jobs, chunksize=1):
                 for result in results:
                     yield result
                     bar.update()
@@ -343,7 +417,8 @@ def plan_tracks(inputs, existing, known_genres, valid_fraction, test_fraction, s
     ensure_train_per_genre(todo, kept.values(), split_seed)
     genres = assign_genre_ids(known_genres if kept else [],
                               [r["genre"] for r in kept.values()] + [i["genre"] for i in todo])
-    return {"todo": todo, "skipped": skipped, "changed": changed, "genres": genres}
+    return {"todo": todo, "skipped": skipped, "changed": changed, "genres": genres,
+            "kept_genres": assign_genre_ids(known_genres if kept else [], [r["genre"] for r in kept.values()])}
 
 
 def known_genres(index_rows, recorded=()):
@@ -376,6 +451,90 @@ def dataset_info(index, genres, sample_rate, quantization_channels, trim_silence
         "valid_fraction": valid_fraction, "test_fraction": test_fraction, "split_seed": split_seed})
 
 
+SOURCE_STATS_NAME = "source_stats.json"  # path -> [bytes, mtime_ns, sha256] of the inputs last seen
+
+
+class SourceFingerprints:
+    """Decide "unchanged" from the file itself: size + mtime as the fast path, the sha256 when they differ.
+
+    Kept in ``<out_dir>/source_stats.json``; a manifest's sha256 is never trusted over the file's bytes.
+    """
+
+    def __init__(self, out_dir):
+        self.path = os.path.join(out_dir, SOURCE_STATS_NAME)
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                self.known = {k: tuple(v) for k, v in json.load(f).items()}
+        except (OSError, ValueError, TypeError):
+            self.known = {}
+
+    def sha_of(self, path):
+        """The sha256 of the file at ``path`` now ("" if missing or not a regular file)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ""
+        if not stat.S_ISREG(st.st_mode):
+            return ""
+        cached = self.known.get(path)
+        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
+            return cached[2]
+        sha = manifest.sha256_file(path)
+        self.known[path] = (st.st_size, st.st_mtime_ns, sha)
+        return sha
+
+    def remember(self, path, file_stat, sha):
+        """Record the (size, mtime_ns) a file had when the bytes hashed to ``sha`` were read."""
+        if file_stat:
+            self.known[path] = (int(file_stat[0]), int(file_stat[1]), sha)
+
+    def save(self):
+        from local.fileio import write_json_atomic
+        write_json_atomic(self.path, {k: list(v) for k, v in sorted(self.known.items())})
+
+
+SETTINGS_METADATA_KEY = b"waveforms.settings"  # the Parquet key-value metadata each part carries
+
+
+def made_with_problem(out_dir, settings, info):
+    """One line when ``out_dir`` holds rows made with other settings than ``settings``, else "".
+
+    The rows are the truth: each part's metadata (:data:`SETTINGS_METADATA_KEY`) and the rows' own
+    ``sample_rate``; ``dataset.json`` (``info``) only for parts without metadata. ``settings``: the dict
+    :func:`part_settings` makes.
+    """
+    import pyarrow.parquet as pq
+
+    from local import dataset_store as store
+    parts = store.list_parts(out_dir)
+    if not parts:
+        return ""
+    made = []
+    for part in parts:
+        metadata = pq.read_schema(part).metadata or {}
+        if SETTINGS_METADATA_KEY in metadata:
+            made.append(json.loads(metadata[SETTINGS_METADATA_KEY]))
+        elif info:
+            made.append({k: info.get(k) for k in ("sample_rate", "quantization_channels", "trim_silence",
+                                                   "min_seconds")} | {"silence_threshold": info.get(
+                                                       "silence_threshold_db")})
+    for rate in {int(r["sample_rate"]) for r in store.read_index(out_dir, columns=["sample_rate"])}:
+        made.append({"sample_rate": rate})
+    for old in made:
+        for key, value in settings.items():
+            if key in old and old[key] is not None and old[key] != value:
+                return (f"{out_dir} holds tracks made with {key}={old[key]}; use another out_dir or "
+                        f"--{key}={old[key]}")
+    return ""
+
+
+def part_settings(sample_rate, quantization_channels, trim_silence, silence_threshold, min_seconds):
+    """The settings every row of a dataset must share, as written into each part's metadata."""
+    return {"sample_rate": int(sample_rate), "quantization_channels": int(quantization_channels),
+            "trim_silence": bool(trim_silence), "silence_threshold": float(silence_threshold),
+            "min_seconds": float(min_seconds)}
+
+
 def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, trim_silence=True,
                silence_threshold=60.0, min_seconds=1.0, valid_fraction=0.1, test_fraction=0.1, split_seed=0,
                workers=1, rows_per_part=64, progress=True):
@@ -388,36 +547,48 @@ def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, t
     from local import dataset_store as store
 
     info = store.read_dataset_json(out_dir) or {}
-    for key, value in (("sample_rate", sample_rate), ("quantization_channels", quantization_channels)):
-        if info and store.list_parts(out_dir) and info.get(key) != value:
-            raise ValueError(f"{out_dir} holds a dataset made with {key}={info.get(key)}; "
-                             f"use another out_dir or --{key}={info.get(key)}")
+    made_with = part_settings(sample_rate, quantization_channels, trim_silence, silence_threshold, min_seconds)
+    problem = made_with_problem(out_dir, made_with, info)
+    if problem:
+        raise ValueError(problem)
     store.remove_stale_temp_parts(out_dir)
-    inputs = list_inputs(raw_dir)
+    failed = []
+    inputs = []
+    for item in list_inputs(raw_dir):
+        refused = input_path_problem(raw_dir, item["path"])
+        if refused:
+            failed.append((item["path"], refused))
+        else:
+            inputs.append(item)
     existing = {r["track_id"]: r for r in store.read_index(out_dir)}
-
-    def sha_of(item):
-        return item["sha256"] or (manifest.sha256_file(item["path"]) if os.path.exists(item["path"]) else "")
+    fingerprints = SourceFingerprints(out_dir)
 
     genres_so_far = known_genres(existing.values(), info.get("genres", []))
-    plan = plan_tracks(inputs, existing, genres_so_far, valid_fraction, test_fraction, split_seed, sha_of)
-    todo, skipped, genres = plan["todo"], plan["skipped"], plan["genres"]
+    plan = plan_tracks(inputs, existing, genres_so_far, valid_fraction, test_fraction, split_seed,
+                       lambda item: fingerprints.sha_of(item["path"]))
+    todo, skipped, genres = plan["todo"], plan["skipped"], list(plan["kept_genres"])
     if plan["changed"]:  # the input file changed since it was processed: its old row goes, the new one comes
         store.drop_tracks(out_dir, plan["changed"])
 
     settings = {"sample_rate": sample_rate, "quantization_channels": quantization_channels,
                 "trim_silence": trim_silence, "silence_threshold": silence_threshold, "min_seconds": min_seconds}
-    writer = store.PartWriter(out_dir, rows_per_part=rows_per_part)
-    failed, warnings, processed = [], [], 0
+    writer = store.PartWriter(out_dir, rows_per_part=rows_per_part,
+                              metadata={SETTINGS_METADATA_KEY: json.dumps(made_with).encode()})
+    warnings, processed, with_libsndfile = [], 0, 0
     for item, result, reason in run_inputs(todo, settings, workers, progress):
         if result is None:
             failed.append((item["path"], reason))
             continue
         if result["warning"]:
             warnings.append((item["path"], result["warning"]))
+        if item["genre"] not in genres:  # a genre is listed once it has a kept track: never an empty one
+            genres.append(item["genre"])
         writer.write(track_row(item, result, genres, sample_rate))
+        fingerprints.remember(item["path"], item.get("stat"), item["sha256"])
         processed += 1
+        with_libsndfile += result.get("decoder") == LIBSNDFILE
     writer.close()
+    fingerprints.save()
 
     index = store.read_index(out_dir)
     dataset = dataset_info(index, genres, sample_rate, quantization_channels, trim_silence, silence_threshold,
@@ -426,4 +597,4 @@ def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, t
     write_json_atomic(os.path.join(out_dir, "dataset.json"), dataset)
     store.write_failures(out_dir, failed)
     return {"processed": processed, "skipped": skipped, "failed": failed, "warnings": warnings,
-            "dataset": dataset}
+            "dataset": dataset, "decoded_with_libsndfile": with_libsndfile}
