@@ -20,6 +20,13 @@ from local.config import write_json_atomic
 
 
 
+UNREAD_REASON = ("not read: Spark's file source skips names starting with '_' or '.' (rename the file), "
+                 "or the file changed while the job ran (run it again)")
+
+
+NEW_ROWS_DIR = "_new_tracks"  # where the job writes its rows before their genre ids are final
+
+
 class ListParam(AccumulatorParam):
     """An accumulator of lists: the (kind, path, text) events of the executors (failures and warnings)."""
 
@@ -47,10 +54,10 @@ def list_raw_inputs(spark, raw_dir, stage_dir):
     """The inputs exactly as :func:`local.preprocessing.list_inputs` finds them, for a folder or a URI.
 
     Returns (inputs, keys, listed): ``keys`` maps each input's ``path`` to the qualified path Spark lists it
-    under; ``listed`` is the set of qualified paths that exist.
+    under; ``listed`` maps the qualified path of every file that exists, empty ones included, to its size.
     """
     root = spark_io.qualify(spark, raw_dir)
-    listed = {r.path for r in read_files(spark, raw_dir, ["path"]).collect()}
+    listed = spark_io.list_files(spark, raw_dir)  # binaryFile's own listing drops empty and "_"-named files
     keys = {}
 
     def join(relative):
@@ -93,6 +100,7 @@ def decode_partition(rows, settings, genres, sample_rate, events):
                 continue
             if result["warning"]:
                 events.add([("warning", item["path"], result["warning"])])
+            events.add([("decoder", item["path"], result.get("decoder", ""))])  # e.g. the libsndfile fallback
             yield preprocessing.track_row(item, result, genres, sample_rate)
 
 
@@ -132,6 +140,62 @@ def drop_tracks(spark, out_dir, track_ids, index):
             fs.rename(jvm.org.apache.hadoop.fs.Path(new_part),
                       jvm.org.apache.hadoop.fs.Path(spark_io.join(out_dir, "tracks", os.path.basename(new_part))))
         fs.delete(jvm.org.apache.hadoop.fs.Path(staging), True)
+
+
+def genres_in_order(kept_genres, items):
+    """``kept_genres``, then each other genre of ``items`` in the order it first appears there.
+
+    Over the kept tracks in input order this is the genres list the local stage ends with
+    (:func:`local.preprocessing.preprocess` appends a genre at its first kept track), so a genre with no kept
+    track never gets an id and the ids agree on both paths.
+    """
+    genres = list(kept_genres)
+    for item in items:
+        if item["genre"] not in genres:
+            genres.append(item["genre"])
+    return genres
+
+
+def write_tracks(frame, uri):
+    """Append the rows of ``frame`` as Parquet parts under ``uri``, one track per row group as the local writer."""
+    (frame.write.mode("append").option("compression", "zstd")
+     .option("parquet.block.size", 1)  # with a size check after every row: one track per group
+     .option("parquet.page.size.row.check.min", 1)
+     .option("parquet.page.size.row.check.max", 1)
+     .parquet(uri))
+
+
+def move_new_rows(spark, staging, out_dir, written_genres, genres):
+    """Put the rows the job wrote to ``staging`` (with ids from ``written_genres``) into ``out_dir/tracks``.
+
+    When every kept genre has the id it was written with (the usual case) the part files are renamed into
+    place; otherwise (a new genre kept no track) the new rows are rewritten once with their ``genres`` ids.
+    Each part appears complete or not at all; a kill in between leaves rows a rerun finds missing and redoes.
+    """
+    from pyspark.sql import functions as F
+    tracks = spark_io.join(out_dir, "tracks")
+    parts = spark_io.glob(spark, spark_io.join(staging, "part-*.parquet"))
+    if parts and written_genres[:len(genres)] != genres:
+        ids = F.create_map(*[F.lit(v) for i, genre in enumerate(genres) for v in (genre, i)])
+        frame = spark.read.parquet(staging)
+        write_tracks(frame.withColumn("genre_id", ids[F.col("genre")].cast("int")).select(*frame.columns), tracks)
+    elif parts:
+        jvm = spark.sparkContext._jvm
+        fs, _ = spark_io.hadoop_fs(spark, tracks)
+        fs.mkdirs(jvm.org.apache.hadoop.fs.Path(tracks))
+        for part in parts:
+            name = part.rsplit("/", 1)[-1]
+            fs.rename(jvm.org.apache.hadoop.fs.Path(part), jvm.org.apache.hadoop.fs.Path(spark_io.join(tracks, name)))
+            checksum = jvm.org.apache.hadoop.fs.Path(spark_io.join(staging, f".{name}.crc"))
+            if fs.exists(checksum):  # a raw file system leaves Hadoop's checksum behind: it goes with its part
+                fs.rename(checksum, jvm.org.apache.hadoop.fs.Path(spark_io.join(tracks, f".{name}.crc")))
+    remove_tree(spark, staging)
+
+
+def remove_tree(spark, uri):
+    fs, path = spark_io.hadoop_fs(spark, uri)
+    if fs.exists(path):
+        fs.delete(path, True)
 
 
 def quiet_parquet_writer(spark):
@@ -182,7 +246,9 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
         genres_so_far = preprocessing.known_genres(existing.values(), info.get("genres", []))
         plan = preprocessing.plan_tracks(inputs, existing, genres_so_far, valid_fraction, test_fraction, split_seed,
                                          lambda item: item["sha256"] or hashes.get(keys[item["path"]], ""))
-        genres = plan["genres"]
+        genres = list(plan["kept_genres"])  # + each new genre once it has a kept track (below)
+        staging = spark_io.join(out_dir, NEW_ROWS_DIR)  # hidden from readers ("_"); a killed run's is dropped
+        remove_tree(spark, staging)
         if plan["changed"]:
             drop_tracks(spark, out_dir, plan["changed"], index)
 
@@ -191,13 +257,18 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
         settings = {"sample_rate": sample_rate, "quantization_channels": quantization_channels,
                     "trim_silence": trim_silence, "silence_threshold": silence_threshold,
                     "min_seconds": min_seconds}
-        warnings, executor_failed, decode_seconds = [], {}, {}
+        # Spark's file source never hands an empty file to a task: the local function gives its reason here
+        empty = [i for i in todo if listed[keys[i["path"]]] == 0]
+        failed += [(item["path"], reason) for item, _, reason in
+                   preprocessing.process_batch(empty, settings, datas=[b""] * len(empty))] if empty else []
+        todo = [i for i in todo if listed[keys[i["path"]]] > 0]
+        warnings, executor_failed, decode_seconds, unread, decoders = [], {}, {}, [], {}
         if todo:
+            written_genres = genres_in_order(genres, todo)
             events = spark.sparkContext.accumulator([], ListParam())
             items = spark.createDataFrame([(keys[i["path"]], json.dumps(i)) for i in todo], "path string, item string")
             partitions = partitions or 4 * spark.sparkContext.defaultParallelism
-            total_bytes = sum(int(r.length) for r in read_files(spark, raw_dir, ["path", "length"])
-                              .join(broadcast(items.select("path")), "path").collect())
+            total_bytes = sum(listed[keys[i["path"]]] for i in todo)
             quiet_parquet_writer(spark)
             saved = {k: spark.conf.get(k, None) for k in file_partition_conf(spark, 1, 1)}
             for k, v in file_partition_conf(spark, total_bytes, partitions).items():
@@ -205,13 +276,8 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
             try:
                 pairs = read_files(spark, raw_dir, ["path", "content"]).join(broadcast(items), "path")
                 rows = pairs.select("item", "content").rdd.mapPartitions(
-                    lambda part: decode_partition(part, settings, genres, sample_rate, events))
-                (spark.createDataFrame(rows, spark_track_schema()).write.mode("append")
-                 .option("compression", "zstd")
-                 .option("parquet.block.size", 1)  # with a size check after every row: one track per group
-                 .option("parquet.page.size.row.check.min", 1)
-                 .option("parquet.page.size.row.check.max", 1)
-                 .parquet(spark_io.join(out_dir, "tracks")))
+                    lambda part: decode_partition(part, settings, written_genres, sample_rate, events))
+                write_tracks(spark.createDataFrame(rows, spark_track_schema()), staging)
             finally:
                 for k, v in saved.items():
                     spark.conf.unset(k) if v is None else spark.conf.set(k, v)
@@ -220,6 +286,12 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
             failed += sorted(executor_failed.items())
             warnings = sorted({path: text for kind, path, text in events.value if kind == "warning"}.items())
             decode_seconds = {path: value for kind, path, value in events.value if kind == "seconds"}
+            # every input is accounted for: one the file source did not hand to any task is a failure too
+            unread = [i["path"] for i in todo if i["path"] not in decode_seconds]
+            failed += [(path, UNREAD_REASON) for path in unread]
+            decoders = {path: text for kind, path, text in events.value if kind == "decoder"}
+            genres = genres_in_order(genres, [i for i in todo if i["path"] in decoders])  # the kept ones
+            move_new_rows(spark, staging, out_dir, written_genres, genres)
 
         index = read_existing_index(spark, out_dir)
         dataset = preprocessing.dataset_info(index, genres, sample_rate, quantization_channels, trim_silence,
@@ -228,6 +300,7 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
         write_json_atomic(os.path.join(stage_dir, "dataset.json.new"), dataset)
         spark_io.publish(spark, os.path.join(stage_dir, "dataset.json.new"), spark_io.join(out_dir, "dataset.json"))
         spark_io.publish(spark, store.write_failures(stage_dir, failed), spark_io.join(out_dir, "failures.csv"))
-    return {"processed": len(todo) - len(executor_failed), "skipped": plan["skipped"],
+    return {"processed": len(todo) - len(executor_failed) - len(unread), "skipped": plan["skipped"],
             "failed": failed, "warnings": warnings, "dataset": dataset,
-            "decode_core_seconds": float(sum(decode_seconds.values()))}
+            "decode_core_seconds": float(sum(decode_seconds.values())),
+            "decoded_with_libsndfile": sum(d == preprocessing.LIBSNDFILE for d in decoders.values())}

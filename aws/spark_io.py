@@ -59,6 +59,20 @@ def glob(spark, pattern):
     return sorted(s.getPath().toString() for s in statuses)
 
 
+def list_files(spark, path):
+    """{qualified path: size in bytes} of every file below ``path`` (recursive), as the driver's file system sees
+    them. Unlike Spark's file sources, this listing keeps empty files and ``_``/``.``-named ones, so a job can
+    account for every input it was given."""
+    fs, root = hadoop_fs(spark, path)
+    if not fs.exists(root):
+        return {}
+    files, sizes = fs.listFiles(root, True), {}
+    while files.hasNext():
+        status = files.next()
+        sizes[status.getPath().toString()] = int(status.getLen())
+    return sizes
+
+
 def delete(spark, path):
     if not is_uri(path):
         if os.path.exists(path):

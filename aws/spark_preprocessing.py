@@ -74,6 +74,8 @@ for path, reason in summary["failed"]:
 dataset = summary["dataset"]
 print(f"{summary['processed']} tracks processed, {summary['skipped']} already done, "
       f"{len(summary['failed'])} failed (see {spark_io.join(out_dir, 'failures.csv')})")
+if summary["decoded_with_libsndfile"]:  # as run_transformation_scripts.py says it
+    print(f"{summary['decoded_with_libsndfile']} of them refused by ffmpeg and decoded with libsndfile")
 if summary["decode_core_seconds"]:  # what sizing a cluster needs: divide by the cores you will have
     print(f"decoding took {summary['decode_core_seconds']:.1f} core-seconds for "
           f"{summary['processed'] + len(summary['failed'])} files")
