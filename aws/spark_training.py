@@ -128,6 +128,16 @@ conflict = training.resume_conflict(local_run, settings, shown_as=run_dir)
 if conflict:
     fail(conflict)
 
+
+
+def publish_run():
+    """Publish the run directory to run_dir, then delete the checkpoints there that the local copy no longer
+    keeps (``keep_checkpoints``): publishing only adds files, so old ones would pile up remotely."""
+    spark_io.publish_tree(spark, local_run, run_dir)
+    kept = [os.path.basename(path) for _, path in training.list_checkpoints(local_run)]
+    spark_io.remove_folders_except(spark, spark_io.join(run_dir, "checkpoints"), kept, prefix="step-")
+
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -214,7 +224,7 @@ for epoch in range(int(state["epoch"]), epochs):
     export_model.set_weights(wavenet.get_weights())
     training.save_model(export_model, local_run)
     if spark_io.is_uri(run_dir):
-        spark_io.publish_tree(spark, local_run, run_dir)
+        publish_run()
     print(f"epoch {epoch + 1}/{epochs}: {n_windows} windows on {k} workers, train {train_bits:.3f} "
           f"valid {valid_bits:.3f} bits/sample, {n_windows * window / seconds:,.0f} samples/s")
 
@@ -222,6 +232,6 @@ if not os.path.isfile(os.path.join(local_run, "model.keras")):
     export_model.set_weights(wavenet.get_weights())
     training.save_model(export_model, local_run)
     if spark_io.is_uri(run_dir):
-        spark_io.publish_tree(spark, local_run, run_dir)
+        publish_run()
 spark_io.stop_spark(spark)
 print(f"done: {run_dir} (epoch {state['epoch']}, step {state['step']}; uniform baseline {uniform_bits:.2f} bits)")
