@@ -187,5 +187,27 @@ def submit(cluster, script, args, code_zip=None, executor_memory="768m", timeout
                "--conf", "spark.driver.bindAddress=127.0.0.1", "--conf", "spark.ui.enabled=false",
                "--conf", f"spark.executorEnv.TF_CPP_MIN_LOG_LEVEL={env['TF_CPP_MIN_LOG_LEVEL']}",
                os.path.join(ROOT, script), *args]
-    return subprocess.run(command, cwd=ROOT, env=env, timeout=timeout_s, text=True,
-                          capture_output=capture, stdin=subprocess.DEVNULL)
+    pipe = subprocess.PIPE if capture else None
+    # its own process group, ended as a whole (the JVM and its Python driver) on Ctrl-C, a kill or a timeout
+    process = subprocess.Popen(command, cwd=ROOT, env=env, text=True, stdout=pipe, stderr=pipe,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except BaseException:
+        end_process_group(process)
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def end_process_group(process, grace_s=20):
+    """SIGTERM to ``process``'s group (it was started in a session of its own), SIGKILL after ``grace_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
