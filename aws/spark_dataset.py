@@ -28,7 +28,8 @@ NEW_ROWS_DIR = "_new_tracks"  # where the job writes its rows before their genre
 
 
 class ListParam(AccumulatorParam):
-    """An accumulator of lists: the (kind, path, text) events of the executors (failures and warnings)."""
+    """An accumulator of lists: the (kind, path, value) events of the executors (failures, warnings, decoders,
+    seconds)."""
 
     def zero(self, value):
         return []
