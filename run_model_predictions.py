@@ -58,12 +58,18 @@ if progress_seconds <= 0 or eval_window < 1 or eval_batch_positions < 1 or eval_
     fail("progress_seconds, eval_window and eval_batch_positions must be positive, eval_max_tracks >= 0")
 if seconds == 0 and not evaluate:
     fail("--seconds=0 and --evaluate=false: nothing to do")
+from local import checks  # noqa: E402
+if checks.output_folder_problem(out_dir, "out_dir"):  # before any scoring or generating, not after
+    fail(checks.output_folder_problem(out_dir, "out_dir"))
 for name in ("model.json", "model.keras"):
     if not os.path.isfile(os.path.join(run_dir, name)):
         fail(f"{os.path.join(run_dir, name)} is missing: run_dir={run_dir!r} is not a trained run "
              f"(train one with run_model_training.py --run_dir={run_dir})")
 
 from local import training  # noqa: E402  (numpy only)
+
+if training.model_files_problem(run_dir):
+    fail(training.model_files_problem(run_dir))
 
 info = training.read_model_json(run_dir)
 genres = list(info["genres"]) or [""]
@@ -79,11 +85,19 @@ if prime_track or evaluate:
     if not data_dir or not dataset_store.list_parts(data_dir):
         fail(f"data_dir={data_dir!r} holds no processed dataset (tracks/part-*.parquet), needed for "
              f"{'--prime_track' if prime_track else '--evaluate'}: pass --data_dir=FOLDER")
-    data_info = dataset_store.read_dataset_json(data_dir) or {}
+    try:
+        data_info = dataset_store.read_dataset_json(data_dir) or {}
+    except ValueError as e:  # damaged: named, with the fix
+        fail(str(e))
     if data_info.get("quantization_channels", n_codes) != n_codes:
         fail(f"{data_dir} holds {data_info['quantization_channels']}-level codes but the model in {run_dir} "
              f"predicts {n_codes}: pass the --data_dir it was trained on")
-    index = dataset_store.read_index(data_dir)
+    if evaluate and checks.evaluation_dataset_problem(sample_rate, data_info, data_dir, run_dir):
+        fail(checks.evaluation_dataset_problem(sample_rate, data_info, data_dir, run_dir))
+    try:
+        index = dataset_store.read_index(data_dir)
+    except ValueError as e:  # a damaged part: named, with the fix
+        fail(str(e))
 prime_row = None
 if prime_track:
     matches = [row for row in index if str(row["track_id"]) == prime_track]
@@ -104,6 +118,14 @@ elif conditioned:
 else:
     stream_genres = [genres[0] if len(genres) == 1 else ""] * (streams or 1)
 genre_ids = [genres.index(g) if g in genres else 0 for g in stream_genres]
+n_streams_asked = len(genre_ids) if seconds > 0 else 0
+if checks.generation_problem(seconds, temperature, prime_seconds, n_streams_asked, sample_rate,
+                             info.get("receptive_field", 0), info["model"].get("residual_channels", 0)):
+    fail(checks.generation_problem(seconds, temperature, prime_seconds, n_streams_asked, sample_rate,
+                                   info.get("receptive_field", 0), info["model"].get("residual_channels", 0)))
+if n_streams_asked:
+    print(checks.generation_cost_line(n_streams_asked, seconds, sample_rate, info.get("receptive_field", 0),
+                                      info["model"].get("residual_channels", 0)))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
 import numpy as np  # noqa: E402
@@ -175,7 +197,8 @@ if evaluate:
         print()
 
 os.makedirs(out_dir, exist_ok=True)
-save_config(config, out_dir)  # also for an evaluation-only run: every stage records what it ran with
+from local.fileio import remove_stale_temps  # noqa: E402
+remove_stale_temps(out_dir)  # a killed call's half-written WAV/PNG temps (never trusted, never shown)
 if seconds > 0:
     n_samples = int(round(seconds * sample_rate))
     state = generation.initial_state(weights, genre_ids=genre_ids if conditioned else None,
@@ -237,3 +260,6 @@ if seconds > 0:
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
     for clip in clips:
         print(clip["wav"])
+
+# last: config.json describes the call whose outputs are complete, never a killed one (also evaluation-only)
+save_config(config, out_dir)

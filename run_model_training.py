@@ -87,7 +87,10 @@ if lr_schedule not in ("constant", "cosine"):
 from local import dataset_store  # noqa: E402
 from local.wavenet import model_settings, receptive_field  # noqa: E402
 
-info = dataset_store.read_dataset_json(data_dir)
+try:
+    info = dataset_store.read_dataset_json(data_dir)
+except ValueError as e:  # a damaged dataset.json
+    fail(str(e))
 if info is None or not dataset_store.list_parts(data_dir):
     fail(f"data_dir={data_dir!r} holds no processed dataset (dataset.json and tracks/part-*.parquet): "
          f"run run_transformation_scripts.py first or pass --data_dir=FOLDER")
@@ -100,10 +103,18 @@ field = receptive_field(dilations, filter_width)
 
 from local import dataset, training  # noqa: E402  (numpy, pyarrow: only once the config is good)
 
-index = dataset_store.read_index(data_dir)
+try:
+    index = dataset_store.read_index(data_dir)
+except ValueError as e:  # a damaged part: named, with the fix
+    fail(str(e))
 train_tracks, too_short = dataset.usable_tracks(dataset.split_tracks(index, "train"), field, window)
 valid_tracks, _ = dataset.usable_tracks(dataset.split_tracks(index, "valid"), field, window)
 span = field + window
+from local import checks  # noqa: E402
+if checks.split_problem(len(index), len(dataset.split_tracks(index, "train")), len(dataset.split_tracks(index, "valid")),
+                        data_dir):
+    fail(checks.split_problem(len(index), len(dataset.split_tracks(index, "train")),
+                              len(dataset.split_tracks(index, "valid")), data_dir))
 if not train_tracks or not valid_tracks:
     fail(f"{data_dir}: needs train and valid tracks longer than receptive_field + window = {span} samples "
          f"({span / sample_rate:.2f} s); it has {len(train_tracks)} train and {len(valid_tracks)} valid: "
@@ -112,12 +123,23 @@ if too_short:
     print(f"note: {len(too_short)} train tracks shorter than {span} samples are not used")
 
 # Resuming: the model must be the one the checkpoints were made with (no checkpoint yet = a fresh start).
+if checks.output_folder_problem(run_dir, "run_dir"):
+    fail(checks.output_folder_problem(run_dir, "run_dir"))
 os.makedirs(run_dir, exist_ok=True)
+from local.locks import LockHeld, acquire_lock  # noqa: E402
+try:
+    run_dir_lock = acquire_lock(run_dir, "training")  # held until this process ends: one writer per run_dir
+except LockHeld as e:
+    fail(str(e))
 training.remove_stale_temps(run_dir)
 checkpoint = training.latest_checkpoint(run_dir)
 conflict = training.resume_conflict(run_dir, settings)
 if conflict:
     fail(conflict)
+if checkpoint and checks.resume_dataset_problem(training.saved_run_info(run_dir), genres, sample_rate,
+                                                quantization_channels, data_dir, run_dir):
+    fail(checks.resume_dataset_problem(training.saved_run_info(run_dir), genres, sample_rate,
+                                       quantization_channels, data_dir, run_dir))
 
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
@@ -131,8 +153,11 @@ model = build_wavenet(**settings)
 optimizer = training.make_optimizer(learning_rate, grad_clip)
 state = {"step": 0, "examples_done": 0, "best_valid_bits_per_sample": None}
 if checkpoint:
-    state = training.load_checkpoint(checkpoint[1], model, optimizer)
-    print(f"resuming {run_dir} from step {state['step']} ({checkpoint[1]})")
+    loaded, loaded_path = training.load_newest_good_checkpoint(run_dir, model, optimizer)
+    if loaded is None:
+        fail(f"no checkpoint in {training.checkpoints_dir(run_dir)} can be loaded: use another --run_dir")
+    state = loaded
+    print(f"resuming {run_dir} from step {state['step']} ({loaded_path})")
 training.truncate_metrics(run_dir, state["step"])  # steps after the checkpoint are redone
 save_config(config, run_dir)
 training.write_model_json(run_dir, settings, genres, sample_rate, quantization_channels, field, data_dir)

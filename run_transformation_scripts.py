@@ -37,6 +37,9 @@ rows_per_part = 64  # tracks per Parquet part file (a killed run loses at most t
 config = configure(globals())
 # -----------------------------------------------------------------------------
 
+from local import checks  # noqa: E402
+if checks.input_folder_problem(raw_dir, "raw_dir"):
+    fail(checks.input_folder_problem(raw_dir, "raw_dir"))
 if not os.path.isdir(raw_dir):
     fail(f"raw_dir={raw_dir!r} does not exist: run run_webscraper.py first or pass --raw_dir=FOLDER")
 if not 0 <= valid_fraction < 1 or not 0 <= test_fraction < 1 or valid_fraction + test_fraction >= 1:
@@ -54,6 +57,8 @@ if preprocessing.settings_problem(sample_rate, silence_threshold, min_seconds):
 if not preprocessing.list_inputs(raw_dir):
     fail(f"raw_dir={raw_dir!r} holds no audio files: run run_webscraper.py first or pass --raw_dir=FOLDER")
 
+if checks.output_folder_problem(out_dir, "out_dir"):
+    fail(checks.output_folder_problem(out_dir, "out_dir"))
 os.makedirs(out_dir, exist_ok=True)
 save_config(config, out_dir)
 try:

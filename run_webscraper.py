@@ -81,6 +81,9 @@ if source == "demo":
     if demo_settings_problem(demo_seconds, demo_tracks_per_genre):
         fail(demo_settings_problem(demo_seconds, demo_tracks_per_genre))
 
+from local import checks  # noqa: E402
+if checks.output_folder_problem(out_dir, "out_dir"):
+    fail(checks.output_folder_problem(out_dir, "out_dir"))
 os.makedirs(out_dir, exist_ok=True)
 save_config(config, out_dir)
 

@@ -4,9 +4,13 @@ Run:
   .venv/bin/python bench/bench_preprocessing.py              # 8 FMA-like clips: 30 s, 44.1 kHz stereo mp3
   .venv/bin/python bench/bench_preprocessing.py --tracks=16 --seconds=30
 
+  .venv/bin/python bench/bench_preprocessing.py --rss_only=true  # only the long-file memory figures
+
 Prints one JSON line: realtime_factor_1_worker, realtime_factor_2_workers, scaling (their ratio), the CPU cores
 each kept busy (ffmpeg's threads included), and for the resampler choice the seconds per clip of each step
-(ffmpeg decode, soxr HQ in numpy, ffmpeg's own soxr).
+(ffmpeg decode, soxr HQ in numpy, ffmpeg's own soxr); and peak_rss_mb_<N>_min: the peak RSS of a fresh
+process running stage 2 (1 worker) on one N-minute file (22,050 Hz mono 16-bit WAV of tone + noise, codes at
+8 kHz: 0.48 MB of codes per minute), streamed; peak_rss_mb_<N>_min_whole: the same file decoded whole.
 """
 import json
 import os
@@ -25,6 +29,9 @@ seconds = 30.0  # length of each clip, seconds (FMA's clips are 30 s)
 source_rate = 44100  # Hz of the generated mp3s
 sample_rate = 16000  # Hz of the codes
 workers = [1, 2]  # pool sizes to compare
+long_minutes = [10, 60]  # lengths of the long files whose peak RSS is measured, minutes
+whole_minutes = [10]  # of those, the ones also measured decoded whole (the old path), for comparison
+rss_only = False  # measure only the long-file memory figures
 
 config = configure(globals())
 # -----------------------------------------------------------------------------
@@ -33,7 +40,54 @@ import numpy as np  # noqa: E402
 
 from local import audio, demo_corpus, preprocessing  # noqa: E402
 
+RSS_CHILD = """
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+from local import preprocessing
+if sys.argv[4] == "whole":
+    preprocessing.STREAM_ABOVE_BYTES = 1 << 62
+summary = preprocessing.preprocess(sys.argv[2], sys.argv[3], sample_rate=8000, workers=1, progress=False)
+assert summary["processed"] == 1, summary["failed"]
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, summary["dataset"]["n_samples"])
+"""
+
+
+def long_file_rss(work_dir):
+    """{figure: value} of peak RSS (MB) of stage 2 on one long file per length in ``long_minutes``."""
+    import wave
+    figures = {}
+    rng = np.random.default_rng(0)
+    for minutes in long_minutes:
+        raw_long = os.path.join(work_dir, f"long{minutes}", "Mix")
+        os.makedirs(raw_long)
+        rate = 22050
+        with wave.open(os.path.join(raw_long, "mix.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            for _ in range(int(minutes)):  # a minute at a time: the bench itself stays small
+                t = np.arange(60 * rate) / rate
+                y = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * rng.standard_normal(len(t))
+                w.writeframes((y * 32767).astype("<i2").tobytes())
+        for mode in ("stream", "whole") if minutes in whole_minutes else ("stream",):
+            out_dir = os.path.join(work_dir, f"out-long{minutes}-{mode}")
+            done = subprocess.run([sys.executable, "-c", RSS_CHILD, os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))), os.path.dirname(raw_long), out_dir, mode],
+                capture_output=True, text=True, check=True)
+            rss_mb, n_samples = done.stdout.split()
+            suffix = "" if mode == "stream" else "_whole"
+            figures[f"peak_rss_mb_{minutes}_min{suffix}"] = round(float(rss_mb), 1)
+            figures[f"codes_mb_{minutes}_min"] = round(int(n_samples) / 1e6, 1)
+            shutil.rmtree(out_dir)
+        shutil.rmtree(os.path.dirname(raw_long))
+    return figures
+
+
 work = tempfile.mkdtemp(prefix="bench-preprocessing-")
+if rss_only:
+    print(json.dumps({"source": "22050 Hz mono 16-bit WAV -> 8000 Hz codes, 1 worker", **long_file_rss(work)}))
+    shutil.rmtree(work)
+    sys.exit(0)
 raw = os.path.join(work, "raw")
 for i in range(tracks):
     genre = demo_corpus.DEMO_GENRES[i % 3]
@@ -80,9 +134,11 @@ for _ in range(3):
     t3 = time.perf_counter()
     for key, value in zip(timings, (t1 - t0, t2 - t1, t3 - t2)):
         timings[key].append(value)
+rss_figures = long_file_rss(work)
 shutil.rmtree(work)
 
 print(json.dumps({
+    **rss_figures,
     "tracks": tracks, "audio_seconds": audio_seconds, "source": f"{source_rate} Hz stereo mp3 -> {sample_rate} Hz codes",
     "realtime_factor_1_worker": round(results.get(1, 0.0), 1),
     "realtime_factor_2_workers": round(results.get(2, 0.0), 1),

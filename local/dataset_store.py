@@ -38,14 +38,28 @@ def list_parts(dataset_dir):
     return sorted(glob.glob(os.path.join(tracks_dir(dataset_dir), "part-*.parquet")))
 
 
+class DamagedFile(ValueError):
+    """A dataset file that cannot be read (a truncated part, a cut dataset.json); one line naming it and a fix."""
+
+
+def open_part(part):
+    """``pq.ParquetFile(part)``, or DamagedFile naming the part and what to do."""
+    try:
+        return pq.ParquetFile(part)
+    except (pa.ArrowException, OSError) as e:
+        raise DamagedFile(f"{part} is damaged ({str(e).splitlines()[0][:120]}): delete it and rerun "
+                          f"run_transformation_scripts.py with the same --out_dir to remake its tracks") from None
+
+
 def read_index(dataset_dir, columns=INDEX_COLUMNS):
     """All rows of the dataset without their codes: a list of dicts, each with ``part`` and ``row_group``.
 
-    Reads only the small columns, so it costs little even for a dataset of many GB.
+    Reads only the small columns, so it costs little even for a dataset of many GB. A part that cannot be
+    read raises DamagedFile (a ValueError) naming it.
     """
     rows = []
     for part in list_parts(dataset_dir):
-        reader = pq.ParquetFile(part)
+        reader = open_part(part)
         for group in range(reader.num_row_groups):
             table = reader.read_row_group(group, columns=[c for c in columns if c in reader.schema_arrow.names])
             for i, row in enumerate(table.to_pylist()):
@@ -66,8 +80,16 @@ def read_dataset_json(dataset_dir):
     path = os.path.join(dataset_dir, "dataset.json")
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except ValueError as e:
+        raise DamagedFile(f"{path} is damaged ({str(e).splitlines()[0][:80]}): rerun run_transformation_scripts.py "
+                          f"with --out_dir={dataset_dir} (it rewrites it from the tracks)") from None
+    if not isinstance(info, dict):
+        raise DamagedFile(f"{path} is damaged (not a JSON object): rerun run_transformation_scripts.py "
+                          f"with --out_dir={dataset_dir} (it rewrites it from the tracks)")
+    return info
 
 
 class PartWriter:

@@ -19,6 +19,11 @@ from local import audio, manifest
 SILENT_PEAK = 10 ** (-60 / 20)  # a file whose peak is below -60 dBFS is silence, not music
 LIBSNDFILE = "libsndfile"  # result["decoder"] of a file ffmpeg refused and libsndfile decoded
 MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ = 1000, 192000
+# A file larger than this is decoded, resampled and trimmed in chunks (see codes_from_stream), so a 2-hour mix
+# needs memory for its codes (1 byte per sample) only; smaller ones are decoded whole, a batch per ffmpeg.
+# 8 MB is ~8 min of 128 kbps mp3, ~47 s of CD-quality WAV.
+STREAM_ABOVE_BYTES = 8 << 20
+TRIM_FRAME, TRIM_HOP = 2048, 512  # librosa.effects.trim's frame and hop (audio.trim_silence uses them too)
 MISSING_REASON = "file not found (listed in the manifest but missing)"
 HTML_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{")
 
@@ -233,6 +238,130 @@ def codes_from_samples(samples, file_rate, warning, sample_rate=16000, quantizat
     return {"codes": codes.tobytes(), "n_samples": int(len(codes)), "seconds": seconds, "warning": warning}
 
 
+def stream_pass(chunks, sample_rate, quantization_channels, divide_by=None):
+    """One pass over decoded chunks: mono, soxr's streaming resampler, mu-law codes, trimming energy.
+
+    ``chunks``: a generator of ``(samples (n, channels) float32, file_rate Hz)`` whose return value is the
+    decoder's warning (:func:`local.audio.stream_decode`). ``divide_by``: the peak to normalize by (None: none).
+    Returns a dict: ``codes`` (bytearray, 1 byte per sample), ``block_energy`` (float64 sum of squares of
+    each 512-sample block), ``peak``, ``low``, ``high`` (sample extremes), ``n_samples``, ``warning``.
+    """
+    import soxr
+
+    state = {"codes": bytearray(), "blocks": [], "peak": 0.0, "low": np.inf, "high": -np.inf, "n_samples": 0}
+    carry = np.zeros(0, np.float32)
+
+    def consume(y):
+        nonlocal carry
+        if divide_by is not None:
+            y = y / np.float32(divide_by)
+        if y.size == 0:
+            return
+        state["peak"] = max(state["peak"], float(np.max(np.abs(y))))
+        state["low"], state["high"] = min(state["low"], float(np.min(y))), max(state["high"], float(np.max(y)))
+        state["codes"].extend(audio.mu_law_encode(y, quantization_channels).tobytes())
+        state["n_samples"] += len(y)
+        joined = np.concatenate([carry, y]) if carry.size else y
+        whole = len(joined) // TRIM_HOP * TRIM_HOP
+        blocks = joined[:whole].reshape(-1, TRIM_HOP).astype(np.float64)
+        state["blocks"].append(np.einsum("ij,ij->i", blocks, blocks))
+        carry = joined[whole:].copy()
+
+    resampler, warning = None, ""
+    while True:
+        try:
+            chunk, file_rate = next(chunks)
+        except StopIteration as stop:
+            warning = stop.value or ""
+            break
+        if resampler is None and int(file_rate) != int(sample_rate):
+            resampler = soxr.ResampleStream(int(file_rate), int(sample_rate), 1, dtype="float32", quality="HQ")
+        mono = audio.to_mono(chunk)
+        consume(resampler.resample_chunk(mono) if resampler is not None else mono)
+    if resampler is not None:
+        consume(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    tail = carry.astype(np.float64)
+    state["blocks"].append(np.array([tail @ tail]) if tail.size else np.zeros(0))
+    state["block_energy"] = np.concatenate(state["blocks"]) if state["blocks"] else np.zeros(0)
+    del state["blocks"]
+    state["warning"] = warning
+    return state
+
+
+def trim_bounds(block_energy, n_samples, top_db):
+    """(start, end) sample bounds that librosa.effects.trim(top_db, frame_length=2048, hop_length=512) keeps,
+    from the energy of 512-sample blocks: centred frame k spans blocks k-2..k+1 (zeros past the ends)."""
+    n_frames = 1 + n_samples // TRIM_HOP
+    padded = np.concatenate([np.zeros(2), block_energy, np.zeros(n_frames + 2 - len(block_energy))])
+    power = (padded[0:n_frames] + padded[1:n_frames + 1] + padded[2:n_frames + 2] + padded[3:n_frames + 3]) / TRIM_FRAME
+    amin_power = 1e-10  # librosa.amplitude_to_db's amin=1e-5, squared
+    db = 10.0 * np.log10(np.maximum(amin_power, power)) - 10.0 * np.log10(max(amin_power, float(np.max(power))))
+    loud = np.flatnonzero(db > -top_db)
+    if loud.size == 0:
+        return 0, 0
+    return int(loud[0]) * TRIM_HOP, min(n_samples, (int(loud[-1]) + 1) * TRIM_HOP)
+
+
+def codes_from_stream(open_chunks, sample_rate=16000, quantization_channels=256, trim_silence=True,
+                      silence_threshold=60.0, min_seconds=1.0):
+    """:func:`codes_from_samples` for a file of any length, in memory for its codes only.
+
+    ``open_chunks()`` starts a new decode (a generator as :func:`local.audio.stream_decode` returns). One
+    pass resamples (soxr's streaming API), encodes and measures the trimming energy on the fly; a second
+    decode happens only when the peak exceeds 1.0 and the audio must be scaled down first. Returns the
+    :func:`process_track` dict; raises TrackError (and DecodeError when nothing decodes).
+    """
+    state = stream_pass(open_chunks(), sample_rate, quantization_channels)
+    if state["peak"] > 1.0:  # peak_normalize divides by the peak: the codes must be made again, scaled
+        state = stream_pass(open_chunks(), sample_rate, quantization_channels, divide_by=state["peak"])
+    n_samples, warning = state["n_samples"], state["warning"]
+    if n_samples == 0 or state["peak"] < SILENT_PEAK:
+        raise TrackError("silent: no sample above -60 dBFS")
+    if state["high"] - state["low"] < SILENT_PEAK:
+        raise TrackError("silent: a constant level (DC offset), no sound above -60 dBFS")
+    start, end = trim_bounds(state["block_energy"], n_samples, silence_threshold) if trim_silence else (0, n_samples)
+    seconds = (end - start) / sample_rate
+    if seconds < min_seconds:
+        what = f"{seconds:.2f} s" + (" after trimming silence" if trim_silence and end - start < n_samples else "")
+        if warning:
+            raise TrackError(f"truncated or corrupt ({warning}); only {what} decodable, "
+                             f"below min_seconds={min_seconds}")
+        raise TrackError(f"too short: {what}, below min_seconds={min_seconds}")
+    codes = state["codes"]
+    del codes[end:]  # in place: no second copy of a 2-hour track's codes
+    del codes[:start]
+    if warning:
+        warning = f"partly decodable ({warning}); kept {seconds:.1f} s"
+    return {"codes": bytes(codes), "n_samples": end - start, "seconds": seconds, "warning": warning}
+
+
+def process_long_input(item, settings, data=None):
+    """:func:`process_input` for a file above :data:`STREAM_ABOVE_BYTES`: hashed and decoded as a stream (from
+    its path, or from ``data`` on a Spark executor), ffmpeg first, libsndfile when ffmpeg refuses it."""
+    if data is None:
+        file_stat = os.stat(item["path"])
+        if not stat.S_ISREG(file_stat.st_mode):
+            raise TrackError("not a regular file (a device, FIFO or socket): not read")
+        with open(item["path"], "rb") as f:
+            head = f.read(64)
+        item = dict(item, sha256=manifest.sha256_file(item["path"]),
+                    stat=(file_stat.st_size, file_stat.st_mtime_ns))
+        source = item["path"]
+    else:
+        head, source = bytes(data[:64]), data
+        item = dict(item, sha256=hashlib.sha256(data).hexdigest())
+    check_bytes(head)
+    try:
+        result, decoder = codes_from_stream(lambda: audio.stream_decode(source), **settings), "ffmpeg"
+    except audio.DecodeError as error:
+        try:
+            result = codes_from_stream(lambda: audio.stream_decode_with_libsndfile(source), **settings)
+            decoder = LIBSNDFILE
+        except audio.DecodeError:
+            raise TrackError(str(error)) from None
+    return item, dict(result, decoder=decoder)
+
+
 def process_input(item, settings, data=None):
     """Turn one input dict into codes; never raises. Returns (item with its sha256, result or None, reason).
 
@@ -249,6 +378,10 @@ def process_batch(items, settings, datas=None):
     results, pending = [None] * len(items), []
     for k, item in enumerate(items):
         try:
+            size = len(datas[k]) if datas is not None else file_size(item)
+            if size > STREAM_ABOVE_BYTES:  # a long file: streamed, never whole in memory
+                results[k] = (*process_long_input(item, settings, None if datas is None else datas[k]), "")
+                continue
             if datas is None:
                 data, file_stat = read_regular_file(item["path"])
                 item = dict(item, stat=file_stat)
@@ -368,7 +501,7 @@ def run_inputs(inputs, settings, workers=1, progress=True):
         # fork: the stage scripts are straight-line code, which spawn/forkserver would run again in workers
         context = multiprocessing.get_context("fork")
         with context.Pool(workers) as pool:
-            # in input order: a new genre's id is the order of its first kept track, the same on every run
+            # in input order (sorted by genre): a new genre gets its id when its first track is kept
             for results in pool.imap(process_batch_star, jobs, chunksize=1):
                 for result in results:
                     yield result
@@ -503,15 +636,13 @@ def made_with_problem(out_dir, settings, info):
     ``sample_rate``; ``dataset.json`` (``info``) only for parts without metadata. ``settings``: the dict
     :func:`part_settings` makes.
     """
-    import pyarrow.parquet as pq
-
     from local import dataset_store as store
     parts = store.list_parts(out_dir)
     if not parts:
         return ""
     made = []
     for part in parts:
-        metadata = pq.read_schema(part).metadata or {}
+        metadata = store.open_part(part).schema_arrow.metadata or {}
         if SETTINGS_METADATA_KEY in metadata:
             made.append(json.loads(metadata[SETTINGS_METADATA_KEY]))
         elif info:
@@ -544,9 +675,22 @@ def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, t
     replaces its old row. Returns a summary dict: processed, skipped, failed [(path, reason)],
     warnings [(path, text)], dataset (the dataset.json dict).
     """
+    from local import locks
+    with locks.acquire_lock(out_dir, "stage 2"):  # a second writer is refused, never merged
+        return preprocess_locked(raw_dir, out_dir, sample_rate, quantization_channels, trim_silence,
+                                 silence_threshold, min_seconds, valid_fraction, test_fraction, split_seed, workers,
+                                 rows_per_part, progress)
+
+
+def preprocess_locked(raw_dir, out_dir, sample_rate, quantization_channels, trim_silence, silence_threshold,
+                      min_seconds, valid_fraction, test_fraction, split_seed, workers, rows_per_part, progress):
+    """:func:`preprocess` while holding ``out_dir``'s lock."""
     from local import dataset_store as store
 
-    info = store.read_dataset_json(out_dir) or {}
+    try:
+        info = store.read_dataset_json(out_dir) or {}
+    except store.DamagedFile:  # the rows are the truth: it is rewritten from them at the end
+        info = {}
     made_with = part_settings(sample_rate, quantization_channels, trim_silence, silence_threshold, min_seconds)
     problem = made_with_problem(out_dir, made_with, info)
     if problem:
@@ -567,6 +711,9 @@ def preprocess(raw_dir, out_dir, sample_rate=16000, quantization_channels=256, t
     plan = plan_tracks(inputs, existing, genres_so_far, valid_fraction, test_fraction, split_seed,
                        lambda item: fingerprints.sha_of(item["path"]))
     todo, skipped, genres = plan["todo"], plan["skipped"], list(plan["kept_genres"])
+    # by genre name (stable): new genres then get their ids in sorted order, as plan["genres"] gives them
+    # (the Spark job's), only without the genres none of whose tracks was kept
+    todo = sorted(todo, key=lambda item: item["genre"])
     if plan["changed"]:  # the input file changed since it was processed: its old row goes, the new one comes
         store.drop_tracks(out_dir, plan["changed"])
 

@@ -57,8 +57,37 @@ def read_model_json(run_dir):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: {run_dir!r} is not a trained run directory "
                                 f"(train one with run_model_training.py --run_dir={run_dir})")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+        if not isinstance(info, dict) or not isinstance(info.get("model"), dict):
+            raise ValueError("not the model.json object")
+    except ValueError as e:
+        raise ValueError(f"{path} is damaged ({str(e).splitlines()[0][:80]}): a rerun of run_model_training.py "
+                         f"with --run_dir={run_dir} and the run's settings (config.json) rewrites it") from None
+    return info
+
+
+def saved_run_info(run_dir):
+    """``run_dir``'s model.json as a dict, or {} when it is missing or damaged (then it is written anew)."""
+    try:
+        return read_model_json(run_dir)
+    except (ValueError, FileNotFoundError):
+        return {}
+
+
+def model_files_problem(run_dir):
+    """One line when ``run_dir``'s model.json or model.keras cannot be read (cut by a crash, overwritten), or ""."""
+    import zipfile
+    try:
+        read_model_json(run_dir)
+    except (ValueError, FileNotFoundError) as e:
+        return str(e)
+    path = os.path.join(run_dir, "model.keras")
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive: a cut or foreign file is not one
+        return (f"{path} is damaged (not a complete .keras archive): rerun run_model_training.py with "
+                f"--run_dir={run_dir} (it saves the model again from the newest good checkpoint)")
+    return ""
 
 
 def resume_conflict(run_dir, settings, shown_as=None):
@@ -69,7 +98,11 @@ def resume_conflict(run_dir, settings, shown_as=None):
     """
     if not latest_checkpoint(run_dir) or not os.path.isfile(os.path.join(run_dir, "model.json")):
         return ""
-    differences = model_differences(read_model_json(run_dir)["model"], settings)
+    try:
+        saved = read_model_json(run_dir)
+    except ValueError:
+        return ""  # a damaged model.json is rewritten on resume; the checkpoints themselves are checked on load
+    differences = model_differences(saved["model"], settings)
     if not differences:
         return ""
     name = shown_as or run_dir
@@ -336,6 +369,21 @@ def load_checkpoint(path, model, optimizer):
         variable.assign(array)
     with open(os.path.join(path, "state.json"), encoding="utf-8") as f:
         return json.load(f)
+
+
+def load_newest_good_checkpoint(run_dir, model, optimizer, log=print):
+    """Restore the newest checkpoint that loads; one that does not (cut, corrupted) is reported with ``log``
+    and the one before it is tried. Returns (state, path), or (None, None) when none loads."""
+    for step, path in reversed(list_checkpoints(run_dir)):
+        try:
+            state = load_checkpoint(path, model, optimizer)
+            if not isinstance(state, dict) or int(state.get("step", -1)) != step:
+                raise ValueError("its state.json does not describe this step")
+            return state, path
+        except Exception as e:  # h5py/np/json raise many types on damaged bytes; every one means "not usable"
+            log(f"warning: checkpoint {path} cannot be loaded ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:100] if str(e) else 'damaged'}): trying the previous one")
+    return None, None
 
 
 def save_model(model, run_dir, name="model.keras"):
