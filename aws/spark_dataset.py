@@ -143,20 +143,6 @@ def drop_tracks(spark, out_dir, track_ids, index):
         fs.delete(jvm.org.apache.hadoop.fs.Path(staging), True)
 
 
-def genres_in_order(kept_genres, items):
-    """``kept_genres``, then each other genre of ``items`` in the order it first appears there.
-
-    Over the kept tracks in input order this is the genres list the local stage ends with
-    (:func:`local.preprocessing.preprocess` appends a genre at its first kept track), so a genre with no kept
-    track never gets an id and the ids agree on both paths.
-    """
-    genres = list(kept_genres)
-    for item in items:
-        if item["genre"] not in genres:
-            genres.append(item["genre"])
-    return genres
-
-
 def write_tracks(frame, uri):
     """Append the rows of ``frame`` as Parquet parts under ``uri``, one track per row group as the local writer."""
     (frame.write.mode("append").option("compression", "zstd")
@@ -265,7 +251,8 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
         todo = [i for i in todo if listed[keys[i["path"]]] > 0]
         warnings, executor_failed, decode_seconds, unread, decoders = [], {}, {}, [], {}
         if todo:
-            written_genres = genres_in_order(genres, todo)
+            # ids as the local stage gives them: known genres, then new ones sorted (local.preprocessing)
+            written_genres = preprocessing.assign_genre_ids(genres, [i["genre"] for i in todo])
             events = spark.sparkContext.accumulator([], ListParam())
             items = spark.createDataFrame([(keys[i["path"]], json.dumps(i)) for i in todo], "path string, item string")
             partitions = partitions or 4 * spark.sparkContext.defaultParallelism
@@ -291,7 +278,8 @@ def preprocess_spark(spark, raw_dir, out_dir, sample_rate=16000, quantization_ch
             unread = [i["path"] for i in todo if i["path"] not in decode_seconds]
             failed += [(path, UNREAD_REASON) for path in unread]
             decoders = {path: text for kind, path, text in events.value if kind == "decoder"}
-            genres = genres_in_order(genres, [i for i in todo if i["path"] in decoders])  # the kept ones
+            # a genre none of whose tracks was kept gets no id (dataset.json lists genres with data only)
+            genres = preprocessing.assign_genre_ids(genres, [i["genre"] for i in todo if i["path"] in decoders])
             move_new_rows(spark, staging, out_dir, written_genres, genres)
 
         index = read_existing_index(spark, out_dir)
