@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import stat
 import sys
 
@@ -104,7 +105,7 @@ def check_config(config):
     for key, bad, accepted in problems:
         if bad:
             raise ConfigError(f"{key}={config[key]!r} must be {accepted}")
-    if "://" not in config["out_dir"]:  # a local folder (the Spark job may write to a URI)
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", config["out_dir"]):  # a local folder (Spark may write to a URI)
         from local import checks
         if checks.output_folder_problem(config["out_dir"], "out_dir"):
             raise ConfigError(checks.output_folder_problem(config["out_dir"], "out_dir"))
@@ -140,13 +141,33 @@ def part_metadata(settings):
     return {SETTINGS_METADATA_KEY: json.dumps(part_settings(settings)).encode()}
 
 
-def settings_of_part(metadata, info=None):
+SETTINGS_SIDECAR = "_settings.json"  # in tracks/: the settings of the parts Spark wrote (its writer sets no metadata)
+
+
+def settings_sidecar_path(dataset_dir):
+    """Where the settings of Spark-written parts are kept (``tracks/_settings.json``; readers skip ``_`` names)."""
+    return os.path.join(dataset_dir, "tracks", SETTINGS_SIDECAR)
+
+
+def read_settings_sidecar(path):
+    """The settings dict in a :data:`SETTINGS_SIDECAR` file, or None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def settings_of_part(metadata, info=None, recorded=None):
     """The settings dict a part was made with, from its key-value ``metadata`` (bytes keys; {} or None when
-    it has none); a part without it (older, or written by Spark before it carried them) falls back to
-    ``info`` (dataset.json). None when neither says."""
+    it has none). A part without it (written by Spark, or older) falls back to ``recorded`` (the
+    :data:`SETTINGS_SIDECAR` dict), then to ``info`` (dataset.json). None when none says."""
     metadata = metadata or {}
     if SETTINGS_METADATA_KEY in metadata:
         return json.loads(metadata[SETTINGS_METADATA_KEY])
+    if recorded:
+        return recorded
     if info:
         return {"sample_rate": info.get("sample_rate"), "quantization_channels": info.get("quantization_channels"),
                 "trim_silence": info.get("trim_silence"), "silence_threshold": info.get("silence_threshold_db"),
@@ -154,19 +175,22 @@ def settings_of_part(metadata, info=None):
     return None
 
 
-def check_same_settings(out_dir, info, index, settings, part_metadatas=None):
+def check_same_settings(out_dir, info, index, settings, part_metadatas=None, recorded=None):
     """Raise ValueError when ``out_dir`` already holds tracks made with other settings than ``settings``.
 
     The rows are the truth (a killed run leaves no dataset.json, or a stale one): each part's metadata
     (:data:`SETTINGS_METADATA_KEY`), and the rows' own ``sample_rate``; ``info`` (its dataset.json dict, {}
     if none) only for parts without metadata. ``index``: its index rows (their ``sample_rate`` checked when read
     with :data:`INDEX_WITH_RATE`); ``settings``: DecodeSettings;
-    ``part_metadatas``: the key-value metadata of each part (default: read from the local parts).
+    ``part_metadatas``: the key-value metadata of each part and ``recorded``: the :data:`SETTINGS_SIDECAR`
+    dict (defaults: read from the local folder ``out_dir``). Both runners write what this reads: parts with
+    metadata (local), the sidecar (Spark).
     """
     from local import dataset_store as store
     if part_metadatas is None:
         part_metadatas = [store.open_part(part).schema_arrow.metadata for part in store.list_parts(out_dir)]
-    made = [settings_of_part(metadata, info) for metadata in part_metadatas]
+        recorded = read_settings_sidecar(settings_sidecar_path(out_dir))
+    made = [settings_of_part(metadata, info, recorded) for metadata in part_metadatas]
     made += [{"sample_rate": rate} for rate in sorted({int(row["sample_rate"]) for row in index if "sample_rate" in row})]
     for old in filter(None, made):
         for key, value in part_settings(settings).items():
