@@ -193,3 +193,41 @@ def test_the_same_failures_genres_and_fallback_as_the_local_stage(spark, tmp_pat
     assert all(grown[t]["genre_id"] == got[t]["genre_id"] for t in got) and grown["amb0"]["genre_id"] == 2
     assert (str(raw / "Rock" / "_take2.mp3"), UNREAD_REASON) in again["failed"]
     assert dict(failures(spark_out))["_take2.mp3"] == UNREAD_REASON
+
+
+def test_the_file_decides_unchanged_paths_outside_raw_dir_and_settings_from_the_rows_as_locally(spark, tmp_path):
+    """The Spark job follows the local rules of issue 12: a file replaced under a manifest that still claims
+    the old sha256 is processed again; manifest paths leaving raw_dir are refused with the local reason; a
+    rerun with other settings over Spark-written rows is refused even when dataset.json is gone."""
+    from aws.spark_dataset import preprocess_spark
+    raw = tmp_path / "raw"
+    a = make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.2, freq_hz=300)
+    make_audio(str(raw / "Rock" / "b.mp3"), seconds=1.2, freq_hz=400)
+    secret = make_audio(str(tmp_path / "secret.mp3"), seconds=1.2, freq_hz=600)
+    with open(raw / "manifest.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(preprocessing.manifest.MANIFEST_COLUMNS)
+        writer.writerow(["a", "Rock", "", "", "", "Rock/a.mp3", "", preprocessing.manifest.sha256_file(a), ""])
+        writer.writerow(["b", "Rock", "", "", "", "Rock/b.mp3", "", "", ""])
+        writer.writerow(["secret", "Rock", "", "", "", "../secret.mp3", "", "", ""])
+        writer.writerow(["passwd", "Rock", "", "", "", "../../../../../../etc/passwd", "", "", ""])
+    local_out, spark_out = str(tmp_path / "local"), str(tmp_path / "spark")
+    preprocessing.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
+    result = preprocess_spark(spark, str(raw), spark_out, partitions=2, **SETTINGS)
+    assert failures(spark_out) == failures(local_out)
+    assert [os.path.basename(p) for p, r in result["failed"] if "outside raw_dir" in r] == ["secret.mp3", "passwd"]
+    before = rows(spark_out)["a"]
+
+    make_audio(a, seconds=2.4, freq_hz=900)  # new audio; the manifest still claims the old sha256
+    again = preprocess_spark(spark, str(raw), spark_out, **SETTINGS)
+    assert again["processed"] == 1 and again["skipped"] == 1
+    after = rows(spark_out)["a"]
+    assert after["source_sha256"] == preprocessing.manifest.sha256_file(a) != before["source_sha256"]
+    assert after["n_samples"] > before["n_samples"]
+
+    os.remove(os.path.join(spark_out, "dataset.json"))  # as after a kill before dataset.json was written
+    for job in (lambda: preprocess_spark(spark, str(raw), spark_out, **dict(SETTINGS, min_seconds=0.7)),
+                lambda: preprocessing.preprocess(str(raw), spark_out, workers=1, progress=False,
+                                                 **dict(SETTINGS, trim_silence=False))):
+        with pytest.raises(ValueError, match="holds tracks made with (min_seconds=0.5|trim_silence=True)"):
+            job()
