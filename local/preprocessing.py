@@ -26,7 +26,7 @@ from local.config import ConfigError
 SILENT_PEAK = 10 ** (-60 / 20)  # a file whose peak is below -60 dBFS is silence, not music
 LIBSNDFILE = "libsndfile"  # result["decoder"] of a file ffmpeg refused and libsndfile decoded
 MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ = 1000, 192000
-# A file larger than this is decoded, resampled and trimmed in chunks (see codes_from_stream), so a 2-hour mix
+# A file larger than this is decoded, resampled and trimmed in chunks (see track_from_stream), so a 2-hour mix
 # needs memory for its codes (1 byte per sample) only; smaller ones are decoded whole, a batch per ffmpeg.
 # 8 MB is ~8 min of 128 kbps mp3, ~47 s of CD-quality WAV.
 STREAM_ABOVE_BYTES = 8 << 20
