@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO := data/demo
 
-.PHONY: setup system demo test bench clean-demo
+.PHONY: setup system demo cluster-demo test bench clean-demo
 
 setup: system $(STAMP)
 
@@ -42,6 +42,12 @@ demo: setup
 	  --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true --sample_every=100
 	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=3 --evaluate=true
 	@echo "the run's page (listen and look): $(DEMO)/run/report.html"
+
+# Stages 2 and 3 on a real Spark standalone cluster (a master and two workers on 127.0.0.1, pyspark's own
+# launch classes), then stage 4; the cluster stops also on a failure or Ctrl-C (aws/cluster_demo.py).
+cluster-demo: export TF_CPP_MIN_LOG_LEVEL=3
+cluster-demo: setup
+	$(PY) aws/cluster_demo.py --raw_dir=$(DEMO)/raw --out_dir=$(DEMO)/cluster
 
 test: setup
 	$(PY) -m pytest -q test

@@ -62,11 +62,16 @@ def check_config(config):
         if not os.path.isfile(os.path.join(config["run_dir"], name)):
             raise StageError(f"{os.path.join(config['run_dir'], name)} is missing: run_dir={config['run_dir']!r} is "
                              f"not a trained run (train one with run_model_training.py --run_dir={config['run_dir']})")
+    from local import checks, training
+    problem = checks.output_folder_problem(config["out_dir"], "out_dir") or training.model_files_problem(config["run_dir"])
+    if problem:  # before any scoring or generating, not after
+        raise StageError(problem)
 
 
-def read_index(config, data_dir, n_codes):
-    """The dataset index rows (for priming and evaluation; [] when neither is asked for)."""
-    from local import dataset_store
+def read_index(config, data_dir, n_codes, sample_rate):
+    """The dataset index rows (for priming and evaluation; [] when neither is asked for). ``n_codes`` and
+    ``sample_rate`` (Hz) are the model's: a dataset of other codes, or another rate to evaluate on, is refused."""
+    from local import checks, dataset_store
     if not (config["prime_track"] or config["evaluate"]):
         return []
     if not data_dir or not dataset_store.list_parts(data_dir):
@@ -76,7 +81,29 @@ def read_index(config, data_dir, n_codes):
     if data_info.get("quantization_channels", n_codes) != n_codes:
         raise StageError(f"{data_dir} holds {data_info['quantization_channels']}-level codes but the model in "
                          f"{config['run_dir']} predicts {n_codes}: pass the --data_dir it was trained on")
+    problem = checks.evaluation_dataset_problem(sample_rate, data_info, data_dir, config["run_dir"]) \
+        if config["evaluate"] else ""
+    if problem:
+        raise StageError(problem)
     return dataset_store.read_index(data_dir)
+
+
+def check_generation(config, wavenet, *, genres, prime_row, sample_rate):
+    """Refuse a generation that is meaningless (nan, inf) or cannot fit in memory, and say what a feasible one
+    will cost, before the model is loaded or anything scored."""
+    from local import checks, generation
+    n_streams = 0
+    if config["seconds"] > 0:
+        n_streams = len(generation.stream_genres(genres, conditioned=wavenet.conditioned, genre=config["genre"],
+                                                 streams=config["streams"],
+                                                 prime_genre=prime_row["genre"] if prime_row is not None else None))
+    sizes = (sample_rate, wavenet.receptive_field, wavenet.residual_channels)
+    problem = checks.generation_problem(config["seconds"], config["temperature"], config["prime_seconds"], n_streams,
+                                        *sizes)
+    if problem:
+        raise StageError(problem)
+    if n_streams:
+        print(checks.generation_cost_line(n_streams, config["seconds"], *sizes))
 
 
 def find_prime(index, prime_track, data_dir):
@@ -170,6 +197,7 @@ def main(argv=None):
     check_config(config)
     from local import training
     from local.config import save_config
+    from local.fileio import remove_stale_temps
     wavenet, info = training.read_run_model(config["run_dir"])
     genres, sample_rate = list(info["genres"]) or [""], int(info["sample_rate"])
     data_dir = config["data_dir"] or info.get("data_dir", "")
@@ -177,8 +205,9 @@ def main(argv=None):
         raise StageError(f"--genre={config['genre']!r} is not one of this run's genres: {', '.join(genres)}")
     if config["genre"] and not wavenet.conditioned:
         print(f"warning: --genre={config['genre']} has no effect: this model was trained without genre_conditioning")
-    index = read_index(config, data_dir, wavenet.quantization_channels)
+    index = read_index(config, data_dir, wavenet.quantization_channels, sample_rate)
     prime_row = find_prime(index, config["prime_track"], data_dir)
+    check_generation(config, wavenet, genres=genres, prime_row=prime_row, sample_rate=sample_rate)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
     import keras
@@ -189,12 +218,15 @@ def main(argv=None):
           f"{sample_rate} Hz" + (f", genres: {', '.join(genres)}" if wavenet.conditioned else ""))
     if config["evaluate"]:
         evaluate_test_set(model, wavenet, config, index=index, genres=genres, data_dir=data_dir)
-    save_config(config, config["out_dir"])  # also for an evaluation-only run: every stage records what it ran with
+    os.makedirs(config["out_dir"], exist_ok=True)
+    remove_stale_temps(config["out_dir"])  # a killed call's half-written WAV/PNG temps (never trusted, never shown)
     if config["seconds"] > 0:
         generate_clips(model, wavenet, config, genres=genres, prime_row=prime_row, sample_rate=sample_rate)
     else:
         from local import report
         print(f"report: {report.write_report(config['run_dir'])}")
+    # last: config.json describes a call whose outputs are complete, never a killed one (also evaluation-only)
+    save_config(config, config["out_dir"])
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ request_delay_s = 1.0  # pause between requests to the site, seconds
 max_retries = 5  # retries on 429, 5xx, timeouts and dropped connections
 backoff_s = 1.0  # wait before the first retry, seconds; doubles each retry (a 429's Retry-After wins)
 timeout_s = 30.0  # connect and read timeout per request, seconds
+file_timeout_s = 0.0  # deadline for one whole file, all its tries together, seconds (0 = none); a rerun resumes it
 concurrency = 2  # downloads at once
 max_file_mb = 50.0  # a file larger than this is abandoned and reported, MB
 # --- FMA dataset archive ---

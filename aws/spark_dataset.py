@@ -9,6 +9,8 @@ writes as ``<out_dir>/tracks/part-*.parquet`` (visible only once the job commits
 import hashlib
 import json
 import os
+import posixpath
+import re
 import time
 
 from pyspark.accumulators import AccumulatorParam
@@ -18,8 +20,16 @@ from local import dataset_store as store
 from local import manifest, preprocessing
 
 
+UNREAD_REASON = ("not read: Spark's file source skips names starting with '_' or '.' (rename the file), "
+                 "or the file changed while the job ran (run it again)")
+
+
+NEW_ROWS_DIR = "_new_tracks"  # where the job writes its rows before their genre ids are final
+
+
 class ListParam(AccumulatorParam):
-    """An accumulator of lists: the (kind, path, text) events of the executors (failures and warnings)."""
+    """An accumulator of lists: the (kind, path, value) events of the executors (failures, warnings, decoders,
+    seconds)."""
 
     def zero(self, value):
         return []
@@ -45,10 +55,10 @@ def list_raw_inputs(spark, raw_dir, stage_dir):
     """The inputs exactly as :func:`local.preprocessing.list_inputs` finds them, for a folder or a URI.
 
     Returns (inputs, keys, listed): ``keys`` maps each input's ``path`` to the qualified path Spark lists it
-    under; ``listed`` is the set of qualified paths that exist.
+    under; ``listed`` maps the qualified path of every file that exists, empty ones included, to its size.
     """
     root = spark_io.qualify(spark, raw_dir)
-    listed = {r.path for r in read_files(spark, raw_dir, ["path"]).collect()}
+    listed = spark_io.list_files(spark, raw_dir)  # binaryFile's own listing drops empty and "_"-named files
     keys = {}
 
     def join(relative):
@@ -91,18 +101,19 @@ def decode_partition(rows, settings, genres, events):
                 continue
             if track["warning"]:
                 events.add([("warning", item["path"], track["warning"])])
+            events.add([("decoder", item["path"], track.get("decoder", ""))])  # e.g. the libsndfile fallback
             yield preprocessing.track_row(item, track, genres, settings.sample_rate)
 
 
 def read_existing_index(spark, out_dir):
     """The dataset's index rows (no codes) and whether it has parts; through pyarrow locally, Spark otherwise."""
     if not spark_io.is_uri(out_dir):
-        return store.read_index(out_dir)
+        return store.read_index(out_dir, columns=preprocessing.INDEX_WITH_RATE)
     if not spark_io.glob(spark, spark_io.join(out_dir, "tracks", "part-*.parquet")):
         return []
     from pyspark.sql.functions import input_file_name
     frame = spark.read.parquet(spark_io.join(out_dir, "tracks"))
-    columns = [c for c in store.INDEX_COLUMNS if c in frame.columns]
+    columns = [c for c in preprocessing.INDEX_WITH_RATE if c in frame.columns]
     rows = frame.select(*columns, input_file_name().alias("part")).collect()
     return [r.asDict() for r in rows]
 
@@ -132,6 +143,48 @@ def drop_tracks(spark, out_dir, track_ids, index):
         fs.delete(jvm.org.apache.hadoop.fs.Path(staging), True)
 
 
+def write_tracks(frame, uri):
+    """Append the rows of ``frame`` as Parquet parts under ``uri``, one track per row group as the local writer."""
+    (frame.write.mode("append").option("compression", "zstd")
+     .option("parquet.block.size", 1)  # with a size check after every row: one track per group
+     .option("parquet.page.size.row.check.min", 1)
+     .option("parquet.page.size.row.check.max", 1)
+     .parquet(uri))
+
+
+def move_new_rows(spark, staging, out_dir, written_genres, genres):
+    """Put the rows the job wrote to ``staging`` (with ids from ``written_genres``) into ``out_dir/tracks``.
+
+    When every kept genre has the id it was written with (the usual case) the part files are renamed into
+    place; otherwise (a new genre kept no track) the new rows are rewritten once with their ``genres`` ids.
+    Each part appears complete or not at all; a kill in between leaves rows a rerun finds missing and redoes.
+    """
+    from pyspark.sql import functions as F
+    tracks = spark_io.join(out_dir, "tracks")
+    parts = spark_io.glob(spark, spark_io.join(staging, "part-*.parquet"))
+    if parts and written_genres[:len(genres)] != genres:
+        ids = F.create_map(*[F.lit(v) for i, genre in enumerate(genres) for v in (genre, i)])
+        frame = spark.read.parquet(staging)
+        write_tracks(frame.withColumn("genre_id", ids[F.col("genre")].cast("int")).select(*frame.columns), tracks)
+    elif parts:
+        jvm = spark.sparkContext._jvm
+        fs, _ = spark_io.hadoop_fs(spark, tracks)
+        fs.mkdirs(jvm.org.apache.hadoop.fs.Path(tracks))
+        for part in parts:
+            name = part.rsplit("/", 1)[-1]
+            fs.rename(jvm.org.apache.hadoop.fs.Path(part), jvm.org.apache.hadoop.fs.Path(spark_io.join(tracks, name)))
+            checksum = jvm.org.apache.hadoop.fs.Path(spark_io.join(staging, f".{name}.crc"))
+            if fs.exists(checksum):  # a raw file system leaves Hadoop's checksum behind: it goes with its part
+                fs.rename(checksum, jvm.org.apache.hadoop.fs.Path(spark_io.join(tracks, f".{name}.crc")))
+    remove_tree(spark, staging)
+
+
+def remove_tree(spark, uri):
+    fs, path = spark_io.hadoop_fs(spark, uri)
+    if fs.exists(path):
+        fs.delete(path, True)
+
+
 def quiet_parquet_writer(spark):
     """Silence parquet-mr's "Too much memory used" dump: one track per row group is what we ask for."""
     jvm = spark.sparkContext._jvm
@@ -151,65 +204,129 @@ def file_partition_conf(spark, total_bytes, partitions):
             "spark.sql.files.minPartitionNum": str(max(1, partitions))}
 
 
+def input_problem(raw_dir, path):
+    """:func:`local.preprocessing.input_path_problem` for the Spark job: the same reason for a local raw_dir (or a
+    file: URI); for another URI, a path that leaves ``raw_dir`` once its ``..`` are resolved."""
+    if not spark_io.is_uri(raw_dir) or raw_dir.startswith("file:"):
+        local_root = raw_dir[len("file:"):] if raw_dir.startswith("file:") else raw_dir
+        local_path = path[len("file:"):] if path.startswith("file:") else path
+        return preprocessing.input_path_problem(re.sub("^//+", "/", local_root), re.sub("^//+", "/", local_path))
+    scheme, _, root = raw_dir.partition("://")
+    resolved = posixpath.normpath(path.partition("://")[2])
+    if resolved != posixpath.normpath(root) and not resolved.startswith(posixpath.normpath(root) + "/"):
+        return preprocessing.outside_raw_dir_reason(f"{scheme}://{resolved}")
+    return ""
+
+
+def read_part_settings(spark, out_dir, stage_dir, index):
+    """(part metadatas, sidecar dict) for :func:`local.preprocessing.check_same_settings`: a local out_dir's
+    parts are read by pyarrow; a URI's parts, whose footers the driver does not fetch, count as parts
+    without metadata, so the sidecar (then dataset.json) speaks for them."""
+    local = spark_io.fetch(spark, spark_io.join(out_dir, "tracks", preprocessing.SETTINGS_SIDECAR), stage_dir)
+    recorded = preprocessing.read_settings_sidecar(local) if local else None
+    if not spark_io.is_uri(out_dir):
+        metadatas = [store.open_part(part).schema_arrow.metadata for part in store.list_parts(out_dir)]
+    else:
+        metadatas = [None] if index else []
+    return metadatas, recorded
+
+
 def preprocess_spark(spark, raw_dir, out_dir, *, partitions=0, **dataset_keys):
     """Stage 2 on a running SparkSession: :func:`local.preprocessing.preprocess`'s result, computed on executors.
 
     ``raw_dir`` and ``out_dir`` are local folders or URIs (file://, hdfs://, s3://); ``dataset_keys`` are stage 2's
     dataset keys as :func:`local.preprocessing.preprocess` takes them; ``partitions`` = 0 means 4 tasks per
-    core. Returns the same summary dict as the local stage, plus ``decode_core_seconds``: the executors' time
+    core. The local stage's rules hold: every input not used is in failures.csv with the local reason (empty
+    files and those outside raw_dir included), "unchanged" is decided from the file's bytes (never the
+    manifest's sha256), the settings are checked against the rows', and only genres with a kept track get an
+    id. Returns the same summary dict as the local stage, plus ``decode_core_seconds``: the executors' time
     spent decoding (one core each), which is what a cluster of N cores divides by N.
     """
     settings, splits = preprocessing.stage_settings(**dataset_keys)
     with spark_io.LocalStage() as stage_dir:
-        info = (store.read_dataset_json(stage_dir)
-                if spark_io.fetch(spark, spark_io.join(out_dir, "dataset.json"), stage_dir) else None) or {}
+        try:
+            info = (store.read_dataset_json(stage_dir)
+                    if spark_io.fetch(spark, spark_io.join(out_dir, "dataset.json"), stage_dir) else None) or {}
+        except store.DamagedFile:  # the rows are the truth: it is rewritten from them at the end
+            info = {}
         index = read_existing_index(spark, out_dir)
-        preprocessing.check_same_settings(out_dir, info, index, settings)
+        metadatas, recorded = read_part_settings(spark, out_dir, stage_dir, index)
+        preprocessing.check_same_settings(out_dir, info, index, settings, part_metadatas=metadatas, recorded=recorded)
         if not spark_io.is_uri(out_dir):
             store.remove_stale_temps(out_dir)
         inputs, keys, listed = list_raw_inputs(spark, raw_dir, stage_dir)
+        inputs, failed = preprocessing.split_refused(raw_dir, inputs, lambda path: input_problem(raw_dir, path))
         existing = {r["track_id"] for r in index}
-        known = [i for i in inputs if i["track_id"] in existing and not i["sha256"] and keys[i["path"]] in listed]
+        # "unchanged" from the file's own bytes, hashed on the executors: a manifest's sha256 is never trusted
+        known = [i for i in inputs if i["track_id"] in existing and keys[i["path"]] in listed]
         hashes = hash_files(spark, raw_dir, [keys[i["path"]] for i in known])
         plan = preprocessing.plan_tracks(inputs, index, info.get("genres", []), splits,
-                                         lambda item: item["sha256"] or hashes.get(keys[item["path"]], ""))
+                                         lambda item: hashes.get(keys[item["path"]], ""))
+        staging = spark_io.join(out_dir, NEW_ROWS_DIR)  # hidden from readers ("_"); a killed run's is dropped
+        remove_tree(spark, staging)
         if plan["changed"]:
             drop_tracks(spark, out_dir, plan["changed"], index)
 
-        failed = [(i["path"], preprocessing.MISSING_REASON) for i in plan["todo"] if keys[i["path"]] not in listed]
+        failed += [(i["path"], preprocessing.MISSING_REASON) for i in plan["todo"] if keys[i["path"]] not in listed]
         todo = [i for i in plan["todo"] if keys[i["path"]] in listed]
-        warnings, executor_failed, decode_seconds = [], {}, {}
+        # Spark's file source never hands an empty file to a task: the local function gives its reason here
+        empty = [i for i in todo if listed[keys[i["path"]]] == 0]
+        failed += [(item["path"], reason) for item, _, reason in
+                   preprocessing.process_batch(empty, settings, datas=[b""] * len(empty))] if empty else []
+        todo = [i for i in todo if listed[keys[i["path"]]] > 0]
+        genres = list(plan["genres"])  # + each new genre once it has a kept track (below)
+        warnings, executor_failed, decode_seconds, unread, decoders = [], {}, {}, [], {}
         if todo:
-            events = decode_into_dataset(spark, raw_dir, out_dir, [(keys[i["path"]], i) for i in todo],
-                                         settings, plan["genres"], partitions)
+            # ids as the local stage gives them: known genres, then new ones sorted (local.preprocessing)
+            written_genres = preprocessing.genres_with_data(genres, [i["genre"] for i in todo])
+            write_settings_sidecar(spark, out_dir, stage_dir, settings)
+            events = decode_into_dataset(spark, raw_dir, staging, [(keys[i["path"]], i) for i in todo], settings,
+                                         written_genres, partitions=partitions,
+                                         total_bytes=sum(listed[keys[i["path"]]] for i in todo))
             # a retried task reports its events again: one entry per path
             executor_failed = {path: text for kind, path, text in events if kind == "failed"}
             failed += sorted(executor_failed.items())
             warnings = sorted({path: text for kind, path, text in events if kind == "warning"}.items())
             decode_seconds = {path: value for kind, path, value in events if kind == "seconds"}
+            # every input is accounted for: one the file source did not hand to any task is a failure too
+            unread = [i["path"] for i in todo if i["path"] not in decode_seconds]
+            failed += [(path, UNREAD_REASON) for path in unread]
+            decoders = {path: text for kind, path, text in events if kind == "decoder"}
+            # a genre none of whose tracks was kept gets no id (dataset.json lists genres with data only)
+            genres = preprocessing.genres_with_data(genres, [i["genre"] for i in todo if i["path"] in decoders])
+            move_new_rows(spark, staging, out_dir, written_genres, genres)
 
-        dataset = preprocessing.dataset_info(read_existing_index(spark, out_dir), plan["genres"], settings, splits)
+        dataset = preprocessing.dataset_info(read_existing_index(spark, out_dir), genres, settings, splits)
         for path in store.write_dataset_files(stage_dir, dataset, failed):
             spark_io.publish(spark, path, spark_io.join(out_dir, os.path.basename(path)))
-    return {"processed": len(todo) - len(executor_failed), "skipped": plan["skipped"], "failed": failed,
-            "warnings": warnings, "dataset": dataset, "out_dir": out_dir,
+    return {"processed": len(todo) - len(executor_failed) - len(unread), "skipped": plan["skipped"],
+            "failed": failed, "warnings": warnings, "dataset": dataset, "out_dir": out_dir,
             "failures_csv": spark_io.join(out_dir, "failures.csv"),
-            "decode_core_seconds": float(sum(decode_seconds.values()))}
+            "decode_core_seconds": float(sum(decode_seconds.values())),
+            "decoded_with_libsndfile": sum(d == preprocessing.LIBSNDFILE for d in decoders.values())}
 
 
-def decode_into_dataset(spark, raw_dir, out_dir, todo, settings, genres, partitions):
-    """Decode the ``todo`` files on the executors and append their rows to ``<out_dir>/tracks``.
+def write_settings_sidecar(spark, out_dir, stage_dir, settings):
+    """Record the settings of the parts this job writes (:data:`local.preprocessing.SETTINGS_SIDECAR`): Spark's
+    Parquet writer sets no key-value metadata, so the rows' settings are kept beside them."""
+    from local.fileio import write_json_atomic
+    local = write_json_atomic(os.path.join(stage_dir, preprocessing.SETTINGS_SIDECAR),
+                              preprocessing.part_settings(settings))
+    spark_io.publish(spark, local, spark_io.join(out_dir, "tracks", preprocessing.SETTINGS_SIDECAR))
 
-    ``todo``: (qualified path as Spark lists it, input dict) pairs. Returns the executors' events:
-    (kind, path, text or seconds) with kind failed, warning or seconds (see :func:`decode_partition`).
+
+def decode_into_dataset(spark, raw_dir, rows_dir, todo, settings, genres, *, partitions, total_bytes):
+    """Decode the ``todo`` files on the executors and append their rows as Parquet parts under ``rows_dir``.
+
+    ``todo``: (qualified path as Spark lists it, input dict) pairs; ``total_bytes``: their size. Returns the
+    executors' events: (kind, path, text or seconds) with kind failed, warning, decoder or seconds (see
+    :func:`decode_partition`).
     """
     from pyspark.sql.functions import broadcast
 
     events = spark.sparkContext.accumulator([], ListParam())
     items = spark.createDataFrame([(key, json.dumps(item)) for key, item in todo], "path string, item string")
     partitions = partitions or 4 * spark.sparkContext.defaultParallelism
-    total_bytes = sum(int(r.length) for r in read_files(spark, raw_dir, ["path", "length"])
-                      .join(broadcast(items.select("path")), "path").collect())
     quiet_parquet_writer(spark)
     saved = {k: spark.conf.get(k, None) for k in file_partition_conf(spark, 1, 1)}
     for k, v in file_partition_conf(spark, total_bytes, partitions).items():
@@ -218,12 +335,7 @@ def decode_into_dataset(spark, raw_dir, out_dir, todo, settings, genres, partiti
         pairs = read_files(spark, raw_dir, ["path", "content"]).join(broadcast(items), "path")
         rows = pairs.select("item", "content").rdd.mapPartitions(
             lambda part: decode_partition(part, settings, genres, events))
-        (spark.createDataFrame(rows, spark_track_schema()).write.mode("append")
-         .option("compression", "zstd")
-         .option("parquet.block.size", 1)  # with a size check after every row: one track per group
-         .option("parquet.page.size.row.check.min", 1)
-         .option("parquet.page.size.row.check.max", 1)
-         .parquet(spark_io.join(out_dir, "tracks")))
+        write_tracks(spark.createDataFrame(rows, spark_track_schema()), rows_dir)
     finally:
         for k, v in saved.items():
             spark.conf.unset(k) if v is None else spark.conf.set(k, v)

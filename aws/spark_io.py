@@ -60,6 +60,20 @@ def glob(spark, pattern):
     return sorted(s.getPath().toString() for s in statuses)
 
 
+def list_files(spark, path):
+    """{qualified path: size in bytes} of every file below ``path`` (recursive), as the driver's file system sees
+    them. Unlike Spark's file sources, this listing keeps empty files and ``_``/``.``-named ones, so a job can
+    account for every input it was given."""
+    fs, root = hadoop_fs(spark, path)
+    if not fs.exists(root):
+        return {}
+    files, sizes = fs.listFiles(root, True), {}
+    while files.hasNext():
+        status = files.next()
+        sizes[status.getPath().toString()] = int(status.getLen())
+    return sizes
+
+
 def delete(spark, path):
     if not is_uri(path):
         if os.path.exists(path):
@@ -185,3 +199,18 @@ def publish_tree(spark, local_dir, uri, last_names=("state.json",)):
     for path in files:
         relative = os.path.relpath(path, local_dir).split(os.sep)
         publish(spark, path, join(uri, *relative))
+
+
+def remove_folders_except(spark, uri, keep_names, prefix=""):
+    """Delete the folders directly below ``uri`` named ``prefix``... whose names are not in ``keep_names``
+    (with everything in them); return the names deleted. Nothing happens when ``uri`` does not exist."""
+    fs, root = hadoop_fs(spark, uri)
+    if not fs.exists(root):
+        return []
+    deleted = []
+    for status in fs.listStatus(root):
+        name = status.getPath().getName()
+        if status.isDirectory() and name.startswith(prefix) and name not in set(keep_names):
+            fs.delete(status.getPath(), True)
+            deleted.append(name)
+    return sorted(deleted)

@@ -96,6 +96,16 @@ def valid_set_on_executors(tracks, valid_index, field, window, n_windows):
     return dataset.concatenate_windows([parts[t["track_id"]] for t in valid_index if t["track_id"] in parts])
 
 
+def publish_run(spark, local_run, run_dir):
+    """Publish the run directory to the URI ``run_dir``, then delete the checkpoints there that the local copy
+    no longer keeps (``keep_checkpoints``): publishing only adds files, so old ones would pile up remotely."""
+    from aws import spark_io
+    from local import training
+    spark_io.publish_tree(spark, local_run, run_dir)
+    kept = [os.path.basename(path) for _, path in training.list_checkpoints(local_run)]
+    spark_io.remove_folders_except(spark, spark_io.join(run_dir, "checkpoints"), kept, prefix="step-")
+
+
 def train_epochs(spark, config, stage_dir):
     """Stage 3 on Spark: the dataset, the run directory, then one Elephas fit per epoch, each ending in a
     metrics row, a checkpoint and model.keras (published to run_dir when that is a URI)."""
@@ -182,7 +192,7 @@ def train_epochs(spark, config, stage_dir):
         training.save_progress(local_run, model, checkpoint_optimizer, state, config=config,
                                keep=config["keep_checkpoints"], export_model=export_model)
         if spark_io.is_uri(run_dir):
-            spark_io.publish_tree(spark, local_run, run_dir)
+            publish_run(spark, local_run, run_dir)
         print(f"epoch {epoch + 1}/{config['epochs']}: {n_windows} windows on {k} workers, train {train_bits:.3f} "
               f"valid {row['valid_bits_per_sample']:.3f} bits/sample, {row['samples_per_second']:,.0f} samples/s")
     writer.close()
@@ -190,7 +200,7 @@ def train_epochs(spark, config, stage_dir):
         export_model.set_weights(model.get_weights())
         training.save_model(export_model, local_run)
         if spark_io.is_uri(run_dir):
-            spark_io.publish_tree(spark, local_run, run_dir)
+            publish_run(spark, local_run, run_dir)
     print(training.done_line(local_run, {"uniform": wavenet.uniform_bits}, shown_as=run_dir))
 
 

@@ -4,9 +4,13 @@ Run:
   .venv/bin/python bench/bench_preprocessing.py              # 8 FMA-like clips: 30 s, 44.1 kHz stereo mp3
   .venv/bin/python bench/bench_preprocessing.py --tracks=16 --seconds=30
 
+  .venv/bin/python bench/bench_preprocessing.py --rss_only=true  # only the long-file memory figures
+
 Prints one JSON line: realtime_factor_1_worker, realtime_factor_2_workers, scaling (their ratio), the CPU cores
 each kept busy (ffmpeg's threads included), and for the resampler choice the seconds per clip of each step
-(ffmpeg decode, soxr HQ in numpy, ffmpeg's own soxr).
+(ffmpeg decode, soxr HQ in numpy, ffmpeg's own soxr); and peak_rss_mb_<N>_min: the peak RSS of a fresh
+process running stage 2 (1 worker) on one N-minute file (22,050 Hz mono 16-bit WAV of tone + noise, codes at
+8 kHz: 0.48 MB of codes per minute), streamed; peak_rss_mb_<N>_min_whole: the same file decoded whole.
 """
 import json
 import os
@@ -25,6 +29,9 @@ seconds = 30.0  # length of each clip, seconds (FMA's clips are 30 s)
 source_rate = 44100  # Hz of the generated mp3s
 sample_rate = 16000  # Hz of the codes
 workers = [1, 2]  # pool sizes to compare
+long_minutes = [10, 60]  # lengths of the long files whose peak RSS is measured, minutes
+whole_minutes = [10]  # of those, the ones also measured decoded whole (the old path), for comparison
+rss_only = False  # measure only the long-file memory figures
 
 # -----------------------------------------------------------------------------
 
@@ -33,6 +40,53 @@ def cpu_seconds():
     """CPU time of this process and its finished children (ffmpeg, pool workers), user + system."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+RSS_CHILD = """
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+from local import preprocessing
+if sys.argv[4] == "whole":
+    preprocessing.STREAM_ABOVE_BYTES = 1 << 62
+summary = preprocessing.preprocess(sys.argv[2], sys.argv[3], sample_rate=8000, workers=1, progress=False)
+assert summary["processed"] == 1, summary["failed"]
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, summary["dataset"]["n_samples"])
+"""
+
+
+def long_file_rss(work_dir, long_minutes, whole_minutes):
+    """{figure: value} of the peak RSS (MB) of stage 2, in a fresh process, on one long file (22,050 Hz mono
+    WAV of a tone and noise) per length in ``long_minutes``; those in ``whole_minutes`` also decoded whole
+    (the path before streaming), for comparison."""
+    import wave
+
+    import numpy as np
+    figures = {}
+    rng = np.random.default_rng(0)
+    for minutes in long_minutes:
+        raw_long = os.path.join(work_dir, f"long{minutes}", "Mix")
+        os.makedirs(raw_long)
+        rate = 22050
+        with wave.open(os.path.join(raw_long, "mix.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            for _ in range(int(minutes)):  # a minute at a time: the bench itself stays small
+                t = np.arange(60 * rate) / rate
+                y = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * rng.standard_normal(len(t))
+                w.writeframes((y * 32767).astype("<i2").tobytes())
+        for mode in ("stream", "whole") if minutes in whole_minutes else ("stream",):
+            out_dir = os.path.join(work_dir, f"out-long{minutes}-{mode}")
+            done = subprocess.run([sys.executable, "-c", RSS_CHILD, os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))), os.path.dirname(raw_long), out_dir, mode],
+                capture_output=True, text=True, check=True)
+            rss_mb, n_samples = done.stdout.split()
+            suffix = "" if mode == "stream" else "_whole"
+            figures[f"peak_rss_mb_{minutes}_min{suffix}"] = round(float(rss_mb), 1)
+            figures[f"codes_mb_{minutes}_min"] = round(int(n_samples) / 1e6, 1)
+            shutil.rmtree(out_dir)
+        shutil.rmtree(os.path.dirname(raw_long))
+    return figures
 
 
 def resampler_timings(clip, sample_rate, repeats=3):
@@ -62,6 +116,11 @@ def main(argv=None):
     from local import demo_corpus, preprocessing
     tracks, sample_rate, workers = config["tracks"], config["sample_rate"], config["workers"]
     work = tempfile.mkdtemp(prefix="bench-preprocessing-")
+    if config["rss_only"]:
+        print(json.dumps({"source": "22050 Hz mono 16-bit WAV -> 8000 Hz codes, 1 worker",
+                          **long_file_rss(work, config["long_minutes"], config["whole_minutes"])}))
+        shutil.rmtree(work)
+        return
     raw = os.path.join(work, "raw")
     audio_seconds = write_fma_like_clips(raw, tracks, config["seconds"], config["source_rate"])
     # warm up once (imports, numba's first compile) so that no pool size pays for it in its timing
@@ -77,9 +136,11 @@ def main(argv=None):
         results[n] = audio_seconds / elapsed
         cores_busy[n] = (cpu_seconds() - start_cpu) / elapsed
     timings = resampler_timings(os.path.join(raw, demo_corpus.DEMO_GENRES[0], "clip000.mp3"), sample_rate)
+    rss_figures = long_file_rss(work, config["long_minutes"], config["whole_minutes"])
     shutil.rmtree(work)
 
     print(json.dumps({
+        **rss_figures,
         "tracks": tracks, "audio_seconds": audio_seconds,
         "source": f"{config['source_rate']} Hz stereo mp3 -> {sample_rate} Hz codes",
         "realtime_factor_1_worker": round(results.get(1, 0.0), 1),

@@ -117,6 +117,8 @@ def coerce_value(key, value, default):
 
 def read_config_file(path):
     """Read a flat TOML (``.toml``) or JSON file of key = value pairs into a dict."""
+    if os.path.isdir(path):
+        raise ConfigError(f"--config {path}: is a folder, not a config file")
     if not os.path.isfile(path):
         raise ConfigError(f"--config {path}: no such file")
     try:
@@ -129,6 +131,8 @@ def read_config_file(path):
                 data = json.load(f)
     except ValueError as e:
         raise ConfigError(f"--config {path}: cannot parse it ({str(e).splitlines()[0]})") from None
+    except OSError as e:  # unreadable: permissions, an I/O error
+        raise ConfigError(f"--config {path}: cannot read it ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a table of key = value pairs")
     return data

@@ -133,6 +133,19 @@ def synthesize_track(genre, index, seed=0, seconds=10.0, sample_rate=22050):
     return (0.89 * y / peak).astype(np.float32)
 
 
+MAX_DEMO_SECONDS = 600.0  # one track is synthesized in float64 in memory: 600 s at 22,050 Hz is ~106 MB
+
+
+def demo_settings_problem(seconds, tracks_per_genre):
+    """One line naming the key that is out of range (``demo_seconds``, ``demo_tracks_per_genre``), or ""."""
+    if not 0.0 < float(seconds) <= MAX_DEMO_SECONDS:  # also refuses nan
+        return (f"demo_seconds={seconds:g} must be more than 0 and at most {MAX_DEMO_SECONDS:g} "
+                f"(each track is synthesized in memory, ~0.18 MB per second), e.g. --demo_seconds=10")
+    if int(tracks_per_genre) < 1:
+        return f"demo_tracks_per_genre={tracks_per_genre} must be at least 1, e.g. --demo_tracks_per_genre=8"
+    return ""
+
+
 def demo_track_id(genre, index):
     """The track id of demo track ``index`` of ``genre``, e.g. ``demo-folk-003``."""
     return f"demo-{genre.lower()}-{index:03d}"

@@ -5,6 +5,7 @@ the folder holding it; ``genre_from`` chooses which one wins when both exist.
 """
 import hashlib
 import os
+import stat
 
 from local import manifest
 
@@ -20,6 +21,28 @@ def find_audio_files(folder, extensions=IMPORT_EXTENSIONS):
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
                 found.append(os.path.join(root, name))
     return found
+
+
+def source_file_problem(path, folder):
+    """Why ``path`` (found below ``folder``) must not be imported, or "" if it may: ``(problem, real path)``.
+
+    Only regular files whose real path (symlinks resolved) lies inside ``folder`` are taken: a link to
+    ``/etc/shadow`` or to another user's music, a dangling link, a device, a FIFO or a socket is refused,
+    so nothing from outside the chosen folder is ever linked or copied into ``raw_dir``.
+    """
+    folder_real = os.path.realpath(folder)
+    real = os.path.realpath(path)
+    if os.path.commonpath([folder_real, real]) != folder_real:
+        return f"links outside the folder (to {real}): not imported", real
+    try:
+        mode = os.stat(real).st_mode
+    except OSError as e:
+        if os.path.islink(path):
+            return f"dangling symlink (to {os.readlink(path)}): skipped", real
+        return f"cannot read: {e.strerror or e}", real
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a device, FIFO or socket): not imported", real
+    return "", real
 
 
 def read_tags(path):
@@ -65,11 +88,16 @@ def import_music_folder(folder, out_dir, genres=None, max_tracks_per_genre=0, *,
         if os.path.realpath(path).startswith(out_real + os.sep):
             continue  # never import our own output when out_dir lies inside the folder
         relative = os.path.relpath(path, folder)
-        if os.path.getsize(path) == 0:
+        problem, real = source_file_problem(path, folder)
+        if problem:
+            summary["failed"].append((path, problem))
+            continue
+        # from here on only the checked file (``real``) is read, linked or copied
+        if os.path.getsize(real) == 0:
             summary["failed"].append((path, "empty file (0 bytes)"))
             continue
         parent = os.path.basename(os.path.dirname(path)) if os.path.dirname(relative) else ""
-        tags = read_tags(path)
+        tags = read_tags(real)
         genre = choose_genre(tags, parent, genre_from)
         if not take(genre):
             continue
@@ -79,7 +107,7 @@ def import_music_folder(folder, out_dir, genres=None, max_tracks_per_genre=0, *,
             continue
         full, rel_out = manifest.track_path(out_dir, genre, track_id, os.path.splitext(path)[1])
         try:
-            manifest.place_file(path, full, link=link)
+            manifest.place_file(real, full, link=link)
         except OSError as e:
             summary["failed"].append((path, f"cannot copy: {e.strerror or e}"))
             continue

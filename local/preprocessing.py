@@ -11,7 +11,11 @@ MB = 10**6 bytes. The config key ``silence_threshold`` is ``silence_threshold_db
 """
 import dataclasses
 import hashlib
+import json
+import math
 import os
+import re
+import stat
 import sys
 
 import numpy as np
@@ -20,7 +24,15 @@ from local import audio, manifest
 from local.config import ConfigError
 
 SILENT_PEAK = 10 ** (-60 / 20)  # a file whose peak is below -60 dBFS is silence, not music
+LIBSNDFILE = "libsndfile"  # result["decoder"] of a file ffmpeg refused and libsndfile decoded
+MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ = 1000, 192000
+# A file larger than this is decoded, resampled and trimmed in chunks (see track_from_stream), so a 2-hour mix
+# needs memory for its codes (1 byte per sample) only; smaller ones are decoded whole, a batch per ffmpeg.
+# 8 MB is ~8 min of 128 kbps mp3, ~47 s of CD-quality WAV.
+STREAM_ABOVE_BYTES = 8 << 20
+TRIM_FRAME, TRIM_HOP = 2048, 512  # librosa.effects.trim's frame and hop (audio.trim_silence uses them too)
 MISSING_REASON = "file not found (listed in the manifest but missing)"
+SPECIAL_FILE_REASON = "not a regular file (a device, FIFO or socket): not read"
 HTML_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{")
 # stage 2's config keys that decide the dataset's content (the rest say where and how fast)
 DATASET_KEYS = ("sample_rate", "quantization_channels", "trim_silence", "silence_threshold", "min_seconds",
@@ -74,23 +86,36 @@ def check_config(config):
     """Raise ConfigError (one line: the key, its value and what it accepts) for the first stage-2 key that
     cannot work. ``config``: the resolved config dict of either stage-2 runner."""
     valid_fraction = config["valid_fraction"]
+
+    def finite(key):
+        return isinstance(config[key], (int, float)) and math.isfinite(config[key])
     problems = (
-        ("sample_rate", config["sample_rate"] <= 0, "a positive number of Hz, like 16000"),
+        ("sample_rate", not MIN_SAMPLE_RATE_HZ <= config["sample_rate"] <= MAX_SAMPLE_RATE_HZ,
+         f"between {MIN_SAMPLE_RATE_HZ} and {MAX_SAMPLE_RATE_HZ} Hz, like 16000"),
         ("quantization_channels", not 2 <= config["quantization_channels"] <= 256,
          "between 2 and 256 (codes are one byte)"),
         ("valid_fraction", not 0 <= valid_fraction < 1, "at least 0 and below 1"),
         ("test_fraction", not 0 <= config["test_fraction"] < 1 - valid_fraction,
          f"at least 0 and below {1 - valid_fraction:g}, so that tracks remain for training"),
-        ("min_seconds", config["min_seconds"] < 0, "0 or more seconds"),
+        ("silence_threshold", not (finite("silence_threshold") and 0 < config["silence_threshold"] <= 120),
+         "more than 0 and at most 120 dB below the peak, like 60"),
+        ("min_seconds", not (finite("min_seconds") and config["min_seconds"] > 0), "more than 0 seconds, like 1"),
         ("workers", config["workers"] < 1, "1 or more"),
     )
     for key, bad, accepted in problems:
         if bad:
             raise ConfigError(f"{key}={config[key]!r} must be {accepted}")
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", config["out_dir"]):  # a local folder (Spark may write to a URI)
+        from local import checks
+        if checks.output_folder_problem(config["out_dir"], "out_dir"):
+            raise ConfigError(checks.output_folder_problem(config["out_dir"], "out_dir"))
 
 
 def check_raw_dir(raw_dir, hint="FOLDER"):
-    """Raise ConfigError when the local folder ``raw_dir`` is missing or holds no audio file."""
+    """Raise ConfigError when the local folder ``raw_dir`` is a file, is missing or holds no audio file."""
+    from local import checks
+    if checks.input_folder_problem(raw_dir, "raw_dir"):
+        raise ConfigError(checks.input_folder_problem(raw_dir, "raw_dir"))
     if not os.path.isdir(raw_dir):
         raise ConfigError(f"raw_dir={raw_dir!r} does not exist: run run_webscraper.py first or pass --raw_dir={hint}")
     if not list_inputs(raw_dir):
@@ -98,15 +123,80 @@ def check_raw_dir(raw_dir, hint="FOLDER"):
                           f"--raw_dir={hint}")
 
 
-def check_same_settings(out_dir, info, index, settings):
-    """Raise ValueError when ``out_dir`` already holds tracks made with another sample rate or mu-law.
+INDEX_WITH_RATE = ["track_id", "genre", "genre_id", "split", "n_samples", "source_sha256", "source_path",
+                   "sample_rate"]  # the index columns stage 2 reads: the rows' own rate is checked too
+SETTINGS_METADATA_KEY = b"waveforms.settings"  # the Parquet key-value metadata each part carries
 
-    ``info``: its dataset.json dict ({} if none); ``index``: its index rows; ``settings``: DecodeSettings.
+
+def part_settings(settings):
+    """The settings every row of a dataset must share (DecodeSettings -> dict under config key names), as
+    written into each part's metadata (:data:`SETTINGS_METADATA_KEY`) by both stage-2 runners."""
+    return {"sample_rate": int(settings.sample_rate), "quantization_channels": int(settings.quantization_channels),
+            "trim_silence": bool(settings.trim_silence), "silence_threshold": float(settings.silence_threshold_db),
+            "min_seconds": float(settings.min_seconds)}
+
+
+def part_metadata(settings):
+    """The Parquet key-value metadata of a part made with ``settings`` (DecodeSettings)."""
+    return {SETTINGS_METADATA_KEY: json.dumps(part_settings(settings)).encode()}
+
+
+SETTINGS_SIDECAR = "_settings.json"  # in tracks/: the settings of the parts Spark wrote (its writer sets no metadata)
+
+
+def settings_sidecar_path(dataset_dir):
+    """Where the settings of Spark-written parts are kept (``tracks/_settings.json``; readers skip ``_`` names)."""
+    return os.path.join(dataset_dir, "tracks", SETTINGS_SIDECAR)
+
+
+def read_settings_sidecar(path):
+    """The settings dict in a :data:`SETTINGS_SIDECAR` file, or None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def settings_of_part(metadata, info=None, recorded=None):
+    """The settings dict a part was made with, from its key-value ``metadata`` (bytes keys; {} or None when
+    it has none). A part without it (written by Spark, or older) falls back to ``recorded`` (the
+    :data:`SETTINGS_SIDECAR` dict), then to ``info`` (dataset.json). None when none says."""
+    metadata = metadata or {}
+    if SETTINGS_METADATA_KEY in metadata:
+        return json.loads(metadata[SETTINGS_METADATA_KEY])
+    if recorded:
+        return recorded
+    if info:
+        return {"sample_rate": info.get("sample_rate"), "quantization_channels": info.get("quantization_channels"),
+                "trim_silence": info.get("trim_silence"), "silence_threshold": info.get("silence_threshold_db"),
+                "min_seconds": info.get("min_seconds")}
+    return None
+
+
+def check_same_settings(out_dir, info, index, settings, part_metadatas=None, recorded=None):
+    """Raise ValueError when ``out_dir`` already holds tracks made with other settings than ``settings``.
+
+    The rows are the truth (a killed run leaves no dataset.json, or a stale one): each part's metadata
+    (:data:`SETTINGS_METADATA_KEY`), and the rows' own ``sample_rate``; ``info`` (its dataset.json dict, {}
+    if none) only for parts without metadata. ``index``: its index rows (their ``sample_rate`` checked when read
+    with :data:`INDEX_WITH_RATE`); ``settings``: DecodeSettings;
+    ``part_metadatas``: the key-value metadata of each part and ``recorded``: the :data:`SETTINGS_SIDECAR`
+    dict (defaults: read from the local folder ``out_dir``). Both runners write what this reads: parts with
+    metadata (local), the sidecar (Spark).
     """
-    for key in ("sample_rate", "quantization_channels"):
-        if info and index and info.get(key) != getattr(settings, key):
-            raise ValueError(f"{out_dir} holds a dataset made with {key}={info.get(key)}; "
-                             f"use another out_dir or --{key}={info.get(key)}")
+    from local import dataset_store as store
+    if part_metadatas is None:
+        part_metadatas = [store.open_part(part).schema_arrow.metadata for part in store.list_parts(out_dir)]
+        recorded = read_settings_sidecar(settings_sidecar_path(out_dir))
+    made = [settings_of_part(metadata, info, recorded) for metadata in part_metadatas]
+    made += [{"sample_rate": rate} for rate in sorted({int(row["sample_rate"]) for row in index if "sample_rate" in row})]
+    for old in filter(None, made):
+        for key, value in part_settings(settings).items():
+            if old.get(key) is not None and old[key] != value:
+                raise ValueError(f"{out_dir} holds tracks made with {key}={old[key]}; use another out_dir or "
+                                 f"--{key}={old[key]}")
 
 
 def list_inputs(raw_dir):
@@ -221,6 +311,28 @@ def check_bytes(source):
         raise TrackError(not_audio)
 
 
+def decode_after_ffmpeg_refused(error, data, path=None):
+    """ffmpeg refused the bytes ``data`` with ``error``: decode the file itself with ffmpeg (an m4a indexed at
+    its end), else with libsndfile (:func:`local.audio.decode_with_libsndfile`; real Ogg Vorbis files of
+    libVorbis 1.3.1 are refused by ffmpeg and played by libsndfile).
+
+    Returns ((samples, sample_rate, warning), decoder) with decoder "ffmpeg" or :data:`LIBSNDFILE`;
+    raises TrackError with ffmpeg's reason when neither can decode it.
+    """
+    if path and os.path.isfile(path):
+        try:
+            return audio.decode_audio(path), "ffmpeg"
+        except audio.DecodeError:
+            pass
+    try:
+        return audio.decode_with_libsndfile(data), LIBSNDFILE
+    except audio.DecodeError:
+        pass
+    if path and os.path.isfile(path):
+        raise TrackError(str(error)) from None
+    return decode_from_path(error, None), "ffmpeg"  # raises, with the m4a hint
+
+
 def decode_from_path(error, fallback_path):
     """After decoding the bytes failed with ``error``: decode the file itself, or raise TrackError."""
     if not fallback_path:
@@ -245,6 +357,8 @@ def track_from_samples(samples, file_rate, warning, settings, keep_waveform=Fals
     y = audio.peak_normalize(y)
     if y.size == 0 or float(np.max(np.abs(y))) < SILENT_PEAK:
         raise TrackError("silent: no sample above -60 dBFS")
+    if float(np.max(y)) - float(np.min(y)) < SILENT_PEAK:  # a constant (DC) level is no sound either
+        raise TrackError("silent: a constant level (DC offset), no sound above -60 dBFS")
     decoded_seconds = len(y) / settings.sample_rate
     if settings.trim_silence:
         y = audio.trim_silence(y, silence_threshold_db=settings.silence_threshold_db)
@@ -265,6 +379,145 @@ def track_from_samples(samples, file_rate, warning, settings, keep_waveform=Fals
     return track
 
 
+def stream_pass(chunks, sample_rate, quantization_channels, divide_by=None):
+    """One pass over decoded chunks: mono, soxr's streaming resampler, mu-law codes, trimming energy.
+
+    ``chunks``: a generator of ``(samples (n, channels) float32, file_rate Hz)`` whose return value is the
+    decoder's warning (:func:`local.audio.stream_decode`). ``divide_by``: the peak to normalize by (None: none).
+    Returns a dict: ``codes`` (bytearray, 1 byte per sample), ``block_energy`` (float64 sum of squares of
+    each 512-sample block), ``peak``, ``low``, ``high`` (sample extremes), ``n_samples``, ``warning``.
+    """
+    import soxr
+
+    state = {"codes": bytearray(), "blocks": [], "peak": 0.0, "low": np.inf, "high": -np.inf, "n_samples": 0}
+    carry = np.zeros(0, np.float32)
+
+    def consume(y):
+        nonlocal carry
+        if divide_by is not None:
+            y = y / np.float32(divide_by)
+        if y.size == 0:
+            return
+        state["peak"] = max(state["peak"], float(np.max(np.abs(y))))
+        state["low"], state["high"] = min(state["low"], float(np.min(y))), max(state["high"], float(np.max(y)))
+        state["codes"].extend(audio.mu_law_encode(y, quantization_channels).tobytes())
+        state["n_samples"] += len(y)
+        joined = np.concatenate([carry, y]) if carry.size else y
+        whole = len(joined) // TRIM_HOP * TRIM_HOP
+        blocks = joined[:whole].reshape(-1, TRIM_HOP).astype(np.float64)
+        state["blocks"].append(np.einsum("ij,ij->i", blocks, blocks))
+        carry = joined[whole:].copy()
+
+    resampler, warning = None, ""
+    while True:
+        try:
+            chunk, file_rate = next(chunks)
+        except StopIteration as stop:
+            warning = stop.value or ""
+            break
+        if resampler is None and int(file_rate) != int(sample_rate):
+            resampler = soxr.ResampleStream(int(file_rate), int(sample_rate), 1, dtype="float32", quality="HQ")
+        mono = audio.to_mono(chunk)
+        consume(resampler.resample_chunk(mono) if resampler is not None else mono)
+    if resampler is not None:
+        consume(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    tail = carry.astype(np.float64)
+    state["blocks"].append(np.array([tail @ tail]) if tail.size else np.zeros(0))
+    state["block_energy"] = np.concatenate(state["blocks"]) if state["blocks"] else np.zeros(0)
+    del state["blocks"]
+    state["warning"] = warning
+    return state
+
+
+def trim_bounds(block_energy, n_samples, silence_threshold_db):
+    """(start, end) sample bounds that librosa.effects.trim(top_db, frame_length=2048, hop_length=512) keeps,
+    from the energy of 512-sample blocks: centred frame k spans blocks k-2..k+1 (zeros past the ends)."""
+    n_frames = 1 + n_samples // TRIM_HOP
+    padded = np.concatenate([np.zeros(2), block_energy, np.zeros(n_frames + 2 - len(block_energy))])
+    power = (padded[0:n_frames] + padded[1:n_frames + 1] + padded[2:n_frames + 2] + padded[3:n_frames + 3]) / TRIM_FRAME
+    amin_power = 1e-10  # librosa.amplitude_to_db's amin=1e-5, squared
+    db = 10.0 * np.log10(np.maximum(amin_power, power)) - 10.0 * np.log10(max(amin_power, float(np.max(power))))
+    loud = np.flatnonzero(db > -silence_threshold_db)
+    if loud.size == 0:
+        return 0, 0
+    return int(loud[0]) * TRIM_HOP, min(n_samples, (int(loud[-1]) + 1) * TRIM_HOP)
+
+
+def track_from_stream(open_chunks, settings):
+    """:func:`track_from_samples` for a file of any length, in memory for its codes only.
+
+    ``open_chunks()`` starts a new decode (a generator as :func:`local.audio.stream_decode` returns);
+    ``settings``: DecodeSettings. One pass resamples (soxr's streaming API), encodes and measures the
+    trimming energy on the fly; a second decode happens only when the peak exceeds 1.0 and the audio must be
+    scaled down first. Returns the track dict of :func:`track_from_samples` (``codes`` a bytearray, no
+    waveform); raises TrackError (and DecodeError when nothing decodes).
+    """
+    rate, levels = settings.sample_rate, settings.quantization_channels
+    state = stream_pass(open_chunks(), rate, levels)
+    if state["peak"] > 1.0:  # peak_normalize divides by the peak: the codes must be made again, scaled
+        state = stream_pass(open_chunks(), rate, levels, divide_by=state["peak"])
+    n_samples, warning = state["n_samples"], state["warning"]
+    if n_samples == 0 or state["peak"] < SILENT_PEAK:
+        raise TrackError("silent: no sample above -60 dBFS")
+    if state["high"] - state["low"] < SILENT_PEAK:
+        raise TrackError("silent: a constant level (DC offset), no sound above -60 dBFS")
+    start, end = trim_bounds(state["block_energy"], n_samples, settings.silence_threshold_db) \
+        if settings.trim_silence else (0, n_samples)
+    seconds = (end - start) / rate
+    if seconds < settings.min_seconds:
+        what = f"{seconds:.2f} s" + (" after trimming silence" if settings.trim_silence and end - start < n_samples
+                                     else "")
+        if warning:
+            raise TrackError(f"truncated or corrupt ({warning}); only {what} decodable, "
+                             f"below min_seconds={settings.min_seconds}")
+        raise TrackError(f"too short: {what}, below min_seconds={settings.min_seconds}")
+    codes = state["codes"]
+    del codes[end:]  # in place: no second copy of a 2-hour track's codes
+    del codes[:start]
+    if warning:
+        warning = f"partly decodable ({warning}); kept {seconds:.1f} s"
+    # the bytearray itself (bytes() would hold a second copy): pyarrow and Spark take it as binary
+    return {"codes": codes, "n_samples": end - start, "seconds": seconds, "warning": warning}
+
+
+def process_long_input(item, settings, data=None):
+    """One input above :data:`STREAM_ABOVE_BYTES`, hashed and decoded as a stream (from its path, or from
+    ``data`` on a Spark executor), ffmpeg first, libsndfile when ffmpeg refuses it.
+
+    Returns (item with ``sha256`` (and ``stat`` when read from a path), track dict with ``decoder``)."""
+    if data is None:
+        file_stat = os.stat(item["path"])
+        if not stat.S_ISREG(file_stat.st_mode):
+            raise TrackError(SPECIAL_FILE_REASON)
+        with open(item["path"], "rb") as f:
+            head = f.read(64)
+        item = dict(item, sha256=manifest.sha256_file(item["path"]), stat=(file_stat.st_size, file_stat.st_mtime_ns))
+        source = item["path"]
+    else:
+        head, source = bytes(data[:64]), data
+        item = dict(item, sha256=hashlib.sha256(data).hexdigest())
+    check_bytes(head)
+    try:
+        track, decoder = track_from_stream(lambda: audio.stream_decode(source), settings), "ffmpeg"
+    except audio.DecodeError as error:
+        try:
+            track = track_from_stream(lambda: audio.stream_decode_with_libsndfile(source), settings)
+            decoder = LIBSNDFILE
+        except audio.DecodeError:
+            raise TrackError(str(error)) from None
+    return item, dict(track, decoder=decoder)
+
+
+def read_regular_file(path):
+    """The bytes and (size, mtime_ns) of ``path``; TrackError unless it is a regular file (no device, FIFO)."""
+    file_stat = os.stat(path)
+    if not stat.S_ISREG(file_stat.st_mode):
+        raise TrackError(SPECIAL_FILE_REASON)
+    with open(path, "rb") as f:
+        data = f.read()
+    return data, (file_stat.st_size, file_stat.st_mtime_ns)
+
+
 def process_batch(items, settings, datas=None, keep_waveform=False):
     """Read, check and decode several inputs, their audio decoded by one ffmpeg process (see
     :func:`local.audio.decode_many`: the same samples as one file at a time, at about half the CPU for short
@@ -274,18 +527,29 @@ def process_batch(items, settings, datas=None, keep_waveform=False):
     settings : DecodeSettings
     datas : the files' bytes, one per item (a Spark executor has them; ``path`` may then be a URI), or None
         to read each from its path. Each file is read once: its bytes give the sha256 and the audio.
-    Returns a list, one per item, of (item with its ``sha256``, track dict of :func:`track_from_samples`
-    or None, reason it failed or "").
+    keep_waveform : also return the float waveform (files above :data:`STREAM_ABOVE_BYTES` are then decoded
+        whole rather than streamed)
+    Files above :data:`STREAM_ABOVE_BYTES` are decoded, resampled, coded and trimmed as a stream
+    (:func:`track_from_stream`): memory for their codes only. A file ffmpeg refuses is decoded with
+    libsndfile (:func:`decode_after_ffmpeg_refused`); the track's ``decoder`` says which one did.
+    Returns a list, one per item, of (item with the ``sha256`` of the bytes decoded now (never a manifest's
+    claim) and, when read from a path, ``stat`` (size, mtime_ns); track dict of :func:`track_from_samples`
+    with ``decoder``, or None; reason it failed or "").
     """
     results, pending = [None] * len(items), []
     for k, item in enumerate(items):
         try:
+            size = len(datas[k]) if datas is not None else file_size(item)
+            if size > STREAM_ABOVE_BYTES and not keep_waveform:  # a long file: streamed, never whole in memory
+                results[k] = (*process_long_input(item, settings, None if datas is None else datas[k]), "")
+                continue
             if datas is None:
-                with open(item["path"], "rb") as f:
-                    data = f.read()
+                data, file_stat = read_regular_file(item["path"])
+                item = dict(item, stat=file_stat)
             else:
                 data = datas[k]
-            item = dict(item, sha256=item.get("sha256") or hashlib.sha256(data).hexdigest())
+            # the recorded sha256 is the one of the bytes decoded now, never what a manifest claims
+            item = dict(item, sha256=hashlib.sha256(data).hexdigest())
             check_bytes(data)
             pending.append((k, item, data))
         except Exception as e:
@@ -293,9 +557,10 @@ def process_batch(items, settings, datas=None, keep_waveform=False):
     decoded = audio.decode_many([data for _, _, data in pending]) if pending else []
     for (k, item, data), outcome in zip(pending, decoded):
         try:
-            if isinstance(outcome, audio.DecodeError):  # e.g. an m4a indexed at its end: try the file itself
-                outcome = decode_from_path(outcome, item["path"] if os.path.isfile(item["path"]) else None)
-            results[k] = (item, track_from_samples(*outcome, settings, keep_waveform), "")
+            decoder = "ffmpeg"
+            if isinstance(outcome, audio.DecodeError):  # an m4a indexed at its end, an Ogg only libsndfile reads
+                outcome, decoder = decode_after_ffmpeg_refused(outcome, data, item["path"])
+            results[k] = (item, dict(track_from_samples(*outcome, settings, keep_waveform), decoder=decoder), "")
         except Exception as e:
             results[k] = (item, None, failure_reason(e))
     return results
@@ -371,7 +636,8 @@ def run_inputs(inputs, settings, workers=1, progress=True):
     else:
         import multiprocessing
         with multiprocessing.Pool(workers) as pool:
-            for results in pool.imap_unordered(process_batch_star, jobs, chunksize=1):
+            # in input order (sorted by genre): a new genre gets its id when its first track is kept
+            for results in pool.imap(process_batch_star, jobs, chunksize=1):
                 for result in results:
                     yield result
                     bar.update()
@@ -400,7 +666,9 @@ def plan_tracks(inputs, index, recorded_genres, splits, sha_of):
 
     Returns a dict: ``todo`` (the inputs to process, each with ``split`` and ``split_from_source``),
     ``skipped`` (count of unchanged tracks), ``changed`` (track ids whose old row must go before the new
-    one is written), ``genres`` (the new genres list, index = genre_id).
+    one is written), ``genres`` (the genres of the rows kept, index = genre_id; the new genres join it with
+    :func:`genres_with_data` once a track of theirs is kept). ``todo`` is sorted by genre, so a runner
+    that appends a new genre when its first track is kept gives the ids :func:`genres_with_data` gives.
     """
     existing = {r["track_id"]: r for r in index}
     todo, skipped = [], 0
@@ -421,9 +689,19 @@ def plan_tracks(inputs, index, recorded_genres, splits, sha_of):
             item["split"] = hash_split(item["track_id"], splits.valid_fraction, splits.test_fraction,
                                        splits.split_seed)
     ensure_train_per_genre(todo, kept.values(), splits.split_seed)
+    # genres with data only: those of the rows kept (ids stable); a new genre gets its id once a track of it
+    # is kept (see genres_with_data), in sorted order
     genres = assign_genre_ids(known_genres(existing.values(), recorded_genres) if kept else [],
-                              [r["genre"] for r in kept.values()] + [i["genre"] for i in todo])
-    return {"todo": todo, "skipped": skipped, "changed": changed, "genres": genres}
+                              [r["genre"] for r in kept.values()])
+    return {"todo": sorted(todo, key=lambda item: item["genre"]), "skipped": skipped, "changed": changed,
+            "genres": genres}
+
+
+def genres_with_data(plan_genres, kept_genres):
+    """The dataset's genres list (index = genre_id): the plan's (those of the rows already there, ids kept),
+    then the new genres among ``kept_genres`` (those with at least one track kept this run), sorted. Never
+    a genre without a track: a conditioned model would have a genre it never saw."""
+    return assign_genre_ids(plan_genres, kept_genres)
 
 
 def known_genres(index_rows, recorded=()):
@@ -455,9 +733,79 @@ def dataset_info(index, genres, settings, splits):
         "min_seconds": settings.min_seconds, **dataclasses.asdict(splits)})
 
 
-def sha_of_file(item):
-    """The sha256 of an input: the manifest's, else its file's ("" when the file is missing)."""
-    return item["sha256"] or (manifest.sha256_file(item["path"]) if os.path.exists(item["path"]) else "")
+def input_path_problem(raw_dir, path):
+    """Why stage 2 must not open ``path`` listed under the local folder ``raw_dir`` (it resolves outside it:
+    ``../../etc/passwd``; a device, FIFO or socket: ``/dev/zero``), or ""."""
+    root = os.path.realpath(raw_dir)
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root:
+        return outside_raw_dir_reason(real)
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        return ""  # missing: reported as such when processed
+    return "" if stat.S_ISREG(mode) else SPECIAL_FILE_REASON
+
+
+def outside_raw_dir_reason(resolved):
+    """The failures.csv reason of an input that resolves outside raw_dir (to ``resolved``)."""
+    return f"outside raw_dir (resolves to {resolved}): not read"
+
+
+def split_refused(raw_dir, inputs, problem=None):
+    """(inputs stage 2 may open, [(path, reason)] of those it must not): :func:`input_path_problem` by
+    default (a local raw_dir); ``problem(path)`` for another one (the Spark job's URIs)."""
+    problem = problem or (lambda path: input_path_problem(raw_dir, path))
+    usable, refused = [], []
+    for item in inputs:
+        reason = problem(item["path"])
+        if reason:
+            refused.append((item["path"], reason))
+        else:
+            usable.append(item)
+    return usable, refused
+
+
+SOURCE_STATS_NAME = "source_stats.json"  # path -> [bytes, mtime_ns, sha256] of the inputs last seen
+
+
+class SourceFingerprints:
+    """Decide "unchanged" from the file itself: size + mtime as the fast path, the sha256 when they differ.
+
+    Kept in ``<out_dir>/source_stats.json``; a manifest's sha256 is never trusted over the file's bytes.
+    """
+
+    def __init__(self, out_dir):
+        self.path = os.path.join(out_dir, SOURCE_STATS_NAME)
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                self.known = {k: tuple(v) for k, v in json.load(f).items()}
+        except (OSError, ValueError, TypeError, AttributeError):
+            self.known = {}
+
+    def sha_of(self, path):
+        """The sha256 of the file at ``path`` now ("" if missing or not a regular file)."""
+        try:
+            file_stat = os.stat(path)
+        except OSError:
+            return ""
+        if not stat.S_ISREG(file_stat.st_mode):
+            return ""
+        cached = self.known.get(path)
+        if cached and cached[0] == file_stat.st_size and cached[1] == file_stat.st_mtime_ns:
+            return cached[2]
+        sha = manifest.sha256_file(path)
+        self.known[path] = (file_stat.st_size, file_stat.st_mtime_ns, sha)
+        return sha
+
+    def remember(self, path, file_stat, sha):
+        """Record the (size, mtime_ns) a file had when the bytes hashed to ``sha`` were read."""
+        if file_stat:
+            self.known[path] = (int(file_stat[0]), int(file_stat[1]), sha)
+
+    def save(self):
+        from local.fileio import write_json_atomic
+        write_json_atomic(self.path, {k: list(v) for k, v in sorted(self.known.items())})
 
 
 def preprocess(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, **dataset_keys):
@@ -465,35 +813,57 @@ def preprocess(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, 
 
     ``dataset_keys``: the :data:`DATASET_KEYS` as in the config (``sample_rate=16000``, ``silence_threshold=60.0``,
     ...; one not given keeps its default). ``workers``: decoding processes; ``rows_per_part``: tracks per part.
-    Idempotent: tracks already in the dataset with the same source sha256 are skipped; a changed file
-    replaces its old row. Returns the summary dict :func:`summary_lines` prints: processed, skipped,
-    failed [(path, reason)], warnings [(path, text)], dataset (the dataset.json dict), out_dir, failures_csv.
+    Idempotent: a track already in the dataset whose file is unchanged (size + mtime as recorded in
+    ``source_stats.json``, else the file's sha256 - never the manifest's claim) is skipped; a changed file
+    replaces its old row. One writer at a time (``local.locks``: a second run on ``out_dir`` raises LockHeld).
+    Inputs resolving outside ``raw_dir`` and special files are refused (listed in failures.csv). Returns the
+    summary dict :func:`summary_lines` prints: processed, skipped, failed [(path, reason)], warnings
+    [(path, text)], dataset (the dataset.json dict), out_dir, failures_csv, decoded_with_libsndfile.
     """
+    from local import locks
+    with locks.acquire_lock(out_dir, "stage 2"):  # a second writer is refused, never merged
+        return preprocess_locked(raw_dir, out_dir, workers=workers, rows_per_part=rows_per_part, progress=progress,
+                                 **dataset_keys)
+
+
+def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, **dataset_keys):
+    """:func:`preprocess` while holding ``out_dir``'s lock."""
     from local import dataset_store as store
 
     settings, splits = stage_settings(**dataset_keys)
-    info = store.read_dataset_json(out_dir) or {}
-    index = store.read_index(out_dir)
+    try:
+        info = store.read_dataset_json(out_dir) or {}
+    except store.DamagedFile:  # the rows are the truth: it is rewritten from them at the end
+        info = {}
+    index = store.read_index(out_dir, columns=INDEX_WITH_RATE)
     check_same_settings(out_dir, info, index, settings)
     store.remove_stale_temps(out_dir)
-    plan = plan_tracks(list_inputs(raw_dir), index, info.get("genres", []), splits, sha_of_file)
+    inputs, failed = split_refused(raw_dir, list_inputs(raw_dir))
+    fingerprints = SourceFingerprints(out_dir)
+    plan = plan_tracks(inputs, index, info.get("genres", []), splits, lambda item: fingerprints.sha_of(item["path"]))
     if plan["changed"]:  # the input file changed since it was processed: its old row goes, the new one comes
         store.drop_tracks(out_dir, plan["changed"])
 
-    failed, warnings = [], []
-    with store.PartWriter(out_dir, rows_per_part=rows_per_part) as writer:
+    warnings, genres, processed, with_libsndfile = [], list(plan["genres"]), 0, 0
+    with store.PartWriter(out_dir, rows_per_part=rows_per_part, metadata=part_metadata(settings)) as writer:
         for item, track, reason in run_inputs(plan["todo"], settings, workers, progress):
             if track is None:
                 failed.append((item["path"], reason))
                 continue
             if track["warning"]:
                 warnings.append((item["path"], track["warning"]))
-            writer.write(track_row(item, track, plan["genres"], settings.sample_rate))
+            genres = genres_with_data(genres, [item["genre"]])  # in genre order: the ids genres_with_data gives
+            writer.write(track_row(item, track, genres, settings.sample_rate))
+            fingerprints.remember(item["path"], item.get("stat"), item["sha256"])
+            processed += 1
+            with_libsndfile += track.get("decoder") == LIBSNDFILE
+    fingerprints.save()
 
-    dataset = dataset_info(store.read_index(out_dir), plan["genres"], settings, splits)
+    dataset = dataset_info(store.read_index(out_dir), genres, settings, splits)
     _, failures_csv = store.write_dataset_files(out_dir, dataset, failed)
-    return {"processed": len(plan["todo"]) - len(failed), "skipped": plan["skipped"], "failed": failed,
-            "warnings": warnings, "dataset": dataset, "out_dir": out_dir, "failures_csv": failures_csv}
+    return {"processed": processed, "skipped": plan["skipped"], "failed": failed, "warnings": warnings,
+            "dataset": dataset, "out_dir": out_dir, "failures_csv": failures_csv,
+            "decoded_with_libsndfile": with_libsndfile}
 
 
 def summary_lines(summary):
@@ -503,6 +873,8 @@ def summary_lines(summary):
     lines += [f"skipped: {path}: {reason}" for path, reason in summary["failed"]]
     lines.append(f"{summary['processed']} tracks processed, {summary['skipped']} already done, "
                  f"{len(summary['failed'])} failed (see {summary['failures_csv']})")
+    if summary.get("decoded_with_libsndfile"):
+        lines.append(f"{summary['decoded_with_libsndfile']} of them refused by ffmpeg and decoded with libsndfile")
     if summary.get("decode_core_seconds"):  # what sizing a cluster needs: divide by the cores you will have
         lines.append(f"decoding took {summary['decode_core_seconds']:.1f} core-seconds for "
                      f"{summary['processed'] + len(summary['failed'])} files")

@@ -20,9 +20,11 @@ capped. Scraped ids and titles never become raw path components (:func:`local.ma
 """
 import contextlib
 import email.utils
+import hashlib
 import json
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -37,6 +39,7 @@ MAX_REDIRECTS = 5
 MAX_PAGE_BYTES = 20 << 20  # a listing page larger than this is hostile or broken
 MAX_RETRY_AFTER_SECONDS = 300.0  # a server asking for a longer pause gets the file reported instead
 CHUNK_BYTES = 64 << 10
+PARTIAL_MARK = ".partial-"  # a download in progress: .<name>.partial-<url hash>, kept to resume with Range
 
 
 class FetchError(Exception):
@@ -231,13 +234,14 @@ class WebClient:
     """
 
     def __init__(self, user_agent, allowed_hosts, *, request_delay_seconds=1.0, max_retries=5, timeout_seconds=30.0,
-                 backoff_seconds=1.0, log=None):
+                 backoff_seconds=1.0, log=None, file_timeout_seconds=0.0):
         self.user_agent = user_agent
         self.allowed_hosts = {h.lower() for h in allowed_hosts if h}
         self.pacer = RequestPacer(request_delay_seconds)
         self.max_retries = int(max_retries)
         self.timeout_seconds = float(timeout_seconds)
         self.backoff_seconds = float(backoff_seconds)
+        self.file_timeout_seconds = float(file_timeout_seconds or 0.0)  # 0 = no per-file deadline
         self.log = log or (lambda message: print(message, file=sys.stderr))
         self.local = threading.local()
         self.robots = {}
@@ -306,14 +310,14 @@ class WebClient:
                                          f"for our user agent: not fetched")
 
     # ----- requests
-    def open(self, url, robots=True):
+    def open(self, url, robots=True, headers=None):
         """GET ``url`` streamed, following redirects by hand so every hop is checked; return the response."""
         import requests
         for _ in range(MAX_REDIRECTS + 1):
             self.check(url, robots)
             self.pacer.wait()
             try:
-                response = self.session().get(url, stream=True, allow_redirects=False,
+                response = self.session().get(url, stream=True, allow_redirects=False, headers=headers,
                                               timeout=(self.timeout_seconds, self.timeout_seconds))
             except requests.Timeout:
                 raise RetryableError(f"timed out after {self.timeout_seconds:g} s") from None
@@ -364,7 +368,7 @@ class WebClient:
         import requests
         total = 0
         try:
-            for chunk in response.iter_content(CHUNK_BYTES):
+            for chunk in body_chunks(response):
                 total += len(chunk)
                 if total > max_bytes:
                     raise FetchError(f"larger than the {max_bytes / 1e6:g} MB cap (max_file_mb): abandoned")
@@ -394,50 +398,162 @@ class WebClient:
         _, body, final_url = self.with_retries(lambda: self.get_body(url))
         return body.decode("utf-8", "replace"), final_url
 
-    def download(self, url, folder, name, max_bytes):
+    def download(self, url, folder, name, max_bytes, expected_sha256=""):
         """Download an audio file to ``folder/name.<ext>`` (ext from its magic bytes), verified, atomically.
 
-        The body streams into a temp file (:func:`local.fileio.atomic_write`) beside the target, named once its
-        first bytes show an audio format; it is renamed only when complete and within ``max_bytes``, and
-        removed on anything else. Returns the final path.
+        The body streams into ``.<name>.partial-<url hash>`` beside the target; a cut connection (or a killed
+        run) leaves it there and the next try asks only for the rest (``Range: bytes=<have>-``). A server
+        that ignores Range (200) or answers another range restarts the file from byte 0. The file is
+        renamed only when complete, of an audio type and within ``max_bytes``; a resumed file that does not
+        match ``expected_sha256`` (when known) is thrown away and fetched whole. Every try of one file
+        together must end within ``file_timeout_s`` (0 = no limit; ``timeout_s`` bounds each read).
+        Returns the final path.
         """
+        deadline = time.monotonic() + self.file_timeout_seconds if self.file_timeout_seconds > 0 else None
+        partial = partial_path(folder, name, url)
+        received = [0]
+
+        def out_of_time():
+            return FetchError(f"not complete within file_timeout_s={self.file_timeout_seconds:g} s "
+                              f"({received[0]} bytes in): abandoned, a rerun resumes it")
+
         def attempt():
-            response = self.open(url)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise out_of_time()
+            have = os.path.getsize(partial) if os.path.isfile(partial) else 0
+            response = self.open(url, headers={"Range": f"bytes={have}-"} if have else None)
+            if have and response.status_code == 416:  # our partial is not a prefix the server knows
+                response.close()
+                remove_quietly(partial)
+                raise RetryableError("the server refused to resume (416): starting over", wait_seconds=0.0)
             self.raise_for_status(response)
             content_type = response.headers.get("Content-Type", "")
             if is_text_content_type(content_type):
                 response.close()
+                remove_quietly(partial)
                 raise FetchError(f"not audio: the server sent {content_type.split(';')[0]}")
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
+            resumed = have > 0 and response.status_code == 206 and \
+                content_range_start(response.headers.get("Content-Range", "")) == have
+            if response.status_code == 206 and not resumed:  # a range we did not ask for: take nothing of it
                 response.close()
+                remove_quietly(partial)
+                raise RetryableError("the server answered another range: starting over", wait_seconds=0.0)
+            offset = have if resumed else 0
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and offset + int(declared) > max_bytes:
+                response.close()
+                remove_quietly(partial)
                 raise FetchError(f"larger than the {max_bytes / 1e6:g} MB cap (max_file_mb): "
-                                 f"{int(declared) / 1e6:.2f} MB announced, not fetched")
-            with contextlib.ExitStack() as stack:
-                head, target = bytearray(), []  # target: [path, open temp file] once the format is known
-
-                def open_target():
-                    kind = audio_format(bytes(head))
-                    if kind is None:
-                        raise FetchError(f"not audio: the body starts with {bytes(head)[:12]!r}")
-                    final = manifest.inside(folder, os.path.join(folder, f"{name}.{kind}"))
-                    target.extend([final, stack.enter_context(fileio.atomic_write(final, "wb"))])
-                    target[1].write(head)
-
-                def sink(chunk):
-                    if target:
-                        target[1].write(chunk)
-                        return
-                    head.extend(chunk)
-                    if len(head) >= 16:
-                        open_target()
-
-                if self.read_stream(response, max_bytes, sink) == 0:
+                                 f"{(offset + int(declared)) / 1e6:.2f} MB announced, not fetched")
+            os.makedirs(folder, exist_ok=True)
+            head = bytearray()
+            if resumed:
+                with open(partial, "rb") as f:
+                    head.extend(f.read(16))
+            received[0] = offset
+            keep_partial = False
+            try:
+                with open(partial, "ab" if resumed else "wb") as f:
+                    def sink(chunk):
+                        if deadline is not None and time.monotonic() >= deadline:
+                            raise out_of_time()
+                        received[0] += len(chunk)
+                        if len(head) < 16:
+                            head.extend(chunk[:16 - len(head)])
+                            if len(head) >= 16 and audio_format(bytes(head)) is None:
+                                raise FetchError(f"not audio: the body starts with {bytes(head)[:12]!r}")
+                        f.write(chunk)
+                    try:
+                        with cut_at_deadline(response, deadline):
+                            total = offset + self.read_stream(response, max_bytes - offset, sink)
+                    except RetryableError:
+                        keep_partial = True  # the bytes so far are good: the next try resumes after them
+                        f.flush()
+                        if deadline is not None and time.monotonic() >= deadline:
+                            raise out_of_time() from None
+                        raise
+                    f.flush()
+                    os.fsync(f.fileno())
+                if total == 0:
                     raise FetchError("empty response")
-                if not target:  # a body shorter than 16 bytes
-                    open_target()
-                return target[0]
+                kind = audio_format(bytes(head))
+                if kind is None:
+                    raise FetchError(f"not audio: the body starts with {bytes(head)[:12]!r}")
+                if resumed and expected_sha256 and sha256_of(partial) != expected_sha256:
+                    raise RetryableError("the resumed file does not match its known sha256: starting over",
+                                         wait_seconds=0.0)
+                final = manifest.inside(folder, os.path.join(folder, f"{name}.{kind}"))
+                os.replace(partial, final)
+                return final
+            finally:
+                if not keep_partial:
+                    remove_quietly(partial)
         return self.with_retries(attempt)
+
+
+def body_chunks(response):
+    """The body of a streamed ``response`` in pieces as they arrive (``read1``), so the bytes before a cut
+    reach the file (``iter_content`` loses a whole 64 KB read when the connection drops inside it)."""
+    import requests
+    import urllib3
+    read1 = getattr(response.raw, "read1", None)
+    if read1 is None:
+        yield from response.iter_content(CHUNK_BYTES)
+        return
+    while True:
+        try:
+            chunk = read1(CHUNK_BYTES, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise requests.Timeout("read timed out") from None
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise requests.ConnectionError(str(e)) from None
+        if not chunk:
+            return
+        yield chunk
+
+
+def partial_path(folder, name, url):
+    """Where the download of ``url`` as ``name`` grows until complete: ``.<name>.partial-<sha1(url)[:12]>``."""
+    return os.path.join(folder, f".{name}{PARTIAL_MARK}{hashlib.sha1(url.encode('utf-8')).hexdigest()[:12]}")
+
+
+def content_range_start(value):
+    """The first byte of a ``Content-Range: bytes <start>-<end>/<total>`` header, or None if unreadable."""
+    m = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", value or "")
+    return int(m.group(1)) if m else None
+
+
+def sha256_of(path):
+    return manifest.sha256_file(path)
+
+
+def remove_quietly(path):
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def cut_at_deadline(response, deadline):
+    """Shut the response's socket down at ``deadline`` (monotonic s; None = never) so a trickling server
+    that keeps every single read under ``timeout_s`` still cannot hold one file forever."""
+    if deadline is None:
+        yield
+        return
+
+    def cut():
+        sock = getattr(getattr(response.raw, "connection", None), "sock", None) or \
+            getattr(getattr(getattr(getattr(response.raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 # --------------------------------------------------------------------------- the scraper
@@ -450,13 +566,16 @@ def list_fma_genres(client, base_url):
 
 def scrape_fma(out_dir, genres, max_tracks_per_genre=0, fma_base_url="https://freemusicarchive.org", *,
                page_size=100, user_agent="Mozilla/5.0", allowed_hosts=(), request_delay_s=1.0, max_retries=5,
-               timeout_s=30.0, concurrency=2, max_file_mb=50.0, backoff_s=1.0, progress=True, log=None):
+               timeout_s=30.0, concurrency=2, max_file_mb=50.0, backoff_s=1.0, progress=True, log=None,
+               file_timeout_s=0.0):
     """Download FMA tracks by genre into the stage-1 layout, appending manifest rows as tracks complete.
 
     The keywords are stage 1's config keys of the same names (``_s``: seconds; ``max_file_mb``: MB = 10**6
     bytes). ``genres``: names as in the site's URLs (``Rock``, ``Hip-Hop``...); empty = every genre on
     ``/genres/``. ``max_tracks_per_genre``: 0 = all. ``allowed_hosts``: hosts beyond the base site's and FMA's
-    file host. Tracks already in the manifest with matching size and sha256 are skipped without a request.
+    file host. ``file_timeout_s``: every try of one file together ends within this (0 = no limit); an interrupted
+    download resumes with HTTP Range (see :meth:`WebClient.download`). Tracks already in the manifest with
+    matching size and sha256 are skipped without a request.
     Returns a summary dict: ``downloaded``, ``skipped``, ``failed`` [(url, reason)].
     """
     from tqdm import tqdm
@@ -468,7 +587,8 @@ def scrape_fma(out_dir, genres, max_tracks_per_genre=0, fma_base_url="https://fr
         raise ValueError(f"fma_base_url={base_url!r} must be an http(s) URL like https://freemusicarchive.org")
     hosts = {base_host, FMA_FILE_HOST} | {h.strip().lower() for h in allowed_hosts if h.strip()}
     client = WebClient(user_agent, hosts, request_delay_seconds=request_delay_s, max_retries=max_retries,
-                       timeout_seconds=timeout_s, backoff_seconds=backoff_s, log=log)
+                       timeout_seconds=timeout_s, backoff_seconds=backoff_s, log=log,
+                       file_timeout_seconds=file_timeout_s)
     max_bytes = int(max_file_mb * 1e6)
     summary = {"downloaded": 0, "skipped": 0, "failed": []}
     have = manifest.read_manifest(out_dir)
@@ -516,7 +636,9 @@ def scrape_fma(out_dir, genres, max_tracks_per_genre=0, fma_base_url="https://fr
                     room = max_tracks_per_genre - good if max_tracks_per_genre else len(todo)
                     batch, todo = todo[:room], todo[room:]
                     futures = {pool.submit(client.download, t["file_url"], folder,
-                                           manifest.safe_component(t["id"]), max_bytes): t for t in batch}
+                                           manifest.safe_component(t["id"]), max_bytes,
+                                           (have.get(manifest.safe_component(t["id"])) or {}).get("sha256", "")):
+                               t for t in batch}
                     for future in as_completed(futures):
                         track = futures[future]
                         try:

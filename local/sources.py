@@ -12,7 +12,7 @@ from local.fma_archive import SUBSETS
 SOURCES = ("demo", "folder", "fma", "fma-archive")
 # the config keys that go to local.scraping.scrape_fma under their own names
 FMA_KEYS = ("fma_base_url", "page_size", "user_agent", "allowed_hosts", "request_delay_s", "max_retries",
-            "timeout_s", "concurrency", "max_file_mb", "backoff_s")
+            "timeout_s", "concurrency", "max_file_mb", "backoff_s", "file_timeout_s")
 SHOWN_FAILURES = 20  # more are only in failures.csv
 
 
@@ -34,10 +34,19 @@ def check_config(config):
     problems += [(key, config[key] <= 0, "must be greater than 0")
                  for key in ("page_size", "concurrency", "max_file_mb", "timeout_s")]
     problems += [(key, config[key] < 0, "must not be negative")
-                 for key in ("request_delay_s", "max_retries", "backoff_s", "max_tracks_per_genre")]
+                 for key in ("request_delay_s", "max_retries", "backoff_s", "max_tracks_per_genre", "file_timeout_s")]
     for key, bad, what in problems:
         if bad:
             raise ConfigError(f"{key}={config[key]!r} {what}")
+    from local import checks
+    if source == "demo":
+        from local.demo_corpus import demo_settings_problem
+        problem = demo_settings_problem(config["demo_seconds"], config["demo_tracks_per_genre"])
+        if problem:
+            raise ConfigError(problem)
+    problem = checks.output_folder_problem(config["out_dir"], "out_dir")
+    if problem:
+        raise ConfigError(problem)
 
 
 def collect(config, progress=True):

@@ -92,9 +92,14 @@ def check_dataset(info, data_dir, quantization_channels, stage2="run_transformat
 def usable_splits(index, receptive_field, window, data_dir, sample_rate):
     """(train rows, valid rows) of a dataset index long enough for one example (local.dataset.usable_tracks).
 
-    Raises StageError when either split has none; prints a note on the train tracks too short to use.
+    Raises StageError when either split has none (a dataset of under two tracks is told that no valid split
+    exists, not to lower --window); prints a note on the train tracks too short to use.
     """
-    from local import dataset
+    from local import checks, dataset
+    problem = checks.split_problem(len(index), len(dataset.split_tracks(index, "train")),
+                                   len(dataset.split_tracks(index, "valid")), data_dir)
+    if problem:
+        raise StageError(problem)
     train, too_short = dataset.usable_tracks(dataset.split_tracks(index, "train"), receptive_field, window)
     valid, _ = dataset.usable_tracks(dataset.split_tracks(index, "valid"), receptive_field, window)
     span = receptive_field + window
@@ -128,8 +133,37 @@ def read_model_json(run_dir):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: {run_dir!r} is not a trained run directory "
                                 f"(train one with run_model_training.py --run_dir={run_dir})")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+        if not isinstance(info, dict) or not isinstance(info.get("model"), dict):
+            raise ValueError("not the model.json object")
+    except ValueError as e:
+        raise ValueError(f"{path} is damaged ({str(e).splitlines()[0][:80]}): a rerun of run_model_training.py "
+                         f"with --run_dir={run_dir} and the run's settings (config.json) rewrites it") from None
+    return info
+
+
+def saved_run_info(run_dir):
+    """``run_dir``'s model.json as a dict, or {} when it is missing or damaged (then it is written anew)."""
+    try:
+        return read_model_json(run_dir)
+    except (ValueError, FileNotFoundError):
+        return {}
+
+
+def model_files_problem(run_dir):
+    """One line when ``run_dir``'s model.json or model.keras cannot be read (cut by a crash, overwritten), or ""."""
+    import zipfile
+    try:
+        read_model_json(run_dir)
+    except (ValueError, FileNotFoundError) as e:
+        return str(e)
+    path = os.path.join(run_dir, "model.keras")
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive: a cut or foreign file is not one
+        return (f"{path} is damaged (not a complete .keras archive): rerun run_model_training.py with "
+                f"--run_dir={run_dir} (it saves the model again from the newest good checkpoint)")
+    return ""
 
 
 def read_run_model(run_dir):
@@ -146,7 +180,11 @@ def resume_conflict(run_dir, model_json, shown_as=None):
     """
     if not latest_checkpoint(run_dir) or not os.path.isfile(os.path.join(run_dir, "model.json")):
         return ""
-    differences = model_differences(read_model_json(run_dir)["model"], model_json["model"])
+    try:
+        saved = read_model_json(run_dir)
+    except ValueError:
+        return ""  # a damaged model.json is rewritten on resume; the checkpoints themselves are checked on load
+    differences = model_differences(saved["model"], model_json["model"])
     if not differences:
         return ""
     name = shown_as or run_dir
@@ -164,13 +202,32 @@ def model_differences(saved_settings, settings):
 # --- the run directory (both trainers) -----------------------------------------------------------------
 
 def open_run_dir(run_dir, model_json, shown_as=None):
-    """Make ``run_dir`` ready to train ``model_json``'s model: clear what a killed run left half-written and
-    raise StageError when it holds checkpoints of another model."""
+    """Make ``run_dir`` ready to train ``model_json``'s model: lock it for this process (one writer per
+    run_dir, :mod:`local.locks`; held until the process ends), clear what a killed run left half-written, and
+    raise StageError when it is a file or unwritable, another process trains in it, or it holds checkpoints
+    of another model or of another dataset (genre ids, sample rate or codes that would change meaning)."""
+    from local import checks, locks
+    problem = checks.output_folder_problem(run_dir, "run_dir") if shown_as is None else ""
+    if problem:
+        raise StageError(problem)
     os.makedirs(run_dir, exist_ok=True)
+    key = os.path.realpath(run_dir)
+    if key not in RUN_DIR_LOCKS:  # held until this process ends; a second training in it reuses it
+        try:
+            RUN_DIR_LOCKS[key] = locks.acquire_lock(run_dir, "training")
+        except locks.LockHeld as e:
+            raise StageError(str(e)) from None
     remove_stale_temps(run_dir)
     conflict = resume_conflict(run_dir, model_json, shown_as)
+    if not conflict and latest_checkpoint(run_dir):
+        conflict = checks.resume_dataset_problem(saved_run_info(run_dir), model_json["genres"],
+                                                 model_json["sample_rate"], model_json["quantization_channels"],
+                                                 model_json["data_dir"], shown_as or run_dir)
     if conflict:
         raise StageError(conflict)
+
+
+RUN_DIR_LOCKS = {}  # real path of a run_dir -> the lock this process holds on it (see open_run_dir)
 
 
 def new_state():
@@ -180,14 +237,17 @@ def new_state():
 
 def resume(run_dir, model, optimizer, shown_as=None):
     """The run's state: from its latest checkpoint (weights and optimizer restored into ``model`` and
-    ``optimizer``), else :func:`new_state`. metrics.csv keeps only the rows up to that step, and samples/ only
-    the clips (the steps after it are redone)."""
+    ``optimizer``; a damaged newest checkpoint is reported and the previous good one used), else
+    :func:`new_state`. metrics.csv keeps only the rows up to that step, and samples/ only the clips (the steps
+    after it are redone)."""
     state = new_state()
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint:
-        state.update(load_checkpoint(checkpoint[1], model, optimizer))
+    if latest_checkpoint(run_dir):
+        loaded, path = load_newest_good_checkpoint(run_dir, model, optimizer)
+        if loaded is None:
+            raise StageError(f"no checkpoint in {checkpoints_dir(run_dir)} can be loaded: use another --run_dir")
+        state.update(loaded)
         epoch = f", epoch {state['epoch']}" if "epoch" in state else ""
-        print(f"resuming {shown_as or run_dir} from step {state['step']}{epoch} ({checkpoint[1]})")
+        print(f"resuming {shown_as or run_dir} from step {state['step']}{epoch} ({path})")
     truncate_metrics(run_dir, state["step"])
     samples.truncate_samples(run_dir, state["step"])
     return state
@@ -478,6 +538,21 @@ def load_checkpoint(path, model, optimizer):
         variable.assign(array)
     with open(os.path.join(path, "state.json"), encoding="utf-8") as f:
         return json.load(f)
+
+
+def load_newest_good_checkpoint(run_dir, model, optimizer, log=print):
+    """Restore the newest checkpoint that loads; one that does not (cut, corrupted) is reported with ``log``
+    and the one before it is tried. Returns (state, path), or (None, None) when none loads."""
+    for step, path in reversed(list_checkpoints(run_dir)):
+        try:
+            state = load_checkpoint(path, model, optimizer)
+            if not isinstance(state, dict) or int(state.get("step", -1)) != step:
+                raise ValueError("its state.json does not describe this step")
+            return state, path
+        except Exception as e:  # h5py/np/json raise many types on damaged bytes; every one means "not usable"
+            log(f"warning: checkpoint {path} cannot be loaded ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:100] if str(e) else 'damaged'}): trying the previous one")
+    return None, None
 
 
 def save_model(model, run_dir, name="model.keras"):

@@ -26,3 +26,13 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def standalone_cluster(tmp_path_factory):
+    """A real Spark standalone cluster - a master and two 1-core workers in their own JVMs on 127.0.0.1, the
+    one `make cluster-demo` starts (aws/local_cluster.py) - shared by the tests that spark-submit to it."""
+    from aws.local_cluster import StandaloneCluster
+    with StandaloneCluster(str(tmp_path_factory.mktemp("cluster")), workers=2, worker_cores=1,
+                           worker_memory="1g") as cluster:
+        yield cluster

@@ -58,3 +58,21 @@ def refusal(check_config, config, key, value):
     assert message.startswith(f"{key}={value!r} ") and "\n" not in message, message
     assert [k for k in config if f"{k}=" in message] == [key], message
     return message
+def make_broken_files(folder, scratch):
+    """The broken inputs a real music folder holds, in ``folder``: an empty file, an HTML page saved as .mp3,
+    garbage bytes, a truncated mp3 with 0.5 s left, silence and a too-short clip (``scratch``: a folder for the
+    whole mp3 the truncated one is cut from). Returns their file names."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "empty.mp3"), "wb"):
+        pass
+    with open(os.path.join(folder, "page.mp3"), "wb") as f:
+        f.write(b"<!DOCTYPE html><html><body>429 Too Many Requests</body></html>")
+    with open(os.path.join(folder, "garbage.mp3"), "wb") as f:
+        f.write(bytes(range(256)) * 40)
+    encode(os.path.join(folder, "silence.wav"), np.zeros((32000, 1), np.float32), 16000)
+    make_audio(os.path.join(folder, "short.flac"), seconds=0.3)
+    with open(make_audio(os.path.join(scratch, "whole.mp3"), seconds=6.0), "rb") as f:
+        data = f.read()
+    with open(os.path.join(folder, "truncated.mp3"), "wb") as f:
+        f.write(data[: len(data) // 12])  # about 0.5 s decodable
+    return ["empty.mp3", "page.mp3", "garbage.mp3", "silence.wav", "short.flac", "truncated.mp3"]

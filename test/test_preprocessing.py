@@ -223,9 +223,11 @@ def test_the_stage_runs_in_process_and_refuses_a_dataset_made_with_other_setting
     args = [f"--raw_dir={raw}", f"--out_dir={out}", "--workers=1", "--min_seconds=0.5"]
     stage.main(args)
     assert "2 tracks processed, 0 already done, 0 failed" in capsys.readouterr().out
-    stage.main(args[:2])  # a second call starts from the block's defaults, not from the first call's values
+    # a second call starts from the block's defaults, not from the first call's values (workers); the dataset's
+    # own settings (min_seconds) must be the rows' (issue 12), so that one is passed again
+    stage.main(args[:2] + ["--min_seconds=0.5"])
     assert "0 tracks processed, 2 already done" in capsys.readouterr().out
-    assert json.loads((out / "config.json").read_text())["min_seconds"] == 1.0
+    assert json.loads((out / "config.json").read_text())["workers"] == 2
     with pytest.raises(SystemExit) as stop:
         stage.main(args + ["--quantization_channels=128"])
     error = capsys.readouterr().err

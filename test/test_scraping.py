@@ -44,6 +44,8 @@ class FakeFma:
         self.log = []                 # (monotonic time, path, user agent)
         self.in_flight = 0
         self.max_in_flight = 0
+        self.ranges = []              # (path, Range header or None) of every file request
+        self.bytes_sent = {}          # path -> body bytes written
         self.base = ""
 
     def hit(self, path, agent):
@@ -134,10 +136,41 @@ class Handler(BaseHTTPRequestHandler):
 
     def serve_file(self, site, path, count):
         body, content_type, fault = site.files[path]
+        asked = self.headers.get("Range")
         with site.lock:
             site.in_flight += 1
             site.max_in_flight = max(site.max_in_flight, site.in_flight)
+            site.ranges.append((path, asked))
         try:
+            if fault in ("cut-then-range", "cut-then-ignore-range"):
+                start = int(re.fullmatch(r"bytes=(\d+)-", asked).group(1)) if asked else 0
+                partial = fault == "cut-then-range" and start > 0
+                piece = body[start:] if partial else body
+                self.send_response(206 if partial else 200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(piece)))
+                if partial:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                self.end_headers()
+                sent = piece if count > 1 else piece[: len(piece) // 2]  # the first answer is cut half-way
+                self.wfile.write(sent)
+                self.wfile.flush()
+                with site.lock:
+                    site.bytes_sent[path] = site.bytes_sent.get(path, 0) + len(sent)
+                if count == 1:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                return
+            if fault == "trickle":  # 100 bytes every 0.1 s: no single read ever waits timeout_s
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for i in range(0, len(body), 100):
+                    self.wfile.write(body[i:i + 100])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                return
             if fault == "429-once" and count == 1:
                 return self.send(429, b"slow down", "text/plain", [("Retry-After", "1")])
             if fault == "500-once" and count == 1:
@@ -320,9 +353,12 @@ def test_nothing_bad_partial_or_outside_out_dir_is_kept(first_run, fault_site):
     root, out_dir, _, _ = first_run
     _, _, good = fault_site
     everything = sorted(os.path.relpath(os.path.join(d, n), root) for d, _, names in os.walk(root) for n in names)
+    # the one file cut on every try keeps its hidden partial, for a rerun to resume with Range; nothing else
+    partials = [p for p in everything if scraping.PARTIAL_MARK in p]
+    assert [os.path.basename(p).split(scraping.PARTIAL_MARK)[0] for p in partials] == [".112"]
     expected = sorted([os.path.join("out", "manifest.csv")] +
                       [os.path.join("out", *k.split("/")) + ".mp3" for k in good])
-    assert everything == expected
+    assert sorted(set(everything) - set(partials)) == expected
 
 
 def test_politeness_user_agent_robots_retry_after_and_concurrency(fault_site, first_run):
@@ -429,6 +465,76 @@ def test_a_run_killed_part_way_then_rerun_ends_complete(calm_site, tmp_path):
         assert len(f.read().strip().splitlines()) == 1 + len(bodies)
     with open(os.path.join(out_dir, "config.json"), encoding="utf-8") as f:
         assert json.load(f)["genres"] == []  # no --genres: the genres came from /genres/
+
+
+@pytest.fixture
+def resume_site(tmp_path):
+    src = str(tmp_path / "src")
+    os.makedirs(src)
+    site = FakeFma({}, {})
+    server, base = serve(site)
+    bodies = {}
+    for n, fault in enumerate(("cut-then-range", "cut-then-ignore-range", "trickle")):
+        body = mp3_bytes(src, f"s{n}", seconds=2.0, freq_hz=250.0 + 40 * n)
+        site.files[f"/files/s{n}.mp3"] = (body, "audio/mpeg", fault)
+        bodies[fault] = (str(400 + n), body)
+    tracks = [{"id": int(track_id), "title": fault, "artistName": "", "albumTitle": "", "url": "",
+               "fileUrl": f"{base}/files/s{n}.mp3"} for n, (fault, (track_id, _)) in enumerate(bodies.items())]
+    site.genres = {"Resume": ("modern", tracks)}
+    yield site, base, bodies
+    server.shutdown()
+
+
+def test_a_cut_download_resumes_with_range_and_a_server_ignoring_range_restarts(resume_site, tmp_path):
+    site, base, bodies = resume_site
+    out_dir = str(tmp_path / "raw")
+    settings = dict(FAULT_SETTINGS, timeout_s=5.0, max_file_mb=5.0, file_timeout_s=1.5)
+    summary = scraping.scrape_fma(out_dir, ["Resume"], 0, base, **settings)
+    for fault in ("cut-then-range", "cut-then-ignore-range"):
+        track_id, body = bodies[fault]
+        with open(os.path.join(out_dir, "Resume", f"{track_id}.mp3"), "rb") as f:
+            assert f.read() == body, fault
+    resumed_path = "/files/s0.mp3"
+    asked = [r for p, r in site.ranges if p == resumed_path]
+    assert asked == [None, f"bytes={len(bodies['cut-then-range'][1]) // 2}-"]
+    # resuming sent each byte once; the server that ignored Range sent the file again from byte 0
+    assert site.bytes_sent[resumed_path] == len(bodies["cut-then-range"][1])
+    assert site.bytes_sent["/files/s1.mp3"] == len(bodies["cut-then-ignore-range"][1]) * 3 // 2
+    # the trickling server keeps each read under timeout_s=5 but not the whole file under file_timeout_s
+    trickle_id, _ = bodies["trickle"]
+    reasons = dict(summary["failed"])
+    assert "file_timeout_s=1.5" in reasons[f"{base}/files/s2.mp3"]
+    assert not os.path.exists(os.path.join(out_dir, "Resume", f"{trickle_id}.mp3"))
+    assert summary["downloaded"] == 2
+    assert sorted(n for n in os.listdir(os.path.join(out_dir, "Resume")) if n.endswith(".mp3")) == \
+        sorted(f"{bodies[f][0]}.mp3" for f in ("cut-then-range", "cut-then-ignore-range"))
+
+
+def test_the_partial_of_a_killed_run_is_resumed_and_checked_against_the_known_hash(resume_site, tmp_path):
+    site, base, bodies = resume_site
+    url = f"{base}/files/s0.mp3"
+    folder = str(tmp_path / "g")
+    os.makedirs(folder)
+    track_id, body = bodies["cut-then-range"]
+    site.hits["/files/s0.mp3"] = 1  # the server's next answers are whole: only the Range decides
+    client = scraping.WebClient(UA, {"127.0.0.1"}, request_delay_seconds=0.0, max_retries=2, timeout_seconds=5.0,
+                                backoff_seconds=0.05, log=lambda m: None)
+    # a previous run left the first half; the rest comes by Range and the result matches the known hash
+    with open(scraping.partial_path(folder, track_id, url), "wb") as f:
+        f.write(body[:1000])
+    final = client.download(url, folder, track_id, 10 << 20, hashlib.sha256(body).hexdigest())
+    with open(final, "rb") as f:
+        assert f.read() == body
+    assert site.ranges[-1] == ("/files/s0.mp3", "bytes=1000-")
+    # a partial whose bytes are not the file's: the hash check throws it away and fetches it whole
+    os.remove(final)
+    with open(scraping.partial_path(folder, track_id, url), "wb") as f:
+        f.write(b"ID3" + b"x" * 997)
+    final = client.download(url, folder, track_id, 10 << 20, hashlib.sha256(body).hexdigest())
+    with open(final, "rb") as f:
+        assert f.read() == body
+    assert site.ranges[-2:] == [("/files/s0.mp3", "bytes=1000-"), ("/files/s0.mp3", None)]
+    assert os.listdir(folder) == [os.path.basename(final)]
 
 
 # --------------------------------------------------------------------------- pure helpers

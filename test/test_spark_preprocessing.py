@@ -7,7 +7,7 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import make_audio, run_script
+from helpers import make_audio, make_broken_files, run_script
 from local import dataset_store, preprocessing
 
 SETTINGS = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
@@ -148,3 +148,86 @@ def test_a_local_rerun_on_a_spark_dataset_keeps_it_readable_by_spark(spark, tmp_
     table = spark.read.parquet(os.path.join(out, "tracks")).select("track_id", "n_samples").collect()
     assert sorted(r.track_id for r in table) == ["r0", "r1", "r2"]
     assert {r.track_id: r.n_samples for r in table}["r1"] > 1.5 * 16000
+
+
+FIXTURE_OGG = "/work/shared/fixtures/ffmpeg_refuses.ogg"  # a real Ogg that ffmpeg refuses, libsndfile reads
+
+
+def test_the_same_failures_genres_and_fallback_as_the_local_stage(spark, tmp_path):
+    """Every input the Spark job does not use is listed with the local stage's reason - the empty file too,
+    which Spark's file source never hands to a task; a genre whose every file failed gets no id; an Ogg that
+    only libsndfile decodes gives the same codes and is counted; a later genre never renumbers the others."""
+    from aws.spark_dataset import UNREAD_REASON, preprocess_spark
+    raw = tmp_path / "raw"
+    broken = make_broken_files(str(raw / "Bad"), str(tmp_path))  # "Bad" sorts first: its id would be 0
+    for i in range(2):
+        make_audio(str(raw / "Rock" / f"rock{i}.mp3"), seconds=1.2, freq_hz=300 + 70 * i)
+    make_audio(str(raw / "Jazz" / "jazz0.flac"), seconds=1.2, freq_hz=520)
+    with_fixture = os.path.isfile(FIXTURE_OGG)
+    if with_fixture:
+        shutil.copy(FIXTURE_OGG, raw / "Jazz" / "ocean.ogg")
+    local_out, spark_out = str(tmp_path / "local"), str(tmp_path / "spark")
+    local = preprocessing.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
+    result = preprocess_spark(spark, str(raw), spark_out, partitions=2, **SETTINGS)
+
+    assert failures(spark_out) == failures(local_out)
+    assert sorted(name for name, _ in failures(spark_out)) == sorted(broken)
+    assert dict(failures(spark_out))["empty.mp3"] == "empty file (0 bytes)"
+    expected, got = rows(local_out), rows(spark_out)
+    assert sorted(got) == sorted(expected) == sorted(["rock0", "rock1", "jazz0"] + (["ocean"] if with_fixture else []))
+    for track_id, row in expected.items():
+        assert {k: v for k, v in got[track_id].items()} == row, track_id
+    spark_json = dataset_store.read_dataset_json(spark_out)
+    assert spark_json == dataset_store.read_dataset_json(local_out)
+    assert spark_json["genres"] == ["Jazz", "Rock"]  # no "Bad": it has no track
+    assert result["processed"] == local["processed"] and len(result["failed"]) == len(broken)
+    if with_fixture:
+        assert result["decoded_with_libsndfile"] == local["decoded_with_libsndfile"] == 1
+
+    # a new genre that sorts first, and a name Spark's file source hides: ids stay, the hidden file is listed
+    make_audio(str(raw / "Ambient" / "amb0.wav"), seconds=1.2, freq_hz=610)
+    make_audio(str(raw / "Rock" / "_take2.mp3"), seconds=1.2, freq_hz=330)
+    again = preprocess_spark(spark, str(raw), spark_out, **SETTINGS)
+    grown = rows(spark_out)
+    assert dataset_store.read_dataset_json(spark_out)["genres"] == ["Jazz", "Rock", "Ambient"]
+    assert all(grown[t]["genre_id"] == got[t]["genre_id"] for t in got) and grown["amb0"]["genre_id"] == 2
+    assert (str(raw / "Rock" / "_take2.mp3"), UNREAD_REASON) in again["failed"]
+    assert dict(failures(spark_out))["_take2.mp3"] == UNREAD_REASON
+
+
+def test_the_file_decides_unchanged_paths_outside_raw_dir_and_settings_from_the_rows_as_locally(spark, tmp_path):
+    """The Spark job follows the local rules of issue 12: a file replaced under a manifest that still claims
+    the old sha256 is processed again; manifest paths leaving raw_dir are refused with the local reason; a
+    rerun with other settings over Spark-written rows is refused even when dataset.json is gone."""
+    from aws.spark_dataset import preprocess_spark
+    raw = tmp_path / "raw"
+    a = make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.2, freq_hz=300)
+    make_audio(str(raw / "Rock" / "b.mp3"), seconds=1.2, freq_hz=400)
+    secret = make_audio(str(tmp_path / "secret.mp3"), seconds=1.2, freq_hz=600)
+    with open(raw / "manifest.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(preprocessing.manifest.MANIFEST_COLUMNS)
+        writer.writerow(["a", "Rock", "", "", "", "Rock/a.mp3", "", preprocessing.manifest.sha256_file(a), ""])
+        writer.writerow(["b", "Rock", "", "", "", "Rock/b.mp3", "", "", ""])
+        writer.writerow(["secret", "Rock", "", "", "", "../secret.mp3", "", "", ""])
+        writer.writerow(["passwd", "Rock", "", "", "", "../../../../../../etc/passwd", "", "", ""])
+    local_out, spark_out = str(tmp_path / "local"), str(tmp_path / "spark")
+    preprocessing.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
+    result = preprocess_spark(spark, str(raw), spark_out, partitions=2, **SETTINGS)
+    assert failures(spark_out) == failures(local_out)
+    assert [os.path.basename(p) for p, r in result["failed"] if "outside raw_dir" in r] == ["secret.mp3", "passwd"]
+    before = rows(spark_out)["a"]
+
+    make_audio(a, seconds=2.4, freq_hz=900)  # new audio; the manifest still claims the old sha256
+    again = preprocess_spark(spark, str(raw), spark_out, **SETTINGS)
+    assert again["processed"] == 1 and again["skipped"] == 1
+    after = rows(spark_out)["a"]
+    assert after["source_sha256"] == preprocessing.manifest.sha256_file(a) != before["source_sha256"]
+    assert after["n_samples"] > before["n_samples"]
+
+    os.remove(os.path.join(spark_out, "dataset.json"))  # as after a kill before dataset.json was written
+    for job in (lambda: preprocess_spark(spark, str(raw), spark_out, **dict(SETTINGS, min_seconds=0.7)),
+                lambda: preprocessing.preprocess(str(raw), spark_out, workers=1, progress=False,
+                                                 **dict(SETTINGS, trim_silence=False))):
+        with pytest.raises(ValueError, match="holds tracks made with (min_seconds=0.5|trim_silence=True)"):
+            job()

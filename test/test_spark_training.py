@@ -84,10 +84,12 @@ def test_one_epoch_writes_a_run_dir_that_prediction_uses_and_a_rerun_resumes(spa
     assert any(n.endswith(".wav") for n in os.listdir(tmp_path / "gen"))
 
     assert run_job([f"--data_dir={tiny_dataset}", f"--run_dir={run_uri}", "--epochs=2", "--genre_conditioning=true",
-                    *MODEL_ARGS]) == 0
+                    "--keep_checkpoints=1", *MODEL_ARGS]) == 0
     rows = training.read_metrics(run_dir)
     assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["step"] == 2 * rows[0]["step"]
     assert training.latest_checkpoint(run_dir)[0] == rows[1]["step"]
+    # the published run keeps keep_checkpoints=1 too: epoch 1's checkpoint is pruned there after epoch 2's
+    assert os.listdir(os.path.join(run_dir, "checkpoints")) == [training.checkpoint_name(rows[1]["step"])]
 
     changed = run_job([f"--data_dir={tiny_dataset}", f"--run_dir={run_uri}", "--epochs=3", *MODEL_ARGS])
     assert changed == 2  # genre_conditioning differs from the saved model: refused, nothing trained

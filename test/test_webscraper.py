@@ -251,3 +251,49 @@ def test_help_lists_every_key_with_default_and_comment_without_heavy_imports():
         assert comments[key] and comments[key] in lines[f"--{key}"], key
     assert "source=fma" in result.stdout or "fma-archive" in result.stdout  # the docstring comes first
     assert elapsed < 10, f"--help took {elapsed:.1f} s"
+
+
+# --------------------------------------------------------------------------- hostile folders and ranges
+
+@pytest.mark.parametrize("link", ["true", "false"])
+def test_a_folder_source_takes_only_regular_files_inside_it(tmp_path, link):
+    music = tmp_path / "music"
+    make_audio(str(music / "Rock" / "good.mp3"), seconds=0.3)
+    outside = tmp_path / "secret.mp3"
+    outside.write_bytes(b"ID3 top secret, not music")
+    os.symlink(outside, music / "Rock" / "shadow.mp3")          # like song.mp3 -> /etc/shadow
+    os.symlink("/etc/passwd", music / "Rock" / "passwd.mp3")
+    os.symlink("/dev/zero", music / "Rock" / "zero.mp3")
+    os.symlink(str(music / "nowhere.mp3"), music / "Rock" / "dangling.mp3")
+    os.mkfifo(music / "Rock" / "pipe.mp3")
+    os.symlink(music / "Rock" / "good.mp3", music / "Rock" / "alias.mp3")  # inside the folder: fine
+    out_dir = str(tmp_path / "raw")
+    result = run_script("run_webscraper.py", "--source=folder", f"--folder={music}", f"--out_dir={out_dir}",
+                        f"--link={link}", "--genre_from=folder", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "folder: 2 new, 0 already had, 5 failed" in result.stdout
+    for name, why in (("shadow", "outside the folder"), ("passwd", "outside the folder"),
+                      ("zero", "outside the folder"), ("dangling", "dangling symlink"), ("pipe", "regular file")):
+        assert f"{name}.mp3: " in result.stdout and why in result.stdout.split(f"{name}.mp3: ")[1].splitlines()[0]
+    with open(os.path.join(out_dir, "failures.csv"), encoding="utf-8") as f:
+        assert sum(1 for _ in f) == 1 + 5
+    good = (music / "Rock" / "good.mp3").read_bytes()
+    placed = [os.path.join(d, n) for d, _, names in os.walk(out_dir) for n in names if n.endswith(".mp3")]
+    assert len(placed) == 2
+    for path in placed:
+        with open(path, "rb") as f:
+            assert f.read() == good
+
+
+@pytest.mark.parametrize("arg,key", [("--demo_seconds=0", "demo_seconds"), ("--demo_seconds=-3", "demo_seconds"),
+                                     ("--demo_seconds=1e9", "demo_seconds"), ("--demo_seconds=nan", "demo_seconds"),
+                                     ("--demo_tracks_per_genre=-1", "demo_tracks_per_genre"),
+                                     ("--file_timeout_s=-1", "file_timeout_s")])
+def test_demo_settings_out_of_range_are_one_line(tmp_path, arg, key):
+    out_dir = tmp_path / "raw"
+    result = run_script("run_webscraper.py", f"--out_dir={out_dir}", arg)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].count("=") >= 1 and key in lines[0]
+    assert not out_dir.exists()

@@ -1,0 +1,115 @@
+"""The Spark jobs on a real standalone cluster (a master and two workers in their own JVMs, code shipped with
+spark-submit --py-files as on EMR, executors in the workers' folders), the path `make cluster-demo` runs:
+stage 2 equals the local stage, stage 3 (Elephas) writes a run directory stage 4 generates from."""
+import csv
+import glob
+import os
+import signal
+import subprocess
+import time
+
+import pyarrow.parquet as pq
+
+from helpers import PYTHON, ROOT, make_broken_files, run_script
+from local import dataset_store, preprocessing
+
+STAGE2 = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
+              min_seconds=0.5, valid_fraction=0.3, test_fraction=0.1, split_seed=0)
+TINY_MODEL = ["--layers_per_stack=3", "--stacks=1", "--residual_channels=8", "--dilation_channels=8",
+              "--skip_channels=16", "--genre_channels=4", "--window=256", "--batch_size=4", "--valid_windows=4"]
+
+
+def demo_corpus_with_broken_files(raw, scratch):
+    """run_webscraper.py's demo source (3 genres x 3 tracks of 2 s) plus broken files listed in its manifest."""
+    made = run_script("run_webscraper.py", f"--out_dir={raw}", "--demo_tracks_per_genre=3", "--demo_seconds=2",
+                      timeout=300)
+    assert made.returncode == 0, made.stderr[-2000:]
+    names = make_broken_files(os.path.join(raw, "Broken"), scratch)
+    with open(os.path.join(raw, "manifest.csv"), "a", newline="") as f:
+        for name in names:
+            csv.writer(f).writerow([os.path.splitext(name)[0], "Broken", "", "", "test", f"Broken/{name}", "", "", ""])
+    return names
+
+
+def table(out_dir):
+    return {r["track_id"]: r for r in pq.read_table(os.path.join(out_dir, "tracks")).to_pylist()}
+
+
+def failures(out_dir):
+    with open(os.path.join(out_dir, "failures.csv"), newline="") as f:
+        return sorted((r["path"], r["reason"]) for r in csv.DictReader(f))
+
+
+def test_stages_2_3_and_4_on_a_standalone_cluster(standalone_cluster, tmp_path):
+    from aws.local_cluster import submit
+    raw, processed, run_dir = str(tmp_path / "raw"), str(tmp_path / "processed"), str(tmp_path / "run")
+    broken = demo_corpus_with_broken_files(raw, str(tmp_path))
+    stage2 = [f"--{k}={v}" for k, v in STAGE2.items()]
+
+    job = submit(standalone_cluster, "aws/spark_preprocessing.py", [f"--raw_dir={raw}", f"--out_dir={processed}",
+                                                                     *stage2], capture=True, timeout_s=600)
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    local_out = str(tmp_path / "local")
+    preprocessing.preprocess(raw, local_out, workers=1, progress=False, **STAGE2)
+    got, expected = table(processed), table(local_out)
+    assert len(got) == 9 and sorted(got) == sorted(expected)
+    for track_id, row in expected.items():
+        assert got[track_id]["codes"] == row["codes"], track_id
+        assert {k: got[track_id][k] for k in ("genre_id", "split", "n_samples", "source_sha256")} == \
+               {k: row[k] for k in ("genre_id", "split", "n_samples", "source_sha256")}
+    assert failures(processed) == failures(local_out)
+    assert sorted(os.path.basename(p) for p, _ in failures(processed)) == sorted(broken)
+    assert dataset_store.read_dataset_json(processed) == dataset_store.read_dataset_json(local_out)
+    assert "Broken" not in dataset_store.read_dataset_json(processed)["genres"]
+    # the executors ran in the workers' folders and got the code as the zip, not from this checkout
+    assert glob.glob(os.path.join(standalone_cluster.work_dir, "worker-*", "app-*", "*", "waveforms.zip"))
+
+    job = submit(standalone_cluster, "aws/spark_training.py", [f"--data_dir={processed}", f"--run_dir={run_dir}",
+                                                               "--epochs=1", "--genre_conditioning=true", *TINY_MODEL],
+                 capture=True, timeout_s=600)
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    assert "epoch 1/1" in job.stdout and os.path.isfile(os.path.join(run_dir, "model.keras"))
+
+    generated = run_script("run_model_predictions.py", f"--run_dir={run_dir}", f"--out_dir={tmp_path / 'gen'}",
+                           "--seconds=0.2", "--streams=1", timeout=300)
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    assert [n for n in os.listdir(tmp_path / "gen") if n.endswith(".wav")]
+
+
+def jvms_below(folder):
+    """Process ids whose command line or working directory lies in ``folder`` (the cluster's JVMs)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if "java" in cmdline and (str(folder) in cmdline or cwd.startswith(str(folder))):
+            found.append(int(pid))
+    return found
+
+
+def test_ctrl_c_during_the_demo_stops_the_cluster(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "manifest.csv").write_text("track_id,genre,path\n")  # a manifest: stage 1 is skipped
+    out = tmp_path / "out"
+    demo = subprocess.Popen([PYTHON, os.path.join(ROOT, "aws", "cluster_demo.py"), f"--raw_dir={raw}",
+                             f"--out_dir={out}", "--port=0"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in demo.stdout:  # the cluster is up once stage 2 is submitted
+            if line.startswith("== stage 2"):
+                break
+        assert jvms_below(out), "the master and workers run"
+        demo.send_signal(signal.SIGINT)
+        _, stderr = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    deadline = time.monotonic() + 30
+    while jvms_below(out) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not jvms_below(out)
