@@ -15,6 +15,10 @@ Run:
   python run_model_predictions.py --run_dir=data/runs/default --genre=Rock --streams=4 --temperature=0.9
   python run_model_predictions.py --run_dir=data/runs/default --prime_track=000123 --prime_seconds=2
   python run_model_predictions.py --run_dir=data/runs/default --evaluate=true --seconds=0   # scores only
+  python run_model_predictions.py --run_dir=data/demo/run --out_dir=data/demo/generated --seconds=3 \
+      --judge=data/demo/tagger                  # + the tagger's verdict per clip and judge_summary
+  python run_model_predictions.py --run_dir=data/demo/tagger --audio=data/demo/raw --out_dir=data/demo/tags
+  python run_model_predictions.py --run_dir=data/demo/tagger --similar_to=demo-folk-003 --top_k=5
   python run_model_predictions.py --help
 
 Every file is written under a temp name and renamed, so a killed run leaves only complete files.
@@ -48,9 +52,26 @@ evaluate = False  # score the test tracks: teacher-forced bits/sample, with unif
 eval_window = 8192  # scored positions per forward pass window (each also reads receptive_field - 1 context)
 eval_batch_positions = 32768  # input positions per forward pass (bounds memory: ~ this x 12 KB)
 eval_max_tracks = 0  # score at most this many test tracks (0 = all)
+# --- the genre tagger (local/judge.py; run_dir = a tagger run for --audio / --similar_to) ---
+audio = ""  # with a tagger run_dir: tag this audio file or every audio file below this folder -> out_dir/tags.csv
+similar_to = ""  # with a tagger run_dir: an audio file or a track_id; its nearest dataset tracks -> similar.csv
+top_k = 10  # how many similar tracks
+judge = ""  # a tagger run_dir: judge the generated clips (generation.json "judge" and "judge_summary")
 
 config = configure(globals())
 # -----------------------------------------------------------------------------
+
+if audio or similar_to:  # a tagger run: tag files or find similar tracks, then stop (local/judge.py)
+    from local import judge as judging
+    os.makedirs(out_dir, exist_ok=True)
+    if audio:
+        judging.tag_command(run_dir, audio, out_dir)
+    if similar_to:
+        judging.similar_command(run_dir, similar_to, top_k, out_dir, data_dir)
+    save_config(config, out_dir)
+    sys.exit(0)
+if judge and seconds == 0:
+    fail("--judge needs clips to judge: pass --seconds > 0")
 
 if seconds < 0 or prime_seconds < 0 or temperature < 0 or streams < 0 or threads < 0:
     fail("seconds, prime_seconds, temperature, streams and threads must be >= 0")
@@ -70,8 +91,14 @@ genres = list(info["genres"]) or [""]
 conditioned = bool(info["model"].get("genre_conditioning"))
 sample_rate, n_codes = int(info["sample_rate"]), int(info["quantization_channels"])
 data_dir = data_dir or info.get("data_dir", "")
+if info.get("kind", "wavenet") != "wavenet":
+    fail(f"run_dir={run_dir!r} is a {info['kind']} run: pass --audio=FILE_OR_FOLDER or --similar_to=FILE_OR_TRACK_ID, "
+         f"or --judge={run_dir} with a WaveNet --run_dir")
 if genre and genre not in genres:
     fail(f"--genre={genre!r} is not one of this run's genres: {', '.join(genres)}")
+if judge:  # the tagger must know the WaveNet's genres and sample rate: checked before any generation
+    from local import judge as judging
+    judge_tagger = judging.check_judge(judge, info["genres"], sample_rate, run_dir)
 
 index = []
 if prime_track or evaluate:
@@ -231,9 +258,15 @@ if seconds > 0:
               "total_samples_per_second": per_clip_rate * len(clips),
               "real_time_factor": per_clip_rate / sample_rate, "seconds_generating": elapsed,
               "config": config, "clips": clips}
+    if judge:
+        report["judge_summary"] = judging.judge_generation(judge_tagger, clips, list(codes), data_dir)
     write_json_atomic(os.path.join(out_dir, "generation.json"), report)
     print(f"generated {len(clips)} x {n_samples / sample_rate:g} s in {elapsed:.2f} s: "
           f"{per_clip_rate:,.0f} samples/s per clip, {per_clip_rate * len(clips):,.0f} in total "
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
+    if judge:
+        print(judging.summary_line(report["judge_summary"]))
     for clip in clips:
-        print(clip["wav"])
+        verdict = clip.get("judge")
+        print(clip["wav"] + (f"  (judged {verdict['top_genre']} {verdict['top_genre_probability']:.2f}, "
+                             f"flatness {verdict['spectral_flatness']:.3f})" if verdict else ""))

@@ -21,8 +21,10 @@ def save_figure(fig, path):
     return path
 
 
-def plot_loss(steps, train_bits, valid_steps, valid_bits, path, baseline_bits=None):
-    """Train and valid loss in bits/sample against the training step; ``baseline_bits`` as a dashed line."""
+def plot_loss(steps, train_bits, valid_steps, valid_bits, path, baseline_bits=None, ylabel="bits per sample",
+              title="WaveNet loss", baseline_label=None):
+    """Train and valid loss (bits/sample unless ``ylabel`` says otherwise) against the training step;
+    ``baseline_bits`` as a dashed line labelled ``baseline_label``."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     if len(steps):
@@ -30,10 +32,10 @@ def plot_loss(steps, train_bits, valid_steps, valid_bits, path, baseline_bits=No
     if len(valid_steps):
         ax.plot(valid_steps, valid_bits, "o-", label="valid", color="tab:orange")
     if baseline_bits is not None:
-        ax.axhline(baseline_bits, ls="--", color="grey", lw=1, label=f"uniform ({baseline_bits:g} bits)")
+        ax.axhline(baseline_bits, ls="--", color="grey", lw=1, label=baseline_label or f"uniform ({baseline_bits:g} bits)")
     ax.set_xlabel("step")
-    ax.set_ylabel("bits per sample")
-    ax.set_title("WaveNet loss")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, path)

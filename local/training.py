@@ -110,7 +110,8 @@ def read_metrics(run_dir):
 def write_metrics(run_dir, rows):
     """Rewrite ``run_dir/metrics.csv`` from a list of row dicts (temp file + rename)."""
     path = metrics_path(run_dir)
-    columns = list(METRICS_COLUMNS) + sorted({k for r in rows for k in r} - set(METRICS_COLUMNS))
+    present = {k for r in rows for k in r}  # a tagger run has no bits columns: only the columns its rows have
+    columns = [c for c in METRICS_COLUMNS if c in present or not rows] + sorted(present - set(METRICS_COLUMNS))
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
