@@ -16,6 +16,7 @@
 import csv
 import hashlib
 import os
+import warnings
 
 import numpy as np
 
@@ -43,7 +44,9 @@ def frechet_distance(a, b, eps=1e-6):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(s_a @ s_b, disp=False)
+    with warnings.catch_warnings():  # few embeddings in many dimensions: a singular product is expected
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root, _ = linalg.sqrtm(s_a @ s_b, disp=False)
     if not np.isfinite(root).all():  # a singular product: nudge both covariances (FID's reference code)
         offset = np.eye(len(s_a)) * eps
         root = linalg.sqrtm((s_a + offset) @ (s_b + offset))

@@ -26,3 +26,37 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+# The demo genres, 6 tracks of 4 s each: 4 train, 1 valid, 1 test per genre (splits set in the manifest, as a
+# source like FMA sets them), through the real stage 2; and one small tagger trained on them by the real stage 3.
+TAGGER_ARGS = ("--tagger_input_samples=6561", "--tagger_channels=16,16,32,32,64,64,64,64", "--tagger_steps=120",
+               "--tagger_batch_size=16", "--eval_every=40", "--checkpoint_every=60", "--valid_windows=16",
+               "--tagger_eval_windows=8")
+
+
+@pytest.fixture(scope="session")
+def demo_tagger(tmp_path_factory):
+    """{"raw", "data_dir", "run_dir", "manifest"}: a demo dataset and a tagger trained on it (~1 min on 2 cores)."""
+    import csv
+
+    from helpers import run_script
+    from local import demo_corpus, manifest
+
+    root = tmp_path_factory.mktemp("tagger")
+    raw, data_dir, run_dir = str(root / "raw"), str(root / "processed"), str(root / "tagger")
+    demo_corpus.write_demo_corpus(raw, tracks_per_genre=6, seconds=4.0, progress=False)
+    rows = list(manifest.read_manifest(raw).values())
+    for row in rows:
+        row["split"] = {4: "validation", 5: "test"}.get(int(row["track_id"][-3:]), "training")
+    with open(os.path.join(raw, "manifest.csv"), "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=manifest.MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    result = run_script("run_transformation_scripts.py", f"--raw_dir={raw}", f"--out_dir={data_dir}")
+    assert result.returncode == 0, result.stderr
+    result = run_script("run_model_training.py", "--model=tagger", f"--data_dir={data_dir}",
+                        f"--run_dir={run_dir}", *TAGGER_ARGS)
+    assert result.returncode == 0, result.stderr
+    return {"root": root, "raw": raw, "data_dir": data_dir, "run_dir": run_dir, "manifest": rows,
+            "train_stdout": result.stdout}
