@@ -286,8 +286,9 @@ def judge_clips(tagger, clip_codes, asked_genres, data_dir, *, progress=True):
     clip_codes    a list of (n,) int code arrays, the generated audio (all of one length)
     asked_genres  the genre each clip was asked for ("" = none)
     Returns (per-clip dicts, summary dict); see the module docstring and README "Judging generated music".
-    The real excerpts have the clips' length: one excerpt per clip, of its asked genre where the test tracks
-    have it, makes the floor set; the rest (up to MAX_REFERENCE_EXCERPTS) the reference set.
+    The real excerpts have the clips' length, cut from the test tracks (and the valid tracks too when the test
+    tracks give fewer than two per clip): one excerpt per clip, of its asked genre where there is one, makes
+    the floor set; the rest (up to MAX_REFERENCE_EXCERPTS) the reference set.
     """
     from local import dataset_store
     from local.audio import mu_law_decode
@@ -296,8 +297,13 @@ def judge_clips(tagger, clip_codes, asked_genres, data_dir, *, progress=True):
     clip_codes = [np.asarray(c)[:n_samples] for c in clip_codes]
     table = dataset_embeddings(tagger, data_dir, progress=progress)
     index = dataset_store.read_index(data_dir)
-    held_out = [r for r in index if r["split"] == "test"] or [r for r in index if r["split"] == "valid"]
-    excerpts = real_excerpts(held_out, n_samples)
+    excerpts, splits = {}, []
+    for split in ("test", "valid"):  # the valid tracks only when the test tracks hold too few excerpts
+        if sum(len(v) for v in excerpts.values()) >= 2 * len(clip_codes):
+            break
+        for genre, found in real_excerpts([r for r in index if r["split"] == split], n_samples).items():
+            excerpts.setdefault(genre, []).extend(found)
+        splits.append(split)
 
     floor_set = []
     for genre in asked_genres:  # one real excerpt per clip, of the clip's genre when there is one
@@ -348,7 +354,7 @@ def judge_clips(tagger, clip_codes, asked_genres, data_dir, *, progress=True):
                "clip_flatness": float(np.mean([c["spectral_flatness"] for c in per_clip])),
                "real_flatness": float(np.mean(real_flatness)) if real_flatness else None,
                "n_reference_excerpts": len(reference), "n_floor_excerpts": len(floor_set),
-               "excerpt_seconds": n_samples / tagger.sample_rate, "tagger_run": tagger.run_dir,
+               "excerpt_seconds": n_samples / tagger.sample_rate, "excerpt_splits": splits, "tagger_run": tagger.run_dir,
                "data_dir": str(data_dir)}
     return per_clip, summary
 
