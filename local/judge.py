@@ -264,6 +264,17 @@ def nearest(table, query_embedding, top_k, mask=None, exclude_track=None):
 
 # --- judging generated clips ---------------------------------------------------------------------------
 
+def spread_rows(rows, limit):
+    """At most ``limit`` of ``rows``, the genres taking turns (each genre's rows in track_id order), so a
+    large test split is sampled evenly across genres without reading it all."""
+    by_genre = {}
+    for row in sorted(rows, key=lambda r: str(r["track_id"])):
+        by_genre.setdefault(row["genre"], []).append(row)
+    longest = max((len(v) for v in by_genre.values()), default=0)
+    turns = [v[j] for j in range(longest) for _, v in sorted(by_genre.items()) if j < len(v)]
+    return turns[:limit]
+
+
 def real_excerpts(rows, n_samples, read_codes=read_row_codes, offset=0):
     """Non-overlapping excerpts of ``n_samples`` codes from ``rows`` (starting ``offset`` into each track):
     a dict genre -> list of (n_samples,) code arrays, the tracks of a genre taking turns (so a genre's first
@@ -272,7 +283,7 @@ def real_excerpts(rows, n_samples, read_codes=read_row_codes, offset=0):
     for row in rows:
         codes = read_codes(row)
         starts = range(int(offset), len(codes) - n_samples + 1, n_samples)
-        per_track.setdefault(row["genre"], []).append([codes[s:s + n_samples] for s in starts])
+        per_track.setdefault(row["genre"], []).append([codes[s:s + n_samples].copy() for s in starts])
     out = {}
     for genre, tracks in per_track.items():
         longest = max((len(t) for t in tracks), default=0)
@@ -301,7 +312,8 @@ def judge_clips(tagger, clip_codes, asked_genres, data_dir, *, progress=True):
     for split in ("test", "valid"):  # the valid tracks only when the test tracks hold too few excerpts
         if sum(len(v) for v in excerpts.values()) >= 2 * len(clip_codes):
             break
-        for genre, found in real_excerpts([r for r in index if r["split"] == split], n_samples).items():
+        rows = spread_rows([r for r in index if r["split"] == split], MAX_REFERENCE_EXCERPTS + len(clip_codes))
+        for genre, found in real_excerpts(rows, n_samples).items():
             excerpts.setdefault(genre, []).extend(found)
         splits.append(split)
 

@@ -209,7 +209,7 @@ def majority_baseline(rows, genres):
 
 # --- model.json ----------------------------------------------------------------------------------------
 
-def write_model_json(run_dir, config, genres, sample_rate, quantization_channels, data_dir, preprocessing):
+def write_model_json(run_dir, config, *, genres, sample_rate, quantization_channels, data_dir, preprocessing):
     """``run_dir/model.json`` of a tagger run: kind, model settings, genres, sample rate, input length, the
     dataset, and stage 2's decode settings (so files are tagged exactly as the dataset was made)."""
     from local.fileio import write_json_atomic
@@ -290,6 +290,12 @@ def train_from_config(config):
     steps, batch_size = int(config["tagger_steps"]), int(config["tagger_batch_size"])
     if steps < 0 or batch_size < 1 or config["tagger_eval_windows"] < 1:
         fail("--tagger_steps must be >= 0, --tagger_batch_size and --tagger_eval_windows >= 1")
+    for key in ("eval_every", "checkpoint_every", "keep_checkpoints", "cache_tracks", "prefetch_batches",
+                "valid_windows"):
+        if config[key] < 1:
+            fail(f"--{key}={config[key]}: must be at least 1")
+    if config["learning_rate"] <= 0 or config["grad_clip"] < 0:
+        fail("--learning_rate must be > 0 and --grad_clip >= 0")
     info = dataset_store.read_dataset_json(data_dir)
     if info is None or not dataset_store.list_parts(data_dir):
         fail(f"data_dir={data_dir!r} holds no processed dataset (dataset.json and tracks/part-*.parquet): "
@@ -332,7 +338,8 @@ def train_from_config(config):
         print(f"resuming {run_dir} from step {state['step']} ({checkpoint[1]})")
     training.truncate_metrics(run_dir, state["step"])
     save_config(config, run_dir)
-    write_model_json(run_dir, tagger_config, genres, sample_rate, n_codes, data_dir, preprocessing_settings(info))
+    write_model_json(run_dir, tagger_config, genres=genres, sample_rate=sample_rate, quantization_channels=n_codes,
+                     data_dir=data_dir, preprocessing=preprocessing_settings(info))
 
     table = tf.constant(mu_law_table(n_codes))
     stream = dataset.TrainStream(train_rows, 1, length, batch_size, seed=seed, cache_tracks=config["cache_tracks"])

@@ -110,8 +110,10 @@ def read_metrics(run_dir):
 def write_metrics(run_dir, rows):
     """Rewrite ``run_dir/metrics.csv`` from a list of row dicts (temp file + rename)."""
     path = metrics_path(run_dir)
-    present = {k for r in rows for k in r}  # a tagger run has no bits columns: only the columns its rows have
-    columns = [c for c in METRICS_COLUMNS if c in present or not rows] + sorted(present - set(METRICS_COLUMNS))
+    present = {k for r in rows for k in r}
+    wavenet = not rows or bool(present & {"train_bits_per_sample", "valid_bits_per_sample"})
+    # a tagger run's rows have no bits columns: its file has only the columns its rows have
+    columns = [c for c in METRICS_COLUMNS if wavenet or c in present] + sorted(present - set(METRICS_COLUMNS))
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
