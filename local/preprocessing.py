@@ -455,6 +455,16 @@ def dataset_info(index, genres, settings, splits):
         "min_seconds": settings.min_seconds, **dataclasses.asdict(splits)})
 
 
+def decode_settings_of(info):
+    """The DecodeSettings a dataset was made with, from its ``dataset.json`` dict (:func:`dataset_info`), so a
+    file decoded later (a tagger tagging it) gets the very codes stage 2 would have given it."""
+    defaults = DecodeSettings()
+    return DecodeSettings(sample_rate=int(info["sample_rate"]), quantization_channels=int(info["quantization_channels"]),
+                          trim_silence=bool(info.get("trim_silence", defaults.trim_silence)),
+                          silence_threshold_db=float(info.get("silence_threshold_db", defaults.silence_threshold_db)),
+                          min_seconds=float(info.get("min_seconds", defaults.min_seconds)))
+
+
 def sha_of_file(item):
     """The sha256 of an input: the manifest's, else its file's ("" when the file is missing)."""
     return item["sha256"] or (manifest.sha256_file(item["path"]) if os.path.exists(item["path"]) else "")
