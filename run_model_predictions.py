@@ -106,25 +106,17 @@ def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir):
     """Score the test tracks into <run_dir>/evaluation.json and print the table."""
     from tqdm import tqdm
 
-    from local import dataset_store, evaluation
-    from local.fileio import write_json_atomic
-    test_rows = [row for row in index if row["split"] == "test"]
-    if wavenet.conditioned:
-        unknown = sorted({row["genre"] for row in test_rows if row["genre"] not in genres})
-        if unknown:
-            print(f"note: test tracks of genres the model was not trained on are skipped: {', '.join(unknown)}")
-        test_rows = [row for row in test_rows if row["genre"] in genres]
-    test_rows = test_rows[:config["eval_max_tracks"] or None]
-    if not test_rows:
-        raise StageError(f"{data_dir} has no test tracks to evaluate on (see its dataset.json): rerun stage 2 with "
-                         f"--test_fraction > 0 or pass another --data_dir", status=1)
+    from local import evaluation
+    test_rows, skipped = evaluation.test_rows_of(index, genres, conditioned=wavenet.conditioned,
+                                                 max_tracks=config["eval_max_tracks"])
+    if skipped:
+        print(f"note: test tracks of genres the model was not trained on are skipped: {', '.join(skipped)}")
     with tqdm(total=sum(max(0, int(row["n_samples"]) - 1) for row in test_rows), unit="sample", unit_scale=True,
               dynamic_ncols=True, desc=f"scoring {len(test_rows)} test tracks") as bar:
-        result = evaluation.evaluate_test_tracks(
-            model, wavenet, test_rows=test_rows, train_rows=[row for row in index if row["split"] == "train"],
-            genres=genres, window=config["eval_window"], batch_positions=config["eval_batch_positions"],
-            read_codes=dataset_store.read_track_codes, progress=bar)
-    path = write_json_atomic(os.path.join(config["run_dir"], "evaluation.json"), {**result, "data_dir": data_dir})
+        result, path = evaluation.evaluate_run(model, wavenet, run_dir=config["run_dir"], index=index, genres=genres,
+                                               data_dir=data_dir, window=config["eval_window"],
+                                               batch_positions=config["eval_batch_positions"],
+                                               max_tracks=config["eval_max_tracks"], progress=bar)
     print("\n" + "\n".join(evaluation.evaluation_table(result)) + "\n" + path)
 
 

@@ -17,6 +17,7 @@ Run:
   (the same command again with --steps=1000 resumes that run from its latest checkpoint up to step 1000)
   python run_model_training.py --model=tagger --data_dir=data/demo/processed --run_dir=data/demo/tagger \
       --tagger_steps=200 --eval_every=50      # the genre tagger that judges generated clips (make demo's, ~1 min)
+  python run_model_training.py --data_dir=data/demo/processed --run_dir=data/demo/sweep --sweep=sweep.toml  # a sweep
   python run_model_training.py --help
   tensorboard --logdir data/runs
 
@@ -52,6 +53,7 @@ prefetch_batches = 8  # batches prepared ahead of the training step
 valid_windows = 64  # fixed validation windows drawn from the valid split
 # --- optimizer ---
 steps = 20000  # total training steps (a resumed run continues up to this)
+max_minutes = 0.0  # also stop after this many minutes of training, counted across resumes (0 = no limit)
 learning_rate = 1e-3  # Adam step size (peak, after warmup)
 lr_schedule = "constant"  # constant | cosine (decays to min_learning_rate at `steps`)
 warmup_steps = 0  # linear learning-rate warmup, steps
@@ -73,6 +75,8 @@ tagger_dropout = 0.3  # dropout before the embedding and before the logits
 tagger_steps = 300  # a tagger run's training steps (the WaveNet's are `steps`)
 tagger_batch_size = 16  # windows per tagger step (the WaveNet's are `batch_size`)
 tagger_eval_windows = 16  # windows per track averaged for the track-level accuracy in evaluation.json
+# --- sweeps ---
+sweep = ""  # a TOML/JSON file: base keys + a [sweep] table of lists; one run per point in run_dir/<name>/
 
 # -----------------------------------------------------------------------------
 
@@ -112,6 +116,7 @@ def train_one(config):
         summary = training.train(task, run_dir, state, config=config, steps=config["steps"],
                                  eval_every=config["eval_every"], checkpoint_every=config["checkpoint_every"],
                                  keep_checkpoints=config["keep_checkpoints"], learning_rate_at=learning_rate,
+                                 max_minutes=config["max_minutes"],
                                  on_evaluate=[training.stuck_warning(config["stuck_check_step"],
                                                                      wavenet.quantization_channels, state["step"])],
                                  writer=writer)
@@ -124,7 +129,11 @@ def train_one(config):
 @stage_main
 def main(argv=None):
     from local import training
-    return train_one(training.resolve_config(globals(), argv))
+    config = training.resolve_config(globals(), argv)
+    if config["sweep"]:
+        from local import sweep
+        return sweep.run_sweep_file(config, argv, defaults=globals(), train_one=train_one)
+    return train_one(config)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Baselines: ``uniform`` = log2(Q) bits (every code equally likely); ``unigram`` =
 codes' histogram (a model that knows only how often each code occurs).
 """
 import math
+import os
 
 import numpy as np
 
@@ -134,6 +135,38 @@ def evaluate_test_tracks(model, config, *, test_rows, train_rows, genres, window
             "per_track_bits_per_sample": {str(row["track_id"]): b / max(n, 1)
                                           for row, (b, n) in zip(test_rows, scores)},
             "receptive_field": config.receptive_field}
+
+
+def test_rows_of(index, genres, *, conditioned, max_tracks=0):
+    """The test rows to score: the index's ``test`` split, only the run's genres for a conditioned model (a
+    model cannot be asked for a genre it never saw), at most ``max_tracks`` (0 = all). Returns (rows, skipped
+    genre names)."""
+    rows = [row for row in index if row["split"] == "test"]
+    skipped = sorted({row["genre"] for row in rows if row["genre"] not in genres}) if conditioned else []
+    rows = [row for row in rows if row["genre"] not in skipped]
+    return rows[:max_tracks or None], skipped
+
+
+def evaluate_run(model, config, *, run_dir, index, genres, data_dir, window=8192, batch_positions=32768,
+                 max_tracks=0, progress=None):
+    """Score a run's model on the test tracks of ``index`` and write ``<run_dir>/evaluation.json``.
+
+    config: the run's WaveNetConfig. Returns (the evaluation dict, its path). Raises StageError (one line)
+    when the dataset has no test track to score.
+    """
+    from local.config import StageError
+    from local.dataset_store import read_track_codes
+    from local.fileio import write_json_atomic
+    test_rows, _ = test_rows_of(index, genres, conditioned=config.conditioned, max_tracks=max_tracks)
+    if not test_rows:
+        raise StageError(f"{data_dir} has no test tracks to evaluate on (see its dataset.json): rerun stage 2 with "
+                         f"--test_fraction > 0 or pass another --data_dir", status=1)
+    result = evaluate_test_tracks(model, config, test_rows=test_rows,
+                                  train_rows=[row for row in index if row["split"] == "train"], genres=genres,
+                                  window=window, batch_positions=batch_positions, read_codes=read_track_codes,
+                                  progress=progress)
+    path = write_json_atomic(os.path.join(run_dir, "evaluation.json"), {**result, "data_dir": data_dir})
+    return result, path
 
 
 def evaluation_table(result):

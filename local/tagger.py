@@ -381,7 +381,7 @@ def train_tagger(config):
         summary = training.train(task, run_dir, state, config=config, steps=steps, eval_every=config["eval_every"],
                                  checkpoint_every=config["checkpoint_every"],
                                  keep_checkpoints=config["keep_checkpoints"], learning_rate_at=learning_rate,
-                                 max_minutes=config.get("max_minutes", 0.0), writer=writer)
+                                 max_minutes=config["max_minutes"], writer=writer)
     finally:
         writer.close()
     result = write_evaluation(run_dir, task.model, index, genres, data_dir=data_dir, input_samples=length,

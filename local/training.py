@@ -46,7 +46,8 @@ CHECKPOINT_FILES = ("model.weights.h5", "optimizer.npz", "state.json")
 # The least value of each training key either trainer has (a key a trainer lacks is not checked).
 TRAINING_MINIMUMS = {"batch_size": 1, "window": 1, "valid_windows": 1, "keep_checkpoints": 1, "cache_tracks": 1,
                      "prefetch_batches": 1, "eval_every": 1, "checkpoint_every": 1, "steps": 0, "epochs": 1,
-                     "warmup_steps": 0, "grad_clip": 0, "min_learning_rate": 0, "stuck_check_step": 0}
+                     "warmup_steps": 0, "grad_clip": 0, "min_learning_rate": 0, "stuck_check_step": 0,
+                     "max_minutes": 0}
 
 
 # --- config and dataset checks (both trainers) ---------------------------------------------------------
@@ -559,8 +560,8 @@ class Evaluation:
 
 def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, keep_checkpoints,
           learning_rate_at=None, max_minutes=0.0, on_evaluate=(), writer=None):
-    """Train ``task`` from ``state`` (:func:`resume`) up to ``steps`` or ``max_minutes`` (0 = no limit) of
-    this call; return the summary: {"step", "stopped" ("steps"|"max_minutes"), "minutes", "last_row"}.
+    """Train ``task`` from ``state`` (:func:`resume`) up to ``steps`` or ``max_minutes`` (0 = no limit) of the
+    run's training time (counted across resumes, like ``steps``); return the summary: {"step", "stopped" ("steps"|"max_minutes"), "minutes", "last_row"}.
 
     Every ``eval_every`` steps (and at the end) a metrics row is written (:func:`record_evaluation`) after
     the ``on_evaluate`` callbacks (:class:`Evaluation`) added their columns; every ``checkpoint_every``
@@ -573,6 +574,10 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
     step, losses, stopped = int(state["step"]), [], "steps"
     if step >= steps:
         print(f"{run_dir} is already trained to step {step}; pass a larger --steps to continue")
+    elif max_minutes > 0 and state.get("elapsed_seconds", 0.0) >= 60 * max_minutes:
+        print(f"{run_dir} has already trained for {state['elapsed_seconds'] / 60:.1f} min; pass a larger "
+              f"--max_minutes to continue")
+        steps, stopped = step, "max_minutes"
     batches = iter(task.batches(state["examples_done"]))
     progress = tqdm(total=steps, initial=step, unit="step", dynamic_ncols=True, disable=step >= steps)
     call_started = interval_start = time.perf_counter()
@@ -595,7 +600,7 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
             step += 1
             state["step"], state["examples_done"] = step, state["examples_done"] + task.batch_size
             progress.update(1)
-            out_of_time = max_minutes > 0 and time.perf_counter() - call_started >= 60 * max_minutes
+            out_of_time = max_minutes > 0 and time.perf_counter() - started >= 60 * max_minutes
             final = step == steps or out_of_time
             if step % eval_every == 0 or final:
                 seconds = time.perf_counter() - interval_start

@@ -50,22 +50,27 @@ def test_a_tagger_run_directory_has_the_stage_3_files(demo_tagger):
     assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == ["step-00000060", "step-00000120"]
 
 
-def test_a_finished_tagger_run_resumes_in_the_one_loop_and_stops_on_its_time_budget(demo_tagger, tmp_path, capsys):
+def test_a_finished_tagger_run_resumes_in_the_one_loop_which_also_keeps_its_time_budget(demo_tagger, tmp_path,
+                                                                                        capsys):
     import shutil
 
     import run_model_training
     run_dir = str(tmp_path / "resumed")
     shutil.copytree(demo_tagger["run_dir"], run_dir)
     args = [a for a in TAGGER_ARGS if not a.startswith("--tagger_steps")]
-    config = training.resolve_config(vars(run_model_training), [f"--data_dir={demo_tagger['data_dir']}",
-                                                                f"--run_dir={run_dir}", "--tagger_steps=1000", *args])
-    # the loop's time budget (the max_minutes key, when the trainer has it) stops a tagger too: after one step,
-    # with a metrics row and a checkpoint
-    summary = run_model_training.train_one({**config, "max_minutes": 1e-9})
-    assert "resuming" in capsys.readouterr().out
-    assert summary["step"] == 121 and summary["stopped"] == "max_minutes"
-    assert [r["step"] for r in training.read_metrics(run_dir)] == [40, 80, 120, 121]
-    assert [s for s, _ in training.list_checkpoints(run_dir)] == [60, 120, 121]
+    summary = run_model_training.main([f"--data_dir={demo_tagger['data_dir']}", f"--run_dir={run_dir}",
+                                       "--tagger_steps=140", *args])
+    assert "resuming" in capsys.readouterr().out and summary["step"] == 140
+    assert [r["step"] for r in training.read_metrics(run_dir)] == [40, 80, 120, 140]
+    assert [s for s, _ in training.list_checkpoints(run_dir)] == [60, 120, 140]
+    # --max_minutes stops a tagger as it stops a WaveNet: after one step here, with a metrics row and a checkpoint
+    run_dir = str(tmp_path / "budget")
+    summary = run_model_training.main([f"--data_dir={demo_tagger['data_dir']}", f"--run_dir={run_dir}",
+                                       "--tagger_steps=1000", "--max_minutes=1e-9", *args])
+    assert summary["step"] == 1 and summary["stopped"] == "max_minutes"
+    assert [r["step"] for r in training.read_metrics(run_dir)] == [1]
+    assert [s for s, _ in training.list_checkpoints(run_dir)] == [1]
+    assert os.path.isfile(os.path.join(run_dir, "evaluation.json"))
 
 
 def test_a_tagger_config_that_cannot_work_is_one_line(demo_tagger, tmp_path):
