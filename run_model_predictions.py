@@ -188,8 +188,8 @@ def main(argv=None):
     from local import training
     from local.config import save_config
     if config["audio"] or config["similar_to"]:  # a tagger run: tag files, find similar tracks (local/judge.py)
-        from local import judge
-        judge.tagger_commands(config)
+        from local.judge import tagger_commands
+        tagger_commands(config)
         save_config(config, config["out_dir"])
         return
     wavenet, info = training.read_run_model(config["run_dir"])
