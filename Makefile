@@ -10,18 +10,21 @@ DEMO := data/demo
 
 setup: system $(STAMP)
 
-# ffmpeg decodes audio; Java runs Spark. Installed with apt-get when missing and we are root.
+# ffmpeg decodes audio; Java runs Spark; Chromium checks the report page in the tests.
+# Installed with apt-get when missing and we are root.
 system:
-	@missing=""; \
+	@missing=""; browser=""; \
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing$$missing with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
-	  else \
-	    echo "error: please install$$missing (e.g. sudo apt-get install$$missing), then rerun make"; exit 1; \
-	  fi; \
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  test -n "$$WAVEFORMS_CHROMIUM" || browser="chromium"; \
+	if [ -n "$$missing$$browser" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing$$missing $$browser with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing $$browser >/dev/null || exit 1; \
+	elif [ -n "$$missing" ]; then \
+	  echo "error: please install$$missing $$browser (e.g. sudo apt-get install$$missing $$browser), then rerun make"; exit 1; \
+	elif [ -n "$$browser" ]; then \
+	  echo "note: the report page tests need chromium (sudo apt-get install chromium, or WAVEFORMS_CHROMIUM=/path/to/chrome)"; \
 	fi
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -37,11 +40,12 @@ demo: setup
 	$(PY) run_transformation_scripts.py --raw_dir=$(DEMO)/raw --out_dir=$(DEMO)/processed
 	$(PY) run_model_training.py --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/run --layers_per_stack=10 \
 	  --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=500 --eval_every=50 \
-	  --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true
+	  --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true --sample_every=100
 	$(PY) run_model_training.py --model=tagger --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/tagger \
 	  --tagger_steps=200 --eval_every=50
 	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=3 --evaluate=true \
 	  --judge=$(DEMO)/tagger
+	@echo "the run's page (listen and look): $(DEMO)/run/report.html"
 
 test: setup
 	$(PY) -m pytest -q test

@@ -7,7 +7,9 @@ clips (streams) are generated at once, by default one per genre of a genre-condi
 Writes into out_dir: <genre>_<nn>.wav (16-bit PCM mono at the model's sample rate), <genre>_<nn>.png
 (spectrogram), generation.json (settings and measured samples/s per clip) and config.json; the WAV paths are
 printed last. With --evaluate=true, first <run_dir>/evaluation.json: test bits/sample beside the uniform and
-unigram baselines, printed as a table. With --judge=<tagger run>, generation.json also holds the genre tagger's
+unigram baselines, printed as a table. Then the run's page <run_dir>/report.html is rewritten with the
+evaluation and these clips (<run_dir>/generations.json remembers where they are; local/report.py).
+With --judge=<tagger run>, generation.json also holds the genre tagger's
 verdict on each clip and a judge_summary (local/judge.py). With a tagger --run_dir, --audio writes
 <out_dir>/tags.csv and --similar_to <out_dir>/similar.csv instead.
 
@@ -126,7 +128,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     import numpy as np
     from tqdm import tqdm
 
-    from local import dataset_store, generation
+    from local import dataset_store, generation, report
     from local.fileio import write_json_atomic
     weights = generation.fold_weights(model, wavenet)
     prime_genre = prime_row["genre"] if prime_row is not None else None
@@ -166,14 +168,16 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     if judge is not None:
         from local.judge import judge_generation
         judged["judge_summary"] = judge_generation(judge, clips, list(codes), wavenet.quantization_channels)
-    write_json_atomic(os.path.join(config["out_dir"], "generation.json"), {
+    generation_json = write_json_atomic(os.path.join(config["out_dir"], "generation.json"), {
         "run_dir": config["run_dir"], "sample_rate": sample_rate, "quantization_channels": wavenet.quantization_channels,
         "receptive_field": wavenet.receptive_field, "streams": len(clips), "threads": config["threads"],
         "total_samples_per_second": per_clip_rate * len(clips), "real_time_factor": per_clip_rate / sample_rate,
         "seconds_generating": elapsed, "config": config, "clips": clips, **judged})
+    report.note_generation(config["run_dir"], generation_json)  # the run's page shows these clips
     print(f"generated {len(clips)} x {n_samples / sample_rate:g} s in {elapsed:.2f} s: "
           f"{per_clip_rate:,.0f} samples/s per clip, {per_clip_rate * len(clips):,.0f} in total "
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
+    print(f"report: {report.write_report(config['run_dir'])}")
     if judged:
         from local.judge import clip_line, summary_line
         print(summary_line(judged["judge_summary"]))
@@ -220,6 +224,9 @@ def main(argv=None):
     if config["seconds"] > 0:
         generate_clips(model, wavenet, config, genres=genres, prime_row=prime_row, sample_rate=sample_rate,
                        judge=judge)
+    else:
+        from local import report
+        print(f"report: {report.write_report(config['run_dir'])}")
 
 
 if __name__ == "__main__":

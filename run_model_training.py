@@ -5,15 +5,19 @@ The loss is the cross-entropy of the next code at each of the last `window` posi
 (uniform over 256 codes); the unigram baseline (the codes histogram's entropy) is printed at the start.
 
 Writes into run_dir: config.json, model.json, model.keras (latest complete model), checkpoints/,
-metrics.csv, loss.png, tensorboard/.
+metrics.csv, loss.png, tensorboard/, samples/step-<step>/<Genre>.wav + .png (clips sampled every sample_every
+steps and at the end) and report.html (the run's page: settings, loss curves, clips; rewritten at every
+evaluation and at the end).
 With --model=tagger it trains the genre tagger instead (local/tagger.py: genre cross-entropy in bits per
-window), into the same files plus evaluation.json (track-level genre accuracy against the majority baseline).
+window) into the same files up to tensorboard/ (no samples, no page), plus evaluation.json (track-level genre
+accuracy against the majority baseline).
 
 Run:
   python run_model_training.py                                   # data/processed -> data/runs/default
   python run_model_training.py --data_dir=data/demo/processed --run_dir=data/demo/run --layers_per_stack=10 \
       --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=500 --eval_every=50 \
-      --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true     # make demo's (~3 min, 2 cores)
+      --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true \
+      --sample_every=100                                                  # make demo's (~3 min, 2 cores)
   (the same command again with --steps=1000 resumes that run from its latest checkpoint up to step 1000)
   python run_model_training.py --model=tagger --data_dir=data/demo/processed --run_dir=data/demo/tagger \
       --tagger_steps=200 --eval_every=50      # the genre tagger that judges generated clips (make demo's, ~1 min)
@@ -63,6 +67,8 @@ grad_clip = 1.0  # clip the global gradient norm to this (0 = off)
 eval_every = 250  # steps between validation losses, metrics.csv rows and loss.png
 checkpoint_every = 1000  # steps between checkpoints (one is also written at the end)
 keep_checkpoints = 3  # newest checkpoints kept
+sample_every = 1000  # steps between clips to listen to, one per genre, and at the end (0 = off; ~ x eval_every)
+sample_seconds = 2.0  # length of each sampled clip, seconds (0 = no clips)
 stuck_check_step = 1000  # warn if the train loss is still ~log2(quantization_channels) at this step (0 = off)
 # --- system ---
 seed = 1234  # makes a run reproducible (weights, window order)
@@ -86,7 +92,7 @@ def train_one(config):
     if config["model"] == "tagger":  # the genre tagger: the same loop and run-directory files (local/tagger.py)
         from local import tagger
         return tagger.train_tagger(config)
-    from local import dataset, dataset_store, training
+    from local import dataset, dataset_store, report, training
     from local.wavenet import WaveNetConfig
     data_dir, run_dir = config["data_dir"], config["run_dir"]
     info = dataset_store.read_dataset_json(data_dir) if dataset_store.list_parts(data_dir) else None
@@ -102,6 +108,7 @@ def train_one(config):
     training.write_run_files(run_dir, config, model_json)
     baselines = {"unigram": dataset.unigram_bits(train_tracks, wavenet.quantization_channels),
                  "uniform": task.baseline_bits}
+    report.write_baselines(run_dir, baselines["uniform"], baselines["unigram"])  # the page draws them
     print(training.describe(task.model, wavenet, sample_rate=sample_rate, n_train=len(train_tracks),
                             n_valid=len(valid_tracks), n_valid_windows=config["valid_windows"])
           + "; baselines: " + ", ".join(f"{k} {v:.2f}" for k, v in baselines.items()) + " bits/sample")
@@ -111,6 +118,9 @@ def train_one(config):
                                          warmup_steps=config["warmup_steps"], total_steps=config["steps"],
                                          min_learning_rate=config["min_learning_rate"])
 
+    page_callbacks = report.report_callbacks(task.model, run_dir, sample_every=config["sample_every"],
+                                             sample_seconds=config["sample_seconds"], seed=config["seed"],
+                                             eval_every=config["eval_every"])
     writer = training.tensorboard_writer(run_dir)
     try:
         summary = training.train(task, run_dir, state, config=config, steps=config["steps"],
@@ -118,10 +128,12 @@ def train_one(config):
                                  keep_checkpoints=config["keep_checkpoints"], learning_rate_at=learning_rate,
                                  max_minutes=config["max_minutes"],
                                  on_evaluate=[training.stuck_warning(config["stuck_check_step"],
-                                                                     wavenet.quantization_channels, state["step"])],
+                                                                     wavenet.quantization_channels, state["step"]),
+                                              *page_callbacks],
                                  writer=writer)
     finally:
         writer.close()
+    print(f"report: {report.write_report(run_dir)}")
     print(training.done_line(run_dir, baselines))
     return summary
 

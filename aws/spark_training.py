@@ -6,9 +6,9 @@ copy of the model on each: `synchronous` averages the workers' weight changes on
 and `hogwild` send them to a parameter server on the driver (every epoch or every batch, `frequency`).
 After each epoch the master model is scored on the fixed validation windows (the local trainer's) and the
 run directory is written in the local format: model.keras, model.json, config.json, metrics.csv (step =
-examples seen / batch_size), loss.png, checkpoints/ - so run_model_predictions.py and run_model_training.py
-work on it unchanged, and a rerun with the same run_dir resumes (from this job's or the local trainer's
-latest checkpoint).
+examples seen / batch_size), loss.png, checkpoints/, samples/step-<step>/ (clips after each epoch) and
+report.html (the run's page) - so run_model_predictions.py and run_model_training.py work on it unchanged,
+and a rerun with the same run_dir resumes (from this job's or the local trainer's latest checkpoint).
 
 Run:
   python aws/spark_training.py --data_dir=data/demo/processed --run_dir=data/demo/run_spark --master=local[2]
@@ -45,6 +45,7 @@ valid_windows = 64  # fixed validation windows drawn from the valid split
 learning_rate = 1e-3  # Adam step size of every worker
 grad_clip = 1.0  # clip the global gradient norm to this (0 = off)
 keep_checkpoints = 3  # newest checkpoints kept
+sample_seconds = 2.0  # after each epoch, one clip per genre this long for the run's report.html (0 = none)
 seed = 1234  # makes the window phases and the initial weights reproducible
 # --- Spark and Elephas ---
 master = ""  # Spark master: "" = what spark-submit set (else local[*]); e.g. local[2], yarn
@@ -103,7 +104,7 @@ def train_epochs(spark, config, stage_dir):
     from pyspark.sql.functions import col
 
     from aws import spark_io, spark_windows
-    from local import training
+    from local import report, training
     from local.wavenet import WaveNetConfig, build_wavenet
     data_dir, run_dir, window, batch_size = config["data_dir"], config["run_dir"], config["window"], config["batch_size"]
     genres, sample_rate, tracks, index = read_dataset(spark, config, stage_dir)
@@ -142,6 +143,9 @@ def train_epochs(spark, config, stage_dir):
         print(f"note: with --mode={config['mode']} --frequency=epoch the parameter server adds up the {workers} "
               f"workers' whole-epoch changes (Elephas does not average them): lower --learning_rate, or use "
               f"--frequency=batch or synchronous")
+    # the run's page, as the local trainer keeps it: clips after every epoch (sample_every=1: every evaluation)
+    page_callbacks = report.report_callbacks(model, local_run, sample_every=1, sample_seconds=config["sample_seconds"],
+                                             seed=config["seed"])
     writer = training.tensorboard_writer(local_run)
     started = time.time() - state["elapsed_seconds"]
     for epoch in range(int(state["epoch"]), config["epochs"]):
@@ -171,6 +175,8 @@ def train_epochs(spark, config, stage_dir):
             elapsed_seconds=state["elapsed_seconds"], extra={"epoch": epoch + 1})
         if state["best_valid_bits_per_sample"] is None or row["valid_bits_per_sample"] < state["best_valid_bits_per_sample"]:
             state["best_valid_bits_per_sample"] = row["valid_bits_per_sample"]
+        training.run_callbacks(page_callbacks, training.Evaluation(state["step"], row, None, local_run,
+                                                                   final=epoch + 1 == config["epochs"]))
         training.record_evaluation(local_run, row, writer=writer, baseline_bits=wavenet.uniform_bits)
         export_model.set_weights(model.get_weights())
         training.save_progress(local_run, model, checkpoint_optimizer, state, config=config,

@@ -44,8 +44,11 @@ def plot_loss(path, *, steps, train_bits, valid_steps, valid_bits, baseline_bits
     return save_figure(fig, path)
 
 
-def plot_spectrogram(y, sample_rate, path, title=""):
-    """A log-magnitude spectrogram (dB, 1024-sample STFT) of mono float audio ``y`` (n_samples,)."""
+def plot_spectrogram(y, sample_rate, path, title="", figsize=(8, 4), colorbar=True):
+    """A log-magnitude spectrogram (dB, 1024-sample STFT) of mono float audio ``y`` (n_samples,).
+
+    figsize: inches at 100 dpi (the report's table cells use (4, 2.2) without the colorbar).
+    """
     import librosa
     import librosa.display
     plt = _figure()
@@ -53,10 +56,11 @@ def plot_spectrogram(y, sample_rate, path, title=""):
     n_fft = 1024 if len(y) >= 1024 else max(16, 2 ** int(np.log2(max(len(y), 2))))
     spectrum = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=n_fft // 4))
     db = librosa.amplitude_to_db(spectrum, ref=np.max(spectrum) if spectrum.size and spectrum.max() > 0 else 1.0)
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=figsize)
     image = librosa.display.specshow(db, sr=sample_rate, hop_length=n_fft // 4, x_axis="time", y_axis="hz",
                                      ax=ax, cmap="magma")
-    fig.colorbar(image, ax=ax, format="%+2.0f dB")
+    if colorbar:
+        fig.colorbar(image, ax=ax, format="%+2.0f dB")
     ax.set_title(title or os.path.basename(path))
     fig.tight_layout()
     return save_figure(fig, path)

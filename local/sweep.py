@@ -381,15 +381,17 @@ def write_hparams(sweep_dir, plan, name, point, row):
 
 
 def evaluate_run_dir(run_config):
-    """Score a finished run on its dataset's test tracks (``<run_dir>/evaluation.json``); the evaluation dict."""
+    """Score a finished run on its dataset's test tracks (``<run_dir>/evaluation.json``, shown on the run's
+    report.html, which sweep.html links to); the evaluation dict."""
     import keras
 
-    from local import dataset_store, evaluation, training
+    from local import dataset_store, evaluation, report, training
     run_dir, data_dir = run_config["run_dir"], run_config["data_dir"]
     wavenet, info = training.read_run_model(run_dir)
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
     result, _ = evaluation.evaluate_run(model, wavenet, run_dir=run_dir, index=dataset_store.read_index(data_dir),
                                         genres=list(info["genres"]), data_dir=data_dir)
+    report.write_report(run_dir)
     return result
 
 

@@ -9,6 +9,7 @@ A run directory (``run_dir``) holds::
     metrics.csv         step, train_bits_per_sample, valid_bits_per_sample, samples_per_second, ... (+ extra columns)
     loss.png            train and valid curves, redrawn from metrics.csv
     tensorboard/        TensorBoard scalars (every numeric metrics column)
+    samples/step-500/   clips sampled while training (local/samples.py), report.html the run's page (local/report.py)
 
 Everything is written with local/fileio.py, so a killed run never leaves a file (or a checkpoint directory)
 that looks complete but is not. This module owns the formats of state.json and metrics.csv:
@@ -33,7 +34,7 @@ import time
 
 import numpy as np
 
-from local import fileio
+from local import fileio, samples
 from local.config import ConfigError, StageError, check_choices, check_minimums
 from local.fileio import write_json_atomic
 from local.wavenet import WaveNetConfig
@@ -70,6 +71,7 @@ def check_config(config):
     if "learning_rate" in config and not config["learning_rate"] > 0:
         raise ConfigError(f"--learning_rate={config['learning_rate']}: must be > 0")
     check_choices(config, {"lr_schedule": ("constant", "cosine"), "model": MODEL_KINDS})
+    samples.check_config(config)
     WaveNetConfig.from_config(config)
     if config.get("model") == "tagger":
         from local.tagger import check_config as check_tagger_config
@@ -197,8 +199,8 @@ def new_state():
 
 def resume(run_dir, model, optimizer, shown_as=None):
     """The run's state: from its latest checkpoint (weights and optimizer restored into ``model`` and
-    ``optimizer``), else :func:`new_state`. metrics.csv keeps only the rows up to that step (the steps
-    after it are redone)."""
+    ``optimizer``), else :func:`new_state`. metrics.csv keeps only the rows up to that step, and samples/ only
+    the clips (the steps after it are redone)."""
     state = new_state()
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint:
@@ -206,6 +208,7 @@ def resume(run_dir, model, optimizer, shown_as=None):
         epoch = f", epoch {state['epoch']}" if "epoch" in state else ""
         print(f"resuming {shown_as or run_dir} from step {state['step']}{epoch} ({checkpoint[1]})")
     truncate_metrics(run_dir, state["step"])
+    samples.truncate_samples(run_dir, state["step"])
     return state
 
 
@@ -558,6 +561,15 @@ class Evaluation:
     final: bool
 
 
+def run_callbacks(on_evaluate, evaluation):
+    """Call each ``on_evaluate`` callback in turn with ``evaluation`` (:class:`Evaluation`), adding the columns it
+    returns to ``evaluation.row`` (so later callbacks see them); returns the row. The Spark trainer, which has
+    its own loop, calls this after each epoch with ``task=None``."""
+    for callback in on_evaluate:
+        evaluation.row.update(callback(evaluation) or {})
+    return evaluation.row
+
+
 def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, keep_checkpoints,
           learning_rate_at=None, max_minutes=0.0, on_evaluate=(), writer=None):
     """Train ``task`` from ``state`` (:func:`resume`) up to ``steps`` or ``max_minutes`` (0 = no limit) of the
@@ -610,8 +622,7 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
                                   / max(seconds, 1e-9),
                                   learning_rate=float(task.optimizer.learning_rate.numpy()),
                                   elapsed_seconds=time.perf_counter() - started)
-                for callback in on_evaluate:
-                    row.update(callback(Evaluation(step, row, task, run_dir, final)) or {})
+                run_callbacks(on_evaluate, Evaluation(step, row, task, run_dir, final))
                 if state.get(best_key) is None or row[task.valid_column] < state[best_key]:
                     state[best_key] = row[task.valid_column]
                 record_evaluation(run_dir, row, writer=writer, baseline_bits=task.baseline_bits,

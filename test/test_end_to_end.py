@@ -24,7 +24,8 @@ def test_four_stages_from_demo_corpus_to_wav_and_evaluation(tmp_path):
                         "--layers_per_stack=5", "--stacks=1", "--residual_channels=8", "--dilation_channels=8",
                         "--skip_channels=16", "--genre_conditioning=true", "--genre_channels=4",
                         "--batch_size=4", "--window=256", "--steps=30", "--eval_every=10",
-                        "--checkpoint_every=15", "--valid_windows=8", "--learning_rate=3e-3")
+                        "--checkpoint_every=15", "--valid_windows=8", "--learning_rate=3e-3", "--sample_every=20",
+                        "--sample_seconds=0.5")
     assert result.returncode == 0, result.stderr
     for name in ("model.keras", "model.json", "config.json", "metrics.csv", "loss.png"):
         assert (run / name).is_file(), name
@@ -49,3 +50,10 @@ def test_four_stages_from_demo_corpus_to_wav_and_evaluation(tmp_path):
     assert evaluation["uniform_bits_per_sample"] == 8.0
     assert 0 < evaluation["unigram_bits_per_sample"] < 8.0
     assert 0 < evaluation["test_bits_per_sample"] < 8.0 and evaluation["n_samples"] > 0
+    # the run's page: clips of steps 20 and 30 (the last) for each genre, the evaluation, the generated clips
+    page = (run / "report.html").read_text(encoding="utf-8")
+    for step in (20, 30):
+        for genre in ("Ambient", "Electronic", "Folk"):
+            assert f'src="samples/step-{step}/{genre}.wav"' in page and (run / "samples" / f"step-{step}").is_dir()
+    assert "<h2>Evaluation</h2>" in page and "<h2>Generated clips</h2>" in page
+    assert all(f"/{path.name}" in page for path in wavs)
