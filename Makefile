@@ -1,4 +1,5 @@
-# Waveforms: `make demo` (install, then all four stages on the offline demo corpus) and `make test`.
+# Waveforms: `make demo` (install, then all four stages on the offline demo corpus, and a genre tagger that
+# judges the generated clips) and `make test`.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -40,7 +41,10 @@ demo: setup
 	$(PY) run_model_training.py --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/run --layers_per_stack=10 \
 	  --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=500 --eval_every=50 \
 	  --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true --sample_every=100
-	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=3 --evaluate=true
+	$(PY) run_model_training.py --model=tagger --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/tagger \
+	  --tagger_steps=200 --eval_every=50
+	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=3 --evaluate=true \
+	  --judge=$(DEMO)/tagger
 	@echo "the run's page (listen and look): $(DEMO)/run/report.html"
 
 # Stages 2 and 3 on a real Spark standalone cluster (a master and two workers on 127.0.0.1, pyspark's own

@@ -9,6 +9,9 @@ Writes into out_dir: <genre>_<nn>.wav (16-bit PCM mono at the model's sample rat
 printed last. With --evaluate=true, first <run_dir>/evaluation.json: test bits/sample beside the uniform and
 unigram baselines, printed as a table. Then the run's page <run_dir>/report.html is rewritten with the
 evaluation and these clips (<run_dir>/generations.json remembers where they are; local/report.py).
+With --judge=<tagger run>, generation.json also holds the genre tagger's
+verdict on each clip and a judge_summary (local/judge.py). With a tagger --run_dir, --audio writes
+<out_dir>/tags.csv and --similar_to <out_dir>/similar.csv instead.
 
 Run:
   python run_model_predictions.py --run_dir=data/runs/default                    # one clip per genre
@@ -16,6 +19,10 @@ Run:
   python run_model_predictions.py --run_dir=data/runs/default --genre=Rock --streams=4 --temperature=0.9
   python run_model_predictions.py --run_dir=data/runs/default --prime_track=000123 --prime_seconds=2
   python run_model_predictions.py --run_dir=data/runs/default --evaluate=true --seconds=0   # scores only
+  python run_model_predictions.py --run_dir=data/demo/run --out_dir=data/demo/generated --seconds=3 \
+      --judge=data/demo/tagger                  # + the tagger's verdict per clip and judge_summary
+  python run_model_predictions.py --run_dir=data/demo/tagger --audio=data/demo/raw --out_dir=data/demo/tags
+  python run_model_predictions.py --run_dir=data/demo/tagger --similar_to=demo-folk-003 --top_k=5
   python run_model_predictions.py --help
 
 Every file is written under a temp name and renamed, so a killed run leaves only complete files.
@@ -46,6 +53,11 @@ evaluate = False  # score the test tracks: teacher-forced bits/sample, with unif
 eval_window = 8192  # scored positions per forward pass window (each also reads receptive_field - 1 context)
 eval_batch_positions = 32768  # input positions per forward pass (bounds memory: ~ this x 12 KB)
 eval_max_tracks = 0  # score at most this many test tracks (0 = all)
+# --- the genre tagger (local/judge.py; run_dir = a tagger run for --audio / --similar_to) ---
+audio = ""  # with a tagger run_dir: tag this audio file or every audio file below this folder -> out_dir/tags.csv
+similar_to = ""  # with a tagger run_dir: an audio file or a track_id; its nearest dataset tracks -> similar.csv
+top_k = 10  # how many similar tracks
+judge = ""  # a tagger run_dir: judge the generated clips (generation.json "judge" and "judge_summary")
 
 # -----------------------------------------------------------------------------
 
@@ -53,10 +65,12 @@ eval_max_tracks = 0  # score at most this many test tracks (0 = all)
 def check_config(config):
     """Stage 4's keys, before any file is read: one key per message."""
     check_minimums(config, {"seconds": 0, "prime_seconds": 0, "temperature": 0, "streams": 0, "threads": 0,
-                            "eval_window": 1, "eval_batch_positions": 1, "eval_max_tracks": 0})
+                            "eval_window": 1, "eval_batch_positions": 1, "eval_max_tracks": 0, "top_k": 1})
     if config["progress_seconds"] <= 0:
         raise StageError(f"--progress_seconds={config['progress_seconds']}: must be > 0")
-    if config["seconds"] == 0 and not config["evaluate"]:
+    if config["judge"] and config["seconds"] == 0:
+        raise StageError("--judge needs clips to judge: pass --seconds > 0")
+    if config["seconds"] == 0 and not config["evaluate"] and not (config["audio"] or config["similar_to"]):
         raise StageError("--seconds=0 and --evaluate=false: nothing to do (pass --seconds > 0 or --evaluate=true)")
     for name in ("model.json", "model.keras"):
         if not os.path.isfile(os.path.join(config["run_dir"], name)):
@@ -135,9 +149,9 @@ def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir):
     print("\n" + "\n".join(evaluation.evaluation_table(result)) + "\n" + path)
 
 
-def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate):
-    """Generate the clips into out_dir (WAV, PNG, generation.json), rewrite the run's page with them and print
-    their paths."""
+def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, judge=None):
+    """Generate the clips into out_dir (WAV, PNG, generation.json) and print their paths; with a ``judge``
+    (local.judge.Judge), its verdicts go into generation.json and beside the paths."""
     import numpy as np
     from tqdm import tqdm
 
@@ -177,18 +191,25 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate):
                     temperature=config["temperature"], seconds=n_samples / sample_rate, n_samples=n_samples,
                     prime_track=config["prime_track"], prime_samples=int(len(prime)),
                     included_prime=bool(len(shown_prime)), samples_per_second=per_clip_rate)
+    judged = {}
+    if judge is not None:
+        from local.judge import judge_generation
+        judged["judge_summary"] = judge_generation(judge, clips, list(codes), wavenet.quantization_channels)
     generation_json = write_json_atomic(os.path.join(config["out_dir"], "generation.json"), {
         "run_dir": config["run_dir"], "sample_rate": sample_rate, "quantization_channels": wavenet.quantization_channels,
         "receptive_field": wavenet.receptive_field, "streams": len(clips), "threads": config["threads"],
         "total_samples_per_second": per_clip_rate * len(clips), "real_time_factor": per_clip_rate / sample_rate,
-        "seconds_generating": elapsed, "config": config, "clips": clips})
+        "seconds_generating": elapsed, "config": config, "clips": clips, **judged})
     report.note_generation(config["run_dir"], generation_json)  # the run's page shows these clips
     print(f"generated {len(clips)} x {n_samples / sample_rate:g} s in {elapsed:.2f} s: "
           f"{per_clip_rate:,.0f} samples/s per clip, {per_clip_rate * len(clips):,.0f} in total "
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
     print(f"report: {report.write_report(config['run_dir'])}")
+    if judged:
+        from local.judge import clip_line, summary_line
+        print(summary_line(judged["judge_summary"]))
     for clip in clips:
-        print(clip["wav"])
+        print(clip_line(clip) if judged else clip["wav"])
 
 
 @stage_main
@@ -198,6 +219,11 @@ def main(argv=None):
     from local import training
     from local.config import save_config
     from local.fileio import remove_stale_temps
+    if config["audio"] or config["similar_to"]:  # a tagger run: tag files, find similar tracks (local/judge.py)
+        from local.judge import tagger_commands
+        tagger_commands(config)
+        save_config(config, config["out_dir"])
+        return
     wavenet, info = training.read_run_model(config["run_dir"])
     genres, sample_rate = list(info["genres"]) or [""], int(info["sample_rate"])
     data_dir = config["data_dir"] or info.get("data_dir", "")
@@ -208,6 +234,11 @@ def main(argv=None):
     index = read_index(config, data_dir, wavenet.quantization_channels, sample_rate)
     prime_row = find_prime(index, config["prime_track"], data_dir)
     check_generation(config, wavenet, genres=genres, prime_row=prime_row, sample_rate=sample_rate)
+    judge = None
+    if config["judge"]:  # the tagger must fit the WaveNet: checked before anything is generated
+        from local.judge import wavenet_judge
+        judge = wavenet_judge(config["judge"], genres=genres, sample_rate=sample_rate, wavenet_run=config["run_dir"],
+                              data_dir=data_dir)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
     import keras
@@ -221,7 +252,8 @@ def main(argv=None):
     os.makedirs(config["out_dir"], exist_ok=True)
     remove_stale_temps(config["out_dir"])  # a killed call's half-written WAV/PNG temps (never trusted, never shown)
     if config["seconds"] > 0:
-        generate_clips(model, wavenet, config, genres=genres, prime_row=prime_row, sample_rate=sample_rate)
+        generate_clips(model, wavenet, config, genres=genres, prime_row=prime_row, sample_rate=sample_rate,
+                       judge=judge)
     else:
         from local import report
         print(f"report: {report.write_report(config['run_dir'])}")

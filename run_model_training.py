@@ -8,6 +8,9 @@ Writes into run_dir: config.json, model.json, model.keras (latest complete model
 metrics.csv, loss.png, tensorboard/, samples/step-<step>/<Genre>.wav + .png (clips sampled every sample_every
 steps and at the end) and report.html (the run's page: settings, loss curves, clips; rewritten at every
 evaluation and at the end).
+With --model=tagger it trains the genre tagger instead (local/tagger.py: genre cross-entropy in bits per
+window) into the same files up to tensorboard/ (no samples, no page), plus evaluation.json (track-level genre
+accuracy against the majority baseline).
 
 Run:
   python run_model_training.py                                   # data/processed -> data/runs/default
@@ -16,6 +19,8 @@ Run:
       --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true \
       --sample_every=100                                                  # make demo's (~3 min, 2 cores)
   (the same command again with --steps=1000 resumes that run from its latest checkpoint up to step 1000)
+  python run_model_training.py --model=tagger --data_dir=data/demo/processed --run_dir=data/demo/tagger \
+      --tagger_steps=200 --eval_every=50      # the genre tagger that judges generated clips (make demo's, ~1 min)
   python run_model_training.py --data_dir=data/demo/processed --run_dir=data/demo/sweep --sweep=sweep.toml  # a sweep
   python run_model_training.py --help
   tensorboard --logdir data/runs
@@ -31,6 +36,8 @@ from local.config import stage_main  # noqa: E402
 # --- I/O ---
 data_dir = "data/processed"  # stage 2's output (tracks/part-*.parquet + dataset.json)
 run_dir = "data/runs/default"  # where model, checkpoints and metrics go; an existing run is resumed
+# --- which model ---
+model = "wavenet"  # wavenet (generates audio) | tagger (a genre classifier on raw waveforms; judges the WaveNet)
 # --- model ---
 dilations = [2 ** i for i in range(10)] * 2  # dilation of each layer (two stacks of 1..512)
 layers_per_stack = 0  # when > 0: dilations = 1, 2, ... 2**(layers_per_stack-1), repeated `stacks` times
@@ -66,6 +73,14 @@ stuck_check_step = 1000  # warn if the train loss is still ~log2(quantization_ch
 # --- system ---
 seed = 1234  # makes a run reproducible (weights, window order)
 jit_compile = False  # compile the train step with XLA (measured 2x slower on a 2-core CPU; try it on GPU)
+# --- tagger (model=tagger, local/tagger.py; it shares data_dir, run_dir, the optimizer, eval and checkpoint keys) ---
+tagger_input_samples = 3 ** 9  # samples per window (19,683 = 1.23 s at 16 kHz); at least 3^len(tagger_channels)
+tagger_channels = [16, 16, 32, 32, 64, 64, 128, 128, 128]  # channels of the stride-3 conv, then of each block
+tagger_embedding_size = 64  # size of the embedding judge.py compares (similar tracks, Frechet distance)
+tagger_dropout = 0.3  # dropout before the embedding and before the logits
+tagger_steps = 300  # a tagger run's training steps (the WaveNet's are `steps`)
+tagger_batch_size = 16  # windows per tagger step (the WaveNet's are `batch_size`)
+tagger_eval_windows = 16  # windows per track averaged for the track-level accuracy in evaluation.json
 # --- sweeps ---
 sweep = ""  # a TOML/JSON file: base keys + a [sweep] table of lists; one run per point in run_dir/<name>/
 
@@ -74,6 +89,9 @@ sweep = ""  # a TOML/JSON file: base keys + a [sweep] table of lists; one run pe
 
 def train_one(config):
     """Stage 3 for one resolved config: the dataset, the run directory, then the training loop; the summary."""
+    if config["model"] == "tagger":  # the genre tagger: the same loop and run-directory files (local/tagger.py)
+        from local import tagger
+        return tagger.train_tagger(config)
     from local import dataset, dataset_store, report, training
     from local.wavenet import WaveNetConfig
     data_dir, run_dir = config["data_dir"], config["run_dir"]

@@ -24,8 +24,10 @@ def save_figure(fig, path):
     return path
 
 
-def plot_loss(path, *, steps, train_bits, valid_steps, valid_bits, baseline_bits=None):
-    """Train and valid loss in bits/sample against the training step; ``baseline_bits`` as a dashed line."""
+def plot_loss(path, *, steps, train_bits, valid_steps, valid_bits, baseline_bits=None, title="WaveNet loss",
+              ylabel="bits per sample"):
+    """Train and valid loss in bits (per ``ylabel``'s unit) against the training step; ``baseline_bits`` (the
+    uniform guess) as a dashed line."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     if len(steps):
@@ -35,8 +37,8 @@ def plot_loss(path, *, steps, train_bits, valid_steps, valid_bits, baseline_bits
     if baseline_bits is not None:
         ax.axhline(baseline_bits, ls="--", color="grey", lw=1, label=f"uniform ({baseline_bits:g} bits)")
     ax.set_xlabel("step")
-    ax.set_ylabel("bits per sample")
-    ax.set_title("WaveNet loss")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, path)

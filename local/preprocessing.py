@@ -808,6 +808,16 @@ class SourceFingerprints:
         write_json_atomic(self.path, {k: list(v) for k, v in sorted(self.known.items())})
 
 
+def decode_settings_of(info):
+    """The DecodeSettings a dataset was made with, from its ``dataset.json`` dict (:func:`dataset_info`), so a
+    file decoded later (a tagger tagging it) gets the very codes stage 2 would have given it."""
+    defaults = DecodeSettings()
+    return DecodeSettings(sample_rate=int(info["sample_rate"]), quantization_channels=int(info["quantization_channels"]),
+                          trim_silence=bool(info.get("trim_silence", defaults.trim_silence)),
+                          silence_threshold_db=float(info.get("silence_threshold_db", defaults.silence_threshold_db)),
+                          min_seconds=float(info.get("min_seconds", defaults.min_seconds)))
+
+
 def preprocess(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, **dataset_keys):
     """Stage 2: turn the audio under ``raw_dir`` into the Parquet dataset in ``out_dir``.
 

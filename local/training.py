@@ -40,6 +40,7 @@ from local.fileio import write_json_atomic
 from local.wavenet import WaveNetConfig
 
 LN2 = math.log(2.0)
+MODEL_KINDS = ("wavenet", "tagger")  # the ``model`` key: what a run directory holds (model.json ``kind``)
 METRICS_COLUMNS = ["step", "train_bits_per_sample", "valid_bits_per_sample", "samples_per_second",
                    "learning_rate", "elapsed_seconds"]
 CHECKPOINT_FILES = ("model.weights.h5", "optimizer.npz", "state.json")
@@ -69,9 +70,12 @@ def check_config(config):
     check_minimums(config, TRAINING_MINIMUMS)
     if "learning_rate" in config and not config["learning_rate"] > 0:
         raise ConfigError(f"--learning_rate={config['learning_rate']}: must be > 0")
-    check_choices(config, {"lr_schedule": ("constant", "cosine")})
+    check_choices(config, {"lr_schedule": ("constant", "cosine"), "model": MODEL_KINDS})
     samples.check_config(config)
     WaveNetConfig.from_config(config)
+    if config.get("model") == "tagger":
+        from local.tagger import check_config as check_tagger_config
+        check_tagger_config(config)
 
 
 def check_dataset(info, data_dir, quantization_channels, stage2="run_transformation_scripts.py"):
@@ -115,9 +119,10 @@ def usable_splits(index, receptive_field, window, data_dir, sample_rate):
 # --- model.json ----------------------------------------------------------------------------------------
 
 def wavenet_model_json(wavenet_config, *, genres, sample_rate, data_dir):
-    """The ``model.json`` dict of a WaveNet run: ``model`` (WaveNetConfig.to_json), genres (index = genre_id),
+    """The ``model.json`` dict of a WaveNet run: ``kind``, ``model`` (WaveNetConfig.to_json), genres (index = genre_id),
     sample_rate (Hz), quantization_channels, receptive_field (samples), data_dir."""
-    return {"model": wavenet_config.to_json(), "genres": list(genres), "sample_rate": int(sample_rate),
+    return {"kind": "wavenet", "model": wavenet_config.to_json(), "genres": list(genres),
+            "sample_rate": int(sample_rate),
             "quantization_channels": wavenet_config.quantization_channels,
             "receptive_field": wavenet_config.receptive_field, "data_dir": str(data_dir)}
 
@@ -166,9 +171,19 @@ def model_files_problem(run_dir):
     return ""
 
 
+def run_kind(info):
+    """The kind of model a ``model.json`` dict describes (:data:`MODEL_KINDS`; runs older than the tagger
+    have no ``kind``: WaveNets)."""
+    return info.get("kind", "wavenet")
+
+
 def read_run_model(run_dir):
-    """(WaveNetConfig, model.json dict) of a run: the one way a model's structure is read back."""
+    """(WaveNetConfig, model.json dict) of a WaveNet run: the one way a WaveNet's structure is read back
+    (a tagger's: :func:`local.tagger.read_tagger_run`). StageError naming the kind for another kind of run."""
     info = read_model_json(run_dir)
+    if run_kind(info) != "wavenet":
+        raise StageError(f"run_dir={run_dir!r} is a {run_kind(info)} run, not a WaveNet (a tagger run is used with "
+                         f"--audio=FILE_OR_FOLDER, --similar_to=FILE_OR_TRACK_ID, or as --judge=RUN_DIR)")
     return WaveNetConfig.from_json(info["model"]), info
 
 
@@ -184,10 +199,13 @@ def resume_conflict(run_dir, model_json, shown_as=None):
         saved = read_model_json(run_dir)
     except ValueError:
         return ""  # a damaged model.json is rewritten on resume; the checkpoints themselves are checked on load
+    name = shown_as or run_dir
+    if run_kind(saved) != run_kind(model_json):
+        return (f"run_dir={name!r} holds a {run_kind(saved)} run, not a {run_kind(model_json)}: "
+                f"use another --run_dir")
     differences = model_differences(saved["model"], model_json["model"])
     if not differences:
         return ""
-    name = shown_as or run_dir
     return (f"run_dir={name!r} holds a different model ({'; '.join(differences)}): "
             f"use another --run_dir or the saved model settings (see {name}/config.json)")
 
@@ -273,11 +291,12 @@ def metrics_row(step, *, losses, samples_per_second, learning_rate, elapsed_seco
             "learning_rate": learning_rate, "elapsed_seconds": elapsed_seconds, **(extra or {})}
 
 
-def record_evaluation(run_dir, row, *, writer=None, baseline_bits=None):
-    """Append ``row`` (:func:`metrics_row`) to metrics.csv, redraw loss.png and, with a ``writer``, add every
-    numeric column to TensorBoard at the row's step. Returns the row."""
+def record_evaluation(run_dir, row, *, writer=None, baseline_bits=None, plot=None):
+    """Append ``row`` (:func:`metrics_row`) to metrics.csv, redraw loss.png (``plot``: keyword arguments of
+    :func:`plot_metrics`, for another model's columns) and, with a ``writer``, add every numeric column to
+    TensorBoard at the row's step. Returns the row."""
     append_metrics(run_dir, row)
-    plot_metrics(run_dir, baseline_bits=baseline_bits)
+    plot_metrics(run_dir, baseline_bits=baseline_bits, **(plot or {}))
     if writer is not None:
         import tensorflow as tf
         with writer.as_default(step=row["step"]):
@@ -342,8 +361,11 @@ def read_metrics(run_dir):
 
 def write_metrics(run_dir, rows):
     """Rewrite ``run_dir/metrics.csv`` from a list of row dicts, atomically: :data:`METRICS_COLUMNS` first,
-    then every other column in the order the rows first have it."""
-    columns = list(METRICS_COLUMNS)
+    then every other column in the order the rows first have it. Rows without the bits-per-sample columns (a
+    tagger's) leave them out."""
+    present = {k for row in rows for k in row}
+    wavenet = not rows or bool(present & {"train_bits_per_sample", "valid_bits_per_sample"})
+    columns = [c for c in METRICS_COLUMNS if wavenet or c in present]
     for row in rows:
         columns += [k for k in row if k not in columns]
     with fileio.atomic_write(metrics_path(run_dir), "w", newline="") as f:
@@ -378,16 +400,19 @@ def truncate_metrics(run_dir, last_step):
     return kept
 
 
-def plot_metrics(run_dir, baseline_bits=None):
-    """Redraw ``run_dir/loss.png`` (train and valid bits/sample per step) from metrics.csv; return its path."""
+def plot_metrics(run_dir, baseline_bits=None, *, columns=("train_bits_per_sample", "valid_bits_per_sample"),
+                 title="WaveNet loss", ylabel="bits per sample"):
+    """Redraw ``run_dir/loss.png`` (the train and valid loss ``columns``, in bits, per step) from metrics.csv;
+    return its path."""
     from local.plots import plot_loss
     rows = read_metrics(run_dir)
     nan = float("nan")
-    train = [(r["step"], r.get("train_bits_per_sample", nan)) for r in rows]
-    valid = [(r["step"], r.get("valid_bits_per_sample", nan)) for r in rows]
+    train = [(r["step"], r.get(columns[0], nan)) for r in rows]
+    valid = [(r["step"], r.get(columns[1], nan)) for r in rows]
     train, valid = ([(s, b) for s, b in pairs if not math.isnan(b)] for pairs in (train, valid))
     return plot_loss(os.path.join(run_dir, "loss.png"), steps=[s for s, _ in train], train_bits=[b for _, b in train],
-                     valid_steps=[s for s, _ in valid], valid_bits=[b for _, b in valid], baseline_bits=baseline_bits)
+                     valid_steps=[s for s, _ in valid], valid_bits=[b for _, b in valid], baseline_bits=baseline_bits,
+                     title=title, ylabel=ylabel)
 
 
 # --- the loss and the compiled steps -------------------------------------------------------------------
@@ -577,9 +602,11 @@ class Task:
     validate       ``validate() -> {column: value}``, must include ``valid_column``
     batch_size     examples per step; ``samples_per_example``: samples each example scores (samples/second)
     loss_column    metrics column of the mean train loss in bits since the last row
-    valid_column   the validation column whose best value the state keeps (``best_<valid_column>``)
+    valid_column   the validation loss column (lower = better) whose best value the state keeps
+                   (``best_<valid_column>``)
     baseline_bits  dashed line in loss.png (None = none)
     export_model   the model saved as model.keras (None = ``model``)
+    loss_title, loss_unit   loss.png's title and y axis (the loss columns are in bits per this unit)
     """
     model: object
     optimizer: object
@@ -592,6 +619,8 @@ class Task:
     valid_column: str = "valid_bits_per_sample"
     baseline_bits: float = None
     export_model: object = None
+    loss_title: str = "WaveNet loss"
+    loss_unit: str = "bits per sample"
 
 
 @dataclasses.dataclass
@@ -661,7 +690,8 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
             final = step == steps or out_of_time
             if step % eval_every == 0 or final:
                 seconds = time.perf_counter() - interval_start
-                row = metrics_row(step, losses={task.loss_column: float(np.mean(losses)), **task.validate()},
+                validated = task.validate()
+                row = metrics_row(step, losses={task.loss_column: float(np.mean(losses)), **validated},
                                   samples_per_second=len(losses) * task.batch_size * task.samples_per_example
                                   / max(seconds, 1e-9),
                                   learning_rate=float(task.optimizer.learning_rate.numpy()),
@@ -669,9 +699,10 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
                 run_callbacks(on_evaluate, Evaluation(step, row, task, run_dir, final))
                 if state.get(best_key) is None or row[task.valid_column] < state[best_key]:
                     state[best_key] = row[task.valid_column]
-                record_evaluation(run_dir, row, writer=writer, baseline_bits=task.baseline_bits)
-                progress.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
-                                                            if k.endswith("bits_per_sample"))
+                record_evaluation(run_dir, row, writer=writer, baseline_bits=task.baseline_bits,
+                                  plot={"columns": (task.loss_column, task.valid_column), "title": task.loss_title,
+                                        "ylabel": task.loss_unit})
+                progress.write(f"step {step}: " + ", ".join(f"{k} {row[k]:.3f}" for k in [task.loss_column, *validated])
                                + f", {row['samples_per_second']:,.0f} samples/s")
                 losses, interval_start = [], time.perf_counter()
             if step % checkpoint_every == 0 or final:

@@ -36,3 +36,40 @@ def standalone_cluster(tmp_path_factory):
     with StandaloneCluster(str(tmp_path_factory.mktemp("cluster")), workers=2, worker_cores=1,
                            worker_memory="1g") as cluster:
         yield cluster
+
+
+# The demo genres, 6 tracks of 4 s each: 4 train, 1 valid, 1 test per genre (splits set in the manifest, as a
+# source like FMA sets them), through the real stage 2; and one small tagger trained on them by the real stage 3
+# (in this process: one TensorFlow start-up less), shared by test_tagger, test_judge and test_predictions.
+TAGGER_ARGS = ("--model=tagger", "--tagger_input_samples=6561", "--tagger_channels=16,16,32,32,64,64,64,64",
+               "--tagger_steps=120", "--tagger_batch_size=16", "--eval_every=40", "--checkpoint_every=60",
+               "--valid_windows=16", "--tagger_eval_windows=8")
+
+
+@pytest.fixture(scope="session")
+def demo_tagger(tmp_path_factory):
+    """{"raw", "data_dir", "run_dir", "manifest", "summary", "train_stdout"}: a demo dataset and a tagger trained
+    on it (~1 min on 2 cores)."""
+    import contextlib
+    import csv
+    import io
+
+    import run_model_training
+    from local import demo_corpus, manifest, preprocessing
+
+    root = tmp_path_factory.mktemp("tagger")
+    raw, data_dir, run_dir = str(root / "raw"), str(root / "processed"), str(root / "tagger")
+    demo_corpus.write_demo_corpus(raw, tracks_per_genre=6, seconds=4.0, progress=False)
+    rows = list(manifest.read_manifest(raw).values())
+    for row in rows:
+        row["split"] = {4: "validation", 5: "test"}.get(int(row["track_id"][-3:]), "training")
+    with open(os.path.join(raw, "manifest.csv"), "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=manifest.MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    preprocessing.preprocess(raw, data_dir, progress=False)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        summary = run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TAGGER_ARGS])
+    return {"root": root, "raw": raw, "data_dir": data_dir, "run_dir": run_dir, "manifest": rows,
+            "summary": summary, "train_stdout": stdout.getvalue()}

@@ -51,9 +51,12 @@ def test_model_json_round_trip_and_missing_file(tmp_path):
     training.write_model_json(str(tmp_path), training.wavenet_model_json(wavenet, genres=["Low", "High"],
                                                                          sample_rate=16000, data_dir="data/x"))
     data = training.read_model_json(str(tmp_path))
-    assert data == {"model": settings, "genres": ["Low", "High"], "sample_rate": 16000,
+    assert data == {"kind": "wavenet", "model": settings, "genres": ["Low", "High"], "sample_rate": 16000,
                     "quantization_channels": 256, "receptive_field": 4, "data_dir": "data/x"}
     assert training.read_run_model(str(tmp_path)) == (wavenet, data)
+    older = {k: v for k, v in data.items() if k != "kind"}  # a run written before model.json had a kind
+    training.write_model_json(str(tmp_path), older)
+    assert training.run_kind(older) == "wavenet" and training.read_run_model(str(tmp_path)) == (wavenet, older)
     with pytest.raises(FileNotFoundError, match=r"nowhere.model\.json"):
         training.read_model_json(str(tmp_path / "nowhere"))
     assert training.model_differences(settings, {**settings, "dilations": [1]}) == ["dilations: [1, 2] -> [1]"]

@@ -1,0 +1,432 @@
+"""The genre tagger: a sample-level CNN on raw waveforms (Lee et al. 2017), sized for a CPU, and its training.
+
+Lee, Park, Kim, Nam (2017), "Sample-level deep convolutional neural networks for music auto-tagging using
+raw waveforms": the network sees the samples themselves. A first convolution of 3 taps with stride 3, then
+blocks of conv(3) + batch norm + ReLU + max-pool(3), each dividing the time axis by 3, so an input of
+3^n samples shrinks to one frame after n - 1 blocks. The paper uses 59,049 samples and 128..512 channels;
+here 3^9 = 19,683 samples (1.23 s at 16 kHz) and 16..128 channels, about 15 M multiply-adds per window, so
+it trains on 2 CPU cores in about a minute on the demo dataset.
+
+Input ``waveform`` (batch, input_samples) float32 in [-1, 1]: the mu-law codes of the dataset expanded back
+to samples (:func:`codes_to_waveform`). Layers::
+
+    conv0 (stride 3) + conv0_bn + ReLU
+    block{i}_conv (3 taps) + block{i}_bn + ReLU + block{i}_pool (3)      i = 1 .. len(channels) - 1
+    pool (global average of what is left; one frame at the default sizes) + dropout
+    embedding  Dense(embedding_size, ReLU): the vector judge.py compares (similar tracks, Frechet distance)
+    logits     Dense(n_genres)
+
+Training reads the same Parquet dataset through the same streaming window reader as the WaveNet
+(:class:`local.dataset.TrainStream`, bounded memory: ``cache_tracks`` tracks at a time), one example = one
+window of ``input_samples`` codes of a train track and its ``genre_id``. It trains through the one loop,
+:func:`local.training.train`, with :func:`tagger_task` (so resume, checkpoints, the time budget, metrics.csv,
+loss.png and TensorBoard are the WaveNet's), and writes the same run-directory files. A track's genre = the argmax of the mean of its windows'
+probabilities (:func:`track_predictions`); ``evaluation.json`` holds that accuracy on the valid and test
+tracks, per genre, and the majority-class baseline.
+"""
+import dataclasses
+import math
+import os
+import sys
+
+import numpy as np
+
+from local.config import ConfigError, StageError, check_minimums
+
+KIND = "tagger"
+EMBEDDING_LAYER = "embedding"
+DEFAULT_CHANNELS = (16, 16, 32, 32, 64, 64, 128, 128, 128)
+# Keras's 0.99 leaves the inference statistics far from the data after a run of a few hundred steps: valid
+# loss rose while train loss fell at step 60 of the demo; 0.9 averages over ~10 steps.
+BN_MOMENTUM = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggerConfig:
+    """The one description of a tagger: what :func:`build_tagger` builds; ``to_json()`` is ``model.json``'s
+    ``model`` dict."""
+    input_samples: int = 3 ** 9  # samples per window (19,683 = 1.23 s at 16 kHz)
+    channels: tuple = DEFAULT_CHANNELS  # channels of conv0, then of each block
+    embedding_size: int = 64  # size of the embedding layer
+    dropout: float = 0.3  # dropout before the embedding and before the logits
+    n_genres: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        self.validate()
+
+    def validate(self):
+        """Raise :class:`local.config.ConfigError` naming the stage-3 key that cannot work."""
+        if not self.channels or min(self.channels) < 1:
+            raise ConfigError(f"--tagger_channels={','.join(map(str, self.channels))}: need at least one channel "
+                              f"count, each >= 1 (e.g. 16,16,32,32,64)")
+        if self.input_samples < 3 ** len(self.channels):
+            raise ConfigError(f"--tagger_input_samples={self.input_samples}: {len(self.channels)} convolutions each "
+                              f"divide time by 3, so it must be at least 3^{len(self.channels)} = "
+                              f"{3 ** len(self.channels)} (or pass fewer --tagger_channels)")
+        if self.embedding_size < 1:
+            raise ConfigError(f"--tagger_embedding_size={self.embedding_size}: must be at least 1")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"--tagger_dropout={self.dropout}: must be in [0, 1)")
+
+    @classmethod
+    def from_config(cls, config, n_genres=1):
+        """From stage 3's config dict (its ``tagger_*`` keys) and the dataset's number of genres."""
+        return cls(input_samples=int(config["tagger_input_samples"]), channels=tuple(config["tagger_channels"]),
+                   embedding_size=int(config["tagger_embedding_size"]), dropout=float(config["tagger_dropout"]),
+                   n_genres=max(1, int(n_genres)))
+
+    @classmethod
+    def from_json(cls, data):
+        """From ``model.json``'s ``model`` dict (the inverse of :meth:`to_json`)."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+    def to_json(self):
+        return {**dataclasses.asdict(self), "channels": list(self.channels)}
+
+    @property
+    def chance_bits(self):
+        """log2(n_genres): the cross-entropy of a tagger that knows nothing, bits per window."""
+        return math.log2(max(self.n_genres, 1))
+
+
+def check_config(config):
+    """The tagger's stage-3 keys (``tagger_*``), before any data is read; ConfigError naming one key."""
+    check_minimums(config, {"tagger_steps": 0, "tagger_batch_size": 1, "tagger_eval_windows": 1})
+    TaggerConfig.from_config(config)
+
+
+def build_tagger(config):
+    """The tagger (see the module docstring) as an uncompiled Keras functional model: waveform -> logits."""
+    import keras
+    from keras import layers
+
+    waveform = keras.Input(shape=(config.input_samples,), dtype="float32", name="waveform")
+    x = layers.Reshape((config.input_samples, 1), name="samples")(waveform)
+    x = layers.Conv1D(config.channels[0], 3, strides=3, use_bias=False, name="conv0")(x)
+    x = layers.ReLU(name="conv0_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM, name="conv0_bn")(x))
+    for i, channels in enumerate(config.channels[1:], start=1):
+        x = layers.Conv1D(channels, 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
+        x = layers.ReLU(name=f"block{i}_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{i}_bn")(x))
+        x = layers.MaxPooling1D(3, name=f"block{i}_pool")(x)
+    x = layers.Dropout(config.dropout, name="pool_dropout")(layers.GlobalAveragePooling1D(name="pool")(x))
+    embedding = layers.Dense(config.embedding_size, activation="relu", name=EMBEDDING_LAYER)(x)
+    logits = layers.Dense(config.n_genres, name="logits")(layers.Dropout(config.dropout, name="dropout")(embedding))
+    return keras.Model(waveform, logits, name="tagger")
+
+
+def readout_model(model):
+    """A model giving (embeddings (B, embedding_size), logits (B, n_genres)) of a trained tagger."""
+    import keras
+    return keras.Model(model.inputs, [model.get_layer(EMBEDDING_LAYER).output, model.outputs[0]])
+
+
+# --- windows and waveforms (numpy) ---------------------------------------------------------------------
+
+def mu_law_table(quantization_channels=256):
+    """The sample value of each code: (Q,) float32, = :func:`local.audio.mu_law_decode` of 0..Q-1."""
+    from local.audio import mu_law_decode
+    return mu_law_decode(np.arange(quantization_channels), quantization_channels)
+
+
+def codes_to_waveform(codes, quantization_channels=256):
+    """Mu-law codes (any shape, ints 0..Q-1) -> float32 samples in [-1, 1] of the same shape."""
+    return mu_law_table(quantization_channels)[np.asarray(codes, dtype=np.int64)]
+
+
+def window_starts(n_samples, input_samples, max_windows):
+    """Starts of up to ``max_windows`` windows of ``input_samples`` spread evenly over a track: (k,) int64.
+
+    Non-overlapping when the track holds that many; one window at 0 when it is shorter than a window
+    (:func:`track_windows` pads it). The same track always gives the same starts.
+    """
+    count = max(1, min(int(max_windows), int(n_samples) // int(input_samples)))
+    last = max(0, int(n_samples) - int(input_samples))
+    return np.unique(np.linspace(0, last, num=count).round().astype(np.int64))
+
+
+def track_windows(codes, input_samples, max_windows, quantization_channels=256):
+    """The windows of one track's codes (:func:`window_starts`): (k, input_samples) int32; a track shorter
+    than a window is padded with the silence code (Q // 2)."""
+    codes = np.asarray(codes)
+    if len(codes) < input_samples:
+        codes = np.concatenate([codes, np.full(input_samples - len(codes), quantization_channels // 2, codes.dtype)])
+    starts = window_starts(len(codes), input_samples, max_windows)
+    return codes[starts[:, None] + np.arange(input_samples)[None, :]].astype(np.int32)
+
+
+def softmax(logits):
+    """Softmax over the last axis, float64."""
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def analyze(readout, code_arrays, *, input_samples, max_windows, quantization_channels=256, batch_windows=32,
+            progress=None):
+    """Window embeddings and genre probabilities of several code arrays (tracks or clips).
+
+    readout      :func:`readout_model` of a tagger
+    code_arrays  a list of (n_i,) int code arrays
+    Returns a list, one per array, of (embeddings (k_i, embedding_size) float32, probabilities (k_i, n_genres)
+    float64) over its windows (:func:`track_windows`). Every forward pass has ``batch_windows`` rows (the last
+    padded), so the graph is traced once.
+    """
+    windows = [track_windows(c, input_samples, max_windows, quantization_channels) for c in code_arrays]
+    flat = np.concatenate(windows) if windows else np.zeros((0, input_samples), np.int32)
+    table = mu_law_table(quantization_channels)
+    embeddings, logits = [], []
+    for first in range(0, len(flat), batch_windows):
+        batch = flat[first:first + batch_windows]
+        padded = np.concatenate([batch, np.repeat(batch[-1:], batch_windows - len(batch), axis=0)])
+        e, z = readout.predict_on_batch(table[padded])
+        embeddings.append(np.asarray(e)[:len(batch)])
+        logits.append(np.asarray(z)[:len(batch)])
+        if progress is not None:
+            progress.update(len(batch))
+    embeddings = np.concatenate(embeddings) if embeddings else np.zeros((0, 1), np.float32)
+    probabilities = softmax(np.concatenate(logits)) if logits else np.zeros((0, 1))
+    bounds = np.cumsum([0] + [len(w) for w in windows])
+    return [(embeddings[a:b].astype(np.float32), probabilities[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def track_predictions(readout, rows, read_codes, *, input_samples, max_windows, quantization_channels=256):
+    """Mean window probabilities of each dataset row: (len(rows), n_genres) float64, a few tracks at a time."""
+    out = []
+    for first in range(0, len(rows), 8):
+        codes = [read_codes(row) for row in rows[first:first + 8]]
+        out += [p.mean(axis=0) for _, p in analyze(readout, codes, input_samples=input_samples,
+                                                   max_windows=max_windows,
+                                                   quantization_channels=quantization_channels)]
+    return np.asarray(out).reshape(len(rows), -1)
+
+
+def accuracy_report(rows, probabilities, genres):
+    """Track-level accuracy of ``probabilities`` (n, G) against the rows' ``genre_id``: a dict with
+    ``accuracy``, ``n_tracks``, ``per_genre`` ({genre: {accuracy, n_tracks}}) and ``tracks`` (each track's
+    predicted genre and its probability)."""
+    truth = np.asarray([int(r["genre_id"]) for r in rows], np.int64)
+    predicted = probabilities.argmax(axis=1) if len(rows) else np.zeros(0, np.int64)
+    per_genre = {}
+    for g, name in enumerate(genres):
+        mask = truth == g
+        if mask.any():
+            per_genre[name] = {"accuracy": float((predicted[mask] == g).mean()), "n_tracks": int(mask.sum())}
+    return {"accuracy": float((predicted == truth).mean()) if len(rows) else None, "n_tracks": len(rows),
+            "per_genre": per_genre,
+            "tracks": [{"track_id": str(r["track_id"]), "genre": r["genre"], "predicted": genres[int(p)],
+                        "probability": float(probabilities[k, int(p)])}
+                       for k, (r, p) in enumerate(zip(rows, predicted))]}
+
+
+def majority_baseline(rows, genres):
+    """(genre, accuracy): the best any constant answer does on ``rows`` (the most common genre among them)."""
+    if not rows:
+        return None, None
+    counts = np.bincount([int(r["genre_id"]) for r in rows], minlength=len(genres))
+    return genres[int(counts.argmax())], float(counts.max() / counts.sum())
+
+
+# --- model.json ---------------------------------------------------------------------------------------
+
+def tagger_model_json(tagger_config, *, genres, sample_rate, data_dir, decode):
+    """The ``model.json`` dict of a tagger run: ``kind`` (tagger), ``model`` (TaggerConfig.to_json), genres
+    (index = genre_id), sample_rate (Hz), quantization_channels, input_samples, data_dir and ``decode``: stage 2's
+    decode settings of its dataset (local.preprocessing.DecodeSettings), so files are tagged as the dataset was
+    made."""
+    return {"kind": KIND, "model": tagger_config.to_json(), "genres": list(genres), "sample_rate": int(sample_rate),
+            "quantization_channels": int(decode.quantization_channels),
+            "input_samples": int(tagger_config.input_samples), "data_dir": str(data_dir),
+            "decode": dataclasses.asdict(decode)}
+
+
+def read_tagger_run(run_dir):
+    """(TaggerConfig, model.json dict) of a trained tagger run: the one way a tagger's structure is read back
+    (a WaveNet's: :func:`local.training.read_run_model`). StageError (one line) when ``run_dir`` is none."""
+    from local import training
+    for name in ("model.json", "model.keras"):
+        if not os.path.isfile(os.path.join(run_dir, name)):
+            raise StageError(f"{os.path.join(run_dir, name)} is missing: {run_dir!r} is not a trained tagger run "
+                             f"(train one with run_model_training.py --model=tagger --run_dir={run_dir})")
+    info = training.read_model_json(run_dir)
+    if training.run_kind(info) != KIND:
+        raise StageError(f"{run_dir!r} is a {training.run_kind(info)} run, not a tagger: train one with "
+                         f"run_model_training.py --model=tagger and pass its run_dir")
+    return TaggerConfig.from_json(info["model"]), info
+
+
+def decode_settings(info):
+    """The DecodeSettings recorded in a tagger's model.json dict (its dataset's stage-2 settings)."""
+    from local.preprocessing import DecodeSettings
+    return DecodeSettings(**info["decode"])
+
+
+# --- training ---------------------------------------------------------------------------------------
+
+def make_train_step(model, optimizer):
+    """A compiled ``step(waveform (B, L) float32, genre_id (B,) int32) -> mean cross-entropy in nats``."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def train_step(waveform, genre_id):
+        with tf.GradientTape() as tape:
+            logits = model(waveform, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=genre_id, logits=logits))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    return train_step
+
+
+def evaluate_windows(model, waveforms, genre_ids, batch_size):
+    """(mean cross-entropy in bits, accuracy) of fixed windows: waveforms (n, L) float32, genre_ids (n,) int."""
+    losses, hits = [], []
+    for first in range(0, len(genre_ids), batch_size):
+        p = softmax(np.asarray(model.predict_on_batch(waveforms[first:first + batch_size]), np.float64))
+        y = genre_ids[first:first + batch_size]
+        losses += list(-np.log2(np.maximum(p[np.arange(len(y)), y], 1e-12)))
+        hits += list(p.argmax(axis=1) == y)
+    return float(np.mean(losses)), float(np.mean(hits))
+
+
+def usable_splits(index, input_samples, data_dir, sample_rate):
+    """(train rows, valid rows) of a dataset index holding at least one window of ``input_samples``; StageError
+    when a split has none or the train tracks are all of one genre."""
+    from local import dataset
+    # receptive_field=1, window=L: the WaveNet's reader then yields windows of exactly L codes (targets unused)
+    train, _ = dataset.usable_tracks(dataset.split_tracks(index, "train"), 1, input_samples)
+    valid, _ = dataset.usable_tracks(dataset.split_tracks(index, "valid"), 1, input_samples)
+    if not train or not valid:
+        raise StageError(f"{data_dir}: a tagger needs train and valid tracks longer than --tagger_input_samples="
+                         f"{input_samples} samples ({input_samples / sample_rate:.2f} s); it has {len(train)} train "
+                         f"and {len(valid)} valid: add tracks or lower --tagger_input_samples")
+    if len({r["genre_id"] for r in train}) < 2:
+        raise StageError(f"{data_dir}: its train tracks are all of one genre: a tagger needs at least two")
+    return train, valid
+
+
+def tagger_task(tagger_config, *, train_tracks, valid_tracks, config):
+    """The tagger's :class:`local.training.Task`: the model (seeded by ``config["seed"]``), Adam, the resumable
+    stream of train windows (local.dataset.TrainStream, codes expanded to samples) and fixed validation windows.
+
+    Metrics columns: ``train_bits_per_window``, ``valid_bits_per_window`` (genre cross-entropy, bits) and
+    ``valid_window_accuracy``. config: the stage-3 config (tagger_batch_size, valid_windows, learning_rate,
+    grad_clip, cache_tracks, prefetch_batches, seed).
+    """
+    import keras
+    import tensorflow as tf
+
+    from local import dataset, training
+    length, batch_size = tagger_config.input_samples, config["tagger_batch_size"]
+    n_codes = config["quantization_channels"]
+    keras.utils.set_random_seed(config["seed"])
+    model = build_tagger(tagger_config)
+    optimizer = training.make_optimizer(config["learning_rate"], config["grad_clip"])
+    stream = dataset.TrainStream(train_tracks, 1, length, batch_size, seed=config["seed"],
+                                 cache_tracks=config["cache_tracks"])
+    table = tf.constant(mu_law_table(n_codes))
+    valid_features, _ = dataset.validation_set(valid_tracks, 1, length, config["valid_windows"])
+    valid_waveforms = codes_to_waveform(valid_features["codes"], n_codes)
+    valid_genres = valid_features["genre_id"].astype(np.int64)
+
+    def batches(examples_done):
+        return dataset.to_tf_dataset(stream, examples_done, config["prefetch_batches"]).map(
+            lambda features, _: (tf.gather(table, features["codes"]), features["genre_id"]))
+
+    def validate():
+        bits, accuracy = evaluate_windows(model, valid_waveforms, valid_genres, batch_size)
+        return {"valid_bits_per_window": bits, "valid_window_accuracy": accuracy}
+
+    return training.Task(model=model, optimizer=optimizer, batches=batches,
+                         train_step=make_train_step(model, optimizer), validate=validate, batch_size=batch_size,
+                         samples_per_example=length, loss_column="train_bits_per_window",
+                         valid_column="valid_bits_per_window", baseline_bits=tagger_config.chance_bits,
+                         loss_title="Genre tagger loss", loss_unit="bits per window")
+
+
+def train_tagger(config):
+    """Stage 3 with ``model=tagger`` for one resolved config: train a tagger on ``config['data_dir']`` into
+    ``config['run_dir']`` through :func:`local.training.train` (resumed from the run's latest checkpoint), then
+    write evaluation.json (track-level accuracy). Returns the loop's summary plus ``evaluation``.
+    Raises StageError (one line) on a dataset it cannot use or a run_dir holding another model.
+    """
+    from local import dataset_store, preprocessing, training
+    data_dir, run_dir = config["data_dir"], config["run_dir"]
+    info = dataset_store.read_dataset_json(data_dir) if dataset_store.list_parts(data_dir) else None
+    genres, sample_rate = training.check_dataset(info, data_dir, config["quantization_channels"])
+    tagger_config = TaggerConfig.from_config(config, n_genres=len(genres))
+    index = dataset_store.read_index(data_dir)
+    train_tracks, valid_tracks = usable_splits(index, tagger_config.input_samples, data_dir, sample_rate)
+    model_json = tagger_model_json(tagger_config, genres=genres, sample_rate=sample_rate, data_dir=data_dir,
+                                   decode=preprocessing.decode_settings_of(info))
+    training.open_run_dir(run_dir, model_json)
+
+    task = tagger_task(tagger_config, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
+    state = training.resume(run_dir, task.model, task.optimizer)
+    training.write_run_files(run_dir, config, model_json)
+    length, steps = tagger_config.input_samples, config["tagger_steps"]
+    print(f"tagger: {task.model.count_params():,} parameters, windows of {length} samples "
+          f"({length / sample_rate:.2f} s), {len(train_tracks)} train / {len(valid_tracks)} valid tracks, "
+          f"{config['valid_windows']} valid windows, genres: {', '.join(genres)}; chance "
+          f"{tagger_config.chance_bits:.2f} bits/window")
+
+    def learning_rate(step):
+        return training.learning_rate_at(step, config["learning_rate"], schedule=config["lr_schedule"],
+                                         warmup_steps=config["warmup_steps"], total_steps=steps,
+                                         min_learning_rate=config["min_learning_rate"])
+
+    writer = training.tensorboard_writer(run_dir)
+    try:
+        summary = training.train(task, run_dir, state, config=config, steps=steps, eval_every=config["eval_every"],
+                                 checkpoint_every=config["checkpoint_every"],
+                                 keep_checkpoints=config["keep_checkpoints"], learning_rate_at=learning_rate,
+                                 max_minutes=config["max_minutes"], writer=writer)
+    finally:
+        writer.close()
+    result = write_evaluation(run_dir, task.model, index, genres, data_dir=data_dir, input_samples=length,
+                              max_windows=config["tagger_eval_windows"],
+                              quantization_channels=config["quantization_channels"])
+    print_evaluation(result, run_dir)
+    return {**summary, "evaluation": result}
+
+
+def write_evaluation(run_dir, model, index, genres, *, data_dir, input_samples, max_windows,
+                     quantization_channels=256):
+    """Track-level accuracy on the valid and test tracks into ``run_dir/evaluation.json``; returns the dict.
+
+    ``majority_baseline`` = the test accuracy of always answering the test set's most common genre: the
+    best a model that ignores the audio could do (stricter than the train set's most common genre).
+    """
+    from local import dataset, dataset_store
+    from local.fileio import write_json_atomic
+    readout = readout_model(model)
+    reports = {}
+    for split in ("valid", "test"):
+        rows = [r for r in dataset.split_tracks(index, split) if r["genre"] in genres]
+        probabilities = track_predictions(readout, rows, dataset_store.read_track_codes, input_samples=input_samples, max_windows=max_windows,
+                                          quantization_channels=quantization_channels)
+        reports[split] = accuracy_report(rows, probabilities, genres)
+    majority_genre, majority = majority_baseline([r for r in index if r["split"] == "test" and r["genre"] in genres],
+                                                 genres)
+    result = {"test_accuracy": reports["test"]["accuracy"], "valid_accuracy": reports["valid"]["accuracy"],
+              "majority_baseline": majority, "majority_genre": majority_genre,
+              "n_test_tracks": reports["test"]["n_tracks"], "n_valid_tracks": reports["valid"]["n_tracks"],
+              "per_genre": reports["test"]["per_genre"], "valid_per_genre": reports["valid"]["per_genre"],
+              "test_tracks": reports["test"]["tracks"], "windows_per_track": int(max_windows),
+              "data_dir": str(data_dir)}
+    write_json_atomic(os.path.join(run_dir, "evaluation.json"), result)
+    return result
+
+
+def print_evaluation(result, run_dir):
+    """The track-level accuracies as a short table."""
+    def show(value):
+        return "-" if value is None else f"{value:.2f}"
+    print(f"\ntrack-level genre accuracy (mean of up to {result['windows_per_track']} windows per track)")
+    print(f"  test  {show(result['test_accuracy'])} on {result['n_test_tracks']} tracks "
+          f"(majority baseline {show(result['majority_baseline'])}: always {result['majority_genre']})")
+    print(f"  valid {show(result['valid_accuracy'])} on {result['n_valid_tracks']} tracks")
+    for genre, entry in result["per_genre"].items():
+        print(f"  test {genre:<20}{entry['accuracy']:.2f} on {entry['n_tracks']} tracks")
+    print(os.path.join(run_dir, "evaluation.json"), file=sys.stdout)

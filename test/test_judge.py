@@ -1,0 +1,202 @@
+"""Using a tagger (local/judge.py): judging clips, similar tracks, tagging files, and bad input; the tagger is
+conftest.demo_tagger, trained by the real stage 3 on a real demo dataset."""
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from helpers import run_script
+from local import dataset_store, judge, training
+from local.audio import mu_law_decode, mu_law_encode, write_wav
+from local.fileio import write_json_atomic
+from local.wavenet import WaveNetConfig, build_wavenet
+
+
+@pytest.fixture(scope="module")
+def loaded(demo_tagger):
+    return judge.Tagger(demo_tagger["run_dir"])
+
+
+@pytest.fixture(scope="module")
+def judged(demo_tagger, loaded):
+    return judge.Judge(loaded, demo_tagger["data_dir"])
+
+
+def held_out_rows(data_dir):
+    return [r for r in dataset_store.read_index(data_dir) if r["split"] in ("valid", "test")]
+
+
+def test_frechet_distance_is_zero_for_one_set_and_grows_with_the_gap():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 4))
+    assert judge.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    near, far = judge.frechet_distance(a, a + 0.1), judge.frechet_distance(a, a + 1.0)
+    assert near == pytest.approx(4 * 0.01, rel=1e-3) and far == pytest.approx(4.0, rel=1e-3)
+    assert judge.frechet_distance(a, 3 * rng.normal(size=(400, 4))) > 10  # wider spread
+
+
+def test_flatness_is_low_for_a_tone_and_high_for_white_noise():
+    t = np.arange(16000) / 16000
+    assert judge.spectral_flatness(0.5 * np.sin(2 * np.pi * 440 * t)) < 0.01
+    assert judge.spectral_flatness(np.random.default_rng(0).uniform(-0.5, 0.5, 16000)) > 0.3
+
+
+def test_real_excerpts_judged_as_if_generated_pass_and_white_noise_does_not(demo_tagger, judged):
+    n = 24000  # 1.5 s clips
+    # excerpts that start half a clip into the held-out tracks: not the reference set's excerpts
+    excerpts = judge.real_excerpts(held_out_rows(demo_tagger["data_dir"]), n, offset=n // 2)
+    genres = [g for g in ("Ambient", "Electronic", "Folk") for _ in range(2)]
+    real = [excerpts[g][k] for g, k in zip(genres, [0, 1] * 3)]
+    per_clip, summary = judged.judge(real, genres)
+    assert summary["n_clips"] == 6 and summary["genre_accuracy"] >= 5 / 6, per_clip
+    assert 0.5 < summary["flatness_ratio"] < 2.0, summary
+    for clip in per_clip:
+        assert 0 <= clip["asked_genre_probability"] <= 1 and clip["nearest_training_track"].startswith("demo-")
+
+    noise = [mu_law_encode(np.random.default_rng(k).uniform(-0.5, 0.5, n)) for k in range(6)]
+    _, noise_summary = judged.judge(noise, genres)
+    assert noise_summary["flatness_ratio"] > 10 * summary["flatness_ratio"], (noise_summary, summary)
+    assert noise_summary["frechet_distance"] > 3 * noise_summary["frechet_distance_floor"], noise_summary
+    assert summary["frechet_distance"] < noise_summary["frechet_distance"]
+    assert len(judged._real) == 1  # the real excerpts' statistics were computed once for both calls
+
+
+def test_judge_clips_takes_wav_paths_or_waveforms_and_keeps_its_judge(demo_tagger, judged, tmp_path):
+    n = 24000
+    excerpts = judge.real_excerpts(held_out_rows(demo_tagger["data_dir"]), n, offset=n // 2)
+    genres = ["Ambient", "Electronic", "Folk"]
+    waveforms = [mu_law_decode(excerpts[g][0]) for g in genres]
+    paths = [write_wav(str(tmp_path / f"{g}.wav"), y, 16000) for g, y in zip(genres, waveforms)]
+    judge._JUDGES.clear()
+    from_paths = judge.judge_clips(paths, genres, demo_tagger["run_dir"], demo_tagger["data_dir"])
+    from_waveforms = judge.judge_clips(waveforms, genres, demo_tagger["run_dir"], demo_tagger["data_dir"])
+    assert len(judge._JUDGES) == 1  # one Judge (tagger, embeddings, real excerpts) for both calls
+    (kept,) = judge._JUDGES.values()
+    assert len(kept._real) == 1
+    for clips, summary in (from_paths, from_waveforms):
+        assert summary["n_clips"] == 3 and summary["genre_accuracy"] >= 2 / 3 and 0.5 < summary["flatness_ratio"] < 2
+    # a 16-bit WAV gives the tagger (nearly) the codes of the waveform it was written from
+    assert from_paths[1]["genre_accuracy"] == from_waveforms[1]["genre_accuracy"]
+    for a, b in zip(from_paths[0], from_waveforms[0]):
+        assert a["top_genre"] == b["top_genre"] and a["top_genre_probability"] == pytest.approx(
+            b["top_genre_probability"], abs=0.02)
+
+
+def test_a_track_s_own_audio_finds_itself_first_and_the_cache_is_reused(demo_tagger, tmp_path):
+    row = next(r for r in demo_tagger["manifest"] if r["split"] == "test" and r["genre"] == "Folk")
+    audio = os.path.join(demo_tagger["raw"], row["path"])
+    result = run_script("run_model_predictions.py", f"--run_dir={demo_tagger['run_dir']}", f"--similar_to={audio}",
+                        "--top_k=3", f"--out_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "similar.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["rank", "track_id", "genre", "similarity", "source_path"] and len(rows) == 3
+    assert rows[0]["track_id"] == row["track_id"] and float(rows[0]["similarity"]) > 0.9999
+    assert float(rows[1]["similarity"]) < float(rows[0]["similarity"])
+
+    result = run_script("run_model_predictions.py", f"--run_dir={demo_tagger['run_dir']}",
+                        f"--similar_to={row['track_id']}", "--top_k=2", f"--out_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert "cached embeddings of 18 tracks" in result.stdout
+    with open(tmp_path / "similar.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and row["track_id"] not in [r["track_id"] for r in rows]  # not its own neighbour
+
+
+def test_a_changed_dataset_refreshes_the_cached_embeddings(demo_tagger, loaded, tmp_path):
+    data_dir = str(tmp_path / "processed")
+    shutil.copytree(demo_tagger["data_dir"], data_dir)
+    first = judge.dataset_embeddings(loaded, data_dir, progress=False)
+    again = judge.dataset_embeddings(loaded, data_dir, progress=False)
+    assert first["refreshed"] and not again["refreshed"]
+    np.testing.assert_array_equal(first["embedding"], again["embedding"])
+    dataset_store.drop_tracks(data_dir, [str(first["track_id"][0])])
+    changed = judge.dataset_embeddings(loaded, data_dir, progress=False)
+    assert changed["refreshed"] and len(changed["track_id"]) == len(first["track_id"]) - 1
+    os.remove(judge.embeddings_path(loaded, data_dir))
+
+
+def test_tagging_a_folder_lists_an_unreadable_file_and_tags_the_rest(demo_tagger, tmp_path):
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    tracks = [r for r in demo_tagger["manifest"] if r["split"] == "test"]
+    for row in tracks:
+        shutil.copy(os.path.join(demo_tagger["raw"], row["path"]), folder / "sub" / f"{row['track_id']}.mp3")
+    (folder / "broken.mp3").write_bytes(b"\xff\xfb\x90" + os.urandom(3000))
+    (folder / "notes.txt").write_text("not audio, not listed")
+    out = tmp_path / "out"
+    result = run_script("run_model_predictions.py", f"--run_dir={demo_tagger['run_dir']}", f"--audio={folder}",
+                        f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr
+    with open(out / "tags.csv", newline="") as f:
+        rows = {os.path.basename(r["path"]): r for r in csv.DictReader(f)}
+    assert list(next(iter(rows.values()))) == ["path", "genre", "probability", "Ambient", "Electronic", "Folk",
+                                               "reason"]
+    assert set(rows) == {"broken.mp3"} | {f"{r['track_id']}.mp3" for r in tracks}
+    assert rows["broken.mp3"]["genre"] == "" and rows["broken.mp3"]["reason"]
+    assert "broken.mp3" in result.stdout
+    hits = [rows[f"{r['track_id']}.mp3"]["genre"] == r["genre"] for r in tracks]
+    assert sum(hits) >= 2, rows
+    for row in tracks:
+        tagged = rows[f"{row['track_id']}.mp3"]
+        total = sum(float(tagged[g]) for g in ("Ambient", "Electronic", "Folk"))
+        assert total == pytest.approx(1, abs=1e-4) and tagged["reason"] == ""
+
+
+def test_an_empty_folder_or_a_wavenet_run_is_one_line(demo_tagger, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_script("run_model_predictions.py", f"--run_dir={demo_tagger['run_dir']}",
+                        f"--audio={tmp_path / 'empty'}", f"--out_dir={tmp_path / 'out'}")
+    assert result.returncode == 2 and "no audio files" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "tags.csv").exists()
+    result = run_script("run_model_predictions.py", f"--run_dir={demo_tagger['run_dir']}",
+                        f"--out_dir={tmp_path / 'out'}")
+    assert result.returncode == 2 and "is a tagger run" in result.stderr
+
+
+def save_wavenet(run_dir, data_dir, genres, sample_rate):
+    """A genre-conditioned tiny WaveNet with random weights saved as a stage-3 run directory."""
+    wavenet = WaveNetConfig([1, 2, 4], residual_channels=8, dilation_channels=8, skip_channels=16,
+                            genre_conditioning=True, genre_channels=4, n_genres=len(genres))
+    os.makedirs(run_dir, exist_ok=True)
+    training.save_model(build_wavenet(wavenet), run_dir)
+    training.write_model_json(run_dir, training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate,
+                                                                   data_dir=data_dir))
+    write_json_atomic(os.path.join(run_dir, "config.json"), wavenet.to_json())
+
+
+def test_judging_a_wavenet_adds_the_judge_to_generation_json(demo_tagger, tmp_path):
+    run_dir, out = str(tmp_path / "wavenet"), tmp_path / "generated"
+    save_wavenet(run_dir, demo_tagger["data_dir"], ["Ambient", "Electronic", "Folk"], 16000)
+    result = run_script("run_model_predictions.py", f"--run_dir={run_dir}", f"--out_dir={out}", "--seconds=1.5",
+                        f"--judge={demo_tagger['run_dir']}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "generation.json").read_text())
+    summary = report["judge_summary"]
+    for key in ("genre_accuracy", "flatness_ratio", "frechet_distance", "frechet_distance_floor"):
+        assert isinstance(summary[key], float), (key, summary)
+    assert summary["n_clips"] == 3 and summary["flatness_ratio"] > 1  # an untrained WaveNet: far from music
+    for clip in report["clips"]:
+        verdict = clip["judge"]
+        assert verdict["top_genre"] in ("Ambient", "Electronic", "Folk") and verdict["asked_genre"] == clip["genre"]
+        assert 0 < verdict["spectral_flatness"] <= 1 and -1 <= verdict["nearest_similarity"] <= 1
+    last = result.stdout.strip().splitlines()[-4:]
+    assert last[0].startswith("judge: genre accuracy") and "flatness ratio" in last[0]
+    assert all(line.split()[0].endswith(".wav") for line in last[1:])
+
+
+def test_a_tagger_from_another_dataset_stops_before_generation(demo_tagger, tmp_path):
+    run_dir, out = str(tmp_path / "wavenet"), tmp_path / "generated"
+    save_wavenet(run_dir, demo_tagger["data_dir"], ["Drone", "Chirp"], 8000)
+    result = run_script("run_model_predictions.py", f"--run_dir={run_dir}", f"--out_dir={out}", "--seconds=1",
+                        f"--judge={demo_tagger['run_dir']}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert "genres" in message and "8000 Hz" in message and "Ambient" in message
+    assert not list(out.glob("*.wav")) if out.exists() else True
+    result = run_script("run_model_predictions.py", f"--run_dir={run_dir}", f"--out_dir={out}", "--seconds=1",
+                        f"--judge={run_dir}")
+    assert result.returncode == 2 and "not a tagger" in result.stderr
