@@ -69,6 +69,8 @@ checkpoint_every = 1000  # steps between checkpoints (one is also written at the
 keep_checkpoints = 3  # newest checkpoints kept
 sample_every = 1000  # steps between clips to listen to, one per genre, and at the end (0 = off; ~ x eval_every)
 sample_seconds = 2.0  # length of each sampled clip, seconds (0 = no clips)
+judge = ""  # a tagger run (model=tagger): judge each step's clips; metrics.csv gains judge_genre_accuracy and
+#             judge_flatness_ratio (empty = no judging)
 stuck_check_step = 1000  # warn if the train loss is still ~log2(quantization_channels) at this step (0 = off)
 # --- system ---
 seed = 1234  # makes a run reproducible (weights, window order)
@@ -101,6 +103,11 @@ def train_one(config):
     train_tracks, valid_tracks = training.usable_splits(dataset_store.read_index(data_dir), wavenet.receptive_field,
                                                         config["window"], data_dir, sample_rate)
     model_json = training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate, data_dir=data_dir)
+    judge = None
+    if config["judge"]:  # before any training: the tagger must fit this dataset's genres and sample rate
+        from local.judge import wavenet_judge
+        judge = wavenet_judge(config["judge"], genres=genres, sample_rate=sample_rate, wavenet_run=run_dir,
+                              data_dir=data_dir)
     training.open_run_dir(run_dir, model_json)
 
     task = training.wavenet_task(wavenet, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
@@ -120,7 +127,8 @@ def train_one(config):
 
     page_callbacks = report.report_callbacks(task.model, run_dir, sample_every=config["sample_every"],
                                              sample_seconds=config["sample_seconds"], seed=config["seed"],
-                                             eval_every=config["eval_every"])
+                                             eval_every=config["eval_every"],
+                                             judge_clips=judge.judge if judge else None)
     writer = training.tensorboard_writer(run_dir)
     try:
         summary = training.train(task, run_dir, state, config=config, steps=config["steps"],

@@ -156,8 +156,11 @@ def is_sample_step(step, sample_every):
 def check_config(config):
     """The sampling keys ``config`` has: ``sample_every`` >= 0 (0 = off), ``sample_seconds`` >= 0 (0 = no clips).
     Raises ConfigError naming one key."""
-    from local.config import check_minimums
+    from local.config import ConfigError, check_minimums
     check_minimums(config, {"sample_every": 0, "sample_seconds": 0})
+    if config.get("judge") and not (config.get("sample_every", 0) > 0 and config.get("sample_seconds", 0) > 0):
+        raise ConfigError(f"--judge={config['judge']}: judges the clips sampled while training, but "
+                          f"--sample_every or --sample_seconds is 0: set both above 0, or leave --judge empty")
 
 
 def sampling_interval(sample_every, eval_every):

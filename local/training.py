@@ -221,7 +221,7 @@ def model_differences(saved_settings, settings):
 
 def open_run_dir(run_dir, model_json, shown_as=None):
     """Make ``run_dir`` ready to train ``model_json``'s model: lock it for this process (one writer per
-    run_dir, :mod:`local.locks`; held until the process ends), clear what a killed run left half-written, and
+    run_dir, :mod:`local.locks`; held until :func:`train` ends or the process exits), clear what a killed run left half-written, and
     raise StageError when it is a file or unwritable, another process trains in it, or it holds checkpoints
     of another model or of another dataset (genre ids, sample rate or codes that would change meaning)."""
     from local import checks, locks
@@ -230,7 +230,7 @@ def open_run_dir(run_dir, model_json, shown_as=None):
         raise StageError(problem)
     os.makedirs(run_dir, exist_ok=True)
     key = os.path.realpath(run_dir)
-    if key not in RUN_DIR_LOCKS:  # held until this process ends; a second training in it reuses it
+    if key not in RUN_DIR_LOCKS:  # a second training in this process reuses it
         try:
             RUN_DIR_LOCKS[key] = locks.acquire_lock(run_dir, "training")
         except locks.LockHeld as e:
@@ -246,6 +246,14 @@ def open_run_dir(run_dir, model_json, shown_as=None):
 
 
 RUN_DIR_LOCKS = {}  # real path of a run_dir -> the lock this process holds on it (see open_run_dir)
+
+
+def close_run_dir(run_dir):
+    """Release this process's lock on ``run_dir`` (:func:`open_run_dir`): its training is over, so another
+    process (or a later in-process stage: tests, sweeps) may train in it."""
+    lock = RUN_DIR_LOCKS.pop(os.path.realpath(run_dir), None)
+    if lock is not None:
+        lock.release()
 
 
 def new_state():
@@ -715,10 +723,11 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
                 stopped = "max_minutes"
                 progress.write(f"stopped at step {step}: --max_minutes={max_minutes:g} reached")
                 break
+        if not os.path.isfile(os.path.join(run_dir, "model.keras")):
+            save_model(task.export_model or task.model, run_dir)
     finally:
         progress.close()
-    if not os.path.isfile(os.path.join(run_dir, "model.keras")):
-        save_model(task.export_model or task.model, run_dir)
+        close_run_dir(run_dir)
     rows = read_metrics(run_dir)
     return {"step": step, "stopped": stopped, "minutes": (time.perf_counter() - call_started) / 60,
             "last_row": rows[-1] if rows else None}

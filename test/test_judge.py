@@ -200,3 +200,38 @@ def test_a_tagger_from_another_dataset_stops_before_generation(demo_tagger, tmp_
     result = run_script("run_model_predictions.py", f"--run_dir={run_dir}", f"--out_dir={out}", "--seconds=1",
                         f"--judge={run_dir}")
     assert result.returncode == 2 and "not a tagger" in result.stderr
+
+
+def test_training_with_a_judge_adds_its_figures_to_metrics_and_samples(demo_tagger, tmp_path):
+    import csv
+
+    import run_model_training
+    run_dir = tmp_path / "wavenet"
+    run_model_training.main([f"--data_dir={demo_tagger['data_dir']}", f"--run_dir={run_dir}", "--dilations=1,2,4",
+                             "--residual_channels=8", "--dilation_channels=8", "--skip_channels=16",
+                             "--genre_conditioning=true", "--batch_size=2", "--window=256", "--valid_windows=2",
+                             "--steps=4", "--eval_every=2", "--checkpoint_every=4", "--sample_every=2",
+                             "--sample_seconds=1.5", f"--judge={demo_tagger['run_dir']}"])
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    for row in rows:
+        assert 0 <= float(row["judge_genre_accuracy"]) <= 1 and float(row["judge_flatness_ratio"]) > 0
+    verdicts = json.loads((run_dir / "samples" / "step-4" / "samples.json").read_text())
+    assert "judge" in json.dumps(verdicts) and "flatness_ratio" in json.dumps(verdicts)
+    assert '<section id="judge">' in (run_dir / "report.html").read_text()
+
+
+def test_training_with_a_judge_of_other_genres_stops_before_training(demo_tagger, tmp_path):
+    from test_training import write_tone_dataset
+    data_dir = write_tone_dataset(tmp_path / "tones")
+    result = run_script("run_model_training.py", f"--data_dir={data_dir}", f"--run_dir={tmp_path / 'run'}",
+                        "--dilations=1,2", "--residual_channels=8", "--dilation_channels=8", "--skip_channels=16",
+                        "--batch_size=2", "--window=64", "--valid_windows=2", "--steps=2", "--eval_every=2",
+                        "--sample_every=2", f"--judge={demo_tagger['run_dir']}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "does not fit" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+    result = run_script("run_model_training.py", f"--data_dir={data_dir}", f"--run_dir={tmp_path / 'run'}",
+                        "--sample_every=0", f"--judge={demo_tagger['run_dir']}")
+    assert result.returncode == 2 and "--judge=" in result.stderr and "sample_every" in result.stderr
