@@ -125,10 +125,8 @@ def write_bytes_atomic(path, data):
 
 
 def write_text_atomic(path, text):
-    """Write ``text`` (str, UTF-8) to ``path`` atomically; return ``path``."""
-    with atomic_write(path, "w") as f:
-        f.write(text)
-    return path
+    """Write ``text`` (str) to ``path`` atomically as UTF-8; return ``path``."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path, data):

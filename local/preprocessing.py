@@ -363,13 +363,7 @@ def track_from_samples(samples, file_rate, warning, settings, keep_waveform=Fals
     if settings.trim_silence:
         y = audio.trim_silence(y, silence_threshold_db=settings.silence_threshold_db)
     seconds = len(y) / settings.sample_rate
-    if seconds < settings.min_seconds:
-        what = f"{seconds:.2f} s" + (" after trimming silence" if settings.trim_silence and seconds < decoded_seconds
-                                     else "")
-        if warning:
-            raise TrackError(f"truncated or corrupt ({warning}); only {what} decodable, "
-                             f"below min_seconds={settings.min_seconds}")
-        raise TrackError(f"too short: {what}, below min_seconds={settings.min_seconds}")
+    check_length(seconds, trimmed=seconds < decoded_seconds, warning=warning, settings=settings)
     codes = audio.mu_law_encode(y, settings.quantization_channels)
     if warning:
         warning = f"partly decodable ({warning}); kept {seconds:.1f} s"
@@ -377,6 +371,18 @@ def track_from_samples(samples, file_rate, warning, settings, keep_waveform=Fals
     if keep_waveform:
         track["waveform"] = y
     return track
+
+
+def check_length(seconds, *, trimmed, warning, settings):
+    """Raise TrackError when a track of ``seconds`` (after trimming, ``trimmed`` when that shortened it) is below
+    ``settings.min_seconds``; ``warning``: ffmpeg's words when the file was only partly decodable."""
+    if seconds >= settings.min_seconds:
+        return
+    what = f"{seconds:.2f} s" + (" after trimming silence" if settings.trim_silence and trimmed else "")
+    if warning:
+        raise TrackError(f"truncated or corrupt ({warning}); only {what} decodable, "
+                         f"below min_seconds={settings.min_seconds}")
+    raise TrackError(f"too short: {what}, below min_seconds={settings.min_seconds}")
 
 
 def stream_pass(chunks, sample_rate, quantization_channels, divide_by=None):
@@ -464,13 +470,7 @@ def track_from_stream(open_chunks, settings):
     start, end = trim_bounds(state["block_energy"], n_samples, settings.silence_threshold_db) \
         if settings.trim_silence else (0, n_samples)
     seconds = (end - start) / rate
-    if seconds < settings.min_seconds:
-        what = f"{seconds:.2f} s" + (" after trimming silence" if settings.trim_silence and end - start < n_samples
-                                     else "")
-        if warning:
-            raise TrackError(f"truncated or corrupt ({warning}); only {what} decodable, "
-                             f"below min_seconds={settings.min_seconds}")
-        raise TrackError(f"too short: {what}, below min_seconds={settings.min_seconds}")
+    check_length(seconds, trimmed=end - start < n_samples, warning=warning, settings=settings)
     codes = state["codes"]
     del codes[end:]  # in place: no second copy of a 2-hour track's codes
     del codes[:start]
