@@ -38,13 +38,19 @@ demo: export TF_CPP_MIN_LOG_LEVEL=3
 demo: setup
 	$(PY) run_webscraper.py --out_dir=$(DEMO)/raw
 	$(PY) run_transformation_scripts.py --raw_dir=$(DEMO)/raw --out_dir=$(DEMO)/processed
-	$(PY) run_model_training.py --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/run --layers_per_stack=10 \
-	  --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=500 --eval_every=50 \
-	  --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true --sample_every=100
 	$(PY) run_model_training.py --model=tagger --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/tagger \
 	  --tagger_steps=200 --eval_every=50
-	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=3 --evaluate=true \
+	$(PY) run_model_training.py --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/run --layers_per_stack=10 \
+	  --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=1200 --learning_rate=3e-3 \
+	  --lr_schedule=cosine --warmup_steps=50 --min_learning_rate=1e-4 --max_minutes=7 --eval_every=200 \
+	  --checkpoint_every=600 --valid_windows=32 --genre_conditioning=true --sample_every=400 \
 	  --judge=$(DEMO)/tagger
+	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=3 --evaluate=true \
+	  --judge=$(DEMO)/tagger --streams=12 --temperature=0.9
+	@$(PY) -c "import json; e = json.load(open('$(DEMO)/run/evaluation.json')); \
+	  s = json.load(open('$(DEMO)/generated/generation.json'))['judge_summary']; \
+	  print('demo summary: test %.2f bits/sample (goal <= 2.5), genre accuracy %.2f (goal >= 0.9), flatness ratio %.2f (goal <= 2) over %d clips' \
+	  % (e['test_bits_per_sample'], s['genre_accuracy'], s['flatness_ratio'], s['n_clips']))"
 	@echo "the run's page (listen and look): $(DEMO)/run/report.html"
 
 # Stages 2 and 3 on a real Spark standalone cluster (a master and two workers on 127.0.0.1, pyspark's own

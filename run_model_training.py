@@ -15,10 +15,11 @@ accuracy against the majority baseline).
 Run:
   python run_model_training.py                                   # data/processed -> data/runs/default
   python run_model_training.py --data_dir=data/demo/processed --run_dir=data/demo/run --layers_per_stack=10 \
-      --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=500 --eval_every=50 \
-      --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true \
-      --sample_every=100                                                  # make demo's (~3 min, 2 cores)
-  (the same command again with --steps=1000 resumes that run from its latest checkpoint up to step 1000)
+      --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=1200 --learning_rate=3e-3 \
+      --lr_schedule=cosine --warmup_steps=50 --min_learning_rate=1e-4 --max_minutes=7 --eval_every=200 \
+      --checkpoint_every=600 --valid_windows=32 --genre_conditioning=true --sample_every=400 \
+      --judge=data/demo/tagger                   # make demo's (README: The demo recipe; the tagger first)
+  (the same command again with --steps=2000 resumes that run from its latest checkpoint up to step 2000)
   python run_model_training.py --model=tagger --data_dir=data/demo/processed --run_dir=data/demo/tagger \
       --tagger_steps=200 --eval_every=50      # the genre tagger that judges generated clips (make demo's, ~1 min)
   python run_model_training.py --data_dir=data/demo/processed --run_dir=data/demo/sweep --sweep=sweep.toml  # a sweep
