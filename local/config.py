@@ -252,3 +252,19 @@ def fail(message, status=2):
 def save_config(config, directory, name="config.json"):
     """Write ``config`` as JSON to ``directory/name`` atomically (local.fileio); return the path."""
     return write_json_atomic(os.path.join(directory, name), config)
+
+
+class ModelSettings:
+    """Mixin of the model-description dataclasses (local.wavenet.WaveNetConfig, local.tagger.TaggerConfig): the
+    round trip to ``model.json``'s ``model`` dict, tuples saved as lists."""
+
+    @classmethod
+    def from_json(cls, data):
+        """From ``model.json``'s ``model`` dict (the inverse of :meth:`to_json`); unknown keys are ignored."""
+        import dataclasses
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+    def to_json(self):
+        """The JSON-able dict saved as ``model.json``'s ``model``: every field, tuples as lists."""
+        import dataclasses
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 
-from local.config import ConfigError, StageError, check_minimums
+from local.config import ConfigError, ModelSettings, StageError, check_minimums
 
 KIND = "tagger"
 EMBEDDING_LAYER = "embedding"
@@ -42,7 +42,7 @@ BN_MOMENTUM = 0.9
 
 
 @dataclasses.dataclass(frozen=True)
-class TaggerConfig:
+class TaggerConfig(ModelSettings):
     """The one description of a tagger: what :func:`build_tagger` builds; ``to_json()`` is ``model.json``'s
     ``model`` dict."""
     input_samples: int = 3 ** 9  # samples per window (19,683 = 1.23 s at 16 kHz)
@@ -76,13 +76,6 @@ class TaggerConfig:
                    embedding_size=int(config["tagger_embedding_size"]), dropout=float(config["tagger_dropout"]),
                    n_genres=max(1, int(n_genres)))
 
-    @classmethod
-    def from_json(cls, data):
-        """From ``model.json``'s ``model`` dict (the inverse of :meth:`to_json`)."""
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
-
-    def to_json(self):
-        return {**dataclasses.asdict(self), "channels": list(self.channels)}
 
     @property
     def chance_bits(self):
@@ -267,16 +260,13 @@ def make_train_step(model, optimizer):
     """A compiled ``step(waveform (B, L) float32, genre_id (B,) int32) -> mean cross-entropy in nats``."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
-    def train_step(waveform, genre_id):
-        with tf.GradientTape() as tape:
-            logits = model(waveform, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=genre_id, logits=logits))
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
+    from local.training import gradient_step
 
-    return train_step
+    def loss_of(waveform, genre_id):
+        logits = model(waveform, training=True)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=genre_id, logits=logits))
+
+    return gradient_step(model, optimizer, loss_of)
 
 
 def evaluate_windows(model, waveforms, genre_ids, batch_size):

@@ -442,23 +442,33 @@ def make_optimizer(learning_rate, grad_clip=1.0):
     return keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=grad_clip or None)
 
 
-def make_train_step(model, wavenet_config, optimizer, window, jit_compile=False):
-    """A compiled ``step(features, targets) -> loss in nats``: one Adam update on the window loss.
-
-    features: {"codes": (B, R+W-1) int32, "genre_id": (B,) int32}; targets (B, W) int32.
-    """
+def gradient_step(model, optimizer, loss_of, jit_compile=False):
+    """A compiled ``step(features, targets) -> loss``: one optimizer update of ``model`` on
+    ``loss_of(features, targets)`` (a scalar tensor computed with ``model(..., training=True)``). Every model kind
+    trains through this one step."""
     import tensorflow as tf
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def train_step(features, targets):
         with tf.GradientTape() as tape:
-            logits = model(wavenet_config.model_inputs(features["codes"], features["genre_id"]), training=True)
-            loss = window_loss(targets, logits, window)
+            loss = loss_of(features, targets)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
     return train_step
+
+
+def make_train_step(model, wavenet_config, optimizer, window, jit_compile=False):
+    """A compiled ``step(features, targets) -> loss in nats``: one Adam update on the window loss.
+
+    features: {"codes": (B, R+W-1) int32, "genre_id": (B,) int32}; targets (B, W) int32.
+    """
+    def loss_of(features, targets):
+        logits = model(wavenet_config.model_inputs(features["codes"], features["genre_id"]), training=True)
+        return window_loss(targets, logits, window)
+
+    return gradient_step(model, optimizer, loss_of, jit_compile=jit_compile)
 
 
 def make_eval_step(model, wavenet_config, window):

@@ -29,7 +29,7 @@ else (training, generation, evaluation, the Spark job) asks it instead of re-der
 import dataclasses
 import math
 
-from local.config import ConfigError
+from local.config import ConfigError, ModelSettings
 
 
 def default_dilations(stacks=2, layers_per_stack=10):
@@ -51,7 +51,7 @@ _MINIMUMS = {"filter_width": 2, "residual_channels": 1, "dilation_channels": 1, 
 
 
 @dataclasses.dataclass(frozen=True)
-class WaveNetConfig:
+class WaveNetConfig(ModelSettings):
     """The WaveNet's structure; ``to_json()`` is ``model.json``'s ``model`` dict (keys as in CONTRACTS.md).
 
     dilations  one per layer (a tuple of ints >= 1)
@@ -93,14 +93,6 @@ class WaveNetConfig:
         fields = {f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config}
         return cls(**{**fields, "dilations": dilations, "n_genres": max(1, int(n_genres))})
 
-    @classmethod
-    def from_json(cls, data):
-        """From ``model.json``'s ``model`` dict (the inverse of :meth:`to_json`)."""
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
-
-    def to_json(self):
-        """The JSON-able dict saved as ``model.json``'s ``model``: every field, dilations as a list."""
-        return {**dataclasses.asdict(self), "dilations": list(self.dilations)}
 
     @property
     def receptive_field(self):
