@@ -56,22 +56,43 @@ def _discard(tmp):
 
 
 @contextlib.contextmanager
+def _published(path, *, prepare, sync):
+    """Yield the temp beside ``path`` (``prepare(tmp)`` first); when the block ends, ``sync(tmp)`` and rename
+    it to ``path``. On an error the temp is removed and ``path`` is untouched."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = temp_path_for(path)
+    prepare(tmp)
+    try:
+        yield tmp
+        sync(tmp)
+        if os.path.isdir(path) and not os.path.islink(path) and os.path.isdir(tmp):
+            shutil.rmtree(path)  # a directory is replaced only once the new one is complete
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
+    fsync_dir(parent)
+
+
+def _sync_tree(directory):
+    for name in os.listdir(directory):
+        if os.path.isfile(os.path.join(directory, name)):
+            _fsync_file(os.path.join(directory, name))
+    fsync_dir(directory)
+
+
+def _fresh_dir(tmp):
+    _discard(tmp)
+    os.makedirs(tmp)
+
+
 def atomic_path(path):
     """Yield a temp path beside ``path``; once the block ends without error, sync it and rename it to ``path``.
 
     On an error the temp is removed and ``path`` keeps its old content (or stays absent).
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = temp_path_for(path)
-    try:
-        yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        _discard(tmp)
-        raise
-    fsync_dir(directory)
+    return _published(path, prepare=lambda tmp: None, sync=_fsync_file)
 
 
 @contextlib.contextmanager
@@ -91,30 +112,22 @@ def atomic_write(path, mode="w", encoding="utf-8", newline=None):
                 yield f
 
 
-@contextlib.contextmanager
 def atomic_dir(path):
     """Yield an empty temp directory beside ``path``; when the block ends, sync its files and rename it to ``path``.
 
     An existing ``path`` is replaced only after the new directory is complete.
     """
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = temp_path_for(path)
-    _discard(tmp)
-    os.makedirs(tmp)
+    return _published(path, prepare=_fresh_dir, sync=_sync_tree)
+
+
+def read_json(path, default=None):
+    """The JSON value in ``path``, or ``default`` when the file is missing, unreadable or not JSON (a file that a
+    later write will replace whole, so a damaged one only means "not known yet")."""
     try:
-        yield tmp
-        for name in os.listdir(tmp):
-            if os.path.isfile(os.path.join(tmp, name)):
-                _fsync_file(os.path.join(tmp, name))
-        fsync_dir(tmp)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        _discard(tmp)
-        raise
-    fsync_dir(parent)
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
 
 
 def write_bytes_atomic(path, data):

@@ -151,11 +151,8 @@ def settings_sidecar_path(dataset_dir):
 
 def read_settings_sidecar(path):
     """The settings dict in a :data:`SETTINGS_SIDECAR` file, or None when it is missing or unreadable."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            recorded = json.load(f)
-    except (OSError, ValueError):
-        return None
+    from local.fileio import read_json
+    recorded = read_json(path)
     return recorded if isinstance(recorded, dict) else None
 
 

@@ -18,7 +18,7 @@ import re
 import shutil
 import time
 
-from local.fileio import atomic_dir, remove_stale_temps, write_json_atomic
+from local.fileio import atomic_dir, read_json, remove_stale_temps, write_json_atomic
 
 SAMPLES_DIR = "samples"
 JUDGE_COLUMNS = ("judge_genre_accuracy", "judge_flatness_ratio")  # metrics.csv columns of a judged run
@@ -124,13 +124,7 @@ def read_step_samples(run_dir):
         if not name[5:].isdigit() or not os.path.isdir(path):
             continue
         meta_path = os.path.join(path, "samples.json")
-        meta = None
-        if os.path.isfile(meta_path):
-            try:
-                with open(meta_path, encoding="utf-8") as f:
-                    meta = json.load(f)
-            except (OSError, ValueError):
-                meta = None
+        meta = read_json(meta_path)
         if meta is None:
             wavs = sorted(os.path.basename(p) for p in glob.glob(os.path.join(path, "*.wav")))
             meta = {"clips": [{"genre": w[:-4], "wav": w, "png": w[:-4] + ".png", "problem": ""} for w in wavs]}
