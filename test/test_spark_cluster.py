@@ -10,7 +10,7 @@ import time
 
 import pyarrow.parquet as pq
 
-from helpers import PYTHON, ROOT, make_broken_files, run_script
+from helpers import PYTHON, ROOT, make_audio, make_broken_files, run_script
 from local import dataset_store, preprocessing
 
 STAGE2 = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
@@ -93,7 +93,9 @@ def jvms_below(folder):
 def test_ctrl_c_during_the_demo_stops_the_cluster(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / "manifest.csv").write_text("track_id,genre,path\n")  # a manifest: stage 1 is skipped
+    # a manifest (stage 1 is skipped) of one real track, so stage 2 is still working when Ctrl-C comes
+    make_audio(str(raw / "Tone" / "t1.mp3"), seconds=20.0)
+    (raw / "manifest.csv").write_text("track_id,genre,path\nt1,Tone,Tone/t1.mp3\n")
     out = tmp_path / "out"
     demo = subprocess.Popen([PYTHON, os.path.join(ROOT, "aws", "cluster_demo.py"), f"--raw_dir={raw}",
                              f"--out_dir={out}", "--port=0"], cwd=ROOT, stdout=subprocess.PIPE,
