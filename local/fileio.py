@@ -120,6 +120,15 @@ def atomic_dir(path):
     return _published(path, prepare=_fresh_dir, sync=_sync_tree)
 
 
+def publish_file(src, dst):
+    """Rename the complete file ``src`` to ``dst`` durably (synced, then renamed, then the folder synced): for a
+    file that had to be built under a name of its own, like a resumable download's partial. Returns ``dst``."""
+    _fsync_file(src)
+    os.replace(src, dst)
+    fsync_dir(os.path.dirname(os.path.abspath(dst)))
+    return dst
+
+
 def read_json(path, default=None):
     """The JSON value in ``path``, or ``default`` when the file is missing, unreadable or not JSON (a file that a
     later write will replace whole, so a damaged one only means "not known yet")."""

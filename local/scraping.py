@@ -472,8 +472,6 @@ class WebClient:
                         if deadline is not None and time.monotonic() >= deadline:
                             raise out_of_time() from None
                         raise
-                    f.flush()
-                    os.fsync(f.fileno())
                 if total == 0:
                     raise FetchError("empty response")
                 kind = audio_format(bytes(head))
@@ -483,8 +481,7 @@ class WebClient:
                     raise RetryableError("the resumed file does not match its known sha256: starting over",
                                          wait_seconds=0.0)
                 final = manifest.inside(folder, os.path.join(folder, f"{name}.{kind}"))
-                os.replace(partial, final)
-                return final
+                return fileio.publish_file(partial, final)
             finally:
                 if not keep_partial:
                     remove_quietly(partial)
