@@ -26,7 +26,7 @@ import shutil
 import urllib.parse
 
 from local import samples
-from local.fileio import atomic_path, write_json_atomic, write_text_atomic
+from local.fileio import atomic_path, read_json, write_json_atomic, write_text_atomic
 
 REPORT_NAME = "report.html"
 GENERATIONS_NAME = "generations.json"  # the pointer file: where this run's generation.json files are
@@ -41,11 +41,7 @@ COLORS = {"train": "#1f77b4", "valid": "#ff7f0e", "unigram": "#2ca02c", "uniform
 
 def _read_json(path):
     """The JSON in ``path``, or None when it is missing or unreadable (a page is better than no page)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    return read_json(path)
 
 
 def _finite(value):

@@ -93,17 +93,20 @@ def _plan(path, data, table, defaults):
             if key in source:
                 options[key] = coerce_value(where + key, source.pop(key), SWEEP_OPTIONS[key])
     valid = ", ".join(k for k in defaults if k not in FIXED_KEYS)
+
+    def check_known(key, shown):
+        if key not in defaults:
+            raise ConfigError(f"--sweep {path}: unknown key '{shown}'; valid keys: {valid}")
+
     base = {}
     for key, value in data.items():
-        if key not in defaults:
-            raise ConfigError(f"--sweep {path}: unknown key '{key}'; valid keys: {valid}")
+        check_known(key, key)
         if key == "sweep":
             raise ConfigError(f"--sweep {path}: 'sweep' inside a sweep file is not allowed")
         base[key] = coerce_value(key, value, defaults[key])
     axes = {}
     for key, values in table.items():
-        if key not in defaults:
-            raise ConfigError(f"--sweep {path}: unknown key 'sweep.{key}'; valid keys: {valid}")
+        check_known(key, f"sweep.{key}")
         if key in FIXED_KEYS:
             raise ConfigError(f"--sweep {path}: sweep.{key} cannot vary within a sweep (it is the same for "
                               f"every run); set it as a flat key or on the command line")
