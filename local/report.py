@@ -18,7 +18,6 @@ directory) that :func:`note_generation` keeps, or from write_report's ``generati
 """
 import datetime
 import html
-import json
 import math
 import os
 import re
