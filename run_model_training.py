@@ -13,6 +13,7 @@ Run:
       --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=500 --eval_every=50 \
       --checkpoint_every=250 --valid_windows=32 --genre_conditioning=true     # make demo's (~3 min, 2 cores)
   (the same command again with --steps=1000 resumes that run from its latest checkpoint up to step 1000)
+  python run_model_training.py --data_dir=my/processed --max_minutes=60      # stop after an hour, whatever the step
   python run_model_training.py --help
   tensorboard --logdir data/runs
 
@@ -48,6 +49,7 @@ prefetch_batches = 8  # batches prepared ahead of the training step
 valid_windows = 64  # fixed validation windows drawn from the valid split
 # --- optimizer ---
 steps = 20000  # total training steps (a resumed run continues up to this)
+max_minutes = 0.0  # stop after this many minutes of training in this invocation, whichever of it and `steps` comes first (0 = no limit)
 learning_rate = 1e-3  # Adam step size (peak, after warmup)
 lr_schedule = "constant"  # constant | cosine (decays to min_learning_rate at `steps`)
 warmup_steps = 0  # linear learning-rate warmup, steps
@@ -79,6 +81,8 @@ if layers_per_stack > 0:
     dilations = [2 ** i for i in range(layers_per_stack)] * stacks
 if not dilations or any(d < 1 for d in dilations):
     fail(f"--dilations={','.join(map(str, dilations))}: need at least one layer, every dilation >= 1")
+if max_minutes < 0:
+    fail(f"--max_minutes={max_minutes}: must be >= 0 (0 = no limit)")
 if steps < 0 or learning_rate <= 0 or grad_clip < 0 or valid_windows < 1:
     fail("steps must be >= 0, learning_rate > 0, grad_clip >= 0 and valid_windows >= 1")
 if lr_schedule not in ("constant", "cosine"):
@@ -156,6 +160,8 @@ if step >= steps:
 progress = tqdm(total=steps, initial=step, unit="step", dynamic_ncols=True, disable=step >= steps)
 interval_start = time.perf_counter()
 started = interval_start - state.get("elapsed_seconds", 0.0)  # elapsed time counts across resumes
+deadline = interval_start + 60 * max_minutes if max_minutes > 0 else math.inf  # this invocation's time budget
+out_of_time = False
 while step < steps:
     optimizer.learning_rate.assign(training.learning_rate_at(step, learning_rate, lr_schedule, warmup_steps,
                                                              steps, min_learning_rate))
@@ -174,7 +180,8 @@ while step < steps:
     step += 1
     state["examples_done"] += batch_size
     progress.update(1)
-    if step % eval_every == 0 or step == steps:
+    out_of_time = time.perf_counter() >= deadline  # then this step is the last: evaluated and checkpointed
+    if step % eval_every == 0 or step == steps or out_of_time:
         seconds = time.perf_counter() - interval_start
         samples_per_second = len(losses) * batch_size * window / max(seconds, 1e-9)
         train_bits = float(np.mean(losses))
@@ -202,7 +209,7 @@ while step < steps:
                            f"log2({quantization_channels}) = {uniform_bits:.2f}: the model predicts nothing yet "
                            f"(check the data, try a lower --learning_rate)")
         losses, interval_start = [], time.perf_counter()
-    if step % checkpoint_every == 0 or step == steps:
+    if step % checkpoint_every == 0 or step == steps or out_of_time:
         saved_at = time.perf_counter()
         training.save_checkpoint(run_dir, step, model, optimizer,
                                  {"examples_done": state["examples_done"],
@@ -211,7 +218,12 @@ while step < steps:
                                   "config": config}, keep=keep_checkpoints)
         training.save_model(model, run_dir)
         interval_start += time.perf_counter() - saved_at  # checkpoint time is not training throughput
+    if out_of_time:
+        break
 progress.close()
+if out_of_time:
+    print(f"stopped at step {step} of {steps}: --max_minutes={max_minutes:g} reached (checkpoint, metrics row and "
+          f"model.keras written; rerun to continue)")
 if not os.path.isfile(os.path.join(run_dir, "model.keras")):
     training.save_model(model, run_dir)
 rows = training.read_metrics(run_dir)
