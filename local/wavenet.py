@@ -101,7 +101,9 @@ _DILATED_CONV = []
 
 def dilated_conv_class():
     """The causal dilated convolution as shifted views times one matrix: a Keras layer class, registered as
-    ``waveforms>Conv1D`` (made on first use, so importing this module does not import Keras)."""
+    ``waveforms>Conv1D`` (made on first use, so importing this module does not import Keras): call it before
+    ``keras.models.load_model`` of a model built with ``formulation="shifted"`` (the default models use Keras'
+    own Conv1D and need nothing)."""
     if _DILATED_CONV:
         return _DILATED_CONV[0]
     import keras
