@@ -13,7 +13,12 @@ goal >= 300), batched_samples_per_second (all streams in total, `threads` thread
 batched_one_thread_samples_per_second, max_abs_logit_diff,
 flops_per_sample, fast_gflops, matmul_gflops (numpy float32 1024x1024 on this machine, for context),
 kernel_first_call_seconds (numba compile, or cache load), load_average_1min (before measuring: on a shared
-machine the figures drop with the load; the fast ones are the best of `repeats`).
+machine the figures drop with the load; the fast ones are the best of `repeats`), batched_over_one_stream
+(batched / fast; goal >= 2 for 8 streams on any x86 CPU), cpu (model name), vector_extensions (of the CPU),
+numba_cpu (the target numba compiles for: NUMBA_CPU_NAME or the host's).
+
+To see an AVX2-only CPU on an AVX-512 machine: NUMBA_CPU_NAME=znver2 OPENBLAS_CORETYPE=Zen (numba then emits
+AVX2 code only; OpenBLAS, used by numpy's matmul figure, picks its Zen kernels).
 """
 import json
 import os
@@ -125,6 +130,15 @@ for _ in range(10):
     a @ a
 matmul_gflops = 10 * 2 * 1024 ** 3 / (time.perf_counter() - started) / 1e9
 flops = flops_per_sample(weights)
+cpu, extensions = "unknown", []
+if os.path.isfile("/proc/cpuinfo"):
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    cpu, cpu_flags = info.get("model name", "unknown"), set(info.get("flags", "").split())
+    extensions = [name for name, flag in (("AVX", "avx"), ("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"))
+                  if flag in cpu_flags]
+import llvmlite.binding  # noqa: E402
 print(json.dumps({
     "naive_samples_per_second": round(naive, 2), "fast_samples_per_second": round(fast),
     "speedup": round(fast / naive, 1), "batched_samples_per_second": round(batched), "streams": streams,
@@ -134,4 +148,6 @@ print(json.dumps({
     "batched_gflops": round(flops * batched / 1e9, 2), "matmul_gflops": round(matmul_gflops, 1),
     "kernel_first_call_seconds": round(first_call, 2), "receptive_field": field,
     "real_time_factor_16khz": round(fast / 16000, 2), "load_average_1min": round(load_before, 2),
+    "batched_over_one_stream": round(batched / fast, 2), "cpu": cpu, "vector_extensions": extensions,
+    "numba_cpu": os.environ.get("NUMBA_CPU_NAME") or llvmlite.binding.get_host_cpu_name(),
 }))

@@ -1,4 +1,14 @@
-"""Benchmark stage 3: does the Parquet-fed input pipeline keep the train step busy, and is memory flat?
+"""Benchmark stage 3: how fast is a train step by each formulation, does the Parquet-fed input pipeline keep
+it busy, and is memory flat?
+
+Formulations (issue 11), side by side on the demo model and on the default model (stage 3's config defaults),
+both at `batch_size` x `window`, one Adam step with the window loss: today's layers (Keras' dilated Conv1D,
+plain tf.function = what run_model_training.py runs), the shifted-matmul dilated conv
+(local.wavenet.dilated_conv_class), each again with XLA (jit_compile), and Keras 3 on the JAX backend with
+jax.jit (each formulation; null when jax is not installed). The TensorFlow ones alternate in one process
+(`formulation_rounds` rounds, best round kept: the machine may be shared); JAX runs in its own process
+(Keras picks its backend at import). GFLOP/s = model FLOPs of a training sample (3x the forward pass's
+multiply-adds x 2 over the positions computed) x samples/s, against numpy's float32 1024x1024 matmul rate.
 
 Builds two synthetic processed datasets (real Parquet parts, like stage 2 writes): a small one of
 `tracks` tracks and one 10x larger. For each, a fresh process trains the same model with the real
@@ -7,12 +17,18 @@ same process, on one constant in-memory batch, so the two rates are measured sid
 busy machine. Peak RSS is the process's maximum resident memory over the whole measurement.
 
 Run:
-  .venv/bin/python bench/bench_training.py                    # the demo model (make demo's), ~2-3 min
+  .venv/bin/python bench/bench_training.py                    # the demo model (make demo's), ~5-6 min
+  .venv/bin/python bench/bench_training.py --pipeline=false   # only the formulations (~3 min)
   .venv/bin/python bench/bench_training.py --layers_per_stack=10 --stacks=2 --skip_channels=128 --batch_size=8
 
 Prints one JSON line: steps_per_second_fed, steps_per_second_in_memory, pipeline_efficiency (fed / in
 memory; goal >= 0.95), peak_rss_mb_small, peak_rss_mb_10x, rss_growth (10x / small - 1; goal <= 0.10),
-plus the same rates on the 10x dataset and the settings.
+plus the same rates on the 10x dataset and the settings; and per model (`demo_model`, `default_model`) and
+approach `samples_per_second_<approach>_<model>`, `speedup_<approach>_<model>` (over today's layers),
+`gflops_<approach>_<model>`, and `speedup_demo_model` / `speedup_default_model` /
+`matmul_peak_fraction_demo_model` / `matmul_peak_fraction_default_model` for the step run_model_training.py
+uses (today's layers: no other formulation measured faster here), `fastest_<model>` (approach, ratio),
+`matmul_gflops`, `cpu` and its vector extensions, `load_average_1min`.
 """
 import json
 import os
@@ -47,8 +63,13 @@ warmup_steps = 10  # steps before timing (tracing, first reads)
 rounds = 4  # alternating rounds of fed / in-memory timing
 steps_per_round = 15  # steps timed per round and mode
 seed = 0  # data and weights
+pipeline = True  # measure the Parquet-fed pipeline and memory (the two synthetic datasets)
+formulations = True  # measure the train step's formulations (demo and default model)
+formulation_rounds = 3  # alternating rounds per formulation, the best kept
+formulation_steps = 2  # timed steps per round
 dataset_dir = ""  # where the synthetic datasets go (empty = a temp folder, removed afterwards)
 measure = ""  # internal: the dataset a child process measures
+measure_backend = ""  # internal: tensorflow | jax, the formulations a child process measures
 
 config = configure(globals())
 # -----------------------------------------------------------------------------
@@ -117,8 +138,205 @@ def measure_dataset(directory):
             "train_tracks": len(stream.tracks), "epoch_examples": stream.epoch_examples}
 
 
+MODELS = {  # name -> WaveNetConfig fields besides the bench's channels (both at batch_size x window)
+    "demo_model": dict(dilations=[2 ** i for i in range(10)], skip_channels=64),  # make demo's
+    "default_model": dict(dilations=[2 ** i for i in range(10)] * 2, skip_channels=128),  # stage 3's defaults
+}
+APPROACHES = {"tensorflow": [("today", "keras", False), ("shifted", "shifted", False), ("today_xla", "keras", True),
+                             ("shifted_xla", "shifted", True)],
+              "jax": [("jax", "keras", None), ("jax_shifted", "shifted", None)]}
+
+
+def model_config(settings):
+    """The WaveNetConfig of one of MODELS (genre-conditioned on 3 genres, the bench's channels)."""
+    from local.wavenet import WaveNetConfig
+    return WaveNetConfig(filter_width=filter_width, residual_channels=residual_channels,
+                         dilation_channels=dilation_channels, genre_conditioning=True, n_genres=3, **settings)
+
+
+def model_flops_per_sample(settings, window):
+    """FLOPs of one training sample: 3 x (2 x multiply-adds of the forward pass) over the receptive field +
+    window - 1 positions computed for `window` targets (the backward pass costs about twice the forward)."""
+    from local.wavenet import receptive_field
+    dilations = settings["dilations"]
+    r, d, s, q = residual_channels, dilation_channels, settings["skip_channels"], 256
+    per_position = len(dilations) * (filter_width * r * 2 * d + d * s + d * r) - d * r + s * s + s * q
+    positions = receptive_field(dilations, filter_width) + window - 1
+    return 3 * 2 * per_position * positions / window
+
+
+def batch_for(settings, rng):
+    """One (codes (B, T) int32, genre_id (B,) int32, targets (B, window) int32) batch of random codes."""
+    import numpy as np
+    from local.wavenet import receptive_field
+    positions = receptive_field(settings["dilations"], filter_width) + window - 1
+    return (rng.integers(0, 256, (batch_size, positions)).astype(np.int32),
+            (np.arange(batch_size) % 3).astype(np.int32), rng.integers(0, 256, (batch_size, window)).astype(np.int32))
+
+
+def tensorflow_steps(settings, batch):
+    """{approach: a callable running one train step} on the TensorFlow backend (run_model_training.py's step)."""
+    import keras
+    import tensorflow as tf
+    from local import training
+    from local.wavenet import build_wavenet
+    features = {"codes": tf.constant(batch[0]), "genre_id": tf.constant(batch[1])}
+    targets = tf.constant(batch[2])
+    steps = {}
+    for name, formulation, jit in APPROACHES["tensorflow"]:
+        keras.utils.set_random_seed(seed)
+        wavenet = model_config(settings)
+        model = build_wavenet(wavenet, formulation=formulation)
+        step = training.make_train_step(model, wavenet, training.make_optimizer(1e-3), window, jit_compile=jit)
+        steps[name] = lambda step=step: float(step(features, targets))
+    return steps
+
+
+def jax_steps(settings, batch):
+    """{approach: one jitted train step} on Keras' JAX backend: the same model, loss and Adam (stateless)."""
+    import jax
+    import jax.numpy as jnp
+    import keras
+    from local.wavenet import build_wavenet
+    steps = {}
+    inputs = [jnp.asarray(batch[0]), jnp.asarray(batch[1])]
+    targets = jnp.asarray(batch[2])
+    for name, formulation, _ in APPROACHES["jax"]:
+        keras.utils.set_random_seed(seed)
+        model = build_wavenet(model_config(settings), formulation=formulation)
+        optimizer = keras.optimizers.Adam(1e-3, global_clipnorm=1.0)
+        optimizer.build(model.trainable_variables)
+
+        def loss_of(trainable, non_trainable, model=model):
+            logits, non_trainable = model.stateless_call(trainable, non_trainable, inputs, training=True)
+            logits = logits[:, -window:, :]
+            picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+            return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - picked), non_trainable
+
+        @jax.jit
+        def train_step(trainable, non_trainable, optimizer_state, loss_of=loss_of, optimizer=optimizer):
+            (loss, non_trainable), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable, non_trainable)
+            trainable, optimizer_state = optimizer.stateless_apply(optimizer_state, grads, trainable)
+            return loss, trainable, non_trainable, optimizer_state
+
+        state = [[v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
+                 [v.value for v in optimizer.variables]]
+
+        def run(state=state, train_step=train_step):
+            loss, *state[:] = train_step(*state)
+            return float(loss)
+
+        steps[name] = run
+    return steps
+
+
+def measure_formulations(backend):
+    """{model: {approach: samples/s}}: each approach's steps timed in alternating rounds, the best round kept."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    results = {}
+    for model_name, settings in MODELS.items():
+        steps = (tensorflow_steps if backend == "tensorflow" else jax_steps)(settings, batch_for(settings, rng))
+        for run in steps.values():  # trace / compile, then warm up
+            run()
+            run()
+        best = dict.fromkeys(steps, 0.0)
+        for _ in range(formulation_rounds):
+            for name, run in steps.items():
+                started = time.perf_counter()
+                for _ in range(formulation_steps):
+                    run()
+                best[name] = max(best[name], formulation_steps * batch_size * window /
+                                 (time.perf_counter() - started))
+        results[model_name] = best
+    return results
+
+
+def cpu_description():
+    """(CPU model name, its vector extensions among AVX, AVX2, FMA, AVX-512F) from /proc/cpuinfo."""
+    model, flags = "unknown", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model, [name for name, flag in (("AVX", "avx"), ("AVX2", "avx2"), ("FMA", "fma"),
+                                           ("AVX-512F", "avx512f")) if flag in flags]
+
+
+def matmul_gflops(repeats=5):
+    """numpy float32 1024x1024 matmul rate on this machine (as bench_generation.py measures it), the best of
+    ``repeats`` (a shared machine lowers it, and a low peak would inflate the peak fractions)."""
+    import numpy as np
+    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+    a @ a
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(10):
+            a @ a
+        best = max(best, 10 * 2 * 1024 ** 3 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def child_args():
+    return [f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in config.items()
+            if k not in ("measure", "measure_backend", "dataset_dir")]
+
+
+def formulation_figures():
+    """Measure every formulation (TensorFlow in one child process, JAX in another) and return the JSON keys."""
+    import importlib.util
+    load_before = os.getloadavg()[0]
+    peak_before = matmul_gflops()
+    rates = {}
+    backends = ["tensorflow"] + (["jax"] if importlib.util.find_spec("jax") else [])
+    for backend in backends:
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        child = subprocess.run([sys.executable, os.path.abspath(__file__), *child_args(),
+                                f"--measure_backend={backend}"], capture_output=True, text=True, env=env)
+        if child.returncode != 0:
+            sys.exit(f"error: measuring the {backend} formulations failed:\n{child.stderr[-3000:]}")
+        for model_name, by_approach in json.loads(child.stdout.strip().splitlines()[-1]).items():
+            rates.setdefault(model_name, {}).update(by_approach)
+        print(f"{backend}: {rates}", file=sys.stderr)
+    peak = max(peak_before, matmul_gflops())
+    cpu, extensions = cpu_description()
+    figures = {}
+    for model_name, settings in MODELS.items():
+        flops = model_flops_per_sample(settings, window)
+        today = rates[model_name]["today"]
+        for name in [a for b in APPROACHES.values() for a, _, _ in b]:
+            rate = rates[model_name].get(name)
+            figures[f"samples_per_second_{name}_{model_name}"] = round(rate) if rate else None
+            figures[f"speedup_{name}_{model_name}"] = round(rate / today, 3) if rate else None
+            figures[f"gflops_{name}_{model_name}"] = round(flops * rate / 1e9, 2) if rate else None
+        fastest = max(rates[model_name], key=rates[model_name].get)
+        figures[f"fastest_{model_name}"] = [fastest, round(rates[model_name][fastest] / today, 3)]
+        chosen = rates[model_name]["today"]  # run_model_training.py's step: Keras' conv, no XLA (fastest on TF)
+        figures[f"speedup_{model_name}"] = round(chosen / today, 3)
+        figures[f"matmul_peak_fraction_{model_name}"] = round(flops * chosen / 1e9 / peak, 4)
+        figures[f"train_flops_per_sample_{model_name}"] = round(flops)
+    return {**figures, "matmul_gflops": round(peak, 1), "cpu": cpu, "vector_extensions": extensions,
+            "formulation_batch_size": batch_size, "formulation_window": window,
+            "load_average_1min": round(load_before, 2)}
+
+
+if measure_backend:
+    print(json.dumps(measure_formulations(measure_backend)))
+    sys.exit(0)
 if measure:
     print(json.dumps(measure_dataset(measure)))
+    sys.exit(0)
+
+figures = formulation_figures() if formulations else {}
+if not pipeline:
+    print(json.dumps(figures))
     sys.exit(0)
 
 root = dataset_dir or tempfile.mkdtemp(prefix="bench_training_")
@@ -130,9 +348,7 @@ try:
             started = time.perf_counter()
             make_dataset(directory, n_tracks, seed)
             print(f"{name}: {n_tracks} tracks written in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        args = [f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in config.items()
-                if k not in ("measure", "dataset_dir")]
-        child = subprocess.run([sys.executable, os.path.abspath(__file__), *args, f"--measure={directory}"],
+        child = subprocess.run([sys.executable, os.path.abspath(__file__), *child_args(), f"--measure={directory}"],
                                capture_output=True, text=True)
         if child.returncode != 0:
             sys.exit(f"error: measuring {directory} failed:\n{child.stderr[-3000:]}")
@@ -154,5 +370,5 @@ print(json.dumps({
     "train_tracks_small": small["train_tracks"], "train_tracks_10x": large["train_tracks"],
     "samples_per_second_fed": round(small["steps_per_second_fed"] * batch_size * window),
     "batch_size": batch_size, "window": window, "layers": layers_per_stack * stacks,
-    "residual_channels": residual_channels, "skip_channels": skip_channels,
+    "residual_channels": residual_channels, "skip_channels": skip_channels, **figures,
 }))

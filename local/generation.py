@@ -10,9 +10,9 @@ Any ``filter_width`` >= 2 works: tap j of a layer with dilation d reads the ring
 exactly what Keras' causal Conv1D does; the taps are stacked so a layer's dilated convolution is one product.
 Genre conditioning is a constant per stream, folded into each layer's convolution bias. The skip
 convolutions of all layers are one product of the concatenated gates. Several streams (independent clips)
-run at once: each thread takes a block of streams and multiplies the whole block by each weight matrix with
-one BLAS call (np.dot inside numba), so a weight read from cache serves them all; for a single stream a
-plain loop that LLVM vectorizes beats the call. Weights and activations are float32 (fastmath).
+run at once: each thread takes a block of streams and multiplies the whole block by each weight matrix in
+one loop (:func:`_mm`) where each weight row, once in L1, serves every stream of the block; no BLAS call
+(its fixed cost equals the product's on so few rows). Weights and activations are float32 (fastmath).
 
 Usage::
 
@@ -70,17 +70,32 @@ def _next_uniform(rng, b):
 
 @njit(**_JIT)
 def _mm(x, w, y):
-    """y (n, out) = x (n, in) @ w (in, out). BLAS for a block of streams; for one stream a loop that LLVM
-    vectorizes beats a BLAS call, whose fixed cost is as large as the product itself."""
-    if x.shape[0] == 1:
-        for o in range(w.shape[1]):
-            y[0, o] = 0.0
-        for i in range(x.shape[1]):
-            xv = x[0, i]
-            for o in range(w.shape[1]):
-                y[0, o] += xv * w[i, o]
-    else:
-        np.dot(x, w, y)
+    """y (n, out) = x (n, in) @ w (in, out) for a few rows (streams), without BLAS.
+
+    Four weight rows at a time serve every stream while they sit in L1, and each output row is loaded and
+    stored once per four multiply-adds; the loop over ``out`` is what LLVM vectorizes (AVX2 or AVX-512).
+    A BLAS call per product cost as much as the product itself on 1-8 rows: on an AVX2-only target
+    (NUMBA_CPU_NAME=znver2, OPENBLAS_CORETYPE=Zen) this loop ran 2-5x faster than OpenBLAS's sgemm for
+    4-8 rows and 1.5-5x faster than the one-row loop it replaces for one.
+    """
+    n_in = x.shape[1]
+    n_out = w.shape[1]
+    for b in range(x.shape[0]):
+        for o in range(n_out):
+            y[b, o] = 0.0
+    i = 0
+    while i + 4 <= n_in:
+        for b in range(x.shape[0]):
+            x0, x1, x2, x3 = x[b, i], x[b, i + 1], x[b, i + 2], x[b, i + 3]
+            for o in range(n_out):
+                y[b, o] += x0 * w[i, o] + x1 * w[i + 1, o] + x2 * w[i + 2, o] + x3 * w[i + 3, o]
+        i += 4
+    while i < n_in:
+        for b in range(x.shape[0]):
+            xv = x[b, i]
+            for o in range(n_out):
+                y[b, o] += xv * w[i, o]
+        i += 1
 
 
 @njit(inline="always", **_JIT)

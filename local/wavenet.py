@@ -126,10 +126,24 @@ class WaveNetConfig(ModelSettings):
         return [codes, genre_ids]
 
 
-def build_wavenet(config):
-    """Build the WaveNet of ``config`` (a :class:`WaveNetConfig`) as a Keras functional model (uncompiled)."""
+FORMULATIONS = ("keras", "shifted")
+
+
+def build_wavenet(config, formulation="keras"):
+    """Build the WaveNet of ``config`` (a :class:`WaveNetConfig`) as a Keras functional model (uncompiled).
+
+    ``formulation`` is a build option, not part of the model's description (not in ``model.json``): it only
+    changes how ``layer{i}_conv`` computes (same weights, same outputs to float rounding): "keras" = Keras' own
+    dilated Conv1D; "shifted" = :func:`dilated_conv_class` (shifted views times one matrix). Keras' stays the
+    default: with TensorFlow 2.19's oneDNN convolution it has almost no dilation penalty, and the
+    matrix-product form was 2.6x slower per layer (fwd+bwd, one thread, 4x3023x32 -> 64: 4.0-4.4 ms against
+    11.3-11.6 ms; bench/bench_training.py compares the whole models).
+    """
     import keras
     from keras import layers, ops
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation={formulation!r}: expected one of {FORMULATIONS}")
+    dilated_conv = dilated_conv_class() if formulation == "shifted" else layers.Conv1D
 
     dilation_channels, n_layers = config.dilation_channels, config.n_layers
     codes = keras.Input(shape=(None,), dtype="int32", name="codes")
@@ -142,8 +156,8 @@ def build_wavenet(config):
         genre = layers.Embedding(config.n_genres, config.genre_channels, name="genre_embedding")(genre_id)
     skips = []
     for i, dilation in enumerate(config.dilations):
-        z = layers.Conv1D(2 * dilation_channels, config.filter_width, dilation_rate=dilation, padding="causal",
-                          name=f"layer{i}_conv")(x)
+        z = dilated_conv(2 * dilation_channels, config.filter_width, dilation_rate=dilation, padding="causal",
+                         name=f"layer{i}_conv")(x)
         if genre is not None:
             condition = layers.Dense(2 * dilation_channels, use_bias=False, name=f"layer{i}_cond")(genre)
             z = z + ops.expand_dims(condition, 1)  # the same genre vector at every time step
@@ -155,3 +169,51 @@ def build_wavenet(config):
     hidden = ops.relu(layers.Conv1D(config.skip_channels, 1, name="postprocess1")(total))
     logits = layers.Conv1D(config.quantization_channels, 1, name="postprocess2")(hidden)
     return keras.Model(inputs, logits, name="wavenet")
+
+
+_DILATED_CONV = []
+
+
+def dilated_conv_class():
+    """The causal dilated convolution as shifted views times one matrix: a Keras layer class, registered as
+    ``waveforms>Conv1D`` (made on first use, so importing this module does not import Keras): call it before
+    ``keras.models.load_model`` of a model built with ``formulation="shifted"`` (the default models use Keras'
+    own Conv1D and need nothing)."""
+    if _DILATED_CONV:
+        return _DILATED_CONV[0]
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="waveforms")
+    class Conv1D(keras.layers.Conv1D):
+        """Keras' causal ``Conv1D`` (same config, weights and outputs), computed as k shifted views of the
+        input concatenated on channels times the kernel reshaped to (k * in, filters): one matrix product.
+
+        Issue 11's candidate against TensorFlow's space-to-batch path for dilated convolutions (tensorflow
+        issue 37883); measured slower than TensorFlow 2.19's oneDNN convolution on a CPU (see
+        :func:`build_wavenet`), so only bench/bench_training.py builds it by default. The class is named ``Conv1D`` on purpose:
+        a model's weight file names its layers by class (``layers/conv1d_3/vars/0``), so checkpoints written
+        with the stock layer load into this one and back.
+        """
+
+        def call(self, inputs):
+            if (self.padding != "causal" and self.kernel_size != (1,)) or self.strides != (1,) or \
+                    self.data_format != "channels_last":
+                return super().call(inputs)
+            width, dilation = self.kernel_size[0], self.dilation_rate[0]
+            span = (width - 1) * dilation
+            padded = ops.pad(inputs, [[0, 0], [span, 0], [0, 0]]) if span else inputs
+            # tap j reads x[t - (width-1-j) * dilation], as the causal convolution's kernel row j does
+            taps = [padded[:, j * dilation:(j * dilation - span) or None, :] for j in range(width)]
+            stacked = ops.concatenate(taps, axis=-1) if width > 1 else taps[0]
+            kernel = ops.reshape(self.kernel, (width * self.kernel.shape[1], self.filters))
+            # as one 2-D product: TensorFlow's broadcasting batch matmul of (B, T, C) by (C, F) is slower
+            batch, steps = ops.shape(stacked)[0], ops.shape(stacked)[1]
+            outputs = ops.reshape(ops.matmul(ops.reshape(stacked, (-1, width * self.kernel.shape[1])), kernel),
+                                  (batch, steps, self.filters))
+            if self.use_bias:
+                outputs = outputs + self.bias
+            return self.activation(outputs) if self.activation is not None else outputs
+
+    _DILATED_CONV.append(Conv1D)
+    return Conv1D

@@ -220,6 +220,21 @@ def test_train_then_resume_matches_one_straight_run_and_refuses_another_model(tm
     assert changed.stderr.strip().count("\n") == 0 and "residual_channels: 8 -> 16" in changed.stderr
 
 
+def test_max_minutes_stops_early_with_checkpoint_metrics_row_and_model(tmp_path):
+    import keras
+    data_dir = write_tone_dataset(tmp_path / "data")
+    run_dir = str(tmp_path / "run")
+    result = train(data_dir, run_dir, "--steps=100000", "--eval_every=1000", "--checkpoint_every=1000",
+                   "--max_minutes=0.002")  # 0.12 s: over after the first few steps
+    step = training.latest_checkpoint(run_dir)[0]
+    assert 1 <= step < 100000
+    assert f"stopped at step {step}: --max_minutes=0.002 reached" in result.stdout + result.stderr
+    assert training.read_metrics(run_dir)[-1]["step"] == step  # the row of the last step, off the eval grid
+    keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    resumed = train(data_dir, run_dir, f"--steps={step + 2}", "--eval_every=1000", "--checkpoint_every=1000")
+    assert "stopped at" not in resumed.stdout + resumed.stderr and training.latest_checkpoint(run_dir)[0] == step + 2
+
+
 def test_stuck_warning_then_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     data_dir = write_tone_dataset(tmp_path / "data")
     run_dir = str(tmp_path / "run")

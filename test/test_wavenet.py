@@ -83,6 +83,34 @@ def test_save_and_load_without_custom_objects(tmp_path):
                                                        "postprocess1", "postprocess2"}
 
 
+@pytest.mark.parametrize("filter_width", [2, 3])
+def test_shifted_formulation_equals_keras_conv_and_shares_its_weights(tmp_path, filter_width):
+    from local import generation
+    dilations = [1, 2, 4, 16]
+    config = WaveNetConfig(dilations, filter_width, genre_conditioning=True, n_genres=2, **TINY)
+    stock = build_wavenet(config)
+    shifted = build_wavenet(config, formulation="shifted")  # a build option: the same WaveNetConfig
+    rng = np.random.default_rng(3)
+    stock.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in stock.get_weights()])
+    weights_path = str(tmp_path / "stock.weights.h5")
+    stock.save_weights(weights_path)  # a checkpoint of the stock layers loads into the shifted model
+    shifted.load_weights(weights_path)
+    codes = rng.integers(0, 32, 300)
+    expected = outputs(stock, codes, 1)
+    np.testing.assert_allclose(outputs(shifted, codes, 1), expected, atol=1e-4)
+    assert type(shifted.get_layer("layer3_conv")) is not type(stock.get_layer("layer3_conv"))
+    path = str(tmp_path / "shifted.keras")
+    shifted.save(path)
+    loaded = keras.models.load_model(path)  # registered: no custom_objects needed
+    assert type(loaded.get_layer("layer3_conv")) is type(shifted.get_layer("layer3_conv"))
+    np.testing.assert_allclose(outputs(loaded, codes, 1), expected, atol=1e-4)
+    from_json = keras.models.model_from_json(shifted.to_json())  # how Elephas's workers rebuild it
+    from_json.set_weights(shifted.get_weights())
+    np.testing.assert_allclose(outputs(from_json, codes, 1), expected, atol=1e-4)
+    weights = generation.fold_weights(loaded, config)  # the fast generator reads it as it reads the stock layers
+    assert weights["dilations"].tolist() == dilations and weights["filter_width"] == filter_width
+
+
 def train(model, config, inputs, targets, genres, *, window, steps, learning_rate=1e-2, batch_size=8, seed=0):
     """A few hundred Adam steps on random batches of fixed examples; returns the last losses (bits)."""
     optimizer = training.make_optimizer(learning_rate)
