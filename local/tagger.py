@@ -283,14 +283,11 @@ def evaluate_windows(model, waveforms, genre_ids, batch_size):
 def usable_splits(index, input_samples, data_dir, sample_rate):
     """(train rows, valid rows) of a dataset index holding at least one window of ``input_samples``; StageError
     when a split has none or the train tracks are all of one genre."""
-    from local import dataset
+    from local import training
     # receptive_field=1, window=L: the WaveNet's reader then yields windows of exactly L codes (targets unused)
-    train, _ = dataset.usable_tracks(dataset.split_tracks(index, "train"), 1, input_samples)
-    valid, _ = dataset.usable_tracks(dataset.split_tracks(index, "valid"), 1, input_samples)
-    if not train or not valid:
-        raise StageError(f"{data_dir}: a tagger needs train and valid tracks longer than --tagger_input_samples="
-                         f"{input_samples} samples ({input_samples / sample_rate:.2f} s); it has {len(train)} train "
-                         f"and {len(valid)} valid: add tracks or lower --tagger_input_samples")
+    train, valid = training.usable_splits(index, 1, input_samples, data_dir, sample_rate,
+                                          length_keys="1 + tagger_input_samples",
+                                          fix="lower --tagger_input_samples")
     if len({r["genre_id"] for r in train}) < 2:
         raise StageError(f"{data_dir}: its train tracks are all of one genre: a tagger needs at least two")
     return train, valid

@@ -93,11 +93,13 @@ def check_dataset(info, data_dir, quantization_channels, stage2="run_transformat
     return list(info["genres"]), int(info["sample_rate"])
 
 
-def usable_splits(index, receptive_field, window, data_dir, sample_rate):
+def usable_splits(index, receptive_field, window, data_dir, sample_rate, *,
+                  length_keys="receptive_field + window", fix="lower --window / the dilations"):
     """(train rows, valid rows) of a dataset index long enough for one example (local.dataset.usable_tracks).
 
     Raises StageError when either split has none (a dataset of under two tracks is told that no valid split
-    exists, not to lower --window); prints a note on the train tracks too short to use.
+    exists, not to lower --window); prints a note on the train tracks too short to use. ``length_keys`` and
+    ``fix`` name, in that message, the keys that set an example's length (another model kind's own).
     """
     from local import checks, dataset
     problem = checks.split_problem(len(index), len(dataset.split_tracks(index, "train")),
@@ -108,9 +110,9 @@ def usable_splits(index, receptive_field, window, data_dir, sample_rate):
     valid, _ = dataset.usable_tracks(dataset.split_tracks(index, "valid"), receptive_field, window)
     span = receptive_field + window
     if not train or not valid:
-        raise StageError(f"{data_dir}: needs train and valid tracks longer than receptive_field + window = {span} "
+        raise StageError(f"{data_dir}: needs train and valid tracks longer than {length_keys} = {span} "
                          f"samples ({span / sample_rate:.2f} s); it has {len(train)} train and {len(valid)} valid: "
-                         f"add tracks or lower --window / the dilations")
+                         f"add tracks or {fix}")
     if too_short:
         print(f"note: {len(too_short)} train tracks shorter than {span} samples are not used")
     return train, valid
