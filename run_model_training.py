@@ -60,7 +60,7 @@ valid_windows = 64  # fixed validation windows drawn from the valid split
 steps = 20000  # total training steps (a resumed run continues up to this)
 max_minutes = 0.0  # also stop after this many minutes of training, counted across resumes (0 = no limit)
 learning_rate = 1e-3  # Adam step size (peak, after warmup)
-lr_schedule = "constant"  # constant | cosine (decays to min_learning_rate at `steps`)
+lr_schedule = "constant"  # constant | cosine (decays to min_learning_rate at `steps`, or at max_minutes if sooner)
 warmup_steps = 0  # linear learning-rate warmup, steps
 min_learning_rate = 1e-5  # the cosine schedule's final value
 grad_clip = 1.0  # clip the global gradient norm to this (0 = off)
@@ -121,10 +121,10 @@ def train_one(config):
                             n_valid=len(valid_tracks), n_valid_windows=config["valid_windows"])
           + "; baselines: " + ", ".join(f"{k} {v:.2f}" for k, v in baselines.items()) + " bits/sample")
 
-    def learning_rate(step):
+    def learning_rate(step, time_fraction=0.0):
         return training.learning_rate_at(step, config["learning_rate"], schedule=config["lr_schedule"],
                                          warmup_steps=config["warmup_steps"], total_steps=config["steps"],
-                                         min_learning_rate=config["min_learning_rate"])
+                                         min_learning_rate=config["min_learning_rate"], time_fraction=time_fraction)
 
     page_callbacks = report.report_callbacks(task.model, run_dir, sample_every=config["sample_every"],
                                              sample_seconds=config["sample_seconds"], seed=config["seed"],

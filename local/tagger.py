@@ -358,10 +358,10 @@ def train_tagger(config):
           f"{config['valid_windows']} valid windows, genres: {', '.join(genres)}; chance "
           f"{tagger_config.chance_bits:.2f} bits/window")
 
-    def learning_rate(step):
+    def learning_rate(step, time_fraction=0.0):
         return training.learning_rate_at(step, config["learning_rate"], schedule=config["lr_schedule"],
                                          warmup_steps=config["warmup_steps"], total_steps=steps,
-                                         min_learning_rate=config["min_learning_rate"])
+                                         min_learning_rate=config["min_learning_rate"], time_fraction=time_fraction)
 
     writer = training.tensorboard_writer(run_dir)
     try:

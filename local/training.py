@@ -497,13 +497,15 @@ def evaluate_bits(eval_step, valid_set, batch_size):
 
 
 def learning_rate_at(step, learning_rate, *, schedule="constant", warmup_steps=0, total_steps=1,
-                     min_learning_rate=0.0):
+                     min_learning_rate=0.0, time_fraction=0.0):
     """The learning rate for ``step`` (0-based): linear warmup over ``warmup_steps``, then ``constant`` or
-    ``cosine`` decay to ``min_learning_rate`` at ``total_steps``."""
+    ``cosine`` decay to ``min_learning_rate`` at ``total_steps`` or when ``time_fraction`` (the share of
+    ``--max_minutes`` used, 0 without a time budget) reaches 1, whichever comes first: a run stopped by its
+    time budget still ends on a decayed rate, not halfway down a schedule laid out for more steps."""
     if warmup_steps > 0 and step < warmup_steps:
         return learning_rate * (step + 1) / warmup_steps
     if schedule == "cosine":
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        progress = min(1.0, max((step - warmup_steps) / max(1, total_steps - warmup_steps), time_fraction))
         return min_learning_rate + 0.5 * (learning_rate - min_learning_rate) * (1 + math.cos(math.pi * progress))
     return learning_rate
 
@@ -671,8 +673,9 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
 
     Every ``eval_every`` steps (and at the end) a metrics row is written (:func:`record_evaluation`) after
     the ``on_evaluate`` callbacks (:class:`Evaluation`) added their columns; every ``checkpoint_every``
-    steps (and at the end) a checkpoint and model.keras (:func:`save_progress`). ``learning_rate_at(step)``
-    sets the optimizer's rate before each step. Raises StageError (status 1) when the input pipeline fails
+    steps (and at the end) a checkpoint and model.keras (:func:`save_progress`).
+    ``learning_rate_at(step, time_fraction)`` sets the optimizer's rate before each step; ``time_fraction`` is
+    the share of ``max_minutes`` used so far (0 when there is no time budget). Raises StageError (status 1) when the input pipeline fails
     or the loss stops being finite.
     """
     import tensorflow as tf
@@ -692,7 +695,8 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
     try:
         while step < steps:
             if learning_rate_at is not None:
-                task.optimizer.learning_rate.assign(learning_rate_at(step))
+                time_fraction = (time.perf_counter() - started) / (60 * max_minutes) if max_minutes > 0 else 0.0
+                task.optimizer.learning_rate.assign(learning_rate_at(step, time_fraction))
             try:
                 features, targets = next(batches)
             except tf.errors.OpError as e:  # the input thread failed: say why in one line

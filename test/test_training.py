@@ -87,6 +87,14 @@ def test_learning_rate_schedule():
     assert training.learning_rate_at(0, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(1.0)
     assert training.learning_rate_at(50, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(0.55)
     assert training.learning_rate_at(100, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(0.1)
+    # a time budget half used is half the cosine, however few steps are done; the further of the two counts
+    assert training.learning_rate_at(10, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1,
+                                     time_fraction=0.5) == pytest.approx(0.55)
+    assert training.learning_rate_at(50, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1,
+                                     time_fraction=0.1) == pytest.approx(0.55)
+    assert training.learning_rate_at(1, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1,
+                                     time_fraction=1.2) == pytest.approx(0.1)
+    assert training.learning_rate_at(1, 1.0, schedule="constant", time_fraction=0.9) == 1.0
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------
@@ -319,3 +327,12 @@ def test_the_loop_stops_on_its_time_budget_and_callbacks_add_metrics_columns(tmp
     assert training.latest_checkpoint(run_dir)[0] == 1 and os.path.isfile(os.path.join(run_dir, "model.keras"))
     with open(os.path.join(run_dir, "metrics.csv")) as f:  # extra columns after the standard ones
         assert f.readline().strip().split(",")[-1] == "judge_genre_accuracy"
+
+    # the schedule is told how much of the time budget is used, counted across resumes: 30 s of 60 already
+    state = training.resume(run_dir, task.model, task.optimizer)
+    state["elapsed_seconds"] = 30.0
+    fractions = []
+    training.train(task, run_dir, state, config=config, steps=3, eval_every=100, checkpoint_every=100,
+                   keep_checkpoints=2, max_minutes=1.0,
+                   learning_rate_at=lambda step, time_fraction: fractions.append(time_fraction) or 1e-3)
+    assert len(fractions) == 2 and 0.5 <= fractions[0] < fractions[1] < 1.0, fractions
