@@ -3,6 +3,8 @@
 (aws/spark_training.py) with ``spark-submit --master spark://127.0.0.1:7077 --py-files waveforms.zip`` as on
 EMR, stop the cluster (also on a failure or Ctrl-C), then run stage 4 (run_model_predictions.py) on the run
 directory. Stage 1's demo corpus is made first when ``raw_dir`` has none.
+A run after a ``kill -9`` of an earlier one on the same ``out_dir`` first stops the JVMs that one left
+(their pids are in ``out_dir/work/cluster-processes.json``; aws/local_cluster.py).
 
 Run:
   python aws/cluster_demo.py

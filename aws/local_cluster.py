@@ -10,7 +10,15 @@ aws/cluster_demo.py (``make cluster-demo``) and the tests' cluster fixture both 
 
     with StandaloneCluster(work_dir, workers=2) as cluster:
         submit(cluster, "aws/spark_preprocessing.py", ["--raw_dir=...", "--out_dir=..."])
+
+The JVMs run in sessions of their own (a Ctrl-C reaches only the Python that started them, which then stops
+them in order), so a kill -9 of that Python leaves them running. Their pids are kept in
+``work_dir/cluster-processes.json`` while they run, and the next start on the same ``work_dir`` stops exactly
+those processes (the same pid *and* start time, never another process that got the pid since) before it starts
+its own. The work_dir is locked (local/locks.py) while a cluster runs, so a second start on it is refused and
+never takes a live cluster for a leftover.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -18,11 +26,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT_S = 120  # the JVMs start in 5-15 s on 2 busy cores; more means something is wrong
+STOP_GRACE_S = 20  # SIGTERM to SIGKILL; a worker stops its executors and exits in 1-3 s
+PROCESSES_NAME = "cluster-processes.json"  # in work_dir: the process groups a running cluster started
 
 
 class ClusterError(RuntimeError):
@@ -82,24 +93,48 @@ class StandaloneCluster:
         self.master_url = f"spark://127.0.0.1:{self.port}"
         self.ui_port = free_port()
         self.processes = []
+        self.lock = None
 
     def launch(self, name, java_class, args):
         os.makedirs(os.path.join(self.work_dir, "logs"), exist_ok=True)
-        log = open(os.path.join(self.work_dir, "logs", f"{name}.log"), "ab")
-        # its own session: a Ctrl-C reaches this process, whose stop() then ends the JVMs in order
-        process = subprocess.Popen([os.path.join(spark_home(), "bin", "spark-class"), java_class, *args],
-                                   cwd=self.work_dir, env=daemon_env(self.work_dir), stdout=log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        self.processes.append((name, process))
+        env = daemon_env(self.work_dir)
+        with open(os.path.join(self.work_dir, "logs", f"{name}.log"), "ab") as log, signals_held():
+            # its own session: a Ctrl-C reaches this process, whose stop() then ends the JVMs in order
+            process = subprocess.Popen([os.path.join(spark_home(), "bin", "spark-class"), java_class, *args],
+                                       cwd=self.work_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            self.remember(name, process)
         return process
 
+    def remember(self, name, process):
+        """Keep ``process`` (the leader of a session of its own) in the list the next start stops if this
+        Python dies before :meth:`stop`."""
+        self.processes.append((name, process))
+        self.write_processes()
+
+    def forget(self, process):
+        self.processes = [(name, p) for name, p in self.processes if p is not process]
+        self.write_processes()
+
+    def write_processes(self):
+        from local.fileio import write_json_atomic
+        records = [{"name": name, "pid": p.pid, "start_ticks": start_ticks(p.pid)} for name, p in self.processes]
+        write_json_atomic(os.path.join(self.work_dir, PROCESSES_NAME), records)
+
     def start(self):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                raise ClusterError(f"port {self.port} on 127.0.0.1 is taken (another Spark master?): "
-                                   f"stop it or pass --port=ANOTHER")
+        from local.locks import LockHeld, acquire_lock
         try:
+            self.lock = acquire_lock(self.work_dir, "a Spark standalone cluster")
+        except LockHeld as e:
+            raise ClusterError(str(e)) from None
+        try:
+            stopped = stop_leftovers(self.work_dir)
+            if stopped:
+                print(f"stopped {len(stopped)} processes a killed earlier run left ({', '.join(stopped)})", flush=True)
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    raise ClusterError(f"port {self.port} on 127.0.0.1 is taken (another Spark master, not started "
+                                       f"from {self.work_dir}?): stop it or pass --port=ANOTHER")
             self.launch("master", "org.apache.spark.deploy.master.Master",
                         ["--host", "127.0.0.1", "--port", str(self.port), "--webui-port", str(self.ui_port)])
             for k in range(self.workers):
@@ -143,7 +178,7 @@ class StandaloneCluster:
                 process.send_signal(signal.SIGTERM)
         for name, process in reversed(self.processes):
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
@@ -154,12 +189,106 @@ class StandaloneCluster:
             except (ProcessLookupError, PermissionError):
                 pass
         self.processes = []
+        if self.lock is not None:
+            try:
+                os.remove(os.path.join(self.work_dir, PROCESSES_NAME))
+            except FileNotFoundError:
+                pass
+            self.lock.release()
+            self.lock = None
 
     def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc):
         self.stop()
+
+
+@contextlib.contextmanager
+def signals_held(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Hold Ctrl-C and SIGTERM while a child is started and recorded, then deliver them (once each, to the
+    handlers that were there). One arriving inside ``Popen`` would raise there, after the fork, and lose the
+    child: Popen returns nothing to stop. An ignored signal stays ignored (the child inherits that); outside
+    the main thread nothing is held (Python runs handlers there only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught, previous = [], {}
+    for signum in signums:
+        if signal.getsignal(signum) not in (signal.SIG_IGN, None):
+            previous[signum] = signal.signal(signum, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
+
+
+def proc_stat(pid):
+    """(state, process group, start time in clock ticks after boot) of process ``pid`` from /proc/PID/stat, or
+    None when there is none. The pid with its start time names one process, never a later one given that pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name before ")" may hold spaces
+        return fields[0], int(fields[2]), int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def start_ticks(pid):
+    stat = proc_stat(pid)
+    return stat and stat[2]
+
+
+def group_alive(pgid):
+    """Whether a process that is not a zombie is in process group ``pgid``."""
+    for name in os.listdir("/proc"):
+        stat = proc_stat(name) if name.isdigit() else None
+        if stat and stat[1] == pgid and stat[0] != "Z":
+            return True
+    return False
+
+
+def ours(record):
+    """Whether the process group of ``record`` ({"pid", "start_ticks"}) still runs and is the one we started:
+    its leader is the very process (same start time), or the leader is gone and members of its group remain
+    (Linux gives no new process a pid that is still some group's id)."""
+    leader = proc_stat(record["pid"])
+    if leader is not None and leader[2] != record["start_ticks"]:
+        return False  # another process got the pid
+    return group_alive(record["pid"])
+
+
+def stop_leftovers(work_dir, grace_s=STOP_GRACE_S):
+    """Stop the process groups a cluster started from ``work_dir`` left when its Python was killed (the list it
+    kept in ``work_dir``), SIGTERM then SIGKILL after ``grace_s``; return their names. Call it holding the
+    work_dir's lock: then whoever wrote the list is dead. A process that is not the one listed is left alone."""
+    from local.fileio import read_json
+    path = os.path.join(work_dir, PROCESSES_NAME)
+    records = read_json(path, default=[])
+    records = [r for r in (records if isinstance(records, list) else []) if isinstance(r, dict) and
+               isinstance(r.get("pid"), int) and r["pid"] > 1 and isinstance(r.get("start_ticks"), int)]
+    stopped = []
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        running = [r for r in records if ours(r)]
+        for record in running:
+            try:
+                os.killpg(record["pid"], sig)
+                if sig == signal.SIGTERM:
+                    stopped.append(f"{record.get('name', '?')} pid {record['pid']}")
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace_s
+        while running and time.monotonic() < deadline:
+            time.sleep(0.2)
+            running = [r for r in running if ours(r)]
+        if not running:
+            break
+    if os.path.exists(path):
+        os.remove(path)
+    return stopped
 
 
 def write_code_zip(path):
@@ -188,18 +317,25 @@ def submit(cluster, script, args, code_zip=None, executor_memory="768m", timeout
                "--conf", f"spark.executorEnv.TF_CPP_MIN_LOG_LEVEL={env['TF_CPP_MIN_LOG_LEVEL']}",
                os.path.join(ROOT, script), *args]
     pipe = subprocess.PIPE if capture else None
-    # its own process group, ended as a whole (the JVM and its Python driver) on Ctrl-C, a kill or a timeout
-    process = subprocess.Popen(command, cwd=ROOT, env=env, text=True, stdout=pipe, stderr=pipe,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process = None
     try:
+        with signals_held():
+            # its own process group, ended as a whole (the JVM and its Python driver) on Ctrl-C, a kill or a timeout
+            process = subprocess.Popen(command, cwd=ROOT, env=env, text=True, stdout=pipe, stderr=pipe,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            cluster.remember(f"spark-submit {os.path.basename(script)}", process)  # a kill -9 here leaves it too
         stdout, stderr = process.communicate(timeout=timeout_s)
     except BaseException:
-        end_process_group(process)
+        if process is not None:
+            end_process_group(process)
         raise
+    finally:
+        if process is not None:
+            cluster.forget(process)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
-def end_process_group(process, grace_s=20):
+def end_process_group(process, grace_s=STOP_GRACE_S):
     """SIGTERM to ``process``'s group (it was started in a session of its own), SIGKILL after ``grace_s``."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:

@@ -6,6 +6,7 @@ is never collected on it. Executors return rows of :data:`local.dataset_store.TR
 writes as ``<out_dir>/tracks/part-*.parquet`` (visible only once the job commits); then ``dataset.json`` and
 ``failures.csv`` are written as the local stage writes them.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from pyspark.accumulators import AccumulatorParam
 
 from aws import spark_io
 from local import dataset_store as store
-from local import manifest, preprocessing
+from local import locks, manifest, preprocessing
 
 
 UNREAD_REASON = ("not read: Spark's file source skips names starting with '_' or '.' (rename the file), "
@@ -241,7 +242,28 @@ def preprocess_spark(spark, raw_dir, out_dir, *, partitions=0, **dataset_keys):
     manifest's sha256), the settings are checked against the rows', and only genres with a kept track get an
     id. Returns the same summary dict as the local stage, plus ``decode_core_seconds``: the executors' time
     spent decoding (one core each), which is what a cluster of N cores divides by N.
+
+    One writer per out_dir, as on the local stage: a local (or file:) ``out_dir`` is locked with the local
+    stage's lock (:mod:`local.locks`, the same file, so a local and a Spark stage 2 refuse each other too); a
+    second writer gets :class:`local.locks.LockHeld`, one line (:func:`out_dir_lock`).
     """
+    with out_dir_lock(out_dir):
+        return preprocess_spark_unlocked(spark, raw_dir, out_dir, partitions=partitions, **dataset_keys)
+
+
+def out_dir_lock(out_dir):
+    """The local stage's lock on a local (or ``file:``) ``out_dir`` (:func:`local.locks.acquire_lock`, "stage 2":
+    the same file, so a local and a Spark stage 2 refuse each other too), as a context manager; raises
+    :class:`local.locks.LockHeld` while another live process holds it. An hdfs:// or s3:// out_dir is not
+    locked: a flock reaches no other machine and S3 has no lock, so two jobs on one remote out_dir are the
+    caller's to avoid."""
+    if spark_io.is_uri(out_dir) and not out_dir.startswith("file:"):
+        return contextlib.nullcontext()
+    return locks.acquire_lock(out_dir[len("file:"):] if out_dir.startswith("file:") else out_dir, "stage 2")
+
+
+def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, **dataset_keys):
+    """:func:`preprocess_spark` for a caller that holds :func:`out_dir_lock`."""
     settings, splits = preprocessing.stage_settings(**dataset_keys)
     with spark_io.LocalStage() as stage_dir:
         try:

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import make_audio, make_broken_files, run_script
-from local import dataset_store, preprocessing
+from local import dataset_store, locks, preprocessing
 
 SETTINGS = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
                 min_seconds=0.5, valid_fraction=0.2, test_fraction=0.2, split_seed=3)
@@ -85,7 +85,8 @@ def test_uris_manifest_rerun_and_changed_file(spark, tmp_path):
                                                                    preprocessing.MISSING_REASON)]
     assert failures(str(out)) == failures(str(tmp_path / "local"))
     assert json.load(open(out / "dataset.json"))["tracks"] == local["dataset"]["tracks"]
-    assert not [n for n in os.listdir(out) if n.startswith(".")]  # no temp or .crc files left beside them
+    # no temp or .crc files left beside them; the lock file stays, as the local stage's does (local/locks.py)
+    assert [n for n in os.listdir(out) if n.startswith(".")] == [locks.LOCK_NAME]
 
     parts_before = dataset_store.list_parts(str(out))
     again = preprocess_spark(spark, raw_uri, out_uri, **SETTINGS)
@@ -231,3 +232,26 @@ def test_the_file_decides_unchanged_paths_outside_raw_dir_and_settings_from_the_
                                                  **dict(SETTINGS, trim_silence=False))):
         with pytest.raises(ValueError, match="holds tracks made with (min_seconds=0.5|trim_silence=True)"):
             job()
+
+
+def test_a_second_writer_on_a_local_out_dir_is_refused_as_on_the_local_stage(spark, tmp_path, capsys):
+    import signal
+
+    from aws import spark_dataset, spark_preprocessing
+    from test_locks import hold_lock
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    make_audio(str(raw / "Folk" / "f0.mp3"), seconds=1.0)
+    holder = hold_lock(out)  # a local stage 2 (or another Spark job) writing there now
+    try:
+        with pytest.raises(SystemExit) as stop:
+            spark_preprocessing.main([f"--raw_dir={raw}", f"--out_dir={out}", "--min_seconds=0.5"])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and f"in use by process {holder.pid}" in err, err
+        assert sorted(os.listdir(out)) == [locks.LOCK_NAME]  # the refused run wrote nothing, not even config.json
+        with pytest.raises(ValueError, match="in use by process"):  # a file: URI is the same folder
+            spark_dataset.preprocess_spark(spark, str(raw), f"file://{out}", min_seconds=0.5)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    summary = spark_dataset.preprocess_spark(spark, str(raw), str(out), min_seconds=0.5)  # the holder is gone
+    assert summary["processed"] == 1
