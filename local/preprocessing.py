@@ -625,19 +625,21 @@ def run_inputs(inputs, settings, workers=1, progress=True):
     bar = tqdm(total=len(inputs), desc="preprocess", unit="track", disable=not progress, file=sys.stderr)
     per_batch = max(1, min(8, -(-len(inputs) // max(1, 2 * workers))))  # enough batches to keep all busy
     jobs = [(batch, settings) for batch in batches(inputs, file_size, max_files=per_batch)]
+
+    def hand_over(results):  # keeps no reference: a long track's codes are freed before the next one is decoded
+        results.reverse()
+        while results:
+            yield results.pop()
+            bar.update()
     if workers <= 1:
         for job in jobs:
-            for result in process_batch(*job):
-                yield result
-                bar.update()
+            yield from hand_over(process_batch(*job))
     else:
         import multiprocessing
         with multiprocessing.Pool(workers) as pool:
             # in input order (sorted by genre): a new genre gets its id when its first track is kept
             for results in pool.imap(process_batch_star, jobs, chunksize=1):
-                for result in results:
-                    yield result
-                    bar.update()
+                yield from hand_over(results)
     bar.close()
 
 
@@ -864,6 +866,7 @@ def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress
             fingerprints.remember(item["path"], item.get("stat"), item["sha256"])
             processed += 1
             with_libsndfile += track.get("decoder") == LIBSNDFILE
+            del track  # its codes go now, not after the next input is decoded
     fingerprints.save()
 
     dataset = dataset_info(store.read_index(out_dir), genres, settings, splits)
