@@ -110,6 +110,8 @@ class CellParquetWriter:
     """
 
     def __init__(self, path, schema):
+        for field in schema:
+            _schema_element(field)  # raises TypeError for a type it does not write
         self.schema = schema
         self.file = open(path, "wb")
         self.file.write(MAGIC)
