@@ -15,7 +15,7 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from local import fileio
+from local import fileio, parquet_cells
 from local.config import StageError
 
 TRACK_SCHEMA = pa.schema([
@@ -130,7 +130,6 @@ class PartWriter:
         self.open_parts = {}  # "small" / "big" -> [writer, ExitStack of its atomic_path, rows, codes bytes]
 
     def _open(self, kind):
-        from local import parquet_cells
         stamp = time.strftime("%Y%m%dT%H%M%S")
         final_path = os.path.join(self.directory, f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
         part = contextlib.ExitStack()
@@ -200,6 +199,16 @@ def one_row_table(row, schema):
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def binary_cells(column):
+    """The cells of a binary (chunked) array as memoryviews of its own buffer, without copying them."""
+    import numpy as np
+    for chunk in getattr(column, "chunks", [column]):
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset:chunk.offset + len(chunk) + 1]
+        data = memoryview(chunk.buffers()[2] or b"")
+        for start, end in zip(offsets[:-1], offsets[1:]):
+            yield data[start:end]
+
+
 def drop_tracks(dataset_dir, track_ids):
     """Rewrite (atomically, part by part) every part holding one of ``track_ids`` without those rows."""
     track_ids = set(track_ids)
@@ -213,12 +222,20 @@ def drop_tracks(dataset_dir, track_ids):
             reader = pq.ParquetFile(part)
             metadata = reader.schema_arrow.metadata  # the part keeps the settings its rows were made with
             schema = TRACK_SCHEMA.with_metadata(metadata) if metadata else TRACK_SCHEMA
-            with fileio.atomic_path(part) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            cells = parquet_cells.wrote(reader.metadata)  # a part of long tracks stays one: pyarrow would copy them
+            with fileio.atomic_path(part) as tmp, (parquet_cells.CellParquetWriter(tmp, schema) if cells else
+                                                   pq.ParquetWriter(tmp, schema, compression="zstd")) as writer:
                 for group in range(reader.num_row_groups):
                     table = reader.read_row_group(group)
                     mask = [tid not in track_ids for tid in table.column("track_id").to_pylist()]
-                    if any(mask):
-                        writer.write_table(table.filter(pa.array(mask)).cast(schema))
+                    if not any(mask):
+                        continue
+                    kept = table.filter(pa.array(mask)).cast(schema)
+                    if cells:
+                        for row, codes in zip(kept.drop_columns(["codes"]).to_pylist(), binary_cells(kept["codes"])):
+                            writer.write_row(dict(row, codes=codes))
+                    else:
+                        writer.write_table(kept)
         checksum = os.path.join(os.path.dirname(part), f".{os.path.basename(part)}.crc")
         if os.path.exists(checksum):  # Hadoop's checksum of the old bytes (a part Spark wrote) is now wrong
             os.remove(checksum)

@@ -93,6 +93,11 @@ def _plain_prefix(field_type, value):
     return struct.pack("<I", cell.nbytes), cell
 
 
+def wrote(metadata):
+    """True when this writer wrote the Parquet file of ``metadata`` (a pq.FileMetaData)."""
+    return metadata.created_by == CREATED_BY
+
+
 def arrow_footer_metadata(schema):
     """The key-value metadata pyarrow writes for ``schema`` (``ARROW:schema`` and the schema's own), so that
     pyarrow reads this writer's files back with the very same schema."""

@@ -107,6 +107,17 @@ def test_streamed_stage_gives_the_dataset_of_whole_decoding(tmp_path, monkeypatc
             preprocessing.SETTINGS_METADATA_KEY]}
     again = preprocessing.preprocess(str(raw), str(tmp_path / "streamed"), **keys)  # a rerun: all done already
     assert (again["processed"], again["skipped"]) == (0, 4)
+    # a long file changes: its old row leaves the part of long tracks, which stays one (drop_tracks)
+    make_audio(str(raw / "Rock" / "long0.mp3"), seconds=6.5, freq_hz=300.0, seed=9)
+    changed = preprocessing.preprocess(str(raw), str(tmp_path / "streamed"), **keys)
+    monkeypatch.undo()
+    whole = preprocessing.preprocess(str(raw), str(tmp_path / "whole"), **keys)
+    assert (changed["processed"], changed["skipped"]) == (whole["processed"], whole["skipped"]) == (1, 3)
+    codes = dataset_codes(str(tmp_path / "streamed"))
+    assert codes == dataset_codes(str(tmp_path / "whole")) and len(codes) == 4
+    for row in store.read_index(str(tmp_path / "streamed")):
+        wrote_cells = parquet_cells.wrote(pq.ParquetFile(row["part"]).metadata)
+        assert wrote_cells == (row["track_id"] != "short"), row
 
 
 def test_cell_writer_refuses_what_it_cannot_write(tmp_path):
