@@ -47,14 +47,17 @@ def cpu_seconds():
 
 GROWTH_GOAL_BYTES_PER_SAMPLE = 1.0  # issue 12: memory grows with a file's length by its codes only
 RSS_CHILD = """
-import resource, sys
+import sys
 sys.path.insert(0, sys.argv[1])
 from local import preprocessing
 if sys.argv[4] == "whole":
     preprocessing.STREAM_ABOVE_BYTES = 1 << 62
 summary = preprocessing.preprocess(sys.argv[2], sys.argv[3], sample_rate=8000, workers=1, progress=False)
 assert summary["processed"] >= 1 and not summary["failed"], summary["failed"]
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, summary["dataset"]["n_samples"])
+# VmHWM, not ru_maxrss: a child's ru_maxrss keeps its parent's peak across fork and exec (the full bench's
+# parent had ~500 MB, and every figure read 496.6 MB)
+peak_kb = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+print(peak_kb / 1024, summary["dataset"]["n_samples"])
 """
 
 
