@@ -175,7 +175,10 @@ class PartWriter:
             self.close()
             return
         for writer, part, _, _ in self.open_parts.values():  # a part in progress is not trusted: its temp goes
-            writer.close() if isinstance(writer, pq.ParquetWriter) else writer.discard()
+            if isinstance(writer, pq.ParquetWriter):
+                writer.close()
+            else:
+                writer.discard()
             part.__exit__(kind, error, trace)
         self.open_parts = {}
 

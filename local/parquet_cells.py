@@ -177,4 +177,7 @@ class CellParquetWriter:
         return self
 
     def __exit__(self, kind, error, trace):
-        self.close() if kind is None else self.discard()
+        if kind is None:
+            self.close()
+        else:
+            self.discard()
