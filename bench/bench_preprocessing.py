@@ -10,7 +10,10 @@ Prints one JSON line: realtime_factor_1_worker, realtime_factor_2_workers, scali
 each kept busy (ffmpeg's threads included), and for the resampler choice the seconds per clip of each step
 (ffmpeg decode, soxr HQ in numpy, ffmpeg's own soxr); and peak_rss_mb_<N>_min: the peak RSS of a fresh
 process running stage 2 (1 worker) on one N-minute file (22,050 Hz mono 16-bit WAV of tone + noise, codes at
-8 kHz: 0.48 MB of codes per minute), streamed; peak_rss_mb_<N>_min_whole: the same file decoded whole.
+8 kHz: 0.48 MB of codes per minute), streamed; peak_rss_mb_<N>_min_whole: the same file decoded whole;
+peak_rss_mb_<N>_min_twice: two such files (of the longest length) in one run (the first's codes must be freed
+before the second is decoded); growth_bytes_per_sample: (peak RSS of the longest - of the shortest) / (their
+difference in samples), with growth_goal_bytes_per_sample: the codes themselves, 1 byte per sample.
 """
 import json
 import os
@@ -42,26 +45,31 @@ def cpu_seconds():
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+GROWTH_GOAL_BYTES_PER_SAMPLE = 1.0  # issue 12: memory grows with a file's length by its codes only
 RSS_CHILD = """
-import resource, sys
+import sys
 sys.path.insert(0, sys.argv[1])
 from local import preprocessing
 if sys.argv[4] == "whole":
     preprocessing.STREAM_ABOVE_BYTES = 1 << 62
 summary = preprocessing.preprocess(sys.argv[2], sys.argv[3], sample_rate=8000, workers=1, progress=False)
-assert summary["processed"] == 1, summary["failed"]
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, summary["dataset"]["n_samples"])
+assert summary["processed"] >= 1 and not summary["failed"], summary["failed"]
+# VmHWM, not ru_maxrss: a child's ru_maxrss keeps its parent's peak across fork and exec (the full bench's
+# parent had ~500 MB, and every figure read 496.6 MB)
+peak_kb = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+print(peak_kb / 1024, summary["dataset"]["n_samples"])
 """
 
 
 def long_file_rss(work_dir, long_minutes, whole_minutes):
     """{figure: value} of the peak RSS (MB) of stage 2, in a fresh process, on one long file (22,050 Hz mono
     WAV of a tone and noise) per length in ``long_minutes``; those in ``whole_minutes`` also decoded whole
-    (the path before streaming), for comparison."""
+    (the path before streaming), for comparison; the longest also twice in one run. With the RSS growth per
+    sample between the shortest and the longest."""
     import wave
 
     import numpy as np
-    figures = {}
+    figures, samples, peaks = {}, {}, {}
     rng = np.random.default_rng(0)
     for minutes in long_minutes:
         raw_long = os.path.join(work_dir, f"long{minutes}", "Mix")
@@ -75,17 +83,27 @@ def long_file_rss(work_dir, long_minutes, whole_minutes):
                 t = np.arange(60 * rate) / rate
                 y = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * rng.standard_normal(len(t))
                 w.writeframes((y * 32767).astype("<i2").tobytes())
-        for mode in ("stream", "whole") if minutes in whole_minutes else ("stream",):
+        modes = ["stream"] + ["whole"] * (minutes in whole_minutes) + ["twice"] * (minutes == max(long_minutes))
+        for mode in modes:
+            if mode == "twice":
+                shutil.copy(os.path.join(raw_long, "mix.wav"), os.path.join(raw_long, "mix2.wav"))
             out_dir = os.path.join(work_dir, f"out-long{minutes}-{mode}")
             done = subprocess.run([sys.executable, "-c", RSS_CHILD, os.path.dirname(os.path.dirname(
                 os.path.abspath(__file__))), os.path.dirname(raw_long), out_dir, mode],
                 capture_output=True, text=True, check=True)
             rss_mb, n_samples = done.stdout.split()
-            suffix = "" if mode == "stream" else "_whole"
+            suffix = {"stream": "", "whole": "_whole", "twice": "_twice"}[mode]
             figures[f"peak_rss_mb_{minutes}_min{suffix}"] = round(float(rss_mb), 1)
-            figures[f"codes_mb_{minutes}_min"] = round(int(n_samples) / 1e6, 1)
+            if mode == "stream":
+                figures[f"codes_mb_{minutes}_min"] = round(int(n_samples) / 1e6, 1)
+                samples[minutes], peaks[minutes] = int(n_samples), float(rss_mb) * (1 << 20)
             shutil.rmtree(out_dir)
         shutil.rmtree(os.path.dirname(raw_long))
+    shortest, longest = min(long_minutes), max(long_minutes)
+    if longest > shortest:
+        figures["growth_bytes_per_sample"] = round(
+            (peaks[longest] - peaks[shortest]) / (samples[longest] - samples[shortest]), 2)
+        figures["growth_goal_bytes_per_sample"] = GROWTH_GOAL_BYTES_PER_SAMPLE
     return figures
 
 

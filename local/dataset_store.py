@@ -15,7 +15,7 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from local import fileio
+from local import fileio, parquet_cells
 from local.config import StageError
 
 TRACK_SCHEMA = pa.schema([
@@ -107,11 +107,18 @@ def read_dataset_json(dataset_dir):
     return info
 
 
+BIG_CELL_BYTES = 4 << 20  # a track with more codes than this (4.4 min at 16 kHz) is written by parquet_cells
+
+
 class PartWriter:
     """Append tracks to Parquet parts, each written under a temp name and renamed into place when complete.
 
     ``rows_per_part`` bounds how much work a kill can lose; each track is one row group. Use it as a context
     manager: the part in progress is finished when the block ends, and discarded when it ends in an error.
+    A track above :data:`BIG_CELL_BYTES` of codes goes to a part of long tracks of its own, written by
+    :class:`local.parquet_cells.CellParquetWriter` (codes uncompressed, straight from their buffer: pyarrow's
+    writer would hold 3 more copies of them, measured; see :mod:`local.parquet_cells`); the rest go through
+    pyarrow with zstd. Both kinds of part have the same schema and metadata and read alike.
     """
 
     def __init__(self, dataset_dir, rows_per_part=64, max_part_bytes=256 << 20, metadata=None):
@@ -120,31 +127,45 @@ class PartWriter:
         self.schema = TRACK_SCHEMA.with_metadata(metadata) if metadata else TRACK_SCHEMA
         os.makedirs(self.directory, exist_ok=True)
         self.rows_per_part, self.max_part_bytes = rows_per_part, max_part_bytes
-        self.writer, self.part, self.rows, self.bytes = None, None, 0, 0
+        self.open_parts = {}  # "small" / "big" -> [writer, ExitStack of its atomic_path, rows, codes bytes]
+
+    def _open(self, kind):
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        final_path = os.path.join(self.directory, f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
+        part = contextlib.ExitStack()
+        path = part.enter_context(fileio.atomic_path(final_path))
+        if kind == "big":
+            writer = parquet_cells.CellParquetWriter(path, self.schema)
+        else:
+            small = [name for name in self.schema.names if name != "codes"]
+            # no dictionary and no min/max statistics for the codes: each would hold another copy of a track
+            writer = pq.ParquetWriter(path, self.schema, compression="zstd", use_dictionary=small,
+                                      write_statistics=small)
+        self.open_parts[kind] = [writer, part, 0, 0]
+        return self.open_parts[kind]
 
     def write(self, row):
         """Write one track (a dict with the :data:`TRACK_SCHEMA` columns) as its own row group."""
-        if self.writer is None:
-            stamp = time.strftime("%Y%m%dT%H%M%S")
-            final_path = os.path.join(self.directory, f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
-            self.part = contextlib.ExitStack()
-            small = [name for name in self.schema.names if name != "codes"]
-            # no dictionary and no min/max statistics for the codes: each would hold another copy of a track
-            self.writer = pq.ParquetWriter(self.part.enter_context(fileio.atomic_path(final_path)), self.schema,
-                                           compression="zstd", use_dictionary=small, write_statistics=small)
-            self.rows, self.bytes = 0, 0
-        self.writer.write_table(one_row_table(row, self.schema))
-        self.rows += 1
-        self.bytes += len(row["codes"])
-        if self.rows >= self.rows_per_part or self.bytes >= self.max_part_bytes:
-            self.close()
+        kind = "big" if len(row["codes"]) > BIG_CELL_BYTES else "small"
+        entry = self.open_parts.get(kind) or self._open(kind)
+        if kind == "big":
+            entry[0].write_row(row)
+        else:
+            entry[0].write_table(one_row_table(row, self.schema))
+        entry[2] += 1
+        entry[3] += len(row["codes"])
+        if entry[2] >= self.rows_per_part or entry[3] >= self.max_part_bytes:
+            self._finish(kind)
+
+    def _finish(self, kind):
+        writer, part, _, _ = self.open_parts.pop(kind)
+        writer.close()
+        part.close()  # atomic_path: sync, rename
 
     def close(self):
-        """Finish the current part and rename it into place (a no-op when none is open)."""
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-            self.part.close()  # atomic_path: sync, rename
+        """Finish the parts in progress and rename them into place (a no-op when none is open)."""
+        for kind in list(self.open_parts):
+            self._finish(kind)
 
     def __enter__(self):
         return self
@@ -152,10 +173,14 @@ class PartWriter:
     def __exit__(self, kind, error, trace):
         if kind is None:
             self.close()
-        elif self.writer is not None:  # the part in progress is not trusted: its temp goes
-            self.writer.close()
-            self.writer = None
-            self.part.__exit__(kind, error, trace)
+            return
+        for writer, part, _, _ in self.open_parts.values():  # a part in progress is not trusted: its temp goes
+            if isinstance(writer, pq.ParquetWriter):
+                writer.close()
+            else:
+                writer.discard()
+            part.__exit__(kind, error, trace)
+        self.open_parts = {}
 
 
 def remove_stale_temps(dataset_dir):
@@ -177,6 +202,16 @@ def one_row_table(row, schema):
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def binary_cells(column):
+    """The cells of a binary (chunked) array as memoryviews of its own buffer, without copying them."""
+    import numpy as np
+    for chunk in getattr(column, "chunks", [column]):
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset:chunk.offset + len(chunk) + 1]
+        data = memoryview(chunk.buffers()[2] or b"")
+        for start, end in zip(offsets[:-1], offsets[1:]):
+            yield data[start:end]
+
+
 def drop_tracks(dataset_dir, track_ids):
     """Rewrite (atomically, part by part) every part holding one of ``track_ids`` without those rows."""
     track_ids = set(track_ids)
@@ -190,12 +225,20 @@ def drop_tracks(dataset_dir, track_ids):
             reader = pq.ParquetFile(part)
             metadata = reader.schema_arrow.metadata  # the part keeps the settings its rows were made with
             schema = TRACK_SCHEMA.with_metadata(metadata) if metadata else TRACK_SCHEMA
-            with fileio.atomic_path(part) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            cells = parquet_cells.wrote(reader.metadata)  # a part of long tracks stays one: pyarrow would copy them
+            with fileio.atomic_path(part) as tmp, (parquet_cells.CellParquetWriter(tmp, schema) if cells else
+                                                   pq.ParquetWriter(tmp, schema, compression="zstd")) as writer:
                 for group in range(reader.num_row_groups):
                     table = reader.read_row_group(group)
                     mask = [tid not in track_ids for tid in table.column("track_id").to_pylist()]
-                    if any(mask):
-                        writer.write_table(table.filter(pa.array(mask)).cast(schema))
+                    if not any(mask):
+                        continue
+                    kept = table.filter(pa.array(mask)).cast(schema)
+                    if cells:
+                        for row, codes in zip(kept.drop_columns(["codes"]).to_pylist(), binary_cells(kept["codes"])):
+                            writer.write_row(dict(row, codes=codes))
+                    else:
+                        writer.write_table(kept)
         checksum = os.path.join(os.path.dirname(part), f".{os.path.basename(part)}.crc")
         if os.path.exists(checksum):  # Hadoop's checksum of the old bytes (a part Spark wrote) is now wrong
             os.remove(checksum)
