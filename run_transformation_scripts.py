@@ -40,15 +40,16 @@ rows_per_part = 64  # tracks per Parquet part file (a killed run loses at most t
 def main(argv=None):
     """Stage 2: check the config, record it, decode what is new under raw_dir into out_dir, say what happened."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
-    from local import preprocessing  # numpy and friends: only after --help has had its chance
+    from local import locks, preprocessing  # numpy and friends: only after --help has had its chance
     try:
         preprocessing.check_config(config)
         preprocessing.check_raw_dir(config["raw_dir"])
-        save_config(config, config["out_dir"])
-        summary = preprocessing.preprocess(config["raw_dir"], config["out_dir"], workers=config["workers"],
-                                           rows_per_part=config["rows_per_part"],
-                                           **preprocessing.dataset_keys(config))
-    except ValueError as e:  # a ConfigError, or an out_dir holding a dataset made with other settings
+        with locks.acquire_lock(config["out_dir"], "stage 2"):  # before config.json: a refused run writes nothing
+            save_config(config, config["out_dir"])
+            summary = preprocessing.preprocess_locked(config["raw_dir"], config["out_dir"], workers=config["workers"],
+                                                      rows_per_part=config["rows_per_part"],
+                                                      **preprocessing.dataset_keys(config))
+    except ValueError as e:  # a ConfigError, a LockHeld, or an out_dir holding a dataset made with other settings
         fail(str(e))
     print("\n".join(preprocessing.summary_lines(summary)))
 

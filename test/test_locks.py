@@ -56,6 +56,19 @@ def test_a_second_stage2_run_on_one_out_dir_is_refused_and_rows_are_never_double
     assert again.returncode == 0 and "0 tracks processed, 6 already done" in again.stdout
 
 
+def test_a_refused_stage2_run_writes_nothing_not_even_its_config(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    make_audio(str(raw / "Rock" / "r0.mp3"), seconds=1.0)
+    holder = hold_lock(out)
+    try:
+        refused = run_script("run_transformation_scripts.py", f"--raw_dir={raw}", f"--out_dir={out}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert refused.returncode == 2 and f"in use by process {holder.pid}" in refused.stderr, refused.stderr
+    assert sorted(os.listdir(out)) == [locks.LOCK_NAME]  # the running writer's config.json is its own
+
+
 def test_a_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "out"
     make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.5)
