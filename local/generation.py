@@ -56,7 +56,18 @@ _B0, _B2, _B4, _B6 = 4.89352518554385e-03, 2.26843463243900e-03, 1.1853470568665
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
-_LANES = 8  # floats per vector of the product kernel: an AVX2 register (AVX-512 CPUs run it as well)
+
+
+def _compile_target_has_avx512():
+    """Whether numba compiles for a CPU with AVX-512 (its features: NUMBA_CPU_FEATURES, else the host's)."""
+    import llvmlite.binding
+    features = numba.core.config.CPU_FEATURES or llvmlite.binding.get_host_cpu_features().flatten()
+    return "+avx512f" in features.split(",")
+
+
+# The product kernel's vector (floats) and block shape for the compile target. AVX2 has 16 vector registers:
+# 4 rows x 3 vectors = 12 accumulators. AVX-512 has 32 of 16 floats: 8 rows x 2 vectors = 16 accumulators.
+_LANES, _BLOCK_ROWS, _BLOCK_VECTORS = (16, 8, 2) if _compile_target_has_avx512() else (8, 4, 3)
 
 
 @njit(**_JIT)
@@ -209,19 +220,24 @@ def _gemm(x, w, init, y):
                        y_addr + 4 * o, y_stride, 1, 4)
             o += 4 * _LANES
     else:
-        while o + 3 * _LANES <= n_out:
+        while o + _BLOCK_VECTORS * _LANES <= n_out:
             b = 0
+            while b + _BLOCK_ROWS <= n:
+                _fma_block(x_addr + 4 * b * x_stride, x_stride, w_addr + 4 * o, w_stride, n_in,
+                           init_addr + 4 * (b * init_stride + o), init_stride, y_addr + 4 * (b * y_stride + o),
+                           y_stride, _BLOCK_ROWS, _BLOCK_VECTORS)
+                b += _BLOCK_ROWS
             while b + 4 <= n:
                 _fma_block(x_addr + 4 * b * x_stride, x_stride, w_addr + 4 * o, w_stride, n_in,
                            init_addr + 4 * (b * init_stride + o), init_stride, y_addr + 4 * (b * y_stride + o),
-                           y_stride, 4, 3)
+                           y_stride, 4, _BLOCK_VECTORS)
                 b += 4
             while b < n:
                 _fma_block(x_addr + 4 * b * x_stride, x_stride, w_addr + 4 * o, w_stride, n_in,
                            init_addr + 4 * (b * init_stride + o), init_stride, y_addr + 4 * (b * y_stride + o),
-                           y_stride, 1, 3)
+                           y_stride, 1, _BLOCK_VECTORS)
                 b += 1
-            o += 3 * _LANES
+            o += _BLOCK_VECTORS * _LANES
     while o + _LANES <= n_out:
         b = 0
         while b + 4 <= n:
