@@ -13,13 +13,14 @@ goal >= 300), batched_samples_per_second (all streams in total, `threads` thread
 batched_one_thread_samples_per_second, max_abs_logit_diff,
 flops_per_sample, fast_gflops, matmul_gflops (numpy float32 1024x1024 on this machine, for context),
 kernel_first_call_seconds (numba compile, or cache load), load_average_1min (before measuring: on a shared
-machine the figures drop with the load; the fast ones are the best of `repeats`), batched_over_one_stream
-(batched / fast; goal >= 2 for 8 streams on any x86 CPU), cpu (model name), vector_extensions (of the CPU),
-numba_cpu and target (what numba compiled for), kernel_vector_registers (the widest registers in the
-compiled kernel: zmm = AVX-512, ymm = AVX2), openblas_core (the kernels numpy's OpenBLAS picked),
-fast_cpu_samples_per_second and batched_one_thread_cpu_samples_per_second (the same one-thread runs timed
-in the thread's CPU time: steadier than wall time on a shared machine), batched_one_thread_over_one_stream
-(their ratio).
+machine the figures drop with the load; the fast ones are the best of `repeats` interleaved rounds),
+batched_over_one_stream (batched / fast; goal >= 2 for 8 streams on any x86 CPU),
+batched_one_thread_over_one_stream (the same on one thread: what batching alone gains, also where the two
+"cores" are one core's hyperthreads), fast_cpu_samples_per_second, batched_one_thread_cpu_samples_per_second
+and batched_one_thread_over_one_stream_cpu (the one-thread runs timed in the thread's CPU time: steadier than
+wall time on a shared machine), cpu (model name), vector_extensions (of the CPU), numba_cpu and target (what
+numba compiled for), kernel_vector_floats (the product kernel's vector: 16 = AVX-512, 8 = AVX2),
+openblas_core (the kernels numpy's OpenBLAS picked).
 
 Targets (`--targets`, comma-separated; each runs in its own process, the same model and seed):
   host   what numba and OpenBLAS pick for this CPU (the default)
@@ -121,18 +122,25 @@ def genre_ids(n):
     return [k % 3 for k in range(n)] if genre_conditioning else None
 
 
-def rate(n_streams, n_samples, n_threads):
-    """Best total samples/s over `repeats` runs of n_samples per stream: (wall time, this thread's CPU time;
-    the second only means something on one thread, which runs in this thread)."""
-    best, best_cpu = 0.0, 0.0
+def timed_run(n_streams, n_samples, n_threads):
+    """Total samples/s of one run of n_samples per stream: (wall time, this thread's CPU time; the second only
+    means something on one thread, which runs in this thread)."""
+    state = generation.initial_state(weights, genre_ids(n_streams), n_streams=n_streams, seed=seed)
+    started, started_cpu = time.perf_counter(), time.thread_time()
+    generation.generate(weights, state, n_samples, threads=n_threads)
+    cpu_seconds, seconds = time.thread_time() - started_cpu, time.perf_counter() - started
+    return n_streams * n_samples / seconds, n_streams * n_samples / max(cpu_seconds, 1e-9)
+
+
+def best_rates(runs):
+    """The best of `repeats` rounds of each (name, n_streams, n_samples, threads), the rounds interleaved so a
+    change in the machine's load touches every figure alike: {name: (wall samples/s, CPU-time samples/s)}."""
+    best = {name: (0.0, 0.0) for name, *_ in runs}
     for _ in range(repeats):
-        state = generation.initial_state(weights, genre_ids(n_streams), n_streams=n_streams, seed=seed)
-        started, started_cpu = time.perf_counter(), time.thread_time()
-        generation.generate(weights, state, n_samples, threads=n_threads)
-        cpu_seconds, seconds = time.thread_time() - started_cpu, time.perf_counter() - started
-        best = max(best, n_streams * n_samples / seconds)
-        best_cpu = max(best_cpu, n_streams * n_samples / max(cpu_seconds, 1e-9))
-    return best, best_cpu
+        for name, *run in runs:
+            wall, cpu = timed_run(*run)
+            best[name] = (max(best[name][0], wall), max(best[name][1], cpu))
+    return best
 
 
 started = time.perf_counter()
@@ -142,9 +150,11 @@ generation.generate(weights, generation.initial_state(weights, genre_ids(streams
 first_call = time.perf_counter() - started
 
 load_before = os.getloadavg()[0]  # other processes' work: this machine may be shared
-fast, fast_cpu = rate(1, int(fast_seconds * 16000), 1)
-batched, _ = rate(streams, int(fast_seconds * 16000 / 2), threads)
-batched_one_thread, batched_one_thread_cpu = rate(streams, int(fast_seconds * 16000 / 2), 1)
+rates = best_rates([("fast", 1, int(fast_seconds * 16000), 1),
+                    ("batched", streams, int(fast_seconds * 16000 / 2), threads),
+                    ("batched_one_thread", streams, int(fast_seconds * 16000 / 2), 1)])
+(fast, fast_cpu), (batched, _), (batched_one_thread, batched_one_thread_cpu) = (
+    rates["fast"], rates["batched"], rates["batched_one_thread"])
 
 # Exactness on the sequence the kernel itself sampled: its logits against the full forward pass.
 state = generation.initial_state(weights, genre_ids(2), n_streams=2, seed=seed)
@@ -177,16 +187,10 @@ if os.path.isfile("/proc/cpuinfo"):
     extensions = [name for name, flag in (("AVX", "avx"), ("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"))
                   if flag in cpu_flags]
 import llvmlite.binding  # noqa: E402
-registers = "unknown"
-try:  # the compiled kernel's widest vector registers: does the target really exclude AVX-512?
-    assembly = "".join(generation._run_block.inspect_asm().values())
-    registers = next((name for name in ("zmm", "ymm", "xmm") if name in assembly), "none")
-except Exception:  # loaded from numba's cache without its assembly
-    pass
 try:
     from threadpoolctl import threadpool_info
-    openblas_core = next((i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"),
-                         None)
+    openblas_core = ",".join(sorted({str(i.get("architecture")) for i in threadpool_info()
+                                     if i.get("internal_api") == "openblas"})) or None
 except ImportError:
     openblas_core = None
 print(json.dumps({
@@ -200,7 +204,7 @@ print(json.dumps({
     "real_time_factor_16khz": round(fast / 16000, 2), "load_average_1min": round(load_before, 2),
     "batched_over_one_stream": round(batched / fast, 2), "cpu": cpu, "vector_extensions": extensions,
     "numba_cpu": os.environ.get("NUMBA_CPU_NAME") or llvmlite.binding.get_host_cpu_name(),
-    "target": target_names[0], "kernel_vector_registers": registers, "openblas_core": openblas_core,
+    "target": target_names[0], "kernel_vector_floats": generation._LANES, "openblas_core": openblas_core,
     "fast_cpu_samples_per_second": round(fast_cpu), "batched_one_thread_cpu_samples_per_second":
     round(batched_one_thread_cpu), "batched_one_thread_over_one_stream": round(batched_one_thread / fast, 2),
     "batched_one_thread_over_one_stream_cpu": round(batched_one_thread_cpu / fast_cpu, 2),
