@@ -204,7 +204,7 @@ print(json.dumps({
     "real_time_factor_16khz": round(fast / 16000, 2), "load_average_1min": round(load_before, 2),
     "batched_over_one_stream": round(batched / fast, 2), "cpu": cpu, "vector_extensions": extensions,
     "numba_cpu": os.environ.get("NUMBA_CPU_NAME") or llvmlite.binding.get_host_cpu_name(),
-    "target": target_names[0], "kernel_vector_floats": generation._LANES, "openblas_core": openblas_core,
+    "target": target_names[0], "kernel_vector_floats": getattr(generation, "_LANES", None), "openblas_core": openblas_core,
     "fast_cpu_samples_per_second": round(fast_cpu), "batched_one_thread_cpu_samples_per_second":
     round(batched_one_thread_cpu), "batched_one_thread_over_one_stream": round(batched_one_thread / fast, 2),
     "batched_one_thread_over_one_stream_cpu": round(batched_one_thread_cpu / fast_cpu, 2),

@@ -7,12 +7,15 @@ O(layers x receptive field). The whole loop - the layers, the softmax with tempe
 with a per-stream random generator - runs inside one numba function, so no Python runs per sample.
 
 Any ``filter_width`` >= 2 works: tap j of a layer with dilation d reads the ring at t - (filter_width-1-j)*d,
-exactly what Keras' causal Conv1D does; the taps are stacked so a layer's dilated convolution is one product.
+exactly what Keras' causal Conv1D does (``conv_w`` stacks the taps' weights; each multiplies its own ring row).
 Genre conditioning is a constant per stream, folded into each layer's convolution bias. The skip
 convolutions of all layers are one product of the concatenated gates. Several streams (independent clips)
-run at once: each thread takes a block of streams and multiplies the whole block by each weight matrix in
-one loop (:func:`_mm`) where each weight row, once in L1, serves every stream of the block; no BLAS call
-(its fixed cost equals the product's on so few rows). Weights and activations are float32 (fastmath).
+run at once: each thread takes a block of streams and every product multiplies the whole block by a weight
+matrix in register blocks (:func:`_gemm`, :func:`_fma_block`): each weight vector, loaded once, serves 4 or
+8 streams from registers. Each tap reads the streams' ring rows in place, and biases are the products'
+starting values. No BLAS call (its fixed cost equals the product's on so few rows). Weights and activations
+are float32 (fastmath). The vector width follows the target numba compiles for: 16 floats with AVX-512,
+else 8 (AVX2); NUMBA_CPU_NAME=haswell with NUMBA_CPU_FEATURES without AVX-512 builds the AVX2 code anywhere.
 
 Usage::
 
@@ -71,13 +74,29 @@ _LANES, _BLOCK_ROWS, _BLOCK_VECTORS = (16, 8, 2) if _compile_target_has_avx512()
 
 
 @njit(**_JIT)
-def _tanh(x):
+def _tanh_fraction(x):
+    """(p, q) with tanh(x) = p / q (q > 0): the rational approximation's two polynomials, by Horner's rule."""
     x = min(max(x, np.float32(-_TANH_CLAMP)), np.float32(_TANH_CLAMP))
     x2 = x * x
     f = np.float32
     p = ((((((x2 * f(_A13) + f(_A11)) * x2 + f(_A9)) * x2 + f(_A7)) * x2 + f(_A5)) * x2 + f(_A3)) * x2 + f(_A1)) * x
-    q = ((x2 * f(_B6) + f(_B4)) * x2 + f(_B2)) * x2 + f(_B0)  # both polynomials by Horner's rule
+    q = ((x2 * f(_B6) + f(_B4)) * x2 + f(_B2)) * x2 + f(_B0)
+    return p, q
+
+
+@njit(**_JIT)
+def _tanh(x):
+    p, q = _tanh_fraction(x)
     return p / q
+
+
+@njit(**_JIT)
+def _gate(filter_input, gate_input):
+    """tanh(filter_input) * sigmoid(gate_input) with one division: sigmoid(x) = (1 + tanh(x/2)) / 2, so the
+    product is pf (qg + pg) / (2 qf qg) (divisions are the slow part of the vectorized loop)."""
+    pf, qf = _tanh_fraction(filter_input)
+    pg, qg = _tanh_fraction(np.float32(0.5) * gate_input)
+    return pf * (qg + pg) / (np.float32(2.0) * qf * qg)
 
 
 @intrinsic
@@ -358,8 +377,7 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
                 gate_inputs = z[b, n_gate:]
                 out = gates[b, layer * n_gate:(layer + 1) * n_gate]
                 for c in range(n_gate):
-                    out[c] = _tanh(filters[c]) * (np.float32(0.5) + np.float32(0.5) * _tanh(
-                        np.float32(0.5) * gate_inputs[c]))
+                    out[c] = _gate(filters[c], gate_inputs[c])
             if layer < n_layers - 1:
                 _gemm(gates[:, layer * n_gate:(layer + 1) * n_gate], res_w[layer], x, x)
                 for b in range(n):

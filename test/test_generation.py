@@ -107,6 +107,9 @@ def test_fast_tanh_matches_numpy():
     x = np.linspace(-12, 12, 20001).astype(np.float32)
     approx = np.array([generation._tanh(v) for v in x[::7]])
     assert np.abs(approx - np.tanh(x[::7].astype(np.float64))).max() < 1e-6
+    gates = np.array([generation._gate(a, b) for a, b in zip(x[::7], x[::-7])])
+    exact = np.tanh(x[::7].astype(np.float64)) / (1 + np.exp(-x[::-7].astype(np.float64)))
+    assert np.abs(gates - exact).max() < 1e-6
 
 
 def test_fast_exp_matches_numpy():
