@@ -239,7 +239,9 @@ def _gemm(x, w, init, y):
                        y_addr + 4 * o, y_stride, 1, 4)
             o += 4 * _LANES
     else:
-        while o + _BLOCK_VECTORS * _LANES <= n_out:
+        # Full-width bands while they fit, except that 4 vectors left go as two bands of 2 (a band of one
+        # vector is load-bound: 5 loads per 4 multiply-adds): 64 columns = 24 + 24 + 16, 32 = 16 + 16.
+        while o + _BLOCK_VECTORS * _LANES <= n_out and (n_out - o != 4 * _LANES or _BLOCK_VECTORS == 4):
             b = 0
             while b + _BLOCK_ROWS <= n:
                 _fma_block(x_addr + 4 * b * x_stride, x_stride, w_addr + 4 * o, w_stride, n_in,
@@ -257,6 +259,19 @@ def _gemm(x, w, init, y):
                            y_stride, 1, _BLOCK_VECTORS)
                 b += 1
             o += _BLOCK_VECTORS * _LANES
+        while o + 2 * _LANES <= n_out:
+            b = 0
+            while b + 4 <= n:
+                _fma_block(x_addr + 4 * b * x_stride, x_stride, w_addr + 4 * o, w_stride, n_in,
+                           init_addr + 4 * (b * init_stride + o), init_stride, y_addr + 4 * (b * y_stride + o),
+                           y_stride, 4, 2)
+                b += 4
+            while b < n:
+                _fma_block(x_addr + 4 * b * x_stride, x_stride, w_addr + 4 * o, w_stride, n_in,
+                           init_addr + 4 * (b * init_stride + o), init_stride, y_addr + 4 * (b * y_stride + o),
+                           y_stride, 1, 2)
+                b += 1
+            o += 2 * _LANES
     while o + _LANES <= n_out:
         b = 0
         while b + 4 <= n:
