@@ -13,12 +13,21 @@ goal >= 300), batched_samples_per_second (all streams in total, `threads` thread
 batched_one_thread_samples_per_second, max_abs_logit_diff,
 flops_per_sample, fast_gflops, matmul_gflops (numpy float32 1024x1024 on this machine, for context),
 kernel_first_call_seconds (numba compile, or cache load), load_average_1min (before measuring: on a shared
-machine the figures drop with the load; the fast ones are the best of `repeats`), batched_over_one_stream
-(batched / fast; goal >= 2 for 8 streams on any x86 CPU), cpu (model name), vector_extensions (of the CPU),
-numba_cpu (the target numba compiles for: NUMBA_CPU_NAME or the host's).
+machine the figures drop with the load; the fast ones are the best of `repeats` interleaved rounds),
+batched_over_one_stream (batched / fast; goal >= 2 for 8 streams on any x86 CPU),
+batched_one_thread_over_one_stream (the same on one thread: what batching alone gains, also where the two
+"cores" are one core's hyperthreads), fast_cpu_samples_per_second, batched_one_thread_cpu_samples_per_second
+and batched_one_thread_over_one_stream_cpu (the one-thread runs timed in the thread's CPU time: steadier than
+wall time on a shared machine), cpu (model name), vector_extensions (of the CPU), numba_cpu and target (what
+numba compiled for), kernel_vector_floats (the product kernel's vector: 16 = AVX-512, 8 = AVX2),
+openblas_core (the kernels numpy's OpenBLAS picked).
 
-To see an AVX2-only CPU on an AVX-512 machine: NUMBA_CPU_NAME=znver2 OPENBLAS_CORETYPE=Zen (numba then emits
-AVX2 code only; OpenBLAS, used by numpy's matmul figure, picks its Zen kernels).
+Targets (`--targets`, comma-separated; each runs in its own process, the same model and seed):
+  host   what numba and OpenBLAS pick for this CPU (the default)
+  avx2   an AVX2-only CPU such as AMD EPYC (Zen) on any x86-64 machine: NUMBA_CPU_NAME=haswell with
+         NUMBA_CPU_FEATURES listing no AVX-512 feature (NUMBA_CPU_NAME alone keeps the host's features, so
+         on an AVX-512 machine it still emits zmm code), and OPENBLAS_CORETYPE=Haswell
+  .venv/bin/python bench/bench_generation.py --targets=host,avx2   # one JSON line: {"host": {...}, "avx2": {...}}
 """
 import json
 import os
@@ -26,7 +35,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure  # noqa: E402
+from local.config import configure, fail  # noqa: E402
 
 # --- model (defaults = stage 3's default model) ---
 layers_per_stack = 10  # dilations 1..2**(layers_per_stack-1)
@@ -45,9 +54,36 @@ threads = 0  # threads of the batched measurement (0 = one per core)
 repeats = 3  # fast measurements repeated, the best kept (the machine is shared)
 check_samples = 3000  # samples whose logits are compared with the full forward pass
 seed = 0  # weights and sampling
+targets = "host"  # comma-separated: host, avx2 (see above); several run one process each
 
 config = configure(globals())
 # -----------------------------------------------------------------------------
+
+# NUMBA_CPU_NAME alone keeps the host's feature flags (numba passes them to LLVM), so the AVX2 target also
+# lists its features: Haswell's, the baseline of every AVX2 CPU (AMD Zen 1-3 included).
+AVX2_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+cx8,+f16c,+fma,+fsgsbase,+fxsr,+lzcnt,+mmx,+movbe,"
+                 "+pclmul,+popcnt,+rdrnd,+sahf,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave,+xsaveopt")
+TARGET_ENVIRONMENTS = {"host": {}, "avx2": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": AVX2_FEATURES,
+                                            "OPENBLAS_CORETYPE": "Haswell"}}
+target_names = [name.strip() for name in targets.split(",") if name.strip()]
+unknown = [name for name in target_names if name not in TARGET_ENVIRONMENTS]
+if unknown or not target_names:
+    fail(f"--targets={targets}: use a comma-separated list of {', '.join(TARGET_ENVIRONMENTS)}")
+if len(target_names) > 1 or any(os.environ.get(k) != v for k, v in TARGET_ENVIRONMENTS[target_names[0]].items()):
+    # numba and OpenBLAS read their target when they load: each target runs in a fresh process.
+    import subprocess
+    results = {}
+    for name in target_names:
+        argv = [a for a in sys.argv[1:] if not a.startswith("--targets")] + [f"--targets={name}"]
+        environment = {k: v for k, v in os.environ.items() if k not in TARGET_ENVIRONMENTS["avx2"]}
+        environment.update(TARGET_ENVIRONMENTS[name])
+        run = subprocess.run([sys.executable, os.path.abspath(__file__), *argv], env=environment,
+                             stdout=subprocess.PIPE, check=False)
+        if run.returncode != 0:
+            fail(f"the {name} target's run failed (exit {run.returncode}); run it alone with --targets={name}")
+        results[name] = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    print(json.dumps(results if len(results) > 1 else results[target_names[0]]))
+    sys.exit(0)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numba  # noqa: E402
@@ -86,14 +122,24 @@ def genre_ids(n):
     return [k % 3 for k in range(n)] if genre_conditioning else None
 
 
-def rate(n_streams, n_samples, n_threads):
-    """Best total samples/s over `repeats` runs of n_samples per stream."""
-    best = 0.0
+def timed_run(n_streams, n_samples, n_threads):
+    """Total samples/s of one run of n_samples per stream: (wall time, this thread's CPU time; the second only
+    means something on one thread, which runs in this thread)."""
+    state = generation.initial_state(weights, genre_ids(n_streams), n_streams=n_streams, seed=seed)
+    started, started_cpu = time.perf_counter(), time.thread_time()
+    generation.generate(weights, state, n_samples, threads=n_threads)
+    cpu_seconds, seconds = time.thread_time() - started_cpu, time.perf_counter() - started
+    return n_streams * n_samples / seconds, n_streams * n_samples / max(cpu_seconds, 1e-9)
+
+
+def best_rates(runs):
+    """The best of `repeats` rounds of each (name, n_streams, n_samples, threads), the rounds interleaved so a
+    change in the machine's load touches every figure alike: {name: (wall samples/s, CPU-time samples/s)}."""
+    best = {name: (0.0, 0.0) for name, *_ in runs}
     for _ in range(repeats):
-        state = generation.initial_state(weights, genre_ids(n_streams), n_streams=n_streams, seed=seed)
-        started = time.perf_counter()
-        generation.generate(weights, state, n_samples, threads=n_threads)
-        best = max(best, n_streams * n_samples / (time.perf_counter() - started))
+        for name, *run in runs:
+            wall, cpu = timed_run(*run)
+            best[name] = (max(best[name][0], wall), max(best[name][1], cpu))
     return best
 
 
@@ -104,9 +150,11 @@ generation.generate(weights, generation.initial_state(weights, genre_ids(streams
 first_call = time.perf_counter() - started
 
 load_before = os.getloadavg()[0]  # other processes' work: this machine may be shared
-fast = rate(1, int(fast_seconds * 16000), 1)
-batched = rate(streams, int(fast_seconds * 16000 / 2), threads)
-batched_one_thread = rate(streams, int(fast_seconds * 16000 / 2), 1)
+rates = best_rates([("fast", 1, int(fast_seconds * 16000), 1),
+                    ("batched", streams, int(fast_seconds * 16000 / 2), threads),
+                    ("batched_one_thread", streams, int(fast_seconds * 16000 / 2), 1)])
+(fast, fast_cpu), (batched, _), (batched_one_thread, batched_one_thread_cpu) = (
+    rates["fast"], rates["batched"], rates["batched_one_thread"])
 
 # Exactness on the sequence the kernel itself sampled: its logits against the full forward pass.
 state = generation.initial_state(weights, genre_ids(2), n_streams=2, seed=seed)
@@ -139,6 +187,12 @@ if os.path.isfile("/proc/cpuinfo"):
     extensions = [name for name, flag in (("AVX", "avx"), ("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"))
                   if flag in cpu_flags]
 import llvmlite.binding  # noqa: E402
+try:
+    from threadpoolctl import threadpool_info
+    openblas_core = ",".join(sorted({str(i.get("architecture")) for i in threadpool_info()
+                                     if i.get("internal_api") == "openblas"})) or None
+except ImportError:
+    openblas_core = None
 print(json.dumps({
     "naive_samples_per_second": round(naive, 2), "fast_samples_per_second": round(fast),
     "speedup": round(fast / naive, 1), "batched_samples_per_second": round(batched), "streams": streams,
@@ -150,4 +204,8 @@ print(json.dumps({
     "real_time_factor_16khz": round(fast / 16000, 2), "load_average_1min": round(load_before, 2),
     "batched_over_one_stream": round(batched / fast, 2), "cpu": cpu, "vector_extensions": extensions,
     "numba_cpu": os.environ.get("NUMBA_CPU_NAME") or llvmlite.binding.get_host_cpu_name(),
+    "target": target_names[0], "kernel_vector_floats": getattr(generation, "_LANES", None), "openblas_core": openblas_core,
+    "fast_cpu_samples_per_second": round(fast_cpu), "batched_one_thread_cpu_samples_per_second":
+    round(batched_one_thread_cpu), "batched_one_thread_over_one_stream": round(batched_one_thread / fast, 2),
+    "batched_one_thread_over_one_stream_cpu": round(batched_one_thread_cpu / fast_cpu, 2),
 }))

@@ -107,6 +107,54 @@ def test_fast_tanh_matches_numpy():
     x = np.linspace(-12, 12, 20001).astype(np.float32)
     approx = np.array([generation._tanh(v) for v in x[::7]])
     assert np.abs(approx - np.tanh(x[::7].astype(np.float64))).max() < 1e-6
+    gates = np.array([generation._gate(a, b) for a, b in zip(x[::7], x[::-7])])
+    exact = np.tanh(x[::7].astype(np.float64)) / (1 + np.exp(-x[::-7].astype(np.float64)))
+    assert np.abs(gates - exact).max() < 1e-6
+
+
+def test_fast_exp_matches_numpy():
+    x = np.concatenate([np.linspace(-87, 0, 20001), [-1e-7, -0.3465736, -0.3465737]]).astype(np.float32)
+    approx = np.array([generation._exp_nonpositive(v) for v in x[::3]], np.float64)
+    exact = np.exp(x[::3].astype(np.float64))
+    assert np.abs(approx / exact - 1).max() < 5e-7
+    assert 0 <= generation._exp_nonpositive(np.float32(-200.0)) < 1e-37  # clamped, never a garbage scale
+
+
+@pytest.mark.parametrize("n_rows", [1, 2, 3, 4, 5, 8, 9, 13])
+def test_stream_product_equals_numpy_for_every_block_shape(n_rows):
+    """_gemm against numpy on strided rows (as the ring buffer's), for output widths that use every block
+    (several vectors, one vector, single leftover columns) and an init that is the output itself."""
+    rng = np.random.default_rng(n_rows)
+    for n_in, n_out in [(1, 7), (5, 16), (32, 64), (64, 100), (33, 256), (640, 40)]:
+        ring = rng.standard_normal((n_rows, 3, n_in)).astype(np.float32)
+        x = ring[:, 1, :]  # rows 3 * n_in floats apart
+        w = rng.standard_normal((n_in, n_out)).astype(np.float32)
+        bias = rng.standard_normal((n_rows, 2, n_out)).astype(np.float32)[:, 0, :]
+        expected = bias.astype(np.float64) + x.astype(np.float64) @ w
+        y = np.full((n_rows, n_out), np.nan, np.float32)
+        generation._gemm(x, w, bias, y)
+        assert np.abs(y - expected).max() < 1e-4 * np.sqrt(n_in), (n_in, n_out)
+        generation._gemm(x, w, y, y)  # accumulate
+        assert np.abs(y - (expected + x.astype(np.float64) @ w)).max() < 2e-4 * np.sqrt(n_in), (n_in, n_out)
+
+
+def test_wide_model_with_many_streams_equals_the_full_forward_pass():
+    """Channel counts where the product kernel's register blocks do the work (the tiny model's mostly fall
+    to leftover columns), 9 streams (a full block of rows and a leftover row) on two threads."""
+    config = WaveNetConfig(dilations=[1, 2, 4, 8, 16], filter_width=2, residual_channels=32, dilation_channels=32,
+                           skip_channels=48, quantization_channels=64, genre_conditioning=True, genre_channels=4,
+                           n_genres=3)
+    model = build_wavenet(config)
+    rng = np.random.default_rng(3)
+    for weight in model.weights:
+        weight.assign(rng.normal(0.0, 0.2, weight.shape).astype("float32"))
+    weights = generation.fold_weights(model, config)
+    genre_ids = [k % 3 for k in range(9)]
+    state = generation.initial_state(weights, genre_ids=genre_ids, seed=2)
+    codes, _, logits = generation.generate(weights, state, 150, temperature=1.0, record=True, threads=2)
+    inputs = np.concatenate([np.full((9, 1), 32), codes[:, :-1]], axis=1)
+    assert np.abs(logits - model.predict_on_batch(feed(config, inputs, genre_ids))).max() < 1e-4
+    assert len(np.unique(codes)) > 3
 
 
 def test_naive_reference_agrees_with_fast_greedy_generation():
