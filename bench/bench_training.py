@@ -8,7 +8,7 @@ plain tf.function = what run_model_training.py runs), the shifted-matmul dilated
 jax.jit (each formulation; null when jax is not installed). The TensorFlow ones alternate in one process
 (`formulation_rounds` rounds, best round kept: the machine may be shared); JAX runs in its own process
 (Keras picks its backend at import). GFLOP/s = model FLOPs of a training sample (3x the forward pass's
-multiply-adds x 2 over the positions computed) x samples/s, against numpy's float32 1024x1024 matmul rate.
+multiply-adds x 2 over the positions computed) x samples/s, against the float32 1024x1024 matmul rate (numpy's or TensorFlow's, the higher).
 
 Builds two synthetic processed datasets (real Parquet parts, like stage 2 writes): a small one of
 `tracks` tracks and one 10x larger. For each, a fresh process trains the same model with the real
@@ -28,7 +28,8 @@ approach `samples_per_second_<approach>_<model>`, `speedup_<approach>_<model>` (
 `gflops_<approach>_<model>`, and `speedup_demo_model` / `speedup_default_model` /
 `matmul_peak_fraction_demo_model` / `matmul_peak_fraction_default_model` for the step run_model_training.py
 uses (today's layers: no other formulation measured faster here), `fastest_<model>` (approach, ratio),
-`matmul_gflops`, `cpu` and its vector extensions, `load_average_1min`.
+`matmul_gflops` (the higher of `matmul_gflops_numpy` and `matmul_gflops_tensorflow`: the peak the fractions
+divide by), `cpu` and its vector extensions, `load_average_1min`.
 """
 import json
 import os
@@ -269,19 +270,41 @@ def cpu_description():
                                            ("AVX-512F", "avx512f")) if flag in flags]
 
 
+MATMUL_SNIPPET = """
+import json, os, sys, time
+import numpy as np
+library = sys.argv[1]
+a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+if library == "tensorflow":
+    import tensorflow as tf
+    a = tf.constant(a)
+    product = lambda: tf.linalg.matmul(a, a).numpy()
+else:
+    product = lambda: a @ a
+product()
+best = 0.0
+for _ in range(int(sys.argv[2])):
+    started = time.perf_counter()
+    for _ in range(10):
+        product()
+    best = max(best, 10 * 2 * 1024 ** 3 / (time.perf_counter() - started) / 1e9)
+print(json.dumps(best))
+"""
+
+
 def matmul_gflops(repeats=5):
-    """numpy float32 1024x1024 matmul rate on this machine (as bench_generation.py measures it), the best of
-    ``repeats`` (a shared machine lowers it, and a low peak would inflate the peak fractions)."""
-    import numpy as np
-    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
-    a @ a
-    best = 0.0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(10):
-            a @ a
-        best = max(best, 10 * 2 * 1024 ** 3 / (time.perf_counter() - started) / 1e9)
-    return best
+    """The float32 1024x1024 matmul rate on this machine, the best of ``repeats`` (a shared machine lowers it,
+    and a low peak would inflate the peak fractions), by numpy (as bench_generation.py measures it) and by
+    TensorFlow (oneDNN: the library the training step runs on), each in its own process; returns
+    {"numpy": GFLOP/s, "tensorflow": GFLOP/s}. numpy's OpenBLAS may pick old kernels on a CPU it does not
+    know (Prescott on this Emerald Rapids: 62 GFLOP/s against 137-158 with Haswell's), so the peak is the
+    higher of the two."""
+    rates = {}
+    for library in ("numpy", "tensorflow"):
+        child = subprocess.run([sys.executable, "-c", MATMUL_SNIPPET, library, str(repeats)], capture_output=True,
+                               text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        rates[library] = json.loads(child.stdout.strip().splitlines()[-1]) if child.returncode == 0 else 0.0
+    return rates
 
 
 def child_args():
@@ -305,7 +328,9 @@ def formulation_figures():
         for model_name, by_approach in json.loads(child.stdout.strip().splitlines()[-1]).items():
             rates.setdefault(model_name, {}).update(by_approach)
         print(f"{backend}: {rates}", file=sys.stderr)
-    peak = max(peak_before, matmul_gflops())
+    peak_after = matmul_gflops()
+    peaks = {library: max(peak_before[library], peak_after[library]) for library in peak_before}
+    peak = max(peaks.values())
     cpu, extensions = cpu_description()
     figures = {}
     for model_name, settings in MODELS.items():
@@ -322,7 +347,8 @@ def formulation_figures():
         figures[f"speedup_{model_name}"] = round(chosen / today, 3)
         figures[f"matmul_peak_fraction_{model_name}"] = round(flops * chosen / 1e9 / peak, 4)
         figures[f"train_flops_per_sample_{model_name}"] = round(flops)
-    return {**figures, "matmul_gflops": round(peak, 1), "cpu": cpu, "vector_extensions": extensions,
+    return {**figures, "matmul_gflops": round(peak, 1), "matmul_gflops_numpy": round(peaks["numpy"], 1),
+            "matmul_gflops_tensorflow": round(peaks["tensorflow"], 1), "cpu": cpu, "vector_extensions": extensions,
             "formulation_batch_size": batch_size, "formulation_window": window,
             "load_average_1min": round(load_before, 2)}
 
