@@ -3,11 +3,13 @@ it busy, and is memory flat?
 
 Formulations (issue 11), side by side on the demo model and on the default model (stage 3's config defaults),
 both at `batch_size` x `window`, one Adam step with the window loss: today's layers (Keras' dilated Conv1D,
-plain tf.function = what run_model_training.py runs), the shifted-matmul dilated conv
-(local.wavenet.dilated_conv_class), each again with XLA (jit_compile), and Keras 3 on the JAX backend with
-jax.jit (each formulation; null when jax is not installed). The TensorFlow ones alternate in one process
-(`formulation_rounds` rounds, best round kept: the machine may be shared); JAX runs in its own process
-(Keras picks its backend at import). GFLOP/s = model FLOPs of a training sample (3x the forward pass's
+plain tf.function, TensorFlow's own threading), the shifted-matmul dilated conv
+(local.wavenet.dilated_conv_class), each again with XLA (jit_compile), `split` = today's layers with the batch
+split into one part per core, each op on one thread (training.use_threads: what run_model_training.py runs
+now), and Keras 3 on the JAX backend with jax.jit (each formulation; null when jax is not installed). The
+TensorFlow ones alternate in one process (`formulation_rounds` rounds, best round kept: the machine may be
+shared); `split` needs its own thread pools, so its process and today's take turns, twice each, the best kept;
+JAX runs in its own process (Keras picks its backend at import). GFLOP/s = model FLOPs of a training sample (3x the forward pass's
 multiply-adds x 2 over the positions computed) x samples/s, against the float32 1024x1024 matmul rate (numpy's or TensorFlow's, the higher).
 
 Builds two synthetic processed datasets (real Parquet parts, like stage 2 writes): a small one of
@@ -27,7 +29,7 @@ plus the same rates on the 10x dataset and the settings; and per model (`demo_mo
 approach `samples_per_second_<approach>_<model>`, `speedup_<approach>_<model>` (over today's layers),
 `gflops_<approach>_<model>`, and `speedup_demo_model` / `speedup_default_model` /
 `matmul_peak_fraction_demo_model` / `matmul_peak_fraction_default_model` for the step run_model_training.py
-uses (today's layers: no other formulation measured faster here), `fastest_<model>` (approach, ratio),
+uses (`split`), `fastest_<model>` (approach, ratio),
 `matmul_gflops` (the higher of `matmul_gflops_numpy` and `matmul_gflops_tensorflow`: the peak the fractions
 divide by), `cpu` and its vector extensions, `load_average_1min`.
 """
@@ -70,7 +72,7 @@ formulation_rounds = 3  # alternating rounds per formulation, the best kept
 formulation_steps = 2  # timed steps per round
 dataset_dir = ""  # where the synthetic datasets go (empty = a temp folder, removed afterwards)
 measure = ""  # internal: the dataset a child process measures
-measure_backend = ""  # internal: tensorflow | jax, the formulations a child process measures
+measure_backend = ""  # internal: tensorflow | tensorflow_split | jax, the formulations a child process measures
 
 config = configure(globals())
 # -----------------------------------------------------------------------------
@@ -145,7 +147,9 @@ MODELS = {  # name -> WaveNetConfig fields besides the bench's channels (both at
 }
 APPROACHES = {"tensorflow": [("today", "keras", False), ("shifted", "shifted", False), ("today_xla", "keras", True),
                              ("shifted_xla", "shifted", True)],
+              "tensorflow_split": [("split", "keras", False)],
               "jax": [("jax", "keras", None), ("jax_shifted", "shifted", None)]}
+CHOSEN = "split"  # the step run_model_training.py runs: today's layers, the batch split into one part per core
 
 
 def model_config(settings):
@@ -184,11 +188,12 @@ def tensorflow_steps(settings, batch):
     features = {"codes": tf.constant(batch[0]), "genre_id": tf.constant(batch[1])}
     targets = tf.constant(batch[2])
     steps = {}
-    for name, formulation, jit in APPROACHES["tensorflow"]:
+    for name, formulation, jit in APPROACHES[measure_backend]:
         keras.utils.set_random_seed(seed)
         wavenet = model_config(settings)
         model = build_wavenet(wavenet, formulation=formulation)
-        step = training.make_train_step(model, wavenet, training.make_optimizer(1e-3), window, jit_compile=jit)
+        step = training.make_train_step(model, wavenet, training.make_optimizer(1e-3), window, jit_compile=jit,
+                                        parts=PARTS[0])
         steps[name] = lambda step=step: float(step(features, targets))
     return steps
 
@@ -231,13 +236,21 @@ def jax_steps(settings, batch):
     return steps
 
 
+PARTS = [1]  # batch parts of the TensorFlow steps: one per core in the tensorflow_split child
+
+
 def measure_formulations(backend):
-    """{model: {approach: samples/s}}: each approach's steps timed in alternating rounds, the best round kept."""
+    """{model: {approach: samples/s}}: each approach's steps timed in alternating rounds, the best round kept.
+    The tensorflow_split child first sets TensorFlow's thread pools (one thread per op, one op per core:
+    training.use_threads), which only a fresh process can."""
     import numpy as np
+    if backend == "tensorflow_split":
+        from local import training
+        PARTS[0] = min(training.use_threads(0), batch_size)
     rng = np.random.default_rng(seed)
     results = {}
     for model_name, settings in MODELS.items():
-        steps = (tensorflow_steps if backend == "tensorflow" else jax_steps)(settings, batch_for(settings, rng))
+        steps = (jax_steps if backend == "jax" else tensorflow_steps)(settings, batch_for(settings, rng))
         for run in steps.values():  # trace / compile, then warm up
             run()
             run()
@@ -318,15 +331,19 @@ def formulation_figures():
     load_before = os.getloadavg()[0]
     peak_before = matmul_gflops()
     rates = {}
-    backends = ["tensorflow"] + (["jax"] if importlib.util.find_spec("jax") else [])
+    # today's and the split step run in separate processes (thread pools are per process): twice each, in
+    # turn, the best kept, so a change of load touches both
+    backends = ["tensorflow", "tensorflow_split"] * 2 + (["jax"] if importlib.util.find_spec("jax") else [])
     for backend in backends:
-        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env = {**os.environ, "KERAS_BACKEND": "jax" if backend == "jax" else "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
         child = subprocess.run([sys.executable, os.path.abspath(__file__), *child_args(),
                                 f"--measure_backend={backend}"], capture_output=True, text=True, env=env)
         if child.returncode != 0:
             sys.exit(f"error: measuring the {backend} formulations failed:\n{child.stderr[-3000:]}")
         for model_name, by_approach in json.loads(child.stdout.strip().splitlines()[-1]).items():
-            rates.setdefault(model_name, {}).update(by_approach)
+            best = rates.setdefault(model_name, {})
+            for name, rate in by_approach.items():
+                best[name] = max(rate, best.get(name, 0.0))
         print(f"{backend}: {rates}", file=sys.stderr)
     peak_after = matmul_gflops()
     peaks = {library: max(peak_before[library], peak_after[library]) for library in peak_before}
@@ -343,7 +360,7 @@ def formulation_figures():
             figures[f"gflops_{name}_{model_name}"] = round(flops * rate / 1e9, 2) if rate else None
         fastest = max(rates[model_name], key=rates[model_name].get)
         figures[f"fastest_{model_name}"] = [fastest, round(rates[model_name][fastest] / today, 3)]
-        chosen = rates[model_name]["today"]  # run_model_training.py's step: Keras' conv, no XLA (fastest on TF)
+        chosen = rates[model_name][CHOSEN]
         figures[f"speedup_{model_name}"] = round(chosen / today, 3)
         figures[f"matmul_peak_fraction_{model_name}"] = round(flops * chosen / 1e9 / peak, 4)
         figures[f"train_flops_per_sample_{model_name}"] = round(flops)

@@ -256,8 +256,9 @@ def decode_settings(info):
 
 # --- training ---------------------------------------------------------------------------------------
 
-def make_train_step(model, optimizer):
-    """A compiled ``step(waveform (B, L) float32, genre_id (B,) int32) -> mean cross-entropy in nats``."""
+def make_train_step(model, optimizer, parts=1):
+    """A compiled ``step(waveform (B, L) float32, genre_id (B,) int32) -> mean cross-entropy in nats``
+    (``parts``: see :func:`local.training.gradient_step`)."""
     import tensorflow as tf
 
     from local.training import gradient_step
@@ -266,7 +267,7 @@ def make_train_step(model, optimizer):
         logits = model(waveform, training=True)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=genre_id, logits=logits))
 
-    return gradient_step(model, optimizer, loss_of)
+    return gradient_step(model, optimizer, loss_of, parts=parts)
 
 
 def evaluate_windows(model, waveforms, genre_ids, batch_size):
@@ -307,6 +308,7 @@ def tagger_task(tagger_config, *, train_tracks, valid_tracks, config):
     from local import dataset, training
     length, batch_size = tagger_config.input_samples, config["tagger_batch_size"]
     n_codes = config["quantization_channels"]
+    parts = min(training.use_threads(config.get("threads", 0)), batch_size)  # before TensorFlow's thread pools
     keras.utils.set_random_seed(config["seed"])
     model = build_tagger(tagger_config)
     optimizer = training.make_optimizer(config["learning_rate"], config["grad_clip"])
@@ -326,7 +328,7 @@ def tagger_task(tagger_config, *, train_tracks, valid_tracks, config):
         return {"valid_bits_per_window": bits, "valid_window_accuracy": accuracy}
 
     return training.Task(model=model, optimizer=optimizer, batches=batches,
-                         train_step=make_train_step(model, optimizer), validate=validate, batch_size=batch_size,
+                         train_step=make_train_step(model, optimizer, parts), validate=validate, batch_size=batch_size,
                          samples_per_example=length, loss_column="train_bits_per_window",
                          valid_column="valid_bits_per_window", baseline_bits=tagger_config.chance_bits,
                          loss_title="Genre tagger loss", loss_unit="bits per window")

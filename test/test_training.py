@@ -80,6 +80,31 @@ def test_metrics_append_truncate_and_plot(tmp_path):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_step_split_into_batch_parts_makes_the_whole_batch_update():
+    import keras
+    from local.wavenet import build_wavenet
+    wavenet = WaveNetConfig([1, 2, 4], residual_channels=8, dilation_channels=8, skip_channels=16,
+                            genre_conditioning=True, n_genres=3)
+    rng = np.random.default_rng(0)
+    features = {"codes": rng.integers(0, 256, (5, wavenet.receptive_field + 31)).astype(np.int32),
+                "genre_id": np.array([0, 1, 2, 0, 1], np.int32)}
+    targets = rng.integers(0, 256, (5, 32)).astype(np.int32)
+    weights, losses = [], []
+    for parts in (1, 2, 3):  # 5 rows in 3 parts: unequal sizes, weighted by size
+        keras.utils.set_random_seed(7)
+        model = build_wavenet(wavenet)
+        step = training.make_train_step(model, wavenet, keras.optimizers.SGD(0.1), 32, parts=parts)
+        losses.append(float(step(features, targets)))
+        weights.append(model.get_weights())
+    for parts_weights, loss in zip(weights[1:], losses[1:]):
+        assert loss == pytest.approx(losses[0], rel=1e-5)
+        for split, whole in zip(parts_weights, weights[0]):
+            np.testing.assert_allclose(split, whole, rtol=1e-4, atol=1e-6)
+    keras.utils.set_random_seed(7)
+    initial = build_wavenet(wavenet).get_weights()
+    assert not all(np.allclose(a, b) for a, b in zip(initial, weights[0]))  # the step moved the weights
+
+
 def test_learning_rate_schedule():
     assert training.learning_rate_at(0, 1.0, schedule="constant", warmup_steps=4) == pytest.approx(0.25)
     assert training.learning_rate_at(3, 1.0, schedule="constant", warmup_steps=4) == pytest.approx(1.0)
