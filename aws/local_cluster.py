@@ -261,15 +261,40 @@ def ours(record):
     return group_alive(record["pid"])
 
 
+def unlisted_jvm_groups(work_dir):
+    """Records ({"name", "pid" = process group, "start_ticks"}) of the process groups of JVMs whose command line
+    names ``work_dir`` (our code zip, logs and scratch folders live there) - what a kill -9 between starting a
+    JVM and listing it leaves (measured once in a full test run: a spark-submit started as the demo was
+    killed)."""
+    folder = os.path.realpath(work_dir)
+    records, own_group = {}, os.getpgrp()
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        stat = proc_stat(name)
+        if not stat or stat[0] == "Z" or stat[1] in (own_group, 0, 1) or "java" not in os.path.basename(argv[0]):
+            continue
+        if any(arg == folder or folder + os.sep in arg for arg in argv):
+            records.setdefault(stat[1], {"name": f"an unlisted JVM (pid {name})", "pid": stat[1],
+                                         "start_ticks": start_ticks(stat[1]) or -1})
+    return list(records.values())
+
+
 def stop_leftovers(work_dir, grace_s=STOP_GRACE_S):
     """Stop the process groups a cluster started from ``work_dir`` left when its Python was killed (the list it
-    kept in ``work_dir``), SIGTERM then SIGKILL after ``grace_s``; return their names. Call it holding the
-    work_dir's lock: then whoever wrote the list is dead. A process that is not the one listed is left alone."""
+    kept in ``work_dir``, and any JVM naming ``work_dir`` that a kill left unlisted), SIGTERM then SIGKILL after
+    ``grace_s``; return their names. Call it holding the work_dir's lock: then whoever wrote the list is dead. A
+    listed process that is not the one listed is left alone."""
     from local.fileio import read_json
     path = os.path.join(work_dir, PROCESSES_NAME)
     records = read_json(path, default=[])
     records = [r for r in (records if isinstance(records, list) else []) if isinstance(r, dict) and
                isinstance(r.get("pid"), int) and r["pid"] > 1 and isinstance(r.get("start_ticks"), int)]
+    listed = {r["pid"] for r in records}
+    records += [r for r in unlisted_jvm_groups(work_dir) if r["pid"] not in listed]
     stopped = []
     for sig in (signal.SIGTERM, signal.SIGKILL):
         running = [r for r in records if ours(r)]

@@ -154,6 +154,28 @@ def test_a_ctrl_c_while_a_child_starts_comes_once_the_child_is_recorded():
         signal.signal(signal.SIGINT, previous)
 
 
+def test_a_jvm_a_kill_left_unlisted_is_stopped_too_and_no_other(tmp_path):
+    from aws.local_cluster import stop_leftovers
+    started = []
+    for name in ("work", "other"):  # a "java" (argv[0]) naming a file in its folder, in its own session
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "log").write_text("")
+        started.append(subprocess.Popen(["bash", "-c", f"exec -a java tail -f {tmp_path / name / 'log'}"],
+                                        start_new_session=True))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(
+                open(f"/proc/{p.pid}/cmdline", "rb").read().startswith(b"java\0") for p in started):
+            time.sleep(0.05)
+        stopped = stop_leftovers(str(tmp_path / "work"), grace_s=5)
+        assert started[0].wait(timeout=10) is not None and len(stopped) == 1, stopped
+        assert started[1].poll() is None, "a JVM naming another folder is not ours"
+    finally:
+        for process in started:
+            process.kill()
+            process.wait()
+
+
 def test_the_next_start_stops_exactly_the_processes_a_killed_cluster_left(tmp_path):
     from aws import local_cluster
     from local.fileio import write_json_atomic
