@@ -162,14 +162,24 @@ def test_a_jvm_a_kill_left_unlisted_is_stopped_too_and_no_other(tmp_path):
         (tmp_path / name / "log").write_text("")
         started.append(subprocess.Popen(["bash", "-c", f"exec -a java tail -f {tmp_path / name / 'log'}"],
                                         start_new_session=True))
+    # and spark-submit's launcher script before it execs its JVM, naming the work folder
+    launcher = tmp_path / "bin" / "spark-submit"
+    launcher.parent.mkdir()
+    launcher.write_text("#!/bin/bash\ntail -f \"$2\"\n")  # stays bash, as spark-class does before its exec
+    launcher.chmod(0o755)
+    started.insert(1, subprocess.Popen(["bash", str(launcher), "--py-files", str(tmp_path / "work" / "log")],
+                                       start_new_session=True))
     try:
         deadline = time.monotonic() + 30
+        # until each has exec'd (its cmdline names its log): a process caught mid-exec shows its parent's
         while time.monotonic() < deadline and not all(
-                open(f"/proc/{p.pid}/cmdline", "rb").read().startswith(b"java\0") for p in started):
+                b"/log\0" in open(f"/proc/{p.pid}/cmdline", "rb").read() for p in started):
             time.sleep(0.05)
+        time.sleep(0.2)
         stopped = stop_leftovers(str(tmp_path / "work"), grace_s=5)
-        assert started[0].wait(timeout=10) is not None and len(stopped) == 1, stopped
-        assert started[1].poll() is None, "a JVM naming another folder is not ours"
+        assert started[0].wait(timeout=10) is not None and len(stopped) == 2, stopped
+        assert started[1].wait(timeout=10) is not None
+        assert started[2].poll() is None, "a JVM naming another folder is not ours"
     finally:
         for process in started:
             process.kill()
@@ -246,7 +256,9 @@ def test_a_killed_demo_leaves_a_cluster_the_next_start_stops(tmp_path):
             assert cluster.status()["aliveworkers"] == 1
         finally:
             cluster.stop()
-        assert not jvms_below(out)
+        left_over = jvms_below(out)
+        assert not left_over, [(open(f"/proc/{pid}/cmdline", "rb").read()[:400], open(f"/proc/{pid}/stat").read()[:100])
+                               for pid in left_over]
     finally:
         if demo.poll() is None:
             demo.kill()
