@@ -195,6 +195,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     if judge is not None:
         from local.judge import judge_generation
         judged["judge_summary"] = judge_generation(judge, clips, list(codes), wavenet.quantization_channels)
+        judged["judge_per_genre"] = judged["judge_summary"].pop("per_genre", {})
     generation_json = write_json_atomic(os.path.join(config["out_dir"], "generation.json"), {
         "run_dir": config["run_dir"], "sample_rate": sample_rate, "quantization_channels": wavenet.quantization_channels,
         "receptive_field": wavenet.receptive_field, "streams": len(clips), "threads": config["threads"],
@@ -206,8 +207,10 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
     print(f"report: {report.write_report(config['run_dir'])}")
     if judged:
-        from local.judge import clip_line, summary_line
+        from local.judge import clip_line, per_genre_line, summary_line
         print(summary_line(judged["judge_summary"]))
+        if judged["judge_per_genre"]:
+            print(per_genre_line(judged["judge_per_genre"]))
     for clip in clips:
         print(clip_line(clip) if judged else clip["wav"])
 

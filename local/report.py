@@ -33,7 +33,8 @@ COPIES_DIR = "report_files"  # copies of generated clips that live outside the r
 MIN_PLAYABLE_HZ = 3000  # Chromium's lowest audio sample rate (media/base/limits.h kMinSampleRate)
 JUDGE_COLUMNS = samples.JUDGE_COLUMNS
 COLORS = {"train": "#1f77b4", "valid": "#ff7f0e", "unigram": "#2ca02c", "uniform": "#7f7f7f",
-          "judge_genre_accuracy": "#9467bd", "judge_flatness_ratio": "#8c564b"}
+          "judge_genre_accuracy": "#9467bd", "judge_flatness_ratio": "#8c564b",
+          "judge_onset_rate_ratio": "#e377c2"}
 
 
 # --- reading the run directory -------------------------------------------------------------------------
@@ -326,12 +327,14 @@ def _judge_section(rows):
     if not judged:
         return ""
     steps = [r["step"] for r in judged]
-    chart = svg_chart([(c, steps, [r.get(c, float("nan")) for r in judged]) for c in JUDGE_COLUMNS],
+    columns = [c for c in JUDGE_COLUMNS if any(_finite(r.get(c)) for r in judged)]  # an older run has fewer
+    chart = svg_chart([(c, steps, [r.get(c, float("nan")) for r in judged]) for c in columns],
                       "judge figures of the sampled clips", "value")
-    table = _table([(r["step"],) + tuple(r.get(c) for c in JUDGE_COLUMNS) for r in judged],
-                   header=("step", "genre accuracy", "flatness ratio"))
+    table = _table([(r["step"],) + tuple(r.get(c) for c in columns) for r in judged],
+                   header=("step",) + tuple(c[len("judge_"):].replace("_", " ") for c in columns))
     return ('<section id="judge"><h2>Judge</h2>\n<p>The genre tagger\'s verdict on the clips sampled at each step: '
-            'the share it tags as the asked genre, and their spectral flatness over the real tracks\'.</p>\n'
+            'the share it tags as the asked genre, their spectral flatness over the real tracks\', and their '
+            'onsets per second over real excerpts\' of the same genres (rhythm).</p>\n'
             f'<div class="chart">{chart}</div>\n{table}</section>')
 
 
@@ -391,6 +394,9 @@ def _generated_section(run_dir, generation_paths):
         if isinstance(summary, dict) and summary:
             out.append(_table([(k, v) for k, v in summary.items() if not isinstance(v, (dict, list))],
                               header=("judge", "value"), css="kv"))
+        per_genre = report.get("judge_per_genre")
+        if isinstance(per_genre, dict) and per_genre:
+            out.append(_per_genre_table(per_genre))
         cells = []
         for clip in clips:
             wav = _local_copy(_clip_path(clip.get("wav"), folder), run_dir, group)
@@ -401,6 +407,17 @@ def _generated_section(run_dir, generation_paths):
         out.append('<div class="clips">' + "\n".join(cells) + "</div>")
     out.append("</section>")
     return "\n".join(out)
+
+
+PER_GENRE_COLUMNS = ("n_clips", "genre_accuracy", "clip_flatness", "clip_onset_rate", "real_onset_rate",
+                     "onset_rate_ratio")  # generation.json's judge_per_genre, in the page's order
+
+
+def _per_genre_table(per_genre):
+    """generation.json's ``judge_per_genre`` as a genre x figure table (a figure it lacks shows empty)."""
+    return _table([(genre,) + tuple(figures.get(c) if isinstance(figures, dict) else None for c in PER_GENRE_COLUMNS)
+                   for genre, figures in per_genre.items()],
+                  header=("genre",) + tuple(c.replace("_", " ") for c in PER_GENRE_COLUMNS), css="per-genre")
 
 
 def _clip_path(recorded, folder):

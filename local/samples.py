@@ -21,7 +21,7 @@ import time
 from local.fileio import atomic_dir, read_json, remove_stale_temps, write_json_atomic
 
 SAMPLES_DIR = "samples"
-JUDGE_COLUMNS = ("judge_genre_accuracy", "judge_flatness_ratio")  # metrics.csv columns of a judged run
+JUDGE_COLUMNS = ("judge_genre_accuracy", "judge_flatness_ratio", "judge_onset_rate_ratio")  # metrics.csv columns of a judged run
 
 
 def step_dir(run_dir, step):

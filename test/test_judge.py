@@ -44,6 +44,40 @@ def test_flatness_is_low_for_a_tone_and_high_for_white_noise():
     assert judge.spectral_flatness(np.random.default_rng(0).uniform(-0.5, 0.5, 16000)) > 0.3
 
 
+def clicks(rate_hz, seconds=4.0, sample_rate=16000):
+    """A 5 ms 1 kHz blip every 1 / rate_hz seconds, the first at 0.25 s (float, (n,))."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    on = ((t - 0.25) % (1 / rate_hz) < 0.005) & (t >= 0.25)
+    return np.where(on, 0.5 * np.sin(2 * np.pi * 1000 * t), 0.0)
+
+
+def test_onset_rate_counts_beats_and_not_silence_dither_or_a_tone():
+    assert judge.onset_rate(clicks(2), 16000) == pytest.approx(2, abs=0.25)
+    assert judge.onset_rate(clicks(4), 16000) / judge.onset_rate(clicks(2), 16000) == pytest.approx(2, rel=0.15)
+    assert judge.onset_rate(np.zeros(64000), 16000) == 0
+    dither = mu_law_decode(np.random.default_rng(0).integers(127, 130, 64000))  # near-silence, as codes give it
+    assert judge.onset_rate(dither, 16000) == 0
+    t = np.arange(64000) / 16000
+    assert judge.onset_rate(0.3 * np.sin(2 * np.pi * 440 * t), 16000) <= 0.25  # a held tone: at most its start
+
+
+def test_onset_rate_ratio_compares_each_genre_with_its_own_real_excerpts():
+    rates = {hz: judge.onset_rate(clicks(hz), 16000) for hz in (1, 2, 4)}
+    real_genres = ["Slow"] * 3 + ["Fast"] * 1  # an uneven real split: the overall ratio must not care
+    overall, per_genre = judge.onset_rates_by_genre(
+        [rates[2], rates[2], rates[4], rates[4]], ["Slow", "Slow", "Fast", "Fast"],
+        [rates[1]] * 3 + [rates[4]], real_genres)
+    assert per_genre["Slow"]["onset_rate_ratio"] == pytest.approx(2, rel=0.2)  # twice as many beats as real
+    assert per_genre["Fast"]["onset_rate_ratio"] == pytest.approx(1)
+    assert per_genre["Slow"]["n_clips"] == 2 and per_genre["Slow"]["n_real_excerpts"] == 3
+    expected = (2 * rates[1] + 2 * rates[4]) / 4
+    assert overall["onset_rate_ratio"] == pytest.approx((2 * rates[2] + 2 * rates[4]) / 4 / expected)
+    silent, _ = judge.onset_rates_by_genre([0.0, 0.0], ["Fast", "Fast"], [rates[4]], ["Fast"])
+    assert silent["onset_rate_ratio"] == 0
+    none, _ = judge.onset_rates_by_genre([rates[2]], ["Fast"], [], [])
+    assert none["onset_rate_ratio"] is None
+
+
 def test_real_excerpts_judged_as_if_generated_pass_and_white_noise_does_not(demo_tagger, judged):
     n = 24000  # 1.5 s clips
     # excerpts that start half a clip into the held-out tracks: not the reference set's excerpts
@@ -53,6 +87,9 @@ def test_real_excerpts_judged_as_if_generated_pass_and_white_noise_does_not(demo
     per_clip, summary = judged.judge(real, genres)
     assert summary["n_clips"] == 6 and summary["genre_accuracy"] >= 5 / 6, per_clip
     assert 0.5 < summary["flatness_ratio"] < 2.0, summary
+    assert 0.67 < summary["onset_rate_ratio"] < 1.5, summary  # real excerpts keep their genre's rhythm
+    assert set(summary["per_genre"]) == {"Ambient", "Electronic", "Folk"}
+    assert summary["per_genre"]["Electronic"]["real_onset_rate"] > 2 * summary["per_genre"]["Ambient"]["real_onset_rate"]
     for clip in per_clip:
         assert 0 <= clip["asked_genre_probability"] <= 1 and clip["nearest_training_track"].startswith("demo-")
 
@@ -61,6 +98,8 @@ def test_real_excerpts_judged_as_if_generated_pass_and_white_noise_does_not(demo
     assert noise_summary["flatness_ratio"] > 10 * summary["flatness_ratio"], (noise_summary, summary)
     assert noise_summary["frechet_distance"] > 3 * noise_summary["frechet_distance_floor"], noise_summary
     assert summary["frechet_distance"] < noise_summary["frechet_distance"]
+    _, silence_summary = judged.judge([np.zeros(n, np.int64) + 128] * 6, genres)  # code 128: silence
+    assert silence_summary["onset_rate_ratio"] == 0 and silence_summary["per_genre"]["Folk"]["clip_onset_rate"] == 0
     assert len(judged._real) == 1  # the real excerpts' statistics were computed once for both calls
 
 
@@ -176,16 +215,21 @@ def test_judging_a_wavenet_adds_the_judge_to_generation_json(demo_tagger, tmp_pa
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "generation.json").read_text())
     summary = report["judge_summary"]
-    for key in ("genre_accuracy", "flatness_ratio", "frechet_distance", "frechet_distance_floor"):
+    for key in ("genre_accuracy", "flatness_ratio", "frechet_distance", "frechet_distance_floor", "onset_rate_ratio"):
         assert isinstance(summary[key], float), (key, summary)
+    per_genre = report["judge_per_genre"]
+    assert set(per_genre) == {"Ambient", "Electronic", "Folk"} and "per_genre" not in summary
+    for figures in per_genre.values():
+        assert figures["n_clips"] == 1 and figures["real_onset_rate"] > 0 and figures["clip_onset_rate"] >= 0
     assert summary["n_clips"] == 3 and summary["flatness_ratio"] > 1  # an untrained WaveNet: far from music
     for clip in report["clips"]:
         verdict = clip["judge"]
         assert verdict["top_genre"] in ("Ambient", "Electronic", "Folk") and verdict["asked_genre"] == clip["genre"]
         assert 0 < verdict["spectral_flatness"] <= 1 and -1 <= verdict["nearest_similarity"] <= 1
-    last = result.stdout.strip().splitlines()[-4:]
-    assert last[0].startswith("judge: genre accuracy") and "flatness ratio" in last[0]
-    assert all(line.split()[0].endswith(".wav") for line in last[1:])
+    last = result.stdout.strip().splitlines()[-5:]
+    assert last[0].startswith("judge: genre accuracy") and "flatness ratio" in last[0] and "onset rate ratio" in last[0]
+    assert last[1].startswith("per genre: Ambient accuracy") and "onset rate ratio" in last[1]
+    assert all(line.split()[0].endswith(".wav") and "onsets/s" in line for line in last[2:])
 
 
 def test_a_tagger_from_another_dataset_stops_before_generation(demo_tagger, tmp_path):
@@ -217,6 +261,7 @@ def test_training_with_a_judge_adds_its_figures_to_metrics_and_samples(demo_tagg
     assert [int(r["step"]) for r in rows] == [2, 4]
     for row in rows:
         assert 0 <= float(row["judge_genre_accuracy"]) <= 1 and float(row["judge_flatness_ratio"]) > 0
+        assert float(row["judge_onset_rate_ratio"]) >= 0
     verdicts = json.loads((run_dir / "samples" / "step-4" / "samples.json").read_text())
     assert "judge" in json.dumps(verdicts) and "flatness_ratio" in json.dumps(verdicts)
     assert '<section id="judge">' in (run_dir / "report.html").read_text()

@@ -135,6 +135,39 @@ def test_judge_columns_become_a_chart_and_a_table(tiny_run, tmp_path):
         [[str(r["step"]), report._fmt(0.25 * (k + 1)), report._fmt(3.5 - k)] for k, r in enumerate(rows)]
 
 
+def test_the_onset_rate_ratio_is_charted_and_the_generated_clips_get_a_per_genre_table(tiny_run, tmp_path):
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(tiny_run[0], run_dir)
+    rows = training.read_metrics(run_dir)
+    for k, row in enumerate(rows):
+        row.update(judge_genre_accuracy=0.5, judge_flatness_ratio=1.5, judge_onset_rate_ratio=0.125 * (k + 1))
+    training.write_metrics(run_dir, rows)
+    generation_json = os.path.join(tiny_run[1], "generation.json")
+    with open(generation_json) as f:
+        generation = json.load(f)
+    generation["judge_summary"] = {"genre_accuracy": 0.5, "onset_rate_ratio": 0.8125}
+    generation["judge_per_genre"] = {"Low": {"n_clips": 1, "genre_accuracy": 1.0, "clip_onset_rate": 1.75,
+                                             "real_onset_rate": 3.5, "onset_rate_ratio": 0.5},
+                                     "High": {"n_clips": 1, "onset_rate_ratio": 1.125}}
+    copied = str(tmp_path / "generated")
+    shutil.copytree(tiny_run[1], copied)
+    with open(os.path.join(copied, "generation.json"), "w") as f:
+        json.dump(generation, f)
+    report.note_generation(run_dir, os.path.join(copied, "generation.json"))
+    page = open(report.write_report(run_dir), encoding="utf-8").read()
+    judge = page[page.index('<section id="judge">'):]
+    judge = judge[:judge.index("</section>")]
+    assert judge.count("<polyline") == 3 and "<th>onset rate ratio</th>" in judge
+    assert [r.split("</td><td>")[-1] for r in re.findall(r"<tr><td>(.*?)</td></tr>", judge)] == \
+        [report._fmt(0.125 * (k + 1)) for k in range(len(rows))]
+    table = page[page.index('<table class="per-genre">'):]
+    table = table[:table.index("</table>")]
+    assert "<th>onset rate ratio</th>" in table and "<th>real onset rate</th>" in table
+    assert "<tr><td>Low</td><td>1</td><td>1</td><td></td><td>1.75</td><td>3.5</td><td>0.5</td></tr>" in table
+    assert "<tr><td>High</td><td>1</td><td></td><td></td><td></td><td></td><td>1.125</td></tr>" in table
+    assert "<td>onset_rate_ratio</td><td>0.8125</td>" in page  # the summary's key-value table
+
+
 def test_the_page_loads_completely_in_headless_chromium_even_when_the_folder_is_copied(tiny_run, tmp_path):
     from PIL import Image
     run_dir, generated, _ = tiny_run
