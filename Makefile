@@ -48,9 +48,11 @@ demo: setup
 	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=3 --evaluate=true \
 	  --judge=$(DEMO)/tagger --streams=12 --temperature=0.9
 	@$(PY) -c "import json; e = json.load(open('$(DEMO)/run/evaluation.json')); \
-	  s = json.load(open('$(DEMO)/generated/generation.json'))['judge_summary']; \
-	  print('demo summary: test %.2f bits/sample (goal <= 2.5), genre accuracy %.2f (goal >= 0.9), flatness ratio %.2f (goal <= 2) over %d clips' \
-	  % (e['test_bits_per_sample'], s['genre_accuracy'], s['flatness_ratio'], s['n_clips']))"
+	  g = json.load(open('$(DEMO)/generated/generation.json')); s = g['judge_summary']; \
+	  r = ', '.join('%s %.2f' % (k, v['onset_rate_ratio'] if v['onset_rate_ratio'] is not None else float('nan')) \
+	    for k, v in g.get('judge_per_genre', {}).items()); \
+	  print('demo summary: test %.2f bits/sample (goal <= 2.2), genre accuracy %.2f (goal >= 0.9), flatness ratio %.2f (goal <= 2), onset rate ratio %s (goal 0.67-1.5 each) over %d clips of %.1f s' \
+	  % (e['test_bits_per_sample'], s['genre_accuracy'], s['flatness_ratio'], r, s['n_clips'], s['excerpt_seconds']))"
 	@echo "the run's page (listen and look): $(DEMO)/run/report.html"
 
 # Stages 2 and 3 on a real Spark standalone cluster (a master and two workers on 127.0.0.1, pyspark's own
