@@ -292,6 +292,36 @@ def ensure_train_per_genre(new_rows, existing_rows, split_seed):
     return lacking
 
 
+EVERY_SPLIT_MIN_TRACKS = 3  # a genre with at least this many tracks gets a train, a valid and a test track
+
+
+def ensure_every_split_per_genre(new_rows, existing_rows, split_seed, min_tracks=EVERY_SPLIT_MIN_TRACKS):
+    """Give every genre a train track, and one of at least ``min_tracks`` tracks a valid and a test track too.
+
+    Train first (:func:`ensure_train_per_genre`); then, for a genre of at least ``min_tracks`` tracks (new and
+    existing) with no valid (then no test) track, one new track moves there from a split of that genre that
+    keeps another track (train preferred): of those, the one whose hash is closest to the split (the lowest),
+    so the choice is stable for a given set of tracks. Tracks already in the dataset and tracks whose split
+    came from the source never move. In place; returns the genres still without a train track.
+    """
+    lacking = ensure_train_per_genre(new_rows, existing_rows, split_seed)
+    rows = list(existing_rows) + list(new_rows)
+    for genre in sorted({r["genre"] for r in new_rows}):
+        of_genre = [r for r in rows if r["genre"] == genre]
+        if len(of_genre) < min_tracks:
+            continue
+        for split in ("valid", "test"):
+            counts = {s: sum(r["split"] == s for r in of_genre) for s in ("train", "valid", "test")}
+            if counts[split]:
+                continue
+            donors = [r for r in new_rows if r["genre"] == genre and not r.get("split_from_source")
+                      and counts.get(r["split"], 0) > 1]
+            if donors:
+                min(donors, key=lambda r: (r["split"] != "train", hash_unit(r["track_id"], split_seed),
+                                           r["track_id"]))["split"] = split
+    return lacking
+
+
 def sniff_not_audio(head):
     """A reason string if the first bytes of a file show it is not audio (an HTML/JSON page), else ""."""
     text = head.lstrip()[:16].lower()
@@ -712,7 +742,7 @@ def plan_tracks(inputs, index, recorded_genres, splits, sha_of):
         if not item["split"]:
             item["split"] = hash_split(item["track_id"], splits.valid_fraction, splits.test_fraction,
                                        splits.split_seed)
-    ensure_train_per_genre(todo, kept.values(), splits.split_seed)
+    ensure_every_split_per_genre(todo, kept.values(), splits.split_seed)
     # genres with data only: those of the rows kept (ids stable); a new genre gets its id once a track of it
     # is kept (see genres_with_data), in sorted order
     genres = assign_genre_ids(known_genres(existing.values(), recorded_genres) if kept else [],

@@ -136,6 +136,57 @@ def test_hash_split_is_stable_and_follows_the_fractions():
     assert splits != [preprocessing.hash_split(t, 0.1, 0.2, 8) for t in ids]
 
 
+def split_rows(genre, n, split="", prefix="t"):
+    return [{"track_id": f"{genre}-{prefix}{i}", "genre": genre, "split": split, "split_from_source": bool(split)}
+            for i in range(n)]
+
+
+def splits_of(rows, genre):
+    return sorted(r["split"] for r in rows if r["genre"] == genre)
+
+
+def test_a_genre_of_three_or_more_tracks_gets_a_valid_and_a_test_track_and_old_tracks_keep_theirs():
+    new = []
+    for genre, n in (("Big", 40), ("Three", 3), ("Two", 2), ("One", 1)):
+        rows = [dict(r, split="train", split_from_source=False) for r in split_rows(genre, n)]
+        new += rows  # every track hashed into train: the worst case
+    assert preprocessing.ensure_every_split_per_genre(new, [], split_seed=0) == []
+    assert splits_of(new, "Three") == ["test", "train", "valid"]
+    assert splits_of(new, "Big").count("valid") == 1 and splits_of(new, "Big").count("test") == 1
+    assert splits_of(new, "Two") == ["train", "train"] and splits_of(new, "One") == ["train"]
+    # the choice is stable: the same tracks in another order split alike
+    again = [dict(r, split="train") for r in reversed(new)]
+    preprocessing.ensure_every_split_per_genre(again, [], split_seed=0)
+    assert {r["track_id"]: r["split"] for r in again} == {r["track_id"]: r["split"] for r in new}
+
+    # tracks already in the dataset never move; new ones fill what is missing
+    existing = split_rows("Folk", 3, prefix="old")
+    for r in existing:
+        r["split"] = "train"
+    added = [dict(r, split="train", split_from_source=False) for r in split_rows("Folk", 2, prefix="new")]
+    preprocessing.ensure_every_split_per_genre(added, existing, split_seed=0)
+    assert [r["split"] for r in existing] == ["train"] * 3
+    assert sorted(r["split"] for r in added) == ["test", "valid"]
+    # a split the source gave is kept, and no move empties the split it takes from
+    sourced = split_rows("Jazz", 3, split="train")
+    preprocessing.ensure_every_split_per_genre(sourced, [], split_seed=0)
+    assert splits_of(sourced, "Jazz") == ["train"] * 3
+    one_each = [dict(r, split=s, split_from_source=False) for r, s in zip(split_rows("Pop", 3), ("train", "test", "test"))]
+    preprocessing.ensure_every_split_per_genre(one_each, [], split_seed=0)
+    assert splits_of(one_each, "Pop") == ["test", "train", "valid"]
+
+
+def test_stage_two_gives_each_genre_of_three_tracks_a_valid_and_a_test_track(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    make_raw_folder(raw, genres=("Rock", "Jazz", "Folk"), per_genre=3, seconds=1.0)
+    result = run_script("run_transformation_scripts.py", f"--raw_dir={raw}", f"--out_dir={out}", "--workers=1",
+                        "--min_seconds=0.5", "--valid_fraction=0.05", "--test_fraction=0.05")
+    assert result.returncode == 0, result.stderr
+    rows = list(rows_by_id(str(out)).values())
+    for genre in ("Rock", "Jazz", "Folk"):
+        assert splits_of(rows, genre) == ["test", "train", "valid"], genre
+
+
 def test_rerun_is_idempotent_and_additions_never_move_a_track(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "out"
     make_raw_folder(raw, per_genre=4, seconds=1.2)

@@ -48,6 +48,8 @@ def test_spark_dataset_equals_the_local_stage_byte_for_byte(spark, tmp_path):
     assert sorted(got) == sorted(expected)
     for track_id, row in expected.items():
         assert got[track_id] == row, track_id  # codes, split, genre_id, source_path, sha256: all equal
+    for genre in ("Rock", "Jazz"):  # the same stratified splits: every genre of 3+ tracks has valid and test
+        assert {r["split"] for r in got.values() if r["genre"] == genre} == {"train", "valid", "test"}, genre
     assert dataset_store.read_dataset_json(spark_out) == dataset_store.read_dataset_json(local_out)
     assert failures(spark_out) == failures(local_out) and len(failures(spark_out)) == 2
     assert result["processed"] == local["processed"] == 8 and len(result["failed"]) == 2
