@@ -244,7 +244,7 @@ def build_wavenet(config, formulation="keras"):
             z = z + ops.expand_dims(condition, 1)  # the same genre vector at every time step
         if context is not None:
             projected = layers.Dense(2 * dilation_channels, use_bias=False, name=f"layer{i}_ctx")(context)
-            z = z + ops.take_along_axis(projected, frame_index, axis=1)  # each position its frame's vector
+            z = z + ops.take(projected, frame_index, axis=1)  # each position its frame's vector (a row gather)
         gated = ops.tanh(z[..., :dilation_channels]) * ops.sigmoid(z[..., dilation_channels:])
         skips.append(layers.Conv1D(config.skip_channels, 1, name=f"layer{i}_skip")(gated))
         if i < n_layers - 1:
@@ -256,12 +256,14 @@ def build_wavenet(config, formulation="keras"):
 
 
 def _context_stack(config, codes):
-    """The context stack on ``codes`` (B, T): (context (B, K, C), frame_index (B, T - context_past, 1) int32).
+    """The context stack on ``codes`` (B, T): (context (B, K, C), frame_index (T - context_past,) int32).
 
     Row k of ``context`` is the output of frame k - 1 + context_past / rate (a zero vector for k = 0 when
     context_past = 0: no frame has ended yet); output position n takes row (n + 1) // rate, the last frame
     that ends at or before input position context_past + n. The index is built from the codes' own shape
-    (a cumulative sum of ones), so any input length works with standard layers only.
+    (a cumulative sum of ones over the first row: every row has the same frames), so any input length works
+    with standard layers only, and each layer's conditioning is one gather of whole rows (measured: Keras'
+    take_along_axis, which gathers element by element, cost 1.39x the plain model's train step).
     """
     from keras import layers, ops
     rate, channels = config.context_rate, config.context_channels
@@ -273,8 +275,8 @@ def _context_stack(config, codes):
         gated = ops.tanh(z[..., :channels]) * ops.sigmoid(z[..., channels:])
         y = y + layers.Conv1D(channels, 1, name=f"context{j}_residual")(gated)
     context = ops.pad(y, [[0, 0], [1, 0], [0, 0]])[:, config.context_past // rate:, :]
-    positions = ops.cumsum(ops.ones_like(codes[:, config.context_past:]), axis=1)  # n + 1
-    frame_index = ops.expand_dims(ops.floor_divide(positions, rate), -1)
+    positions = ops.cumsum(ops.ones_like(codes[0, config.context_past:]))  # n + 1
+    frame_index = ops.floor_divide(positions, rate)
     return context, frame_index
 
 

@@ -391,6 +391,8 @@ def test_a_context_stack_run_trains_on_windows_with_its_past_resumes_and_samples
     assert info["model"]["context_rate"] == 8 and info["model"]["context_dilations"] == [1, 2, 4]
     assert info["total_receptive_field"] == 9 * 8 - 2 + 15 and info["total_receptive_field_seconds"] == 0.085
     assert info["context_past"] == 64
+    with open(os.path.join(run_dir, "report.html"), encoding="utf-8") as f:
+        assert "85 samples (0.085 s)" in f.read()  # the page gives the whole model's receptive field
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
     assert model.get_layer("layer0_ctx") is not None
     assert any(name.endswith(".wav") for _, _, names in os.walk(os.path.join(run_dir, "samples")) for name in names)
