@@ -131,7 +131,7 @@ def find_prime(index, prime_track, data_dir):
     return matches[0]
 
 
-def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir):
+def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir, sample_rate=None):
     """Score the test tracks into <run_dir>/evaluation.json and print the table."""
     from tqdm import tqdm
 
@@ -145,7 +145,8 @@ def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir):
         result, path = evaluation.evaluate_run(model, wavenet, run_dir=config["run_dir"], index=index, genres=genres,
                                                data_dir=data_dir, window=config["eval_window"],
                                                batch_positions=config["eval_batch_positions"],
-                                               max_tracks=config["eval_max_tracks"], progress=bar)
+                                               max_tracks=config["eval_max_tracks"], progress=bar,
+                                               sample_rate=sample_rate)
     print("\n" + "\n".join(evaluation.evaluation_table(result)) + "\n" + path)
 
 
@@ -198,7 +199,8 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
         judged["judge_per_genre"] = judged["judge_summary"].pop("per_genre", {})
     generation_json = write_json_atomic(os.path.join(config["out_dir"], "generation.json"), {
         "run_dir": config["run_dir"], "sample_rate": sample_rate, "quantization_channels": wavenet.quantization_channels,
-        "receptive_field": wavenet.receptive_field, "streams": len(clips), "threads": config["threads"],
+        "receptive_field": wavenet.receptive_field, **wavenet.receptive_field_json(sample_rate),
+        "streams": len(clips), "threads": config["threads"],
         "total_samples_per_second": per_clip_rate * len(clips), "real_time_factor": per_clip_rate / sample_rate,
         "seconds_generating": elapsed, "config": config, "clips": clips, **judged})
     report.note_generation(config["run_dir"], generation_json)  # the run's page shows these clips
@@ -248,10 +250,14 @@ def main(argv=None):
     model = keras.models.load_model(os.path.join(config["run_dir"], "model.keras"))
     field = wavenet.receptive_field
     print(f"{config['run_dir']}: {wavenet.n_layers} layers, filter width {wavenet.filter_width}, receptive field "
-          f"{field} samples ({field / sample_rate * 1000:.0f} ms), {wavenet.quantization_channels} codes, "
+          f"{field} samples ({field / sample_rate * 1000:.0f} ms)"
+          + (f", with the context stack {wavenet.total_receptive_field} samples "
+             f"({wavenet.total_receptive_field / sample_rate:.2f} s)" if wavenet.has_context else "")
+          + f", {wavenet.quantization_channels} codes, "
           f"{sample_rate} Hz" + (f", genres: {', '.join(genres)}" if wavenet.conditioned else ""))
     if config["evaluate"]:
-        evaluate_test_set(model, wavenet, config, index=index, genres=genres, data_dir=data_dir)
+        evaluate_test_set(model, wavenet, config, index=index, genres=genres, data_dir=data_dir,
+                          sample_rate=sample_rate)
     os.makedirs(config["out_dir"], exist_ok=True)
     remove_stale_temps(config["out_dir"])  # a killed call's half-written WAV/PNG temps (never trusted, never shown)
     if config["seconds"] > 0:

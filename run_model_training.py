@@ -50,6 +50,11 @@ skip_channels = 128  # channels of the skip path and the head
 quantization_channels = 256  # number of codes; must match the dataset
 genre_conditioning = False  # add a learned genre embedding into every layer (generate by genre)
 genre_channels = 16  # size of that genre embedding
+context_rate = 0  # samples per frame of the context stack, a smaller stack on frames that hears seconds and
+#                   conditions every layer (0 = none; 256 = 16 ms frames at 16 kHz)
+context_layers = 0  # when > 0: context_dilations = 1, 2, ... 2**(context_layers-1) (6 = 64 frames)
+context_dilations = [1, 2, 4, 8, 16, 32]  # dilation of each context layer, in frames (64 frames x 256 = 1.02 s)
+context_channels = 32  # channels of the context stack
 # --- data ---
 batch_size = 8  # examples per step
 window = 4000  # output samples per example (each example reads receptive_field + window - 1 codes)
@@ -103,7 +108,7 @@ def train_one(config):
     info = dataset_store.read_dataset_json(data_dir) if dataset_store.list_parts(data_dir) else None
     genres, sample_rate = training.check_dataset(info, data_dir, config["quantization_channels"])
     wavenet = WaveNetConfig.from_config(config, n_genres=len(genres))
-    train_tracks, valid_tracks = training.usable_splits(dataset_store.read_index(data_dir), wavenet.receptive_field,
+    train_tracks, valid_tracks = training.usable_splits(dataset_store.read_index(data_dir), wavenet.window_field,
                                                         config["window"], data_dir, sample_rate)
     model_json = training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate, data_dir=data_dir)
     judge = None

@@ -38,6 +38,11 @@ skip_channels = 128  # channels of the skip path and the head
 quantization_channels = 256  # number of codes; must match the dataset
 genre_conditioning = False  # add a learned genre embedding into every layer (generate by genre)
 genre_channels = 16  # size of that genre embedding
+context_rate = 0  # samples per frame of the context stack, a smaller stack on frames that hears seconds and
+#                   conditions every layer (0 = none; 256 = 16 ms frames at 16 kHz)
+context_layers = 0  # when > 0: context_dilations = 1, 2, ... 2**(context_layers-1) (6 = 64 frames)
+context_dilations = [1, 2, 4, 8, 16, 32]  # dilation of each context layer, in frames (64 frames x 256 = 1.02 s)
+context_channels = 32  # channels of the context stack
 # --- data and optimizer ---
 batch_size = 8  # examples per worker step
 window = 4000  # output samples per example (each example reads receptive_field + window - 1 codes)
@@ -119,7 +124,7 @@ def train_epochs(spark, config, stage_dir):
     data_dir, run_dir, window, batch_size = config["data_dir"], config["run_dir"], config["window"], config["batch_size"]
     genres, sample_rate, tracks, index = read_dataset(spark, config, stage_dir)
     wavenet = WaveNetConfig.from_config(config, n_genres=len(genres))
-    field = wavenet.receptive_field
+    field = wavenet.window_field  # a window's codes before its first target (the context's past included)
     train_index, valid_index = training.usable_splits(index, field, window, data_dir, sample_rate)
 
     # The run directory: written locally, then published to run_dir when that is a URI.

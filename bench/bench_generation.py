@@ -21,6 +21,11 @@ and batched_one_thread_over_one_stream_cpu (the one-thread runs timed in the thr
 wall time on a shared machine), cpu (model name), vector_extensions (of the CPU), numba_cpu and target (what
 numba compiled for), kernel_vector_floats (the product kernel's vector: 16 = AVX-512, 8 = AVX2),
 openblas_core (the kernels numpy's OpenBLAS picked).
+The context stack (issue 18; `context_stack=true`): the same sample stack with a context stack of
+`context_layers` layers on frames of `context_rate` samples (the generator advances it once per frame, numpy),
+timed interleaved with the plain one: `context_stack_speed_ratio` (with / without, `streams` streams;
+goal >= 0.9), `context_stack_speed_ratio_one_stream`, `context_samples_per_second` (batched),
+`context_max_abs_logit_diff` (against the full forward pass over the silence-padded sequence), `context_seconds`.
 
 Targets (`--targets`, comma-separated; each runs in its own process, the same model and seed):
   host   what numba and OpenBLAS pick for this CPU (the default)
@@ -54,6 +59,10 @@ threads = 0  # threads of the batched measurement (0 = one per core)
 repeats = 3  # fast measurements repeated, the best kept (the machine is shared)
 check_samples = 3000  # samples whose logits are compared with the full forward pass
 seed = 0  # weights and sampling
+context_stack = True  # also time the same model with a context stack (context_stack_speed_ratio)
+context_rate = 256  # its frames, samples
+context_layers = 6  # its layers: dilations 1..2**(context_layers-1) frames
+context_channels = 32  # its channels
 targets = "host"  # comma-separated: host, avx2 (see above); several run one process each
 
 config = configure(globals())
@@ -122,12 +131,13 @@ def genre_ids(n):
     return [k % 3 for k in range(n)] if genre_conditioning else None
 
 
-def timed_run(n_streams, n_samples, n_threads):
+def timed_run(n_streams, n_samples, n_threads, folded=None):
     """Total samples/s of one run of n_samples per stream: (wall time, this thread's CPU time; the second only
-    means something on one thread, which runs in this thread)."""
-    state = generation.initial_state(weights, genre_ids(n_streams), n_streams=n_streams, seed=seed)
+    means something on one thread, which runs in this thread). ``folded``: other weights (default the model's)."""
+    folded = weights if folded is None else folded
+    state = generation.initial_state(folded, genre_ids(n_streams), n_streams=n_streams, seed=seed)
     started, started_cpu = time.perf_counter(), time.thread_time()
-    generation.generate(weights, state, n_samples, threads=n_threads)
+    generation.generate(folded, state, n_samples, threads=n_threads)
     cpu_seconds, seconds = time.thread_time() - started_cpu, time.perf_counter() - started
     return n_streams * n_samples / seconds, n_streams * n_samples / max(cpu_seconds, 1e-9)
 
@@ -171,6 +181,41 @@ started = time.perf_counter()
 generation.naive_generate(model, wavenet, naive_samples, genre_id=0 if genre_conditioning else None, history=history)
 naive = naive_samples / (time.perf_counter() - started)
 
+context_figures = {}
+if context_stack:  # the same sample stack (its weights copied) with a context stack, timed interleaved
+    import dataclasses
+    context_config = dataclasses.replace(wavenet, context_rate=context_rate, context_channels=context_channels,
+                                         context_dilations=tuple(default_dilations(1, context_layers)))
+    context_model = build_wavenet(context_config)
+    for weight in context_model.weights:
+        weight.assign(rng.normal(0.0, 0.1, weight.shape).astype("float32"))
+    for layer in model.layers:
+        if layer.weights:
+            context_model.get_layer(layer.name).set_weights(layer.get_weights())
+    context_weights = generation.fold_weights(context_model, context_config)
+    n_context = int(fast_seconds * 16000 / 2)
+    generation.generate(context_weights, generation.initial_state(context_weights, genre_ids(streams)), 1)
+    best = {}
+    for _ in range(repeats):
+        for name, n_streams, n_threads, folded in (("plain", streams, threads, weights),
+                                                   ("context", streams, threads, context_weights),
+                                                   ("plain_one", 1, 1, weights), ("context_one", 1, 1, context_weights)):
+            best[name] = max(best.get(name, 0.0), timed_run(n_streams, n_context // max(1, n_streams // 4), n_threads,
+                                                            folded)[0])
+    state = generation.initial_state(context_weights, genre_ids(2), n_streams=2, seed=seed)
+    codes, _, logits = generation.generate(context_weights, state, 4 * context_rate + 100, record=True)
+    inputs = context_config.pad_context(np.concatenate([np.full((2, 1), quantization_channels // 2), codes[:, :-1]],
+                                                       axis=1))
+    full = context_model.predict_on_batch(context_config.model_inputs(inputs.astype(np.int32),
+                                                                      None if ids is None else np.int32(ids)))
+    context_figures = {
+        "context_stack_speed_ratio": round(best["context"] / best["plain"], 3),
+        "context_stack_speed_ratio_one_stream": round(best["context_one"] / best["plain_one"], 3),
+        "context_samples_per_second": round(best["context"]), "plain_samples_per_second_same_run": round(best["plain"]),
+        "context_max_abs_logit_diff": float(np.abs(logits - full).max()),
+        "context_seconds": round(context_config.total_receptive_field / 16000, 3), "context_rate": context_rate,
+        "context_dilations": list(context_config.context_dilations), "context_channels": context_channels}
+
 a = rng.standard_normal((1024, 1024)).astype(np.float32)
 a @ a
 started = time.perf_counter()
@@ -207,5 +252,5 @@ print(json.dumps({
     "target": target_names[0], "kernel_vector_floats": getattr(generation, "_LANES", None), "openblas_core": openblas_core,
     "fast_cpu_samples_per_second": round(fast_cpu), "batched_one_thread_cpu_samples_per_second":
     round(batched_one_thread_cpu), "batched_one_thread_over_one_stream": round(batched_one_thread / fast, 2),
-    "batched_one_thread_over_one_stream_cpu": round(batched_one_thread_cpu / fast_cpu, 2),
+    "batched_one_thread_over_one_stream_cpu": round(batched_one_thread_cpu / fast_cpu, 2), **context_figures,
 }))

@@ -32,6 +32,13 @@ approach `samples_per_second_<approach>_<model>`, `speedup_<approach>_<model>` (
 uses (`split`), `fastest_<model>` (approach, ratio),
 `matmul_gflops` (the higher of `matmul_gflops_numpy` and `matmul_gflops_tensorflow`: the peak the fractions
 divide by), `cpu` and its vector extensions, `load_average_1min`.
+
+The context stack (issue 18; `context_stack=true`): the demo model's train step (run_model_training.py's split
+step, in-memory batches of each model's own window length) without and with a context stack of
+`context_layers` layers on frames of `context_rate` samples, alternating in one process, the best round each:
+`context_stack_cost_ratio` = samples/s without / with (goal <= 1.25), `samples_per_second_without_context`,
+`samples_per_second_with_context`, `context_seconds` (the whole model's receptive field), `context_past`.
+  .venv/bin/python bench/bench_training.py --pipeline=false --formulations=false   # only that (~2 min)
 """
 import json
 import os
@@ -70,6 +77,11 @@ pipeline = True  # measure the Parquet-fed pipeline and memory (the two syntheti
 formulations = True  # measure the train step's formulations (demo and default model)
 formulation_rounds = 3  # alternating rounds per formulation, the best kept
 formulation_steps = 2  # timed steps per round
+context_stack = True  # measure the context stack's cost (context_stack_cost_ratio)
+context_rate = 256  # its frames, samples (the demo's context stack)
+context_layers = 6  # its layers: dilations 1..2**(context_layers-1) frames (6 x 256 at 16 kHz: 1.1 s in all)
+context_channels = 32  # its channels
+context_rounds = 4  # alternating rounds without / with the context stack, the best kept
 dataset_dir = ""  # where the synthetic datasets go (empty = a temp folder, removed afterwards)
 measure = ""  # internal: the dataset a child process measures
 measure_backend = ""  # internal: tensorflow | tensorflow_split | jax, the formulations a child process measures
@@ -266,6 +278,49 @@ def measure_formulations(backend):
     return results
 
 
+def measure_context_stack():
+    """{samples/s without, with the context stack, ...}: the demo model's split train step (as run_model_training.py
+    runs it) on in-memory random batches, the two models alternating, the best round of each."""
+    import dataclasses
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from local import training
+    from local.wavenet import build_wavenet, default_dilations
+    parts = min(training.use_threads(0), batch_size)
+    plain = model_config(MODELS["demo_model"])
+    configs = {"without": plain, "with": dataclasses.replace(
+        plain, context_rate=context_rate, context_dilations=tuple(default_dilations(1, context_layers)),
+        context_channels=context_channels)}
+    rng = np.random.default_rng(seed)
+    steps = {}
+    for name, wavenet in configs.items():
+        keras.utils.set_random_seed(seed)
+        model = build_wavenet(wavenet)
+        step = training.make_train_step(model, wavenet, training.make_optimizer(1e-3), window, parts=parts)
+        features = {"codes": tf.constant(rng.integers(0, 256, (batch_size, wavenet.window_field + window - 1)),
+                                         tf.int32),
+                    "genre_id": tf.constant(np.arange(batch_size) % 3, tf.int32)}
+        targets = tf.constant(rng.integers(0, 256, (batch_size, window)), tf.int32)
+        steps[name] = lambda step=step, features=features, targets=targets: float(step(features, targets))
+        steps[name]()
+        steps[name]()
+    best = dict.fromkeys(steps, 0.0)
+    for _ in range(context_rounds):
+        for name, run in steps.items():
+            started = time.perf_counter()
+            for _ in range(formulation_steps):
+                run()
+            best[name] = max(best[name], formulation_steps * batch_size * window / (time.perf_counter() - started))
+    with_context = configs["with"]
+    return {"context_stack_cost_ratio": round(best["without"] / best["with"], 3),
+            "samples_per_second_without_context": round(best["without"]),
+            "samples_per_second_with_context": round(best["with"]),
+            "context_seconds": round(with_context.total_receptive_field / sample_rate, 3),
+            "context_past": with_context.context_past, "context_rate": context_rate,
+            "context_dilations": list(with_context.context_dilations), "context_channels": context_channels}
+
+
 def cpu_description():
     """(CPU model name, its vector extensions among AVX, AVX2, FMA, AVX-512F) from /proc/cpuinfo."""
     model, flags = "unknown", set()
@@ -370,6 +425,9 @@ def formulation_figures():
             "load_average_1min": round(load_before, 2)}
 
 
+if measure_backend == "context":
+    print(json.dumps(measure_context_stack()))
+    sys.exit(0)
 if measure_backend:
     print(json.dumps(measure_formulations(measure_backend)))
     sys.exit(0)
@@ -378,6 +436,12 @@ if measure:
     sys.exit(0)
 
 figures = formulation_figures() if formulations else {}
+if context_stack:  # its own process: the split step sets TensorFlow's thread pools
+    child = subprocess.run([sys.executable, os.path.abspath(__file__), *child_args(), "--measure_backend=context"],
+                           capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if child.returncode != 0:
+        sys.exit(f"error: measuring the context stack failed:\n{child.stderr[-3000:]}")
+    figures.update(json.loads(child.stdout.strip().splitlines()[-1]))
 if not pipeline:
     print(json.dumps(figures))
     sys.exit(0)

@@ -51,10 +51,16 @@ def score_tracks(model, config, tracks, *, window=8192, batch_positions=32768, p
     the forward pass is traced once; ``batch_positions`` bounds the positions per pass.
     progress: an optional tqdm-like object; ``update(k)`` is called with the positions scored.
     Returns a list of (bits summed over the track, positions scored), one per track.
+
+    With a context stack each track is fed after ``context_past`` codes of silence (as the generator starts)
+    and every window starts on a frame boundary of that padded track (up to context_rate - 1 codes earlier),
+    so the scores still equal those of one pass over the whole padded track.
     """
-    receptive_field = config.receptive_field
-    length = receptive_field - 1 + window
-    rows = max(1, batch_positions // length)
+    receptive_field, past = config.receptive_field, config.context_past
+    align = config.context_rate if past else 1
+    length = receptive_field - 1 + window + align - 1
+    rows = max(1, batch_positions // (past + length))
+    padded = [config.pad_context(codes) for codes, _ in tracks]  # = the codes without a context stack
     jobs = []  # (track index, input_start, score_start, score_stop)
     for index, (codes, _) in enumerate(tracks):
         jobs += [(index, *w) for w in track_windows(len(codes), receptive_field, window)]
@@ -63,14 +69,16 @@ def score_tracks(model, config, tracks, *, window=8192, batch_positions=32768, p
     for first in range(0, len(jobs), rows):
         batch = jobs[first:first + rows]
         batch += [batch[-1]] * (rows - len(batch))  # same batch shape every pass: no retracing
-        inputs = np.full((rows, length), n_q // 2, np.int32)
+        inputs = np.full((rows, past + length), n_q // 2, np.int32)
         genres = np.zeros(rows, np.int32)
         for row, (index, start, _, _) in enumerate(batch):
-            piece = tracks[index][0][start:start + length]
+            start -= start % align  # track position start is padded position past + start
+            piece = padded[index][start:start + past + length]
             inputs[row, :len(piece)] = piece
             genres[row] = tracks[index][1] or 0
         logits = model.predict_on_batch(config.model_inputs(inputs, genres))
         for row, (index, start, score_start, score_stop) in enumerate(batch[:len(jobs[first:first + rows])]):
+            start -= start % align
             positions = np.arange(score_start, score_stop)
             targets = np.asarray(tracks[index][0][positions + 1], np.int64)
             log2p = log2_softmax(logits[row, positions - start])
@@ -134,7 +142,7 @@ def evaluate_test_tracks(model, config, *, test_rows, train_rows, genres, window
             "per_genre_bits_per_sample": {g: b / max(n, 1) for g, (b, n) in per_genre.items()},
             "per_track_bits_per_sample": {str(row["track_id"]): b / max(n, 1)
                                           for row, (b, n) in zip(test_rows, scores)},
-            "receptive_field": config.receptive_field}
+            "receptive_field": config.receptive_field, "total_receptive_field": config.total_receptive_field}
 
 
 def test_rows_of(index, genres, *, conditioned, max_tracks=0):
@@ -148,10 +156,10 @@ def test_rows_of(index, genres, *, conditioned, max_tracks=0):
 
 
 def evaluate_run(model, config, *, run_dir, index, genres, data_dir, window=8192, batch_positions=32768,
-                 max_tracks=0, progress=None):
+                 max_tracks=0, progress=None, sample_rate=None):
     """Score a run's model on the test tracks of ``index`` and write ``<run_dir>/evaluation.json``.
 
-    config: the run's WaveNetConfig. Returns (the evaluation dict, its path). Raises StageError (one line)
+    config: the run's WaveNetConfig; ``sample_rate`` (Hz) adds the receptive field in seconds. Returns (the evaluation dict, its path). Raises StageError (one line)
     when the dataset has no test track to score.
     """
     from local.config import StageError
@@ -165,6 +173,8 @@ def evaluate_run(model, config, *, run_dir, index, genres, data_dir, window=8192
                                   train_rows=[row for row in index if row["split"] == "train"], genres=genres,
                                   window=window, batch_positions=batch_positions, read_codes=read_track_codes,
                                   progress=progress)
+    if sample_rate:
+        result.update(config.receptive_field_json(sample_rate))
     path = write_json_atomic(os.path.join(run_dir, "evaluation.json"), {**result, "data_dir": data_dir})
     return result, path
 

@@ -436,7 +436,10 @@ def fold_weights(model, config):
     ``skip_b`` (S,) the sum of every layer's skip bias; ``res_w`` (L, D, R) and ``res_b`` (L, R) (zeros on
     the last layer, which has none); ``post1_w`` (S, S), ``post1_b``, ``post2_w`` (S, Q), ``post2_b``;
     ``dilations`` (L,) int64; ``filter_width``; ``receptive_field``; ``config``. R, D, S = residual, dilation
-    and skip channels, Q = quantization channels, L = layers.
+    and skip channels, Q = quantization channels, L = layers. With a context stack also ``context``: a dict
+    of ``embedding`` (Q, C), ``conv_w`` / ``conv_b`` / ``res_w`` / ``res_b`` (lists, one per context layer:
+    (filter_width, C, 2C), (2C,), (C, C), (C,)), ``ctx_w`` (L, C, 2D) (every layer's ``layer{i}_ctx``),
+    ``dilations`` and ``rate``; else ``context`` is None.
     """
     n_layers = config.n_layers
 
@@ -472,7 +475,19 @@ def fold_weights(model, config):
         "post2_w": contiguous(post2_w[0]), "post2_b": post2_b,
         "dilations": dilations, "filter_width": config.filter_width,
         "receptive_field": config.receptive_field, "config": config,
+        "context": _fold_context(arrays, config) if config.has_context else None,
     }
+
+
+def _fold_context(arrays, config):
+    """The context stack's weights (see :func:`fold_weights`); ``arrays(name)`` reads one layer's."""
+    convs = [arrays(f"context{j}_conv") for j in range(len(config.context_dilations))]
+    residuals = [arrays(f"context{j}_residual") for j in range(len(config.context_dilations))]
+    return {"embedding": arrays("context_embedding")[0],
+            "conv_w": [c[0] for c in convs], "conv_b": [c[1] for c in convs],
+            "res_w": [r[0][0] for r in residuals], "res_b": [r[1] for r in residuals],
+            "ctx_w": np.ascontiguousarray(np.stack([arrays(f"layer{i}_ctx")[0] for i in range(config.n_layers)])),
+            "dilations": list(config.context_dilations), "rate": config.context_rate}
 
 
 def initial_state(weights, genre_ids=None, n_streams=None, seed=0, start_code=None):
@@ -483,7 +498,11 @@ def initial_state(weights, genre_ids=None, n_streams=None, seed=0, start_code=No
     on its own. ``start_code``: the first input code (default Q//2, mu-law silence).
     Returns a dict: ``ring`` (streams, ring_rows, R) float32, ``t`` (the time of the next input),
     ``inputs`` (streams,) int64 (the next input code), ``rng`` (streams,) uint64, ``stream_bias``
-    (streams, L, 2D), and the ring layout ``ring_offsets``/``ring_masks``.
+    (streams, L, 2D), and the ring layout ``ring_offsets``/``ring_masks``. With a context stack also
+    ``base_bias`` (the stream bias without the context), ``context_rings`` (one (streams, slots, C) per
+    context layer), ``context_frames`` (frames the context stack has taken) and ``frame_codes`` (streams,
+    rate) int64 (the codes of the frame in progress, slot t % rate): the context stack has already taken
+    ``context_past`` codes of silence (Q//2), as :meth:`local.wavenet.WaveNetConfig.pad_context` feeds the model.
     """
     conditioned = weights["config"].conditioned
     if genre_ids is None:
@@ -505,7 +524,7 @@ def initial_state(weights, genre_ids=None, n_streams=None, seed=0, start_code=No
     sizes = [1 << int(math.ceil(math.log2((width - 1) * int(d) + 1))) for d in weights["dilations"]]
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     n_q, n_res = weights["embedding"].shape
-    return {
+    state = {
         "ring": np.zeros((n_streams, int(sum(sizes)), n_res), np.float32),
         "ring_offsets": offsets, "ring_masks": np.array(sizes, np.int64) - 1,
         "t": 0,
@@ -514,6 +533,46 @@ def initial_state(weights, genre_ids=None, n_streams=None, seed=0, start_code=No
         "stream_bias": np.ascontiguousarray(bias.astype(np.float32)),
         "genre_ids": genre_ids,
     }
+    if weights["context"] is not None:
+        _reset_context(weights, state)
+    return state
+
+
+def _reset_context(weights, state, silent_frames=None):
+    """Empty context caches (the context stack's causal zero padding), then ``silent_frames`` frames of silence
+    (default: the ``context_past`` codes a track starts with)."""
+    context, config = weights["context"], weights["config"]
+    n_streams, width = len(state["inputs"]), weights["filter_width"]
+    channels = context["embedding"].shape[1]
+    state.setdefault("base_bias", state["stream_bias"].copy())
+    np.copyto(state["stream_bias"], state["base_bias"])
+    state["context_rings"] = [np.zeros((n_streams, (width - 1) * d + 1, channels), np.float32)
+                              for d in context["dilations"]]
+    state["context_frames"] = 0
+    state["frame_codes"] = np.full((n_streams, context["rate"]), config.quantization_channels // 2, np.int64)
+    silence = np.full((n_streams, context["rate"]), config.quantization_channels // 2, np.int64)
+    for _ in range(config.context_receptive_frames if silent_frames is None else silent_frames):
+        advance_context(weights, state, silence)
+
+
+def advance_context(weights, state, frame_codes):
+    """Feed the context stack one frame of every stream, frame_codes (streams, rate) ints, and set the streams'
+    biases to that frame's conditioning (numpy: it runs once per frame, not per sample). Modifies ``state``."""
+    context, width = weights["context"], weights["filter_width"]
+    frame = state["context_frames"]
+    y = context["embedding"][np.asarray(frame_codes, np.int64)].mean(axis=1, dtype=np.float32)  # (streams, C)
+    channels = y.shape[1]
+    for j, dilation in enumerate(context["dilations"]):
+        ring = state["context_rings"][j]
+        slots = ring.shape[1]
+        ring[:, frame % slots] = y
+        z = np.broadcast_to(context["conv_b"][j], (len(y), 2 * channels)).copy()
+        for tap in range(width):  # tap j reads frame - (width - 1 - tap) * dilation, as the causal Conv1D
+            z += ring[:, (frame - (width - 1 - tap) * dilation) % slots] @ context["conv_w"][j][tap]
+        gated = np.tanh(z[:, :channels]) * (1.0 / (1.0 + np.exp(-z[:, channels:])))
+        y = y + gated.astype(np.float32) @ context["res_w"][j] + context["res_b"][j]
+    state["context_frames"] = frame + 1
+    np.copyto(state["stream_bias"], state["base_bias"] + np.einsum("bc,lcd->bld", y, context["ctx_w"]))
 
 
 def _splitmix64(seed, stream):
@@ -536,19 +595,26 @@ def prime_state(model, weights, state, prime_codes, batch_rows=4):
 
     One batched Keras forward pass over the prime (per distinct genre, ``batch_rows`` genres at a time)
     gives every layer's inputs at every time; the last ones go into the ring buffers. Only the last
-    2 x receptive_field codes matter, so a long prime costs no more than that. Modifies ``state``.
+    2 x receptive_field codes matter, so a long prime costs no more than that (from a frame boundary, with a
+    context stack, and context_past codes more for it; its caches are refilled by :func:`advance_context` over the prime's last frames, after the
+    ``context_past`` codes of silence a track starts with). Modifies ``state``.
     """
     prime_codes = np.asarray(prime_codes, dtype=np.int64).reshape(-1)
     if len(prime_codes) == 0:
         return state
     n_total = len(prime_codes)
-    start = max(0, n_total - 1 - 2 * weights["receptive_field"])
-    context = prime_codes[start:n_total - 1]  # the last code is the kernel's first input
+    config = weights["config"]
+    past, rate = config.context_past, max(1, config.context_rate)
+    # the sample stack's pass starts at `start` (a frame boundary with a context: the model's frames align there)
+    start = max(0, n_total - 1 - 2 * weights["receptive_field"]) // rate * rate
+    padded = config.pad_context(prime_codes)  # stream time t is padded position past + t
+    context = padded[start:past + n_total - 1]  # the last code is the kernel's first input
     state["inputs"][:] = prime_codes[-1]
     state["t"] = n_total - 1
-    if len(context) == 0:
+    if weights["context"] is not None:
+        _prime_context(weights, state, padded)
+    if n_total == 1:
         return state
-    config = weights["config"]
     sub = layer_input_model(model, config)
     conditioned = config.conditioned
     genres = np.unique(state["genre_ids"]) if conditioned else np.zeros(1, np.int64)
@@ -570,6 +636,23 @@ def prime_state(model, weights, state, prime_codes, batch_rows=4):
     return state
 
 
+def _prime_context(weights, state, padded):
+    """The context caches after the frames of ``padded`` (silence, then the prime) that end before the kernel's
+    next input: the last 2 x context_receptive_frames of them fed from empty caches (exact: earlier frames
+    no longer reach the caches)."""
+    config = weights["config"]
+    rate, n_streams = config.context_rate, len(state["inputs"])
+    t = state["t"]  # the kernel's next input, at padded position context_past + t
+    done = (config.context_past + t) // rate  # whole frames before it
+    first = max(0, done - 2 * config.context_receptive_frames)
+    _reset_context(weights, state, silent_frames=0)
+    state["context_frames"] = first
+    for f in range(first, done):
+        advance_context(weights, state, np.broadcast_to(padded[f * rate:(f + 1) * rate], (n_streams, rate)))
+    in_progress = np.arange(t - t % rate, t)
+    state["frame_codes"][:, in_progress % rate] = padded[config.context_past + in_progress]
+
+
 def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, record=False, threads=None):
     """Generate ``n_samples`` codes for every stream of ``state``, continuing (and advancing) it.
 
@@ -579,7 +662,41 @@ def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, r
     distributions the codes were drawn from and the logits, both (streams, n_samples, Q) float32.
     ``threads``: how many threads share the streams (default: numba's, at most one per stream).
     Returns codes (streams, n_samples) int32, or (codes, probabilities, logits) when ``record``.
+
+    With a context stack the kernel runs up to the next frame boundary with the streams' biases fixed; then
+    :func:`advance_context` takes the finished frame (the input at t = k * rate - 1 is its last code, and
+    conditions that very position) and sets the biases, for all streams at once.
     """
+    if weights["context"] is None:
+        return _generate_fixed_bias(weights, state, n_samples, temperature, forced_codes=forced_codes,
+                                    record=record, threads=threads)
+    n_streams, rate = len(state["inputs"]), weights["context"]["rate"]
+    n_samples = int(n_samples)
+    forced = None if forced_codes is None else np.asarray(forced_codes, np.int64).reshape(n_streams, n_samples)
+    pieces, done = [], 0
+    while done < n_samples:
+        t = state["t"]
+        state["frame_codes"][:, t % rate] = state["inputs"]
+        if t % rate == rate - 1:
+            advance_context(weights, state, state["frame_codes"])
+        steps = min(n_samples - done, rate - (t + 1) % rate)  # up to the next frame's last position, excluded
+        piece = _generate_fixed_bias(weights, state, steps, temperature, record=record, threads=threads,
+                                     forced_codes=None if forced is None else forced[:, done:done + steps])
+        codes = piece[0] if record else piece
+        times = np.arange(t + 1, t + steps)  # the inputs the chunk took after its first
+        state["frame_codes"][:, times % rate] = codes[:, :steps - 1]
+        pieces.append(piece)
+        done += steps
+    if not pieces:
+        return _generate_fixed_bias(weights, state, 0, temperature, record=record, threads=threads)
+    if record:
+        return tuple(np.concatenate([p[k] for p in pieces], axis=1) for k in range(3))
+    return np.concatenate(pieces, axis=1)
+
+
+def _generate_fixed_bias(weights, state, n_samples, temperature=1.0, *, forced_codes=None, record=False,
+                         threads=None):
+    """:func:`generate` with every stream's bias fixed (the whole call without a context stack)."""
     n_streams = len(state["inputs"])
     n_samples = int(n_samples)
     n_q = weights["embedding"].shape[0]
@@ -615,6 +732,9 @@ def naive_generate(model, config, n_samples, *, genre_id=None, temperature=1.0, 
     """
     import tensorflow as tf
     n_q = config.quantization_channels
+    if config.has_context:
+        return _naive_context_generate(model, config, n_samples, genre_id=genre_id, temperature=temperature,
+                                       seed=seed, history=history)
     window = config.receptive_field
     codes = list(np.asarray([n_q // 2] if history is None else history, np.int32).reshape(-1)[-window:])
     genre = np.array([genre_id or 0], np.int32)
@@ -631,6 +751,30 @@ def naive_generate(model, config, n_samples, *, genre_id=None, temperature=1.0, 
     for i in range(int(n_samples)):
         inputs = config.model_inputs(np.array(codes[-window:], np.int32)[None], genre)
         logits = np.asarray((full if len(codes) >= window else growing)(*inputs)[0], np.float64)
+        if temperature <= 0:
+            code = int(np.argmax(logits))
+        else:
+            p = np.exp((logits - logits.max()) / temperature)
+            code = int(rng.choice(n_q, p=p / p.sum()))
+        out[i] = code
+        codes.append(code)
+    return out
+
+
+def _naive_context_generate(model, config, n_samples, *, genre_id, temperature, seed, history):
+    """:func:`naive_generate` for a model with a context stack: each pass reads the silence-padded history from
+    the last frame boundary at or before window_field codes back (the frames stay where the generator has them)."""
+    import tensorflow as tf
+    n_q, rate = config.quantization_channels, config.context_rate
+    codes = list(config.pad_context(np.asarray([n_q // 2] if history is None else history, np.int32).reshape(-1)))
+    forward = tf.function(lambda *inputs: model(list(inputs), training=False)[:, -1, :], reduce_retracing=True)
+    genre = np.array([genre_id or 0], np.int32)
+    rng = np.random.default_rng(seed)
+    out = np.empty(int(n_samples), np.int32)
+    for i in range(int(n_samples)):
+        start = max(0, len(codes) - config.window_field) // rate * rate
+        logits = np.asarray(forward(*config.model_inputs(np.array(codes[start:], np.int32)[None], genre))[0],
+                            np.float64)
         if temperature <= 0:
             code = int(np.argmax(logits))
         else:

@@ -251,6 +251,11 @@ def _settings_section(config, model_info):
         model = model_info.get("model", {})
         rows += [("genres", model_info.get("genres", [])), ("sample rate (Hz)", model_info.get("sample_rate")),
                  ("receptive field (samples)", model_info.get("receptive_field")),
+                 ("whole model's receptive field, with the context stack",
+                  f'{model_info["total_receptive_field"]} samples ({model_info["total_receptive_field_seconds"]:g} s)'
+                  if model.get("context_rate") and "total_receptive_field" in model_info else None),
+                 ("context stack (frames of samples, dilations)",
+                  f'{model["context_rate"]}, {model.get("context_dilations")}' if model.get("context_rate") else None),
                  ("quantization channels", model_info.get("quantization_channels")),
                  ("layers", len(model.get("dilations", []))),
                  ("genre conditioning", model.get("genre_conditioning"))]

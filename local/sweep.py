@@ -393,7 +393,8 @@ def evaluate_run_dir(run_config):
     wavenet, info = training.read_run_model(run_dir)
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
     result, _ = evaluation.evaluate_run(model, wavenet, run_dir=run_dir, index=dataset_store.read_index(data_dir),
-                                        genres=list(info["genres"]), data_dir=data_dir)
+                                        genres=list(info["genres"]), data_dir=data_dir,
+                                        sample_rate=info.get("sample_rate"))
     report.write_report(run_dir)
     return result
 

@@ -122,11 +122,13 @@ def usable_splits(index, receptive_field, window, data_dir, sample_rate, *,
 
 def wavenet_model_json(wavenet_config, *, genres, sample_rate, data_dir):
     """The ``model.json`` dict of a WaveNet run: ``kind``, ``model`` (WaveNetConfig.to_json), genres (index = genre_id),
-    sample_rate (Hz), quantization_channels, receptive_field (samples), data_dir."""
+    sample_rate (Hz), quantization_channels, receptive_field (samples, the sample-level stack's),
+    total_receptive_field (samples, both stacks) and total_receptive_field_seconds, context_past, data_dir."""
     return {"kind": "wavenet", "model": wavenet_config.to_json(), "genres": list(genres),
             "sample_rate": int(sample_rate),
             "quantization_channels": wavenet_config.quantization_channels,
-            "receptive_field": wavenet_config.receptive_field, "data_dir": str(data_dir)}
+            "receptive_field": wavenet_config.receptive_field, **wavenet_config.receptive_field_json(sample_rate),
+            "data_dir": str(data_dir)}
 
 
 def write_model_json(run_dir, model_json):
@@ -339,9 +341,11 @@ def done_line(run_dir, baselines, shown_as=None):
 
 def describe(model, wavenet_config, *, sample_rate, n_train, n_valid, n_valid_windows):
     """One line on what is trained: parameters, receptive field, tracks and validation windows."""
-    field = wavenet_config.receptive_field
+    field, total = wavenet_config.receptive_field, wavenet_config.total_receptive_field
+    context = (f" (with the context stack {total} samples, {total / sample_rate:.2f} s)"
+               if wavenet_config.has_context else "")
     return (f"{model.count_params():,} parameters, receptive field {field} samples "
-            f"({field / sample_rate * 1000:.0f} ms), {n_train} train / {n_valid} valid tracks, "
+            f"({field / sample_rate * 1000:.0f} ms){context}, {n_train} train / {n_valid} valid tracks, "
             f"{n_valid_windows} valid windows")
 
 
@@ -823,7 +827,8 @@ def wavenet_task(wavenet_config, *, train_tracks, valid_tracks, config):
     import keras
     from local import dataset
     from local.wavenet import build_wavenet
-    field, window, batch_size = wavenet_config.receptive_field, config["window"], config["batch_size"]
+    # a window reads the context's past too (context_past codes, only the context stack's), then R + W - 1
+    field, window, batch_size = wavenet_config.window_field, config["window"], config["batch_size"]
     parts = min(use_threads(config.get("threads", 0)), batch_size)  # before TensorFlow starts its thread pools
     keras.utils.set_random_seed(config["seed"])
     model = build_wavenet(wavenet_config)

@@ -177,3 +177,64 @@ def test_constant_and_silent_clips_are_recognized():
     assert clip_problem(np.full(500, 77)) == "constant"
     assert clip_problem(np.random.default_rng(0).integers(127, 130, 500)) == "silent"  # about -70 dBFS
     assert clip_problem(np.random.default_rng(0).integers(0, 256, 500)) == ""
+
+
+# --- the context stack (issue 18): the generator advances it once per frame -----------------------------
+
+def context_model(conditioned, seed=0, rate=4):
+    """(model, config): a tiny WaveNet with a context stack (frames of ``rate``), every weight random."""
+    config = WaveNetConfig(dilations=[1, 2, 4, 8], filter_width=2, residual_channels=8, dilation_channels=6,
+                           skip_channels=12, quantization_channels=32, genre_conditioning=conditioned,
+                           genre_channels=4, n_genres=3, context_rate=rate, context_dilations=[1, 2, 4],
+                           context_channels=5)
+    model = build_wavenet(config)
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        weight.assign(rng.normal(0.0, 0.4, weight.shape).astype("float32"))
+    return model, config
+
+
+@pytest.mark.parametrize("streams", [1, 8])
+@pytest.mark.parametrize("conditioned", [False, True])
+@pytest.mark.parametrize("prime_length", [0, 21, 203])
+def test_context_stack_generation_equals_the_full_forward_pass(streams, conditioned, prime_length):
+    """Logits of the generator (in chunks that end inside and on frame boundaries) equal the full model's on
+    the silence-padded track over many frame boundaries; primes shorter and longer than the whole model's
+    receptive field (49 samples; 203 also makes priming crop)."""
+    model, config = context_model(conditioned, seed=streams + prime_length)
+    assert config.total_receptive_field == 49
+    weights = generation.fold_weights(model, config)
+    genre_ids = [k % 3 for k in range(streams)] if conditioned else None
+    state = generation.initial_state(weights, genre_ids=genre_ids, n_streams=streams, seed=3)
+    rng = np.random.default_rng(prime_length)
+    prime = ((np.sin(np.arange(prime_length) / 3.0) + 1) * 15.5).astype(np.int64) ^ rng.integers(0, 2, prime_length)
+    if prime_length:
+        generation.prime_state(model, weights, state, prime)
+    chunks = [generation.generate(weights, state, n, temperature=1.0, record=True, threads=2) for n in (7, 1, 4, 30)]
+    codes, _, logits = (np.concatenate([c[k] for c in chunks], axis=1) for k in range(3))
+    history = np.repeat(prime[None], streams, axis=0) if prime_length else np.full((streams, 1), 16)
+    inputs = np.concatenate([history, codes[:, :-1]], axis=1)
+    full = model.predict_on_batch(feed(config, config.pad_context(inputs), genre_ids))[:, history.shape[1] - 1:]
+    assert logits.shape[1] == 42 and (42 + prime_length) // 4 >= 10  # across 10 frame boundaries
+    assert np.abs(logits - full).max() < 1e-4
+    assert len(np.unique(codes)) > 3
+
+
+def test_context_stack_changes_the_logits_at_frame_boundaries():
+    """The conditioning really moves: forcing the same codes after different frames changes the logits."""
+    model, config = context_model(False, seed=9)
+    weights = generation.fold_weights(model, config)
+    track = np.random.default_rng(2).integers(0, 32, (2, 60))
+    track[1, 30:] = track[0, 30:]  # same last 30 codes (> receptive_field), different earlier frames
+    state = generation.initial_state(weights, n_streams=2)
+    state["inputs"][:] = track[:, 0]
+    _, _, logits = generation.generate(weights, state, 59, forced_codes=track[:, 1:], record=True)
+    assert np.abs(logits[0, 50:] - logits[1, 50:]).max() > 1e-3
+
+
+def test_naive_reference_agrees_with_fast_generation_with_a_context_stack():
+    model, config = context_model(True, seed=6)
+    weights = generation.fold_weights(model, config)
+    fast = generation.generate(weights, generation.initial_state(weights, [2], seed=0), 15, temperature=0)[0]
+    slow = generation.naive_generate(model, config, 15, genre_id=2, temperature=0)
+    assert (fast == slow).all()

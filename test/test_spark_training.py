@@ -139,3 +139,23 @@ def test_config_mistakes_answer_before_spark_starts(tmp_path):
         result = run_script("aws/spark_training.py", *args, f"--run_dir={tmp_path / 'r'}", timeout=60)
         assert result.returncode == 2 and word in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_context_stack_model_trains_on_executors_and_round_trips(spark, tiny_dataset, tmp_path):
+    """Issue 18: the context keys reach the Spark trainer; Elephas rebuilds the model from model.to_json() on
+    the executors, trains it on windows that bring the context's past, and model.keras keeps the stack."""
+    import keras
+    run_dir = str(tmp_path / "run")
+    assert run_job([f"--data_dir={tiny_dataset}", f"--run_dir={run_dir}", "--epochs=1", "--genre_conditioning=true",
+                    "--context_rate=16", "--context_layers=3", "--context_channels=4", "--sample_seconds=0.05",
+                    *MODEL_ARGS]) == 0
+    info = training.read_model_json(run_dir)
+    assert info["model"]["context_rate"] == 16 and info["context_past"] == 128
+    assert info["total_receptive_field"] == 9 * 16 - 2 + 7
+    rows = training.read_metrics(run_dir)
+    assert len(rows) == 1 and math.isfinite(rows[0]["train_bits_per_sample"])
+    from local import dataset_store
+    train = dataset.split_tracks(dataset_store.read_index(tiny_dataset), "train")
+    assert rows[0]["step"] == sum(dataset.examples_per_track(t["n_samples"], 128 + 8, 128) for t in train) // 4
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    assert model.get_layer("context2_conv").get_config()["dilation_rate"] == (4,)

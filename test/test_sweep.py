@@ -114,3 +114,22 @@ def test_the_table_holds_finished_runs_only_and_the_page_links_their_reports(tmp
     assert "href='lr0.1/report.html'" in page and "href='lr0.3/report.html'" not in page
     assert "http" not in page  # static: nothing fetched from the network
 
+
+
+def test_a_grid_over_context_rate_resolves_to_models_with_and_without_the_context_stack(tmp_path):
+    """Issue 18: the context keys are stage-3 keys a sweep can vary; each run's config builds its model."""
+    import run_model_training
+    from local.config import config_keys
+    from local.training import check_config
+    from local.wavenet import WaveNetConfig
+    path = tmp_path / "context.toml"
+    path.write_text("context_layers = 3\n[sweep]\ncontext_rate = [0, 16, 256]\n")
+    defaults = config_keys(vars(run_model_training))
+    plan = sweep.read_sweep_file(str(path), defaults)
+    runs = sweep.run_configs(plan, {**defaults, "run_dir": str(tmp_path / "s")}, [])
+    assert [name for name, _ in runs] == ["cr0", "cr16", "cr256"]
+    for (_, run_config), rate in zip(runs, (0, 16, 256)):
+        check_config(run_config)
+        wavenet = WaveNetConfig.from_config(run_config)
+        assert wavenet.context_rate == rate and wavenet.has_context == bool(rate)
+        assert wavenet.context_past == 8 * rate and wavenet.context_dilations == (1, 2, 4)

@@ -361,3 +361,38 @@ def test_the_loop_stops_on_its_time_budget_and_callbacks_add_metrics_columns(tmp
                    keep_checkpoints=2, max_minutes=1.0,
                    learning_rate_at=lambda step, time_fraction: fractions.append(time_fraction) or 1e-3)
     assert len(fractions) == 2 and 0.5 <= fractions[0] < fractions[1] < 1.0, fractions
+
+
+def test_a_context_stack_run_trains_on_windows_with_its_past_resumes_and_samples(tmp_path):
+    """Issue 18: each window brings context_past codes for the context stack; model.json gives the whole
+    model's receptive field; the run resumes; the clips sampled at the end come from the context model."""
+    import keras
+    import run_model_training
+    data_dir, run_dir = write_tone_dataset(tmp_path / "data"), str(tmp_path / "run")
+    context = ["--context_rate=8", "--context_layers=3", "--context_channels=4", "--genre_conditioning=true"]
+    wavenet = WaveNetConfig.from_config({"dilations": [1, 2, 4, 8], "context_rate": 8, "context_layers": 3,
+                                         "residual_channels": 8, "dilation_channels": 8, "skip_channels": 16})
+    task = training.wavenet_task(wavenet, train_tracks=dataset_store.read_index(data_dir)[:3],
+                                 valid_tracks=dataset_store.read_index(data_dir)[3:4],
+                                 config={"batch_size": 4, "window": 64, "learning_rate": 1e-3, "grad_clip": 1.0,
+                                         "cache_tracks": 2, "prefetch_batches": 1, "valid_windows": 4, "seed": 0})
+    features, targets = next(iter(task.batches(0)))
+    assert wavenet.context_past == 64 and features["codes"].shape == (4, 64 + 16 + 64 - 1)
+    assert task.model(wavenet.model_inputs(features["codes"], features["genre_id"])).shape == (4, 16 + 64 - 1, 256)
+    summary = run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TINY_ARGS, *context,
+                                       "--steps=2", "--eval_every=2", "--checkpoint_every=2", "--stuck_check_step=0",
+                                       "--sample_every=2", "--sample_seconds=0.1"])
+    assert summary["step"] == 2
+    summary = run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TINY_ARGS, *context,
+                                       "--steps=4", "--eval_every=2", "--checkpoint_every=2", "--stuck_check_step=0",
+                                       "--sample_every=2", "--sample_seconds=0.1"])
+    assert summary["step"] == 4 and [r["step"] for r in training.read_metrics(run_dir)] == [2, 4]
+    info = training.read_model_json(run_dir)
+    assert info["model"]["context_rate"] == 8 and info["model"]["context_dilations"] == [1, 2, 4]
+    assert info["total_receptive_field"] == 9 * 8 - 2 + 15 and info["total_receptive_field_seconds"] == 0.085
+    assert info["context_past"] == 64
+    with open(os.path.join(run_dir, "report.html"), encoding="utf-8") as f:
+        assert "85 samples (0.085 s)" in f.read()  # the page gives the whole model's receptive field
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    assert model.get_layer("layer0_ctx") is not None
+    assert any(name.endswith(".wav") for _, _, names in os.walk(os.path.join(run_dir, "samples")) for name in names)

@@ -183,3 +183,70 @@ def test_genre_conditioning_generates_each_genres_tone():
     for genre, hz in enumerate((100.0, 250.0)):
         generated = greedy_generate(model, field, genre, 100, quantization)
         assert dominant_hz(generated, sample_rate, quantization) == pytest.approx(hz, abs=12), f"genre {genre}"
+
+
+# --- the context stack (issue 18) ----------------------------------------------------------------------
+
+CONTEXT = dict(dilations=[1, 2, 4], context_rate=4, context_dilations=[1, 2, 4], context_channels=6, **TINY)
+
+
+def test_context_config_fields_and_fields_of_view():
+    config = WaveNetConfig.from_config({**CONTEXT, "context_layers": 2, "genre_conditioning": True}, n_genres=2)
+    assert config.context_dilations == (1, 2) and config.has_context
+    config = WaveNetConfig(**CONTEXT)
+    assert config.receptive_field == 8 and config.context_receptive_frames == 8
+    # every position of the sample stack sees 8 whole frames: the input brings 8 frames = 32 codes before it
+    assert config.context_past == 32 and config.window_field == 40
+    assert config.total_receptive_field == 9 * 4 - 2 + 8 - 1  # at the worst frame phase, through the 2nd layer
+    assert config.receptive_field_json(16) == {"total_receptive_field": 41, "total_receptive_field_seconds": 2.5625,
+                                               "context_past": 32}
+    assert WaveNetConfig.from_json(config.to_json()) == config
+    old = {k: v for k, v in WaveNetConfig([1, 2]).to_json().items() if not k.startswith("context")}
+    assert not WaveNetConfig.from_json(old).has_context  # a model.json from before the context stack
+    assert WaveNetConfig([1, 2]).total_receptive_field == 4 and WaveNetConfig([1, 2]).context_past == 0
+    with pytest.raises(ConfigError, match="--context_dilations=1,0"):
+        WaveNetConfig(**{**CONTEXT, "context_dilations": [1, 0]})
+    with pytest.raises(ConfigError, match="--context_rate=-1"):
+        WaveNetConfig(**{**CONTEXT, "context_rate": -1})
+    np.testing.assert_array_equal(config.pad_context(np.array([[3, 4]]))[0, -3:], [16, 3, 4])
+    assert config.pad_context(np.zeros((2, 5), np.int32)).shape == (2, 37)
+
+
+@pytest.mark.parametrize("genre", [None, 1])
+def test_context_stack_is_causal_and_hears_its_whole_field(genre):
+    """Inputs that differ only after input position m give equal logits up to m (output m - context_past);
+    a change at m reaches exactly as far as the whole model's receptive field, past the sample stack's."""
+    config = WaveNetConfig(**CONTEXT, genre_conditioning=genre is not None, n_genres=3)
+    keras.utils.set_random_seed(0)
+    model = build_wavenet(config)
+    rng = np.random.default_rng(1)
+    for weight in model.weights:  # every weight random, so no path hides behind a zero
+        weight.assign(rng.normal(0.0, 0.5, weight.shape).astype("float32"))
+    past, total = config.context_past, config.total_receptive_field
+    codes = rng.integers(0, 32, past + 120)
+    base = outputs(model, codes, genre)
+    assert base.shape[0] == len(codes) - past
+    for m in range(past, past + 40):
+        after = codes.copy()
+        after[m + 1:] = rng.integers(0, 32, len(codes) - m - 1)
+        delta = np.abs(outputs(model, after, genre) - base).max(axis=1)
+        assert delta[:m - past + 1].max() == 0, f"output {m - past} depends on inputs after {m}: not causal"
+    reach = []
+    for m in range(past, past + 40):
+        changed = codes.copy()
+        changed[m] = (changed[m] + 7) % 32
+        affected = np.nonzero(np.abs(outputs(model, changed, genre) - base).max(axis=1) > 0)[0] + past
+        assert affected.min() == m
+        reach.append(affected.max() - m + 1)
+    assert max(reach) == total > config.receptive_field  # the context stack carries it past the sample stack
+
+
+def test_context_model_saves_loads_and_rebuilds_from_json(tmp_path):
+    model = build_wavenet(WaveNetConfig(**CONTEXT, genre_conditioning=True, n_genres=2))
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    codes = np.arange(60) % 32
+    np.testing.assert_allclose(outputs(keras.models.load_model(path), codes, 1), outputs(model, codes, 1), atol=1e-6)
+    rebuilt = keras.models.model_from_json(model.to_json())
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_allclose(outputs(rebuilt, codes, 1), outputs(model, codes, 1), atol=1e-6)
