@@ -387,7 +387,8 @@ class Judge:
         dict of ``reference`` and ``floor`` window embeddings (lists of (k, D) arrays), ``flatness`` (one per
         excerpt) and ``splits``. The excerpts come from the test tracks (and the valid tracks when the test
         tracks give fewer than two per clip): one per clip, of its asked genre where there is one, makes the
-        floor set; the rest (up to MAX_REFERENCE_EXCERPTS) the reference set."""
+        floor set; the rest (up to MAX_REFERENCE_EXCERPTS) the reference set. When even both splits give fewer
+        than two per clip, every excerpt is in the reference set and the floor is empty (no floor distance)."""
         from local import dataset_store
         from local.audio import mu_law_decode
         key = (int(n_samples), tuple(asked_genres))
@@ -403,7 +404,9 @@ class Judge:
                 excerpts.setdefault(genre, []).extend(found)
             splits.append(split)
         floor_set, floor_genres = [], []
-        for genre in asked_genres:
+        # too few excerpts for both sets (many long clips): all of them are the reference, there is no floor
+        enough = sum(len(v) for v in excerpts.values()) >= 2 * len(asked_genres)
+        for genre in (asked_genres if enough else []):
             pool_genre = genre if excerpts.get(genre) else max(excerpts, key=lambda g: len(excerpts[g]), default=None)
             if pool_genre is not None and excerpts[pool_genre]:
                 floor_set.append(excerpts[pool_genre].pop(0))

@@ -103,6 +103,17 @@ def test_real_excerpts_judged_as_if_generated_pass_and_white_noise_does_not(demo
     assert len(judged._real) == 1  # the real excerpts' statistics were computed once for both calls
 
 
+def test_more_clips_than_real_excerpts_still_get_a_frechet_distance(demo_tagger, judged):
+    n = 32000  # 2 s: the 6 held-out tracks of 4 s give 12 excerpts, fewer than two per clip for 12 clips
+    excerpts = judge.real_excerpts(held_out_rows(demo_tagger["data_dir"]), n)
+    genres = [g for g in ("Ambient", "Electronic", "Folk") for _ in range(4)]
+    clips = [excerpts[g][k % len(excerpts[g])] for k, g in enumerate(genres)]
+    _, summary = judged.judge(clips, genres)
+    assert summary["n_reference_excerpts"] == 12 and summary["n_floor_excerpts"] == 0, summary
+    assert isinstance(summary["frechet_distance"], float) and summary["frechet_distance_floor"] is None
+    assert 0.67 < summary["onset_rate_ratio"] < 1.5 and 0.5 < summary["flatness_ratio"] < 2, summary
+
+
 def test_judge_clips_takes_wav_paths_or_waveforms_and_keeps_its_judge(demo_tagger, judged, tmp_path):
     n = 24000
     excerpts = judge.real_excerpts(held_out_rows(demo_tagger["data_dir"]), n, offset=n // 2)
