@@ -74,8 +74,8 @@ def check_config(config):
         if not os.path.isfile(os.path.join(config["run_dir"], name)):
             raise StageError(f"{os.path.join(config['run_dir'], name)} is missing: run_dir={config['run_dir']!r} is "
                              f"not a trained run (train one with run_model_training.py --run_dir={config['run_dir']})")
-    from local import checks, training
-    problem = checks.output_folder_problem(config["out_dir"], "out_dir") or training.model_files_problem(config["run_dir"])
+    from local import checks, rundir
+    problem = checks.output_folder_problem(config["out_dir"], "out_dir") or rundir.model_files_problem(config["run_dir"])
     if problem:  # before any scoring or generating, not after
         raise StageError(problem)
 
@@ -214,15 +214,15 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
 def main(argv=None):
     config = configure(dict(globals()), argv)
     check_config(config)
-    from local import training
     from local.config import save_config
     from local.fileio import remove_stale_temps
+    from local.wavenet import read_run_model
     if config["audio"] or config["similar_to"]:  # a tagger run: tag files, find similar tracks (local/judge.py)
         from local.judge import tagger_commands
         tagger_commands(config)
         save_config(config, config["out_dir"])
         return
-    wavenet, info = training.read_run_model(config["run_dir"])
+    wavenet, info = read_run_model(config["run_dir"])
     genres, sample_rate = list(info["genres"]) or [""], int(info["sample_rate"])
     data_dir = config["data_dir"] or info.get("data_dir", "")
     if config["genre"] and config["genre"] not in genres:

@@ -41,6 +41,9 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from local.audio import clip_problem, mu_law_decode, write_wav
+from local.plots import plot_spectrogram
+
 # Built with error_model="numpy": a float division then needs no zero check, which is what kept LLVM from
 # vectorizing the gate loop (measured: the gates of 20 layers 4.1 -> 0.6 us per stream and sample).
 _JIT = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
@@ -683,8 +686,6 @@ def write_clips(out_dir, codes, prime, *, genres, genre_ids, sample_rate, quanti
 
     codes (streams, n) generated codes; prime (p,) codes or empty; ``title`` is the spectrograms' subtitle.
     """
-    from local.audio import clip_problem, mu_law_decode, write_wav
-    from local.plots import plot_spectrogram
     clips = []
     for k, (clip_genre, genre_id) in enumerate(zip(genres, genre_ids)):
         slug = re.sub(r"[^A-Za-z0-9_-]+", "-", clip_genre).strip("-") or "clip"

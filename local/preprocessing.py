@@ -21,8 +21,9 @@ import sys
 
 import numpy as np
 
-from local import audio, manifest
+from local import audio, checks, dataset_store as store, locks, manifest
 from local.config import ConfigError
+from local.fileio import read_json, write_json_atomic
 
 SILENT_PEAK = 10 ** (-60 / 20)  # a file whose peak is below -60 dBFS is silence, not music
 LIBSNDFILE = "libsndfile"  # result["decoder"] of a file ffmpeg refused and libsndfile decoded
@@ -107,14 +108,12 @@ def check_config(config):
         if bad:
             raise ConfigError(f"{key}={config[key]!r} must be {accepted}")
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", config["out_dir"]):  # a local folder (Spark may write to a URI)
-        from local import checks
         if checks.output_folder_problem(config["out_dir"], "out_dir"):
             raise ConfigError(checks.output_folder_problem(config["out_dir"], "out_dir"))
 
 
 def check_raw_dir(raw_dir, hint="FOLDER"):
     """Raise ConfigError when the local folder ``raw_dir`` is a file, is missing or holds no audio file."""
-    from local import checks
     if checks.input_folder_problem(raw_dir, "raw_dir"):
         raise ConfigError(checks.input_folder_problem(raw_dir, "raw_dir"))
     if not os.path.isdir(raw_dir):
@@ -152,7 +151,6 @@ def settings_sidecar_path(dataset_dir):
 
 def read_settings_sidecar(path):
     """The settings dict in a :data:`SETTINGS_SIDECAR` file, or None when it is missing or unreadable."""
-    from local.fileio import read_json
     recorded = read_json(path)
     return recorded if isinstance(recorded, dict) else None
 
@@ -184,7 +182,6 @@ def check_same_settings(out_dir, info, index, settings, part_metadatas=None, rec
     dict (defaults: read from the local folder ``out_dir``). Both runners write what this reads: parts with
     metadata (local), the sidecar (Spark).
     """
-    from local import dataset_store as store
     if part_metadatas is None:
         part_metadatas = [store.open_part(part).schema_arrow.metadata for part in store.list_parts(out_dir)]
         recorded = read_settings_sidecar(settings_sidecar_path(out_dir))
@@ -751,7 +748,6 @@ def track_row(item, track, genres, sample_rate):
 
 def dataset_info(index, genres, settings, splits):
     """The ``dataset.json`` dict for the dataset's index rows and the settings that made it."""
-    from local import dataset_store as store
     return store.summarize(index, settings.sample_rate, settings.quantization_channels, genres, extra={
         "trim_silence": settings.trim_silence, "silence_threshold_db": settings.silence_threshold_db,
         "min_seconds": settings.min_seconds, **dataclasses.asdict(splits)})
@@ -828,7 +824,6 @@ class SourceFingerprints:
             self.known[path] = (int(file_stat[0]), int(file_stat[1]), sha)
 
     def save(self):
-        from local.fileio import write_json_atomic
         write_json_atomic(self.path, {k: list(v) for k, v in sorted(self.known.items())})
 
 
@@ -854,7 +849,6 @@ def preprocess(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, 
     summary dict :func:`summary_lines` prints: processed, skipped, failed [(path, reason)], warnings
     [(path, text)], dataset (the dataset.json dict), out_dir, failures_csv, decoded_with_libsndfile.
     """
-    from local import locks
     with locks.acquire_lock(out_dir, "stage 2"):  # a second writer is refused, never merged
         return preprocess_locked(raw_dir, out_dir, workers=workers, rows_per_part=rows_per_part, progress=progress,
                                  **dataset_keys)
@@ -862,7 +856,6 @@ def preprocess(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, 
 
 def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, **dataset_keys):
     """:func:`preprocess` while holding ``out_dir``'s lock."""
-    from local import dataset_store as store
 
     settings, splits = stage_settings(**dataset_keys)
     try:

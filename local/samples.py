@@ -18,7 +18,12 @@ import re
 import shutil
 import time
 
+from local import generation
+from local.audio import clip_problem, mu_law_decode, write_wav
+from local.config import ConfigError, check_minimums
 from local.fileio import atomic_dir, read_json, remove_stale_temps, write_json_atomic
+from local.plots import plot_spectrogram
+from local.wavenet import read_run_model
 
 SAMPLES_DIR = "samples"
 JUDGE_COLUMNS = ("judge_genre_accuracy", "judge_flatness_ratio")  # metrics.csv columns of a judged run
@@ -46,13 +51,10 @@ def write_step_samples(model, wavenet_config, run_dir, step, *, genres, sample_r
     and ``samples.json``; the folder appears whole (atomic), replacing one of the same step.
 
     model           the Keras WaveNet being trained (its weights are read, not changed)
-    wavenet_config  its :class:`local.wavenet.WaveNetConfig` (local.training.read_run_model)
+    wavenet_config  its :class:`local.wavenet.WaveNetConfig` (local.wavenet.read_run_model)
     genres          model.json's genres (index = genre_id); seed: the generator's seed, the same at every step
     Returns (list of WAV paths, seconds taken) - the seconds include the spectrograms and the writes.
     """
-    from local import generation
-    from local.audio import clip_problem, mu_law_decode, write_wav
-    from local.plots import plot_spectrogram
 
     started = time.perf_counter()
     sample_rate, n_codes = int(sample_rate), wavenet_config.quantization_channels
@@ -150,7 +152,6 @@ def is_sample_step(step, sample_every):
 def check_config(config):
     """The sampling keys ``config`` has: ``sample_every`` >= 0 (0 = off), ``sample_seconds`` >= 0 (0 = no clips).
     Raises ConfigError naming one key."""
-    from local.config import ConfigError, check_minimums
     check_minimums(config, {"sample_every": 0, "sample_seconds": 0})
     if config.get("judge") and not (config.get("sample_every", 0) > 0 and config.get("sample_seconds", 0) > 0):
         raise ConfigError(f"--judge={config['judge']}: judges the clips sampled while training, but "
@@ -177,7 +178,7 @@ class SamplingCallback:
     as it is then (:func:`write_step_samples`), the cost printed; at the last one, :func:`sampling_summary`.
 
     model        the Keras WaveNet being trained; its structure, genres and sample rate come from
-                 ``run_dir``/model.json (local.training.read_run_model), so write that first
+                 ``run_dir``/model.json (local.wavenet.read_run_model), so write that first
     sample_every steps (0 = never; 1 = at every evaluation), rounded to a multiple of ``eval_every``
                  (:func:`sampling_interval`, the note printed); seconds: each clip's length; seed: the generator's
     judge_clips  optional ``judge_clips(wav_paths, asked_genres) -> (per_clip, summary)``: a genre tagger's
@@ -188,7 +189,6 @@ class SamplingCallback:
     """
 
     def __init__(self, model, run_dir, *, sample_every, seconds, seed, eval_every=1, judge_clips=None):
-        from local.training import read_run_model
         self.sample_every, note = sampling_interval(sample_every, eval_every)
         if note:
             print(note)
