@@ -153,7 +153,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     import numpy as np
     from tqdm import tqdm
 
-    from local import dataset_store, generation, report
+    from local import clip_files, dataset_store, generation, report
     from local.fileio import write_json_atomic
     weights = generation.fold_weights(model, wavenet)
     prime_genre = prime_row["genre"] if prime_row is not None else None
@@ -177,7 +177,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
             chunk=max(1, int(config["progress_seconds"] * sample_rate)), progress=bar)
     shown_prime = prime if config["include_prime"] else prime[:0]
     primed = f", prime {config['prime_track']} until {len(prime) / sample_rate:g} s" if len(shown_prime) else ""
-    clips = generation.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
+    clips = clip_files.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
                                    sample_rate=sample_rate, quantization_channels=wavenet.quantization_channels,
                                    title=f"temperature {config['temperature']:g}{primed}")
     per_clip_rate = n_samples / max(elapsed, 1e-9)

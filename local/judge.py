@@ -1,7 +1,7 @@
 """Use a trained genre tagger (local/tagger.py): tag audio files, find similar tracks, judge generated clips.
 
 - Tagging: every audio file of a file or folder is decoded exactly as stage 2 decodes it
-  (:func:`local.preprocessing.decode_track` with the settings the tagger's dataset was made with), and gets
+  (:func:`local.decoding.decode_track` with the settings the tagger's dataset was made with), and gets
   the mean of its windows' genre probabilities; a file that cannot be used is listed with the reason.
 - Similar tracks: a track is its mean window embedding (the tagger's ``embedding`` layer); neighbours by
   cosine similarity. The dataset's embeddings are computed once per (tagger, dataset) and cached in the
@@ -27,7 +27,8 @@ from local import audio, dataset_store, tagger
 from local.audio import mu_law_decode
 from local.config import StageError
 from local.fileio import atomic_write
-from local.preprocessing import decode_track, is_audio_path
+from local.decoding import decode_track
+from local.preprocessing import is_audio_path
 
 TRACK_WINDOWS = 16  # windows averaged per dataset track or tagged file (evenly spread, non-overlapping)
 MAX_REFERENCE_EXCERPTS = 64  # real excerpts the clips are compared with (bounds the judge's time)
@@ -128,7 +129,7 @@ def audio_files(path):
 
 def decode_files(paths, settings):
     """Yield (path, codes (n,) uint8 or None, reason) per file, decoded as stage 2 decodes it
-    (:func:`local.preprocessing.decode_track` with the DecodeSettings ``settings``)."""
+    (:func:`local.decoding.decode_track` with the DecodeSettings ``settings``)."""
     for path in paths:
         track, reason = decode_track(path, settings)
         yield path, (np.frombuffer(track["codes"], dtype=np.uint8) if track else None), reason

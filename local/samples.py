@@ -14,15 +14,13 @@ run redoes (local.training.resume calls it beside the metrics truncation).
 import glob
 import json
 import os
-import re
 import shutil
 import time
 
+from local import clip_files
 from local import generation
-from local.audio import clip_problem, mu_law_decode, write_wav
 from local.config import ConfigError, check_minimums
 from local.fileio import atomic_dir, read_json, remove_stale_temps, write_json_atomic
-from local.plots import plot_spectrogram
 from local.wavenet import read_run_model
 
 SAMPLES_DIR = "samples"
@@ -32,11 +30,6 @@ JUDGE_COLUMNS = ("judge_genre_accuracy", "judge_flatness_ratio")  # metrics.csv 
 def step_dir(run_dir, step):
     """``<run_dir>/samples/step-<step>`` (the step unpadded, as the contract writes it)."""
     return os.path.join(run_dir, SAMPLES_DIR, f"step-{int(step)}")
-
-
-def clip_name(genre):
-    """A file name stem for a genre: letters, digits, ``_`` and ``-`` only ("clip" for an unconditioned model)."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", genre or "").strip("-") or "clip"
 
 
 def sample_genres(wavenet_config, genres):
@@ -68,13 +61,11 @@ def write_step_samples(model, wavenet_config, run_dir, step, *, genres, sample_r
     clips = []
     with atomic_dir(final) as tmp:
         for k, genre in enumerate(clip_genres):
-            name = clip_name(genre)
-            y = mu_law_decode(codes[k], n_codes)
-            write_wav(os.path.join(tmp, f"{name}.wav"), y, sample_rate)
-            plot_spectrogram(y, sample_rate, os.path.join(tmp, f"{name}.png"), figsize=(4, 2.2), colorbar=False,
-                             title=f"{genre or 'clip'}, step {int(step)}")
-            clips.append({"genre": genre, "wav": f"{name}.wav", "png": f"{name}.png",
-                          "problem": clip_problem(codes[k], n_codes)})
+            name = clip_files.clip_name(genre)
+            written = clip_files.write_clip(tmp, name, codes[k], sample_rate=sample_rate,
+                                               quantization_channels=n_codes, small=True,
+                                               title=f"{genre or 'clip'}, step {int(step)}")
+            clips.append({"genre": genre, "wav": f"{name}.wav", "png": f"{name}.png", "problem": written["problem"]})
         write_json_atomic(os.path.join(tmp, "samples.json"),
                           {"step": int(step), "seconds": n_samples / sample_rate, "n_samples": n_samples,
                            "sample_rate": sample_rate, "seed": int(seed), "temperature": float(temperature),

@@ -35,7 +35,7 @@ from local import dataset, dataset_store, rundir, training
 from local.audio import mu_law_decode
 from local.config import ConfigError, ModelSettings, StageError, check_minimums
 from local.fileio import write_json_atomic
-from local.preprocessing import DecodeSettings
+from local.decoding import DecodeSettings
 
 KIND = "tagger"
 EMBEDDING_LAYER = "embedding"
@@ -228,7 +228,7 @@ def majority_baseline(rows, genres):
 def tagger_model_json(tagger_config, *, genres, sample_rate, data_dir, decode):
     """The ``model.json`` dict of a tagger run: ``kind`` (tagger), ``model`` (TaggerConfig.to_json), genres
     (index = genre_id), sample_rate (Hz), quantization_channels, input_samples, data_dir and ``decode``: stage 2's
-    decode settings of its dataset (local.preprocessing.DecodeSettings), so files are tagged as the dataset was
+    decode settings of its dataset (local.decoding.DecodeSettings), so files are tagged as the dataset was
     made."""
     return {"kind": KIND, "model": tagger_config.to_json(), "genres": list(genres), "sample_rate": int(sample_rate),
             "quantization_channels": int(decode.quantization_channels),

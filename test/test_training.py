@@ -164,7 +164,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tmp_path, monk
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(training, "write_json_atomic", crash)  # dies after weights and optimizer are written
+    monkeypatch.setattr(rundir, "write_json_atomic", crash)  # dies after weights and optimizer are written
     with pytest.raises(OSError):
         rundir.save_checkpoint(run_dir, 2, model, optimizer, {"examples_done": 8})
     assert rundir.latest_checkpoint(run_dir)[0] == 1
@@ -179,7 +179,7 @@ def test_killed_while_checkpointing_never_leaves_a_broken_complete_checkpoint(tm
         import sys
         sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'test')!r}]
         from test_training import tiny_model_and_optimizer
-        from local import training
+        from local import rundir
         model, optimizer = tiny_model_and_optimizer()
         step = 0
         while True:
