@@ -219,6 +219,7 @@ def judge_by_loudness(paths, asked_genres):
                       "flatness_ratio": float(np.mean(loudness)), "n_clips": len(paths)}
 
 
+@pytest.mark.slow
 def test_training_callbacks_sample_at_multiples_and_the_end_judge_write_the_page_and_resume_drops_clips(tmp_path,
                                                                                                         capsys):
     from local import dataset_store

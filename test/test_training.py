@@ -172,6 +172,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tmp_path, monk
     assert os.listdir(rundir.checkpoints_dir(run_dir)) == ["step-00000001"]
 
 
+@pytest.mark.slow
 def test_killed_while_checkpointing_never_leaves_a_broken_complete_checkpoint(tmp_path):
     """SIGKILL a process that does nothing but write checkpoints; every complete one must load."""
     run_dir = str(tmp_path / "run")
@@ -216,6 +217,7 @@ def train(data_dir, run_dir, *args):
     return result
 
 
+@pytest.mark.slow
 def test_train_then_resume_matches_one_straight_run_and_refuses_another_model(tmp_path):
     import keras
     data_dir = write_tone_dataset(tmp_path / "data")
@@ -253,6 +255,7 @@ def test_train_then_resume_matches_one_straight_run_and_refuses_another_model(tm
     assert changed.stderr.strip().count("\n") == 0 and "residual_channels: 8 -> 16" in changed.stderr
 
 
+@pytest.mark.slow
 def test_max_minutes_stops_early_with_checkpoint_metrics_row_and_model(tmp_path):
     import keras
     data_dir = write_tone_dataset(tmp_path / "data")
@@ -268,6 +271,7 @@ def test_max_minutes_stops_early_with_checkpoint_metrics_row_and_model(tmp_path)
     assert "stopped at" not in resumed.stdout + resumed.stderr and rundir.latest_checkpoint(run_dir)[0] == step + 2
 
 
+@pytest.mark.slow
 def test_stuck_warning_then_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     data_dir = write_tone_dataset(tmp_path / "data")
     run_dir = str(tmp_path / "run")
@@ -309,6 +313,7 @@ def test_too_short_tracks_and_bad_values_are_errors(tmp_path):
     assert result.returncode == 2 and "--quantization_channels=256" in result.stderr
 
 
+@pytest.mark.slow
 def test_stage_3_runs_in_process_and_a_config_mistake_is_one_line(tmp_path, capsys):
     import run_model_training
     data_dir, run_dir = write_tone_dataset(tmp_path / "data"), str(tmp_path / "run")
@@ -327,6 +332,7 @@ def test_stage_3_runs_in_process_and_a_config_mistake_is_one_line(tmp_path, caps
         assert stopped.value.code == 2 and key in error and error.count("--") == 1 and error.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_the_loop_stops_on_its_time_budget_and_callbacks_add_metrics_columns(tmp_path):
     data_dir, run_dir = write_tone_dataset(tmp_path / "data"), str(tmp_path / "run")
     config = {"batch_size": 4, "window": 64, "learning_rate": 1e-3, "grad_clip": 1.0, "cache_tracks": 2,
