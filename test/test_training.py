@@ -369,6 +369,7 @@ def test_the_loop_stops_on_its_time_budget_and_callbacks_add_metrics_columns(tmp
         assert len(fractions) == 2 and 0.5 <= fractions[0] < fractions[1] < 1.0, fractions
 
 
+@pytest.mark.slow
 def test_a_context_stack_run_trains_on_windows_with_its_past_resumes_and_samples(tmp_path):
     """Issue 18: each window brings context_past codes for the context stack; model.json gives the whole
     model's receptive field; the run resumes; the clips sampled at the end come from the context model."""
