@@ -36,10 +36,11 @@ skip_channels = 128  # channels of the skip path and the head
 quantization_channels = 256  # number of codes; must match the dataset
 genre_conditioning = False  # add a learned genre embedding into every layer (generate by genre)
 genre_channels = 16  # size of that genre embedding
-context_rate = 0  # samples per frame of the context stack, a smaller stack on frames that hears seconds and
-#                   conditions every layer (0 = none; 256 = 16 ms frames at 16 kHz)
+context_rate = 0  # samples per frame of a context stack that hears seconds and conditions every layer (0 = none)
+#                   (a smaller stack on frames; 256 = 16 ms frames at 16 kHz)
 context_layers = 0  # when > 0: context_dilations = 1, 2, ... 2**(context_layers-1) (6 = 64 frames)
-context_dilations = [1, 2, 4, 8, 16, 32]  # dilation of each context layer, in frames (64 frames x 256 = 1.02 s)
+context_dilations = [1, 2, 4, 8, 16, 32]  # context layers' dilations, frames; whole model: 17,661 samples = 1.10 s
+#   with rate 256 and the demo's 1,024-sample stack ((frames + 1) x rate - 3 + that; model.json: total_receptive_field)
 context_channels = 32  # channels of the context stack
 # --- data and optimizer ---
 batch_size = 8  # examples per worker step

@@ -679,9 +679,10 @@ def prime_state(model, weights, state, prime_codes, batch_rows=4):
 
     One batched Keras forward pass over the prime (per distinct genre, ``batch_rows`` genres at a time)
     gives every layer's inputs at every time; the last ones go into the ring buffers. Only the last
-    2 x receptive_field codes matter, so a long prime costs no more than that (from a frame boundary, with a
-    context stack, and context_past codes more for it; its caches are refilled by :func:`advance_context` over the prime's last frames, after the
-    ``context_past`` codes of silence a track starts with). Modifies ``state``.
+    2 x receptive_field codes matter, so a long prime costs no more than that. With a context stack the pass
+    starts on a frame boundary and reads context_past codes more (before the prime: the silence a track
+    starts with), and :func:`advance_context` refills the context caches from the prime's last frames.
+    Modifies ``state``.
     """
     prime_codes = np.asarray(prime_codes, dtype=np.int64).reshape(-1)
     if len(prime_codes) == 0:
