@@ -28,10 +28,8 @@ Run:
 Every file is written under a temp name and renamed, so a killed run leaves only complete files.
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local.config import StageError, check_minimums, configure, stage_main  # noqa: E402
+from local.config import StageError, check_minimums, configure, stage_main
 
 # --- I/O ---
 run_dir = "data/runs/default"  # stage 3's output: model.keras + model.json (+ config.json)
@@ -76,8 +74,8 @@ def check_config(config):
         if not os.path.isfile(os.path.join(config["run_dir"], name)):
             raise StageError(f"{os.path.join(config['run_dir'], name)} is missing: run_dir={config['run_dir']!r} is "
                              f"not a trained run (train one with run_model_training.py --run_dir={config['run_dir']})")
-    from local import checks, training
-    problem = checks.output_folder_problem(config["out_dir"], "out_dir") or training.model_files_problem(config["run_dir"])
+    from local import checks, rundir
+    problem = checks.output_folder_problem(config["out_dir"], "out_dir") or rundir.model_files_problem(config["run_dir"])
     if problem:  # before any scoring or generating, not after
         raise StageError(problem)
 
@@ -156,7 +154,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     import numpy as np
     from tqdm import tqdm
 
-    from local import dataset_store, generation, report
+    from local import clip_files, dataset_store, generation, report
     from local.fileio import write_json_atomic
     weights = generation.fold_weights(model, wavenet)
     prime_genre = prime_row["genre"] if prime_row is not None else None
@@ -180,7 +178,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
             chunk=max(1, int(config["progress_seconds"] * sample_rate)), progress=bar)
     shown_prime = prime if config["include_prime"] else prime[:0]
     primed = f", prime {config['prime_track']} until {len(prime) / sample_rate:g} s" if len(shown_prime) else ""
-    clips = generation.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
+    clips = clip_files.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
                                    sample_rate=sample_rate, quantization_channels=wavenet.quantization_channels,
                                    title=f"temperature {config['temperature']:g}{primed}")
     per_clip_rate = n_samples / max(elapsed, 1e-9)
@@ -221,15 +219,15 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
 def main(argv=None):
     config = configure(dict(globals()), argv)
     check_config(config)
-    from local import training
     from local.config import save_config
     from local.fileio import remove_stale_temps
+    from local.wavenet import read_run_model
     if config["audio"] or config["similar_to"]:  # a tagger run: tag files, find similar tracks (local/judge.py)
         from local.judge import tagger_commands
         tagger_commands(config)
         save_config(config, config["out_dir"])
         return
-    wavenet, info = training.read_run_model(config["run_dir"])
+    wavenet, info = read_run_model(config["run_dir"])
     genres, sample_rate = list(info["genres"]) or [""], int(info["sample_rate"])
     data_dir = config["data_dir"] or info.get("data_dir", "")
     if config["genre"] and config["genre"] not in genres:

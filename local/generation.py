@@ -29,8 +29,6 @@ as one call. Streams are reproducible from ``seed`` alone: stream b's random num
 many streams run or on how they are split between threads.
 """
 import math
-import os
-import re
 import time
 import weakref
 
@@ -40,6 +38,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
 
 # Built with error_model="numpy": a float division then needs no zero check, which is what kept LLVM from
 # vectorizing the gate loop (measured: the gates of 20 layers 4.1 -> 0.6 us per stream and sample).
@@ -335,10 +334,64 @@ def _softmax_sample(logits, weights, temperature, rng, b, forced_code, probs):
 
 
 @njit(**_JIT)
+def _context_step(b0, b1, frame, frame_codes, ctx_embedding, ctx_conv_w, ctx_conv_b, ctx_res_w, ctx_res_b,
+                  ctx_dilations, ctx_ring, ctx_offsets, ctx_masks, ctx_w, base_bias, stream_bias):
+    """Feed frame number ``frame`` (its codes: frame_codes[b] (rate,)) of streams b0..b1-1 through the context
+    stack and set their biases: stream_bias[b] = base_bias[b] + context vector @ ctx_w (all layers at once).
+
+    Shapes: ctx_embedding (Q, C); ctx_conv_w (Lc, width*C, 2C) taps stacked as ``conv_w``; ctx_conv_b (Lc, 2C);
+    ctx_res_w (Lc, C, C); ctx_res_b (Lc, C); ctx_ring (streams, rows, C) with ctx_offsets/ctx_masks (a
+    power-of-two ring per context layer, slot = frame & mask: negative frames are the zero padding);
+    ctx_w (C, L*2D); base_bias and stream_bias (streams, L*2D). Runs once per frame, not per sample.
+    """
+    n = b1 - b0
+    n_ctx_layers, n_taps, n_ctx2 = ctx_conv_w.shape
+    channels = n_ctx2 // 2
+    width = n_taps // channels
+    rate = frame_codes.shape[1]
+    y = np.zeros((n, channels), np.float32)
+    for b in range(n):
+        for k in range(rate):
+            code = frame_codes[b0 + b, k]
+            for c in range(channels):
+                y[b, c] += ctx_embedding[code, c]
+        for c in range(channels):
+            y[b, c] /= np.float32(rate)
+    z = np.empty((n, n_ctx2), np.float32)
+    gated = np.empty((n, channels), np.float32)
+    rings = ctx_ring[b0:b1]
+    for j in range(n_ctx_layers):
+        offset, mask, dilation = ctx_offsets[j], ctx_masks[j], ctx_dilations[j]
+        for b in range(n):
+            for c in range(channels):
+                rings[b, offset + (frame & mask), c] = y[b, c]
+            for c in range(n_ctx2):
+                z[b, c] = ctx_conv_b[j, c]
+        for tap in range(width):
+            row = offset + ((frame - (width - 1 - tap) * dilation) & mask)
+            _gemm(rings[:, row, :], ctx_conv_w[j, tap * channels:(tap + 1) * channels], z, z)
+        for b in range(n):
+            for c in range(channels):
+                gated[b, c] = _gate(z[b, c], z[b, channels + c])
+        _gemm(gated, ctx_res_w[j], y, y)
+        for b in range(n):
+            for c in range(channels):
+                y[b, c] += ctx_res_b[j, c]
+    _gemm(y, ctx_w, base_bias[b0:b1], stream_bias[b0:b1])
+
+
+@njit(**_JIT)
 def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, res_b, post1_w, post1_b,
                post2_w, post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs, n_steps, temperature,
-               rng, forced, out_codes, out_probs, out_logits):
+               rng, forced, out_codes, out_probs, out_logits, ctx_first_frame, frame_codes, ctx_embedding,
+               ctx_conv_w, ctx_conv_b, ctx_res_w, ctx_res_b, ctx_dilations, ctx_ring, ctx_offsets, ctx_masks,
+               ctx_w, base_bias):
     """Advance streams b0..b1-1 by n_steps samples; see :func:`generate` for the arguments.
+
+    With a context stack (frame_codes (streams, rate), rate > 0; else its arrays are empty) each input code
+    also goes into its frame's slot t % rate, and the input that ends a frame (t % rate == rate - 1) first
+    advances the context stack (:func:`_context_step`, frame ctx_first_frame + (t + 1) // rate - 1), whose
+    conditioning then holds for that position and the rate - 1 after it.
 
     Shapes: conv_w (L, width*R, 2D) with tap j in rows j*R..(j+1)*R; skip_w (L*D, S) (all layers' skip
     convolutions as one product of the concatenated gates); res_w (L, D, R). Each tap of a layer's
@@ -369,8 +422,17 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
         post1_init[b] = post1_b
         post2_init[b] = post2_b
     rings = ring[b0:b1]
+    rate = frame_codes.shape[1]
+    flat_bias = stream_bias.reshape((stream_bias.shape[0], stream_bias.shape[1] * stream_bias.shape[2]))
     for step in range(n_steps):
         t = t0 + step
+        if rate > 0:
+            for b in range(n):
+                frame_codes[b0 + b, t % rate] = inputs[b0 + b]
+            if t % rate == rate - 1:
+                _context_step(b0, b1, ctx_first_frame + (t + 1) // rate - 1, frame_codes, ctx_embedding, ctx_conv_w,
+                              ctx_conv_b, ctx_res_w, ctx_res_b, ctx_dilations, ctx_ring, ctx_offsets, ctx_masks,
+                              ctx_w, base_bias, flat_bias)
         for b in range(n):
             code = inputs[b0 + b]
             for c in range(n_res):
@@ -417,12 +479,16 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
 @njit(parallel=True, **_JIT)
 def _run_blocks(starts, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, res_b, post1_w, post1_b, post2_w,
                 post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs, n_steps, temperature, rng, forced,
-                out_codes, out_probs, out_logits):
-    """Run each block of streams (starts[k]..starts[k+1]-1) on its own thread; blocks never synchronize."""
+                out_codes, out_probs, out_logits, ctx_first_frame, frame_codes, ctx_embedding, ctx_conv_w, ctx_conv_b,
+                ctx_res_w, ctx_res_b, ctx_dilations, ctx_ring, ctx_offsets, ctx_masks, ctx_w, base_bias):
+    """Run each block of streams (starts[k]..starts[k+1]-1) on its own thread; blocks never synchronize (each
+    advances its own streams' context stack)."""
     for k in prange(len(starts) - 1):
         _run_block(starts[k], starts[k + 1], embedding, conv_w, stream_bias, skip_w, skip_b, res_w, res_b,
                    post1_w, post1_b, post2_w, post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs,
-                   n_steps, temperature, rng, forced, out_codes, out_probs, out_logits)
+                   n_steps, temperature, rng, forced, out_codes, out_probs, out_logits, ctx_first_frame,
+                   frame_codes, ctx_embedding, ctx_conv_w, ctx_conv_b, ctx_res_w, ctx_res_b, ctx_dilations,
+                   ctx_ring, ctx_offsets, ctx_masks, ctx_w, base_bias)
 
 
 def fold_weights(model, config):
@@ -481,13 +547,26 @@ def fold_weights(model, config):
 
 def _fold_context(arrays, config):
     """The context stack's weights (see :func:`fold_weights`); ``arrays(name)`` reads one layer's."""
-    convs = [arrays(f"context{j}_conv") for j in range(len(config.context_dilations))]
-    residuals = [arrays(f"context{j}_residual") for j in range(len(config.context_dilations))]
-    return {"embedding": arrays("context_embedding")[0],
-            "conv_w": [c[0] for c in convs], "conv_b": [c[1] for c in convs],
-            "res_w": [r[0][0] for r in residuals], "res_b": [r[1] for r in residuals],
-            "ctx_w": np.ascontiguousarray(np.stack([arrays(f"layer{i}_ctx")[0] for i in range(config.n_layers)])),
-            "dilations": list(config.context_dilations), "rate": config.context_rate}
+    n_ctx = len(config.context_dilations)
+    convs = [arrays(f"context{j}_conv") for j in range(n_ctx)]
+    residuals = [arrays(f"context{j}_residual") for j in range(n_ctx)]
+    width, channels, n_ctx2 = convs[0][0].shape
+    ctx_w = np.stack([arrays(f"layer{i}_ctx")[0] for i in range(config.n_layers)], axis=1)  # (C, L, 2D)
+    contiguous = np.ascontiguousarray
+    return {"embedding": contiguous(arrays("context_embedding")[0]),
+            "conv_w": contiguous(np.stack([c[0].reshape(width * channels, n_ctx2) for c in convs])),
+            "conv_b": contiguous(np.stack([c[1] for c in convs])),
+            "res_w": contiguous(np.stack([r[0][0] for r in residuals])),
+            "res_b": contiguous(np.stack([r[1] for r in residuals])),
+            "ctx_w": contiguous(ctx_w.reshape(channels, -1)),
+            "dilations": np.array(config.context_dilations, np.int64), "rate": config.context_rate,
+            "first_frame": config.context_receptive_frames}
+
+
+_NO_CONTEXT = {"embedding": np.zeros((0, 0), np.float32), "conv_w": np.zeros((0, 0, 0), np.float32),
+               "conv_b": np.zeros((0, 0), np.float32), "res_w": np.zeros((0, 0, 0), np.float32),
+               "res_b": np.zeros((0, 0), np.float32), "ctx_w": np.zeros((0, 0), np.float32),
+               "dilations": np.zeros(0, np.int64), "rate": 0, "first_frame": 0}
 
 
 def initial_state(weights, genre_ids=None, n_streams=None, seed=0, start_code=None):
@@ -499,8 +578,8 @@ def initial_state(weights, genre_ids=None, n_streams=None, seed=0, start_code=No
     Returns a dict: ``ring`` (streams, ring_rows, R) float32, ``t`` (the time of the next input),
     ``inputs`` (streams,) int64 (the next input code), ``rng`` (streams,) uint64, ``stream_bias``
     (streams, L, 2D), and the ring layout ``ring_offsets``/``ring_masks``. With a context stack also
-    ``base_bias`` (the stream bias without the context), ``context_rings`` (one (streams, slots, C) per
-    context layer), ``context_frames`` (frames the context stack has taken) and ``frame_codes`` (streams,
+    ``base_bias`` (the stream bias without the context), ``context_ring`` (streams, rows, C) with its layout
+    ``context_offsets``/``context_masks`` (a power-of-two ring per context layer) and ``frame_codes`` (streams,
     rate) int64 (the codes of the frame in progress, slot t % rate): the context stack has already taken
     ``context_past`` codes of silence (Q//2), as :meth:`local.wavenet.WaveNetConfig.pad_context` feeds the model.
     """
@@ -546,33 +625,38 @@ def _reset_context(weights, state, silent_frames=None):
     channels = context["embedding"].shape[1]
     state.setdefault("base_bias", state["stream_bias"].copy())
     np.copyto(state["stream_bias"], state["base_bias"])
-    state["context_rings"] = [np.zeros((n_streams, (width - 1) * d + 1, channels), np.float32)
-                              for d in context["dilations"]]
-    state["context_frames"] = 0
+    sizes = [1 << int(math.ceil(math.log2((width - 1) * int(d) + 1))) for d in context["dilations"]]
+    state["context_ring"] = np.zeros((n_streams, int(sum(sizes)), channels), np.float32)
+    state["context_offsets"] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    state["context_masks"] = np.array(sizes, np.int64) - 1
     state["frame_codes"] = np.full((n_streams, context["rate"]), config.quantization_channels // 2, np.int64)
-    silence = np.full((n_streams, context["rate"]), config.quantization_channels // 2, np.int64)
-    for _ in range(config.context_receptive_frames if silent_frames is None else silent_frames):
-        advance_context(weights, state, silence)
+    for frame in range(config.context_receptive_frames if silent_frames is None else silent_frames):
+        advance_context(weights, state, frame)
 
 
-def advance_context(weights, state, frame_codes):
-    """Feed the context stack one frame of every stream, frame_codes (streams, rate) ints, and set the streams'
-    biases to that frame's conditioning (numpy: it runs once per frame, not per sample). Modifies ``state``."""
-    context, width = weights["context"], weights["filter_width"]
-    frame = state["context_frames"]
-    y = context["embedding"][np.asarray(frame_codes, np.int64)].mean(axis=1, dtype=np.float32)  # (streams, C)
-    channels = y.shape[1]
-    for j, dilation in enumerate(context["dilations"]):
-        ring = state["context_rings"][j]
-        slots = ring.shape[1]
-        ring[:, frame % slots] = y
-        z = np.broadcast_to(context["conv_b"][j], (len(y), 2 * channels)).copy()
-        for tap in range(width):  # tap j reads frame - (width - 1 - tap) * dilation, as the causal Conv1D
-            z += ring[:, (frame - (width - 1 - tap) * dilation) % slots] @ context["conv_w"][j][tap]
-        gated = np.tanh(z[:, :channels]) * (1.0 / (1.0 + np.exp(-z[:, channels:])))
-        y = y + gated.astype(np.float32) @ context["res_w"][j] + context["res_b"][j]
-    state["context_frames"] = frame + 1
-    np.copyto(state["stream_bias"], state["base_bias"] + np.einsum("bc,lcd->bld", y, context["ctx_w"]))
+def _context_args(weights, state):
+    """The kernel's context arguments (empty arrays and rate 0 without a context stack)."""
+    context = weights["context"]
+    if context is None:
+        n_streams = len(state["inputs"])
+        return (0, np.zeros((n_streams, 0), np.int64), _NO_CONTEXT["embedding"], _NO_CONTEXT["conv_w"],
+                _NO_CONTEXT["conv_b"], _NO_CONTEXT["res_w"], _NO_CONTEXT["res_b"], _NO_CONTEXT["dilations"],
+                np.zeros((n_streams, 0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                _NO_CONTEXT["ctx_w"], np.zeros((n_streams, 0), np.float32))
+    return (int(context["first_frame"]), state["frame_codes"], context["embedding"], context["conv_w"],
+            context["conv_b"], context["res_w"], context["res_b"], context["dilations"], state["context_ring"],
+            state["context_offsets"], state["context_masks"], context["ctx_w"],
+            state["base_bias"].reshape(len(state["inputs"]), -1))
+
+
+def advance_context(weights, state, frame):
+    """Feed the context stack frame number ``frame`` of every stream (its codes in ``state["frame_codes"]``,
+    frames counted from the start of the silence a stream starts with) and set the streams' biases to its
+    conditioning. The kernel does the same at each frame boundary. Modifies ``state``."""
+    args = _context_args(weights, state)
+    n_streams = len(state["inputs"])
+    _context_step(0, n_streams, int(frame), *args[1:-1], args[-1],
+                  state["stream_bias"].reshape(n_streams, -1))
 
 
 def _splitmix64(seed, stream):
@@ -595,9 +679,10 @@ def prime_state(model, weights, state, prime_codes, batch_rows=4):
 
     One batched Keras forward pass over the prime (per distinct genre, ``batch_rows`` genres at a time)
     gives every layer's inputs at every time; the last ones go into the ring buffers. Only the last
-    2 x receptive_field codes matter, so a long prime costs no more than that (from a frame boundary, with a
-    context stack, and context_past codes more for it; its caches are refilled by :func:`advance_context` over the prime's last frames, after the
-    ``context_past`` codes of silence a track starts with). Modifies ``state``.
+    2 x receptive_field codes matter, so a long prime costs no more than that. With a context stack the pass
+    starts on a frame boundary and reads context_past codes more (before the prime: the silence a track
+    starts with), and :func:`advance_context` refills the context caches from the prime's last frames.
+    Modifies ``state``.
     """
     prime_codes = np.asarray(prime_codes, dtype=np.int64).reshape(-1)
     if len(prime_codes) == 0:
@@ -641,14 +726,13 @@ def _prime_context(weights, state, padded):
     next input: the last 2 x context_receptive_frames of them fed from empty caches (exact: earlier frames
     no longer reach the caches)."""
     config = weights["config"]
-    rate, n_streams = config.context_rate, len(state["inputs"])
+    rate = config.context_rate
     t = state["t"]  # the kernel's next input, at padded position context_past + t
     done = (config.context_past + t) // rate  # whole frames before it
-    first = max(0, done - 2 * config.context_receptive_frames)
     _reset_context(weights, state, silent_frames=0)
-    state["context_frames"] = first
-    for f in range(first, done):
-        advance_context(weights, state, np.broadcast_to(padded[f * rate:(f + 1) * rate], (n_streams, rate)))
+    for frame in range(max(0, done - 2 * config.context_receptive_frames), done):
+        state["frame_codes"][:] = padded[frame * rate:(frame + 1) * rate]
+        advance_context(weights, state, frame)
     in_progress = np.arange(t - t % rate, t)
     state["frame_codes"][:, in_progress % rate] = padded[config.context_past + in_progress]
 
@@ -663,40 +747,9 @@ def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, r
     ``threads``: how many threads share the streams (default: numba's, at most one per stream).
     Returns codes (streams, n_samples) int32, or (codes, probabilities, logits) when ``record``.
 
-    With a context stack the kernel runs up to the next frame boundary with the streams' biases fixed; then
-    :func:`advance_context` takes the finished frame (the input at t = k * rate - 1 is its last code, and
-    conditions that very position) and sets the biases, for all streams at once.
+    With a context stack the kernel also advances it at each frame boundary (for its own streams, on its own
+    thread): the input at t = k * rate - 1 ends a frame, and that frame conditions that very position.
     """
-    if weights["context"] is None:
-        return _generate_fixed_bias(weights, state, n_samples, temperature, forced_codes=forced_codes,
-                                    record=record, threads=threads)
-    n_streams, rate = len(state["inputs"]), weights["context"]["rate"]
-    n_samples = int(n_samples)
-    forced = None if forced_codes is None else np.asarray(forced_codes, np.int64).reshape(n_streams, n_samples)
-    pieces, done = [], 0
-    while done < n_samples:
-        t = state["t"]
-        state["frame_codes"][:, t % rate] = state["inputs"]
-        if t % rate == rate - 1:
-            advance_context(weights, state, state["frame_codes"])
-        steps = min(n_samples - done, rate - (t + 1) % rate)  # up to the next frame's last position, excluded
-        piece = _generate_fixed_bias(weights, state, steps, temperature, record=record, threads=threads,
-                                     forced_codes=None if forced is None else forced[:, done:done + steps])
-        codes = piece[0] if record else piece
-        times = np.arange(t + 1, t + steps)  # the inputs the chunk took after its first
-        state["frame_codes"][:, times % rate] = codes[:, :steps - 1]
-        pieces.append(piece)
-        done += steps
-    if not pieces:
-        return _generate_fixed_bias(weights, state, 0, temperature, record=record, threads=threads)
-    if record:
-        return tuple(np.concatenate([p[k] for p in pieces], axis=1) for k in range(3))
-    return np.concatenate(pieces, axis=1)
-
-
-def _generate_fixed_bias(weights, state, n_samples, temperature=1.0, *, forced_codes=None, record=False,
-                         threads=None):
-    """:func:`generate` with every stream's bias fixed (the whole call without a context stack)."""
     n_streams = len(state["inputs"])
     n_samples = int(n_samples)
     n_q = weights["embedding"].shape[0]
@@ -711,7 +764,7 @@ def _generate_fixed_bias(weights, state, n_samples, temperature=1.0, *, forced_c
             weights["res_w"], weights["res_b"], weights["post1_w"], weights["post1_b"], weights["post2_w"],
             weights["post2_b"], weights["dilations"], state["ring"], state["ring_offsets"], state["ring_masks"],
             int(state["t"]), state["inputs"], n_samples, float(temperature), state["rng"], forced, out_codes,
-            out_probs, out_logits)
+            out_probs, out_logits, *_context_args(weights, state))
     if n_samples > 0:
         if threads <= 1:
             _run_block(0, n_streams, *args)
@@ -785,7 +838,7 @@ def _naive_context_generate(model, config, n_samples, *, genre_id, temperature, 
     return out
 
 
-# --- stage 4's clips (run_model_predictions.py) --------------------------------------------------------
+# --- stage 4's streams (run_model_predictions.py; its clips are written by local/clips.py) ------------------
 
 def stream_genres(genres, *, conditioned, genre="", streams=0, prime_genre=None):
     """The genre name of each clip: ``genre`` for all, else the prime track's genre, else cycling through the
@@ -819,24 +872,3 @@ def generate_in_chunks(weights, state, n_samples, *, temperature, chunk, threads
         if progress is not None:
             progress.update(pieces[-1].size)
     return np.concatenate(pieces, axis=1), time.perf_counter() - started
-
-
-def write_clips(out_dir, codes, prime, *, genres, genre_ids, sample_rate, quantization_channels, title):
-    """Write each stream's clip as ``<out_dir>/<Genre>_<nn>.wav`` (the prime first when ``prime`` has codes)
-    and its spectrogram ``.png``; returns one dict per clip (name, wav, png, genre, stream, problem).
-
-    codes (streams, n) generated codes; prime (p,) codes or empty; ``title`` is the spectrograms' subtitle.
-    """
-    from local.audio import clip_problem, mu_law_decode, write_wav
-    from local.plots import plot_spectrogram
-    clips = []
-    for k, (clip_genre, genre_id) in enumerate(zip(genres, genre_ids)):
-        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", clip_genre).strip("-") or "clip"
-        name = f"{slug}_{k:02d}"
-        y = mu_law_decode(np.concatenate([prime, codes[k]]) if len(prime) else codes[k], quantization_channels)
-        wav = write_wav(os.path.join(out_dir, f"{name}.wav"), y, sample_rate)
-        png = plot_spectrogram(y, sample_rate, os.path.join(out_dir, f"{name}.png"),
-                               title=f"{name}: {clip_genre or 'generated'}, {title}")
-        clips.append({"name": name, "wav": wav, "png": png, "genre": clip_genre, "genre_id": genre_id, "stream": k,
-                      "problem": clip_problem(codes[k], quantization_channels)})
-    return clips

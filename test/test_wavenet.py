@@ -212,6 +212,7 @@ def test_context_config_fields_and_fields_of_view():
     assert config.pad_context(np.zeros((2, 5), np.int32)).shape == (2, 37)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("genre", [None, 1])
 def test_context_stack_is_causal_and_hears_its_whole_field(genre):
     """Inputs that differ only after input position m give equal logits up to m (output m - context_past);
