@@ -27,10 +27,11 @@ system:
 	  echo "note: the report page tests need chromium (sudo apt-get install chromium, or WAVEFORMS_CHROMIUM=/path/to/chrome)"; \
 	fi
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-pretrained.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-pretrained.txt
 	@touch $(STAMP)
 
 # TensorFlow's start-up chatter (no GPU here) would bury the demo's results
