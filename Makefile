@@ -52,6 +52,9 @@ demo: setup
 	  s = json.load(open('$(DEMO)/generated/generation.json'))['judge_summary']; \
 	  print('demo summary: test %.2f bits/sample (goal <= 2.5), genre accuracy %.2f (goal >= 0.9), flatness ratio %.2f (goal <= 2) over %d clips' \
 	  % (e['test_bits_per_sample'], s['genre_accuracy'], s['flatness_ratio'], s['n_clips']))"
+	@$(PY) -c "import json; s = json.load(open('$(DEMO)/generated/generation.json'))['judge_summary']; \
+	  print('demo summary, external ear (%s, pretrained on MagnaTagATune): Frechet distance %.3g (real vs real %.3g), tag similarity %.2f (real vs real %.2f)' \
+	  % (s['external_model'], s['external_frechet_distance'], s['external_frechet_floor'], s['external_tag_similarity'], s['external_tag_similarity_floor']))"
 	@echo "the run's page (listen and look): $(DEMO)/run/report.html"
 
 # Stages 2 and 3 on a real Spark standalone cluster (a master and two workers on 127.0.0.1, pyspark's own

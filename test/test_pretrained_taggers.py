@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from local import dataset_store, demo_corpus, external_judge, judge, pretrained, pretrained_tags
-from local.audio import mu_law_decode, mu_law_encode, write_wav
+from local.audio import mu_law_encode, write_wav
 
 SR = pretrained.SAMPLE_RATE
 
