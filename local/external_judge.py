@@ -10,8 +10,8 @@ project's judge uses: :func:`local.judge.pick_excerpts`), through ``MTT_musicnn`
   ("as good as real");
 - ``external_tag_similarity``: the cosine similarity between the clips' mean tag vector and the real reference
   excerpts' (``external_tag_similarity_floor``: the same for the real floor set), and
-  ``external_tag_similarity_per_genre``: per asked genre, the clips of that genre against the reference
-  excerpts of that genre;
+  ``external_tag_similarity_per_genre``: per asked genre, the clips of that genre against the real excerpts
+  (reference and floor) of that genre;
 - per clip ``external_top_tags`` ("beat 0.69, techno 0.59, drums 0.42": shown on the report page) and
   ``external_tags`` (the same as a dict tag -> probability).
 
@@ -71,7 +71,7 @@ class ExternalJudge:
     def real_side(self, n_samples, asked_genres):
         """The real excerpts' patch embeddings and mean tag vectors (memoized per length and genres): a dict of
         ``reference`` and ``floor`` (lists of (k, D) arrays), ``reference_tags`` and ``floor_tags`` ((n, 50)),
-        ``reference_genres`` and ``splits``."""
+        ``reference_genres``, ``floor_genres`` and ``splits``."""
         key = (int(n_samples), tuple(asked_genres))
         if key not in self._real:
             picked = project_judge.pick_excerpts(self.data_dir, n_samples, asked_genres)
@@ -81,7 +81,8 @@ class ExternalJudge:
             self._real[key] = {"reference": [e for e, _ in analyzed[:n_reference]],
                                "floor": [e for e, _ in analyzed[n_reference:]],
                                "reference_tags": tags[:n_reference], "floor_tags": tags[n_reference:],
-                               "reference_genres": list(picked["reference_genres"]), "splits": picked["splits"]}
+                               "reference_genres": list(picked["reference_genres"]),
+                               "floor_genres": list(picked["floor_genres"]), "splits": picked["splits"]}
         return self._real[key]
 
     def judge(self, clips, asked_genres):
@@ -111,12 +112,11 @@ class ExternalJudge:
                 return None
             return project_judge.frechet_distance(together, np.concatenate(real["reference"]))
 
-        per_genre = {}
-        reference_genres = np.asarray(real["reference_genres"])
+        per_genre = {}  # against every real excerpt of the genre (reference and floor: a few clips may use all)
+        real_tags = np.concatenate([real["reference_tags"], real["floor_tags"]])
+        real_genres = np.asarray(real["reference_genres"] + real["floor_genres"])
         for genre in dict.fromkeys(g for g in asked_genres if g):
-            mine = clip_tags[[g == genre for g in asked_genres]]
-            similarity = mean_cosine(mine, real["reference_tags"][reference_genres == genre]) \
-                if len(reference_genres) else None
+            similarity = mean_cosine(clip_tags[[g == genre for g in asked_genres]], real_tags[real_genres == genre])
             if similarity is not None:
                 per_genre[genre] = similarity
         summary = {"external_frechet_distance": distance([e for e, _ in analyzed]),

@@ -146,6 +146,16 @@ def test_tagging_a_folder_lists_an_unreadable_file_and_tags_the_rest(demo_tagger
         assert total == pytest.approx(1, abs=1e-4) and tagged["reason"] == ""
 
 
+def test_a_tagger_run_given_as_tagger_tags_as_run_dir_does(demo_tagger, tmp_path):
+    row = next(r for r in demo_tagger["manifest"] if r["split"] == "test" and r["genre"] == "Folk")
+    result = run_script("run_model_predictions.py", f"--tagger={demo_tagger['run_dir']}",
+                        f"--audio={os.path.join(demo_tagger['raw'], row['path'])}", f"--out_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "tags.csv", newline="") as f:
+        (tagged,) = list(csv.DictReader(f))
+    assert list(tagged) == ["path", "genre", "probability", "Ambient", "Electronic", "Folk", "reason"]
+
+
 def test_an_empty_folder_or_a_wavenet_run_is_one_line(demo_tagger, tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_script("run_model_predictions.py", f"--run_dir={demo_tagger['run_dir']}",
