@@ -167,7 +167,7 @@ def test_user_mistakes_with_a_pretrained_tagger_get_one_line(tmp_path):
         pretrained_tags.tag_command("mtt", str(tmp_path / "missing.mp3"), str(tmp_path))
 
 
-@pytest.mark.slow  # generation's compile and the report page: ~80 s on 2 busy cores
+@pytest.mark.slow  # ~80 s with a cold numba cache (the generator kernel compiles), 3 s warm
 def test_judge_mtt_alone_judges_a_wavenet_s_clips_with_the_external_ear(demo_dataset, tmp_path):
     from test_judge import save_wavenet
     run_dir, out = str(tmp_path / "wavenet"), tmp_path / "generated"
