@@ -27,10 +27,11 @@ system:
 	  echo "note: the report page tests need chromium (sudo apt-get install chromium, or WAVEFORMS_CHROMIUM=/path/to/chrome)"; \
 	fi
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-pretrained.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-pretrained.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
@@ -54,6 +55,10 @@ demo: setup
 	    for k, v in g.get('judge_per_genre', {}).items()); \
 	  print('demo summary: test %.2f bits/sample (goal <= 2.2), genre accuracy %.2f (goal >= 0.9), flatness ratio %.2f (goal <= 2), onset rate ratio %s (goal 0.67-1.5 each) over %d clips of %.1f s' \
 	  % (e['test_bits_per_sample'], s['genre_accuracy'], s['flatness_ratio'], r, s['n_clips'], s['excerpt_seconds']))"
+	@$(PY) -c "import json; s = json.load(open('$(DEMO)/generated/generation.json'))['judge_summary']; \
+	  f = lambda v, spec: '-' if v is None else format(v, spec); \
+	  print('demo summary, external ear (%s, pretrained on MagnaTagATune): Frechet distance %s (real vs real %s), tag similarity %s (real vs real %s)' \
+	  % (s['external_model'], f(s['external_frechet_distance'], '.3g'), f(s['external_frechet_floor'], '.3g'), f(s['external_tag_similarity'], '.2f'), f(s['external_tag_similarity_floor'], '.2f')))"
 	@echo "the run's page (listen and look): $(DEMO)/run/report.html"
 
 # Stages 2 and 3 on a real Spark standalone cluster (a master and two workers on 127.0.0.1, pyspark's own
