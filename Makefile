@@ -45,10 +45,10 @@ demo: setup
 	$(PY) run_model_training.py --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/run --layers_per_stack=10 \
 	  --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=1200 --learning_rate=3e-3 \
 	  --lr_schedule=cosine --warmup_steps=50 --min_learning_rate=1e-4 --max_minutes=7 --eval_every=200 \
-	  --checkpoint_every=600 --valid_windows=32 --genre_conditioning=true --sample_every=400 \
-	  --judge=$(DEMO)/tagger
-	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=3 --evaluate=true \
-	  --judge=$(DEMO)/tagger --streams=12 --temperature=0.9
+	  --checkpoint_every=600 --valid_windows=32 --genre_conditioning=true --sample_every=600 \
+	  --judge=$(DEMO)/tagger --context_rate=256 --context_layers=6 --context_channels=32
+	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=4 --evaluate=true \
+	  --judge=$(DEMO)/tagger --streams=30 --temperature=0.9
 	@$(PY) -c "import json; e = json.load(open('$(DEMO)/run/evaluation.json')); \
 	  g = json.load(open('$(DEMO)/generated/generation.json')); s = g['judge_summary']; \
 	  r = ', '.join('%s %.2f' % (k, v['onset_rate_ratio'] if v['onset_rate_ratio'] is not None else float('nan')) \

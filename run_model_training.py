@@ -73,8 +73,8 @@ checkpoint_every = 1000  # steps between checkpoints (one is also written at the
 keep_checkpoints = 3  # newest checkpoints kept
 sample_every = 1000  # steps between clips to listen to, one per genre, and at the end (0 = off; ~ x eval_every)
 sample_seconds = 2.0  # length of each sampled clip, seconds (0 = no clips)
-judge = ""  # a tagger run (model=tagger): judge each step's clips; metrics.csv gains judge_genre_accuracy and
-#             judge_flatness_ratio (empty = no judging)
+judge = ""  # a tagger run (model=tagger): judge each step's clips; metrics.csv gains judge_genre_accuracy,
+#             judge_flatness_ratio and judge_onset_rate_ratio (empty = no judging)
 stuck_check_step = 1000  # warn if the train loss is still ~log2(quantization_channels) at this step (0 = off)
 # --- system ---
 seed = 1234  # makes a run reproducible (weights, window order)
