@@ -244,7 +244,9 @@ def build_wavenet(config, formulation="keras"):
             condition = layers.Dense(2 * dilation_channels, use_bias=False, name=f"layer{i}_cond")(genre)
             z = z + ops.expand_dims(condition, 1)  # the same genre vector at every time step
         if context is not None:
-            projected = layers.Dense(2 * dilation_channels, use_bias=False, name=f"layer{i}_ctx")(context)
+            # zeros at first: the model starts as the plain one and learns how much of the context to use
+            projected = layers.Dense(2 * dilation_channels, use_bias=False, kernel_initializer="zeros",
+                                     name=f"layer{i}_ctx")(context)
             z = z + ops.take(projected, frame_index, axis=1)  # each position its frame's vector (a row gather)
         gated = ops.tanh(z[..., :dilation_channels]) * ops.sigmoid(z[..., dilation_channels:])
         skips.append(layers.Conv1D(config.skip_channels, 1, name=f"layer{i}_skip")(gated))
