@@ -245,7 +245,11 @@ def pretrained_features(name):
     process): ``features(waveforms, sample_rate, max_patches) -> [(k_i, D) float32]``, one array of patch
     embeddings (the penultimate layer, D = ``features.size``) per mono float waveform in [-1, 1] at
     ``sample_rate`` Hz (resampled to the network's 16 kHz inside)."""
-    from local import pretrained
+    try:
+        from local import pretrained
+    except ImportError as e:  # the pretrained loader is not part of this install
+        raise StageError(f"--tagger_features={name}: the pretrained network's loader is missing ({e}): install the "
+                         f"project's pretrained extras (make setup) or use --tagger_features=waveform") from None
     model = pretrained.load(name)
 
     def features(waveforms, sample_rate, max_patches=MAX_PATCHES):
