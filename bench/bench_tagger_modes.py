@@ -55,15 +55,15 @@ def library(folder):
 
 
 def split_library(tracks, stage2_dir, held_out_dir):
-    """Every third track of each genre (the 3rd, 6th, ...) is held out; the others are linked into stage2_dir."""
+    """Every third track of each genre (the 3rd, 6th, ...) is held out; the others are copied into stage2_dir."""
     held = {}
     for genre, paths in tracks.items():
         for k, path in enumerate(paths):
             target = held_out_dir if k % 3 == 2 else stage2_dir
             os.makedirs(os.path.join(target, genre), exist_ok=True)
             link = os.path.join(target, genre, os.path.basename(path))
-            if not os.path.exists(link):
-                os.symlink(os.path.abspath(path), link)
+            if not os.path.exists(link):  # a copy: stage 2 refuses a link leading outside its raw_dir
+                shutil.copyfile(path, link)
             if target == held_out_dir:
                 held[link] = genre
     return held

@@ -18,11 +18,18 @@ to samples (:func:`codes_to_waveform`). Layers::
 
 Training reads the same Parquet dataset through the same streaming window reader as the WaveNet
 (:class:`local.dataset.TrainStream`, bounded memory: ``cache_tracks`` tracks at a time), one example = one
-window of ``input_samples`` codes of a train track and its ``genre_id``. It trains through the one loop,
+window of ``input_samples`` codes of a train track and its ``genre_id``; with ``tagger_balanced`` (the default)
+the windows are drawn so every genre is seen equally often (:class:`local.dataset.GenreBalancedStream`).
+
+The transfer mode (``tagger_features=mtt``) trains only a small head (:func:`build_head`: one hidden layer, the
+``embedding``) on the penultimate-layer embeddings of musicnn's pretrained MagnaTagATune network
+(local/pretrained.py), one 3 s patch per example, balanced over genres; the dataset's embeddings are computed
+once and cached in ``run_dir/features/``. Its run directory is used like the waveform tagger's (judge.py). It trains through the one loop,
 :func:`local.training.train`, with :func:`tagger_task` (so resume, checkpoints, the time budget, metrics.csv,
 loss.png and TensorBoard are the WaveNet's), and writes the same run-directory files. A track's genre = the argmax of the mean of its windows'
-probabilities (:func:`track_predictions`); ``evaluation.json`` holds that accuracy on the valid and test
-tracks, per genre, and the majority-class baseline.
+probabilities (:func:`track_predictions`); ``evaluation.json`` holds that accuracy and the balanced accuracy
+(mean of per-genre recall) on the valid and test tracks, per genre, and each split's majority-class baseline; a
+split of fewer than two genres gets no figure (:func:`figure_refused`).
 """
 import dataclasses
 import math
