@@ -28,10 +28,8 @@ Run:
 Every file is written under a temp name and renamed, so a killed run leaves only complete files.
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local.config import StageError, check_minimums, configure, stage_main  # noqa: E402
+from local.config import StageError, check_minimums, configure, stage_main
 
 # --- I/O ---
 run_dir = "data/runs/default"  # stage 3's output: model.keras + model.json (+ config.json)

@@ -30,11 +30,8 @@ Run:
 
 Rerunning with the same run_dir continues from its latest checkpoint; the model keys must not change.
 """
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local.config import stage_main  # noqa: E402
+from local.config import stage_main
 
 # --- I/O ---
 data_dir = "data/processed"  # stage 2's output (tracks/part-*.parquet + dataset.json)

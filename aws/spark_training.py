@@ -18,11 +18,9 @@ Run:
   python aws/spark_training.py --help
 """
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import StageError, check_choices, check_minimums, stage_main  # noqa: E402
+from local.config import StageError, check_choices, check_minimums, stage_main
 
 # --- I/O ---
 data_dir = "data/processed"  # stage 2's output (folder or URI: file://, hdfs://, s3://)

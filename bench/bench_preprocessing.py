@@ -24,8 +24,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure  # noqa: E402
+from local.config import configure
 
 tracks = 16  # clips in the generated set (4 min of audio per worker)
 seconds = 30.0  # length of each clip, seconds (FMA's clips are 30 s)

@@ -7,7 +7,7 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import make_audio, make_broken_files, run_script
+from helpers import FIXTURE_OGG, make_audio, make_broken_files, run_script
 from local import dataset_store, locks, preprocessing
 
 SETTINGS = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
@@ -153,9 +153,6 @@ def test_a_local_rerun_on_a_spark_dataset_keeps_it_readable_by_spark(spark, tmp_
     assert {r.track_id: r.n_samples for r in table}["r1"] > 1.5 * 16000
 
 
-FIXTURE_OGG = "/work/shared/fixtures/ffmpeg_refuses.ogg"  # a real Ogg that ffmpeg refuses, libsndfile reads
-
-
 def test_the_same_failures_genres_and_fallback_as_the_local_stage(spark, tmp_path):
     """Every input the Spark job does not use is listed with the local stage's reason - the empty file too,
     which Spark's file source never hands to a task; a genre whose every file failed gets no id; an Ogg that
@@ -166,9 +163,7 @@ def test_the_same_failures_genres_and_fallback_as_the_local_stage(spark, tmp_pat
     for i in range(2):
         make_audio(str(raw / "Rock" / f"rock{i}.mp3"), seconds=1.2, freq_hz=300 + 70 * i)
     make_audio(str(raw / "Jazz" / "jazz0.flac"), seconds=1.2, freq_hz=520)
-    with_fixture = os.path.isfile(FIXTURE_OGG)
-    if with_fixture:
-        shutil.copy(FIXTURE_OGG, raw / "Jazz" / "ocean.ogg")
+    shutil.copy(FIXTURE_OGG, raw / "Jazz" / "ocean.ogg")  # a real Ogg that ffmpeg refuses, libsndfile reads
     local_out, spark_out = str(tmp_path / "local"), str(tmp_path / "spark")
     local = preprocessing.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
     result = preprocess_spark(spark, str(raw), spark_out, partitions=2, **SETTINGS)
@@ -177,15 +172,14 @@ def test_the_same_failures_genres_and_fallback_as_the_local_stage(spark, tmp_pat
     assert sorted(name for name, _ in failures(spark_out)) == sorted(broken)
     assert dict(failures(spark_out))["empty.mp3"] == "empty file (0 bytes)"
     expected, got = rows(local_out), rows(spark_out)
-    assert sorted(got) == sorted(expected) == sorted(["rock0", "rock1", "jazz0"] + (["ocean"] if with_fixture else []))
+    assert sorted(got) == sorted(expected) == sorted(["rock0", "rock1", "jazz0"] + ["ocean"])
     for track_id, row in expected.items():
         assert {k: v for k, v in got[track_id].items()} == row, track_id
     spark_json = dataset_store.read_dataset_json(spark_out)
     assert spark_json == dataset_store.read_dataset_json(local_out)
     assert spark_json["genres"] == ["Jazz", "Rock"]  # no "Bad": it has no track
     assert result["processed"] == local["processed"] and len(result["failed"]) == len(broken)
-    if with_fixture:
-        assert result["decoded_with_libsndfile"] == local["decoded_with_libsndfile"] == 1
+    assert result["decoded_with_libsndfile"] == local["decoded_with_libsndfile"] == 1
 
     # a new genre that sorts first, and a name Spark's file source hides: ids stay, the hidden file is listed
     make_audio(str(raw / "Ambient" / "amb0.wav"), seconds=1.2, freq_hz=610)

@@ -13,10 +13,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import encode, make_audio, run_script
+from helpers import FIXTURE_OGG, encode, make_audio, run_script
 from local import audio, manifest, preprocessing
 
-FIXTURE_OGG = "/work/shared/fixtures/ffmpeg_refuses.ogg"
 FAST = dict(workers=1, min_seconds=0.5, progress=False)
 
 
@@ -37,7 +36,6 @@ def write_manifest(raw, rows):
             writer.writerow([track_id, genre, "", "", "", path, "", sha, ""])
 
 
-@pytest.mark.skipif(not os.path.isfile(FIXTURE_OGG), reason="needs the shared fixture")
 def test_an_ogg_ffmpeg_refuses_is_decoded_by_libsndfile_and_counted(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "out"
     os.makedirs(raw / "Game")
@@ -175,7 +173,6 @@ def test_long_file_streaming_gives_the_codes_of_whole_file_decoding(tmp_path, ex
     assert from_path["codes"] == whole["codes"]
 
 
-@pytest.mark.skipif(not os.path.isfile(FIXTURE_OGG), reason="needs the shared fixture")
 def test_process_batch_streams_files_above_the_threshold_with_the_same_results(tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     os.makedirs(raw / "Game")
