@@ -19,11 +19,9 @@ majority baseline on the held-out files) and train_seconds (training, the pretra
 import json
 import os
 import shutil
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure  # noqa: E402
+from local.config import configure
 
 raw_dir = ""  # a folder of genre folders (empty = the demo corpus)
 work_dir = "/tmp/bench_tagger_modes"  # the library's split, the dataset and the runs (reused: delete to start over)
@@ -36,10 +34,10 @@ threads = 2  # cores the training uses
 
 config = configure(globals())
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from local import demo_corpus, judge, preprocessing  # noqa: E402
-from local.preprocessing import is_audio_path  # noqa: E402
+from local import demo_corpus, judge, preprocessing
+from local.preprocessing import is_audio_path
 
 
 def library(folder):

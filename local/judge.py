@@ -294,6 +294,35 @@ def clip_codes(clip, sample_rate, quantization_channels):
     return audio.mu_law_encode(np.clip(clip.astype(np.float32), -1, 1), quantization_channels).astype(np.int64)
 
 
+def pick_excerpts(data_dir, n_samples, asked_genres):
+    """The real excerpts of ``n_samples`` codes that clips asked for ``asked_genres`` are compared with: a dict
+    ``reference`` and ``floor`` (lists of (n_samples,) code arrays), ``reference_genres`` and ``floor_genres``
+    (their genres) and ``splits`` (the splits read). The excerpts come from the test tracks (and the valid tracks
+    when the test tracks give fewer than two per clip): one per clip, of its asked genre where there is one,
+    makes the floor set; the rest (up to MAX_REFERENCE_EXCERPTS, evenly spread) the reference set."""
+    from local import dataset_store
+    index = dataset_store.read_index(data_dir)
+    excerpts, splits = {}, []
+    for split in ("test", "valid"):
+        if sum(len(v) for v in excerpts.values()) >= 2 * len(asked_genres):
+            break
+        rows = spread_rows([r for r in index if r["split"] == split], MAX_REFERENCE_EXCERPTS + len(asked_genres))
+        for genre, found in real_excerpts(rows, n_samples).items():
+            excerpts.setdefault(genre, []).extend(found)
+        splits.append(split)
+    floor_set, floor_genres = [], []
+    for genre in asked_genres:
+        pool_genre = genre if excerpts.get(genre) else max(excerpts, key=lambda g: len(excerpts[g]), default=None)
+        if pool_genre is not None and excerpts[pool_genre]:
+            floor_set.append(excerpts[pool_genre].pop(0))
+            floor_genres.append(pool_genre)
+    rest = [(e, genre) for genre in sorted(excerpts) for e in excerpts[genre]]
+    picks = np.unique(np.linspace(0, len(rest) - 1, num=min(len(rest), MAX_REFERENCE_EXCERPTS)).round()) \
+        if rest else []
+    return {"reference": [rest[int(i)][0] for i in picks], "reference_genres": [rest[int(i)][1] for i in picks],
+            "floor": floor_set, "floor_genres": floor_genres, "splits": splits}
+
+
 class Judge:
     """Judges generated clips with a tagger against a dataset's held-out tracks (the WaveNet's dataset).
 
@@ -322,32 +351,13 @@ class Judge:
     def real_side(self, n_samples, asked_genres):
         """The real excerpts of ``n_samples`` the clips are compared with (memoized per length and genres): a
         dict of ``reference`` and ``floor`` window embeddings (lists of (k, D) arrays), ``flatness`` (one per
-        excerpt) and ``splits``. The excerpts come from the test tracks (and the valid tracks when the test
-        tracks give fewer than two per clip): one per clip, of its asked genre where there is one, makes the
-        floor set; the rest (up to MAX_REFERENCE_EXCERPTS) the reference set."""
-        from local import dataset_store
+        excerpt) and ``splits``; the excerpts are :func:`pick_excerpts`'s."""
         from local.audio import mu_law_decode
         key = (int(n_samples), tuple(asked_genres))
         if key in self._real:
             return self._real[key]
-        index = dataset_store.read_index(self.data_dir)
-        excerpts, splits = {}, []
-        for split in ("test", "valid"):
-            if sum(len(v) for v in excerpts.values()) >= 2 * len(asked_genres):
-                break
-            rows = spread_rows([r for r in index if r["split"] == split], MAX_REFERENCE_EXCERPTS + len(asked_genres))
-            for genre, found in real_excerpts(rows, n_samples).items():
-                excerpts.setdefault(genre, []).extend(found)
-            splits.append(split)
-        floor_set = []
-        for genre in asked_genres:
-            pool = excerpts.get(genre) or max(excerpts.values(), key=len, default=[])
-            if pool:
-                floor_set.append(pool.pop(0))
-        rest = [e for genre in sorted(excerpts) for e in excerpts[genre]]
-        picks = np.unique(np.linspace(0, len(rest) - 1, num=min(len(rest), MAX_REFERENCE_EXCERPTS)).round()) \
-            if rest else []
-        reference = [rest[int(i)] for i in picks]
+        picked = pick_excerpts(self.data_dir, n_samples, asked_genres)
+        reference, floor_set, splits = picked["reference"], picked["floor"], picked["splits"]
         windows = [e for e, _ in self.tagger.analyze(reference + floor_set)]
         n_codes = self.tagger.quantization_channels
         self._real[key] = {"reference": windows[:len(reference)], "floor": windows[len(reference):],
@@ -427,20 +437,35 @@ def judge_clips(clips, asked_genres, tagger_run, data_dir):
 
 
 def summary_line(summary):
-    """The judge summary in one line for a person."""
+    """The judge summary in one line for a person: the project's tagger's figures and/or the external ear's
+    (local/external_judge.py)."""
     def show(value, spec):
         return "-" if value is None else format(value, spec)
-    return (f"judge: genre accuracy {show(summary['genre_accuracy'], '.2f')}, flatness ratio "
-            f"{show(summary['flatness_ratio'], '.2f')} (real = 1), Frechet distance "
-            f"{show(summary['frechet_distance'], '.3g')} (real vs real {show(summary['frechet_distance_floor'], '.3g')})"
-            f" over {summary['n_clips']} clips")
+    parts = []
+    if "genre_accuracy" in summary:
+        parts.append(f"genre accuracy {show(summary['genre_accuracy'], '.2f')}, flatness ratio "
+                     f"{show(summary['flatness_ratio'], '.2f')} (real = 1), Frechet distance "
+                     f"{show(summary['frechet_distance'], '.3g')} (real vs real "
+                     f"{show(summary['frechet_distance_floor'], '.3g')})")
+    if "external_frechet_distance" in summary:
+        parts.append(f"external ({summary['external_model']}): Frechet distance "
+                     f"{show(summary['external_frechet_distance'], '.3g')} (real vs real "
+                     f"{show(summary['external_frechet_floor'], '.3g')}), tag similarity "
+                     f"{show(summary['external_tag_similarity'], '.2f')} (real "
+                     f"{show(summary['external_tag_similarity_floor'], '.2f')})")
+    return f"judge: {'; '.join(parts)} over {summary['n_clips']} clips"
 
 
 def clip_line(clip):
     """A generated clip's WAV path with the judge's verdict on it, for a person."""
     verdict = clip["judge"]
-    return (f"{clip['wav']}  (judged {verdict['top_genre']} {verdict['top_genre_probability']:.2f}, "
-            f"flatness {verdict['spectral_flatness']:.3f})")
+    said = []
+    if "top_genre" in verdict:
+        said.append(f"judged {verdict['top_genre']} {verdict['top_genre_probability']:.2f}, "
+                    f"flatness {verdict['spectral_flatness']:.3f}")
+    if "external_top_tags" in verdict:
+        said.append(f"tags {verdict['external_top_tags']}")
+    return f"{clip['wav']}  ({'; '.join(said)})"
 
 
 # --- stage 4's tagger commands (run_model_predictions.py --audio / --similar_to / --judge) -------------------
@@ -511,13 +536,13 @@ def tagger_commands(config):
 
 
 def wavenet_judge(tagger_run, *, genres, sample_rate, wavenet_run, data_dir):
-    """Before generating: the :class:`Judge` for ``--judge``; StageError (one line) when the tagger is none,
-    does not fit the WaveNet (genres, sample rate) or there is no dataset to compare with."""
-    tagger = Tagger(tagger_run)
-    problem = mismatch(tagger.info, genres, sample_rate, tagger_run, wavenet_run)
-    if problem:
-        raise StageError(problem)
-    return Judge(tagger, data_dir, progress=True)
+    """Before generating: the judge for ``--judge`` (a tagger run, or ``mtt`` for the pretrained ear alone):
+    a :class:`local.external_judge.Judges`, the project's :class:`Judge` and the external ear together;
+    StageError (one line) when the tagger is none, does not fit the WaveNet (genres, sample rate) or there is
+    no dataset to compare with."""
+    from local.external_judge import wavenet_judges
+    return wavenet_judges(tagger_run, genres=genres, sample_rate=sample_rate, wavenet_run=wavenet_run,
+                          data_dir=data_dir)
 
 
 def judge_generation(judge, clips, codes, quantization_channels):
