@@ -9,6 +9,7 @@ Run:
   .venv/bin/python bench/bench_tagger_modes.py                       # the demo corpus, 40/15/30 tracks of 10 s
   .venv/bin/python bench/bench_tagger_modes.py --raw_dir=~/Music/three_genres --work_dir=/tmp/modes
   .venv/bin/python bench/bench_tagger_modes.py --modes=mtt --demo_counts=24,8,4
+  .venv/bin/python bench/bench_tagger_modes.py --demo_blend=0.8 --work_dir=/tmp/modes_blend   # a harder library
 
 raw_dir: a folder of genre folders of audio files (empty = synthesize the demo corpus with ``demo_counts`` tracks
 of ``demo_seconds`` per genre, Ambient, Electronic, Folk). Prints one JSON line: the library (tracks per genre,
@@ -27,6 +28,8 @@ raw_dir = ""  # a folder of genre folders (empty = the demo corpus)
 work_dir = "/tmp/bench_tagger_modes"  # the library's split, the dataset and the runs (reused: delete to start over)
 demo_counts = [40, 15, 30]  # demo tracks per genre (Ambient, Electronic, Folk), unbalanced as a real library is
 demo_seconds = 10.0  # length of each demo track, seconds
+demo_blend = 0.0  # > 0: a harder library: each demo track has a track of another genre mixed in at this gain, and
+#                   noise (the plain demo genres are told apart perfectly by every mode)
 modes = ["waveform_plain", "waveform", "mtt"]  # which taggers to train
 tagger_steps = 500  # training steps of a waveform tagger (the issue's run)
 head_steps = 600  # training steps of the mtt head
@@ -50,6 +53,24 @@ def library(folder):
             if files:
                 out[genre] = files
     return out
+
+
+def write_blended_library(folder, sample_rate=16000):
+    """The demo genres made harder: track i of a genre + demo_blend x track 500 + i of the next genre + noise
+    (16 kHz WAV files in genre folders)."""
+    from local.audio import write_wav
+    genres = demo_corpus.DEMO_GENRES
+    for g, (genre, count) in enumerate(zip(genres, demo_counts)):
+        os.makedirs(os.path.join(folder, genre), exist_ok=True)
+        for i in range(int(count)):
+            path = os.path.join(folder, genre, f"{genre.lower()}-{i:03d}.wav")
+            if os.path.exists(path):
+                continue
+            own = demo_corpus.synthesize_track(genre, i, 0, demo_seconds, sample_rate)
+            other = demo_corpus.synthesize_track(genres[(g + 1) % len(genres)], 500 + i, 0, demo_seconds, sample_rate)
+            noise = np.random.default_rng([g, i]).normal(0, 0.05, len(own))
+            y = own / max(np.abs(own).max(), 1e-6) + demo_blend * other / max(np.abs(other).max(), 1e-6) + noise
+            write_wav(path, (0.9 * y / np.abs(y).max()).astype(np.float32), sample_rate)
 
 
 def split_library(tracks, stage2_dir, held_out_dir):
@@ -86,7 +107,10 @@ def main():
     import run_model_training
     os.makedirs(work_dir, exist_ok=True)
     source = os.path.expanduser(raw_dir)
-    if not source:
+    if not source and demo_blend > 0:
+        source = os.path.join(work_dir, "blended_library")
+        write_blended_library(source)
+    elif not source:
         source = os.path.join(work_dir, "demo_library")
         for genre, count in zip(demo_corpus.DEMO_GENRES, demo_counts):
             demo_corpus.write_demo_corpus(source, genres=[genre], tracks_per_genre=int(count), seconds=demo_seconds,
