@@ -95,8 +95,8 @@ def check_config(config):
         if not os.path.isfile(os.path.join(config["run_dir"], name)):
             raise StageError(f"{os.path.join(config['run_dir'], name)} is missing: run_dir={config['run_dir']!r} is "
                              f"not a trained run (train one with run_model_training.py --run_dir={config['run_dir']})")
-    from local import checks, training
-    problem = checks.output_folder_problem(config["out_dir"], "out_dir") or training.model_files_problem(config["run_dir"])
+    from local import checks, rundir
+    problem = checks.output_folder_problem(config["out_dir"], "out_dir") or rundir.model_files_problem(config["run_dir"])
     if problem:  # before any scoring or generating, not after
         raise StageError(problem)
 
@@ -174,7 +174,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     import numpy as np
     from tqdm import tqdm
 
-    from local import dataset_store, generation, report
+    from local import clip_files, dataset_store, generation, report
     from local.fileio import write_json_atomic
     weights = generation.fold_weights(model, wavenet)
     prime_genre = prime_row["genre"] if prime_row is not None else None
@@ -198,7 +198,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
             chunk=max(1, int(config["progress_seconds"] * sample_rate)), progress=bar)
     shown_prime = prime if config["include_prime"] else prime[:0]
     primed = f", prime {config['prime_track']} until {len(prime) / sample_rate:g} s" if len(shown_prime) else ""
-    clips = generation.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
+    clips = clip_files.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
                                    sample_rate=sample_rate, quantization_channels=wavenet.quantization_channels,
                                    title=f"temperature {config['temperature']:g}{primed}")
     per_clip_rate = n_samples / max(elapsed, 1e-9)
@@ -235,9 +235,9 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
 def main(argv=None):
     config = configure(dict(globals()), argv)
     check_config(config)
-    from local import training
     from local.config import save_config
     from local.fileio import remove_stale_temps
+    from local.wavenet import read_run_model
     if config["audio"] or config["similar_to"]:  # a tagger run: tag files, find similar tracks (local/judge.py)
         if config["tagger"]:  # a pretrained tagger, or a tagger run given as --tagger (local/pretrained_tags.py)
             from local.pretrained_tags import tagger_commands
@@ -246,7 +246,7 @@ def main(argv=None):
         tagger_commands(config)
         save_config(config, config["out_dir"])
         return
-    wavenet, info = training.read_run_model(config["run_dir"])
+    wavenet, info = read_run_model(config["run_dir"])
     genres, sample_rate = list(info["genres"]) or [""], int(info["sample_rate"])
     data_dir = config["data_dir"] or info.get("data_dir", "")
     if config["genre"] and config["genre"] not in genres:
@@ -258,9 +258,9 @@ def main(argv=None):
     check_generation(config, wavenet, genres=genres, prime_row=prime_row, sample_rate=sample_rate)
     judge = None
     if config["judge"]:  # the tagger must fit the WaveNet: checked before anything is generated
-        from local.judge import wavenet_judge
-        judge = wavenet_judge(config["judge"], genres=genres, sample_rate=sample_rate, wavenet_run=config["run_dir"],
-                              data_dir=data_dir)
+        from local.external_judge import wavenet_judges
+        judge = wavenet_judges(config["judge"], genres=genres, sample_rate=sample_rate, wavenet_run=config["run_dir"],
+                               data_dir=data_dir)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
     import keras

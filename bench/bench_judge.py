@@ -13,9 +13,11 @@ Prints one JSON line: for each of real, noise (and generated: generation.json's 
 the judge_summary figures genre_accuracy, flatness_ratio, frechet_distance, frechet_distance_floor, n_clips;
 plus seconds (clip length), genres, judge_seconds (time to judge the real excerpts, embeddings cache warm) and
 judge_again_seconds (the same call again on the same Judge: what judging costs at every sampling step); the
-external_* figures beside them; external_judge_x_real_time (clip seconds judged per second by the external ear,
-real excerpts cached) and tagging_x_real_time (seconds of the demo's music tagged per second by MTT_musicnn,
-front end included, over tag_seconds of audio in 3 s patches); top_tags: per genre the 3 top MTT tags of the
+external_* figures beside them; external_judge_x_real_time (clip seconds judged per wall-clock second by the
+external ear, real and noise clips together, real excerpts cached) and tagging_x_real_time (seconds of the demo's
+music tagged per second by MTT_musicnn, front end included, over tag_seconds of audio in 3 s patches), each also
+per second of this process's CPU time (_x_cpu_time: what a machine shared with other work still gives per busy
+core), with the 1-minute load_average; top_tags: per genre the 3 top MTT tags of the
 mean tag vector of the dataset's tracks (real) and of the generation's clips (generated).
 """
 import json
@@ -69,16 +71,17 @@ again_seconds = time.perf_counter() - started
 rng = np.random.default_rng(seed)
 noise = [mu_law_encode(rng.uniform(-0.5, 0.5, n)) for _ in genres]
 _, noise_summary = judging.judge(noise, genres)
-started = time.perf_counter()
-external.judge(real, available)  # the external ear alone, its real excerpts cached
-external_seconds = time.perf_counter() - started
+external.judge(real + noise, available + genres)  # the external ear alone: a first call tags its real excerpts
+started, cpu = time.perf_counter(), time.process_time()
+external.judge(real + noise, available + genres)  # what it costs at every sampling step
+external_seconds, external_cpu = time.perf_counter() - started, time.process_time() - cpu
 tagger = pretrained.load("mtt")
 music = [demo_corpus.synthesize_track(g, 0, seed=1, seconds=tag_seconds / 3, sample_rate=pretrained.SAMPLE_RATE)
          for g in demo_corpus.DEMO_GENRES]
 tagger.analyze(music[:1])  # warm: the front end's first call
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 tagger.analyze(music)
-tagging_seconds = time.perf_counter() - started
+tagging_seconds, tagging_cpu = time.perf_counter() - started, time.process_time() - cpu
 
 
 def genre_top_tags(waveforms, clip_genres, rate):
@@ -108,8 +111,11 @@ if generation and os.path.isfile(generation):
                                            decoded[0][1])
 result.update({"seconds": seconds, "genres": genres, "judge_seconds": round(first_seconds, 2),
                "judge_again_seconds": round(again_seconds, 2),
-               "external_judge_x_real_time": round(len(real) * seconds / external_seconds, 1),
+               "external_judge_x_real_time": round(len(real + noise) * seconds / external_seconds, 1),
+               "external_judge_x_cpu_time": round(len(real + noise) * seconds / external_cpu, 1),
                "tagging_x_real_time": round(sum(len(y) for y in music) / pretrained.SAMPLE_RATE / tagging_seconds, 1),
+               "tagging_x_cpu_time": round(sum(len(y) for y in music) / pretrained.SAMPLE_RATE / tagging_cpu, 1),
+               "load_average": round(os.getloadavg()[0], 1),
                "tag_seconds": tag_seconds, "top_tags": top_tags, "cpu_count": os.cpu_count(), "tagger_run": tagger_run,
                "data_dir": data_dir})
 print(json.dumps(result))

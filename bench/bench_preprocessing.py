@@ -48,9 +48,9 @@ GROWTH_GOAL_BYTES_PER_SAMPLE = 1.0  # issue 12: memory grows with a file's lengt
 RSS_CHILD = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from local import preprocessing
+from local import decoding, preprocessing
 if sys.argv[4] == "whole":
-    preprocessing.STREAM_ABOVE_BYTES = 1 << 62
+    decoding.STREAM_ABOVE_BYTES = 1 << 62
 summary = preprocessing.preprocess(sys.argv[2], sys.argv[3], sample_rate=8000, workers=1, progress=False)
 assert summary["processed"] >= 1 and not summary["failed"], summary["failed"]
 # VmHWM, not ru_maxrss: a child's ru_maxrss keeps its parent's peak across fork and exec (the full bench's

@@ -46,7 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from bench.clips import write_fma_like_clips
-from local import demo_corpus, preprocessing
+from local import demo_corpus, preprocessing, rundir
 
 work = tempfile.mkdtemp(prefix="bench-spark-")
 raw = os.path.join(work, "raw")
@@ -87,16 +87,16 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 sys.argv = saved_argv
 from local import training
 
-elephas_samples_per_second = training.read_metrics(run_dir)[-1]["samples_per_second"]
+elephas_samples_per_second = rundir.read_metrics(run_dir)[-1]["samples_per_second"]
 
 # Keras alone on the same windows (epoch 0's phases, as the job cut them), same model and batch size
 import keras
 
 from aws import spark_windows
 from local import dataset, dataset_store
-from local.wavenet import build_wavenet
+from local.wavenet import build_wavenet, read_run_model
 
-wavenet = training.read_run_model(run_dir)[0]
+wavenet = read_run_model(run_dir)[0]
 field = wavenet.receptive_field
 inputs, targets = [], []
 for row in dataset.split_tracks(dataset_store.read_index(os.path.join(work, "spark")), "train"):

@@ -10,8 +10,8 @@ project's judge uses: :func:`local.judge.pick_excerpts`), through ``MTT_musicnn`
   ("as good as real");
 - ``external_tag_similarity``: the cosine similarity between the clips' mean tag vector and the real reference
   excerpts' (``external_tag_similarity_floor``: the same for the real floor set), and
-  ``external_tag_similarity_per_genre``: per asked genre, the clips of that genre against the reference
-  excerpts of that genre;
+  ``external_tag_similarity_per_genre``: per asked genre, the clips of that genre against the real excerpts
+  (reference and floor) of that genre;
 - per clip ``external_top_tags`` ("beat 0.69, techno 0.59, drums 0.42": shown on the report page) and
   ``external_tags`` (the same as a dict tag -> probability).
 
@@ -22,8 +22,8 @@ import os
 
 import numpy as np
 
-from local import judge as project_judge
-from local import pretrained
+from local import dataset_store, judge as project_judge, pretrained
+from local.audio import mu_law_decode
 from local.config import StageError
 
 EXTERNAL_MODEL = "mtt"  # the pretrained tagger of the external ear (MTT_musicnn)
@@ -51,7 +51,6 @@ class ExternalJudge:
     """
 
     def __init__(self, data_dir, model=EXTERNAL_MODEL):
-        from local import dataset_store
         if not data_dir or not dataset_store.list_parts(data_dir):
             raise StageError(f"data_dir={data_dir!r} holds no processed dataset, needed to judge clips against "
                              f"real excerpts: pass --data_dir=FOLDER")
@@ -64,14 +63,13 @@ class ExternalJudge:
 
     def analyze_codes(self, code_arrays):
         """(patch embeddings (k, D), patch tag probabilities (k, 50)) of each code array of the dataset's rate."""
-        from local.audio import mu_law_decode
         return self.tagger.analyze([mu_law_decode(c, self.quantization_channels) for c in code_arrays],
                                    sample_rate=self.sample_rate)
 
     def real_side(self, n_samples, asked_genres):
         """The real excerpts' patch embeddings and mean tag vectors (memoized per length and genres): a dict of
         ``reference`` and ``floor`` (lists of (k, D) arrays), ``reference_tags`` and ``floor_tags`` ((n, 50)),
-        ``reference_genres`` and ``splits``."""
+        ``reference_genres``, ``floor_genres`` and ``splits``."""
         key = (int(n_samples), tuple(asked_genres))
         if key not in self._real:
             picked = project_judge.pick_excerpts(self.data_dir, n_samples, asked_genres)
@@ -81,7 +79,8 @@ class ExternalJudge:
             self._real[key] = {"reference": [e for e, _ in analyzed[:n_reference]],
                                "floor": [e for e, _ in analyzed[n_reference:]],
                                "reference_tags": tags[:n_reference], "floor_tags": tags[n_reference:],
-                               "reference_genres": list(picked["reference_genres"]), "splits": picked["splits"]}
+                               "reference_genres": list(picked["reference_genres"]),
+                               "floor_genres": list(picked["floor_genres"]), "splits": picked["splits"]}
         return self._real[key]
 
     def judge(self, clips, asked_genres):
@@ -111,12 +110,11 @@ class ExternalJudge:
                 return None
             return project_judge.frechet_distance(together, np.concatenate(real["reference"]))
 
-        per_genre = {}
-        reference_genres = np.asarray(real["reference_genres"])
+        per_genre = {}  # against every real excerpt of the genre (reference and floor: a few clips may use all)
+        real_tags = np.concatenate([real["reference_tags"], real["floor_tags"]])
+        real_genres = np.asarray(real["reference_genres"] + real["floor_genres"])
         for genre in dict.fromkeys(g for g in asked_genres if g):
-            mine = clip_tags[[g == genre for g in asked_genres]]
-            similarity = mean_cosine(mine, real["reference_tags"][reference_genres == genre]) \
-                if len(reference_genres) else None
+            similarity = mean_cosine(clip_tags[[g == genre for g in asked_genres]], real_tags[real_genres == genre])
             if similarity is not None:
                 per_genre[genre] = similarity
         summary = {"external_frechet_distance": distance([e for e, _ in analyzed]),
@@ -156,7 +154,6 @@ def wavenet_judges(judge, *, genres, sample_rate, wavenet_run, data_dir):
     pretrained tagger's name (``mtt``: the external ear alone, no trained tagger needed). StageError (one
     line) when it cannot judge this WaveNet's clips."""
     if pretrained.is_pretrained(judge):
-        from local import dataset_store
         info = (dataset_store.read_dataset_json(data_dir) or {}) if data_dir else {}
         if info and int(info.get("sample_rate", sample_rate)) != int(sample_rate):
             raise StageError(f"--judge={judge}: the dataset {data_dir} is at {info['sample_rate']} Hz, the WaveNet "

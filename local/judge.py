@@ -1,7 +1,7 @@
 """Use a trained genre tagger (local/tagger.py): tag audio files, find similar tracks, judge generated clips.
 
 - Tagging: every audio file of a file or folder is decoded exactly as stage 2 decodes it
-  (:func:`local.preprocessing.decode_track` with the settings the tagger's dataset was made with), and gets
+  (:func:`local.decoding.decode_track` with the settings the tagger's dataset was made with), and gets
   the mean of its windows' genre probabilities; a file that cannot be used is listed with the reason.
 - Similar tracks: a track is its mean window embedding (the tagger's ``embedding`` layer); neighbours by
   cosine similarity. The dataset's embeddings are computed once per (tagger, dataset) and cached in the
@@ -19,11 +19,15 @@
 import csv
 import hashlib
 import os
-import warnings
 
 import numpy as np
 
+from local import audio, dataset_store, tagger
+from local.audio import mu_law_decode
 from local.config import StageError
+from local.decoding import decode_track
+from local.fileio import atomic_write
+from local.preprocessing import is_audio_path
 
 TRACK_WINDOWS = 16  # windows averaged per dataset track or tagged file (evenly spread, non-overlapping)
 MAX_REFERENCE_EXCERPTS = 64  # real excerpts the clips are compared with (bounds the judge's time)
@@ -41,22 +45,26 @@ def spectral_flatness(y, n_fft=2048, hop_length=512):
     return float(librosa.feature.spectral_flatness(y=y, n_fft=n_fft, hop_length=min(hop_length, n_fft)).mean())
 
 
-def frechet_distance(a, b, eps=1e-6):
+def trace_sqrt_product(s_a, s_b):
+    """Tr((S_a S_b)^1/2) of two covariance matrices (D, D): the sum of the square roots of the eigenvalues of
+    the symmetric S_a^1/2 S_b S_a^1/2 (the same eigenvalues as S_a S_b, all >= 0). Equals scipy's
+    ``sqrtm(S_a @ S_b)`` trace within 1e-7 (relative) and is 10-30x faster in 200 dimensions; singular
+    (few-sample) covariances need no nudging."""
+    w, v = np.linalg.eigh(s_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    m = root_a @ s_b @ root_a
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum())
+
+
+def frechet_distance(a, b):
     """Frechet distance between Gaussians fitted to two sets of embeddings a (n, D) and b (m, D), n, m >= 2:
     |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), as in FID and FAD. Biased upwards for small sets,
     so compare it only with a distance between sets of the same sizes (the judge's floor)."""
-    from scipy import linalg
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():  # few embeddings in many dimensions: a singular product is expected
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        root, _ = linalg.sqrtm(s_a @ s_b, disp=False)
-    if not np.isfinite(root).all():  # a singular product: nudge both covariances (FID's reference code)
-        offset = np.eye(len(s_a)) * eps
-        root = linalg.sqrtm((s_a + offset) @ (s_b + offset))
-    root = np.real(root)
-    return float(max(0.0, ((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2.0 * np.trace(root)))
+    return float(max(0.0, ((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b)
+                     - 2.0 * trace_sqrt_product(s_a, s_b)))
 
 
 def cosine_similarities(query, table):
@@ -75,7 +83,6 @@ class Tagger:
     tagger run."""
 
     def __init__(self, run_dir):
-        from local import tagger
         self.run_dir = run_dir
         self.config, self.info = tagger.read_tagger_run(run_dir)
         self.genres = list(self.info["genres"])
@@ -91,7 +98,6 @@ class Tagger:
     def analyze(self, code_arrays, max_windows=TRACK_WINDOWS, progress=None):
         """(window embeddings, window probabilities) of each code array; see :func:`local.tagger.analyze` (a
         transfer-mode tagger's windows are its pretrained patches: :func:`local.tagger.analyze_features`)."""
-        from local import tagger
         if self.features is not None:
             return tagger.analyze_features(self.readout, self.features, code_arrays, sample_rate=self.sample_rate,
                                            max_windows=min(max_windows, tagger.MAX_PATCHES),
@@ -119,7 +125,6 @@ def mismatch(tagger_info, genres, sample_rate, tagger_run, wavenet_run):
 def audio_files(path):
     """The audio files to tag: ``path`` itself, or the files below the folder ``path`` with an audio extension
     (as stage 2 lists them: hidden files skipped), sorted. [] for an empty folder; FileNotFoundError if none."""
-    from local.preprocessing import is_audio_path
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
@@ -134,8 +139,7 @@ def audio_files(path):
 
 def decode_files(paths, settings):
     """Yield (path, codes (n,) uint8 or None, reason) per file, decoded as stage 2 decodes it
-    (:func:`local.preprocessing.decode_track` with the DecodeSettings ``settings``)."""
-    from local.preprocessing import decode_track
+    (:func:`local.decoding.decode_track` with the DecodeSettings ``settings``)."""
     for path in paths:
         track, reason = decode_track(path, settings)
         yield path, (np.frombuffer(track["codes"], dtype=np.uint8) if track else None), reason
@@ -162,7 +166,6 @@ def tag_files(tagger, paths, progress=True):
 
 def write_csv(path, rows, columns):
     """``rows`` (dicts) as a CSV with ``columns``, atomically; floats with 6 significant digits."""
-    from local.fileio import atomic_write
     with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -203,8 +206,6 @@ def dataset_embeddings(tagger, data_dir, progress=True):
     """
     from tqdm import tqdm
 
-    from local import dataset_store
-    from local.fileio import atomic_write
     index = sorted(dataset_store.read_index(data_dir), key=lambda r: str(r["track_id"]))
     fingerprint = dataset_fingerprint(tagger, index)
     path = embeddings_path(tagger, data_dir)
@@ -267,7 +268,6 @@ def real_excerpts(rows, n_samples, offset=0):
     """Non-overlapping excerpts of ``n_samples`` codes from ``rows`` (starting ``offset`` into each track):
     a dict genre -> list of (n_samples,) code arrays, the tracks of a genre taking turns (so a genre's first
     excerpts come from different tracks)."""
-    from local import dataset_store
     per_track = {}
     for row in rows:
         codes = dataset_store.read_track_codes(row)
@@ -284,7 +284,6 @@ def clip_codes(clip, sample_rate, quantization_channels):
     """One clip as the tagger's codes (n,) int: a WAV (or any audio) path is decoded, downmixed and resampled to
     ``sample_rate`` (not trimmed nor normalized: the clip as it sounds); a float array is a waveform in [-1, 1]
     at ``sample_rate``; an integer array is already codes."""
-    from local import audio
     if isinstance(clip, (str, os.PathLike)):
         samples, rate, _ = audio.decode_audio(os.fspath(clip))
         clip = audio.resample(audio.to_mono(samples), rate, sample_rate)
@@ -300,7 +299,6 @@ def pick_excerpts(data_dir, n_samples, asked_genres):
     (their genres) and ``splits`` (the splits read). The excerpts come from the test tracks (and the valid tracks
     when the test tracks give fewer than two per clip): one per clip, of its asked genre where there is one,
     makes the floor set; the rest (up to MAX_REFERENCE_EXCERPTS, evenly spread) the reference set."""
-    from local import dataset_store
     index = dataset_store.read_index(data_dir)
     excerpts, splits = {}, []
     for split in ("test", "valid"):
@@ -333,7 +331,6 @@ class Judge:
     """
 
     def __init__(self, tagger_run, data_dir, *, progress=False):
-        from local import dataset_store
         self.tagger = tagger_run if isinstance(tagger_run, Tagger) else Tagger(tagger_run)
         if not data_dir or not dataset_store.list_parts(data_dir):
             raise StageError(f"data_dir={data_dir!r} holds no processed dataset, needed to judge clips against "
@@ -352,7 +349,6 @@ class Judge:
         """The real excerpts of ``n_samples`` the clips are compared with (memoized per length and genres): a
         dict of ``reference`` and ``floor`` window embeddings (lists of (k, D) arrays), ``flatness`` (one per
         excerpt) and ``splits``; the excerpts are :func:`pick_excerpts`'s."""
-        from local.audio import mu_law_decode
         key = (int(n_samples), tuple(asked_genres))
         if key in self._real:
             return self._real[key]
@@ -376,7 +372,6 @@ class Judge:
         nearest_training_track, nearest_training_genre, nearest_similarity. Summary: genre_accuracy,
         flatness_ratio, frechet_distance, frechet_distance_floor, n_clips, and how they were made.
         """
-        from local.audio import mu_law_decode
         tagger, n_codes = self.tagger, self.tagger.quantization_channels
         codes = [clip_codes(c, tagger.sample_rate, n_codes) for c in clips]
         n_samples = min(len(c) for c in codes)
@@ -493,7 +488,6 @@ def tag_command(run_dir, audio, out_dir):
 def similar_command(run_dir, similar_to, top_k, out_dir, data_dir=""):
     """``--similar_to=FILE_OR_TRACK_ID``: the ``top_k`` dataset tracks nearest to it into
     ``out_dir/similar.csv``; return its path. A track id is looked up in the dataset (and not listed itself)."""
-    from local import dataset_store
     tagger = Tagger(run_dir)
     data_dir = data_dir or tagger.info.get("data_dir", "")
     if not data_dir or not dataset_store.list_parts(data_dir):
@@ -535,20 +529,9 @@ def tagger_commands(config):
                         config["data_dir"])
 
 
-def wavenet_judge(tagger_run, *, genres, sample_rate, wavenet_run, data_dir):
-    """Before generating: the judge for ``--judge`` (a tagger run, or ``mtt`` for the pretrained ear alone):
-    a :class:`local.external_judge.Judges`, the project's :class:`Judge` and the external ear together;
-    StageError (one line) when the tagger is none, does not fit the WaveNet (genres, sample rate) or there is
-    no dataset to compare with."""
-    from local.external_judge import wavenet_judges
-    return wavenet_judges(tagger_run, genres=genres, sample_rate=sample_rate, wavenet_run=wavenet_run,
-                          data_dir=data_dir)
-
-
 def judge_generation(judge, clips, codes, quantization_channels):
     """After generating: add ``judge`` to each clip dict of generation.json (in place); return the
     ``judge_summary`` dict. codes: the generated codes, one (n,) array per clip (the prime left out)."""
-    from local.audio import mu_law_decode
     per_clip, summary = judge.judge([mu_law_decode(c, quantization_channels) for c in codes],
                                     [c["genre"] for c in clips])
     for clip, verdict in zip(clips, per_clip):

@@ -13,7 +13,8 @@ import os
 
 import numpy as np
 
-from local import judge, pretrained
+from local import audio, dataset_store, judge, pretrained
+from local.audio import mu_law_decode
 from local.config import StageError
 
 TOP_TAGS = 5  # tags per file in tags.csv
@@ -22,7 +23,6 @@ TRACK_PATCHES = 16  # patches averaged per dataset track for --similar_to
 
 def decode_for_tagging(path):
     """(mono float32 audio at 16 kHz (n,), reason): the file as it sounds, or (None, why it cannot be read)."""
-    from local import audio
     try:
         samples, rate, _ = audio.decode_audio(path)
     except audio.DecodeError as e:
@@ -104,8 +104,6 @@ def dataset_embeddings(tagger, data_dir, progress=True):
     TRACK_PATCHES patches (the table :func:`local.judge.nearest` searches)."""
     from tqdm import tqdm
 
-    from local import dataset_store
-    from local.audio import mu_law_decode
     info = dataset_store.read_dataset_json(data_dir) or {}
     rate, n_codes = int(info.get("sample_rate", 16000)), int(info.get("quantization_channels", 256))
     index = sorted(dataset_store.read_index(data_dir), key=lambda r: str(r["track_id"]))
@@ -125,7 +123,6 @@ def dataset_embeddings(tagger, data_dir, progress=True):
 def similar_command(name, similar_to, top_k, out_dir, data_dir):
     """``--tagger=mtt --similar_to=FILE_OR_TRACK_ID --data_dir=FOLDER``: the ``top_k`` dataset tracks nearest to
     it by the pretrained embeddings into ``out_dir/similar.csv``; return its path."""
-    from local import dataset_store
     if not data_dir or not dataset_store.list_parts(data_dir):
         raise StageError(f"data_dir={data_dir!r} holds no processed dataset to search: pass --data_dir=FOLDER")
     tagger = pretrained.load(name)

@@ -32,13 +32,18 @@ probabilities (:func:`track_predictions`); ``evaluation.json`` holds that accura
 split of fewer than two genres gets no figure (:func:`figure_refused`).
 """
 import dataclasses
+import hashlib
 import math
 import os
 import sys
 
 import numpy as np
 
+from local import dataset, dataset_store, pretrained, rundir, training
+from local.audio import mu_law_decode
 from local.config import ConfigError, ModelSettings, StageError, check_minimums
+from local.fileio import atomic_write, write_json_atomic
+from local.decoding import DecodeSettings
 
 KIND = "tagger"
 FEATURES = ("waveform", "mtt")  # tagger_features: raw samples, or musicnn's MagnaTagATune embeddings (local/pretrained.py)
@@ -137,7 +142,6 @@ def readout_model(model):
 
 def mu_law_table(quantization_channels=256):
     """The sample value of each code: (Q,) float32, = :func:`local.audio.mu_law_decode` of 0..Q-1."""
-    from local.audio import mu_law_decode
     return mu_law_decode(np.arange(quantization_channels), quantization_channels)
 
 
@@ -252,12 +256,7 @@ def pretrained_features(name):
     process): ``features(waveforms, sample_rate, max_patches) -> [(k_i, D) float32]``, one array of patch
     embeddings (the penultimate layer, D = ``features.size``) per mono float waveform in [-1, 1] at
     ``sample_rate`` Hz (resampled to the network's 16 kHz inside)."""
-    try:
-        from local import pretrained
-    except ImportError as e:  # the pretrained loader is not part of this install
-        raise StageError(f"--tagger_features={name}: the pretrained network's loader is missing ({e}): install the "
-                         f"project's pretrained extras (make setup) or use --tagger_features=waveform") from None
-    model = pretrained.load(name)
+    model = pretrained.load(name)  # StageError (one line) when musicnn's files are not installed
 
     def features(waveforms, sample_rate, max_patches=MAX_PATCHES):
         return [np.asarray(e, np.float32) for e, _ in model.analyze(list(waveforms), sample_rate, max_patches)]
@@ -339,12 +338,8 @@ def dataset_features(features, rows, *, name, sample_rate, quantization_channels
     """{track_id: (k, D) float32} patch embeddings of the dataset ``rows`` (up to MAX_PATCHES per track),
     cached in ``cache_dir/<fingerprint>.npz``: the fingerprint covers the feature name, MAX_PATCHES and each
     row's track_id, n_samples and source_sha256, so a changed dataset is embedded again."""
-    import hashlib
-
     from tqdm import tqdm
 
-    from local import dataset_store
-    from local.fileio import atomic_write
     read_codes = read_codes or dataset_store.read_track_codes
     rows = sorted(rows, key=lambda r: str(r["track_id"]))
     digest = hashlib.sha256(f"{name}/{MAX_PATCHES}/{sample_rate}".encode())
@@ -403,7 +398,6 @@ def head_task(tagger_config, *, train, valid, config):
     import keras
     import tensorflow as tf
 
-    from local import training
     batch_size = config["tagger_batch_size"]
     keras.utils.set_random_seed(config["seed"])
     model = build_head(tagger_config)
@@ -428,12 +422,41 @@ def head_task(tagger_config, *, train, valid, config):
                          loss_unit="bits per patch")
 
 
+def transfer_task(tagger_config, features, *, index, genres, sample_rate, train_tracks, valid_tracks, config,
+                  run_dir):
+    """(Task, predict) of a transfer-mode tagger: the dataset's patch embeddings (:func:`dataset_features`,
+    cached in ``run_dir/features/``), the head's task (:func:`head_task`) and ``predict(rows) -> (n, n_genres)``,
+    the tracks' mean patch probabilities over up to ``tagger_eval_windows`` patches (for evaluation.json)."""
+    table = dataset_features(features, [r for r in index if r["genre"] in genres], name=tagger_config.features,
+                             sample_rate=sample_rate, quantization_channels=config["quantization_channels"],
+                             cache_dir=os.path.join(run_dir, "features"))
+    task = head_task(tagger_config, config=config,
+                     train=[(r["genre_id"], table[str(r["track_id"])]) for r in train_tracks],
+                     valid=[(r["genre_id"], table[str(r["track_id"])]) for r in valid_tracks])
+    readout = readout_model(task.model)
+
+    def predict(rows):
+        spread_out = [spread(table[str(r["track_id"])], config["tagger_eval_windows"]) for r in rows]
+        return np.asarray([p.mean(axis=0) for _, p in readout_features(readout, spread_out)]).reshape(len(rows), -1)
+    return task, predict
+
+
+def training_line(tagger_config, config, sample_rate):
+    """What a tagger is trained on, in words, for the line printed before training."""
+    if tagger_config.pretrained:
+        return (f"a head on {tagger_config.features} embeddings ({tagger_config.feature_size} per 3 s patch, up to "
+                f"{MAX_PATCHES} patches per track), patches drawn with every genre equally often")
+    length = tagger_config.input_samples
+    drawn = "every genre equally often" if config.get("tagger_balanced", True) else "as they come"
+    return f"windows of {length} samples ({length / sample_rate:.2f} s) drawn {drawn}"
+
+
 # --- model.json ---------------------------------------------------------------------------------------
 
 def tagger_model_json(tagger_config, *, genres, sample_rate, data_dir, decode):
     """The ``model.json`` dict of a tagger run: ``kind`` (tagger), ``model`` (TaggerConfig.to_json), genres
     (index = genre_id), sample_rate (Hz), quantization_channels, input_samples, data_dir and ``decode``: stage 2's
-    decode settings of its dataset (local.preprocessing.DecodeSettings), so files are tagged as the dataset was
+    decode settings of its dataset (local.decoding.DecodeSettings), so files are tagged as the dataset was
     made."""
     return {"kind": KIND, "model": tagger_config.to_json(), "genres": list(genres), "sample_rate": int(sample_rate),
             "quantization_channels": int(decode.quantization_channels),
@@ -444,21 +467,19 @@ def tagger_model_json(tagger_config, *, genres, sample_rate, data_dir, decode):
 def read_tagger_run(run_dir):
     """(TaggerConfig, model.json dict) of a trained tagger run: the one way a tagger's structure is read back
     (a WaveNet's: :func:`local.training.read_run_model`). StageError (one line) when ``run_dir`` is none."""
-    from local import training
     for name in ("model.json", "model.keras"):
         if not os.path.isfile(os.path.join(run_dir, name)):
             raise StageError(f"{os.path.join(run_dir, name)} is missing: {run_dir!r} is not a trained tagger run "
                              f"(train one with run_model_training.py --model=tagger --run_dir={run_dir})")
-    info = training.read_model_json(run_dir)
-    if training.run_kind(info) != KIND:
-        raise StageError(f"{run_dir!r} is a {training.run_kind(info)} run, not a tagger: train one with "
+    info = rundir.read_model_json(run_dir)
+    if rundir.run_kind(info) != KIND:
+        raise StageError(f"{run_dir!r} is a {rundir.run_kind(info)} run, not a tagger: train one with "
                          f"run_model_training.py --model=tagger and pass its run_dir")
     return TaggerConfig.from_json(info["model"]), info
 
 
 def decode_settings(info):
     """The DecodeSettings recorded in a tagger's model.json dict (its dataset's stage-2 settings)."""
-    from local.preprocessing import DecodeSettings
     return DecodeSettings(**info["decode"])
 
 
@@ -469,13 +490,12 @@ def make_train_step(model, optimizer, parts=1):
     (``parts``: see :func:`local.training.gradient_step`)."""
     import tensorflow as tf
 
-    from local.training import gradient_step
 
     def loss_of(waveform, genre_id):
         logits = model(waveform, training=True)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=genre_id, logits=logits))
 
-    return gradient_step(model, optimizer, loss_of, parts=parts)
+    return training.gradient_step(model, optimizer, loss_of, parts=parts)
 
 
 def evaluate_windows(model, waveforms, genre_ids, batch_size):
@@ -492,7 +512,6 @@ def evaluate_windows(model, waveforms, genre_ids, batch_size):
 def usable_splits(index, input_samples, data_dir, sample_rate):
     """(train rows, valid rows) of a dataset index holding at least one window of ``input_samples``; StageError
     when a split has none or the train tracks are all of one genre."""
-    from local import training
     # receptive_field=1, window=L: the WaveNet's reader then yields windows of exactly L codes (targets unused)
     train, valid = training.usable_splits(index, 1, input_samples, data_dir, sample_rate,
                                           length_keys="1 + tagger_input_samples",
@@ -513,7 +532,6 @@ def tagger_task(tagger_config, *, train_tracks, valid_tracks, config):
     import keras
     import tensorflow as tf
 
-    from local import dataset, training
     length, batch_size = tagger_config.input_samples, config["tagger_batch_size"]
     n_codes = config["quantization_channels"]
     parts = min(training.use_threads(config.get("threads", 0)), batch_size)  # before TensorFlow's thread pools
@@ -546,81 +564,6 @@ def tagger_task(tagger_config, *, train_tracks, valid_tracks, config):
                          loss_title="Genre tagger loss", loss_unit="bits per window")
 
 
-def train_tagger(config):
-    """Stage 3 with ``model=tagger`` for one resolved config: train a tagger on ``config['data_dir']`` into
-    ``config['run_dir']`` through :func:`local.training.train` (resumed from the run's latest checkpoint), then
-    write evaluation.json (track-level accuracy). Returns the loop's summary plus ``evaluation``.
-    Raises StageError (one line) on a dataset it cannot use or a run_dir holding another model.
-    """
-    from local import dataset_store, preprocessing, training
-    data_dir, run_dir = config["data_dir"], config["run_dir"]
-    info = dataset_store.read_dataset_json(data_dir) if dataset_store.list_parts(data_dir) else None
-    genres, sample_rate = training.check_dataset(info, data_dir, config["quantization_channels"])
-    tagger_config = TaggerConfig.from_config(config, n_genres=len(genres))
-    features = None
-    if tagger_config.pretrained:  # the pretrained network first: a missing install is told before any work
-        features = feature_function(tagger_config.features)
-        tagger_config = dataclasses.replace(tagger_config, feature_size=features.size)
-    index = dataset_store.read_index(data_dir)
-    # a pretrained network repeat-pads a short track: any track will do
-    train_tracks, valid_tracks = usable_splits(index, 1 if features else tagger_config.input_samples, data_dir,
-                                               sample_rate)
-    refused = figure_refused("test", [r for r in index if r["split"] == "test" and r["genre"] in genres])
-    if refused:  # said before training too: the run can be stopped now
-        print(f"warning: {refused}")
-    model_json = tagger_model_json(tagger_config, genres=genres, sample_rate=sample_rate, data_dir=data_dir,
-                                   decode=preprocessing.decode_settings_of(info))
-    training.open_run_dir(run_dir, model_json)
-
-    length, steps = tagger_config.input_samples, config["tagger_steps"]
-    predict, balanced = None, "every genre equally often" if config.get("tagger_balanced", True) else "as they come"
-    if features:
-        known = [r for r in index if r["genre"] in genres]
-        table = dataset_features(features, known, name=tagger_config.features, sample_rate=sample_rate,
-                                 quantization_channels=config["quantization_channels"],
-                                 cache_dir=os.path.join(run_dir, "features"))
-        task = head_task(tagger_config, config=config,
-                         train=[(r["genre_id"], table[str(r["track_id"])]) for r in train_tracks],
-                         valid=[(r["genre_id"], table[str(r["track_id"])]) for r in valid_tracks])
-        readout = readout_model(task.model)
-
-        def predict(rows):
-            return np.asarray([p.mean(axis=0) for _, p in readout_features(
-                readout, [spread(table[str(r["track_id"])], config["tagger_eval_windows"]) for r in rows])]
-                ).reshape(len(rows), -1)
-        described = (f"a head on {tagger_config.features} embeddings ({tagger_config.feature_size} per 3 s patch, "
-                     f"up to {MAX_PATCHES} patches per track), patches drawn with every genre equally often")
-    else:
-        task = tagger_task(tagger_config, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
-        described = f"windows of {length} samples ({length / sample_rate:.2f} s) drawn {balanced}"
-    state = training.resume(run_dir, task.model, task.optimizer)
-    training.write_run_files(run_dir, config, model_json)
-    print(f"tagger: {task.model.count_params():,} parameters, {described}, {len(train_tracks)} train / "
-          f"{len(valid_tracks)} valid tracks, genres: {', '.join(genres)}; chance "
-          f"{tagger_config.chance_bits:.2f} bits/window")
-
-    def learning_rate(step, time_fraction=0.0):
-        return training.learning_rate_at(step, config["learning_rate"], schedule=config["lr_schedule"],
-                                         warmup_steps=config["warmup_steps"], total_steps=steps,
-                                         min_learning_rate=config["min_learning_rate"], time_fraction=time_fraction)
-
-    writer = training.tensorboard_writer(run_dir)
-    try:
-        summary = training.train(task, run_dir, state, config=config, steps=steps, eval_every=config["eval_every"],
-                                 checkpoint_every=config["checkpoint_every"],
-                                 keep_checkpoints=config["keep_checkpoints"], learning_rate_at=learning_rate,
-                                 max_minutes=config["max_minutes"], writer=writer)
-    finally:
-        writer.close()
-    result = write_evaluation(run_dir, task.model, index, genres, data_dir=data_dir, input_samples=length,
-                              max_windows=config["tagger_eval_windows"],
-                              quantization_channels=config["quantization_channels"], predict=predict,
-                              extra={"features": tagger_config.features,
-                                     "balanced_training": bool(features) or bool(config.get("tagger_balanced", True))})
-    print_evaluation(result, run_dir)
-    return {**summary, "evaluation": result}
-
-
 def figure_refused(split, rows):
     """One line saying why no figure is reported on the ``split`` tracks ``rows`` (they hold fewer than two
     genres: any answer that names their genre scores 1.0, so the figure says nothing), or "" when they can
@@ -646,8 +589,6 @@ def write_evaluation(run_dir, model, index, genres, *, data_dir, input_samples, 
     (:func:`figure_refused`). ``predict(rows) -> (n, n_genres)`` gives the tracks' genre probabilities
     (default: the mean over ``max_windows`` windows of ``model``); ``extra``: more keys to record.
     """
-    from local import dataset, dataset_store
-    from local.fileio import write_json_atomic
     if predict is None:
         readout = readout_model(model)
 

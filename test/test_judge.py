@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import run_script
-from local import dataset_store, judge, training
+from local import dataset_store, judge, rundir, training
 from local.audio import mu_law_decode, mu_law_encode, write_wav
 from local.fileio import write_json_atomic
 from local.wavenet import WaveNetConfig, build_wavenet
@@ -146,6 +146,16 @@ def test_tagging_a_folder_lists_an_unreadable_file_and_tags_the_rest(demo_tagger
         assert total == pytest.approx(1, abs=1e-4) and tagged["reason"] == ""
 
 
+def test_a_tagger_run_given_as_tagger_tags_as_run_dir_does(demo_tagger, tmp_path):
+    row = next(r for r in demo_tagger["manifest"] if r["split"] == "test" and r["genre"] == "Folk")
+    result = run_script("run_model_predictions.py", f"--tagger={demo_tagger['run_dir']}",
+                        f"--audio={os.path.join(demo_tagger['raw'], row['path'])}", f"--out_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "tags.csv", newline="") as f:
+        (tagged,) = list(csv.DictReader(f))
+    assert list(tagged) == ["path", "genre", "probability", "Ambient", "Electronic", "Folk", "reason"]
+
+
 def test_an_empty_folder_or_a_wavenet_run_is_one_line(demo_tagger, tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_script("run_model_predictions.py", f"--run_dir={demo_tagger['run_dir']}",
@@ -162,8 +172,8 @@ def save_wavenet(run_dir, data_dir, genres, sample_rate):
     wavenet = WaveNetConfig([1, 2, 4], residual_channels=8, dilation_channels=8, skip_channels=16,
                             genre_conditioning=True, genre_channels=4, n_genres=len(genres))
     os.makedirs(run_dir, exist_ok=True)
-    training.save_model(build_wavenet(wavenet), run_dir)
-    training.write_model_json(run_dir, training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate,
+    rundir.save_model(build_wavenet(wavenet), run_dir)
+    rundir.write_model_json(run_dir, training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate,
                                                                    data_dir=data_dir))
     write_json_atomic(os.path.join(run_dir, "config.json"), wavenet.to_json())
 

@@ -167,7 +167,7 @@ def test_user_mistakes_with_a_pretrained_tagger_get_one_line(tmp_path):
         pretrained_tags.tag_command("mtt", str(tmp_path / "missing.mp3"), str(tmp_path))
 
 
-@pytest.mark.slow  # generation's compile and the report page: ~80 s on 2 busy cores
+@pytest.mark.slow  # ~80 s with a cold numba cache (the generator kernel compiles), 3 s warm
 def test_judge_mtt_alone_judges_a_wavenet_s_clips_with_the_external_ear(demo_dataset, tmp_path):
     from test_judge import save_wavenet
     run_dir, out = str(tmp_path / "wavenet"), tmp_path / "generated"
@@ -184,3 +184,13 @@ def test_judge_mtt_alone_judges_a_wavenet_s_clips_with_the_external_ear(demo_dat
     assert "external (MTT_musicnn): Frechet distance" in printed
     page = (tmp_path / "wavenet" / "report.html").read_text()
     assert report["clips"][0]["judge"]["external_top_tags"] in page
+
+
+def test_the_fast_frechet_trace_equals_scipy_s_matrix_square_root():
+    from scipy import linalg
+    rng = np.random.default_rng(0)
+    for n, m, dims in ((12, 64, 200), (3, 17, 200), (400, 400, 4)):  # few clips in 200 dimensions: singular
+        s_a = np.cov(rng.normal(size=(n, dims)) @ rng.normal(size=(dims, dims)), rowvar=False)
+        s_b = np.cov(rng.normal(size=(m, dims)) @ rng.normal(size=(dims, dims)), rowvar=False)
+        expected = np.trace(np.real(linalg.sqrtm(s_a @ s_b)))
+        assert judge.trace_sqrt_product(s_a, s_b) == pytest.approx(expected, rel=1e-6)

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import FIXTURE_OGG, make_audio, make_broken_files, run_script
-from local import dataset_store, locks, preprocessing
+from local import dataset_store, decoding, locks, preprocessing
 
 SETTINGS = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
                 min_seconds=0.5, valid_fraction=0.2, test_fraction=0.2, split_seed=3)
@@ -84,7 +84,7 @@ def test_uris_manifest_rerun_and_changed_file(spark, tmp_path):
                {k: expected[track_id][k] for k in ("split", "genre_id", "source_sha256")}
         assert got[track_id]["source_path"].startswith("file://")
     assert got["id0"]["split"] == "train" and first["failed"] == [(f"{raw_uri}/Pop/gone.mp3",
-                                                                   preprocessing.MISSING_REASON)]
+                                                                   decoding.MISSING_REASON)]
     assert failures(str(out)) == failures(str(tmp_path / "local"))
     assert json.load(open(out / "dataset.json"))["tracks"] == local["dataset"]["tracks"]
     # no temp or .crc files left beside them; the lock file stays, as the local stage's does (local/locks.py)
@@ -99,7 +99,7 @@ def test_uris_manifest_rerun_and_changed_file(spark, tmp_path):
     after = rows(str(out))
     assert changed["processed"] == 1 and changed["skipped"] == 3 and sorted(after) == sorted(got)
     assert after["id3"]["codes"] != got["id3"]["codes"] and after["id2"] == got["id2"]
-    fresh, _ = preprocessing.decode_track(str(raw / "Pop" / "t3.mp3"), preprocessing.stage_settings(**SETTINGS)[0])
+    fresh, _ = decoding.decode_track(str(raw / "Pop" / "t3.mp3"), preprocessing.stage_settings(**SETTINGS)[0])
     assert after["id3"]["codes"] == fresh["codes"]
     assert not [n for n in os.listdir(out / "tracks") if n.startswith("_rewrite")]
 
