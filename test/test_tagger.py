@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TAGGER_ARGS
 from helpers import run_script
-from local import rundir, tagger, training
+from local import kinds, rundir, tagger, training
 from local.wavenet import read_run_model
 from local.config import ConfigError
 
@@ -82,7 +82,7 @@ def test_a_tagger_config_that_cannot_work_is_one_line(demo_tagger, tmp_path):
                       (["--model=tagger", "--tagger_batch_size=0"], "--tagger_batch_size=0"),
                       (["--model=tiger"], "model=")):
         with pytest.raises(ConfigError) as refused:
-            training.resolve_config(vars(run_model_training), base + args)
+            kinds.resolve_config(vars(run_model_training), base + args)
         assert key in str(refused.value) and "\n" not in str(refused.value)
     result = run_script("run_model_training.py", "--model=wavenet", f"--data_dir={demo_tagger['data_dir']}",
                         f"--run_dir={demo_tagger['run_dir']}", "--steps=1")
@@ -230,7 +230,7 @@ def test_a_wavenet_judged_by_a_transfer_mode_tagger_gets_its_verdicts(demo_tagge
 def test_a_transfer_config_that_cannot_work_is_one_line(demo_tagger, tmp_path):
     import run_model_training
     with pytest.raises(ConfigError) as refused:
-        training.resolve_config(vars(run_model_training), [f"--data_dir={demo_tagger['data_dir']}",
+        kinds.resolve_config(vars(run_model_training), [f"--data_dir={demo_tagger['data_dir']}",
                                                             "--model=tagger", "--tagger_features=vgg"])
     assert "--tagger_features=vgg" in str(refused.value) and "\n" not in str(refused.value)
     assert "tagger_balanced" in run_script("run_model_training.py", "--help").stdout
