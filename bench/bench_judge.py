@@ -94,7 +94,7 @@ def genre_top_tags(waveforms, clip_genres, rate):
     return out
 
 
-from local.audio import decode_audio, mu_law_decode, to_mono
+from local.audio import decode_audio, mu_law_decode, to_mono  # noqa: E402
 rows = sorted(index, key=lambda r: str(r["track_id"]))
 top_tags = {"real": genre_top_tags([mu_law_decode(dataset_store.read_track_codes(r), external.quantization_channels)
                                     for r in rows], [r["genre"] for r in rows], sample_rate)}
