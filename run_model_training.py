@@ -22,6 +22,8 @@ Run:
   (the same command again with --steps=2000 resumes that run from its latest checkpoint up to step 2000)
   python run_model_training.py --model=tagger --data_dir=data/demo/processed --run_dir=data/demo/tagger \
       --tagger_steps=200 --eval_every=50      # the genre tagger that judges generated clips (make demo's, ~1 min)
+  python run_model_training.py --model=tagger --tagger_features=mtt --data_dir=data/processed \
+      --run_dir=data/runs/tagger_mtt      # a small library: a head on pretrained embeddings (docs/tagger-on-real-libraries.md)
   python run_model_training.py --data_dir=data/demo/processed --run_dir=data/demo/sweep --sweep=sweep.toml  # a sweep
   python run_model_training.py --help
   tensorboard --logdir data/runs
@@ -89,6 +91,10 @@ tagger_dropout = 0.3  # dropout before the embedding and before the logits
 tagger_steps = 300  # a tagger run's training steps (the WaveNet's are `steps`)
 tagger_batch_size = 16  # windows per tagger step (the WaveNet's are `batch_size`)
 tagger_eval_windows = 16  # windows per track averaged for the track-level accuracy in evaluation.json
+tagger_balanced = True  # draw training windows so every genre is seen equally often, however many or long its
+#             tracks (false: each track in proportion to its length, so the largest genre dominates)
+tagger_features = "waveform"  # waveform: train the whole network on samples | mtt: train only a small head (one
+#             hidden layer of tagger_embedding_size) on musicnn's pretrained MagnaTagATune embeddings (for small libraries)
 # --- sweeps ---
 sweep = ""  # a TOML/JSON file: base keys + a [sweep] table of lists; one run per point in run_dir/<name>/
 

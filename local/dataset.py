@@ -190,6 +190,57 @@ class TrainStream:
                 inputs, targets, genres = [], [], []
 
 
+class GenreBalancedStream(TrainStream):
+    """A :class:`TrainStream` that draws every genre equally often, whatever its number or length of tracks.
+
+    The stream is a sequence of track visits: the visits take the genres in turns (each round of
+    ``n_genres`` visits has every genre once, in a fresh random order) and a genre's tracks in a fresh random
+    order each time through them; a visit draws ``windows_per_visit`` windows at random starts of its track.
+    ``cache_tracks`` visits make a group whose windows are shuffled together (memory: at most ``cache_tracks``
+    tracks). So every genre gives ``windows_per_visit`` windows per round: the genres' window counts differ
+    by at most one visit's windows, however unbalanced the tracks. Still a pure function of
+    (tracks, seed, examples_done): each group is drawn from its own number, so a resumed stream skips the
+    groups before it without drawing them.
+    """
+
+    def __init__(self, tracks, receptive_field, window, batch_size, *, seed=0, cache_tracks=8, windows_per_visit=16,
+                 read_codes=dataset_store.read_track_codes):
+        super().__init__(tracks, receptive_field, window, batch_size, seed=seed, cache_tracks=cache_tracks,
+                         read_codes=read_codes)
+        self.windows_per_visit = max(1, int(windows_per_visit))
+        by_genre = {}
+        for position, track in enumerate(self.tracks):
+            by_genre.setdefault(int(track.get("genre_id") or 0), []).append(position)
+        self.genre_tracks = [np.asarray(positions, np.int64) for _, positions in sorted(by_genre.items())]
+
+    def visit(self, number):
+        """The track position of visit ``number`` (0, 1, ...): genres in turns, a genre's tracks in turns."""
+        n_genres = len(self.genre_tracks)
+        turn, slot = divmod(int(number), n_genres)
+        genre = int(np.random.default_rng([self.seed, 1, turn]).permutation(n_genres)[slot])
+        members = self.genre_tracks[genre]
+        passes, k = divmod(turn, len(members))
+        return int(members[np.random.default_rng([self.seed, 2, genre, passes]).permutation(len(members))[k]])
+
+    def balanced_group(self, group_number):
+        """The shuffled examples of group ``group_number``: (track positions (k,) int64, starts (k,) int64)."""
+        rng = np.random.default_rng([self.seed, 3, group_number])
+        visits = [self.visit(group_number * self.cache_tracks + j) for j in range(self.cache_tracks)]
+        positions = np.repeat(np.asarray(visits, np.int64), self.windows_per_visit)
+        last = np.asarray([int(self.tracks[t]["n_samples"]) - self.receptive_field - self.window for t in positions])
+        starts = rng.integers(0, last + 1)
+        shuffle = rng.permutation(len(starts))
+        return positions[shuffle], starts[shuffle].astype(np.int64)
+
+    def examples(self, examples_done=0):
+        """Yield (track position, start) forever, skipping the first ``examples_done`` of the stream."""
+        group, skip = divmod(int(examples_done), self.cache_tracks * self.windows_per_visit)
+        while True:
+            positions, starts = self.balanced_group(group)
+            yield from zip(positions[skip:].tolist(), starts[skip:].tolist())
+            skip, group = 0, group + 1
+
+
 def to_tf_dataset(stream, examples_done=0, prefetch=4):
     """A ``tf.data.Dataset`` of the stream's batches (from a generator thread), prefetched ``prefetch`` deep.
 

@@ -162,9 +162,16 @@ class Tagger:
         import keras
         self.model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
         self.readout = tagger.readout_model(self.model)
+        # a transfer-mode tagger (tagger_features=mtt): the pretrained network gives its input
+        self.features = tagger.feature_function(self.config.features) if self.config.pretrained else None
 
     def analyze(self, code_arrays, max_windows=TRACK_WINDOWS, progress=None):
-        """(window embeddings, window probabilities) of each code array; see :func:`local.tagger.analyze`."""
+        """(window embeddings, window probabilities) of each code array; see :func:`local.tagger.analyze` (a
+        transfer-mode tagger's windows are its pretrained patches: :func:`local.tagger.analyze_features`)."""
+        if self.features is not None:
+            return tagger.analyze_features(self.readout, self.features, code_arrays, sample_rate=self.sample_rate,
+                                           max_windows=min(max_windows, tagger.MAX_PATCHES),
+                                           quantization_channels=self.quantization_channels, progress=progress)
         return tagger.analyze(self.readout, code_arrays, input_samples=self.config.input_samples,
                               max_windows=max_windows, quantization_channels=self.quantization_channels,
                               progress=progress)

@@ -6,6 +6,8 @@ model, optimizer and data (``task``), what it prints before training, which call
 evaluation, and what it does once trained. ``run_model_training.py``, ``--sweep`` and ``aws/spark_training.py``
 all go through :func:`train_config` or :func:`local.training.train_one` with one of these.
 """
+import dataclasses
+
 from local import dataset, external_judge, preprocessing, report, tagger, training
 from local.training import ModelKind, Plan
 from local.wavenet import WaveNetConfig
@@ -84,24 +86,39 @@ def tagger_plan(config, data):
     genres, sample_rate = training.check_dataset(data.info, data.data_dir, config["quantization_channels"],
                                                  stage2=data.stage2)
     tagger_config = tagger.TaggerConfig.from_config(config, n_genres=len(genres))
-    train_tracks, valid_tracks = tagger.usable_splits(data.index, tagger_config.input_samples, data.data_dir,
-                                                      sample_rate)
+    features = None
+    if tagger_config.pretrained:  # the pretrained network first: a missing install is told before any work
+        features = tagger.feature_function(tagger_config.features)
+        tagger_config = dataclasses.replace(tagger_config, feature_size=features.size)
+    # a pretrained network repeat-pads a short track: any track will do
+    train_tracks, valid_tracks = tagger.usable_splits(data.index, 1 if features else tagger_config.input_samples,
+                                                      data.data_dir, sample_rate)
+    refused = tagger.figure_refused("test", [r for r in data.index if r["split"] == "test" and r["genre"] in genres])
+    if refused:  # said before training too: the run can be stopped now
+        print(f"warning: {refused}")
     model_json = tagger.tagger_model_json(tagger_config, genres=genres, sample_rate=sample_rate,
                                           data_dir=data.data_dir, decode=preprocessing.decode_settings_of(data.info))
     return Plan(model_json, tagger_config, genres, sample_rate, data, train_tracks, valid_tracks,
-                steps=config["tagger_steps"])
+                steps=config["tagger_steps"], extra={"features": features})
 
 
 def tagger_task(plan, config, run_dir):
-    return tagger.tagger_task(plan.model_config, train_tracks=plan.train_tracks, valid_tracks=plan.valid_tracks,
-                              config=config)
+    """The waveform tagger's task, or the transfer mode's (a head on pretrained embeddings; its ``predict``
+    kept in the plan for the evaluation)."""
+    if plan.extra.get("features") is None:
+        return tagger.tagger_task(plan.model_config, train_tracks=plan.train_tracks, valid_tracks=plan.valid_tracks,
+                                  config=config)
+    task, plan.extra["predict"] = tagger.transfer_task(
+        plan.model_config, plan.extra["features"], index=plan.dataset.index, genres=plan.genres,
+        sample_rate=plan.sample_rate, train_tracks=plan.train_tracks, valid_tracks=plan.valid_tracks, config=config,
+        run_dir=run_dir)
+    return task
 
 
 def tagger_describe(plan, task, config):
-    length = plan.model_config.input_samples
-    return (f"tagger: {task.model.count_params():,} parameters, windows of {length} samples "
-            f"({length / plan.sample_rate:.2f} s), {len(plan.train_tracks)} train / {len(plan.valid_tracks)} valid "
-            f"tracks, {config['valid_windows']} valid windows, genres: {', '.join(plan.genres)}; chance "
+    return (f"tagger: {task.model.count_params():,} parameters, "
+            f"{tagger.training_line(plan.model_config, config, plan.sample_rate)}, {len(plan.train_tracks)} train / "
+            f"{len(plan.valid_tracks)} valid tracks, genres: {', '.join(plan.genres)}; chance "
             f"{plan.model_config.chance_bits:.2f} bits/window")
 
 
@@ -110,7 +127,11 @@ def tagger_after_train(plan, task, config, summary, run_dir):
     result = tagger.write_evaluation(run_dir, task.model, plan.dataset.index, plan.genres,
                                      data_dir=plan.dataset.data_dir, input_samples=plan.model_config.input_samples,
                                      max_windows=config["tagger_eval_windows"],
-                                     quantization_channels=config["quantization_channels"])
+                                     quantization_channels=config["quantization_channels"],
+                                     predict=plan.extra.get("predict"),
+                                     extra={"features": plan.model_config.features,
+                                            "balanced_training": plan.model_config.pretrained
+                                            or bool(config.get("tagger_balanced", True))})
     tagger.print_evaluation(result, run_dir)
     return {**summary, "evaluation": result}
 

@@ -18,26 +18,36 @@ to samples (:func:`codes_to_waveform`). Layers::
 
 Training reads the same Parquet dataset through the same streaming window reader as the WaveNet
 (:class:`local.dataset.TrainStream`, bounded memory: ``cache_tracks`` tracks at a time), one example = one
-window of ``input_samples`` codes of a train track and its ``genre_id``. It trains through the one loop,
+window of ``input_samples`` codes of a train track and its ``genre_id``; with ``tagger_balanced`` (the default)
+the windows are drawn so every genre is seen equally often (:class:`local.dataset.GenreBalancedStream`).
+
+The transfer mode (``tagger_features=mtt``) trains only a small head (:func:`build_head`: one hidden layer, the
+``embedding``) on the penultimate-layer embeddings of musicnn's pretrained MagnaTagATune network
+(local/pretrained.py), one 3 s patch per example, balanced over genres; the dataset's embeddings are computed
+once and cached in ``run_dir/features/``. Its run directory is used like the waveform tagger's (judge.py). It trains through the one loop,
 :func:`local.training.train`, with :func:`tagger_task` (so resume, checkpoints, the time budget, metrics.csv,
 loss.png and TensorBoard are the WaveNet's), and writes the same run-directory files. A track's genre = the argmax of the mean of its windows'
-probabilities (:func:`track_predictions`); ``evaluation.json`` holds that accuracy on the valid and test
-tracks, per genre, and the majority-class baseline.
+probabilities (:func:`track_predictions`); ``evaluation.json`` holds that accuracy and the balanced accuracy
+(mean of per-genre recall) on the valid and test tracks, per genre, and each split's majority-class baseline; a
+split of fewer than two genres gets no figure (:func:`figure_refused`).
 """
 import dataclasses
+import hashlib
 import math
 import os
 import sys
 
 import numpy as np
 
-from local import dataset, dataset_store, rundir, training
+from local import dataset, dataset_store, pretrained, rundir, training
 from local.audio import mu_law_decode
 from local.config import ConfigError, ModelSettings, StageError, check_minimums
-from local.fileio import write_json_atomic
+from local.fileio import atomic_write, write_json_atomic
 from local.decoding import DecodeSettings
 
 KIND = "tagger"
+FEATURES = ("waveform", "mtt")  # tagger_features: raw samples, or musicnn's MagnaTagATune embeddings (local/pretrained.py)
+WINDOWS_PER_VISIT = 16  # balanced sampling: windows drawn from a track each time the stream visits it
 EMBEDDING_LAYER = "embedding"
 DEFAULT_CHANNELS = (16, 16, 32, 32, 64, 64, 128, 128, 128)
 # Keras's 0.99 leaves the inference statistics far from the data after a run of a few hundred steps: valid
@@ -54,6 +64,8 @@ class TaggerConfig(ModelSettings):
     embedding_size: int = 64  # size of the embedding layer
     dropout: float = 0.3  # dropout before the embedding and before the logits
     n_genres: int = 1
+    features: str = "waveform"  # waveform: the CNN above on samples | mtt: a head on pretrained embeddings
+    feature_size: int = 0  # with pretrained features: the size of one patch's embedding (the head's input)
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -72,13 +84,21 @@ class TaggerConfig(ModelSettings):
             raise ConfigError(f"--tagger_embedding_size={self.embedding_size}: must be at least 1")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"--tagger_dropout={self.dropout}: must be in [0, 1)")
+        if self.features not in FEATURES:
+            raise ConfigError(f"--tagger_features={self.features}: must be one of {', '.join(FEATURES)} (waveform: "
+                              f"train the whole network on samples; mtt: a small head on pretrained embeddings)")
 
     @classmethod
     def from_config(cls, config, n_genres=1):
         """From stage 3's config dict (its ``tagger_*`` keys) and the dataset's number of genres."""
         return cls(input_samples=int(config["tagger_input_samples"]), channels=tuple(config["tagger_channels"]),
                    embedding_size=int(config["tagger_embedding_size"]), dropout=float(config["tagger_dropout"]),
-                   n_genres=max(1, int(n_genres)))
+                   n_genres=max(1, int(n_genres)), features=str(config.get("tagger_features", "waveform")))
+
+    @property
+    def pretrained(self):
+        """True when the tagger is a head on pretrained embeddings (``features`` other than waveform)."""
+        return self.features != "waveform"
 
 
     @property
@@ -199,7 +219,8 @@ def track_predictions(readout, rows, read_codes, *, input_samples, max_windows, 
 
 def accuracy_report(rows, probabilities, genres):
     """Track-level accuracy of ``probabilities`` (n, G) against the rows' ``genre_id``: a dict with
-    ``accuracy``, ``n_tracks``, ``per_genre`` ({genre: {accuracy, n_tracks}}) and ``tracks`` (each track's
+    ``accuracy``, ``n_tracks``, ``balanced_accuracy`` (the mean of the per-genre accuracies, i.e. of each genre's
+    recall: a constant answer scores 1 / number of genres), ``per_genre`` ({genre: {accuracy, n_tracks}}) and ``tracks`` (each track's
     predicted genre and its probability)."""
     truth = np.asarray([int(r["genre_id"]) for r in rows], np.int64)
     predicted = probabilities.argmax(axis=1) if len(rows) else np.zeros(0, np.int64)
@@ -209,6 +230,7 @@ def accuracy_report(rows, probabilities, genres):
         if mask.any():
             per_genre[name] = {"accuracy": float((predicted[mask] == g).mean()), "n_tracks": int(mask.sum())}
     return {"accuracy": float((predicted == truth).mean()) if len(rows) else None, "n_tracks": len(rows),
+            "balanced_accuracy": float(np.mean([e["accuracy"] for e in per_genre.values()])) if per_genre else None,
             "per_genre": per_genre,
             "tracks": [{"track_id": str(r["track_id"]), "genre": r["genre"], "predicted": genres[int(p)],
                         "probability": float(probabilities[k, int(p)])}
@@ -221,6 +243,212 @@ def majority_baseline(rows, genres):
         return None, None
     counts = np.bincount([int(r["genre_id"]) for r in rows], minlength=len(genres))
     return genres[int(counts.argmax())], float(counts.max() / counts.sum())
+
+
+# --- transfer mode: a small head on pretrained embeddings (tagger_features=mtt) ----------------------------
+
+MAX_PATCHES = 16  # pretrained patches (3 s each, evenly spread) per track or file: training, evaluation, tagging, judge
+FEATURE_BATCH_TRACKS = 4  # tracks whose patches go through the pretrained network together
+
+
+def pretrained_features(name):
+    """The feature function of musicnn's pretrained tagger ``name`` (local/pretrained.py; loaded once per
+    process): ``features(waveforms, sample_rate, max_patches) -> [(k_i, D) float32]``, one array of patch
+    embeddings (the penultimate layer, D = ``features.size``) per mono float waveform in [-1, 1] at
+    ``sample_rate`` Hz (resampled to the network's 16 kHz inside)."""
+    model = pretrained.load(name)  # StageError (one line) when musicnn's files are not installed
+
+    def features(waveforms, sample_rate, max_patches=MAX_PATCHES):
+        return [np.asarray(e, np.float32) for e, _ in model.analyze(list(waveforms), sample_rate, max_patches)]
+    features.size = int(model.embedding_size)
+    return features
+
+
+FEATURE_FUNCTIONS = {"mtt": pretrained_features}  # tagger_features -> factory(name); tests swap in a stand-in
+
+
+def feature_function(name):
+    """The feature function of ``tagger_features`` = ``name`` (see :func:`pretrained_features`)."""
+    return FEATURE_FUNCTIONS[name](name)
+
+
+def build_head(config):
+    """The transfer-mode tagger: one hidden layer on a patch's pretrained embedding, as an uncompiled Keras
+    model ``features (B, feature_size) -> logits (B, n_genres)``; its hidden layer is the ``embedding`` layer
+    (:func:`readout_model`) judge.py compares::
+
+        features (feature_size) + dropout
+        embedding  Dense(embedding_size, ReLU) + dropout
+        logits     Dense(n_genres)
+    """
+    import keras
+    from keras import layers
+    features = keras.Input(shape=(config.feature_size,), dtype="float32", name="features")
+    x = layers.Dropout(config.dropout, name="features_dropout")(features)
+    embedding = layers.Dense(config.embedding_size, activation="relu", name=EMBEDDING_LAYER)(x)
+    logits = layers.Dense(config.n_genres, name="logits")(layers.Dropout(config.dropout, name="dropout")(embedding))
+    return keras.Model(features, logits, name="tagger_head")
+
+
+def code_features(features, code_arrays, *, sample_rate, max_patches, quantization_channels=256):
+    """Patch embeddings of code arrays: [(k_i, D) float32], the codes expanded to samples first."""
+    return features([codes_to_waveform(c, quantization_channels) for c in code_arrays], sample_rate, max_patches)
+
+
+def readout_features(readout, feature_arrays, batch_patches=64):
+    """(embeddings, probabilities) of each (k_i, D) array of patch features through :func:`readout_model`; every
+    forward pass has ``batch_patches`` rows (the last padded), so the graph is traced once."""
+    flat = np.concatenate(feature_arrays).astype(np.float32) if feature_arrays else np.zeros((0, 1), np.float32)
+    embeddings, logits = [], []
+    for first in range(0, len(flat), batch_patches):
+        batch = flat[first:first + batch_patches]
+        e, z = readout.predict_on_batch(np.concatenate([batch, np.repeat(batch[-1:], batch_patches - len(batch), 0)]))
+        embeddings.append(np.asarray(e)[:len(batch)])
+        logits.append(np.asarray(z)[:len(batch)])
+    embeddings = np.concatenate(embeddings) if embeddings else np.zeros((0, 1), np.float32)
+    probabilities = softmax(np.concatenate(logits)) if logits else np.zeros((0, 1))
+    bounds = np.cumsum([0] + [len(f) for f in feature_arrays])
+    return [(embeddings[a:b].astype(np.float32), probabilities[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def analyze_features(readout, features, code_arrays, *, sample_rate, max_windows, quantization_channels=256,
+                     progress=None):
+    """:func:`analyze` for a transfer-mode tagger: per code array, (embeddings (k, embedding_size), probabilities
+    (k, n_genres)) of its up to ``max_windows`` pretrained patches."""
+    out = []
+    for first in range(0, len(code_arrays), FEATURE_BATCH_TRACKS):
+        chunk = code_arrays[first:first + FEATURE_BATCH_TRACKS]
+        out += readout_features(readout, code_features(features, chunk, sample_rate=sample_rate,
+                                                       max_patches=max_windows,
+                                                       quantization_channels=quantization_channels))
+        if progress is not None:
+            progress.update(len(chunk))
+    return out
+
+
+def spread(array, count):
+    """At most ``count`` rows of ``array``, evenly spread (the rows local.pretrained.patches keeps)."""
+    if count <= 0 or len(array) <= count:
+        return array
+    return array[np.unique(np.linspace(0, len(array) - 1, num=count).round().astype(int))]
+
+
+def dataset_features(features, rows, *, name, sample_rate, quantization_channels, cache_dir,
+                     read_codes=None, progress=True):
+    """{track_id: (k, D) float32} patch embeddings of the dataset ``rows`` (up to MAX_PATCHES per track),
+    cached in ``cache_dir/<fingerprint>.npz``: the fingerprint covers the feature name, MAX_PATCHES and each
+    row's track_id, n_samples and source_sha256, so a changed dataset is embedded again."""
+    from tqdm import tqdm
+
+    read_codes = read_codes or dataset_store.read_track_codes
+    rows = sorted(rows, key=lambda r: str(r["track_id"]))
+    digest = hashlib.sha256(f"{name}/{MAX_PATCHES}/{sample_rate}".encode())
+    for row in rows:
+        digest.update(repr((str(row["track_id"]), int(row["n_samples"]), row.get("source_sha256"))).encode())
+    path = os.path.join(cache_dir, f"{digest.hexdigest()[:16]}.npz")
+    if os.path.isfile(path):
+        try:
+            with np.load(path, allow_pickle=False) as cached:
+                bounds = np.cumsum([0] + cached["counts"].tolist())
+                return {str(t): cached["features"][a:b] for t, a, b in zip(cached["track_id"], bounds[:-1], bounds[1:])}
+        except (OSError, ValueError, KeyError):
+            pass  # an unreadable cache is computed again
+    out = {}
+    bar = tqdm(total=len(rows), desc=f"{name} embeddings of {len(rows)} tracks", unit="track", disable=not progress)
+    for first in range(0, len(rows), FEATURE_BATCH_TRACKS):
+        chunk = rows[first:first + FEATURE_BATCH_TRACKS]
+        arrays = code_features(features, [read_codes(r) for r in chunk], sample_rate=sample_rate,
+                               max_patches=MAX_PATCHES, quantization_channels=quantization_channels)
+        out.update({str(r["track_id"]): a for r, a in zip(chunk, arrays)})
+        bar.update(len(chunk))
+    bar.close()
+    os.makedirs(cache_dir, exist_ok=True)
+    with atomic_write(path, "wb") as f:
+        np.savez(f, track_id=np.asarray(list(out)), counts=np.asarray([len(a) for a in out.values()], np.int64),
+                 features=np.concatenate(list(out.values())).astype(np.float32))
+    return out
+
+
+def balanced_patch_batches(train, batch_size, seed, examples_done=0):
+    """Yield batches of train patches forever, every genre equally often: (features (B, D) float32, genre_id (B,)
+    int32). ``train``: a list of (genre_id, (k, D) patch features) per track. Example ``i`` of the stream is of
+    the ``i mod n_genres``-th genre, from a random track of it and a random patch of that track; batch ``b`` is
+    drawn from its own seed, so the stream is a pure function of (seed, examples_done)."""
+    by_genre = {}
+    for genre_id, patches in train:
+        by_genre.setdefault(int(genre_id), []).append(patches)
+    genre_ids = sorted(by_genre)
+    number = int(examples_done) // batch_size
+    while True:
+        rng = np.random.default_rng([seed, 5, number])
+        slots = (number * batch_size + np.arange(batch_size)) % len(genre_ids)
+        batch = []
+        for slot in slots:
+            tracks = by_genre[genre_ids[slot]]
+            patches = tracks[int(rng.integers(len(tracks)))]
+            batch.append(patches[int(rng.integers(len(patches)))])
+        yield np.stack(batch).astype(np.float32), np.asarray([genre_ids[s] for s in slots], np.int32)
+        number += 1
+
+
+def head_task(tagger_config, *, train, valid, config):
+    """The transfer-mode tagger's :class:`local.training.Task`: the head (:func:`build_head`, seeded by
+    ``config["seed"]``), Adam, genre-balanced batches of train patches (:func:`balanced_patch_batches`) and every
+    valid patch for validation. ``train`` / ``valid``: lists of (genre_id, (k, D) features) per track."""
+    import keras
+    import tensorflow as tf
+
+    batch_size = config["tagger_batch_size"]
+    keras.utils.set_random_seed(config["seed"])
+    model = build_head(tagger_config)
+    optimizer = training.make_optimizer(config["learning_rate"], config["grad_clip"])
+    valid_features = np.concatenate([p for _, p in valid]).astype(np.float32)
+    valid_genres = np.concatenate([np.full(len(p), g, np.int64) for g, p in valid])
+
+    def loss_of(features, genre_id):
+        logits = model(features, training=True)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=genre_id, logits=logits))
+
+    def validate():
+        bits, accuracy = evaluate_windows(model, valid_features, valid_genres, batch_size)
+        return {"valid_bits_per_window": bits, "valid_window_accuracy": accuracy}
+
+    return training.Task(model=model, optimizer=optimizer,
+                         batches=lambda done: balanced_patch_batches(train, batch_size, config["seed"], done),
+                         train_step=training.gradient_step(model, optimizer, loss_of), validate=validate,
+                         batch_size=batch_size, samples_per_example=1, loss_column="train_bits_per_window",
+                         valid_column="valid_bits_per_window", baseline_bits=tagger_config.chance_bits,
+                         loss_title=f"Genre tagger loss ({tagger_config.features} head)",
+                         loss_unit="bits per patch")
+
+
+def transfer_task(tagger_config, features, *, index, genres, sample_rate, train_tracks, valid_tracks, config,
+                  run_dir):
+    """(Task, predict) of a transfer-mode tagger: the dataset's patch embeddings (:func:`dataset_features`,
+    cached in ``run_dir/features/``), the head's task (:func:`head_task`) and ``predict(rows) -> (n, n_genres)``,
+    the tracks' mean patch probabilities over up to ``tagger_eval_windows`` patches (for evaluation.json)."""
+    table = dataset_features(features, [r for r in index if r["genre"] in genres], name=tagger_config.features,
+                             sample_rate=sample_rate, quantization_channels=config["quantization_channels"],
+                             cache_dir=os.path.join(run_dir, "features"))
+    task = head_task(tagger_config, config=config,
+                     train=[(r["genre_id"], table[str(r["track_id"])]) for r in train_tracks],
+                     valid=[(r["genre_id"], table[str(r["track_id"])]) for r in valid_tracks])
+    readout = readout_model(task.model)
+
+    def predict(rows):
+        spread_out = [spread(table[str(r["track_id"])], config["tagger_eval_windows"]) for r in rows]
+        return np.asarray([p.mean(axis=0) for _, p in readout_features(readout, spread_out)]).reshape(len(rows), -1)
+    return task, predict
+
+
+def training_line(tagger_config, config, sample_rate):
+    """What a tagger is trained on, in words, for the line printed before training."""
+    if tagger_config.pretrained:
+        return (f"a head on {tagger_config.features} embeddings ({tagger_config.feature_size} per 3 s patch, up to "
+                f"{MAX_PATCHES} patches per track), patches drawn with every genre equally often")
+    length = tagger_config.input_samples
+    drawn = "every genre equally often" if config.get("tagger_balanced", True) else "as they come"
+    return f"windows of {length} samples ({length / sample_rate:.2f} s) drawn {drawn}"
 
 
 # --- model.json ---------------------------------------------------------------------------------------
@@ -310,8 +538,12 @@ def tagger_task(tagger_config, *, train_tracks, valid_tracks, config):
     keras.utils.set_random_seed(config["seed"])
     model = build_tagger(tagger_config)
     optimizer = training.make_optimizer(config["learning_rate"], config["grad_clip"])
-    stream = dataset.TrainStream(train_tracks, 1, length, batch_size, seed=config["seed"],
-                                 cache_tracks=config["cache_tracks"])
+    if config.get("tagger_balanced", True):  # every genre seen equally often, whatever its tracks' total length
+        stream = dataset.GenreBalancedStream(train_tracks, 1, length, batch_size, seed=config["seed"],
+                                             cache_tracks=config["cache_tracks"], windows_per_visit=WINDOWS_PER_VISIT)
+    else:
+        stream = dataset.TrainStream(train_tracks, 1, length, batch_size, seed=config["seed"],
+                                     cache_tracks=config["cache_tracks"])
     table = tf.constant(mu_law_table(n_codes))
     valid_features, _ = dataset.validation_set(valid_tracks, 1, length, config["valid_windows"])
     valid_waveforms = codes_to_waveform(valid_features["codes"], n_codes)
@@ -332,40 +564,72 @@ def tagger_task(tagger_config, *, train_tracks, valid_tracks, config):
                          loss_title="Genre tagger loss", loss_unit="bits per window")
 
 
+def figure_refused(split, rows):
+    """One line saying why no figure is reported on the ``split`` tracks ``rows`` (they hold fewer than two
+    genres: any answer that names their genre scores 1.0, so the figure says nothing), or "" when they can
+    measure."""
+    present = sorted({r["genre"] for r in rows})
+    if len(present) >= 2:
+        return ""
+    held = f"only {present[0]} ({len(rows)} tracks)" if present else "no track"
+    return (f"no {split} figure: the {split} split holds {held}, and a figure on fewer than two genres says nothing: "
+            f"rerun run_transformation_scripts.py into a new --out_dir (a genre of 3+ tracks then gets a valid and a "
+            f"test track) or add tracks, then train again")
+
+
 def write_evaluation(run_dir, model, index, genres, *, data_dir, input_samples, max_windows,
-                     quantization_channels=256):
+                     quantization_channels=256, predict=None, extra=None):
     """Track-level accuracy on the valid and test tracks into ``run_dir/evaluation.json``; returns the dict.
 
-    ``majority_baseline`` = the test accuracy of always answering the test set's most common genre: the
-    best a model that ignores the audio could do (stricter than the train set's most common genre).
+    Per split: ``<split>_accuracy`` and ``<split>_balanced_accuracy`` (mean of per-genre recall), and the
+    majority baseline of the same split: ``majority_baseline`` (test; ``valid_majority_baseline``) = the
+    accuracy of always answering that split's most common genre, the best a model that ignores the audio could
+    do; its balanced accuracy is 1 / the split's number of genres (``majority_balanced_baseline``). A split
+    holding fewer than two genres gets no figures (None) and ``<split>_refused`` says why
+    (:func:`figure_refused`). ``predict(rows) -> (n, n_genres)`` gives the tracks' genre probabilities
+    (default: the mean over ``max_windows`` windows of ``model``); ``extra``: more keys to record.
     """
-    readout = readout_model(model)
-    reports = {}
-    for split in ("valid", "test"):
+    if predict is None:
+        readout = readout_model(model)
+
+        def predict(rows):
+            return track_predictions(readout, rows, dataset_store.read_track_codes, input_samples=input_samples,
+                                     max_windows=max_windows, quantization_channels=quantization_channels)
+    result = {}
+    for split in ("test", "valid"):
         rows = [r for r in dataset.split_tracks(index, split) if r["genre"] in genres]
-        probabilities = track_predictions(readout, rows, dataset_store.read_track_codes, input_samples=input_samples, max_windows=max_windows,
-                                          quantization_channels=quantization_channels)
-        reports[split] = accuracy_report(rows, probabilities, genres)
-    majority_genre, majority = majority_baseline([r for r in index if r["split"] == "test" and r["genre"] in genres],
-                                                 genres)
-    result = {"test_accuracy": reports["test"]["accuracy"], "valid_accuracy": reports["valid"]["accuracy"],
-              "majority_baseline": majority, "majority_genre": majority_genre,
-              "n_test_tracks": reports["test"]["n_tracks"], "n_valid_tracks": reports["valid"]["n_tracks"],
-              "per_genre": reports["test"]["per_genre"], "valid_per_genre": reports["valid"]["per_genre"],
-              "test_tracks": reports["test"]["tracks"], "windows_per_track": int(max_windows),
-              "data_dir": str(data_dir)}
+        report = accuracy_report(rows, predict(rows), genres)
+        refused = figure_refused(split, rows)
+        majority_genre, majority = majority_baseline(rows, genres)
+        prefix = "" if split == "test" else "valid_"
+        result.update({
+            f"{split}_accuracy": None if refused else report["accuracy"],
+            f"{split}_balanced_accuracy": None if refused else report["balanced_accuracy"],
+            f"{prefix}majority_baseline": majority, f"{prefix}majority_genre": majority_genre,
+            f"{prefix}majority_balanced_baseline": 1 / len(report["per_genre"]) if report["per_genre"] else None,
+            f"n_{split}_tracks": report["n_tracks"], f"{split}_refused": refused,
+            ("per_genre" if split == "test" else "valid_per_genre"): {} if refused else report["per_genre"]})
+        if split == "test":
+            result["test_tracks"] = report["tracks"]
+    result.update({"windows_per_track": int(max_windows), "data_dir": str(data_dir), **(extra or {})})
     write_json_atomic(os.path.join(run_dir, "evaluation.json"), result)
     return result
 
 
 def print_evaluation(result, run_dir):
-    """The track-level accuracies as a short table."""
+    """The track-level accuracies as a short table; one line instead for a split that cannot measure."""
     def show(value):
         return "-" if value is None else f"{value:.2f}"
-    print(f"\ntrack-level genre accuracy (mean of up to {result['windows_per_track']} windows per track)")
-    print(f"  test  {show(result['test_accuracy'])} on {result['n_test_tracks']} tracks "
-          f"(majority baseline {show(result['majority_baseline'])}: always {result['majority_genre']})")
-    print(f"  valid {show(result['valid_accuracy'])} on {result['n_valid_tracks']} tracks")
+    print(f"\ntrack-level genre accuracy (mean of up to {result['windows_per_track']} windows per track); balanced = "
+          f"mean of per-genre recall")
+    for split, prefix in (("test", ""), ("valid", "valid_")):
+        if result.get(f"{split}_refused"):
+            print(f"  {split:<5} {result[f'{split}_refused']}")
+            continue
+        print(f"  {split:<5} {show(result[f'{split}_accuracy'])} balanced {show(result[f'{split}_balanced_accuracy'])} "
+              f"on {result[f'n_{split}_tracks']} tracks (majority baseline {show(result[f'{prefix}majority_baseline'])}"
+              f" balanced {show(result[f'{prefix}majority_balanced_baseline'])}: always "
+              f"{result[f'{prefix}majority_genre']})")
     for genre, entry in result["per_genre"].items():
         print(f"  test {genre:<20}{entry['accuracy']:.2f} on {entry['n_tracks']} tracks")
     print(os.path.join(run_dir, "evaluation.json"), file=sys.stdout)

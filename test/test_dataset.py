@@ -1,4 +1,5 @@
 """The window stream: aligned targets, every train track once per epoch, never valid/test, bounded memory."""
+import itertools
 import weakref
 
 import numpy as np
@@ -190,3 +191,37 @@ def test_an_unreadable_track_is_reported_and_skipped(store, capsys):
     with pytest.raises(ValueError, match="no train track could be read"):
         broken = dataset.TrainStream(train, R, W, batch_size=1, read_codes=lambda row: np.zeros(0, np.uint8))
         next(broken.batches())
+
+
+def unbalanced_tracks():
+    """Genre 0: 12 long tracks; genre 1: 3 short ones; genre 2: one track. In-memory codes (track_id = position)."""
+    lengths = [(0, 9000)] * 12 + [(1, 1500)] * 3 + [(2, 4000)]
+    rows = [{"track_id": str(i), "genre_id": g, "n_samples": n} for i, (g, n) in enumerate(lengths)]
+    codes = {r["track_id"]: np.full(r["n_samples"], r["genre_id"], np.uint8) for r in rows}
+    return rows, (lambda row: codes[row["track_id"]])
+
+
+def test_the_balanced_stream_draws_every_genre_equally_often_and_resumes_exactly():
+    rows, read = unbalanced_tracks()
+    R, W = 1, 500
+    plain = dataset.TrainStream(rows, R, W, batch_size=16, seed=5, cache_tracks=4, read_codes=read)
+    drawn = [plain.tracks[p]["genre_id"] for p, _ in itertools.islice(plain.examples(), 3000)]
+    assert np.bincount(drawn).tolist()[0] > 10 * np.bincount(drawn).tolist()[1]  # in proportion to length
+
+    stream = dataset.GenreBalancedStream(rows, R, W, batch_size=16, seed=5, cache_tracks=4, windows_per_visit=8,
+                                         read_codes=read)
+    genres = np.concatenate([b[0]["genre_id"] for b in itertools.islice(stream.batches(), 200)])  # 3200 windows
+    counts = np.bincount(genres, minlength=3)
+    assert abs(counts - len(genres) / 3).max() <= 0.1 * len(genres) / 3, counts
+    first = list(itertools.islice(stream.examples(), 3000))
+    assert {p for p, _ in first} == set(range(len(rows)))  # every track visited, the single one of genre 2 too
+    for p, start in first:  # every window inside its track
+        assert 0 <= start <= rows[p]["n_samples"] - R - W
+    # a pure function of (seed, examples_done): a resumed stream continues exactly
+    assert list(itertools.islice(stream.examples(1234), 50)) == first[1234:1284]
+    again = dataset.GenreBalancedStream(rows, R, W, batch_size=16, seed=5, cache_tracks=4, windows_per_visit=8,
+                                        read_codes=read)
+    resumed = next(again.batches(examples_done=16 * 37))
+    expected = list(itertools.islice(stream.batches(), 38))[-1]
+    assert np.array_equal(resumed[0]["codes"], expected[0]["codes"])
+    assert np.array_equal(resumed[0]["genre_id"], expected[0]["genre_id"])
