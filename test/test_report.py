@@ -138,10 +138,10 @@ def test_judge_columns_become_a_chart_and_a_table(tiny_run, tmp_path):
 def test_the_onset_rate_ratio_is_charted_and_the_generated_clips_get_a_per_genre_table(tiny_run, tmp_path):
     run_dir = str(tmp_path / "run")
     shutil.copytree(tiny_run[0], run_dir)
-    rows = training.read_metrics(run_dir)
+    rows = rundir.read_metrics(run_dir)
     for k, row in enumerate(rows):
         row.update(judge_genre_accuracy=0.5, judge_flatness_ratio=1.5, judge_onset_rate_ratio=0.125 * (k + 1))
-    training.write_metrics(run_dir, rows)
+    rundir.write_metrics(run_dir, rows)
     generation_json = os.path.join(tiny_run[1], "generation.json")
     with open(generation_json) as f:
         generation = json.load(f)
