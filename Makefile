@@ -48,7 +48,7 @@ demo: setup
 	  --checkpoint_every=600 --valid_windows=32 --genre_conditioning=true --sample_every=600 \
 	  --judge=$(DEMO)/tagger --context_rate=256 --context_layers=6 --context_channels=32
 	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=4 --evaluate=true \
-	  --judge=$(DEMO)/tagger --streams=30 --temperature=0.9
+	  --judge=$(DEMO)/tagger --streams=30 --temperature=1.0
 	@$(PY) -c "import json; e = json.load(open('$(DEMO)/run/evaluation.json')); \
 	  g = json.load(open('$(DEMO)/generated/generation.json')); s = g['judge_summary']; \
 	  r = ', '.join('%s %.2f' % (k, v['onset_rate_ratio'] if v['onset_rate_ratio'] is not None else float('nan')) \
