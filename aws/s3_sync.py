@@ -60,8 +60,11 @@ def main(argv=None):
                                    progress=config["progress"])
         except ValueError as e:
             fail(str(e))
+    for relative, why in result["skipped"]:
+        print(f"skipped: {relative}: {why}")
     print(f"s3_sync: {len(result['copied'])} copied ({result['copied_bytes'] / 1e6:.1f} MB), "
-          f"{len(result['unchanged'])} unchanged, {len(result['deleted'])} deleted, {src} -> {dst} "
+          f"{len(result['unchanged'])} unchanged, {len(result['deleted'])} deleted, "
+          f"{len(result['skipped'])} skipped (links out of src, special files), {src} -> {dst} "
           f"in {time.time() - started:.1f} s")
 
 

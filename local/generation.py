@@ -685,10 +685,10 @@ def write_clips(out_dir, codes, prime, *, genres, genre_ids, sample_rate, quanti
     """
     from local.audio import clip_problem, mu_law_decode, write_wav
     from local.plots import plot_spectrogram
+    from local.samples import clip_name
     clips = []
     for k, (clip_genre, genre_id) in enumerate(zip(genres, genre_ids)):
-        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", clip_genre).strip("-") or "clip"
-        name = f"{slug}_{k:02d}"
+        name = clip_name(clip_genre, k)
         y = mu_law_decode(np.concatenate([prime, codes[k]]) if len(prime) else codes[k], quantization_channels)
         wav = write_wav(os.path.join(out_dir, f"{name}.wav"), y, sample_rate)
         png = plot_spectrogram(y, sample_rate, os.path.join(out_dir, f"{name}.png"),

@@ -1,6 +1,6 @@
 """Clips sampled while a WaveNet trains: one short clip per genre every ``sample_every`` steps, to listen to.
 
-    samples/step-500/Ambient.wav, Ambient.png, ..., samples.json      (one folder per step, written whole)
+    samples/step-500/Ambient_00.wav, Ambient_00.png, ..., samples.json   (one folder per step, written whole)
 
 Every step uses the same seed and temperature, so the clips of one genre differ between steps only by what the
 model learned: the columns of the report's genre x step table are comparable. Clips come from the fast
@@ -29,9 +29,18 @@ def step_dir(run_dir, step):
     return os.path.join(run_dir, SAMPLES_DIR, f"step-{int(step)}")
 
 
-def clip_name(genre):
-    """A file name stem for a genre: letters, digits, ``_`` and ``-`` only ("clip" for an unconditioned model)."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", genre or "").strip("-") or "clip"
+def clip_name(genre, number):
+    """The file name stem of a generated clip, for training samples and stage 4 alike: ``<genre>_<nn>``.
+
+    ``number``: the genre id (training samples: one clip per genre) or the stream (stage 4), so no two clips of
+    one call share a file even when their genres read alike ("Hip Hop", "Hip-Hop"). The genre part keeps the
+    letters and digits of any script ("Поп_03", "ロック_04"), "-" for anything else, at most 40 characters;
+    "clip" when nothing is left (an unconditioned model's "").
+    """
+    import unicodedata
+    text = unicodedata.normalize("NFC", genre or "")
+    slug = re.sub(r"[^\w-]+|_+", "-", text).strip("-")[:40].strip("-") or "clip"
+    return f"{slug}_{int(number):02d}"
 
 
 def sample_genres(wavenet_config, genres):
@@ -42,7 +51,7 @@ def sample_genres(wavenet_config, genres):
 def write_step_samples(model, wavenet_config, run_dir, step, *, genres, sample_rate, seconds, seed, temperature=1.0,
                        threads=None):
     """Generate one ``seconds``-long clip per genre with ``model`` as it is now; write them under
-    :func:`step_dir` as ``<Genre>.wav`` (16-bit PCM at ``sample_rate`` Hz) + ``<Genre>.png`` (spectrogram)
+    :func:`step_dir` as ``<Genre>_<genre id>.wav`` (:func:`clip_name`; 16-bit PCM at ``sample_rate`` Hz) + ``.png``
     and ``samples.json``; the folder appears whole (atomic), replacing one of the same step.
 
     model           the Keras WaveNet being trained (its weights are read, not changed)
@@ -66,7 +75,7 @@ def write_step_samples(model, wavenet_config, run_dir, step, *, genres, sample_r
     clips = []
     with atomic_dir(final) as tmp:
         for k, genre in enumerate(clip_genres):
-            name = clip_name(genre)
+            name = clip_name(genre, k)
             y = mu_law_decode(codes[k], n_codes)
             write_wav(os.path.join(tmp, f"{name}.wav"), y, sample_rate)
             plot_spectrogram(y, sample_rate, os.path.join(tmp, f"{name}.png"), figsize=(4, 2.2), colorbar=False,

@@ -47,7 +47,7 @@ def test_training_samples_clips_per_genre_at_every_n_steps_and_prints_the_cost(t
     sampled = samples.read_step_samples(run_dir)
     assert [m["step"] for m in sampled] == [2, 4]
     for meta in sampled:
-        assert sorted(os.listdir(meta["dir"])) == ["High.png", "High.wav", "Low.png", "Low.wav", "samples.json"]
+        assert sorted(os.listdir(meta["dir"])) == ["High_01.png", "High_01.wav", "Low_00.png", "Low_00.wav", "samples.json"]
         assert meta["n_samples"] == SAMPLE_RATE // 2 and meta["sample_rate"] == SAMPLE_RATE
         assert [c["genre"] for c in meta["clips"]] == ["Low", "High"]
     assert re.search(r"step 2: 2 clips of 0\.5 s in [\d.]+ s", stdout)
@@ -79,7 +79,7 @@ def test_page_shows_settings_loss_evaluation_the_genre_by_step_table_and_generat
     assert re.findall(r"<th>step (\d+)</th>", table) == ["2", "4"]
     assert re.findall(r'<th class="genre">(\w+)</th>', table) == ["Low", "High"]
     for step in (2, 4):
-        for genre in ("Low", "High"):
+        for genre in ("Low_00", "High_01"):
             assert f'<audio controls preload="metadata" src="samples/step-{step}/{genre}.wav">' in table
             assert f'<img src="samples/step-{step}/{genre}.png"' in table
     # the generated clips: copied beside the page, since they were written outside the run directory

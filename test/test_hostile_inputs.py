@@ -1,0 +1,118 @@
+"""The second round of hostile inputs (issue 20): decode bombs, ... Each test fails on the code before the fix."""
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import ROOT, make_audio
+from local import audio, preprocessing
+
+
+def one_hz_wav(path, n_frames=96000):
+    """A 96 kB 8-bit WAV whose header claims 1 Hz: 27 hours of audio once resampled to 16 kHz."""
+    body = bytes((128 + 100 * ((i % 7) - 3)) & 255 for i in range(n_frames))
+    fmt = struct.pack("<HHIIHH", 1, 1, 1, 1, 1, 8)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", 36 + n_frames) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+                + b"data" + struct.pack("<I", n_frames) + body)
+    return path
+
+
+def near_silent_flac(path, seconds):
+    """A small FLAC of ``seconds`` of 44.1 kHz stereo: 2 s of tone, then digital silence."""
+    subprocess.run([audio.ffmpeg_binary(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"sine=f=440:d={seconds}:r=44100", "-af", "volume=enable='gt(t,2)':volume=0", "-ac", "2",
+                    path], check=True)
+    return path
+
+
+PEAK_RSS = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # the old code reached 21 GB: stop it at 3
+from local import preprocessing
+track, reason = preprocessing.decode_track(sys.argv[1])
+status = open("/proc/self/status").read()
+hwm_kb = int(status.split("VmHWM:")[1].split()[0])
+print(json.dumps({"reason": reason, "n_samples": track and track["n_samples"], "peak_rss_mb": hwm_kb / 1024}))
+"""
+
+
+def peak_rss_of_decode(path):
+    """decode_track(path) in a fresh process: its reason, n_samples and peak RSS (VmHWM, MB)."""
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS, path], capture_output=True, text=True, timeout=300,
+                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_wav_claiming_1_hz_is_refused_in_bounded_memory(tmp_path):
+    path = one_hz_wav(str(tmp_path / "bomb.wav"))
+    assert os.path.getsize(path) < 100_000
+    outcome = peak_rss_of_decode(path)
+    assert outcome["n_samples"] is None and "sample rate 1 Hz" in outcome["reason"], outcome
+    assert outcome["peak_rss_mb"] < 300, outcome
+
+
+def test_a_small_flac_of_long_near_silence_streams_in_bounded_memory(tmp_path):
+    path = near_silent_flac(str(tmp_path / "quiet.flac"), seconds=420)  # 148 MB as float PCM; 0.4 MB as FLAC
+    assert os.path.getsize(path) < preprocessing.STREAM_ABOVE_BYTES
+    outcome = peak_rss_of_decode(path)
+    assert outcome["reason"] == "" and 1.9 * 16000 < outcome["n_samples"] < 2.5 * 16000, outcome
+    assert outcome["peak_rss_mb"] < 300, outcome  # the old whole decode: 560 MB
+
+
+def test_streaming_is_chosen_by_decoded_length_not_file_size(tmp_path, monkeypatch):
+    """A small file longer than WHOLE_DECODE_MAX_SECONDS is streamed, from a path and from bytes (a Spark
+    executor), with the codes a whole decode gives; a short one in the same batch is decoded whole."""
+    long_path = make_audio(str(tmp_path / "long.mp3"), seconds=6.0)
+    short_path = make_audio(str(tmp_path / "short.mp3"), seconds=2.0, freq_hz=330)
+    settings = preprocessing.DecodeSettings(min_seconds=0.5)
+    items = [{"path": long_path}, {"path": short_path}]
+    whole = preprocessing.process_batch(items, settings)
+    streamed_inputs = []
+    real = preprocessing.process_long_input
+    monkeypatch.setattr(preprocessing, "process_long_input",
+                        lambda item, *args: streamed_inputs.append(item["path"]) or real(item, *args))
+    monkeypatch.setattr(preprocessing, "WHOLE_DECODE_MAX_SECONDS", 4.0)
+    datas = [open(p, "rb").read() for p in (long_path, short_path)]
+    for outcome in (preprocessing.process_batch(items, settings), preprocessing.process_batch(items, settings, datas)):
+        assert [r[2] for r in outcome] == ["", ""]
+        assert [bytes(r[1]["codes"]) for r in outcome] == [bytes(r[1]["codes"]) for r in whole]
+        assert outcome[0][0]["sha256"] == whole[0][0]["sha256"]
+    assert streamed_inputs == [long_path, long_path]
+    # a caller that needs the waveform gets a reason, not a whole decode of hours
+    track, reason = preprocessing.decode_track(long_path, settings, keep_waveform=True)
+    assert track is None and "too long to keep its waveform" in reason
+
+
+def test_every_whole_decoder_stops_holding_audio_past_the_bound(tmp_path):
+    path = make_audio(str(tmp_path / "six.flac"), seconds=6.0)
+    data = open(path, "rb").read()
+    for decode in (lambda: audio.decode_audio(path, max_seconds=4), lambda: audio.decode_audio(data, max_seconds=4),
+                   lambda: audio.decode_with_libsndfile(data, max_seconds=4)):
+        with pytest.raises(audio.TooLongToHold, match="6 s of audio at 22050 Hz"):
+            decode()
+    short = make_audio(str(tmp_path / "two.flac"), seconds=2.0)
+    outcomes = audio.decode_many([data, open(short, "rb").read()], max_seconds=4)
+    assert isinstance(outcomes[0], audio.TooLongToHold) and outcomes[1][0].shape == (44100, 1)
+    np.testing.assert_array_equal(outcomes[1][0], audio.decode_audio(short)[0])
+
+
+def test_clip_names_are_unique_per_genre_id_and_readable_in_any_script(tmp_path):
+    from local import generation, samples
+    genres = ["Hip Hop", "Hip-Hop", "Hip_Hop", "Поп", "Рок", "ロック", "", "../../etc", ".hidden", "a/b", "x" * 300]
+    names = [samples.clip_name(genre, k) for k, genre in enumerate(genres)]
+    assert len(set(names)) == len(genres), names
+    assert names[3] == "Поп_03" and names[4] == "Рок_04" and names[5] == "ロック_05" and names[6] == "clip_06"
+    for name in names:
+        assert "/" not in name and not name.startswith(".") and len(name.encode()) < 200, name
+    # stage 4 writes through the same function: two non-Latin genres are two files
+    codes = np.random.default_rng(0).integers(0, 256, (2, 1600)).astype(np.int32)
+    clips = generation.write_clips(str(tmp_path), codes, np.zeros(0, np.int32), genres=["Поп", "Рок"],
+                                   genre_ids=[0, 1], sample_rate=16000, quantization_channels=256, title="t")
+    assert [os.path.basename(c["wav"]) for c in clips] == ["Поп_00.wav", "Рок_01.wav"]
+    assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".wav")) == ["Поп_00.wav", "Рок_01.wav"]
