@@ -155,8 +155,9 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     import numpy as np
     from tqdm import tqdm
 
-    from local import dataset_store, generation, report
+    from local import clip_folder, dataset_store, generation, report
     from local.fileio import write_json_atomic
+    from local.samples import clip_name
     weights = generation.fold_weights(model, wavenet)
     prime_genre = prime_row["genre"] if prime_row is not None else None
     clip_genres = generation.stream_genres(genres, conditioned=wavenet.conditioned, genre=config["genre"],
@@ -179,6 +180,8 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
             chunk=max(1, int(config["progress_seconds"] * sample_rate)), progress=bar)
     shown_prime = prime if config["include_prime"] else prime[:0]
     primed = f", prime {config['prime_track']} until {len(prime) / sample_rate:g} s" if len(shown_prime) else ""
+    names = [clip_name(g, k) + ext for k, g in enumerate(clip_genres) for ext in (".wav", ".png")]
+    clip_folder.claim_folder(config["out_dir"], names)  # the folder holds this call's clips only, from now on
     clips = generation.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
                                    sample_rate=sample_rate, quantization_channels=wavenet.quantization_channels,
                                    title=f"temperature {config['temperature']:g}{primed}")
@@ -200,6 +203,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
         "receptive_field": wavenet.receptive_field, "streams": len(clips), "threads": config["threads"],
         "total_samples_per_second": per_clip_rate * len(clips), "real_time_factor": per_clip_rate / sample_rate,
         "seconds_generating": elapsed, "config": config, "clips": clips, **judged})
+    clip_folder.release_folder(config["out_dir"])
     report.note_generation(config["run_dir"], generation_json)  # the run's page shows these clips
     print(f"generated {len(clips)} x {n_samples / sample_rate:g} s in {elapsed:.2f} s: "
           f"{per_clip_rate:,.0f} samples/s per clip, {per_clip_rate * len(clips):,.0f} in total "
@@ -216,6 +220,17 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
 def main(argv=None):
     config = configure(dict(globals()), argv)
     check_config(config)
+    from local import locks
+    try:
+        lock = locks.acquire_lock(config["out_dir"], "stage 4")  # a second call on this out_dir is refused
+    except locks.LockHeld as e:
+        raise StageError(str(e)) from None
+    with lock:
+        run(config)
+
+
+def run(config):
+    """Stage 4's steps for a checked ``config``, holding its out_dir's lock."""
     from local import training
     from local.config import save_config
     from local.fileio import remove_stale_temps

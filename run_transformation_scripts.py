@@ -45,9 +45,9 @@ def main(argv=None):
         preprocessing.check_config(config)
         preprocessing.check_raw_dir(config["raw_dir"])
         with locks.acquire_lock(config["out_dir"], "stage 2"):  # before config.json: a refused run writes nothing
-            save_config(config, config["out_dir"])
             summary = preprocessing.preprocess_locked(config["raw_dir"], config["out_dir"], workers=config["workers"],
                                                       rows_per_part=config["rows_per_part"],
+                                                      on_checked=lambda: save_config(config, config["out_dir"]),
                                                       **preprocessing.dataset_keys(config))
     except ValueError as e:  # a ConfigError, a LockHeld, or an out_dir holding a dataset made with other settings
         fail(str(e))

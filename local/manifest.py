@@ -62,8 +62,12 @@ def inside(root, path):
     return path
 
 
-def read_manifest(out_dir):
-    """The manifest rows of ``out_dir`` as a dict track_id -> row (later rows win); {} if there is none."""
+def read_manifest(out_dir, replaced=None):
+    """The manifest rows of ``out_dir`` as a dict track_id -> row (later rows win); {} if there is none.
+
+    ``replaced``: a list to which each row that a later row of the same track_id but another ``path`` replaced
+    is appended, as (earlier row, later row path) - a file stage 2 would otherwise drop without a word.
+    """
     path = os.path.join(out_dir, MANIFEST_NAME)
     rows = {}
     if not os.path.isfile(path):
@@ -73,6 +77,9 @@ def read_manifest(out_dir):
         for row in reader:
             # a row cut short by a kill mid-write has missing fields: it describes no complete file
             if row.get("track_id") and None not in (row.get(c) for c in reader.fieldnames or []):
+                earlier = rows.get(row["track_id"])
+                if replaced is not None and earlier is not None and earlier.get("path") != row.get("path"):
+                    replaced.append((earlier, row.get("path", "")))
                 rows[row["track_id"]] = row
     return rows
 

@@ -212,9 +212,10 @@ def list_inputs(raw_dir):
     def join(relative):
         return os.path.join(raw_dir, *relative.split("/"))
 
-    rows = manifest.read_manifest(raw_dir)
+    replaced = []
+    rows = manifest.read_manifest(raw_dir, replaced)
     if rows:
-        return inputs_from_manifest(rows.values(), join)
+        return inputs_from_manifest(rows.values(), join, replaced)
     relative_paths = []
     for root, dirs, names in os.walk(raw_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -222,14 +223,20 @@ def list_inputs(raw_dir):
     return inputs_from_files(relative_paths, join)
 
 
-def inputs_from_manifest(rows, join):
+def inputs_from_manifest(rows, join, replaced=()):
     """Input dicts from manifest rows; ``join(relative_path)`` gives the full path (or URI) of a file.
 
+    ``replaced``: the (row, later path) pairs of :func:`local.manifest.read_manifest`: rows whose track_id a
+    later row reuses for another file; each becomes an input with a ``refused`` reason, so it is listed in
+    failures.csv (:func:`split_refused`), never dropped unseen.
     Shared by the local stage (``os.path.join``) and the Spark job (a URI below ``raw_dir``).
     """
-    return [{"track_id": r["track_id"], "genre": r.get("genre") or "Unknown", "path": join(r["path"]),
-             "split": normalize_split(r.get("split", "")), "sha256": r.get("sha256", "")}
-            for r in rows]
+    inputs = [{"track_id": r["track_id"], "genre": r.get("genre") or "Unknown", "path": join(r["path"]),
+               "split": normalize_split(r.get("split", "")), "sha256": r.get("sha256", "")}
+              for r in rows]
+    return inputs + [{"track_id": r["track_id"], "path": join(r["path"]) if r.get("path") else "(no path)",
+                      "refused": f"duplicate track_id {r['track_id']!r} in manifest.csv: a later row's file "
+                                 f"({later}) has it; not read"} for r, later in replaced]
 
 
 def is_audio_path(relative_path):
@@ -814,7 +821,7 @@ def split_refused(raw_dir, inputs, problem=None):
     problem = problem or (lambda path: input_path_problem(raw_dir, path))
     usable, refused = [], []
     for item in inputs:
-        reason = problem(item["path"])
+        reason = item.get("refused") or problem(item["path"])
         if reason:
             refused.append((item["path"], reason))
         else:
@@ -892,8 +899,10 @@ def preprocess(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, 
                                  **dataset_keys)
 
 
-def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, **dataset_keys):
-    """:func:`preprocess` while holding ``out_dir``'s lock."""
+def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, on_checked=None,
+                      **dataset_keys):
+    """:func:`preprocess` while holding ``out_dir``'s lock; ``on_checked()`` (the runner saving its config.json)
+    is called once ``out_dir`` is known to take these settings, before anything is written."""
     from local import dataset_store as store
 
     settings, splits = stage_settings(**dataset_keys)
@@ -903,6 +912,8 @@ def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress
         info = {}
     index = store.read_index(out_dir, columns=INDEX_WITH_RATE)
     check_same_settings(out_dir, info, index, settings)
+    if on_checked is not None:
+        on_checked()
     store.remove_stale_temps(out_dir)
     inputs, failed = split_refused(raw_dir, list_inputs(raw_dir))
     fingerprints = SourceFingerprints(out_dir)

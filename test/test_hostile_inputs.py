@@ -116,3 +116,100 @@ def test_clip_names_are_unique_per_genre_id_and_readable_in_any_script(tmp_path)
                                    genre_ids=[0, 1], sample_rate=16000, quantization_channels=256, title="t")
     assert [os.path.basename(c["wav"]) for c in clips] == ["Поп_00.wav", "Рок_01.wav"]
     assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".wav")) == ["Поп_00.wav", "Рок_01.wav"]
+
+
+@pytest.fixture(scope="module")
+def stage4(tmp_path_factory):
+    """A tiny saved WaveNet run (test_predictions' helpers) and its dataset."""
+    from test_predictions import save_dataset, save_run
+    root = tmp_path_factory.mktemp("stage4")
+    save_dataset(str(root / "processed"))
+    save_run(str(root / "run"), str(root / "processed"))
+    return root
+
+
+def stage4_call(root, out, *args):
+    from helpers import run_script
+    return run_script("run_model_predictions.py", f"--run_dir={root / 'run'}", f"--out_dir={out}", "--seconds=0.05",
+                      "--threads=1", *args)
+
+
+def wavs_in(folder):
+    return sorted(n for n in os.listdir(folder) if n.endswith(".wav"))
+
+
+def listed_wavs(folder):
+    with open(os.path.join(folder, "generation.json")) as f:
+        return sorted(os.path.basename(c["wav"]) for c in json.load(f)["clips"])
+
+
+def test_a_stage4_folder_holds_the_clips_of_one_call(stage4, tmp_path):
+    out = tmp_path / "gen"
+    out.mkdir()
+    (out / "mine.wav").write_bytes(b"a user's own file: never touched")
+    first = stage4_call(stage4, out, "--streams=3")
+    assert first.returncode == 0, first.stderr
+    assert listed_wavs(out) == ["Chirp_01.wav", "Drone_00.wav", "Drone_02.wav"]
+    second = stage4_call(stage4, out, "--streams=1")  # the old code kept Chirp_01 and Drone_02 beside it
+    assert second.returncode == 0, second.stderr
+    assert wavs_in(out) == listed_wavs(out) + ["mine.wav"] == ["Drone_00.wav", "mine.wav"]
+    # a call killed while writing its clips: the previous call's generation.json is gone with its clips, and
+    # the next call clears what the killed one wrote
+    from local import clip_folder
+    clip_folder.claim_folder(str(out), ["Chirp_01.wav", "Chirp_01.png"])
+    (out / "Chirp_01.wav").write_bytes(b"half a clip")
+    assert not (out / "generation.json").exists() and wavs_in(out) == ["Chirp_01.wav", "mine.wav"]
+    third = stage4_call(stage4, out, "--streams=1")
+    assert third.returncode == 0, third.stderr
+    assert wavs_in(out) == ["Drone_00.wav", "mine.wav"] and listed_wavs(out) == ["Drone_00.wav"]
+    assert not [n for n in os.listdir(out) if n.startswith(".") and n != ".waveforms.lock"]
+
+
+def test_a_second_stage4_call_on_one_out_dir_is_refused(stage4, tmp_path):
+    from local import locks
+    out = tmp_path / "gen"
+    with locks.acquire_lock(str(out), "stage 4"):
+        refused = stage4_call(stage4, out)
+    assert refused.returncode == 2 and "in use by process" in refused.stderr and "Traceback" not in refused.stderr
+    assert not wavs_in(out) and not (out / "config.json").exists()
+
+
+def read_failures(out_dir):
+    import csv
+    with open(os.path.join(out_dir, "failures.csv"), newline="") as f:
+        return {r["path"]: r["reason"] for r in csv.DictReader(f)}
+
+
+def test_a_duplicate_track_id_in_the_manifest_is_listed_in_failures(tmp_path):
+    import csv
+    from local import manifest
+    raw, out = tmp_path / "raw", str(tmp_path / "out")
+    make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.0)
+    make_audio(str(raw / "Rock" / "b.mp3"), seconds=1.0, freq_hz=330)
+    make_audio(str(raw / "Jazz" / "c.mp3"), seconds=1.0, freq_hz=550)
+    with open(raw / "manifest.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(manifest.MANIFEST_COLUMNS)
+        for track_id, genre, path in (("t1", "Rock", "Rock/a.mp3"), ("t2", "Jazz", "Jazz/c.mp3"),
+                                      ("t1", "Rock", "Rock/b.mp3"), ("t2", "Jazz", "Jazz/c.mp3")):
+            writer.writerow([track_id, genre, "", "", "", path, "", "", ""])
+    summary = preprocessing.preprocess(str(raw), out, workers=1, min_seconds=0.5, progress=False)
+    assert summary["processed"] == 2  # t1 (b.mp3, the later row) and t2 (listed twice for one file: no loss)
+    failures = read_failures(out)
+    assert list(failures) == [str(raw / "Rock" / "a.mp3")], failures
+    assert "duplicate track_id 't1'" in failures[str(raw / "Rock" / "a.mp3")] and "Rock/b.mp3" in \
+        failures[str(raw / "Rock" / "a.mp3")]
+
+
+def test_a_refused_stage2_rerun_leaves_config_json_as_it_was(tmp_path):
+    from helpers import run_script
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.0)
+    first = run_script("run_transformation_scripts.py", f"--raw_dir={raw}", f"--out_dir={out}", "--workers=1",
+                       "--min_seconds=0.5")
+    assert first.returncode == 0, first.stderr
+    before = (out / "config.json").read_bytes()
+    refused = run_script("run_transformation_scripts.py", f"--raw_dir={raw}", f"--out_dir={out}", "--workers=1",
+                         "--min_seconds=0.5", "--sample_rate=8000")
+    assert refused.returncode == 2 and "sample_rate=16000" in refused.stderr, refused.stderr
+    assert (out / "config.json").read_bytes() == before

@@ -183,13 +183,13 @@ def test_step_samples_use_one_seed_per_step_and_replace_a_step_whole(tmp_path):
     first, seconds_taken = samples.write_step_samples(model, wavenet, run_dir, 10, seconds=0.25, **keys)
     second, _ = samples.write_step_samples(model, wavenet, run_dir, 20, seconds=0.25, **keys)
     assert [os.path.relpath(p, run_dir) for p in first + second] == \
-        [os.path.join("samples", "step-10", "clip.wav"), os.path.join("samples", "step-20", "clip.wav")]
+        [os.path.join("samples", "step-10", "clip_00.wav"), os.path.join("samples", "step-20", "clip_00.wav")]
     assert seconds_taken > 0
     with open(first[0], "rb") as a, open(second[0], "rb") as b:
         assert a.read() == b.read()  # same weights, same seed: the same clip
     other, _ = samples.write_step_samples(model, wavenet, run_dir, 10, seconds=0.5,  # step 10 again: replaced
                                           **dict(keys, seed=4))
-    assert sorted(os.listdir(os.path.dirname(other[0]))) == ["clip.png", "clip.wav", "samples.json"]
+    assert sorted(os.listdir(os.path.dirname(other[0]))) == ["clip_00.png", "clip_00.wav", "samples.json"]
     assert samples.read_step_samples(run_dir)[0]["n_samples"] == SAMPLE_RATE // 2
     assert not [n for n in os.listdir(os.path.join(run_dir, "samples")) if n.startswith(".tmp-")]
     samples.record_judgement(run_dir, 20, {"": {"top_genre": "Jazz", "top_probability": 0.75}},
