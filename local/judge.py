@@ -128,8 +128,12 @@ def audio_files(path):
 def decode_files(paths, settings):
     """Yield (path, codes (n,) uint8 or None, reason) per file, decoded as stage 2 decodes it
     (:func:`local.preprocessing.decode_track` with the DecodeSettings ``settings``)."""
+    from local.manifest import name_problem, printable_path
     from local.preprocessing import decode_track
     for path in paths:
+        if name_problem(path):  # no CSV holds its name: reported, not tagged
+            yield printable_path(path), None, name_problem(path)
+            continue
         track, reason = decode_track(path, settings)
         yield path, (np.frombuffer(track["codes"], dtype=np.uint8) if track else None), reason
 

@@ -32,6 +32,23 @@ def safe_component(name, fallback="unknown", max_length=80):
     return text or fallback
 
 
+def printable_path(path):
+    """``path`` as text any UTF-8 file or terminal takes: the bytes of a name that is not UTF-8 (which Python
+    holds as surrogates) shown as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def name_problem(path):
+    """Why a file cannot be taken by its name (its bytes are not UTF-8: no manifest, CSV or Parquet column can
+    hold it), or "". Stage 1's folder import, stage 2 and tagging (``--audio``) skip such a file with this
+    reason (shown with :func:`printable_path`); the rest goes on."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "its file name is not UTF-8: skipped (rename it, e.g. with convmv -f latin1 -t utf8)"
+    return ""
+
+
 def sha256_file(path, chunk_bytes=1 << 20):
     """Hex sha256 of a file's bytes, read in chunks."""
     h = hashlib.sha256()

@@ -32,6 +32,8 @@ def source_file_problem(path, folder):
     """
     folder_real = os.path.realpath(folder)
     real = os.path.realpath(path)
+    if manifest.name_problem(path) or manifest.name_problem(real):
+        return manifest.name_problem(path) or manifest.name_problem(real), real
     if os.path.commonpath([folder_real, real]) != folder_real:
         return f"links outside the folder (to {real}): not imported", real
     try:
@@ -90,7 +92,7 @@ def import_music_folder(folder, out_dir, genres=None, max_tracks_per_genre=0, *,
         relative = os.path.relpath(path, folder)
         problem, real = source_file_problem(path, folder)
         if problem:
-            summary["failed"].append((path, problem))
+            summary["failed"].append((manifest.printable_path(path), problem))
             continue
         # from here on only the checked file (``real``) is read, linked or copied
         if os.path.getsize(real) == 0:

@@ -799,6 +799,8 @@ def dataset_info(index, genres, settings, splits):
 def input_path_problem(raw_dir, path):
     """Why stage 2 must not open ``path`` listed under the local folder ``raw_dir`` (it resolves outside it:
     ``../../etc/passwd``; a device, FIFO or socket: ``/dev/zero``), or ""."""
+    if manifest.name_problem(path):
+        return manifest.name_problem(path)
     root = os.path.realpath(raw_dir)
     real = os.path.realpath(path)
     if os.path.commonpath([root, real]) != root:
@@ -821,9 +823,9 @@ def split_refused(raw_dir, inputs, problem=None):
     problem = problem or (lambda path: input_path_problem(raw_dir, path))
     usable, refused = [], []
     for item in inputs:
-        reason = item.get("refused") or problem(item["path"])
+        reason = item.get("refused") or manifest.name_problem(item["path"]) or problem(item["path"])
         if reason:
-            refused.append((item["path"], reason))
+            refused.append((manifest.printable_path(item["path"]), reason))
         else:
             usable.append(item)
     return usable, refused

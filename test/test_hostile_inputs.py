@@ -213,3 +213,20 @@ def test_a_refused_stage2_rerun_leaves_config_json_as_it_was(tmp_path):
                          "--min_seconds=0.5", "--sample_rate=8000")
     assert refused.returncode == 2 and "sample_rate=16000" in refused.stderr, refused.stderr
     assert (out / "config.json").read_bytes() == before
+
+
+def test_a_file_name_that_is_not_utf8_is_reported_and_the_rest_goes_on(tmp_path):
+    import shutil
+    from local import judge, music_folder
+    folder, raw = tmp_path / "music", tmp_path / "raw"
+    good = make_audio(str(folder / "Rock" / "good.mp3"), seconds=1.0)
+    bad = os.fsdecode(os.fsencode(str(folder / "Rock")) + b"/caf\xe9.mp3")  # latin-1, as old CDs were ripped
+    shutil.copy(good, bad)
+    imported = music_folder.import_music_folder(str(folder), str(raw), progress=False)
+    assert imported["downloaded"] == 1
+    assert imported["failed"] == [(str(folder / "Rock") + "/caf\\xe9.mp3", "its file name is not UTF-8: skipped "
+                                   "(rename it, e.g. with convmv -f latin1 -t utf8)")]
+    summary = preprocessing.preprocess(str(folder), str(tmp_path / "out"), workers=1, min_seconds=0.5, progress=False)
+    assert summary["processed"] == 1 and [p for p, _ in summary["failed"]] == [str(folder / "Rock") + "/caf\\xe9.mp3"]
+    tagged = list(judge.decode_files([good, bad], preprocessing.DecodeSettings(min_seconds=0.5)))
+    assert tagged[0][2] == "" and tagged[1][0].endswith("caf\\xe9.mp3") and "not UTF-8" in tagged[1][2]
