@@ -77,7 +77,8 @@ def check_config(config):
             raise StageError(f"{os.path.join(config['run_dir'], name)} is missing: run_dir={config['run_dir']!r} is "
                              f"not a trained run (train one with run_model_training.py --run_dir={config['run_dir']})")
     from local import checks, training
-    problem = checks.output_folder_problem(config["out_dir"], "out_dir") or training.model_files_problem(config["run_dir"])
+    problem = checks.shared_folder_problem(config, "out_dir", "run_dir", "data_dir", "judge") \
+        or checks.output_folder_problem(config["out_dir"], "out_dir") or training.model_files_problem(config["run_dir"])
     if problem:  # before any scoring or generating, not after
         raise StageError(problem)
 

@@ -49,6 +49,26 @@ def name_problem(path):
     return ""
 
 
+def tidy_genre(name):
+    """A genre name with its whitespace collapsed and trimmed (NFC): "ROCK " -> "ROCK", "Hip  Hop" -> "Hip Hop"."""
+    return " ".join(unicodedata.normalize("NFC", str(name or "")).split())
+
+
+def genre_key(name):
+    """What makes two genre names one genre: :func:`tidy_genre`, case-folded ("Rock", "rock", "ROCK ")."""
+    return tidy_genre(name).casefold()
+
+
+def genre_path_problem(name):
+    """Why ``name`` cannot be a genre because it reads as a path (``..``, ``../../etc``, ``/etc``, ``.hidden``,
+    a NUL), or "". "Old-Time / Historic" is a genre, not a path."""
+    text = tidy_genre(name)
+    parts = [p.strip() for p in re.split(r"[/\\]", text)]
+    if text.startswith((".", "/", "\\")) or "\x00" in text or any(p in (".", "..") for p in parts):
+        return f"genre {text!r} reads as a path: not used"
+    return ""
+
+
 def sha256_file(path, chunk_bytes=1 << 20):
     """Hex sha256 of a file's bytes, read in chunks."""
     h = hashlib.sha256()

@@ -67,8 +67,9 @@ def folder_track_id(relative_path):
 
 def choose_genre(tags, parent_folder, genre_from="tags"):
     """The genre of a file: from ``tags['genre']`` or the parent folder's name, ``genre_from`` winning."""
-    tag_genre = (tags.get("genre") or "").split(";")[0].split("/")[0].strip()
-    folder_genre = parent_folder.strip()
+    tag_genre = manifest.tidy_genre((tags.get("genre") or "").split(";")[0].split("/")[0])
+    folder_genre = manifest.tidy_genre(parent_folder)
+    tag_genre, folder_genre = ("" if manifest.genre_path_problem(g) else g for g in (tag_genre, folder_genre))
     first, second = (tag_genre, folder_genre) if genre_from == "tags" else (folder_genre, tag_genre)
     return first or second or "Unknown"
 

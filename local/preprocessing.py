@@ -111,6 +111,9 @@ def check_config(config):
     for key, bad, accepted in problems:
         if bad:
             raise ConfigError(f"{key}={config[key]!r} must be {accepted}")
+    from local import checks
+    if checks.shared_folder_problem(config, "out_dir", "raw_dir"):
+        raise ConfigError(checks.shared_folder_problem(config, "out_dir", "raw_dir"))
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", config["out_dir"]):  # a local folder (Spark may write to a URI)
         from local import checks
         if checks.output_folder_problem(config["out_dir"], "out_dir"):
@@ -231,9 +234,12 @@ def inputs_from_manifest(rows, join, replaced=()):
     failures.csv (:func:`split_refused`), never dropped unseen.
     Shared by the local stage (``os.path.join``) and the Spark job (a URI below ``raw_dir``).
     """
-    inputs = [{"track_id": r["track_id"], "genre": r.get("genre") or "Unknown", "path": join(r["path"]),
-               "split": normalize_split(r.get("split", "")), "sha256": r.get("sha256", "")}
+    inputs = [{"track_id": r["track_id"], "genre": manifest.tidy_genre(r.get("genre")) or "Unknown",
+               "path": join(r["path"]), "split": normalize_split(r.get("split", "")), "sha256": r.get("sha256", "")}
               for r in rows]
+    for item in inputs:
+        if manifest.genre_path_problem(item["genre"]):
+            item["refused"] = manifest.genre_path_problem(item["genre"]) + " (fix its manifest.csv row)"
     return inputs + [{"track_id": r["track_id"], "path": join(r["path"]) if r.get("path") else "(no path)",
                       "refused": f"duplicate track_id {r['track_id']!r} in manifest.csv: a later row's file "
                                  f"({later}) has it; not read"} for r, later in replaced]
@@ -258,8 +264,8 @@ def inputs_from_files(relative_paths, join):
     for relative, stem in zip(relative_paths, stems):
         track_id = stem if stems.count(stem) == 1 else os.path.splitext(relative)[0].replace("/", "__")
         parent = relative.rsplit("/", 1)[0] if "/" in relative else ""
-        inputs.append({"track_id": track_id, "genre": parent.split("/")[-1] or "Unknown", "path": join(relative),
-                       "split": "", "sha256": ""})
+        inputs.append({"track_id": track_id, "genre": manifest.tidy_genre(parent.split("/")[-1]) or "Unknown",
+                       "path": join(relative), "split": "", "sha256": ""})
     return inputs
 
 
@@ -734,6 +740,7 @@ def plan_tracks(inputs, index, recorded_genres, splits, sha_of):
     that appends a new genre when its first track is kept gives the ids :func:`genres_with_data` gives.
     """
     existing = {r["track_id"]: r for r in index}
+    inputs = unify_genres(inputs, known_genres(index, recorded_genres))
     todo, skipped = [], 0
     for item in inputs:
         old = existing.get(item["track_id"])
@@ -758,6 +765,22 @@ def plan_tracks(inputs, index, recorded_genres, splits, sha_of):
                               [r["genre"] for r in kept.values()])
     return {"todo": sorted(todo, key=lambda item: item["genre"]), "skipped": skipped, "changed": changed,
             "genres": genres}
+
+
+def unify_genres(inputs, known=()):
+    """``inputs`` (copies) with one spelling per genre: names equal but for case and spacing
+    (:func:`local.manifest.genre_key`: "Rock", "rock", "ROCK ") become one genre - the spelling a ``known``
+    genre (the dataset's) has, else the first in sorted order of those not all in lower or upper case."""
+    spelling = {}
+    for genre in known:
+        if genre:
+            spelling.setdefault(manifest.genre_key(genre), genre)
+    variants = {}
+    for item in inputs:
+        variants.setdefault(manifest.genre_key(item["genre"]), set()).add(manifest.tidy_genre(item["genre"]))
+    for key, names in variants.items():
+        spelling.setdefault(key, min(names, key=lambda n: (n in (n.lower(), n.upper()), n)))
+    return [dict(item, genre=spelling[manifest.genre_key(item["genre"])]) for item in inputs]
 
 
 def genres_with_data(plan_genres, kept_genres):

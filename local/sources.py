@@ -44,7 +44,8 @@ def check_config(config):
         problem = demo_settings_problem(config["demo_seconds"], config["demo_tracks_per_genre"])
         if problem:
             raise ConfigError(problem)
-    problem = checks.output_folder_problem(config["out_dir"], "out_dir")
+    problem = checks.shared_folder_problem(config, "out_dir", "folder", "archive_dir") \
+        or checks.output_folder_problem(config["out_dir"], "out_dir")
     if problem:
         raise ConfigError(problem)
 

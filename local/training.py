@@ -71,6 +71,9 @@ def check_config(config):
     if "learning_rate" in config and not config["learning_rate"] > 0:
         raise ConfigError(f"--learning_rate={config['learning_rate']}: must be > 0")
     check_choices(config, {"lr_schedule": ("constant", "cosine"), "model": MODEL_KINDS})
+    from local import checks
+    if checks.shared_folder_problem(config, "run_dir", "data_dir"):
+        raise ConfigError(checks.shared_folder_problem(config, "run_dir", "data_dir"))
     samples.check_config(config)
     WaveNetConfig.from_config(config)
     if config.get("model") == "tagger":

@@ -230,3 +230,49 @@ def test_a_file_name_that_is_not_utf8_is_reported_and_the_rest_goes_on(tmp_path)
     assert summary["processed"] == 1 and [p for p, _ in summary["failed"]] == [str(folder / "Rock") + "/caf\\xe9.mp3"]
     tagged = list(judge.decode_files([good, bad], preprocessing.DecodeSettings(min_seconds=0.5)))
     assert tagged[0][2] == "" and tagged[1][0].endswith("caf\\xe9.mp3") and "not UTF-8" in tagged[1][2]
+
+
+def test_an_out_dir_that_is_an_input_folder_is_refused(stage4, tmp_path):
+    from helpers import run_script
+    raw = tmp_path / "raw"
+    make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.0)
+    (raw / "config.json").write_text('{"source": "folder"}')
+    same = run_script("run_transformation_scripts.py", f"--raw_dir={raw}", f"--out_dir={raw}/../raw/")
+    assert same.returncode == 2 and "is raw_dir too" in same.stderr and "Traceback" not in same.stderr, same.stderr
+    assert (raw / "config.json").read_text() == '{"source": "folder"}' and not (raw / "failures.csv").exists()
+    before = (stage4 / "run" / "config.json").read_bytes()
+    into_run = stage4_call(stage4, stage4 / "run")
+    assert into_run.returncode == 2 and "out_dir=" in into_run.stderr and "is run_dir too" in into_run.stderr
+    assert (stage4 / "run" / "config.json").read_bytes() == before
+    from local import training
+    with pytest.raises(Exception, match="run_dir=.* is data_dir too"):
+        training.check_config({"run_dir": str(raw), "data_dir": str(raw) + "/"})
+
+
+def test_genres_differing_in_case_or_spacing_are_one_and_path_like_ones_are_refused(tmp_path):
+    import csv
+    from local import manifest, music_folder
+    raw, out = tmp_path / "raw", str(tmp_path / "out")
+    rows = [("t1", "Rock", "a.mp3"), ("t2", "rock", "b.mp3"), ("t3", "ROCK ", "c.mp3"), ("t4", "Hip  Hop", "d.mp3"),
+            ("t5", "../../etc", "e.mp3"), ("t6", "Old-Time / Historic", "f.mp3")]
+    with open(make_dirs(raw) / "manifest.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(manifest.MANIFEST_COLUMNS)
+        for k, (track_id, genre, path) in enumerate(rows):
+            make_audio(str(raw / path), seconds=1.0, freq_hz=300 + 40 * k)
+            writer.writerow([track_id, genre, "", "", "", path, "", "", ""])
+    summary = preprocessing.preprocess(str(raw), out, workers=1, min_seconds=0.5, progress=False)
+    assert summary["dataset"]["genres"] == ["Hip Hop", "Old-Time / Historic", "Rock"]
+    assert read_failures(out) == {str(raw / "e.mp3"): "genre '../../etc' reads as a path: not used "
+                                                      "(fix its manifest.csv row)"}
+    # a rerun with another spelling keeps the dataset's
+    assert [i["genre"] for i in preprocessing.unify_genres([{"genre": "ROCK"}, {"genre": "hip hop"}],
+                                                           summary["dataset"]["genres"])] == ["Rock", "Hip Hop"]
+    # stage 1: a path-like tag falls back to the folder's name
+    assert music_folder.choose_genre({"genre": "../../etc"}, "Jazz") == "Jazz"
+    assert music_folder.choose_genre({"genre": ".."}, "") == "Unknown"
+
+
+def make_dirs(path):
+    os.makedirs(path, exist_ok=True)
+    return path
