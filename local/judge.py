@@ -306,6 +306,11 @@ class Judge:
         if not data_dir or not dataset_store.list_parts(data_dir):
             raise StageError(f"data_dir={data_dir!r} holds no processed dataset, needed to judge clips against "
                              f"real excerpts: pass --data_dir=FOLDER")
+        from local.checks import evaluation_dataset_problem  # the rate --evaluate and --similar_to check too
+        problem = evaluation_dataset_problem(self.tagger.sample_rate, dataset_store.read_dataset_json(data_dir),
+                                             data_dir, self.tagger.run_dir)
+        if problem:
+            raise StageError(problem)
         self.data_dir, self.progress = data_dir, progress
         self._table, self._real = None, {}
 

@@ -276,3 +276,16 @@ def test_genres_differing_in_case_or_spacing_are_one_and_path_like_ones_are_refu
 def make_dirs(path):
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def test_judge_refuses_a_data_dir_at_another_sample_rate(demo_tagger, tmp_path):
+    import shutil
+    from local import judge
+    from local.config import StageError
+    from local.fileio import read_json, write_json_atomic
+    data_dir = str(tmp_path / "processed")
+    shutil.copytree(demo_tagger["data_dir"], data_dir)
+    info = read_json(os.path.join(data_dir, "dataset.json"))
+    write_json_atomic(os.path.join(data_dir, "dataset.json"), dict(info, sample_rate=info["sample_rate"] // 2))
+    with pytest.raises(StageError, match=f"holds {info['sample_rate'] // 2} Hz tracks but the model in"):
+        judge.Judge(judge.Tagger(demo_tagger["run_dir"]), data_dir)

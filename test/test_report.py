@@ -254,7 +254,7 @@ def test_training_callbacks_sample_at_multiples_and_the_end_judge_write_the_page
     with open(os.path.join(run_dir, "report.html"), encoding="utf-8") as f:
         page = f.read()  # written by the last callback, before its metrics row was: the row is on the page
     assert "Waveforms run report, step 6;" in page and '<section id="judge">' in page
-    assert 'src="samples/step-6/High.wav"' in page
+    assert 'src="samples/step-6/High_01.wav"' in page
     shutil.rmtree(training.latest_checkpoint(run_dir)[1])  # resuming from step 4 redoes steps 5 and 6
     training.resume(run_dir, task.model, task.optimizer)
     assert [m["step"] for m in samples.read_step_samples(run_dir)] == [4]
