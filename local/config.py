@@ -119,6 +119,8 @@ def read_config_file(path):
     """Read a flat TOML (``.toml``) or JSON file of key = value pairs into a dict."""
     if os.path.isdir(path):
         raise ConfigError(f"--config {path}: is a folder, not a config file")
+    if os.path.exists(path) and not os.path.isfile(path):  # /dev/zero, a FIFO: never read (it never ends)
+        raise ConfigError(f"--config {path}: not a regular file (a device, FIFO or socket): pass a .toml or .json file")
     if not os.path.isfile(path):
         raise ConfigError(f"--config {path}: no such file")
     try:
@@ -192,7 +194,33 @@ def resolve_config(defaults, argv):
         if "valid keys" in str(e):
             raise
         raise ConfigError(f"{e}; valid keys: {valid}") from None
+    check_values(config)
     return config
+
+
+# keys that count processes or threads, in every script: never negative, at most what the machine can run
+COUNT_KEYS = ("workers", "threads", "concurrency")
+MAX_COUNT_PER_CORE = 4
+
+
+def max_count():
+    """The largest process or thread count a key of :data:`COUNT_KEYS` may ask for on this machine."""
+    return max(8, MAX_COUNT_PER_CORE * (os.cpu_count() or 1))
+
+
+def check_values(config):
+    """Raise ConfigError for the first value no key of any script accepts: a float (or float list) key that is
+    nan or infinite (``--max_minutes=nan`` would be an unbounded run), or a :data:`COUNT_KEYS` count that is
+    negative or above :func:`max_count` (``--workers=10000``, a 10,000-process pool)."""
+    import math
+    for key, value in config.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"--{key}={value}: expected a finite number")
+        if key in COUNT_KEYS and isinstance(value, int) and not isinstance(value, bool) \
+                and not 0 <= value <= max_count():
+            raise ConfigError(f"--{key}={value}: expected 0 to {max_count()} ({os.cpu_count()} cores here, "
+                              f"{MAX_COUNT_PER_CORE} per core at most)")
 
 
 def key_comments(source_path):

@@ -109,16 +109,24 @@ def read_manifest(out_dir, replaced=None):
     rows = {}
     if not os.path.isfile(path):
         return rows
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        for row in reader:
-            # a row cut short by a kill mid-write has missing fields: it describes no complete file
-            if row.get("track_id") and None not in (row.get(c) for c in reader.fieldnames or []):
-                earlier = rows.get(row["track_id"])
-                if replaced is not None and earlier is not None and earlier.get("path") != row.get("path"):
-                    replaced.append((earlier, row.get("path", "")))
-                rows[row["track_id"]] = row
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            read_rows(csv.DictReader(f), rows, replaced)
+    except (UnicodeDecodeError, csv.Error) as e:  # one line naming the file, never a bare codec error
+        raise ValueError(f"{path} cannot be read as a UTF-8 CSV ({type(e).__name__}: {str(e)[:120]}): fix or "
+                         f"remove it (stage 1 writes it again for the files it fetches)") from None
     return rows
+
+
+def read_rows(reader, rows, replaced):
+    """:func:`read_manifest`'s loop over the csv.DictReader ``reader`` into the dict ``rows``."""
+    for row in reader:
+        # a row cut short by a kill mid-write has missing fields: it describes no complete file
+        if row.get("track_id") and None not in (row.get(c) for c in reader.fieldnames or []):
+            earlier = rows.get(row["track_id"])
+            if replaced is not None and earlier is not None and earlier.get("path") != row.get("path"):
+                replaced.append((earlier, row.get("path", "")))
+            rows[row["track_id"]] = row
 
 
 def append_manifest_row(out_dir, row):

@@ -335,6 +335,13 @@ def check_file_rate(file_rate):
                          f"{MAX_FILE_RATE_HZ} Hz: not audio")
 
 
+def check_finite(samples):
+    """Raise TrackError when decoded ``samples`` hold NaN or infinite values (a float WAV written by a broken
+    program): no level, trimming or length means anything for them."""
+    if not np.isfinite(samples).all():
+        raise TrackError("NaN or infinite samples (a broken float file): not audio")
+
+
 def decode_after_ffmpeg_refused(error, data, path=None):
     """ffmpeg refused the bytes ``data`` with ``error``: decode the file itself with ffmpeg (an m4a indexed at
     its end), else with libsndfile (:func:`local.audio.decode_with_libsndfile`; real Ogg Vorbis files of
@@ -378,6 +385,7 @@ def track_from_samples(samples, file_rate, warning, settings, keep_waveform=Fals
     Raises TrackError with a reason a person understands when the track cannot be used.
     """
     check_file_rate(file_rate)
+    check_finite(samples)
     y = audio.resample(audio.to_mono(samples), file_rate, settings.sample_rate)
     y = audio.peak_normalize(y)
     if y.size == 0 or float(np.max(np.abs(y))) < SILENT_PEAK:
@@ -447,6 +455,7 @@ def stream_pass(chunks, sample_rate, quantization_channels, divide_by=None):
             warning = stop.value or ""
             break
         check_file_rate(file_rate)
+        check_finite(chunk)
         if resampler is None and int(file_rate) != int(sample_rate):
             resampler = soxr.ResampleStream(int(file_rate), int(sample_rate), 1, dtype="float32", quality="HQ")
         mono = audio.to_mono(chunk)

@@ -289,3 +289,45 @@ def test_judge_refuses_a_data_dir_at_another_sample_rate(demo_tagger, tmp_path):
     write_json_atomic(os.path.join(data_dir, "dataset.json"), dict(info, sample_rate=info["sample_rate"] // 2))
     with pytest.raises(StageError, match=f"holds {info['sample_rate'] // 2} Hz tracks but the model in"):
         judge.Judge(judge.Tagger(demo_tagger["run_dir"]), data_dir)
+
+
+def test_every_float_key_is_finite_and_every_count_bounded_by_the_machine(tmp_path):
+    from helpers import run_script
+    from local.config import ConfigError, max_count, resolve_config
+    defaults = {"max_minutes": 0.0, "grad_clip": 1.0, "temperature": 1.0, "workers": 2, "threads": 0,
+                "concurrency": 2, "dilations": [1.0]}
+    for arg, said in (("--max_minutes=nan", "--max_minutes=nan: expected a finite number"),
+                      ("--grad_clip=nan", "--grad_clip=nan: expected a finite number"),
+                      ("--temperature=inf", "--temperature=inf: expected a finite number"),
+                      ("--dilations=1,inf", "--dilations=[1.0, inf]: expected a finite number"),
+                      ("--workers=10000", f"--workers=10000: expected 0 to {max_count()}"),
+                      ("--concurrency=100000", "--concurrency=100000: expected 0 to"),
+                      ("--threads=-1", "--threads=-1: expected 0 to")):
+        with pytest.raises(ConfigError, match=said.replace("[", r"\[").replace("]", r"\]")):
+            resolve_config(defaults, [arg])
+    toml = tmp_path / "c.toml"
+    toml.write_text("max_minutes = nan\n")
+    with pytest.raises(ConfigError, match="--max_minutes=nan: expected a finite number"):
+        resolve_config(defaults, [f"--config={toml}"])
+    with pytest.raises(ConfigError, match="not a regular file"):
+        resolve_config(defaults, ["--config=/dev/zero"])
+    assert resolve_config(defaults, ["--workers=4", "--threads=0"])["workers"] == 4
+    result = run_script("run_model_training.py", "--max_minutes=nan", f"--run_dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "expected a finite number" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_nan_samples_and_an_undecodable_manifest_are_named_as_such(tmp_path):
+    import soundfile
+    from helpers import run_script
+    y = np.sin(np.arange(32000) / 10).astype(np.float32)
+    y[1000:1010] = np.nan
+    path = str(tmp_path / "nan.wav")
+    soundfile.write(path, y, 16000, subtype="FLOAT")
+    track, reason = preprocessing.decode_track(path)
+    assert track is None and reason == "NaN or infinite samples (a broken float file): not audio"
+    raw = tmp_path / "raw"
+    make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.0)
+    (raw / "manifest.csv").write_bytes(b"track_id,genre,path\nt1,Rock\xff\xfe,Rock/a.mp3\n")
+    result = run_script("run_transformation_scripts.py", f"--raw_dir={raw}", f"--out_dir={tmp_path / 'out'}")
+    assert result.returncode == 2 and f"{raw / 'manifest.csv'} cannot be read as a UTF-8 CSV" in result.stderr
+    assert "Traceback" not in result.stderr
