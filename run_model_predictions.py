@@ -78,7 +78,8 @@ def check_config(config):
                              f"not a trained run (train one with run_model_training.py --run_dir={config['run_dir']})")
     from local import checks, training
     problem = checks.shared_folder_problem(config, "out_dir", "run_dir", "data_dir", "judge") \
-        or checks.output_folder_problem(config["out_dir"], "out_dir") or training.model_files_problem(config["run_dir"])
+        or checks.output_folder_problem(config["out_dir"], "out_dir") or training.model_files_problem(config["run_dir"]) \
+        or checks.output_folder_problem(config["run_dir"], "run_dir")  # its report and evaluation.json are written
     if problem:  # before any scoring or generating, not after
         raise StageError(problem)
 

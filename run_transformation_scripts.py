@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local.config import configure, fail, save_config  # noqa: E402
+from local.config import configure, fail, save_config, stage_main  # noqa: E402
 
 # --- I/O ---
 raw_dir = "data/raw"  # stage 1's output: uses its manifest.csv, else every audio file (genre = folder name)
@@ -37,6 +37,7 @@ rows_per_part = 64  # tracks per Parquet part file (a killed run loses at most t
 # -----------------------------------------------------------------------------
 
 
+@stage_main
 def main(argv=None):
     """Stage 2: check the config, record it, decode what is new under raw_dir into out_dir, say what happened."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call

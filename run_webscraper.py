@@ -20,7 +20,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local.config import configure, fail, save_config  # noqa: E402
+from local.config import configure, fail, save_config, stage_main  # noqa: E402
 
 # --- what to collect ---
 source = "demo"  # demo | folder | fma | fma-archive
@@ -54,6 +54,7 @@ subset = "small"  # small | medium | large | full
 # -----------------------------------------------------------------------------
 
 
+@stage_main
 def main(argv=None):
     """Stage 1: check the config, record it, collect what is missing from the source, say what happened."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call

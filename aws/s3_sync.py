@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import ConfigError, configure, fail  # noqa: E402
+from local.config import ConfigError, configure, fail, stage_main  # noqa: E402
 
 src = ""  # a folder or s3://bucket/prefix
 dst = ""  # a folder or s3://bucket/prefix (the other kind than src)
@@ -44,6 +44,7 @@ def check_config(config):
             raise ConfigError(f"{key}={config[key]!r} {what}")
 
 
+@stage_main
 def main(argv=None):
     """Check the config, sync src to dst, say what travelled."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call

@@ -17,7 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import ConfigError, configure, fail, save_config  # noqa: E402
+from local.config import ConfigError, configure, fail, save_config, stage_main  # noqa: E402
 
 # --- I/O ---
 raw_dir = "data/raw"  # stage 1's output: a folder or a URI (file://, hdfs://, s3://)
@@ -41,6 +41,7 @@ partitions = 0  # decoding tasks (files are packed by size); 0 = 4 per core
 # -----------------------------------------------------------------------------
 
 
+@stage_main
 def main(argv=None):
     """Stage 2 on Spark: the local stage's checks, then the decoding on the executors, then its summary."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call

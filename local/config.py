@@ -12,6 +12,7 @@ docstring and every key with its default and comment.
 
 Only the standard library is imported here, so ``--help`` and config errors answer at once.
 """
+import errno
 import functools
 import io
 import json
@@ -40,14 +41,41 @@ class StageError(ConfigError):
 
 def stage_main(main):
     """Decorate a script's ``main(argv=None)``: a ConfigError or StageError it raises ends the script with
-    :func:`fail` (one line on stderr, its exit status), never a traceback."""
+    :func:`fail` (one line on stderr, its exit status), never a traceback; so does a full disk
+    (:func:`disk_full_line`: reruns are correct, only the message was wrong)."""
     @functools.wraps(main)
     def run(argv=None):
         try:
             return main(argv)
         except ConfigError as e:
             fail(str(e), e.status)
+        except OSError as e:
+            if e.errno not in DISK_FULL_ERRNOS:
+                raise
+            fail(disk_full_line(e))
     return run
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_line(error, needed_bytes=None):
+    """One line for a write that failed with ENOSPC/EDQUOT (``error``): the folder, the space left there and,
+    when known, the space needed."""
+    import shutil
+    path = next((p for p in (getattr(error, "filename", None), getattr(error, "filename2", None)) if p), "")
+    folder = os.path.dirname(os.path.abspath(os.fspath(path))) if path else os.getcwd()
+    probe = folder
+    while probe and not os.path.isdir(probe):
+        probe = os.path.dirname(probe)
+    try:
+        free = f"{shutil.disk_usage(probe or '.').free / 1e6:,.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    needed = f", about {needed_bytes / 1e6:,.0f} MB more needed" if needed_bytes else ""
+    what = "disk quota exceeded" if error.errno == errno.EDQUOT else "no space left on the disk"
+    return (f"{what} of {folder} ({free}{needed}): free some space or write elsewhere, then run again "
+            f"(a rerun goes on from what is complete)")
 
 
 def check_minimums(config, minimums):

@@ -331,3 +331,51 @@ def test_nan_samples_and_an_undecodable_manifest_are_named_as_such(tmp_path):
     result = run_script("run_transformation_scripts.py", f"--raw_dir={raw}", f"--out_dir={tmp_path / 'out'}")
     assert result.returncode == 2 and f"{raw / 'manifest.csv'} cannot be read as a UTF-8 CSV" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_full_disk_is_one_line_in_every_stage(tmp_path, monkeypatch, capsys):
+    """ENOSPC met anywhere in a stage's main: one line naming the folder and the space left, no traceback."""
+    import errno
+    import importlib
+    from local import config as config_module
+    scripts = ["run_webscraper", "run_transformation_scripts", "run_model_training", "run_model_predictions",
+               "aws.s3_sync", "aws.spark_preprocessing", "aws.spark_training"]
+    for name in scripts:
+        module = importlib.import_module(name)
+        assert hasattr(module.main, "__wrapped__"), f"{name}.main is not a stage_main"
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / ".tmp-1-part-00001.parquet"))
+
+    @config_module.stage_main
+    def writes(argv=None):
+        raise full
+    with pytest.raises(SystemExit) as stopped:
+        writes([])
+    err = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and "\n" not in err
+    assert err.startswith(f"error: no space left on the disk of {tmp_path / 'out'} (") and "MB free" in err
+    import run_transformation_scripts
+    raw = tmp_path / "raw"
+    make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.0)
+    from local import dataset_store
+
+    def disk_full(*args, **kwargs):
+        raise full
+    monkeypatch.setattr(dataset_store, "write_dataset_files", disk_full)
+    with pytest.raises(SystemExit) as stopped:
+        run_transformation_scripts.main([f"--raw_dir={raw}", f"--out_dir={tmp_path / 'out'}", "--workers=1",
+                                         "--min_seconds=0.5"])
+    assert stopped.value.code == 2 and "no space left on the disk of" in capsys.readouterr().err
+
+
+def test_stage4_checks_that_run_dir_is_writable_before_any_work(stage4, monkeypatch):
+    import run_model_predictions
+    from local import checks
+    from local.config import StageError
+    real = checks.output_folder_problem
+    monkeypatch.setattr(checks, "output_folder_problem", lambda path, key: (
+        f"{key}={path!r} cannot be written (Read-only file system): pass a writable --{key}" if key == "run_dir"
+        else real(path, key)))
+    from local.config import config_keys
+    keys = dict(config_keys(vars(run_model_predictions)), run_dir=str(stage4 / "run"), out_dir=str(stage4 / "gen-ro"))
+    with pytest.raises(StageError, match="run_dir=.* cannot be written"):
+        run_model_predictions.check_config(keys)
