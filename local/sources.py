@@ -59,6 +59,9 @@ def collect(config, progress=True):
     """
     source, out_dir, genres = config["source"], config["out_dir"], config["genres"]
     limit = config["max_tracks_per_genre"]
+    if os.path.isdir(out_dir):  # the temps a killed run (SIGTERM, kill -9) left: no file ever trusts them
+        from local.fileio import remove_stale_temps
+        remove_stale_temps(out_dir, recursive=True)
     if source == "demo":
         from local.demo_corpus import write_demo_corpus
         per_genre = min(config["demo_tracks_per_genre"], limit) if limit else config["demo_tracks_per_genre"]

@@ -379,3 +379,20 @@ def test_stage4_checks_that_run_dir_is_writable_before_any_work(stage4, monkeypa
     keys = dict(config_keys(vars(run_model_predictions)), run_dir=str(stage4 / "run"), out_dir=str(stage4 / "gen-ro"))
     with pytest.raises(StageError, match="run_dir=.* cannot be written"):
         run_model_predictions.check_config(keys)
+
+
+def test_stage1_removes_the_temps_a_killed_run_left(tmp_path):
+    from helpers import run_script
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    folder, out = tmp_path / "music", tmp_path / "raw"
+    make_audio(str(folder / "Rock" / "a.mp3"), seconds=1.0)
+    os.makedirs(out / "Rock")
+    left = [out / "Rock" / f".tmp-{dead.pid}-a-1234.mp3", out / f".tmp-{dead.pid}-manifest.csv"]
+    for path in left:
+        path.write_bytes(b"half a file")
+    live = out / "Rock" / f".tmp-{os.getpid()}-b.mp3"  # a live writer's temp stays
+    live.write_bytes(b"being written")
+    result = run_script("run_webscraper.py", "--source=folder", f"--folder={folder}", f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr
+    assert not any(path.exists() for path in left) and live.exists()
