@@ -4,6 +4,7 @@ Every source (demo, folder, FMA website, FMA archive) writes through these funct
 manifest columns and the safety rules (no name escapes ``out_dir``; nothing partial is ever at ``path``)
 hold for all of them.
 """
+import contextlib
 import csv
 import hashlib
 import os
@@ -134,6 +135,11 @@ def append_manifest_row(out_dir, row):
 
     Rows are appended as tracks complete, so a killed run loses at most the tracks in flight.
     """
+    append_manifest_rows(out_dir, [row])
+
+
+def append_manifest_rows(out_dir, rows):
+    """:func:`append_manifest_row` for several rows, with one flush to disk."""
     path = os.path.join(out_dir, MANIFEST_NAME)
     os.makedirs(out_dir, exist_ok=True)
     new = not os.path.isfile(path) or os.path.getsize(path) == 0
@@ -144,7 +150,8 @@ def append_manifest_row(out_dir, row):
             writer.writeheader()
         if torn:  # a kill mid-row left half a line: end it, so this row is not glued onto it
             f.write("\r\n")
-        writer.writerow({c: row.get(c, "") for c in MANIFEST_COLUMNS})
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in MANIFEST_COLUMNS})
         f.flush()
         os.fsync(f.fileno())
 
@@ -173,8 +180,28 @@ def have_track(out_dir, manifest, track_id):
     return sha256_file(full) == row.get("sha256")
 
 
-def place_file(src, dst, link=False):
-    """Put a copy (or a hard link, if ``link`` and possible) of ``src`` at ``dst`` atomically."""
+def place_file(src, dst, link=False, sync=True):
+    """Put a copy (or a hard link, if ``link`` and possible) of ``src`` at ``dst`` atomically.
+
+    ``sync=False``: no fsync of the file and its folder (a caller placing many files syncs each folder once
+    with :func:`local.fileio.fsync_dir`, and a copy's bytes with os.fsync, before recording them)."""
+    if not sync:
+        os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+        tmp = fileio.temp_path_for(dst)
+        try:
+            if link:
+                try:
+                    os.link(src, tmp)
+                except OSError:
+                    shutil.copyfile(src, tmp)
+            else:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+        return
     with fileio.atomic_path(dst) as tmp:
         if link:
             try:
@@ -204,8 +231,13 @@ def genre_selector(genres=None, max_tracks_per_genre=0):
 
 def record_track(out_dir, track_id, genre, full_path, relative_path, title="", artist="", source="", split=""):
     """Append the manifest row for a track whose file is complete at ``full_path``; return the row."""
-    row = {"track_id": track_id, "genre": genre, "title": title, "artist": artist, "source": source,
-           "path": relative_path, "bytes": os.path.getsize(full_path), "sha256": sha256_file(full_path),
-           "split": split}
+    row = track_row(track_id, genre, full_path, relative_path, title, artist, source, split)
     append_manifest_row(out_dir, row)
     return row
+
+
+def track_row(track_id, genre, full_path, relative_path, title="", artist="", source="", split=""):
+    """The manifest row of a track whose file is complete at ``full_path`` (its size and sha256 read now)."""
+    return {"track_id": track_id, "genre": genre, "title": title, "artist": artist, "source": source,
+            "path": relative_path, "bytes": os.path.getsize(full_path), "sha256": sha256_file(full_path),
+            "split": split}

@@ -396,3 +396,39 @@ def test_stage1_removes_the_temps_a_killed_run_left(tmp_path):
     result = run_script("run_webscraper.py", "--source=folder", f"--folder={folder}", f"--out_dir={out}")
     assert result.returncode == 0, result.stderr
     assert not any(path.exists() for path in left) and live.exists()
+
+
+def test_folder_import_reads_tags_with_few_processes_and_a_rerun_opens_no_file(tmp_path, monkeypatch):
+    """The old import ran ffprobe twice per file (about 5 files/s), and again on every rerun;
+    bench/bench_folder_import.py gives the figures for 10,000 files."""
+    import shutil
+    from local import music_folder
+    folder, out = tmp_path / "music", str(tmp_path / "raw")
+    tagged = make_audio(str(tmp_path / "tagged.mp3"), seconds=0.5, metadata={"genre": "Rock", "title": "T"})
+    plain = make_audio(str(tmp_path / "plain.ogg"), seconds=0.5)
+    for k in range(30):
+        os.makedirs(folder / f"Album{k % 3}", exist_ok=True)
+        shutil.copy(tagged if k % 2 else plain, folder / f"Album{k % 3}" / f"t{k:02d}{'.mp3' if k % 2 else '.ogg'}")
+    (folder / "Album0" / "broken.mp3").write_bytes(b"\xff\xfb" + bytes(500))  # ffmpeg cannot open it
+    started = []
+    real_popen = subprocess.Popen
+
+    class CountingPopen(real_popen):
+        def __init__(self, args, *rest, **kwargs):
+            started.append(args[0])
+            super().__init__(args, *rest, **kwargs)
+    monkeypatch.setattr(subprocess, "Popen", CountingPopen)
+    first = music_folder.import_music_folder(str(folder), out, progress=False)
+    assert first["downloaded"] == 31 and first["failed"] == []
+    assert len(started) <= 3, started  # one ffmpeg for the batch, one more after the file it cannot open
+    rows = manifest_rows(out)
+    assert {rows[t]["genre"] for t in rows if "t01" in t} == {"Rock"} and rows[next(t for t in rows if "t00" in t)][
+        "genre"] == "Album0"
+    started.clear()
+    again = music_folder.import_music_folder(str(folder), out, progress=False)
+    assert again["skipped"] == 31 and again["downloaded"] == 0 and started == []
+
+
+def manifest_rows(out):
+    from local import manifest
+    return manifest.read_manifest(out)
