@@ -398,11 +398,11 @@ def test_stage1_removes_the_temps_a_killed_run_left(tmp_path):
     assert not any(path.exists() for path in left) and live.exists()
 
 
-def test_folder_import_reads_tags_with_few_processes_and_a_rerun_opens_no_file(tmp_path, monkeypatch):
+def test_folder_import_reads_tags_with_few_processes_and_a_rerun_opens_no_file(tmp_path):
     """The old import ran ffprobe twice per file (about 5 files/s), and again on every rerun;
     bench/bench_folder_import.py gives the figures for 10,000 files."""
     import shutil
-    from local import music_folder
+    from helpers import run_script
     folder, out = tmp_path / "music", str(tmp_path / "raw")
     tagged = make_audio(str(tmp_path / "tagged.mp3"), seconds=0.5, metadata={"genre": "Rock", "title": "T"})
     plain = make_audio(str(tmp_path / "plain.ogg"), seconds=0.5)
@@ -410,23 +410,26 @@ def test_folder_import_reads_tags_with_few_processes_and_a_rerun_opens_no_file(t
         os.makedirs(folder / f"Album{k % 3}", exist_ok=True)
         shutil.copy(tagged if k % 2 else plain, folder / f"Album{k % 3}" / f"t{k:02d}{'.mp3' if k % 2 else '.ogg'}")
     (folder / "Album0" / "broken.mp3").write_bytes(b"\xff\xfb" + bytes(500))  # ffmpeg cannot open it
-    started = []
-    real_popen = subprocess.Popen
+    # every ffmpeg and ffprobe the import starts leaves a line in a log
+    wrappers, log = tmp_path / "bin", tmp_path / "launches.log"
+    wrappers.mkdir()
+    for name, real in (("ffmpeg", audio.ffmpeg_binary()), ("ffprobe", shutil.which("ffprobe") or "false")):
+        (wrappers / name).write_text(f'#!/bin/sh\necho {name} >> "{log}"\nexec "{real}" "$@"\n')
+        (wrappers / name).chmod(0o755)
+    env = {"PATH": f"{wrappers}{os.pathsep}{os.environ['PATH']}", "WAVEFORMS_FFMPEG": str(wrappers / "ffmpeg")}
 
-    class CountingPopen(real_popen):
-        def __init__(self, args, *rest, **kwargs):
-            started.append(args[0])
-            super().__init__(args, *rest, **kwargs)
-    monkeypatch.setattr(subprocess, "Popen", CountingPopen)
-    first = music_folder.import_music_folder(str(folder), out, progress=False)
-    assert first["downloaded"] == 31 and first["failed"] == []
-    assert len(started) <= 3, started  # one ffmpeg for the batch, one more after the file it cannot open
+    def launches():
+        count = len(log.read_text().splitlines()) if log.exists() else 0
+        log.unlink(missing_ok=True)
+        return count
+    first = run_script("run_webscraper.py", "--source=folder", f"--folder={folder}", f"--out_dir={out}", env=env)
+    assert first.returncode == 0 and "folder: 31 new, 0 already had, 0 failed" in first.stdout, first.stdout
+    assert launches() <= 3  # one ffmpeg for the batch, one more after the file it cannot open
     rows = manifest_rows(out)
-    assert {rows[t]["genre"] for t in rows if "t01" in t} == {"Rock"} and rows[next(t for t in rows if "t00" in t)][
-        "genre"] == "Album0"
-    started.clear()
-    again = music_folder.import_music_folder(str(folder), out, progress=False)
-    assert again["skipped"] == 31 and again["downloaded"] == 0 and started == []
+    assert {rows[t]["genre"] for t in rows if "t01" in t} == {"Rock"}
+    assert rows[next(t for t in rows if "t00" in t)]["genre"] == "Album0"
+    again = run_script("run_webscraper.py", "--source=folder", f"--folder={folder}", f"--out_dir={out}", env=env)
+    assert again.returncode == 0 and "folder: 0 new, 31 already had" in again.stdout and launches() == 0
 
 
 def manifest_rows(out):
