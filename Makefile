@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO := data/demo
 
-.PHONY: setup system demo cluster-demo test bench clean-demo
+.PHONY: setup system demo cluster-demo test test-fast bench clean-demo
 
 setup: system $(STAMP)
 
@@ -27,10 +27,11 @@ system:
 	  echo "note: the report page tests need chromium (sudo apt-get install chromium, or WAVEFORMS_CHROMIUM=/path/to/chrome)"; \
 	fi
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 # TensorFlow's start-up chatter (no GPU here) would bury the demo's results
@@ -59,8 +60,13 @@ cluster-demo: export TF_CPP_MIN_LOG_LEVEL=3
 cluster-demo: setup
 	$(PY) aws/cluster_demo.py --raw_dir=$(DEMO)/raw --out_dir=$(DEMO)/cluster
 
+# The whole suite (what CI runs), and the fast tier for the person editing: everything but the tests that start
+# Spark, a standalone cluster, an S3 server or Chromium, or train for long (markers in pytest.ini).
 test: setup
 	$(PY) -m pytest -q test
+
+test-fast: setup
+	$(PY) -m pytest -q test -m "not spark and not cluster and not s3 and not browser and not slow"
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -28,10 +28,8 @@ Run:
 Every file is written under a temp name and renamed, so a killed run leaves only complete files.
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local.config import StageError, check_minimums, configure, stage_main  # noqa: E402
+from local.config import StageError, check_minimums, configure, stage_main
 
 # --- I/O ---
 run_dir = "data/runs/default"  # stage 3's output: model.keras + model.json (+ config.json)
@@ -76,9 +74,9 @@ def check_config(config):
         if not os.path.isfile(os.path.join(config["run_dir"], name)):
             raise StageError(f"{os.path.join(config['run_dir'], name)} is missing: run_dir={config['run_dir']!r} is "
                              f"not a trained run (train one with run_model_training.py --run_dir={config['run_dir']})")
-    from local import checks, training
+    from local import checks, rundir
     problem = checks.shared_folder_problem(config, "out_dir", "run_dir", "data_dir", "judge") \
-        or checks.output_folder_problem(config["out_dir"], "out_dir") or training.model_files_problem(config["run_dir"]) \
+        or checks.output_folder_problem(config["out_dir"], "out_dir") or rundir.model_files_problem(config["run_dir"]) \
         or checks.output_folder_problem(config["run_dir"], "run_dir")  # its report and evaluation.json are written
     if problem:  # before any scoring or generating, not after
         raise StageError(problem)
@@ -157,9 +155,8 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     import numpy as np
     from tqdm import tqdm
 
-    from local import clip_folder, dataset_store, generation, report
+    from local import clip_files, clip_folder, dataset_store, generation, report
     from local.fileio import write_json_atomic
-    from local.samples import clip_name
     weights = generation.fold_weights(model, wavenet)
     prime_genre = prime_row["genre"] if prime_row is not None else None
     clip_genres = generation.stream_genres(genres, conditioned=wavenet.conditioned, genre=config["genre"],
@@ -182,9 +179,9 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
             chunk=max(1, int(config["progress_seconds"] * sample_rate)), progress=bar)
     shown_prime = prime if config["include_prime"] else prime[:0]
     primed = f", prime {config['prime_track']} until {len(prime) / sample_rate:g} s" if len(shown_prime) else ""
-    names = [clip_name(g, k) + ext for k, g in enumerate(clip_genres) for ext in (".wav", ".png")]
+    names = [clip_files.clip_name(g, k) + ext for k, g in enumerate(clip_genres) for ext in (".wav", ".png")]
     clip_folder.claim_folder(config["out_dir"], names)  # the folder holds this call's clips only, from now on
-    clips = generation.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
+    clips = clip_files.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
                                    sample_rate=sample_rate, quantization_channels=wavenet.quantization_channels,
                                    title=f"temperature {config['temperature']:g}{primed}")
     per_clip_rate = n_samples / max(elapsed, 1e-9)
@@ -233,15 +230,15 @@ def main(argv=None):
 
 def run(config):
     """Stage 4's steps for a checked ``config``, holding its out_dir's lock."""
-    from local import training
     from local.config import save_config
     from local.fileio import remove_stale_temps
+    from local.wavenet import read_run_model
     if config["audio"] or config["similar_to"]:  # a tagger run: tag files, find similar tracks (local/judge.py)
         from local.judge import tagger_commands
         tagger_commands(config)
         save_config(config, config["out_dir"])
         return
-    wavenet, info = training.read_run_model(config["run_dir"])
+    wavenet, info = read_run_model(config["run_dir"])
     genres, sample_rate = list(info["genres"]) or [""], int(info["sample_rate"])
     data_dir = config["data_dir"] or info.get("data_dir", "")
     if config["genre"] and config["genre"] not in genres:

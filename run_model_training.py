@@ -28,11 +28,8 @@ Run:
 
 Rerunning with the same run_dir continues from its latest checkpoint; the model keys must not change.
 """
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local.config import stage_main  # noqa: E402
+from local.config import stage_main
 
 # --- I/O ---
 data_dir = "data/processed"  # stage 2's output (tracks/part-*.parquet + dataset.json)
@@ -92,71 +89,14 @@ sweep = ""  # a TOML/JSON file: base keys + a [sweep] table of lists; one run pe
 # -----------------------------------------------------------------------------
 
 
-def train_one(config):
-    """Stage 3 for one resolved config: the dataset, the run directory, then the training loop; the summary."""
-    if config["model"] == "tagger":  # the genre tagger: the same loop and run-directory files (local/tagger.py)
-        from local import tagger
-        return tagger.train_tagger(config)
-    from local import dataset, dataset_store, report, training
-    from local.wavenet import WaveNetConfig
-    data_dir, run_dir = config["data_dir"], config["run_dir"]
-    info = dataset_store.read_dataset_json(data_dir) if dataset_store.list_parts(data_dir) else None
-    genres, sample_rate = training.check_dataset(info, data_dir, config["quantization_channels"])
-    wavenet = WaveNetConfig.from_config(config, n_genres=len(genres))
-    train_tracks, valid_tracks = training.usable_splits(dataset_store.read_index(data_dir), wavenet.receptive_field,
-                                                        config["window"], data_dir, sample_rate)
-    model_json = training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate, data_dir=data_dir)
-    judge = None
-    if config["judge"]:  # before any training: the tagger must fit this dataset's genres and sample rate
-        from local.judge import wavenet_judge
-        judge = wavenet_judge(config["judge"], genres=genres, sample_rate=sample_rate, wavenet_run=run_dir,
-                              data_dir=data_dir)
-    training.open_run_dir(run_dir, model_json)
-
-    task = training.wavenet_task(wavenet, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
-    state = training.resume(run_dir, task.model, task.optimizer)
-    training.write_run_files(run_dir, config, model_json)
-    baselines = {"unigram": dataset.unigram_bits(train_tracks, wavenet.quantization_channels),
-                 "uniform": task.baseline_bits}
-    report.write_baselines(run_dir, baselines["uniform"], baselines["unigram"])  # the page draws them
-    print(training.describe(task.model, wavenet, sample_rate=sample_rate, n_train=len(train_tracks),
-                            n_valid=len(valid_tracks), n_valid_windows=config["valid_windows"])
-          + "; baselines: " + ", ".join(f"{k} {v:.2f}" for k, v in baselines.items()) + " bits/sample")
-
-    def learning_rate(step, time_fraction=0.0):
-        return training.learning_rate_at(step, config["learning_rate"], schedule=config["lr_schedule"],
-                                         warmup_steps=config["warmup_steps"], total_steps=config["steps"],
-                                         min_learning_rate=config["min_learning_rate"], time_fraction=time_fraction)
-
-    page_callbacks = report.report_callbacks(task.model, run_dir, sample_every=config["sample_every"],
-                                             sample_seconds=config["sample_seconds"], seed=config["seed"],
-                                             eval_every=config["eval_every"],
-                                             judge_clips=judge.judge if judge else None)
-    writer = training.tensorboard_writer(run_dir)
-    try:
-        summary = training.train(task, run_dir, state, config=config, steps=config["steps"],
-                                 eval_every=config["eval_every"], checkpoint_every=config["checkpoint_every"],
-                                 keep_checkpoints=config["keep_checkpoints"], learning_rate_at=learning_rate,
-                                 max_minutes=config["max_minutes"],
-                                 on_evaluate=[training.stuck_warning(config["stuck_check_step"],
-                                                                     wavenet.quantization_channels, state["step"]),
-                                              *page_callbacks],
-                                 writer=writer)
-    finally:
-        writer.close()
-    print(f"report: {report.write_report(run_dir)}")
-    print(training.done_line(run_dir, baselines))
-    return summary
-
-
 @stage_main
 def main(argv=None):
-    from local import training
-    config = training.resolve_config(globals(), argv)
+    from local import kinds  # TensorFlow and the data libraries: only once the script runs
+    config = kinds.resolve_config(globals(), argv)
     if config["sweep"]:
         from local import sweep
-        return sweep.run_sweep_file(config, argv, defaults=globals(), train_one=train_one)
-    return train_one(config)
+        return sweep.run_sweep_file(config, argv, defaults=globals(), train_one=kinds.train_config)
+    return kinds.train_config(config)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,8 @@ Run:
 
 A rerun processes only new or changed files; a killed run is completed by the next one.
 """
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local.config import configure, fail, save_config, stage_main  # noqa: E402
+from local.config import configure, fail, save_config, stage_main
 
 # --- I/O ---
 raw_dir = "data/raw"  # stage 1's output: uses its manifest.csv, else every audio file (genre = folder name)

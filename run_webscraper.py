@@ -16,11 +16,8 @@ Run:
 A rerun fetches only what is missing; a killed run loses at most the files in flight. What could not be
 fetched is listed at the end and in <out_dir>/failures.csv (path, reason).
 """
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local.config import configure, fail, save_config, stage_main  # noqa: E402
+from local.config import configure, fail, save_config, stage_main
 
 # --- what to collect ---
 source = "demo"  # demo | folder | fma | fma-archive

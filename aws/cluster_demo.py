@@ -18,8 +18,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure, fail  # noqa: E402
+from local.config import configure, fail
 
 # --- I/O ---
 raw_dir = "data/demo/raw"  # stage 1's output; the demo corpus is made there when it has no manifest.csv

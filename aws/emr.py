@@ -17,11 +17,8 @@ Run:
   python aws/s3_sync.py --src=s3://my-bucket/waveforms/processed --dst=data/processed
 """
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import ConfigError, configure, fail  # noqa: E402
+from local.config import ConfigError, configure, fail
 
 # --- what to do ---
 action = "run"  # run (new cluster with the steps) | add_steps | status | terminate

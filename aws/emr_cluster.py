@@ -41,22 +41,19 @@ def split_s3(uri):
 
 
 def code_zip(root=ROOT):
-    """The bytes of a zip holding the ``local`` and ``aws`` packages (.py files only), importable from --py-files.
-
-    ``local`` has no ``__init__.py`` on disk (a namespace package); the zip gets an empty one, because
-    zipimport finds packages by their ``__init__.py``.
-    """
+    """The bytes of a zip holding the ``local`` and ``aws`` packages (.py files only, subpackages included),
+    importable from --py-files; the same bytes for the same sources (fixed dates, sorted names)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for package in PACKAGES:
-            names = sorted(n for n in os.listdir(os.path.join(root, package)) if n.endswith(".py"))
-            for name in names:
-                info = zipfile.ZipInfo(f"{package}/{name}", date_time=(2020, 1, 1, 0, 0, 0))  # same bytes each time
-                info.compress_type = zipfile.ZIP_DEFLATED
-                with open(os.path.join(root, package, name), "rb") as f:
-                    archive.writestr(info, f.read())
-            if "__init__.py" not in names:
-                archive.writestr(zipfile.ZipInfo(f"{package}/__init__.py", date_time=(2020, 1, 1, 0, 0, 0)), b"")
+            for folder, _, files in sorted(os.walk(os.path.join(root, package))):
+                for name in sorted(n for n in files if n.endswith(".py")):
+                    path = os.path.join(folder, name)
+                    info = zipfile.ZipInfo(os.path.relpath(path, root).replace(os.sep, "/"),
+                                           date_time=(2020, 1, 1, 0, 0, 0))
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with open(path, "rb") as f:
+                        archive.writestr(info, f.read())
     return buffer.getvalue()
 
 

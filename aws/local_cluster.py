@@ -21,7 +21,6 @@ never takes a live cluster for a leftover.
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess

@@ -11,12 +11,9 @@ Run:
   python aws/s3_sync.py --src=data/raw --dst=s3://my-bucket/raw --delete      # also remove what src lacks
   python aws/s3_sync.py --src=data/raw --dst=s3://bucket/raw --endpoint_url=http://127.0.0.1:8333  # MinIO etc.
 """
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import ConfigError, configure, fail, stage_main  # noqa: E402
+from local.config import ConfigError, configure, fail, stage_main
 
 src = ""  # a folder or s3://bucket/prefix
 dst = ""  # a folder or s3://bucket/prefix (the other kind than src)

@@ -1,5 +1,5 @@
 """Stage 2 on Spark: the files are read by Spark's binaryFile source and decoded on the executors by the very
-functions the local stage uses (:func:`local.preprocessing.process_batch`), so the codes are the same bytes.
+functions the local stage uses (:func:`local.decoding.process_batch`), so the codes are the same bytes.
 
 The driver only lists files and plans (splits, genre ids: :func:`local.preprocessing.plan_tracks`); audio
 is never collected on it. Executors return rows of :data:`local.dataset_store.TRACK_SCHEMA`, which Spark
@@ -18,7 +18,7 @@ from pyspark.accumulators import AccumulatorParam
 
 from aws import spark_io
 from local import dataset_store as store
-from local import locks, manifest, preprocessing
+from local import decoding, locks, manifest, preprocessing
 
 
 UNREAD_REASON = ("not read: Spark's file source skips names starting with '_' or '.' (rename the file), "
@@ -93,7 +93,7 @@ def decode_partition(rows, settings, genres, events):
     decoding time (seconds of one core) go to ``events``. ``settings``: DecodeSettings."""
     for batch in preprocessing.batches(rows, lambda row: len(row.content)):  # one ffmpeg per batch
         started = time.perf_counter()
-        outcomes = preprocessing.process_batch([json.loads(row.item) for row in batch], settings,
+        outcomes = decoding.process_batch([json.loads(row.item) for row in batch], settings,
                                                datas=[bytes(row.content) for row in batch])
         seconds = (time.perf_counter() - started) / len(batch)  # core-seconds per file, for sizing
         for item, track, reason in outcomes:
@@ -293,12 +293,12 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
         if plan["changed"]:
             drop_tracks(spark, out_dir, plan["changed"], index)
 
-        failed += [(i["path"], preprocessing.MISSING_REASON) for i in plan["todo"] if keys[i["path"]] not in listed]
+        failed += [(i["path"], decoding.MISSING_REASON) for i in plan["todo"] if keys[i["path"]] not in listed]
         todo = [i for i in plan["todo"] if keys[i["path"]] in listed]
         # Spark's file source never hands an empty file to a task: the local function gives its reason here
         empty = [i for i in todo if listed[keys[i["path"]]] == 0]
         failed += [(item["path"], reason) for item, _, reason in
-                   preprocessing.process_batch(empty, settings, datas=[b""] * len(empty))] if empty else []
+                   decoding.process_batch(empty, settings, datas=[b""] * len(empty))] if empty else []
         todo = [i for i in todo if listed[keys[i["path"]]] > 0]
         genres = list(plan["genres"])  # + each new genre once it has a kept track (below)
         warnings, executor_failed, decode_seconds, unread, decoders = [], {}, {}, [], {}
@@ -329,7 +329,7 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
             "failed": failed, "warnings": warnings, "dataset": dataset, "out_dir": out_dir,
             "failures_csv": spark_io.join(out_dir, "failures.csv"),
             "decode_core_seconds": float(sum(decode_seconds.values())),
-            "decoded_with_libsndfile": sum(d == preprocessing.LIBSNDFILE for d in decoders.values())}
+            "decoded_with_libsndfile": sum(d == decoding.LIBSNDFILE for d in decoders.values())}
 
 
 def write_settings_sidecar(spark, out_dir, stage_dir, settings):

@@ -13,11 +13,8 @@ Run:
 
 A rerun processes only new or changed files; a killed run leaves no part that a reader or a rerun trusts.
 """
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import ConfigError, configure, fail, save_config, stage_main  # noqa: E402
+from local.config import ConfigError, configure, fail, save_config, stage_main
 
 # --- I/O ---
 raw_dir = "data/raw"  # stage 1's output: a folder or a URI (file://, hdfs://, s3://)

@@ -18,11 +18,9 @@ Run:
   python aws/spark_training.py --help
 """
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import StageError, check_choices, check_minimums, stage_main  # noqa: E402
+from local.config import StageError, check_choices, check_minimums, stage_main
 
 # --- I/O ---
 data_dir = "data/processed"  # stage 2's output (folder or URI: file://, hdfs://, s3://)
@@ -69,19 +67,19 @@ def check_spark_config(config):
 
 
 def read_dataset(spark, config, stage_dir):
-    """(genres, sample_rate, the tracks DataFrame, its index rows without codes) of ``data_dir``."""
+    """(the :class:`local.training.DatasetView` of ``data_dir``, read through Spark, and its tracks DataFrame)."""
     from aws import spark_io
     from local import dataset_store, training
     data_dir = config["data_dir"]
     found = spark_io.fetch(spark, spark_io.join(data_dir, "dataset.json"), stage_dir) and \
         spark_io.glob(spark, spark_io.join(data_dir, "tracks", "part-*.parquet"))
-    genres, sample_rate = training.check_dataset(dataset_store.read_dataset_json(stage_dir) if found else None,
-                                                 data_dir, config["quantization_channels"],
-                                                 stage2="aws/spark_preprocessing.py")
+    info = dataset_store.read_dataset_json(stage_dir) if found else None
+    if info is None:
+        return training.DatasetView(data_dir, None, [], stage2="aws/spark_preprocessing.py"), None
     tracks = spark.read.parquet(spark_io.join(data_dir, "tracks")).select("track_id", "genre_id", "split",
                                                                         "n_samples", "codes")
     index = [r.asDict() for r in tracks.select("track_id", "genre_id", "split", "n_samples").collect()]
-    return genres, sample_rate, tracks, index
+    return training.DatasetView(data_dir, info, index, stage2="aws/spark_preprocessing.py"), tracks
 
 
 def valid_set_on_executors(tracks, valid_index, field, window, n_windows):
@@ -100,114 +98,126 @@ def publish_run(spark, local_run, run_dir):
     """Publish the run directory to the URI ``run_dir``, then delete the checkpoints there that the local copy
     no longer keeps (``keep_checkpoints``): publishing only adds files, so old ones would pile up remotely."""
     from aws import spark_io
-    from local import training
+    from local import rundir
     spark_io.publish_tree(spark, local_run, run_dir)
-    kept = [os.path.basename(path) for _, path in training.list_checkpoints(local_run)]
+    kept = [os.path.basename(path) for _, path in rundir.list_checkpoints(local_run)]
     spark_io.remove_folders_except(spark, spark_io.join(run_dir, "checkpoints"), kept, prefix="step-")
 
 
-def train_epochs(spark, config, stage_dir):
-    """Stage 3 on Spark: the dataset, the run directory, then one Elephas fit per epoch, each ending in a
-    metrics row, a checkpoint and model.keras (published to run_dir when that is a URI)."""
+def spark_task(plan, config, run_dir):
+    """The Spark job's task for local.training.train_one: the model (seeded) and the checkpoint's optimizer.
+    Elephas's workers start every epoch from the optimizer's config, so Adam's moments do not outlive an epoch;
+    the checkpoint's optimizer (built, zero state) keeps the local checkpoint format loadable both ways."""
     import keras
-    from pyspark import StorageLevel
-    from pyspark.sql.functions import col
 
-    from aws import spark_io, spark_windows
-    from local import report, training
-    from local.wavenet import WaveNetConfig, build_wavenet
-    data_dir, run_dir, window, batch_size = config["data_dir"], config["run_dir"], config["window"], config["batch_size"]
-    genres, sample_rate, tracks, index = read_dataset(spark, config, stage_dir)
-    wavenet = WaveNetConfig.from_config(config, n_genres=len(genres))
-    field = wavenet.receptive_field
-    train_index, valid_index = training.usable_splits(index, field, window, data_dir, sample_rate)
+    from local import training
+    from local.wavenet import build_wavenet
+    keras.utils.set_random_seed(config["seed"])
+    model = build_wavenet(plan.model_config)
+    optimizer = training.make_optimizer(config["learning_rate"], config["grad_clip"])
+    optimizer.build(model.trainable_variables)
+    return training.Task(model=model, optimizer=optimizer, batches=None, train_step=None, validate=None,
+                         batch_size=config["batch_size"], samples_per_example=config["window"],
+                         baseline_bits=plan.model_config.uniform_bits)
 
-    # The run directory: written locally, then published to run_dir when that is a URI.
+
+def elephas_epochs(spark, tracks):
+    """The Spark job's loop for local.training.train_one: one Elephas fit per epoch, each ending in a metrics row,
+    the callbacks (clips, the page), a checkpoint and model.keras (published to run_dir when that is a URI)."""
+    def loop(task, local_run, state, *, config, plan, on_evaluate, writer):
+        from pyspark import StorageLevel
+        from pyspark.sql.functions import col
+
+        from aws import spark_io, spark_windows
+        from local import rundir, training
+        from local.wavenet import build_wavenet
+        run_dir, window, batch_size = config["run_dir"], config["window"], config["batch_size"]
+        wavenet, model, field = plan.model_config, task.model, plan.model_config.receptive_field
+        state.setdefault("epoch", 0)
+        export_model = build_wavenet(wavenet)  # never compiled: model.keras then loads without this job's loss
+        train_model, custom_objects = spark_windows.training_model(model, wavenet)
+        train_model.compile(optimizer=training.make_optimizer(config["learning_rate"], config["grad_clip"]),
+                            loss=spark_windows.next_code_loss)
+        valid_set = valid_set_on_executors(tracks, plan.valid_tracks, field, window, config["valid_windows"])
+        eval_step = training.make_eval_step(model, wavenet, window)
+        workers = config["num_workers"] or spark.sparkContext.defaultParallelism
+        train_tracks = tracks.filter(col("split") == "train").filter(col("n_samples") >= field + window)
+        print(f"Elephas {config['mode']}, {workers} workers, {len(valid_set[1])} valid windows")
+        if config["mode"] != "synchronous" and config["frequency"] == "epoch" and workers > 1:
+            print(f"note: with --mode={config['mode']} --frequency=epoch the parameter server adds up the {workers} "
+                  f"workers' whole-epoch changes (Elephas does not average them): lower --learning_rate, or use "
+                  f"--frequency=batch or synchronous")
+        started = time.time() - state["elapsed_seconds"]
+        for epoch in range(int(state["epoch"]), config["epochs"]):
+            epoch_started = time.time()
+            windows = train_tracks.rdd.mapPartitions(lambda rows, e=epoch: spark_windows.train_windows(
+                rows, receptive_field=field, window=window, seed=config["seed"], epoch=e,
+                conditioned=wavenet.conditioned)).persist(StorageLevel.MEMORY_AND_DISK)
+            dealt, n_windows, k = spark_windows.balanced_windows(windows, batch_size, workers)
+            if k < 1:
+                raise StageError(f"only {n_windows} train windows: each worker needs more than batch_size={batch_size} "
+                                 f"(lower --batch_size or --window, or add tracks)")
+            spark_model = spark_windows.elephas_model(
+                train_model, mode=config["mode"], frequency=config["frequency"], port=config["port"],
+                batch_size=batch_size, custom_objects=custom_objects,
+                parameter_server_mode=config["parameter_server_mode"])
+            spark_windows.fit_epoch(spark_model, dealt, batch_size)
+            windows.unpersist()
+            train_model = spark_model.master_network  # the same object Elephas updated in place
+            seconds = time.time() - epoch_started
+            train_bits = spark_windows.epoch_train_bits(spark_model, dealt, eval_step=eval_step, wavenet_config=wavenet,
+                                                        batch_size=batch_size, n_sample=config["valid_windows"])
+            state.update(examples_done=state["examples_done"] + n_windows, epoch=epoch + 1,
+                         elapsed_seconds=time.time() - started)
+            state["step"] = state["examples_done"] // batch_size
+            row = rundir.metrics_row(state["step"], losses={
+                "train_bits_per_sample": train_bits,
+                "valid_bits_per_sample": training.evaluate_bits(eval_step, valid_set, batch_size)},
+                samples_per_second=n_windows * window / max(seconds, 1e-9), learning_rate=config["learning_rate"],
+                elapsed_seconds=state["elapsed_seconds"], extra={"epoch": epoch + 1})
+            best = state.get("best_valid_bits_per_sample")
+            if best is None or row["valid_bits_per_sample"] < best:
+                state["best_valid_bits_per_sample"] = row["valid_bits_per_sample"]
+            training.run_callbacks(on_evaluate, training.Evaluation(state["step"], row, None, local_run,
+                                                                    final=epoch + 1 == config["epochs"]))
+            rundir.record_evaluation(local_run, row, writer=writer, baseline_bits=wavenet.uniform_bits)
+            export_model.set_weights(model.get_weights())
+            rundir.save_progress(local_run, model, task.optimizer, state, config=config,
+                                 keep=config["keep_checkpoints"], export_model=export_model)
+            if spark_io.is_uri(run_dir):
+                publish_run(spark, local_run, run_dir)
+            print(f"epoch {epoch + 1}/{config['epochs']}: {n_windows} windows on {k} workers, train {train_bits:.3f} "
+                  f"valid {row['valid_bits_per_sample']:.3f} bits/sample, {row['samples_per_second']:,.0f} samples/s")
+        if not os.path.isfile(os.path.join(local_run, "model.keras")):
+            export_model.set_weights(model.get_weights())
+            rundir.save_model(export_model, local_run)
+        return {"step": state["step"], "epoch": state["epoch"]}
+
+    return loop
+
+
+def train_epochs(spark, config, stage_dir):
+    """Stage 3 on Spark: local.training.train_one with the WaveNet kind, the dataset read through Spark, the run
+    directory written locally (a copy of run_dir when that is a URI, published after every epoch and at the end)."""
+    from aws import spark_io
+    from local import kinds, training
+    run_dir = config["run_dir"]
+    data, tracks = read_dataset(spark, config, stage_dir)
     local_run = run_dir if not spark_io.is_uri(run_dir) else os.path.join(stage_dir, "run")
     if spark_io.is_uri(run_dir):
         spark_io.fetch_tree(spark, run_dir, local_run)
-    model_json = training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate, data_dir=data_dir)
-    training.open_run_dir(local_run, model_json, shown_as=run_dir)
-
-    keras.utils.set_random_seed(config["seed"])
-    model = build_wavenet(wavenet)
-    # Elephas's workers start every epoch from the optimizer's config, so Adam's moments do not outlive an epoch;
-    # the checkpoint's optimizer (built, zero state) keeps the local checkpoint format loadable both ways.
-    checkpoint_optimizer = training.make_optimizer(config["learning_rate"], config["grad_clip"])
-    checkpoint_optimizer.build(model.trainable_variables)
-    state = {"epoch": 0, **training.resume(local_run, model, checkpoint_optimizer, shown_as=run_dir)}
-    training.write_run_files(local_run, config, model_json)
-    export_model = build_wavenet(wavenet)  # never compiled: model.keras then loads without this job's loss
-    train_model, custom_objects = spark_windows.training_model(model, wavenet)
-    train_model.compile(optimizer=training.make_optimizer(config["learning_rate"], config["grad_clip"]),
-                        loss=spark_windows.next_code_loss)
-
-    valid_set = valid_set_on_executors(tracks, valid_index, field, window, config["valid_windows"])
-    eval_step = training.make_eval_step(model, wavenet, window)
-    workers = config["num_workers"] or spark.sparkContext.defaultParallelism
-    train_tracks = tracks.filter(col("split") == "train").filter(col("n_samples") >= field + window)
-    print(training.describe(model, wavenet, sample_rate=sample_rate, n_train=len(train_index),
-                            n_valid=len(valid_index), n_valid_windows=len(valid_set[1]))
-          + f"; Elephas {config['mode']}, {workers} workers")
-    if config["mode"] != "synchronous" and config["frequency"] == "epoch" and workers > 1:
-        print(f"note: with --mode={config['mode']} --frequency=epoch the parameter server adds up the {workers} "
-              f"workers' whole-epoch changes (Elephas does not average them): lower --learning_rate, or use "
-              f"--frequency=batch or synchronous")
-    # the run's page, as the local trainer keeps it: clips after every epoch (sample_every=1: every evaluation)
-    page_callbacks = report.report_callbacks(model, local_run, sample_every=1, sample_seconds=config["sample_seconds"],
-                                             seed=config["seed"])
-    writer = training.tensorboard_writer(local_run)
-    started = time.time() - state["elapsed_seconds"]
-    for epoch in range(int(state["epoch"]), config["epochs"]):
-        epoch_started = time.time()
-        windows = train_tracks.rdd.mapPartitions(lambda rows, e=epoch: spark_windows.train_windows(
-            rows, receptive_field=field, window=window, seed=config["seed"], epoch=e, conditioned=wavenet.conditioned)).persist(StorageLevel.MEMORY_AND_DISK)
-        dealt, n_windows, k = spark_windows.balanced_windows(windows, batch_size, workers)
-        if k < 1:
-            raise StageError(f"only {n_windows} train windows: each worker needs more than batch_size={batch_size} "
-                             f"(lower --batch_size or --window, or add tracks)")
-        spark_model = spark_windows.elephas_model(
-            train_model, mode=config["mode"], frequency=config["frequency"], port=config["port"],
-            batch_size=batch_size, custom_objects=custom_objects, parameter_server_mode=config["parameter_server_mode"])
-        spark_windows.fit_epoch(spark_model, dealt, batch_size)
-        windows.unpersist()
-        train_model = spark_model.master_network  # the same object Elephas updated in place
-        seconds = time.time() - epoch_started
-        train_bits = spark_windows.epoch_train_bits(spark_model, dealt, eval_step=eval_step, wavenet_config=wavenet,
-                                                    batch_size=batch_size, n_sample=config["valid_windows"])
-        state.update(examples_done=state["examples_done"] + n_windows, epoch=epoch + 1,
-                     elapsed_seconds=time.time() - started)
-        state["step"] = state["examples_done"] // batch_size
-        row = training.metrics_row(state["step"], losses={
-            "train_bits_per_sample": train_bits,
-            "valid_bits_per_sample": training.evaluate_bits(eval_step, valid_set, batch_size)},
-            samples_per_second=n_windows * window / max(seconds, 1e-9), learning_rate=config["learning_rate"],
-            elapsed_seconds=state["elapsed_seconds"], extra={"epoch": epoch + 1})
-        if state["best_valid_bits_per_sample"] is None or row["valid_bits_per_sample"] < state["best_valid_bits_per_sample"]:
-            state["best_valid_bits_per_sample"] = row["valid_bits_per_sample"]
-        training.run_callbacks(page_callbacks, training.Evaluation(state["step"], row, None, local_run,
-                                                                   final=epoch + 1 == config["epochs"]))
-        training.record_evaluation(local_run, row, writer=writer, baseline_bits=wavenet.uniform_bits)
-        export_model.set_weights(model.get_weights())
-        training.save_progress(local_run, model, checkpoint_optimizer, state, config=config,
-                               keep=config["keep_checkpoints"], export_model=export_model)
-        if spark_io.is_uri(run_dir):
-            publish_run(spark, local_run, run_dir)
-        print(f"epoch {epoch + 1}/{config['epochs']}: {n_windows} windows on {k} workers, train {train_bits:.3f} "
-              f"valid {row['valid_bits_per_sample']:.3f} bits/sample, {row['samples_per_second']:,.0f} samples/s")
-    writer.close()
-    if not os.path.isfile(os.path.join(local_run, "model.keras")):
-        export_model.set_weights(model.get_weights())
-        training.save_model(export_model, local_run)
-        if spark_io.is_uri(run_dir):
-            publish_run(spark, local_run, run_dir)
-    print(training.done_line(local_run, {"uniform": wavenet.uniform_bits}, shown_as=run_dir))
+    summary = training.train_one(kinds.WAVENET, config, dataset=data, make_task=spark_task,
+                                 loop=elephas_epochs(spark, tracks), run_dir=local_run,
+                                 shown_as=run_dir if local_run != run_dir else None)
+    if spark_io.is_uri(run_dir):
+        publish_run(spark, local_run, run_dir)
+    return summary
 
 
 @stage_main
 def main(argv=None):
-    from local import training
-    config = training.resolve_config(globals(), argv)
+    from local import kinds
+    config = kinds.resolve_config(globals(), argv)
     check_spark_config(config)
     from aws import spark_io  # pyspark, TensorFlow: only once the config is good
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the executors' Python workers inherit it

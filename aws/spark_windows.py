@@ -12,7 +12,7 @@ Elephas 7.3 facts this module guards against:
   * A partition with <= batch_size rows contributes a zero delta to the average: :func:`balanced_windows`
     deals the windows round-robin into partitions of more than ``batch_size`` rows each.
   * ``fit`` needs ``batch_size``; ``SparkModel.save('x.keras')`` fails: the master network is saved with
-    :func:`local.training.save_model`.
+    :func:`local.rundir.save_model`.
   * An asynchronous model can be fit once and leaves its parameter server running when fit raises: a fresh
     one is made per epoch and :func:`fit_epoch` always stops its server. Its Flask server would run in debug
     mode: switched off.

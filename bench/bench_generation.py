@@ -34,8 +34,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure, fail  # noqa: E402
+from local.config import configure, fail
 
 # --- model (defaults = stage 3's default model) ---
 layers_per_stack = 10  # dilations 1..2**(layers_per_stack-1)
@@ -86,12 +85,12 @@ if len(target_names) > 1 or any(os.environ.get(k) != v for k, v in TARGET_ENVIRO
     sys.exit(0)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-import keras  # noqa: E402
+import numba
+import numpy as np
+import keras
 
-from local import generation  # noqa: E402
-from local.wavenet import WaveNetConfig, build_wavenet, default_dilations  # noqa: E402
+from local import generation
+from local.wavenet import WaveNetConfig, build_wavenet, default_dilations
 
 
 def flops_per_sample(weights):
@@ -186,7 +185,7 @@ if os.path.isfile("/proc/cpuinfo"):
     cpu, cpu_flags = info.get("model name", "unknown"), set(info.get("flags", "").split())
     extensions = [name for name, flag in (("AVX", "avx"), ("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"))
                   if flag in cpu_flags]
-import llvmlite.binding  # noqa: E402
+import llvmlite.binding
 try:
     from threadpoolctl import threadpool_info
     openblas_core = ",".join(sorted({str(i.get("architecture")) for i in threadpool_info()

@@ -6,7 +6,7 @@ Run:
 
 Builds, with the project's ffmpeg: a 96 kB 8-bit WAV whose header claims 1 Hz (27 hours once resampled to
 16 kHz) and a FLAC of ``flac_minutes`` of 44.1 kHz stereo near-silence (2 s of tone, then digital silence;
-under 1 MB). Each is decoded by :func:`local.preprocessing.decode_track` (the path of stage 2, ``--audio``,
+under 1 MB). Each is decoded by :func:`local.decoding.decode_track` (the path of stage 2, ``--audio``,
 ``--similar_to``, the judge and the Spark executors) in a fresh process whose address space is capped at
 ``cap_gb`` (the code before issue 20 reached 21 GB on the WAV). Prints one JSON line: for each file its bytes,
 the outcome (codes kept or the reason refused) and ``peak_rss_mb`` (VmHWM of that process).
@@ -30,8 +30,8 @@ cap_gb = 8  # address-space cap of each measured process, GB (keeps a bomb from 
 CHILD = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]) << 30, int(sys.argv[2]) << 30))
-from local import preprocessing
-track, reason = preprocessing.decode_track(sys.argv[1])
+from local import decoding
+track, reason = decoding.decode_track(sys.argv[1])
 peak_kb = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
 print(json.dumps({"kept_seconds": track and round(track["seconds"], 2), "reason": reason[:120],
                   "peak_rss_mb": round(peak_kb / 1024, 1)}))

@@ -13,11 +13,9 @@ judge_again_seconds (the same call again on the same Judge: what judging costs a
 """
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure, fail  # noqa: E402
+from local.config import configure, fail
 
 tagger_run = "data/demo/tagger"  # a tagger run (run_model_training.py --model=tagger)
 data_dir = "data/demo/processed"  # the dataset whose test tracks give the real excerpts
@@ -28,11 +26,11 @@ seed = 0  # white noise seed
 
 config = configure(globals())
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from local import dataset_store, judge  # noqa: E402
-from local.audio import mu_law_encode  # noqa: E402
-from local.config import StageError  # noqa: E402
+from local import dataset_store, judge
+from local.audio import mu_law_encode
+from local.config import StageError
 
 KEYS = ("genre_accuracy", "flatness_ratio", "frechet_distance", "frechet_distance_floor", "n_clips")
 try:

@@ -24,8 +24,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure  # noqa: E402
+from local.config import configure
 
 tracks = 16  # clips in the generated set (4 min of audio per worker)
 seconds = 30.0  # length of each clip, seconds (FMA's clips are 30 s)
@@ -49,11 +48,11 @@ GROWTH_GOAL_BYTES_PER_SAMPLE = 1.0  # issue 12: memory grows with a file's lengt
 RSS_CHILD = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from local import preprocessing
+from local import decoding, preprocessing
 if sys.argv[4] == "whole":
     from local import audio
-    preprocessing.STREAM_ABOVE_BYTES = 1 << 62
-    preprocessing.WHOLE_DECODE_MAX_SECONDS = float("inf")  # (issue 20: a long file streams whatever its size)
+    decoding.STREAM_ABOVE_BYTES = 1 << 62
+    decoding.WHOLE_DECODE_MAX_SECONDS = float("inf")  # (issue 20: a long file streams whatever its size)
     audio.WHOLE_DECODE_MAX_BYTES = 1 << 62
 summary = preprocessing.preprocess(sys.argv[2], sys.argv[3], sample_rate=8000, workers=1, progress=False)
 assert summary["processed"] >= 1 and not summary["failed"], summary["failed"]

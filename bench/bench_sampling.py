@@ -15,13 +15,11 @@ takes at sample_every = 100 and 1000 (sampling / (sampling + sample_every x step
 """
 import json
 import os
-import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from local.config import configure  # noqa: E402
+from local.config import configure
 
 # --- model (defaults = the make demo model) ---
 layers_per_stack = 10  # dilations 1..2**(layers_per_stack-1)
@@ -43,11 +41,11 @@ config = configure(globals())
 # -----------------------------------------------------------------------------
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np  # noqa: E402
-import keras  # noqa: E402
+import numpy as np
+import keras
 
-from local import samples, training  # noqa: E402
-from local.wavenet import WaveNetConfig, build_wavenet  # noqa: E402
+from local import samples, training
+from local.wavenet import WaveNetConfig, build_wavenet
 
 wavenet = WaveNetConfig.from_config({**config, "genre_conditioning": True}, n_genres=genres)
 keras.utils.set_random_seed(seed)

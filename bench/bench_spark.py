@@ -27,8 +27,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from local.config import configure  # noqa: E402
+from local.config import configure
 
 tracks = 12  # generated clips (3 genres, the same number in each)
 seconds = 30.0  # length of each clip, seconds (FMA's clips are 30 s)
@@ -44,10 +43,10 @@ config = configure(globals())
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.clips import write_fma_like_clips  # noqa: E402
-from local import demo_corpus, preprocessing  # noqa: E402
+from bench.clips import write_fma_like_clips
+from local import demo_corpus, preprocessing, rundir
 
 work = tempfile.mkdtemp(prefix="bench-spark-")
 raw = os.path.join(work, "raw")
@@ -61,7 +60,7 @@ start = time.perf_counter()
 preprocessing.preprocess(raw, os.path.join(work, "local"), workers=cores, progress=False, **split)
 local_seconds = time.perf_counter() - start
 
-from aws import spark_dataset, spark_io  # noqa: E402
+from aws import spark_dataset, spark_io
 
 start = time.perf_counter()
 spark = spark_io.start_spark("waveforms-bench", f"local[{cores}]", {"spark.ui.enabled": "false"})
@@ -86,18 +85,18 @@ sys.argv = [os.path.join(ROOT, "aws", "spark_training.py"), f"--data_dir={os.pat
             f"--run_dir={run_dir}", *model_args]
 runpy.run_path(sys.argv[0], run_name="__main__")
 sys.argv = saved_argv
-from local import training  # noqa: E402
+from local import training
 
-elephas_samples_per_second = training.read_metrics(run_dir)[-1]["samples_per_second"]
+elephas_samples_per_second = rundir.read_metrics(run_dir)[-1]["samples_per_second"]
 
 # Keras alone on the same windows (epoch 0's phases, as the job cut them), same model and batch size
-import keras  # noqa: E402
+import keras
 
-from aws import spark_windows  # noqa: E402
-from local import dataset, dataset_store  # noqa: E402
-from local.wavenet import build_wavenet  # noqa: E402
+from aws import spark_windows
+from local import dataset, dataset_store
+from local.wavenet import build_wavenet, read_run_model
 
-wavenet = training.read_run_model(run_dir)[0]
+wavenet = read_run_model(run_dir)[0]
 field = wavenet.receptive_field
 inputs, targets = [], []
 for row in dataset.split_tracks(dataset_store.read_index(os.path.join(work, "spark")), "train"):

@@ -42,8 +42,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from local.config import configure  # noqa: E402
+from local.config import configure
 
 # --- model (defaults = the make demo model) ---
 layers_per_stack = 10  # dilations 1..2**(layers_per_stack-1)

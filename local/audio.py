@@ -10,6 +10,8 @@ import subprocess
 
 import numpy as np
 
+from local.fileio import atomic_path
+
 FFMPEG_TIMEOUT_SECONDS = 600  # no sane file takes longer to decode; a hostile one must not hang a worker
 
 
@@ -500,7 +502,6 @@ def write_wav(path, y, sample_rate):
     Scaled by the peak only when it exceeds 1 (:func:`to_pcm16`), so nothing clips.
     """
     import wave
-    from local.fileio import atomic_path
     with atomic_path(path) as tmp, wave.open(tmp, "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(2)

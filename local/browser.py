@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from local.fileio import write_bytes_atomic
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 # Resolves when every <img> and <audio> has loaded or failed: a list of {tag, src, ok, detail}.
@@ -223,7 +225,6 @@ def check_page(path_or_url, screenshot_path=None, width=1280, max_height=6000, t
         png = base64.b64decode(shot["data"])
         errors = _event_errors(browser.events)
     if screenshot_path:
-        from local.fileio import write_bytes_atomic
         write_bytes_atomic(screenshot_path, png)
     return {"url": url, "title": title, "media": media, "broken": [m for m in media if not m["ok"]],
             "errors": errors, "screenshot": png}

@@ -21,6 +21,7 @@ import sys
 import tokenize
 
 from local.fileio import write_json_atomic
+from local.quiet import quiet_tensorflow_import
 
 CONFIG_TYPES = (bool, int, float, str, list)
 
@@ -45,6 +46,7 @@ def stage_main(main):
     (:func:`disk_full_line`: reruns are correct, only the message was wrong)."""
     @functools.wraps(main)
     def run(argv=None):
+        quiet_tensorflow_import()  # a stage's output holds its own lines, not TensorFlow's start-up chatter
         try:
             return main(argv)
         except ConfigError as e:

@@ -23,6 +23,7 @@ import sys
 import numpy as np
 
 from local import dataset_store
+from local.evaluation import code_histogram, entropy_bits
 
 
 # --- the pure core (also called by the Spark trainer inside mapPartitions) ------------------------------
@@ -251,6 +252,5 @@ def unigram_bits(tracks, quantization_channels, read_codes=dataset_store.read_tr
     """Entropy in bits/sample of the codes histogram of (up to ``max_tracks`` of) ``tracks``: the baseline a
     model that ignores context reaches. An estimate from a sample of tracks, so that a run on a large dataset
     starts at once; ``run_model_predictions.py --evaluate=true`` reports it over every train track."""
-    from local.evaluation import code_histogram, entropy_bits
     counts = code_histogram((read_codes(row) for row in tracks[:max_tracks]), quantization_channels)
     return entropy_bits(counts) if counts.sum() else float(np.log2(quantization_channels))

@@ -10,6 +10,8 @@ never changes the others. Waveforms are float32 in [-1, 1], shape (n_samples,).
 """
 import numpy as np
 
+from local import audio, fileio, manifest
+
 DEMO_GENRES = ["Ambient", "Electronic", "Folk"]
 MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
 
@@ -160,7 +162,6 @@ def write_demo_corpus(out_dir, genres=None, tracks_per_genre=8, seconds=10.0, se
     """
     from tqdm import tqdm
 
-    from local import audio, fileio, manifest
 
     genres = genres or DEMO_GENRES
     unknown = [g for g in genres if g not in GENRE_SYNTHS]

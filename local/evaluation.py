@@ -14,6 +14,10 @@ import os
 
 import numpy as np
 
+from local.config import StageError
+from local.dataset_store import read_track_codes
+from local.fileio import write_json_atomic
+
 
 def track_windows(n_codes, receptive_field, window):
     """The windows that score a track of ``n_codes`` codes: a list of (input_start, score_start, score_stop).
@@ -154,9 +158,6 @@ def evaluate_run(model, config, *, run_dir, index, genres, data_dir, window=8192
     config: the run's WaveNetConfig. Returns (the evaluation dict, its path). Raises StageError (one line)
     when the dataset has no test track to score.
     """
-    from local.config import StageError
-    from local.dataset_store import read_track_codes
-    from local.fileio import write_json_atomic
     test_rows, _ = test_rows_of(index, genres, conditioned=config.conditioned, max_tracks=max_tracks)
     if not test_rows:
         raise StageError(f"{data_dir} has no test tracks to evaluate on (see its dataset.json): rerun stage 2 with "

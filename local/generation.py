@@ -29,8 +29,6 @@ as one call. Streams are reproducible from ``seed`` alone: stream b's random num
 many streams run or on how they are split between threads.
 """
 import math
-import os
-import re
 import time
 import weakref
 
@@ -40,6 +38,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
 
 # Built with error_model="numpy": a float division then needs no zero check, which is what kept LLVM from
 # vectorizing the gate loop (measured: the gates of 20 layers 4.1 -> 0.6 us per stream and sample).
@@ -641,7 +640,7 @@ def naive_generate(model, config, n_samples, *, genre_id=None, temperature=1.0, 
     return out
 
 
-# --- stage 4's clips (run_model_predictions.py) --------------------------------------------------------
+# --- stage 4's streams (run_model_predictions.py; its clips are written by local/clips.py) ------------------
 
 def stream_genres(genres, *, conditioned, genre="", streams=0, prime_genre=None):
     """The genre name of each clip: ``genre`` for all, else the prime track's genre, else cycling through the
@@ -675,24 +674,3 @@ def generate_in_chunks(weights, state, n_samples, *, temperature, chunk, threads
         if progress is not None:
             progress.update(pieces[-1].size)
     return np.concatenate(pieces, axis=1), time.perf_counter() - started
-
-
-def write_clips(out_dir, codes, prime, *, genres, genre_ids, sample_rate, quantization_channels, title):
-    """Write each stream's clip as ``<out_dir>/<Genre>_<nn>.wav`` (the prime first when ``prime`` has codes)
-    and its spectrogram ``.png``; returns one dict per clip (name, wav, png, genre, stream, problem).
-
-    codes (streams, n) generated codes; prime (p,) codes or empty; ``title`` is the spectrograms' subtitle.
-    """
-    from local.audio import clip_problem, mu_law_decode, write_wav
-    from local.plots import plot_spectrogram
-    from local.samples import clip_name
-    clips = []
-    for k, (clip_genre, genre_id) in enumerate(zip(genres, genre_ids)):
-        name = clip_name(clip_genre, k)
-        y = mu_law_decode(np.concatenate([prime, codes[k]]) if len(prime) else codes[k], quantization_channels)
-        wav = write_wav(os.path.join(out_dir, f"{name}.wav"), y, sample_rate)
-        png = plot_spectrogram(y, sample_rate, os.path.join(out_dir, f"{name}.png"),
-                               title=f"{name}: {clip_genre or 'generated'}, {title}")
-        clips.append({"name": name, "wav": wav, "png": png, "genre": clip_genre, "genre_id": genre_id, "stream": k,
-                      "problem": clip_problem(codes[k], quantization_channels)})
-    return clips

@@ -1,7 +1,7 @@
 """Use a trained genre tagger (local/tagger.py): tag audio files, find similar tracks, judge generated clips.
 
 - Tagging: every audio file of a file or folder is decoded exactly as stage 2 decodes it
-  (:func:`local.preprocessing.decode_track` with the settings the tagger's dataset was made with), and gets
+  (:func:`local.decoding.decode_track` with the settings the tagger's dataset was made with), and gets
   the mean of its windows' genre probabilities; a file that cannot be used is listed with the reason.
 - Similar tracks: a track is its mean window embedding (the tagger's ``embedding`` layer); neighbours by
   cosine similarity. The dataset's embeddings are computed once per (tagger, dataset) and cached in the
@@ -23,7 +23,12 @@ import warnings
 
 import numpy as np
 
+from local import audio, dataset_store, tagger
+from local.audio import mu_law_decode
 from local.config import StageError
+from local.fileio import atomic_write
+from local.decoding import decode_track
+from local.preprocessing import is_audio_path
 
 TRACK_WINDOWS = 16  # windows averaged per dataset track or tagged file (evenly spread, non-overlapping)
 MAX_REFERENCE_EXCERPTS = 64  # real excerpts the clips are compared with (bounds the judge's time)
@@ -75,7 +80,6 @@ class Tagger:
     tagger run."""
 
     def __init__(self, run_dir):
-        from local import tagger
         self.run_dir = run_dir
         self.config, self.info = tagger.read_tagger_run(run_dir)
         self.genres = list(self.info["genres"])
@@ -88,7 +92,6 @@ class Tagger:
 
     def analyze(self, code_arrays, max_windows=TRACK_WINDOWS, progress=None):
         """(window embeddings, window probabilities) of each code array; see :func:`local.tagger.analyze`."""
-        from local import tagger
         return tagger.analyze(self.readout, code_arrays, input_samples=self.config.input_samples,
                               max_windows=max_windows, quantization_channels=self.quantization_channels,
                               progress=progress)
@@ -112,7 +115,6 @@ def mismatch(tagger_info, genres, sample_rate, tagger_run, wavenet_run):
 def audio_files(path):
     """The audio files to tag: ``path`` itself, or the files below the folder ``path`` with an audio extension
     (as stage 2 lists them: hidden files skipped), sorted. [] for an empty folder; FileNotFoundError if none."""
-    from local.preprocessing import is_audio_path
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
@@ -127,9 +129,8 @@ def audio_files(path):
 
 def decode_files(paths, settings):
     """Yield (path, codes (n,) uint8 or None, reason) per file, decoded as stage 2 decodes it
-    (:func:`local.preprocessing.decode_track` with the DecodeSettings ``settings``)."""
+    (:func:`local.decoding.decode_track` with the DecodeSettings ``settings``)."""
     from local.manifest import name_problem, printable_path
-    from local.preprocessing import decode_track
     for path in paths:
         if name_problem(path):  # no CSV holds its name: reported, not tagged
             yield printable_path(path), None, name_problem(path)
@@ -159,7 +160,6 @@ def tag_files(tagger, paths, progress=True):
 
 def write_csv(path, rows, columns):
     """``rows`` (dicts) as a CSV with ``columns``, atomically; floats with 6 significant digits."""
-    from local.fileio import atomic_write
     with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -200,8 +200,6 @@ def dataset_embeddings(tagger, data_dir, progress=True):
     """
     from tqdm import tqdm
 
-    from local import dataset_store
-    from local.fileio import atomic_write
     index = sorted(dataset_store.read_index(data_dir), key=lambda r: str(r["track_id"]))
     fingerprint = dataset_fingerprint(tagger, index)
     path = embeddings_path(tagger, data_dir)
@@ -264,7 +262,6 @@ def real_excerpts(rows, n_samples, offset=0):
     """Non-overlapping excerpts of ``n_samples`` codes from ``rows`` (starting ``offset`` into each track):
     a dict genre -> list of (n_samples,) code arrays, the tracks of a genre taking turns (so a genre's first
     excerpts come from different tracks)."""
-    from local import dataset_store
     per_track = {}
     for row in rows:
         codes = dataset_store.read_track_codes(row)
@@ -281,7 +278,6 @@ def clip_codes(clip, sample_rate, quantization_channels):
     """One clip as the tagger's codes (n,) int: a WAV (or any audio) path is decoded, downmixed and resampled to
     ``sample_rate`` (not trimmed nor normalized: the clip as it sounds); a float array is a waveform in [-1, 1]
     at ``sample_rate``; an integer array is already codes."""
-    from local import audio
     if isinstance(clip, (str, os.PathLike)):
         samples, rate, _ = audio.decode_audio(os.fspath(clip))
         clip = audio.resample(audio.to_mono(samples), rate, sample_rate)
@@ -301,7 +297,6 @@ class Judge:
     """
 
     def __init__(self, tagger_run, data_dir, *, progress=False):
-        from local import dataset_store
         self.tagger = tagger_run if isinstance(tagger_run, Tagger) else Tagger(tagger_run)
         if not data_dir or not dataset_store.list_parts(data_dir):
             raise StageError(f"data_dir={data_dir!r} holds no processed dataset, needed to judge clips against "
@@ -327,8 +322,6 @@ class Judge:
         excerpt) and ``splits``. The excerpts come from the test tracks (and the valid tracks when the test
         tracks give fewer than two per clip): one per clip, of its asked genre where there is one, makes the
         floor set; the rest (up to MAX_REFERENCE_EXCERPTS) the reference set."""
-        from local import dataset_store
-        from local.audio import mu_law_decode
         key = (int(n_samples), tuple(asked_genres))
         if key in self._real:
             return self._real[key]
@@ -368,7 +361,6 @@ class Judge:
         nearest_training_track, nearest_training_genre, nearest_similarity. Summary: genre_accuracy,
         flatness_ratio, frechet_distance, frechet_distance_floor, n_clips, and how they were made.
         """
-        from local.audio import mu_law_decode
         tagger, n_codes = self.tagger, self.tagger.quantization_channels
         codes = [clip_codes(c, tagger.sample_rate, n_codes) for c in clips]
         n_samples = min(len(c) for c in codes)
@@ -470,7 +462,6 @@ def tag_command(run_dir, audio, out_dir):
 def similar_command(run_dir, similar_to, top_k, out_dir, data_dir=""):
     """``--similar_to=FILE_OR_TRACK_ID``: the ``top_k`` dataset tracks nearest to it into
     ``out_dir/similar.csv``; return its path. A track id is looked up in the dataset (and not listed itself)."""
-    from local import dataset_store
     tagger = Tagger(run_dir)
     data_dir = data_dir or tagger.info.get("data_dir", "")
     if not data_dir or not dataset_store.list_parts(data_dir):
@@ -525,7 +516,6 @@ def wavenet_judge(tagger_run, *, genres, sample_rate, wavenet_run, data_dir):
 def judge_generation(judge, clips, codes, quantization_channels):
     """After generating: add ``judge`` to each clip dict of generation.json (in place); return the
     ``judge_summary`` dict. codes: the generated codes, one (n,) array per clip (the prime left out)."""
-    from local.audio import mu_law_decode
     per_clip, summary = judge.judge([mu_law_decode(c, quantization_channels) for c in codes],
                                     [c["genre"] for c in clips])
     for clip, verdict in zip(clips, per_clip):

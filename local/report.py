@@ -24,7 +24,7 @@ import re
 import shutil
 import urllib.parse
 
-from local import samples
+from local import rundir, samples
 from local.fileio import atomic_path, read_json, write_json_atomic, write_text_atomic
 
 REPORT_NAME = "report.html"
@@ -440,11 +440,10 @@ def render_report(run_dir, generation_json=None, pending_row=None):
     pending_row  a metrics row not in metrics.csv yet (an ``on_evaluate`` callback runs before its row is
                  written), shown as the latest
     """
-    from local import training
     config = _read_json(os.path.join(run_dir, "config.json")) or {}
     model_info = _read_json(os.path.join(run_dir, "model.json")) or {}
     evaluation = _read_json(os.path.join(run_dir, "evaluation.json"))
-    rows = training.read_metrics(run_dir)
+    rows = rundir.read_metrics(run_dir)
     if pending_row is not None:
         rows = [r for r in rows if r["step"] < pending_row["step"]] + [pending_row]
     unigram, uniform = _baselines(run_dir, model_info, evaluation)

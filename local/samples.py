@@ -14,11 +14,14 @@ run redoes (local.training.resume calls it beside the metrics truncation).
 import glob
 import json
 import os
-import re
 import shutil
 import time
 
+from local import clip_files
+from local import generation
+from local.config import ConfigError, check_minimums
 from local.fileio import atomic_dir, read_json, remove_stale_temps, write_json_atomic
+from local.wavenet import read_run_model
 
 SAMPLES_DIR = "samples"
 JUDGE_COLUMNS = ("judge_genre_accuracy", "judge_flatness_ratio")  # metrics.csv columns of a judged run
@@ -29,20 +32,6 @@ def step_dir(run_dir, step):
     return os.path.join(run_dir, SAMPLES_DIR, f"step-{int(step)}")
 
 
-def clip_name(genre, number):
-    """The file name stem of a generated clip, for training samples and stage 4 alike: ``<genre>_<nn>``.
-
-    ``number``: the genre id (training samples: one clip per genre) or the stream (stage 4), so no two clips of
-    one call share a file even when their genres read alike ("Hip Hop", "Hip-Hop"). The genre part keeps the
-    letters and digits of any script ("Поп_03", "ロック_04"), "-" for anything else, at most 40 characters;
-    "clip" when nothing is left (an unconditioned model's "").
-    """
-    import unicodedata
-    text = unicodedata.normalize("NFC", genre or "")
-    slug = re.sub(r"[^\w-]+|_+", "-", text).strip("-")[:40].strip("-") or "clip"
-    return f"{slug}_{int(number):02d}"
-
-
 def sample_genres(wavenet_config, genres):
     """The genres sampled at each step: every genre of a conditioned model, else one unnamed clip ("")."""
     return list(genres) if wavenet_config.conditioned else [""]
@@ -51,17 +40,14 @@ def sample_genres(wavenet_config, genres):
 def write_step_samples(model, wavenet_config, run_dir, step, *, genres, sample_rate, seconds, seed, temperature=1.0,
                        threads=None):
     """Generate one ``seconds``-long clip per genre with ``model`` as it is now; write them under
-    :func:`step_dir` as ``<Genre>_<genre id>.wav`` (:func:`clip_name`; 16-bit PCM at ``sample_rate`` Hz) + ``.png``
+    :func:`step_dir` as ``<Genre>_<genre id>.wav`` (:func:`local.clip_files.clip_name`; 16-bit PCM at ``sample_rate`` Hz) + ``.png``
     and ``samples.json``; the folder appears whole (atomic), replacing one of the same step.
 
     model           the Keras WaveNet being trained (its weights are read, not changed)
-    wavenet_config  its :class:`local.wavenet.WaveNetConfig` (local.training.read_run_model)
+    wavenet_config  its :class:`local.wavenet.WaveNetConfig` (local.wavenet.read_run_model)
     genres          model.json's genres (index = genre_id); seed: the generator's seed, the same at every step
     Returns (list of WAV paths, seconds taken) - the seconds include the spectrograms and the writes.
     """
-    from local import generation
-    from local.audio import clip_problem, mu_law_decode, write_wav
-    from local.plots import plot_spectrogram
 
     started = time.perf_counter()
     sample_rate, n_codes = int(sample_rate), wavenet_config.quantization_channels
@@ -75,13 +61,11 @@ def write_step_samples(model, wavenet_config, run_dir, step, *, genres, sample_r
     clips = []
     with atomic_dir(final) as tmp:
         for k, genre in enumerate(clip_genres):
-            name = clip_name(genre, k)
-            y = mu_law_decode(codes[k], n_codes)
-            write_wav(os.path.join(tmp, f"{name}.wav"), y, sample_rate)
-            plot_spectrogram(y, sample_rate, os.path.join(tmp, f"{name}.png"), figsize=(4, 2.2), colorbar=False,
-                             title=f"{genre or 'clip'}, step {int(step)}")
-            clips.append({"genre": genre, "wav": f"{name}.wav", "png": f"{name}.png",
-                          "problem": clip_problem(codes[k], n_codes)})
+            name = clip_files.clip_name(genre, k)
+            written = clip_files.write_clip(tmp, name, codes[k], sample_rate=sample_rate,
+                                               quantization_channels=n_codes, small=True,
+                                               title=f"{genre or 'clip'}, step {int(step)}")
+            clips.append({"genre": genre, "wav": f"{name}.wav", "png": f"{name}.png", "problem": written["problem"]})
         write_json_atomic(os.path.join(tmp, "samples.json"),
                           {"step": int(step), "seconds": n_samples / sample_rate, "n_samples": n_samples,
                            "sample_rate": sample_rate, "seed": int(seed), "temperature": float(temperature),
@@ -159,7 +143,6 @@ def is_sample_step(step, sample_every):
 def check_config(config):
     """The sampling keys ``config`` has: ``sample_every`` >= 0 (0 = off), ``sample_seconds`` >= 0 (0 = no clips).
     Raises ConfigError naming one key."""
-    from local.config import ConfigError, check_minimums
     check_minimums(config, {"sample_every": 0, "sample_seconds": 0})
     if config.get("judge") and not (config.get("sample_every", 0) > 0 and config.get("sample_seconds", 0) > 0):
         raise ConfigError(f"--judge={config['judge']}: judges the clips sampled while training, but "
@@ -186,7 +169,7 @@ class SamplingCallback:
     as it is then (:func:`write_step_samples`), the cost printed; at the last one, :func:`sampling_summary`.
 
     model        the Keras WaveNet being trained; its structure, genres and sample rate come from
-                 ``run_dir``/model.json (local.training.read_run_model), so write that first
+                 ``run_dir``/model.json (local.wavenet.read_run_model), so write that first
     sample_every steps (0 = never; 1 = at every evaluation), rounded to a multiple of ``eval_every``
                  (:func:`sampling_interval`, the note printed); seconds: each clip's length; seed: the generator's
     judge_clips  optional ``judge_clips(wav_paths, asked_genres) -> (per_clip, summary)``: a genre tagger's
@@ -197,7 +180,6 @@ class SamplingCallback:
     """
 
     def __init__(self, model, run_dir, *, sample_every, seconds, seed, eval_every=1, judge_clips=None):
-        from local.training import read_run_model
         self.sample_every, note = sampling_interval(sample_every, eval_every)
         if note:
             print(note)

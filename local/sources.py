@@ -6,8 +6,13 @@ imported at first, so a config mistake answers at once; a source's module is imp
 """
 import os
 
+from local import checks
 from local.config import ConfigError
-from local.fma_archive import SUBSETS
+from local.dataset_store import write_failures
+from local.demo_corpus import demo_settings_problem, write_demo_corpus
+from local.fma_archive import SUBSETS, import_fma_archive
+from local.music_folder import import_music_folder
+from local.scraping import scrape_fma
 
 SOURCES = ("demo", "folder", "fma", "fma-archive")
 # the config keys that go to local.scraping.scrape_fma under their own names
@@ -38,9 +43,7 @@ def check_config(config):
     for key, bad, what in problems:
         if bad:
             raise ConfigError(f"{key}={config[key]!r} {what}")
-    from local import checks
     if source == "demo":
-        from local.demo_corpus import demo_settings_problem
         problem = demo_settings_problem(config["demo_seconds"], config["demo_tracks_per_genre"])
         if problem:
             raise ConfigError(problem)
@@ -63,22 +66,17 @@ def collect(config, progress=True):
         from local.fileio import remove_stale_temps
         remove_stale_temps(out_dir, recursive=True)
     if source == "demo":
-        from local.demo_corpus import write_demo_corpus
         per_genre = min(config["demo_tracks_per_genre"], limit) if limit else config["demo_tracks_per_genre"]
         summary = write_demo_corpus(out_dir, genres, per_genre, config["demo_seconds"], config["seed"],
                                     progress=progress)
     elif source == "folder":
-        from local.music_folder import import_music_folder
         summary = import_music_folder(os.path.expanduser(config["folder"]), out_dir, genres, limit,
                                       genre_from=config["genre_from"], link=config["link"], progress=progress)
     elif source == "fma":
-        from local.scraping import scrape_fma
         summary = scrape_fma(out_dir, genres, limit, progress=progress, **{key: config[key] for key in FMA_KEYS})
     else:
-        from local.fma_archive import import_fma_archive
         summary = import_fma_archive(os.path.expanduser(config["archive_dir"]), out_dir, config["subset"], genres,
                                      limit, link=config["link"], progress=progress)
-    from local.dataset_store import write_failures  # the same failures.csv as stage 2's
     write_failures(out_dir, summary["failed"])
     return summary
 

@@ -34,8 +34,10 @@ import random
 import re
 import sys
 
-from local.config import ConfigError, coerce_value, parse_value, read_config_file, split_arguments
+from local import dataset_store, evaluation, kinds, report, rundir, training
+from local.config import ConfigError, coerce_value, config_keys, parse_value, read_config_file, split_arguments
 from local.fileio import write_json_atomic, write_text_atomic
+from local.wavenet import read_run_model
 
 SWEEP_OPTIONS = {"sweep_mode": "grid", "sweep_runs": 0, "sweep_seed": 0}
 # Keys that describe the whole sweep, not one run: varying them would break the table or the resume.
@@ -388,9 +390,8 @@ def evaluate_run_dir(run_config):
     report.html, which sweep.html links to); the evaluation dict."""
     import keras
 
-    from local import dataset_store, evaluation, report, training
     run_dir, data_dir = run_config["run_dir"], run_config["data_dir"]
-    wavenet, info = training.read_run_model(run_dir)
+    wavenet, info = read_run_model(run_dir)
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
     result, _ = evaluation.evaluate_run(model, wavenet, run_dir=run_dir, index=dataset_store.read_index(data_dir),
                                         genres=list(info["genres"]), data_dir=data_dir)
@@ -404,12 +405,10 @@ def run_sweep_file(config, argv, *, defaults, train_one, log=print):
 
     defaults  the script's namespace (its config block); raises ConfigError (one line) for a bad sweep
     """
-    from local.config import config_keys
-    from local.training import check_config
     plan = read_sweep_file(config["sweep"], config_keys(defaults))
     for name, run_config in run_configs(plan, config, argv):
         try:
-            check_config(run_config)
+            training.check_config(run_config, kinds.KINDS)
         except ConfigError as e:
             raise ConfigError(f"--sweep {config['sweep']}: run {name}: {e}") from None
     return run_sweep(plan, config, argv, train_one=train_one, evaluate_one=evaluate_run_dir, log=log)
@@ -426,7 +425,6 @@ def run_sweep(plan, config, argv, *, train_one, evaluate_one, judge_one=None, lo
     judge_one     optional callable(run_config) -> dict with ``genre_accuracy``, ``flatness_ratio``
     A run whose ``sweep_result.json`` exists is skipped; the table is rewritten after every run.
     """
-    from local.training import read_metrics
 
     sweep_dir = config["run_dir"]
     os.makedirs(sweep_dir, exist_ok=True)
@@ -443,7 +441,7 @@ def run_sweep(plan, config, argv, *, train_one, evaluate_one, judge_one=None, lo
         train_one(run_config)
         evaluation = evaluate_one(run_config)
         judge = judge_one(run_config) if judge_one is not None else None
-        row = result_row(name, point, read_metrics(run_config["run_dir"]), evaluation, judge)
+        row = result_row(name, point, rundir.read_metrics(run_config["run_dir"]), evaluation, judge)
         write_json_atomic(os.path.join(run_config["run_dir"], RESULT_FILE),
                           {"name": name, "point": point, "row": row})
         write_hparams(sweep_dir, plan, name, point, row)

@@ -31,7 +31,11 @@ import sys
 
 import numpy as np
 
+from local import dataset, dataset_store, rundir, training
+from local.audio import mu_law_decode
 from local.config import ConfigError, ModelSettings, StageError, check_minimums
+from local.fileio import write_json_atomic
+from local.decoding import DecodeSettings
 
 KIND = "tagger"
 EMBEDDING_LAYER = "embedding"
@@ -118,7 +122,6 @@ def readout_model(model):
 
 def mu_law_table(quantization_channels=256):
     """The sample value of each code: (Q,) float32, = :func:`local.audio.mu_law_decode` of 0..Q-1."""
-    from local.audio import mu_law_decode
     return mu_law_decode(np.arange(quantization_channels), quantization_channels)
 
 
@@ -225,7 +228,7 @@ def majority_baseline(rows, genres):
 def tagger_model_json(tagger_config, *, genres, sample_rate, data_dir, decode):
     """The ``model.json`` dict of a tagger run: ``kind`` (tagger), ``model`` (TaggerConfig.to_json), genres
     (index = genre_id), sample_rate (Hz), quantization_channels, input_samples, data_dir and ``decode``: stage 2's
-    decode settings of its dataset (local.preprocessing.DecodeSettings), so files are tagged as the dataset was
+    decode settings of its dataset (local.decoding.DecodeSettings), so files are tagged as the dataset was
     made."""
     return {"kind": KIND, "model": tagger_config.to_json(), "genres": list(genres), "sample_rate": int(sample_rate),
             "quantization_channels": int(decode.quantization_channels),
@@ -236,21 +239,19 @@ def tagger_model_json(tagger_config, *, genres, sample_rate, data_dir, decode):
 def read_tagger_run(run_dir):
     """(TaggerConfig, model.json dict) of a trained tagger run: the one way a tagger's structure is read back
     (a WaveNet's: :func:`local.training.read_run_model`). StageError (one line) when ``run_dir`` is none."""
-    from local import training
     for name in ("model.json", "model.keras"):
         if not os.path.isfile(os.path.join(run_dir, name)):
             raise StageError(f"{os.path.join(run_dir, name)} is missing: {run_dir!r} is not a trained tagger run "
                              f"(train one with run_model_training.py --model=tagger --run_dir={run_dir})")
-    info = training.read_model_json(run_dir)
-    if training.run_kind(info) != KIND:
-        raise StageError(f"{run_dir!r} is a {training.run_kind(info)} run, not a tagger: train one with "
+    info = rundir.read_model_json(run_dir)
+    if rundir.run_kind(info) != KIND:
+        raise StageError(f"{run_dir!r} is a {rundir.run_kind(info)} run, not a tagger: train one with "
                          f"run_model_training.py --model=tagger and pass its run_dir")
     return TaggerConfig.from_json(info["model"]), info
 
 
 def decode_settings(info):
     """The DecodeSettings recorded in a tagger's model.json dict (its dataset's stage-2 settings)."""
-    from local.preprocessing import DecodeSettings
     return DecodeSettings(**info["decode"])
 
 
@@ -261,13 +262,12 @@ def make_train_step(model, optimizer, parts=1):
     (``parts``: see :func:`local.training.gradient_step`)."""
     import tensorflow as tf
 
-    from local.training import gradient_step
 
     def loss_of(waveform, genre_id):
         logits = model(waveform, training=True)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=genre_id, logits=logits))
 
-    return gradient_step(model, optimizer, loss_of, parts=parts)
+    return training.gradient_step(model, optimizer, loss_of, parts=parts)
 
 
 def evaluate_windows(model, waveforms, genre_ids, batch_size):
@@ -284,7 +284,6 @@ def evaluate_windows(model, waveforms, genre_ids, batch_size):
 def usable_splits(index, input_samples, data_dir, sample_rate):
     """(train rows, valid rows) of a dataset index holding at least one window of ``input_samples``; StageError
     when a split has none or the train tracks are all of one genre."""
-    from local import training
     # receptive_field=1, window=L: the WaveNet's reader then yields windows of exactly L codes (targets unused)
     train, valid = training.usable_splits(index, 1, input_samples, data_dir, sample_rate,
                                           length_keys="1 + tagger_input_samples",
@@ -305,7 +304,6 @@ def tagger_task(tagger_config, *, train_tracks, valid_tracks, config):
     import keras
     import tensorflow as tf
 
-    from local import dataset, training
     length, batch_size = tagger_config.input_samples, config["tagger_batch_size"]
     n_codes = config["quantization_channels"]
     parts = min(training.use_threads(config.get("threads", 0)), batch_size)  # before TensorFlow's thread pools
@@ -334,52 +332,6 @@ def tagger_task(tagger_config, *, train_tracks, valid_tracks, config):
                          loss_title="Genre tagger loss", loss_unit="bits per window")
 
 
-def train_tagger(config):
-    """Stage 3 with ``model=tagger`` for one resolved config: train a tagger on ``config['data_dir']`` into
-    ``config['run_dir']`` through :func:`local.training.train` (resumed from the run's latest checkpoint), then
-    write evaluation.json (track-level accuracy). Returns the loop's summary plus ``evaluation``.
-    Raises StageError (one line) on a dataset it cannot use or a run_dir holding another model.
-    """
-    from local import dataset_store, preprocessing, training
-    data_dir, run_dir = config["data_dir"], config["run_dir"]
-    info = dataset_store.read_dataset_json(data_dir) if dataset_store.list_parts(data_dir) else None
-    genres, sample_rate = training.check_dataset(info, data_dir, config["quantization_channels"])
-    tagger_config = TaggerConfig.from_config(config, n_genres=len(genres))
-    index = dataset_store.read_index(data_dir)
-    train_tracks, valid_tracks = usable_splits(index, tagger_config.input_samples, data_dir, sample_rate)
-    model_json = tagger_model_json(tagger_config, genres=genres, sample_rate=sample_rate, data_dir=data_dir,
-                                   decode=preprocessing.decode_settings_of(info))
-    training.open_run_dir(run_dir, model_json)
-
-    task = tagger_task(tagger_config, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
-    state = training.resume(run_dir, task.model, task.optimizer)
-    training.write_run_files(run_dir, config, model_json)
-    length, steps = tagger_config.input_samples, config["tagger_steps"]
-    print(f"tagger: {task.model.count_params():,} parameters, windows of {length} samples "
-          f"({length / sample_rate:.2f} s), {len(train_tracks)} train / {len(valid_tracks)} valid tracks, "
-          f"{config['valid_windows']} valid windows, genres: {', '.join(genres)}; chance "
-          f"{tagger_config.chance_bits:.2f} bits/window")
-
-    def learning_rate(step, time_fraction=0.0):
-        return training.learning_rate_at(step, config["learning_rate"], schedule=config["lr_schedule"],
-                                         warmup_steps=config["warmup_steps"], total_steps=steps,
-                                         min_learning_rate=config["min_learning_rate"], time_fraction=time_fraction)
-
-    writer = training.tensorboard_writer(run_dir)
-    try:
-        summary = training.train(task, run_dir, state, config=config, steps=steps, eval_every=config["eval_every"],
-                                 checkpoint_every=config["checkpoint_every"],
-                                 keep_checkpoints=config["keep_checkpoints"], learning_rate_at=learning_rate,
-                                 max_minutes=config["max_minutes"], writer=writer)
-    finally:
-        writer.close()
-    result = write_evaluation(run_dir, task.model, index, genres, data_dir=data_dir, input_samples=length,
-                              max_windows=config["tagger_eval_windows"],
-                              quantization_channels=config["quantization_channels"])
-    print_evaluation(result, run_dir)
-    return {**summary, "evaluation": result}
-
-
 def write_evaluation(run_dir, model, index, genres, *, data_dir, input_samples, max_windows,
                      quantization_channels=256):
     """Track-level accuracy on the valid and test tracks into ``run_dir/evaluation.json``; returns the dict.
@@ -387,8 +339,6 @@ def write_evaluation(run_dir, model, index, genres, *, data_dir, input_samples, 
     ``majority_baseline`` = the test accuracy of always answering the test set's most common genre: the
     best a model that ignores the audio could do (stricter than the train set's most common genre).
     """
-    from local import dataset, dataset_store
-    from local.fileio import write_json_atomic
     readout = readout_model(model)
     reports = {}
     for split in ("valid", "test"):

@@ -1,49 +1,28 @@
-"""Stage 3's work, shared by both trainers: config checks, the run directory's files, checkpoints, the loop.
+"""Stage 3's loop, shared by every model kind and both trainers: config checks, resume, the loop, train_one.
 
-A run directory (``run_dir``) holds::
-
-    config.json         the resolved stage-3 config            (local.config.save_config)
-    model.json          what a generator needs to rebuild the model     (write_model_json / read_run_model)
-    model.keras         the latest complete model, loadable with keras.models.load_model
-    checkpoints/step-00000100/   model.weights.h5, optimizer.npz, state.json   (newest = highest step)
-    metrics.csv         step, train_bits_per_sample, valid_bits_per_sample, samples_per_second, ... (+ extra columns)
-    loss.png            train and valid curves, redrawn from metrics.csv
-    tensorboard/        TensorBoard scalars (every numeric metrics column)
-    samples/step-500/   clips sampled while training (local/samples.py), report.html the run's page (local/report.py)
-
-Everything is written with local/fileio.py, so a killed run never leaves a file (or a checkpoint directory)
-that looks complete but is not. This module owns the formats of state.json and metrics.csv:
-``run_model_training.py`` (through :func:`train`) and ``aws/spark_training.py`` (its own Elephas epochs)
-call the same functions: :func:`check_config`, :func:`check_dataset`, :func:`usable_splits`,
-:func:`open_run_dir`, :func:`resume`, :func:`write_run_files`, :func:`record_evaluation`,
-:func:`save_progress`, :func:`done_line`.
+The run directory's files (model.json, the lock, metrics.csv, checkpoints) are local/rundir.py's, which
+knows no model. A model kind (local/kinds.py: the WaveNet, the genre tagger) is described once as a
+:class:`ModelKind`: how it checks its keys and its dataset, its model.json, its :class:`Task`, what it does
+after training. :func:`train_one` runs that sequence for ``run_model_training.py``, the tagger and
+``aws/spark_training.py`` alike (the Spark job brings its own dataset reader, task and epoch loop).
 
 The laptop loop, :func:`train`, knows nothing of the WaveNet: a model kind hands it a :class:`Task`
 (:func:`wavenet_task` is the WaveNet's; a tagger makes its own), and callbacks (``on_evaluate``) may act at
 every evaluation and add metrics columns.
 """
-import csv
 import dataclasses
-import glob
-import json
 import math
 import os
-import shutil
 import sys
 import time
 
 import numpy as np
 
-from local import fileio, samples
-from local.config import ConfigError, StageError, check_choices, check_minimums
-from local.fileio import write_json_atomic
-from local.wavenet import WaveNetConfig
+from local import checks, dataset, dataset_store, rundir, samples
+from local.config import ConfigError, StageError, check_choices, check_minimums, configure
+from local.wavenet import WaveNetConfig, build_wavenet
 
 LN2 = math.log(2.0)
-MODEL_KINDS = ("wavenet", "tagger")  # the ``model`` key: what a run directory holds (model.json ``kind``)
-METRICS_COLUMNS = ["step", "train_bits_per_sample", "valid_bits_per_sample", "samples_per_second",
-                   "learning_rate", "elapsed_seconds"]
-CHECKPOINT_FILES = ("model.weights.h5", "optimizer.npz", "state.json")
 # The least value of each training key either trainer has (a key a trainer lacks is not checked).
 TRAINING_MINIMUMS = {"batch_size": 1, "window": 1, "valid_windows": 1, "keep_checkpoints": 1, "cache_tracks": 1,
                      "prefetch_batches": 1, "eval_every": 1, "checkpoint_every": 1, "steps": 0, "epochs": 1,
@@ -53,32 +32,31 @@ TRAINING_MINIMUMS = {"batch_size": 1, "window": 1, "valid_windows": 1, "keep_che
 
 # --- config and dataset checks (both trainers) ---------------------------------------------------------
 
-def resolve_config(namespace, argv=None):
+def resolve_config(namespace, argv=None, kinds=None):
     """A trainer's resolved config: its config block (``globals()``, left as written) overridden from
-    ``--config`` and ``argv`` (local.config.configure), then :func:`check_config`."""
-    from local.config import configure
+    ``--config`` and ``argv`` (local.config.configure), then :func:`check_config` (``kinds``: see there)."""
     config = configure(dict(namespace), argv)
-    check_config(config)
+    check_config(config, kinds)
     return config
 
 
-def check_config(config):
-    """Check the stage-3 keys ``config`` has, the model keys included, before any data is read.
+def check_config(config, kinds=None):
+    """Check the stage-3 keys ``config`` has, the model keys included, before any data is read: the shared
+    training keys, then the chosen model kind's own (``kinds``: {name: :class:`ModelKind`}, local.kinds.KINDS).
 
     Raises :class:`local.config.ConfigError` naming one key and what it accepts.
     """
     check_minimums(config, TRAINING_MINIMUMS)
     if "learning_rate" in config and not config["learning_rate"] > 0:
         raise ConfigError(f"--learning_rate={config['learning_rate']}: must be > 0")
-    check_choices(config, {"lr_schedule": ("constant", "cosine"), "model": MODEL_KINDS})
-    from local import checks
+    check_choices(config, {"lr_schedule": ("constant", "cosine"), "model": rundir.MODEL_KINDS})
     if checks.shared_folder_problem(config, "run_dir", "data_dir"):
         raise ConfigError(checks.shared_folder_problem(config, "run_dir", "data_dir"))
     samples.check_config(config)
     WaveNetConfig.from_config(config)
-    if config.get("model") == "tagger":
-        from local.tagger import check_config as check_tagger_config
-        check_tagger_config(config)
+    kind = (kinds or {}).get(config.get("model", "wavenet"))
+    if kind is not None and kind.check_config is not None:
+        kind.check_config(config)
 
 
 def check_dataset(info, data_dir, quantization_channels, stage2="run_transformation_scripts.py"):
@@ -104,7 +82,6 @@ def usable_splits(index, receptive_field, window, data_dir, sample_rate, *,
     exists, not to lower --window); prints a note on the train tracks too short to use. ``length_keys`` and
     ``fix`` name, in that message, the keys that set an example's length (another model kind's own).
     """
-    from local import checks, dataset
     problem = checks.split_problem(len(index), len(dataset.split_tracks(index, "train")),
                                    len(dataset.split_tracks(index, "valid")), data_dir)
     if problem:
@@ -132,212 +109,24 @@ def wavenet_model_json(wavenet_config, *, genres, sample_rate, data_dir):
             "receptive_field": wavenet_config.receptive_field, "data_dir": str(data_dir)}
 
 
-def write_model_json(run_dir, model_json):
-    """Write the dict ``model_json`` as ``run_dir/model.json`` atomically and return its path."""
-    return write_json_atomic(os.path.join(run_dir, "model.json"), model_json)
-
-
-def read_model_json(run_dir):
-    """The dict in ``run_dir/model.json``; FileNotFoundError naming the file when there is none."""
-    path = os.path.join(run_dir, "model.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: {run_dir!r} is not a trained run directory "
-                                f"(train one with run_model_training.py --run_dir={run_dir})")
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-        if not isinstance(info, dict) or not isinstance(info.get("model"), dict):
-            raise ValueError("not the model.json object")
-    except ValueError as e:
-        raise ValueError(f"{path} is damaged ({str(e).splitlines()[0][:80]}): a rerun of run_model_training.py "
-                         f"with --run_dir={run_dir} and the run's settings (config.json) rewrites it") from None
-    return info
-
-
-def saved_run_info(run_dir):
-    """``run_dir``'s model.json as a dict, or {} when it is missing or damaged (then it is written anew)."""
-    try:
-        return read_model_json(run_dir)
-    except (ValueError, FileNotFoundError):
-        return {}
-
-
-def model_files_problem(run_dir):
-    """One line when ``run_dir``'s model.json or model.keras cannot be read (cut by a crash, overwritten), or ""."""
-    import zipfile
-    try:
-        read_model_json(run_dir)
-    except (ValueError, FileNotFoundError) as e:
-        return str(e)
-    path = os.path.join(run_dir, "model.keras")
-    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive: a cut or foreign file is not one
-        return (f"{path} is damaged (not a complete .keras archive): rerun run_model_training.py with "
-                f"--run_dir={run_dir} (it saves the model again from the newest good checkpoint)")
-    return ""
-
-
-def run_kind(info):
-    """The kind of model a ``model.json`` dict describes (:data:`MODEL_KINDS`; runs older than the tagger
-    have no ``kind``: WaveNets)."""
-    return info.get("kind", "wavenet")
-
-
-def read_run_model(run_dir):
-    """(WaveNetConfig, model.json dict) of a WaveNet run: the one way a WaveNet's structure is read back
-    (a tagger's: :func:`local.tagger.read_tagger_run`). StageError naming the kind for another kind of run."""
-    info = read_model_json(run_dir)
-    if run_kind(info) != "wavenet":
-        raise StageError(f"run_dir={run_dir!r} is a {run_kind(info)} run, not a WaveNet (a tagger run is used with "
-                         f"--audio=FILE_OR_FOLDER, --similar_to=FILE_OR_TRACK_ID, or as --judge=RUN_DIR)")
-    return WaveNetConfig.from_json(info["model"]), info
-
-
-def resume_conflict(run_dir, model_json, shown_as=None):
-    """Why ``run_dir`` cannot be resumed with the model ``model_json`` (one line), or "" when it can.
-
-    Only a run that has a checkpoint is compared: one killed before its first checkpoint starts afresh.
-    ``shown_as`` names the run in the message (a URI whose local copy ``run_dir`` is).
-    """
-    if not latest_checkpoint(run_dir) or not os.path.isfile(os.path.join(run_dir, "model.json")):
-        return ""
-    try:
-        saved = read_model_json(run_dir)
-    except ValueError:
-        return ""  # a damaged model.json is rewritten on resume; the checkpoints themselves are checked on load
-    name = shown_as or run_dir
-    if run_kind(saved) != run_kind(model_json):
-        return (f"run_dir={name!r} holds a {run_kind(saved)} run, not a {run_kind(model_json)}: "
-                f"use another --run_dir")
-    differences = model_differences(saved["model"], model_json["model"])
-    if not differences:
-        return ""
-    return (f"run_dir={name!r} holds a different model ({'; '.join(differences)}): "
-            f"use another --run_dir or the saved model settings (see {name}/config.json)")
-
-
-def model_differences(saved_settings, settings):
-    """The model keys whose values differ between two ``model.json`` ``model`` dicts, as 'key: old -> new'."""
-    keys = sorted(set(saved_settings) | set(settings))
-    return [f"{k}: {saved_settings.get(k)!r} -> {settings.get(k)!r}" for k in keys
-            if saved_settings.get(k) != settings.get(k)]
-
-
-# --- the run directory (both trainers) -----------------------------------------------------------------
-
-def open_run_dir(run_dir, model_json, shown_as=None):
-    """Make ``run_dir`` ready to train ``model_json``'s model: lock it for this process (one writer per
-    run_dir, :mod:`local.locks`; held until :func:`train` ends or the process exits), clear what a killed run left half-written, and
-    raise StageError when it is a file or unwritable, another process trains in it, or it holds checkpoints
-    of another model or of another dataset (genre ids, sample rate or codes that would change meaning)."""
-    from local import checks, locks
-    problem = checks.output_folder_problem(run_dir, "run_dir") if shown_as is None else ""
-    if problem:
-        raise StageError(problem)
-    os.makedirs(run_dir, exist_ok=True)
-    key = os.path.realpath(run_dir)
-    if key not in RUN_DIR_LOCKS:  # a second training in this process reuses it
-        try:
-            RUN_DIR_LOCKS[key] = locks.acquire_lock(run_dir, "training")
-        except locks.LockHeld as e:
-            raise StageError(str(e)) from None
-    remove_stale_temps(run_dir)
-    conflict = resume_conflict(run_dir, model_json, shown_as)
-    if not conflict and latest_checkpoint(run_dir):
-        conflict = checks.resume_dataset_problem(saved_run_info(run_dir), model_json["genres"],
-                                                 model_json["sample_rate"], model_json["quantization_channels"],
-                                                 model_json["data_dir"], shown_as or run_dir)
-    if conflict:
-        raise StageError(conflict)
-
-
-RUN_DIR_LOCKS = {}  # real path of a run_dir -> the lock this process holds on it (see open_run_dir)
-
-
-def close_run_dir(run_dir):
-    """Release this process's lock on ``run_dir`` (:func:`open_run_dir`): its training is over, so another
-    process (or a later in-process stage: tests, sweeps) may train in it."""
-    lock = RUN_DIR_LOCKS.pop(os.path.realpath(run_dir), None)
-    if lock is not None:
-        lock.release()
-
-
-def new_state():
-    """The state of a run before its first step (checkpointed as state.json, with the config and seed)."""
-    return {"step": 0, "examples_done": 0, "best_valid_bits_per_sample": None, "elapsed_seconds": 0.0}
-
+# --- resume ------------------------------------------------------------------------------------------
 
 def resume(run_dir, model, optimizer, shown_as=None):
     """The run's state: from its latest checkpoint (weights and optimizer restored into ``model`` and
     ``optimizer``; a damaged newest checkpoint is reported and the previous good one used), else
-    :func:`new_state`. metrics.csv keeps only the rows up to that step, and samples/ only the clips (the steps
+    :func:`local.rundir.new_state`. metrics.csv keeps only the rows up to that step, and samples/ only the clips (the steps
     after it are redone)."""
-    state = new_state()
-    if latest_checkpoint(run_dir):
-        loaded, path = load_newest_good_checkpoint(run_dir, model, optimizer)
+    state = rundir.new_state()
+    if rundir.latest_checkpoint(run_dir):
+        loaded, path = rundir.load_newest_good_checkpoint(run_dir, model, optimizer)
         if loaded is None:
-            raise StageError(f"no checkpoint in {checkpoints_dir(run_dir)} can be loaded: use another --run_dir")
+            raise StageError(f"no checkpoint in {rundir.checkpoints_dir(run_dir)} can be loaded: use another --run_dir")
         state.update(loaded)
         epoch = f", epoch {state['epoch']}" if "epoch" in state else ""
         print(f"resuming {shown_as or run_dir} from step {state['step']}{epoch} ({path})")
-    truncate_metrics(run_dir, state["step"])
+    rundir.truncate_metrics(run_dir, state["step"])
     samples.truncate_samples(run_dir, state["step"])
     return state
-
-
-def write_run_files(run_dir, config, model_json):
-    """Write ``config.json`` (the resolved config) and ``model.json`` into ``run_dir``."""
-    from local.config import save_config
-    save_config(config, run_dir)
-    write_model_json(run_dir, model_json)
-
-
-def tensorboard_writer(run_dir):
-    """A TensorBoard summary writer on ``run_dir/tensorboard``."""
-    import tensorflow as tf
-    return tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
-
-
-def metrics_row(step, *, losses, samples_per_second, learning_rate, elapsed_seconds, extra=None):
-    """One metrics.csv row: ``step``, the loss columns (``losses``, e.g. train/valid bits per sample), then
-    samples_per_second, learning_rate, elapsed_seconds and any ``extra`` columns (e.g. epoch)."""
-    return {"step": int(step), **losses, "samples_per_second": samples_per_second,
-            "learning_rate": learning_rate, "elapsed_seconds": elapsed_seconds, **(extra or {})}
-
-
-def record_evaluation(run_dir, row, *, writer=None, baseline_bits=None, plot=None):
-    """Append ``row`` (:func:`metrics_row`) to metrics.csv, redraw loss.png (``plot``: keyword arguments of
-    :func:`plot_metrics`, for another model's columns) and, with a ``writer``, add every numeric column to
-    TensorBoard at the row's step. Returns the row."""
-    append_metrics(run_dir, row)
-    plot_metrics(run_dir, baseline_bits=baseline_bits, **(plot or {}))
-    if writer is not None:
-        import tensorflow as tf
-        with writer.as_default(step=row["step"]):
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)) and value is not None:
-                    tf.summary.scalar(key, value)
-        writer.flush()
-    return row
-
-
-def save_progress(run_dir, model, optimizer, state, *, config, keep, export_model=None):
-    """Checkpoint ``state`` (step ``state["step"]``) and save ``model.keras`` (``export_model``, default
-    ``model``). state.json = the state, the config's seed and the config."""
-    body = {k: v for k, v in state.items() if k != "step"}
-    save_checkpoint(run_dir, state["step"], model, optimizer, {**body, "seed": config.get("seed"), "config": config},
-                    keep=keep)
-    save_model(export_model or model, run_dir)
-
-
-def done_line(run_dir, baselines, shown_as=None):
-    """The last line a trainer prints: the last metrics row against the ``baselines`` ({name: bits})."""
-    rows = read_metrics(run_dir)
-    against = ", ".join(f"{name} {bits:.2f}" for name, bits in baselines.items())
-    if not rows:
-        return f"done: {shown_as or run_dir} (no metrics yet; {against} bits/sample)"
-    last = rows[-1]
-    return (f"done: step {last['step']}, train {last['train_bits_per_sample']:.3f}, "
-            f"valid {last['valid_bits_per_sample']:.3f} bits/sample ({against}) -> {shown_as or run_dir}")
 
 
 def describe(model, wavenet_config, *, sample_rate, n_train, n_valid, n_valid_windows):
@@ -346,86 +135,6 @@ def describe(model, wavenet_config, *, sample_rate, n_train, n_valid, n_valid_wi
     return (f"{model.count_params():,} parameters, receptive field {field} samples "
             f"({field / sample_rate * 1000:.0f} ms), {n_train} train / {n_valid} valid tracks, "
             f"{n_valid_windows} valid windows")
-
-
-# --- metrics.csv and loss.png --------------------------------------------------------------------------
-
-def metrics_path(run_dir):
-    return os.path.join(run_dir, "metrics.csv")
-
-
-def read_metrics(run_dir):
-    """The rows of ``run_dir/metrics.csv`` as a list of dicts of floats (step as int); [] when there is none.
-
-    Empty cells (e.g. no validation at that step) read as NaN; a column only later rows have reads as NaN
-    in the earlier ones, so files written before a column was added stay readable.
-    """
-    path = metrics_path(run_dir)
-    if not os.path.isfile(path):
-        return []
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            parsed = {k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items() if k}
-            parsed["step"] = int(parsed["step"])
-            rows.append(parsed)
-    return rows
-
-
-def write_metrics(run_dir, rows):
-    """Rewrite ``run_dir/metrics.csv`` from a list of row dicts, atomically: :data:`METRICS_COLUMNS` first,
-    then every other column in the order the rows first have it. Rows without the bits-per-sample columns (a
-    tagger's) leave them out."""
-    present = {k for row in rows for k in row}
-    wavenet = not rows or bool(present & {"train_bits_per_sample", "valid_bits_per_sample"})
-    columns = [c for c in METRICS_COLUMNS if wavenet or c in present]
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    with fileio.atomic_write(metrics_path(run_dir), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(row.get(k)) for k in columns})
-    return metrics_path(run_dir)
-
-
-def _cell(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return value
-
-
-def append_metrics(run_dir, row):
-    """Append one row (a dict with at least ``step``; missing columns stay empty) to ``run_dir/metrics.csv``."""
-    rows = read_metrics(run_dir)
-    rows.append(row)
-    return write_metrics(run_dir, rows)
-
-
-def truncate_metrics(run_dir, last_step):
-    """Drop the rows after ``last_step`` (the steps a resumed run will redo), so the file stays continuous."""
-    rows = read_metrics(run_dir)
-    kept = [r for r in rows if r["step"] <= last_step]
-    if len(kept) != len(rows):
-        write_metrics(run_dir, kept)
-    return kept
-
-
-def plot_metrics(run_dir, baseline_bits=None, *, columns=("train_bits_per_sample", "valid_bits_per_sample"),
-                 title="WaveNet loss", ylabel="bits per sample"):
-    """Redraw ``run_dir/loss.png`` (the train and valid loss ``columns``, in bits, per step) from metrics.csv;
-    return its path."""
-    from local.plots import plot_loss
-    rows = read_metrics(run_dir)
-    nan = float("nan")
-    train = [(r["step"], r.get(columns[0], nan)) for r in rows]
-    valid = [(r["step"], r.get(columns[1], nan)) for r in rows]
-    train, valid = ([(s, b) for s, b in pairs if not math.isnan(b)] for pairs in (train, valid))
-    return plot_loss(os.path.join(run_dir, "loss.png"), steps=[s for s, _ in train], train_bits=[b for _, b in train],
-                     valid_steps=[s for s, _ in valid], valid_bits=[b for _, b in valid], baseline_bits=baseline_bits,
-                     title=title, ylabel=ylabel)
 
 
 # --- the loss and the compiled steps -------------------------------------------------------------------
@@ -559,106 +268,6 @@ def learning_rate_at(step, learning_rate, *, schedule="constant", warmup_steps=0
     return learning_rate
 
 
-# --- checkpoints ---------------------------------------------------------------------------------------
-
-def checkpoints_dir(run_dir):
-    return os.path.join(run_dir, "checkpoints")
-
-
-def checkpoint_name(step):
-    return f"step-{int(step):08d}"
-
-
-def list_checkpoints(run_dir):
-    """The complete checkpoints of a run, oldest first: a list of (step, path).
-
-    Only directories named ``step-NNNNNNNN`` holding every file of :data:`CHECKPOINT_FILES` count; a
-    checkpoint gets that name only once all its files are written and synced (local.fileio.atomic_dir).
-    """
-    found = []
-    for path in glob.glob(os.path.join(checkpoints_dir(run_dir), "step-*")):
-        name = os.path.basename(path)
-        if name[5:].isdigit() and all(os.path.isfile(os.path.join(path, f)) for f in CHECKPOINT_FILES):
-            found.append((int(name[5:]), path))
-    return sorted(found)
-
-
-def latest_checkpoint(run_dir):
-    """(step, path) of the newest complete checkpoint, or None."""
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
-def remove_stale_temps(run_dir):
-    """Delete what a killed run left half-written in ``run_dir`` and its checkpoints (never trusted anyway)."""
-    return fileio.remove_stale_temps(run_dir) + fileio.remove_stale_temps(checkpoints_dir(run_dir))
-
-
-def optimizer_arrays(optimizer):
-    """The optimizer's state (iterations, Adam moments, ...) as a list of numpy arrays, in variable order."""
-    return [np.asarray(v.numpy()) for v in optimizer.variables]
-
-
-def save_checkpoint(run_dir, step, model, optimizer, state, *, keep=3):
-    """Write checkpoint ``step`` atomically: weights, optimizer state and ``state`` (a JSON-able dict).
-
-    The directory is filled under a temp name and renamed to ``checkpoints/step-N`` once complete
-    (local.fileio.atomic_dir; a checkpoint of the same step is replaced); then all but the newest ``keep``
-    checkpoints are deleted. Returns its path.
-    """
-    final = os.path.join(checkpoints_dir(run_dir), checkpoint_name(step))
-    with fileio.atomic_dir(final) as tmp:
-        model.save_weights(os.path.join(tmp, "model.weights.h5"))
-        with open(os.path.join(tmp, "optimizer.npz"), "wb") as f:
-            np.savez(f, *optimizer_arrays(optimizer))
-        write_json_atomic(os.path.join(tmp, "state.json"), {**state, "step": int(step)})
-    for _, old in list_checkpoints(run_dir)[:-max(1, keep)]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def load_checkpoint(path, model, optimizer):
-    """Restore weights and optimizer state from a checkpoint directory; return its state dict.
-
-    The optimizer is built on the model's trainable variables first; a checkpoint whose arrays do not
-    match the model (another architecture) raises ValueError.
-    """
-    model.load_weights(os.path.join(path, "model.weights.h5"))
-    optimizer.build(model.trainable_variables)
-    with np.load(os.path.join(path, "optimizer.npz")) as data:
-        arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
-    variables = optimizer.variables
-    if len(arrays) != len(variables) or any(a.shape != tuple(v.shape) for a, v in zip(arrays, variables)):
-        raise ValueError(f"{path}: the optimizer state does not match this model")
-    for variable, array in zip(variables, arrays):
-        variable.assign(array)
-    with open(os.path.join(path, "state.json"), encoding="utf-8") as f:
-        return json.load(f)
-
-
-def load_newest_good_checkpoint(run_dir, model, optimizer, log=print):
-    """Restore the newest checkpoint that loads; one that does not (cut, corrupted) is reported with ``log``
-    and the one before it is tried. Returns (state, path), or (None, None) when none loads."""
-    for step, path in reversed(list_checkpoints(run_dir)):
-        try:
-            state = load_checkpoint(path, model, optimizer)
-            if not isinstance(state, dict) or int(state.get("step", -1)) != step:
-                raise ValueError("its state.json does not describe this step")
-            return state, path
-        except Exception as e:  # h5py/np/json raise many types on damaged bytes; every one means "not usable"
-            log(f"warning: checkpoint {path} cannot be loaded ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:100] if str(e) else 'damaged'}): trying the previous one")
-    return None, None
-
-
-def save_model(model, run_dir, name="model.keras"):
-    """Save the full model to ``run_dir/name`` atomically (local.fileio.atomic_path); return the path."""
-    path = os.path.join(run_dir, name)
-    with fileio.atomic_path(path) as tmp:
-        model.save(tmp)
-    return path
-
-
 # --- the training loop (run_model_training.py) ---------------------------------------------------------
 
 @dataclasses.dataclass
@@ -752,7 +361,7 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
                 raise StageError(f"reading the training data failed: {e.message.strip().splitlines()[-1]}", 1)
             loss = float(task.train_step(features, targets))
             if not math.isfinite(loss):
-                last = latest_checkpoint(run_dir)
+                last = rundir.latest_checkpoint(run_dir)
                 raise StageError(f"the loss became {loss} at step {step + 1}; stopped. The last good checkpoint is "
                                  f"{last[1] if last else 'none'}: rerun with a lower --learning_rate or --grad_clip", 1)
             losses.append(loss / LN2)
@@ -764,7 +373,7 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
             if step % eval_every == 0 or final:
                 seconds = time.perf_counter() - interval_start
                 validated = task.validate()
-                row = metrics_row(step, losses={task.loss_column: float(np.mean(losses)), **validated},
+                row = rundir.metrics_row(step, losses={task.loss_column: float(np.mean(losses)), **validated},
                                   samples_per_second=len(losses) * task.batch_size * task.samples_per_example
                                   / max(seconds, 1e-9),
                                   learning_rate=float(task.optimizer.learning_rate.numpy()),
@@ -772,7 +381,7 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
                 run_callbacks(on_evaluate, Evaluation(step, row, task, run_dir, final))
                 if state.get(best_key) is None or row[task.valid_column] < state[best_key]:
                     state[best_key] = row[task.valid_column]
-                record_evaluation(run_dir, row, writer=writer, baseline_bits=task.baseline_bits,
+                rundir.record_evaluation(run_dir, row, writer=writer, baseline_bits=task.baseline_bits,
                                   plot={"columns": (task.loss_column, task.valid_column), "title": task.loss_title,
                                         "ylabel": task.loss_unit})
                 progress.write(f"step {step}: " + ", ".join(f"{k} {row[k]:.3f}" for k in [task.loss_column, *validated])
@@ -781,7 +390,7 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
             if step % checkpoint_every == 0 or final:
                 saved_at = time.perf_counter()
                 state["elapsed_seconds"] = saved_at - started
-                save_progress(run_dir, task.model, task.optimizer, state, config=config, keep=keep_checkpoints,
+                rundir.save_progress(run_dir, task.model, task.optimizer, state, config=config, keep=keep_checkpoints,
                               export_model=task.export_model)
                 interval_start += time.perf_counter() - saved_at  # checkpoint time is not training throughput
             if out_of_time:
@@ -789,11 +398,10 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
                 progress.write(f"stopped at step {step}: --max_minutes={max_minutes:g} reached")
                 break
         if not os.path.isfile(os.path.join(run_dir, "model.keras")):
-            save_model(task.export_model or task.model, run_dir)
+            rundir.save_model(task.export_model or task.model, run_dir)
     finally:
         progress.close()
-        close_run_dir(run_dir)
-    rows = read_metrics(run_dir)
+    rows = rundir.read_metrics(run_dir)
     return {"step": step, "stopped": stopped, "minutes": (time.perf_counter() - call_started) / 60,
             "last_row": rows[-1] if rows else None}
 
@@ -824,8 +432,7 @@ def wavenet_task(wavenet_config, *, train_tracks, valid_tracks, config):
             prefetch_batches, valid_windows, seed, jit_compile, threads)
     """
     import keras
-    from local import dataset
-    from local.wavenet import build_wavenet
+
     field, window, batch_size = wavenet_config.receptive_field, config["window"], config["batch_size"]
     parts = min(use_threads(config.get("threads", 0)), batch_size)  # before TensorFlow starts its thread pools
     keras.utils.set_random_seed(config["seed"])
@@ -842,3 +449,102 @@ def wavenet_task(wavenet_config, *, train_tracks, valid_tracks, config):
                 validate=lambda: {"valid_bits_per_sample": evaluate_bits(eval_step, valid_set, batch_size)},
                 batch_size=batch_size, samples_per_example=window,
                 baseline_bits=wavenet_config.uniform_bits)
+
+
+# --- one model kind, one sequence (the script, the tagger, the Spark job) ------------------------------------
+
+@dataclasses.dataclass
+class DatasetView:
+    """What a trainer knows of its dataset before training: ``info`` (dataset.json's dict, None when there is
+    no dataset), ``index`` (one dict per track, no codes: track_id, genre, genre_id, split, n_samples, ...),
+    ``stage2`` (the command that makes one, for messages). The Spark job reads it through Spark."""
+    data_dir: str
+    info: dict
+    index: list
+    stage2: str = "run_transformation_scripts.py"
+
+
+def local_dataset(data_dir):
+    """The :class:`DatasetView` of a dataset folder on this machine."""
+    info = dataset_store.read_dataset_json(data_dir) if dataset_store.list_parts(data_dir) else None
+    return DatasetView(data_dir, info, dataset_store.read_index(data_dir) if info is not None else [])
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a model kind decided from the config and the dataset, before any model exists (no TensorFlow).
+
+    model_json    run_dir/model.json's dict (its ``kind``, ``model``, genres, sample_rate, ...)
+    model_config  the kind's config dataclass (WaveNetConfig, TaggerConfig)
+    train_tracks, valid_tracks   the index rows each split trains and validates on
+    steps         the run's last step (a resumed run continues up to it)
+    extra         the kind's own (e.g. the judge, the whole index)
+    """
+    model_json: dict
+    model_config: object
+    genres: list
+    sample_rate: int
+    dataset: DatasetView
+    train_tracks: list
+    valid_tracks: list
+    steps: int
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class ModelKind:
+    """One model kind, described once; :func:`train_one` runs it.
+
+    name          model.json's ``kind`` and the ``model`` key's value
+    check_config  (config) -> None: the kind's own keys (ConfigError naming one), or None
+    plan          (config, DatasetView) -> :class:`Plan`: checks the dataset (StageError, one line)
+    task          (plan, config, run_dir) -> :class:`Task`: the model, optimizer, batches and validation
+    describe      (plan, task, config) -> the line printed before training
+    callbacks     (plan, task, config, state, run_dir) -> on_evaluate callbacks (:func:`train`), or None
+    after_train   (plan, task, config, summary, run_dir) -> the summary returned, or None
+    """
+    name: str
+    check_config: object
+    plan: object
+    task: object
+    describe: object
+    callbacks: object = None
+    after_train: object = None
+
+
+def train_locally(task, run_dir, state, *, config, plan, on_evaluate, writer):
+    """The laptop loop for :func:`train_one`: :func:`train` up to ``plan.steps`` with the config's
+    learning-rate schedule (:func:`learning_rate_at`), time budget, evaluation and checkpoint intervals."""
+    def learning_rate(step, time_fraction=0.0):
+        return learning_rate_at(step, config["learning_rate"], schedule=config["lr_schedule"],
+                                warmup_steps=config["warmup_steps"], total_steps=plan.steps,
+                                min_learning_rate=config["min_learning_rate"], time_fraction=time_fraction)
+
+    return train(task, run_dir, state, config=config, steps=plan.steps, eval_every=config["eval_every"],
+                 checkpoint_every=config["checkpoint_every"], keep_checkpoints=config["keep_checkpoints"],
+                 learning_rate_at=learning_rate, max_minutes=config["max_minutes"], on_evaluate=on_evaluate,
+                 writer=writer)
+
+
+def train_one(kind, config, *, dataset=None, make_task=None, loop=train_locally, run_dir=None, shown_as=None):
+    """Stage 3 for one resolved config and one :class:`ModelKind`: check the dataset and plan the model, hold
+    the run directory (locked for the whole run, released on every path), build the task, resume from the
+    newest good checkpoint, write config.json and model.json, train, then the kind's after-train step.
+
+    The Spark job passes its own ``dataset`` (read through Spark), ``make_task`` (``(plan, config, run_dir)``:
+    the model and the checkpoint optimizer), ``loop`` (its Elephas epochs; same signature as
+    :func:`train_locally`), and ``run_dir`` (the local copy of a remote run, named ``shown_as`` in messages).
+    Returns the kind's summary.
+    """
+    data = dataset if dataset is not None else local_dataset(config["data_dir"])
+    plan = kind.plan(config, data)
+    run_dir = run_dir or config["run_dir"]
+    with rundir.locked(run_dir, plan.model_json, shown_as=shown_as):
+        task = (make_task or kind.task)(plan, config, run_dir)
+        state = resume(run_dir, task.model, task.optimizer, shown_as=shown_as)
+        rundir.write_run_files(run_dir, config, plan.model_json)
+        print(kind.describe(plan, task, config))
+        on_evaluate = kind.callbacks(plan, task, config, state, run_dir) if kind.callbacks else []
+        with rundir.tensorboard(run_dir) as writer:
+            summary = loop(task, run_dir, state, config=config, plan=plan, on_evaluate=on_evaluate, writer=writer)
+        return kind.after_train(plan, task, config, summary, run_dir) if kind.after_train else summary

@@ -29,7 +29,8 @@ else (training, generation, evaluation, the Spark job) asks it instead of re-der
 import dataclasses
 import math
 
-from local.config import ConfigError, ModelSettings
+from local import rundir
+from local.config import ConfigError, ModelSettings, StageError
 
 
 def default_dilations(stacks=2, layers_per_stack=10):
@@ -217,3 +218,13 @@ def dilated_conv_class():
 
     _DILATED_CONV.append(Conv1D)
     return Conv1D
+
+
+def read_run_model(run_dir):
+    """(WaveNetConfig, model.json dict) of a WaveNet run: the one way a WaveNet's structure is read back
+    (a tagger's: :func:`local.tagger.read_tagger_run`). StageError naming the kind for another kind of run."""
+    info = rundir.read_model_json(run_dir)
+    if rundir.run_kind(info) != "wavenet":
+        raise StageError(f"run_dir={run_dir!r} is a {rundir.run_kind(info)} run, not a WaveNet (a tagger run is "
+                         f"used with --audio=FILE_OR_FOLDER, --similar_to=FILE_OR_TRACK_ID, or as --judge=RUN_DIR)")
+    return WaveNetConfig.from_json(info["model"]), info

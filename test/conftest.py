@@ -5,9 +5,34 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+# The test tiers (markers in pytest.ini; `make test-fast` leaves these out): a test is marked by the services
+# and trainings its fixtures start, so a new test lands in the right tier without a mark of its own; tests
+# whose own body trains or runs whole stages carry @pytest.mark.slow.
+FIXTURE_MARKS = {"spark": "spark", "tiny_dataset": "spark", "standalone_cluster": "cluster", "s3_server": "s3",
+                 "moto_server": "s3", "demo_tagger": "slow", "project": "slow", "tiny_run": "slow"}
+# measured over 10 s on 2 cores (compiling the generator's kernels, fitting a model, whole stage-2 reruns)
+SLOW_TESTS = {"test_sampled_distributions_equal_the_full_forward_pass", "test_overfit_a_chord",
+              "test_genre_conditioning_generates_each_genres_tone",
+              "test_rerun_is_idempotent_and_additions_never_move_a_track",
+              "test_a_second_stage2_run_on_one_out_dir_is_refused_and_rows_are_never_doubled"}
+MODULE_MARKS = {"test_spark_cluster": "cluster", "test_spark_training": "spark", "test_end_to_end": "slow",
+                "test_sweep_training": "slow"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        marks = {mark for name, mark in FIXTURE_MARKS.items() if name in item.fixturenames}
+        marks.add(MODULE_MARKS.get(item.module.__name__))
+        if item.originalname in SLOW_TESTS:
+            marks.add("slow")
+        if "chromium" in item.name or "browser" in item.name:
+            marks.add("browser")
+        for mark in sorted(m for m in marks if m):
+            item.add_marker(mark)
 
 
 @pytest.fixture(scope="session")

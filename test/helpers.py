@@ -7,6 +7,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
+FIXTURES = os.path.join(ROOT, "test", "fixtures")  # real recordings, with their licences (README.md there)
+FIXTURE_OGG = os.path.join(FIXTURES, "ffmpeg_refuses.ogg")  # a real Ogg that ffmpeg refuses, libsndfile reads
 
 
 def tone(seconds=2.0, sample_rate=22050, channels=1, freq_hz=440.0, amplitude=0.5, seed=0):

@@ -96,6 +96,7 @@ def test_no_valid_split_is_told_as_such():
     assert checks.split_problem(5, 4, 1, "d") == ""
 
 
+@pytest.mark.slow
 def test_stage3_and_stage4_refuse_another_dataset_and_impossible_requests(tmp_path):
     data = tone_dataset(tmp_path / "data", ("Low", "High"))
     other_genres = tone_dataset(tmp_path / "other_genres", ("High", "Low"))
@@ -147,6 +148,7 @@ def test_stage3_and_stage4_refuse_another_dataset_and_impossible_requests(tmp_pa
     assert json.load(open(os.path.join(out, "config.json")))["seed"] == 1
 
 
+@pytest.mark.slow
 def test_damaged_files_are_one_line_and_training_falls_back_to_the_previous_checkpoint(tmp_path):
     import shutil
     data = tone_dataset(tmp_path / "data", ("Low", "High"))

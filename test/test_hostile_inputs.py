@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import ROOT, make_audio
-from local import audio, preprocessing
+from local import audio, decoding, preprocessing
 
 
 def one_hz_wav(path, n_frames=96000):
@@ -33,8 +33,8 @@ def near_silent_flac(path, seconds):
 PEAK_RSS = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # the old code reached 21 GB: stop it at 3
-from local import preprocessing
-track, reason = preprocessing.decode_track(sys.argv[1])
+from local import decoding
+track, reason = decoding.decode_track(sys.argv[1])
 status = open("/proc/self/status").read()
 hwm_kb = int(status.split("VmHWM:")[1].split()[0])
 print(json.dumps({"reason": reason, "n_samples": track and track["n_samples"], "peak_rss_mb": hwm_kb / 1024}))
@@ -59,7 +59,7 @@ def test_a_wav_claiming_1_hz_is_refused_in_bounded_memory(tmp_path):
 
 def test_a_small_flac_of_long_near_silence_streams_in_bounded_memory(tmp_path):
     path = near_silent_flac(str(tmp_path / "quiet.flac"), seconds=420)  # 148 MB as float PCM; 0.4 MB as FLAC
-    assert os.path.getsize(path) < preprocessing.STREAM_ABOVE_BYTES
+    assert os.path.getsize(path) < decoding.STREAM_ABOVE_BYTES
     outcome = peak_rss_of_decode(path)
     assert outcome["reason"] == "" and 1.9 * 16000 < outcome["n_samples"] < 2.5 * 16000, outcome
     assert outcome["peak_rss_mb"] < 300, outcome  # the old whole decode: 560 MB
@@ -70,22 +70,22 @@ def test_streaming_is_chosen_by_decoded_length_not_file_size(tmp_path, monkeypat
     executor), with the codes a whole decode gives; a short one in the same batch is decoded whole."""
     long_path = make_audio(str(tmp_path / "long.mp3"), seconds=6.0)
     short_path = make_audio(str(tmp_path / "short.mp3"), seconds=2.0, freq_hz=330)
-    settings = preprocessing.DecodeSettings(min_seconds=0.5)
+    settings = decoding.DecodeSettings(min_seconds=0.5)
     items = [{"path": long_path}, {"path": short_path}]
-    whole = preprocessing.process_batch(items, settings)
+    whole = decoding.process_batch(items, settings)
     streamed_inputs = []
-    real = preprocessing.process_long_input
-    monkeypatch.setattr(preprocessing, "process_long_input",
+    real = decoding.process_long_input
+    monkeypatch.setattr(decoding, "process_long_input",
                         lambda item, *args: streamed_inputs.append(item["path"]) or real(item, *args))
-    monkeypatch.setattr(preprocessing, "WHOLE_DECODE_MAX_SECONDS", 4.0)
+    monkeypatch.setattr(decoding, "WHOLE_DECODE_MAX_SECONDS", 4.0)
     datas = [open(p, "rb").read() for p in (long_path, short_path)]
-    for outcome in (preprocessing.process_batch(items, settings), preprocessing.process_batch(items, settings, datas)):
+    for outcome in (decoding.process_batch(items, settings), decoding.process_batch(items, settings, datas)):
         assert [r[2] for r in outcome] == ["", ""]
         assert [bytes(r[1]["codes"]) for r in outcome] == [bytes(r[1]["codes"]) for r in whole]
         assert outcome[0][0]["sha256"] == whole[0][0]["sha256"]
     assert streamed_inputs == [long_path, long_path]
     # a caller that needs the waveform gets a reason, not a whole decode of hours
-    track, reason = preprocessing.decode_track(long_path, settings, keep_waveform=True)
+    track, reason = decoding.decode_track(long_path, settings, keep_waveform=True)
     assert track is None and "too long to keep its waveform" in reason
 
 
@@ -103,16 +103,16 @@ def test_every_whole_decoder_stops_holding_audio_past_the_bound(tmp_path):
 
 
 def test_clip_names_are_unique_per_genre_id_and_readable_in_any_script(tmp_path):
-    from local import generation, samples
+    from local import clip_files
     genres = ["Hip Hop", "Hip-Hop", "Hip_Hop", "Поп", "Рок", "ロック", "", "../../etc", ".hidden", "a/b", "x" * 300]
-    names = [samples.clip_name(genre, k) for k, genre in enumerate(genres)]
+    names = [clip_files.clip_name(genre, k) for k, genre in enumerate(genres)]
     assert len(set(names)) == len(genres), names
     assert names[3] == "Поп_03" and names[4] == "Рок_04" and names[5] == "ロック_05" and names[6] == "clip_06"
     for name in names:
         assert "/" not in name and not name.startswith(".") and len(name.encode()) < 200, name
     # stage 4 writes through the same function: two non-Latin genres are two files
     codes = np.random.default_rng(0).integers(0, 256, (2, 1600)).astype(np.int32)
-    clips = generation.write_clips(str(tmp_path), codes, np.zeros(0, np.int32), genres=["Поп", "Рок"],
+    clips = clip_files.write_clips(str(tmp_path), codes, np.zeros(0, np.int32), genres=["Поп", "Рок"],
                                    genre_ids=[0, 1], sample_rate=16000, quantization_channels=256, title="t")
     assert [os.path.basename(c["wav"]) for c in clips] == ["Поп_00.wav", "Рок_01.wav"]
     assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".wav")) == ["Поп_00.wav", "Рок_01.wav"]
@@ -143,6 +143,7 @@ def listed_wavs(folder):
         return sorted(os.path.basename(c["wav"]) for c in json.load(f)["clips"])
 
 
+@pytest.mark.slow
 def test_a_stage4_folder_holds_the_clips_of_one_call(stage4, tmp_path):
     out = tmp_path / "gen"
     out.mkdir()
@@ -165,6 +166,7 @@ def test_a_stage4_folder_holds_the_clips_of_one_call(stage4, tmp_path):
     assert not [n for n in os.listdir(out) if n.startswith(".") and n != ".waveforms.lock"]
 
 
+@pytest.mark.slow
 def test_a_second_stage4_call_on_one_out_dir_is_refused(stage4, tmp_path):
     from local import locks
     out = tmp_path / "gen"
@@ -228,10 +230,11 @@ def test_a_file_name_that_is_not_utf8_is_reported_and_the_rest_goes_on(tmp_path)
                                    "(rename it, e.g. with convmv -f latin1 -t utf8)")]
     summary = preprocessing.preprocess(str(folder), str(tmp_path / "out"), workers=1, min_seconds=0.5, progress=False)
     assert summary["processed"] == 1 and [p for p, _ in summary["failed"]] == [str(folder / "Rock") + "/caf\\xe9.mp3"]
-    tagged = list(judge.decode_files([good, bad], preprocessing.DecodeSettings(min_seconds=0.5)))
+    tagged = list(judge.decode_files([good, bad], decoding.DecodeSettings(min_seconds=0.5)))
     assert tagged[0][2] == "" and tagged[1][0].endswith("caf\\xe9.mp3") and "not UTF-8" in tagged[1][2]
 
 
+@pytest.mark.slow
 def test_an_out_dir_that_is_an_input_folder_is_refused(stage4, tmp_path):
     from helpers import run_script
     raw = tmp_path / "raw"
@@ -323,7 +326,7 @@ def test_nan_samples_and_an_undecodable_manifest_are_named_as_such(tmp_path):
     y[1000:1010] = np.nan
     path = str(tmp_path / "nan.wav")
     soundfile.write(path, y, 16000, subtype="FLOAT")
-    track, reason = preprocessing.decode_track(path)
+    track, reason = decoding.decode_track(path)
     assert track is None and reason == "NaN or infinite samples (a broken float file): not audio"
     raw = tmp_path / "raw"
     make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.0)
@@ -367,6 +370,7 @@ def test_a_full_disk_is_one_line_in_every_stage(tmp_path, monkeypatch, capsys):
     assert stopped.value.code == 2 and "no space left on the disk of" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_stage4_checks_that_run_dir_is_writable_before_any_work(stage4, monkeypatch):
     import run_model_predictions
     from local import checks

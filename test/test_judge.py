@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import run_script
-from local import dataset_store, judge, training
+from local import dataset_store, judge, rundir, training
 from local.audio import mu_law_decode, mu_law_encode, write_wav
 from local.fileio import write_json_atomic
 from local.wavenet import WaveNetConfig, build_wavenet
@@ -162,8 +162,8 @@ def save_wavenet(run_dir, data_dir, genres, sample_rate):
     wavenet = WaveNetConfig([1, 2, 4], residual_channels=8, dilation_channels=8, skip_channels=16,
                             genre_conditioning=True, genre_channels=4, n_genres=len(genres))
     os.makedirs(run_dir, exist_ok=True)
-    training.save_model(build_wavenet(wavenet), run_dir)
-    training.write_model_json(run_dir, training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate,
+    rundir.save_model(build_wavenet(wavenet), run_dir)
+    rundir.write_model_json(run_dir, training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate,
                                                                    data_dir=data_dir))
     write_json_atomic(os.path.join(run_dir, "config.json"), wavenet.to_json())
 

@@ -1,4 +1,4 @@
-"""One writer per stage-2 out_dir and per training run_dir, with real processes (issue 12)."""
+"""One writer per stage-2 out_dir and per training run_dir, with real processes."""
 import json
 import os
 import signal
@@ -7,6 +7,7 @@ import sys
 import time
 
 import pyarrow.parquet as pq
+import pytest
 
 from helpers import PYTHON, ROOT, make_audio, run_script
 from local import locks, preprocessing
@@ -86,6 +87,7 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
     assert summary["processed"] == 1
 
 
+@pytest.mark.slow
 def test_a_second_training_on_one_run_dir_is_refused(tmp_path):
     raw, data, run = tmp_path / "raw", tmp_path / "data", tmp_path / "run"
     for genre, freq in (("A", 300), ("B", 500)):

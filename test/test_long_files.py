@@ -11,7 +11,7 @@ import pytest
 
 from helpers import make_audio
 from local import dataset_store as store
-from local import parquet_cells, preprocessing
+from local import decoding, parquet_cells, preprocessing
 
 
 def sample_rows():
@@ -23,7 +23,7 @@ def sample_rows():
 
 
 def test_cell_writer_files_read_back_as_pyarrow_written_ones(tmp_path):
-    schema = store.TRACK_SCHEMA.with_metadata(preprocessing.part_metadata(preprocessing.DecodeSettings()))
+    schema = store.TRACK_SCHEMA.with_metadata(preprocessing.part_metadata(decoding.DecodeSettings()))
     rows = sample_rows()
     with parquet_cells.CellParquetWriter(str(tmp_path / "cells.parquet"), schema) as writer:
         for row in rows:
@@ -65,7 +65,7 @@ def test_a_failed_write_leaves_no_part_of_long_tracks(tmp_path, monkeypatch):
 
 
 def test_spark_reads_the_cell_writers_parts(tmp_path, spark):
-    schema = store.TRACK_SCHEMA.with_metadata(preprocessing.part_metadata(preprocessing.DecodeSettings()))
+    schema = store.TRACK_SCHEMA.with_metadata(preprocessing.part_metadata(decoding.DecodeSettings()))
     rows = sample_rows()
     os.makedirs(tmp_path / "tracks")
     with parquet_cells.CellParquetWriter(str(tmp_path / "tracks" / "part-0.parquet"), schema) as writer:
@@ -92,7 +92,7 @@ def test_streamed_stage_gives_the_dataset_of_whole_decoding(tmp_path, monkeypatc
     make_audio(str(raw / "Jazz" / "short.mp3"), seconds=1.5, freq_hz=660.0)  # ~24 kB
     keys = dict(workers=1, progress=False, sample_rate=8000)
     whole = preprocessing.preprocess(str(raw), str(tmp_path / "whole"), **keys)
-    monkeypatch.setattr(preprocessing, "STREAM_ABOVE_BYTES", 30_000)  # the long ones (~100 kB) stream
+    monkeypatch.setattr(decoding, "STREAM_ABOVE_BYTES", 30_000)  # the long ones (~100 kB) stream
     monkeypatch.setattr(store, "BIG_CELL_BYTES", 20_000)  # their codes (~50 kB) go through parquet_cells
     streamed = preprocessing.preprocess(str(raw), str(tmp_path / "streamed"), **keys)
     assert streamed["processed"] == whole["processed"] == 4

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from helpers import run_script, tone
-from local import dataset_store, evaluation, generation, training
+from local import dataset_store, evaluation, generation, rundir, training
 from local.audio import mu_law_decode, mu_law_encode, to_pcm16
 from local.fileio import write_json_atomic
-from local.wavenet import WaveNetConfig, build_wavenet
+from local.wavenet import WaveNetConfig, build_wavenet, read_run_model
 
 GENRES = ["Drone", "Chirp"]
 SAMPLE_RATE = 8000  # Hz: not the usual 16 kHz, so a WAV at the wrong rate shows
@@ -32,8 +32,8 @@ def save_run(run_dir, data_dir, seed=0, constant_code=None):
         bias[constant_code] = 1e4
         model.get_layer("postprocess2").set_weights([kernel * 0, bias])
     os.makedirs(run_dir, exist_ok=True)
-    training.save_model(model, run_dir)
-    training.write_model_json(run_dir, training.wavenet_model_json(wavenet, genres=GENRES, sample_rate=SAMPLE_RATE,
+    rundir.save_model(model, run_dir)
+    rundir.write_model_json(run_dir, training.wavenet_model_json(wavenet, genres=GENRES, sample_rate=SAMPLE_RATE,
                                                                    data_dir=data_dir))
     write_json_atomic(os.path.join(run_dir, "config.json"), config)
     return model
@@ -115,7 +115,7 @@ def test_clips_equal_the_kernel_continuing_the_prime_track(project):
     track = next(r for r in project["rows"] if r["track_id"] == "chirp-1")
     prime = np.frombuffer(track["codes"], np.uint8)[:int(0.06 * SAMPLE_RATE)]
     # the same generation in this process, from the saved model's weights
-    wavenet = training.read_run_model(project["run_dir"])[0]
+    wavenet = read_run_model(project["run_dir"])[0]
     weights = generation.fold_weights(project["model"], wavenet)
     state = generation.initial_state(weights, [1, 1], seed=9)
     generation.prime_state(project["model"], weights, state, prime)
@@ -133,7 +133,7 @@ def test_evaluation_matches_a_direct_full_pass_and_the_baselines(project):
     assert result.returncode == 0, result.stderr
     report = json.load(open(os.path.join(project["run_dir"], "evaluation.json")))
     model = project["model"]
-    wavenet = training.read_run_model(project["run_dir"])[0]
+    wavenet = read_run_model(project["run_dir"])[0]
     bits, n = 0.0, 0
     train_counts = np.zeros(256)
     for row in project["rows"]:

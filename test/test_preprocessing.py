@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import PYTHON, ROOT, make_audio, refusal, run_script, tone, encode
-from local import audio, dataset_store, manifest, preprocessing
+from local import audio, dataset_store, decoding, manifest, preprocessing
 
 
 def read_failures(out_dir):
@@ -30,7 +30,7 @@ def rows_by_id(out_dir):
     ("mp3", 44100, 2), ("flac", 48000, 1), ("ogg", 22050, 2), ("wav", 44100, 2)])
 def test_codes_equal_librosas_pipeline_on_the_same_decoded_audio(tmp_path, ext, sample_rate, channels):
     path = make_audio(str(tmp_path / f"x.{ext}"), seconds=2.0, sample_rate=sample_rate, channels=channels)
-    result, reason = preprocessing.decode_track(path, preprocessing.DecodeSettings(
+    result, reason = decoding.decode_track(path, decoding.DecodeSettings(
         sample_rate=16000, trim_silence=True, silence_threshold_db=60), keep_waveform=True)
     assert reason == ""
     with open(path, "rb") as f:
@@ -50,7 +50,7 @@ def test_codes_equal_librosas_pipeline_on_the_same_decoded_audio(tmp_path, ext, 
     assert waveform.dtype == np.float32 and waveform.shape == codes.shape
     np.testing.assert_array_equal(audio.mu_law_encode(waveform), codes)
     with open(path, "rb") as f:  # the file's bytes give the very same track as its path
-        from_bytes, _ = preprocessing.decode_track(f.read(), preprocessing.DecodeSettings(
+        from_bytes, _ = decoding.decode_track(f.read(), decoding.DecodeSettings(
             sample_rate=16000, trim_silence=True, silence_threshold_db=60))
     assert from_bytes["codes"] == result["codes"] and "waveform" not in from_bytes
 
@@ -256,12 +256,12 @@ def test_batched_decoding_gives_the_same_results_as_one_file_at_a_time(tmp_path)
     (raw / "Rock" / "page.mp3").write_bytes(b"<html>gone</html>")
     (raw / "Rock" / "empty.mp3").write_bytes(b"")
     items = preprocessing.list_inputs(str(raw))
-    settings = preprocessing.DecodeSettings(sample_rate=16000, quantization_channels=256, trim_silence=True,
+    settings = decoding.DecodeSettings(sample_rate=16000, quantization_channels=256, trim_silence=True,
                                             silence_threshold_db=60.0, min_seconds=0.5)
-    one_by_one = [preprocessing.decode_track(item["path"], settings) for item in items]
-    batched = preprocessing.process_batch(items, settings)
+    one_by_one = [decoding.decode_track(item["path"], settings) for item in items]
+    batched = decoding.process_batch(items, settings)
     assert [(r, why) for _, r, why in batched] == one_by_one
     assert [i["sha256"] for i, _, _ in batched] == [manifest.sha256_file(i["path"]) for i in items]
     assert sum(r is None for _, r, _ in batched) == 2
-    groups = list(preprocessing.batches(items, preprocessing.file_size, max_files=4))
+    groups = list(preprocessing.batches(items, decoding.file_size, max_files=4))
     assert [i for g in groups for i in g] == items and max(len(g) for g in groups) == 4

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from helpers import run_script
-from local import browser, report, samples, training
+from local import browser, report, rundir, samples, training
 from test_training import TINY_ARGS, write_tone_dataset
 
 SAMPLE_RATE = 8000  # browsers play WAV from 3,000 Hz up (the stage-3 tests' 1,000 Hz would not play)
@@ -61,7 +61,7 @@ def test_page_shows_settings_loss_evaluation_the_genre_by_step_table_and_generat
     run_dir, generated, _ = tiny_run
     with open(os.path.join(run_dir, "report.html"), encoding="utf-8") as f:
         page = f.read()
-    rows = training.read_metrics(run_dir)
+    rows = rundir.read_metrics(run_dir)
     with open(os.path.join(run_dir, "evaluation.json")) as f:
         evaluation = json.load(f)
     assert "<h2>Settings</h2>" in page and "<td>Low, High</td>" in page  # model.json's genres
@@ -123,10 +123,10 @@ def test_every_text_is_escaped(tiny_run, tmp_path):
 def test_judge_columns_become_a_chart_and_a_table(tiny_run, tmp_path):
     run_dir = str(tmp_path / "run")
     shutil.copytree(tiny_run[0], run_dir)
-    rows = training.read_metrics(run_dir)
+    rows = rundir.read_metrics(run_dir)
     for k, row in enumerate(rows):
         row.update(judge_genre_accuracy=0.25 * (k + 1), judge_flatness_ratio=3.5 - k)
-    training.write_metrics(run_dir, rows)
+    rundir.write_metrics(run_dir, rows)
     page = open(report.write_report(run_dir), encoding="utf-8").read()
     judge = page[page.index('<section id="judge">'):]
     judge = judge[:judge.index("</section>")]
@@ -219,6 +219,7 @@ def judge_by_loudness(paths, asked_genres):
                       "flatness_ratio": float(np.mean(loudness)), "n_clips": len(paths)}
 
 
+@pytest.mark.slow
 def test_training_callbacks_sample_at_multiples_and_the_end_judge_write_the_page_and_resume_drops_clips(tmp_path,
                                                                                                         capsys):
     from local import dataset_store
@@ -232,32 +233,32 @@ def test_training_callbacks_sample_at_multiples_and_the_end_judge_write_the_page
                                                         64, data_dir, 1000)
     task = training.wavenet_task(wavenet, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
     model_json = training.wavenet_model_json(wavenet, genres=["Low", "High"], sample_rate=1000, data_dir=data_dir)
-    training.open_run_dir(run_dir, model_json)
-    training.write_run_files(run_dir, config, model_json)
-    assert report.report_callbacks(task.model, run_dir, model_kind="tagger", sample_every=4, sample_seconds=0.1,
-                                   seed=0) == [report.page_callback]  # a tagger gets the page, no clips
-    callbacks = report.report_callbacks(task.model, run_dir, sample_every=3, sample_seconds=0.1, seed=0,
-                                        eval_every=2, judge_clips=judge_by_loudness)
-    assert "clips every 4 steps" in capsys.readouterr().out  # 3 is rounded to a multiple of eval_every
-    training.train(task, run_dir, training.resume(run_dir, task.model, task.optimizer), config=config, steps=6,
-                   eval_every=2, checkpoint_every=4, keep_checkpoints=3, on_evaluate=callbacks)
-    sampled = samples.read_step_samples(run_dir)
-    assert [m["step"] for m in sampled] == [4, 6]  # every 4 steps and the last one, not steps 2 or 3
-    rows = training.read_metrics(run_dir)
-    assert [r["step"] for r in rows] == [2, 4, 6] and np.isnan(rows[0]["judge_genre_accuracy"])
-    for row, meta in zip(rows[1:], sampled):
-        per_clip, summary = judge_by_loudness([os.path.join(meta["dir"], c["wav"]) for c in meta["clips"]],
-                                              ["Low", "High"])
-        assert row["judge_genre_accuracy"] == pytest.approx(summary["genre_accuracy"], abs=1e-5)
-        assert row["judge_flatness_ratio"] == pytest.approx(summary["flatness_ratio"], rel=1e-4)
-        assert [c["judge"] for c in meta["clips"]] == per_clip and meta["judge_summary"] == summary
-    with open(os.path.join(run_dir, "report.html"), encoding="utf-8") as f:
-        page = f.read()  # written by the last callback, before its metrics row was: the row is on the page
-    assert "Waveforms run report, step 6;" in page and '<section id="judge">' in page
-    assert 'src="samples/step-6/High_01.wav"' in page
-    shutil.rmtree(training.latest_checkpoint(run_dir)[1])  # resuming from step 4 redoes steps 5 and 6
-    training.resume(run_dir, task.model, task.optimizer)
-    assert [m["step"] for m in samples.read_step_samples(run_dir)] == [4]
+    with rundir.locked(run_dir, model_json):
+        rundir.write_run_files(run_dir, config, model_json)
+        assert report.report_callbacks(task.model, run_dir, model_kind="tagger", sample_every=4, sample_seconds=0.1,
+                                       seed=0) == [report.page_callback]  # a tagger gets the page, no clips
+        callbacks = report.report_callbacks(task.model, run_dir, sample_every=3, sample_seconds=0.1, seed=0,
+                                            eval_every=2, judge_clips=judge_by_loudness)
+        assert "clips every 4 steps" in capsys.readouterr().out  # 3 is rounded to a multiple of eval_every
+        training.train(task, run_dir, training.resume(run_dir, task.model, task.optimizer), config=config, steps=6,
+                       eval_every=2, checkpoint_every=4, keep_checkpoints=3, on_evaluate=callbacks)
+        sampled = samples.read_step_samples(run_dir)
+        assert [m["step"] for m in sampled] == [4, 6]  # every 4 steps and the last one, not steps 2 or 3
+        rows = rundir.read_metrics(run_dir)
+        assert [r["step"] for r in rows] == [2, 4, 6] and np.isnan(rows[0]["judge_genre_accuracy"])
+        for row, meta in zip(rows[1:], sampled):
+            per_clip, summary = judge_by_loudness([os.path.join(meta["dir"], c["wav"]) for c in meta["clips"]],
+                                                  ["Low", "High"])
+            assert row["judge_genre_accuracy"] == pytest.approx(summary["genre_accuracy"], abs=1e-5)
+            assert row["judge_flatness_ratio"] == pytest.approx(summary["flatness_ratio"], rel=1e-4)
+            assert [c["judge"] for c in meta["clips"]] == per_clip and meta["judge_summary"] == summary
+        with open(os.path.join(run_dir, "report.html"), encoding="utf-8") as f:
+            page = f.read()  # written by the last callback, before its metrics row was: the row is on the page
+        assert "Waveforms run report, step 6;" in page and '<section id="judge">' in page
+        assert 'src="samples/step-6/High_01.wav"' in page
+        shutil.rmtree(rundir.latest_checkpoint(run_dir)[1])  # resuming from step 4 redoes steps 5 and 6
+        training.resume(run_dir, task.model, task.optimizer)
+        assert [m["step"] for m in samples.read_step_samples(run_dir)] == [4]
 
 
 @pytest.mark.parametrize("key,value", [("sample_every", -1), ("sample_seconds", -1.0)])

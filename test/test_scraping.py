@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from helpers import PYTHON, ROOT, encode, make_audio, tone
-from local import manifest, scraping
+from local import http_client, manifest, scraping
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) WaveformsTest/1.0"
 TIMEOUT_S = 0.5
@@ -354,8 +354,8 @@ def test_nothing_bad_partial_or_outside_out_dir_is_kept(first_run, fault_site):
     _, _, good = fault_site
     everything = sorted(os.path.relpath(os.path.join(d, n), root) for d, _, names in os.walk(root) for n in names)
     # the one file cut on every try keeps its hidden partial, for a rerun to resume with Range; nothing else
-    partials = [p for p in everything if scraping.PARTIAL_MARK in p]
-    assert [os.path.basename(p).split(scraping.PARTIAL_MARK)[0] for p in partials] == [".112"]
+    partials = [p for p in everything if http_client.PARTIAL_MARK in p]
+    assert [os.path.basename(p).split(http_client.PARTIAL_MARK)[0] for p in partials] == [".112"]
     expected = sorted([os.path.join("out", "manifest.csv")] +
                       [os.path.join("out", *k.split("/")) + ".mp3" for k in good])
     assert sorted(set(everything) - set(partials)) == expected
@@ -517,10 +517,10 @@ def test_the_partial_of_a_killed_run_is_resumed_and_checked_against_the_known_ha
     os.makedirs(folder)
     track_id, body = bodies["cut-then-range"]
     site.hits["/files/s0.mp3"] = 1  # the server's next answers are whole: only the Range decides
-    client = scraping.WebClient(UA, {"127.0.0.1"}, request_delay_seconds=0.0, max_retries=2, timeout_seconds=5.0,
+    client = http_client.WebClient(UA, {"127.0.0.1"}, request_delay_seconds=0.0, max_retries=2, timeout_seconds=5.0,
                                 backoff_seconds=0.05, log=lambda m: None)
     # a previous run left the first half; the rest comes by Range and the result matches the known hash
-    with open(scraping.partial_path(folder, track_id, url), "wb") as f:
+    with open(http_client.partial_path(folder, track_id, url), "wb") as f:
         f.write(body[:1000])
     final = client.download(url, folder, track_id, 10 << 20, hashlib.sha256(body).hexdigest())
     with open(final, "rb") as f:
@@ -528,7 +528,7 @@ def test_the_partial_of_a_killed_run_is_resumed_and_checked_against_the_known_ha
     assert site.ranges[-1] == ("/files/s0.mp3", "bytes=1000-")
     # a partial whose bytes are not the file's: the hash check throws it away and fetches it whole
     os.remove(final)
-    with open(scraping.partial_path(folder, track_id, url), "wb") as f:
+    with open(http_client.partial_path(folder, track_id, url), "wb") as f:
         f.write(b"ID3" + b"x" * 997)
     final = client.download(url, folder, track_id, 10 << 20, hashlib.sha256(body).hexdigest())
     with open(final, "rb") as f:
@@ -544,23 +544,23 @@ def test_audio_format_knows_real_files_and_refuses_pages(tmp_path):
                       ("aiff", "aiff")):
         path = make_audio(str(tmp_path / f"x.{ext}"), seconds=0.3)
         with open(path, "rb") as f:
-            assert scraping.audio_format(f.read(16)) == kind, ext
+            assert http_client.audio_format(f.read(16)) == kind, ext
     for page in (b"<!DOCTYPE html>\n<html>", b"  <html><body>", b'{"error": "no"}', b"\xff\x00\x00\x00", b""):
-        assert scraping.audio_format(page) is None
+        assert http_client.audio_format(page) is None
 
 
 def test_retry_after_reads_seconds_and_http_dates():
-    assert scraping.retry_after_seconds("7") == 7.0
-    assert scraping.retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
-    assert scraping.retry_after_seconds("soon") is None and scraping.retry_after_seconds(None) is None
+    assert http_client.retry_after_seconds("7") == 7.0
+    assert http_client.retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert http_client.retry_after_seconds("soon") is None and http_client.retry_after_seconds(None) is None
 
 
 def test_url_rules():
     hosts = {"freemusicarchive.org", "files.freemusicarchive.org"}
-    assert scraping.url_problem("https://files.freemusicarchive.org/a.mp3", hosts) == ""
-    assert "not allowed" in scraping.url_problem("https://evil.example/a.mp3", hosts)
-    assert "only http(s)" in scraping.url_problem("file:///etc/passwd", hosts)
-    assert "only http(s)" in scraping.url_problem("javascript:alert(1)", hosts)
+    assert http_client.url_problem("https://files.freemusicarchive.org/a.mp3", hosts) == ""
+    assert "not allowed" in http_client.url_problem("https://evil.example/a.mp3", hosts)
+    assert "only http(s)" in http_client.url_problem("file:///etc/passwd", hosts)
+    assert "only http(s)" in http_client.url_problem("javascript:alert(1)", hosts)
     assert scraping.genre_page_url("https://x.org/", "Old-Time / Historic", 50, 3) == \
         "https://x.org/genre/Old-Time_%2F_Historic/?pageSize=50&page=3"
     assert scraping.track_id_from_link("https://x.org/track/some-song/download") == "some-song"

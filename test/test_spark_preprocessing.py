@@ -7,8 +7,8 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import make_audio, make_broken_files, run_script
-from local import dataset_store, locks, preprocessing
+from helpers import FIXTURE_OGG, make_audio, make_broken_files, run_script
+from local import dataset_store, decoding, locks, preprocessing
 
 SETTINGS = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
                 min_seconds=0.5, valid_fraction=0.2, test_fraction=0.2, split_seed=3)
@@ -82,7 +82,7 @@ def test_uris_manifest_rerun_and_changed_file(spark, tmp_path):
                {k: expected[track_id][k] for k in ("split", "genre_id", "source_sha256")}
         assert got[track_id]["source_path"].startswith("file://")
     assert got["id0"]["split"] == "train" and first["failed"] == [(f"{raw_uri}/Pop/gone.mp3",
-                                                                   preprocessing.MISSING_REASON)]
+                                                                   decoding.MISSING_REASON)]
     assert failures(str(out)) == failures(str(tmp_path / "local"))
     assert json.load(open(out / "dataset.json"))["tracks"] == local["dataset"]["tracks"]
     # no temp or .crc files left beside them; the lock file stays, as the local stage's does (local/locks.py)
@@ -97,7 +97,7 @@ def test_uris_manifest_rerun_and_changed_file(spark, tmp_path):
     after = rows(str(out))
     assert changed["processed"] == 1 and changed["skipped"] == 3 and sorted(after) == sorted(got)
     assert after["id3"]["codes"] != got["id3"]["codes"] and after["id2"] == got["id2"]
-    fresh, _ = preprocessing.decode_track(str(raw / "Pop" / "t3.mp3"), preprocessing.stage_settings(**SETTINGS)[0])
+    fresh, _ = decoding.decode_track(str(raw / "Pop" / "t3.mp3"), preprocessing.stage_settings(**SETTINGS)[0])
     assert after["id3"]["codes"] == fresh["codes"]
     assert not [n for n in os.listdir(out / "tracks") if n.startswith("_rewrite")]
 
@@ -151,9 +151,6 @@ def test_a_local_rerun_on_a_spark_dataset_keeps_it_readable_by_spark(spark, tmp_
     assert {r.track_id: r.n_samples for r in table}["r1"] > 1.5 * 16000
 
 
-FIXTURE_OGG = "/work/shared/fixtures/ffmpeg_refuses.ogg"  # a real Ogg that ffmpeg refuses, libsndfile reads
-
-
 def test_the_same_failures_genres_and_fallback_as_the_local_stage(spark, tmp_path):
     """Every input the Spark job does not use is listed with the local stage's reason - the empty file too,
     which Spark's file source never hands to a task; a genre whose every file failed gets no id; an Ogg that
@@ -164,9 +161,7 @@ def test_the_same_failures_genres_and_fallback_as_the_local_stage(spark, tmp_pat
     for i in range(2):
         make_audio(str(raw / "Rock" / f"rock{i}.mp3"), seconds=1.2, freq_hz=300 + 70 * i)
     make_audio(str(raw / "Jazz" / "jazz0.flac"), seconds=1.2, freq_hz=520)
-    with_fixture = os.path.isfile(FIXTURE_OGG)
-    if with_fixture:
-        shutil.copy(FIXTURE_OGG, raw / "Jazz" / "ocean.ogg")
+    shutil.copy(FIXTURE_OGG, raw / "Jazz" / "ocean.ogg")  # a real Ogg that ffmpeg refuses, libsndfile reads
     local_out, spark_out = str(tmp_path / "local"), str(tmp_path / "spark")
     local = preprocessing.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
     result = preprocess_spark(spark, str(raw), spark_out, partitions=2, **SETTINGS)
@@ -175,15 +170,14 @@ def test_the_same_failures_genres_and_fallback_as_the_local_stage(spark, tmp_pat
     assert sorted(name for name, _ in failures(spark_out)) == sorted(broken)
     assert dict(failures(spark_out))["empty.mp3"] == "empty file (0 bytes)"
     expected, got = rows(local_out), rows(spark_out)
-    assert sorted(got) == sorted(expected) == sorted(["rock0", "rock1", "jazz0"] + (["ocean"] if with_fixture else []))
+    assert sorted(got) == sorted(expected) == sorted(["rock0", "rock1", "jazz0"] + ["ocean"])
     for track_id, row in expected.items():
         assert {k: v for k, v in got[track_id].items()} == row, track_id
     spark_json = dataset_store.read_dataset_json(spark_out)
     assert spark_json == dataset_store.read_dataset_json(local_out)
     assert spark_json["genres"] == ["Jazz", "Rock"]  # no "Bad": it has no track
     assert result["processed"] == local["processed"] and len(result["failed"]) == len(broken)
-    if with_fixture:
-        assert result["decoded_with_libsndfile"] == local["decoded_with_libsndfile"] == 1
+    assert result["decoded_with_libsndfile"] == local["decoded_with_libsndfile"] == 1
 
     # a new genre that sorts first, and a name Spark's file source hides: ids stay, the hidden file is listed
     make_audio(str(raw / "Ambient" / "amb0.wav"), seconds=1.2, freq_hz=610)

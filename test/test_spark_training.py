@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from helpers import ROOT, make_audio, run_script
-from local import dataset, preprocessing, training
+from local import dataset, preprocessing, rundir
+from local.wavenet import read_run_model
 
 MODEL_ARGS = ["--dilations=1,2,4", "--residual_channels=8", "--dilation_channels=8", "--skip_channels=16",
               "--genre_channels=4", "--window=128", "--batch_size=4", "--valid_windows=6", "--seed=7"]
@@ -48,15 +49,15 @@ def test_one_epoch_writes_a_run_dir_that_prediction_uses_and_a_rerun_resumes(spa
                     *MODEL_ARGS]) == 0
     assert {"model.keras", "model.json", "config.json", "metrics.csv", "loss.png"} <= set(os.listdir(run_dir))
     assert not [n for n in os.listdir(run_dir) if n.startswith(".")]  # no temp files published
-    step = training.read_metrics(run_dir)[0]["step"]
+    step = rundir.read_metrics(run_dir)[0]["step"]
     assert sorted(os.listdir(os.path.join(run_dir, "samples", f"step-{step}"))) == \
         ["Jazz_00.png", "Jazz_00.wav", "Rock_01.png", "Rock_01.wav", "samples.json"]  # the epoch's clips, published
     with open(os.path.join(run_dir, "report.html"), encoding="utf-8") as f:
         assert f'src="samples/step-{step}/Rock_01.wav"' in f.read()
-    info = training.read_model_json(run_dir)
+    info = rundir.read_model_json(run_dir)
     assert info["genres"] == ["Jazz", "Rock"] and info["model"]["dilations"] == [1, 2, 4]
     assert info["model"]["genre_conditioning"] is True and info["receptive_field"] == 8
-    rows = training.read_metrics(run_dir)
+    rows = rundir.read_metrics(run_dir)
     assert len(rows) == 1 and rows[0]["epoch"] == 1
     assert all(math.isfinite(rows[0][k]) for k in ("train_bits_per_sample", "valid_bits_per_sample",
                                                    "samples_per_second"))
@@ -69,13 +70,13 @@ def test_one_epoch_writes_a_run_dir_that_prediction_uses_and_a_rerun_resumes(spa
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))  # plain Keras, no custom objects
     assert [t.name for t in model.inputs] == ["codes", "genre_id"]
     fresh = keras.models.load_model(os.path.join(run_dir, "model.keras"))
-    step, path = training.latest_checkpoint(run_dir)
+    step, path = rundir.latest_checkpoint(run_dir)
     fresh.load_weights(os.path.join(path, "model.weights.h5"))
     for a, b in zip(model.get_weights(), fresh.get_weights()):
         np.testing.assert_array_equal(a, b)
     from local.wavenet import build_wavenet
     keras.utils.set_random_seed(7)  # the job's seed: these are the weights it started from
-    initial = build_wavenet(training.read_run_model(run_dir)[0])
+    initial = build_wavenet(read_run_model(run_dir)[0])
     assert any(not np.array_equal(a, b) for a, b in zip(model.get_weights(), initial.get_weights()))
 
     generated = run_script("run_model_predictions.py", f"--run_dir={run_dir}", f"--out_dir={tmp_path / 'gen'}",
@@ -85,15 +86,15 @@ def test_one_epoch_writes_a_run_dir_that_prediction_uses_and_a_rerun_resumes(spa
 
     assert run_job([f"--data_dir={tiny_dataset}", f"--run_dir={run_uri}", "--epochs=2", "--genre_conditioning=true",
                     "--keep_checkpoints=1", *MODEL_ARGS]) == 0
-    rows = training.read_metrics(run_dir)
+    rows = rundir.read_metrics(run_dir)
     assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["step"] == 2 * rows[0]["step"]
-    assert training.latest_checkpoint(run_dir)[0] == rows[1]["step"]
+    assert rundir.latest_checkpoint(run_dir)[0] == rows[1]["step"]
     # the published run keeps keep_checkpoints=1 too: epoch 1's checkpoint is pruned there after epoch 2's
-    assert os.listdir(os.path.join(run_dir, "checkpoints")) == [training.checkpoint_name(rows[1]["step"])]
+    assert os.listdir(os.path.join(run_dir, "checkpoints")) == [rundir.checkpoint_name(rows[1]["step"])]
 
     changed = run_job([f"--data_dir={tiny_dataset}", f"--run_dir={run_uri}", "--epochs=3", *MODEL_ARGS])
     assert changed == 2  # genre_conditioning differs from the saved model: refused, nothing trained
-    assert len(training.read_metrics(run_dir)) == 2
+    assert len(rundir.read_metrics(run_dir)) == 2
 
 
 def test_windows_are_balanced_above_batch_size_and_targets_are_next_codes(spark):

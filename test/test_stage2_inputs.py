@@ -13,10 +13,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import encode, make_audio, run_script
-from local import audio, manifest, preprocessing
+from helpers import FIXTURE_OGG, encode, make_audio, run_script
+from local import audio, decoding, manifest, preprocessing
 
-FIXTURE_OGG = "/work/shared/fixtures/ffmpeg_refuses.ogg"
 FAST = dict(workers=1, min_seconds=0.5, progress=False)
 
 
@@ -37,7 +36,6 @@ def write_manifest(raw, rows):
             writer.writerow([track_id, genre, "", "", "", path, "", sha, ""])
 
 
-@pytest.mark.skipif(not os.path.isfile(FIXTURE_OGG), reason="needs the shared fixture")
 def test_an_ogg_ffmpeg_refuses_is_decoded_by_libsndfile_and_counted(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "out"
     os.makedirs(raw / "Game")
@@ -51,7 +49,7 @@ def test_an_ogg_ffmpeg_refuses_is_decoded_by_libsndfile_and_counted(tmp_path):
     assert summary["processed"] == 2 and summary["failed"] == [] and summary["decoded_with_libsndfile"] == 1
     samples, rate, _ = audio.decode_with_libsndfile(data)
     assert samples.shape == (159872, 2) and rate == 44100
-    expected = preprocessing.track_from_samples(samples, rate, "", preprocessing.DecodeSettings(min_seconds=0.5))
+    expected = decoding.track_from_samples(samples, rate, "", decoding.DecodeSettings(min_seconds=0.5))
     assert rows_by_id(str(out))["ocean"]["codes"] == expected["codes"]
     result = run_script("run_transformation_scripts.py", f"--raw_dir={raw}", f"--out_dir={tmp_path / 'o2'}",
                         "--workers=1", "--min_seconds=0.5")
@@ -166,16 +164,15 @@ def test_long_file_streaming_gives_the_codes_of_whole_file_decoding(tmp_path, ex
     path = encode(str(tmp_path / f"x.{ext}"), samples, 44100, codec_args=("-c:a", "pcm_f32le") if ext == "wav" else ())
     with open(path, "rb") as f:
         data = f.read()
-    settings = preprocessing.DecodeSettings()
-    whole = preprocessing.track_from_samples(*audio.decode_audio(data), settings)
-    streamed = preprocessing.track_from_stream(lambda: audio.stream_decode(data, chunk_frames=10000), settings)
+    settings = decoding.DecodeSettings()
+    whole = decoding.track_from_samples(*audio.decode_audio(data), settings)
+    streamed = decoding.track_from_stream(lambda: audio.stream_decode(data, chunk_frames=10000), settings)
     assert streamed["n_samples"] == whole["n_samples"] < 11.5 * 16000
     assert streamed["codes"] == whole["codes"]
-    from_path = preprocessing.track_from_stream(lambda: audio.stream_decode(path, chunk_frames=4096), settings)
+    from_path = decoding.track_from_stream(lambda: audio.stream_decode(path, chunk_frames=4096), settings)
     assert from_path["codes"] == whole["codes"]
 
 
-@pytest.mark.skipif(not os.path.isfile(FIXTURE_OGG), reason="needs the shared fixture")
 def test_process_batch_streams_files_above_the_threshold_with_the_same_results(tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     os.makedirs(raw / "Game")
@@ -183,12 +180,12 @@ def test_process_batch_streams_files_above_the_threshold_with_the_same_results(t
     make_audio(str(raw / "Game" / "tone.mp3"), seconds=3.0)
     (raw / "Game" / "garbage.mp3").write_bytes(bytes(range(256)) * 40)
     items = preprocessing.list_inputs(str(raw))
-    settings = preprocessing.DecodeSettings(min_seconds=0.5)
-    whole = preprocessing.process_batch(items, settings)
-    monkeypatch.setattr(preprocessing, "STREAM_ABOVE_BYTES", 100)
-    streamed = preprocessing.process_batch(items, settings)
+    settings = decoding.DecodeSettings(min_seconds=0.5)
+    whole = decoding.process_batch(items, settings)
+    monkeypatch.setattr(decoding, "STREAM_ABOVE_BYTES", 100)
+    streamed = decoding.process_batch(items, settings)
     datas = [open(i["path"], "rb").read() for i in items]
-    streamed_bytes = preprocessing.process_batch(items, settings, datas)  # as a Spark executor calls it
+    streamed_bytes = decoding.process_batch(items, settings, datas)  # as a Spark executor calls it
     for one, two, three in zip(whole, streamed, streamed_bytes):
         assert (one[1] is None) == (two[1] is None) == (three[1] is None)
         assert one[2].split(":")[0] == two[2].split(":")[0] == three[2].split(":")[0]

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import TAGGER_ARGS
 from helpers import run_script
-from local import tagger, training
+from local import rundir, tagger, training
+from local.wavenet import read_run_model
 from local.config import ConfigError
 
 
@@ -38,7 +39,7 @@ def test_a_tagger_run_directory_has_the_stage_3_files(demo_tagger):
     config, read_back = tagger.read_tagger_run(run_dir)  # the one way back from model.json
     assert config.input_samples == 6561 and config.n_genres == 3 and read_back == info
     with pytest.raises(ConfigError, match="is a tagger run, not a WaveNet"):
-        training.read_run_model(run_dir)
+        read_run_model(run_dir)
     with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [40, 80, 120]
@@ -61,15 +62,15 @@ def test_a_finished_tagger_run_resumes_in_the_one_loop_which_also_keeps_its_time
     summary = run_model_training.main([f"--data_dir={demo_tagger['data_dir']}", f"--run_dir={run_dir}",
                                        "--tagger_steps=140", *args])
     assert "resuming" in capsys.readouterr().out and summary["step"] == 140
-    assert [r["step"] for r in training.read_metrics(run_dir)] == [40, 80, 120, 140]
-    assert [s for s, _ in training.list_checkpoints(run_dir)] == [60, 120, 140]
+    assert [r["step"] for r in rundir.read_metrics(run_dir)] == [40, 80, 120, 140]
+    assert [s for s, _ in rundir.list_checkpoints(run_dir)] == [60, 120, 140]
     # --max_minutes stops a tagger as it stops a WaveNet: after one step here, with a metrics row and a checkpoint
     run_dir = str(tmp_path / "budget")
     summary = run_model_training.main([f"--data_dir={demo_tagger['data_dir']}", f"--run_dir={run_dir}",
                                        "--tagger_steps=1000", "--max_minutes=1e-9", *args])
     assert summary["step"] == 1 and summary["stopped"] == "max_minutes"
-    assert [r["step"] for r in training.read_metrics(run_dir)] == [1]
-    assert [s for s, _ in training.list_checkpoints(run_dir)] == [1]
+    assert [r["step"] for r in rundir.read_metrics(run_dir)] == [1]
+    assert [s for s, _ in rundir.list_checkpoints(run_dir)] == [1]
     assert os.path.isfile(os.path.join(run_dir, "evaluation.json"))
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from helpers import ROOT, run_script
-from local import dataset_store, training
+from local import dataset_store, rundir, training
 from local.fileio import write_json_atomic
-from local.wavenet import WaveNetConfig, build_wavenet
+from local.wavenet import WaveNetConfig, build_wavenet, read_run_model
 
 TINY_ARGS = ["--dilations=1,2,4,8", "--residual_channels=8", "--dilation_channels=8", "--skip_channels=16",
              "--batch_size=4", "--window=64", "--valid_windows=4", "--cache_tracks=2"]
@@ -48,34 +48,34 @@ def test_model_json_round_trip_and_missing_file(tmp_path):
                 "skip_channels": 16, "quantization_channels": 256, "genre_conditioning": True,
                 "genre_channels": 4, "n_genres": 2}
     wavenet = WaveNetConfig.from_json(settings)
-    training.write_model_json(str(tmp_path), training.wavenet_model_json(wavenet, genres=["Low", "High"],
+    rundir.write_model_json(str(tmp_path), training.wavenet_model_json(wavenet, genres=["Low", "High"],
                                                                          sample_rate=16000, data_dir="data/x"))
-    data = training.read_model_json(str(tmp_path))
+    data = rundir.read_model_json(str(tmp_path))
     assert data == {"kind": "wavenet", "model": settings, "genres": ["Low", "High"], "sample_rate": 16000,
                     "quantization_channels": 256, "receptive_field": 4, "data_dir": "data/x"}
-    assert training.read_run_model(str(tmp_path)) == (wavenet, data)
+    assert read_run_model(str(tmp_path)) == (wavenet, data)
     older = {k: v for k, v in data.items() if k != "kind"}  # a run written before model.json had a kind
-    training.write_model_json(str(tmp_path), older)
-    assert training.run_kind(older) == "wavenet" and training.read_run_model(str(tmp_path)) == (wavenet, older)
+    rundir.write_model_json(str(tmp_path), older)
+    assert rundir.run_kind(older) == "wavenet" and read_run_model(str(tmp_path)) == (wavenet, older)
     with pytest.raises(FileNotFoundError, match=r"nowhere.model\.json"):
-        training.read_model_json(str(tmp_path / "nowhere"))
-    assert training.model_differences(settings, {**settings, "dilations": [1]}) == ["dilations: [1, 2] -> [1]"]
+        rundir.read_model_json(str(tmp_path / "nowhere"))
+    assert rundir.model_differences(settings, {**settings, "dilations": [1]}) == ["dilations: [1, 2] -> [1]"]
 
 
 def test_metrics_append_truncate_and_plot(tmp_path):
     run_dir = str(tmp_path)
     for step in (10, 20, 30):
-        training.append_metrics(run_dir, {"step": step, "train_bits_per_sample": 8 - step / 10,
+        rundir.append_metrics(run_dir, {"step": step, "train_bits_per_sample": 8 - step / 10,
                                           "valid_bits_per_sample": 8.5 - step / 10, "samples_per_second": 100.0})
     with open(os.path.join(run_dir, "metrics.csv")) as f:
         assert f.readline().strip().split(",")[:4] == ["step", "train_bits_per_sample", "valid_bits_per_sample",
                                                        "samples_per_second"]
-    rows = training.read_metrics(run_dir)
+    rows = rundir.read_metrics(run_dir)
     assert [r["step"] for r in rows] == [10, 20, 30] and rows[1]["valid_bits_per_sample"] == pytest.approx(6.5)
     assert math.isnan(rows[0]["learning_rate"])  # a column left empty reads as NaN
-    training.truncate_metrics(run_dir, 20)
-    assert [r["step"] for r in training.read_metrics(run_dir)] == [10, 20]
-    path = training.plot_metrics(run_dir, baseline_bits=8.0)
+    rundir.truncate_metrics(run_dir, 20)
+    assert [r["step"] for r in rundir.read_metrics(run_dir)] == [10, 20]
+    path = rundir.plot_metrics(run_dir, baseline_bits=8.0)
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -142,36 +142,37 @@ def tiny_model_and_optimizer(seed=0):
 def test_checkpoint_round_trip_and_rotation(tmp_path):
     run_dir = str(tmp_path)
     model, optimizer = tiny_model_and_optimizer()
-    weights, moments = model.get_weights(), training.optimizer_arrays(optimizer)
+    weights, moments = model.get_weights(), rundir.optimizer_arrays(optimizer)
     for step in (1, 2, 3):
-        training.save_checkpoint(run_dir, step, model, optimizer, {"examples_done": 4 * step}, keep=2)
-    assert [s for s, _ in training.list_checkpoints(run_dir)] == [2, 3]
+        rundir.save_checkpoint(run_dir, step, model, optimizer, {"examples_done": 4 * step}, keep=2)
+    assert [s for s, _ in rundir.list_checkpoints(run_dir)] == [2, 3]
     fresh, fresh_optimizer = tiny_model_and_optimizer(seed=5)
     assert not np.allclose(fresh.get_weights()[0], weights[0])
-    state = training.load_checkpoint(training.latest_checkpoint(run_dir)[1], fresh, fresh_optimizer)
+    state = rundir.load_checkpoint(rundir.latest_checkpoint(run_dir)[1], fresh, fresh_optimizer)
     assert state == {"examples_done": 12, "step": 3}
     for a, b in zip(fresh.get_weights(), weights):
         np.testing.assert_array_equal(a, b)
-    for a, b in zip(training.optimizer_arrays(fresh_optimizer), moments):
+    for a, b in zip(rundir.optimizer_arrays(fresh_optimizer), moments):
         np.testing.assert_array_equal(a, b)
 
 
 def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tmp_path, monkeypatch):
     run_dir = str(tmp_path)
     model, optimizer = tiny_model_and_optimizer()
-    training.save_checkpoint(run_dir, 1, model, optimizer, {"examples_done": 4})
+    rundir.save_checkpoint(run_dir, 1, model, optimizer, {"examples_done": 4})
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(training, "write_json_atomic", crash)  # dies after weights and optimizer are written
+    monkeypatch.setattr(rundir, "write_json_atomic", crash)  # dies after weights and optimizer are written
     with pytest.raises(OSError):
-        training.save_checkpoint(run_dir, 2, model, optimizer, {"examples_done": 8})
-    assert training.latest_checkpoint(run_dir)[0] == 1
-    training.remove_stale_temps(run_dir)
-    assert os.listdir(training.checkpoints_dir(run_dir)) == ["step-00000001"]
+        rundir.save_checkpoint(run_dir, 2, model, optimizer, {"examples_done": 8})
+    assert rundir.latest_checkpoint(run_dir)[0] == 1
+    rundir.remove_stale_temps(run_dir)
+    assert os.listdir(rundir.checkpoints_dir(run_dir)) == ["step-00000001"]
 
 
+@pytest.mark.slow
 def test_killed_while_checkpointing_never_leaves_a_broken_complete_checkpoint(tmp_path):
     """SIGKILL a process that does nothing but write checkpoints; every complete one must load."""
     run_dir = str(tmp_path / "run")
@@ -179,12 +180,12 @@ def test_killed_while_checkpointing_never_leaves_a_broken_complete_checkpoint(tm
         import sys
         sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'test')!r}]
         from test_training import tiny_model_and_optimizer
-        from local import training
+        from local import rundir
         model, optimizer = tiny_model_and_optimizer()
         step = 0
         while True:
             step += 1
-            training.save_checkpoint({run_dir!r}, step, model, optimizer, {{"examples_done": step}}, keep=1000)
+            rundir.save_checkpoint({run_dir!r}, step, model, optimizer, {{"examples_done": step}}, keep=1000)
             print(step, flush=True)
     """)
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
@@ -197,13 +198,13 @@ def test_killed_while_checkpointing_never_leaves_a_broken_complete_checkpoint(tm
     finally:
         process.kill()
         process.wait()
-    found = training.list_checkpoints(run_dir)
+    found = rundir.list_checkpoints(run_dir)
     assert len(found) >= 3
     for step, path in found:
         model, optimizer = tiny_model_and_optimizer(seed=1)
-        assert training.load_checkpoint(path, model, optimizer)["step"] == step
-    training.remove_stale_temps(run_dir)
-    assert sorted(os.listdir(training.checkpoints_dir(run_dir))) == [os.path.basename(p) for _, p in found]
+        assert rundir.load_checkpoint(path, model, optimizer)["step"] == step
+    rundir.remove_stale_temps(run_dir)
+    assert sorted(os.listdir(rundir.checkpoints_dir(run_dir))) == [os.path.basename(p) for _, p in found]
 
 
 # --- the script end to end -----------------------------------------------------------------------------
@@ -216,6 +217,7 @@ def train(data_dir, run_dir, *args):
     return result
 
 
+@pytest.mark.slow
 def test_train_then_resume_matches_one_straight_run_and_refuses_another_model(tmp_path):
     import keras
     data_dir = write_tone_dataset(tmp_path / "data")
@@ -223,20 +225,20 @@ def test_train_then_resume_matches_one_straight_run_and_refuses_another_model(tm
     with ThreadPoolExecutor(1) as pool:  # the straight run alongside the two halves
         straight_run = pool.submit(train, data_dir, straight, "--steps=12", "--genre_conditioning=true")
         train(data_dir, resumed, "--steps=6", "--genre_conditioning=true")
-        assert [r["step"] for r in training.read_metrics(resumed)] == [2, 4, 6]
+        assert [r["step"] for r in rundir.read_metrics(resumed)] == [2, 4, 6]
         again = train(data_dir, resumed, "--steps=12", "--genre_conditioning=true")
         assert "resuming" in again.stdout and "from step 6" in again.stdout
         straight_run.result()
 
-    rows, straight_rows = training.read_metrics(resumed), training.read_metrics(straight)
+    rows, straight_rows = rundir.read_metrics(resumed), rundir.read_metrics(straight)
     assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12]
     for a, b in zip(rows, straight_rows):  # same data order and same optimizer state after the resume
         assert a["train_bits_per_sample"] == pytest.approx(b["train_bits_per_sample"], abs=1e-4)
         assert a["valid_bits_per_sample"] == pytest.approx(b["valid_bits_per_sample"], abs=1e-4)
-    assert [s for s, _ in training.list_checkpoints(resumed)] == [6, 9, 12]
+    assert [s for s, _ in rundir.list_checkpoints(resumed)] == [6, 9, 12]
     with open(os.path.join(resumed, "config.json")) as f:
         assert json.load(f)["steps"] == 12
-    info = training.read_model_json(resumed)
+    info = rundir.read_model_json(resumed)
     assert info["genres"] == ["Low", "High"] and info["sample_rate"] == 1000
     assert info["model"]["dilations"] == [1, 2, 4, 8] and info["model"]["n_genres"] == 2
     assert info["receptive_field"] == 16 and info["quantization_channels"] == 256
@@ -253,21 +255,23 @@ def test_train_then_resume_matches_one_straight_run_and_refuses_another_model(tm
     assert changed.stderr.strip().count("\n") == 0 and "residual_channels: 8 -> 16" in changed.stderr
 
 
+@pytest.mark.slow
 def test_max_minutes_stops_early_with_checkpoint_metrics_row_and_model(tmp_path):
     import keras
     data_dir = write_tone_dataset(tmp_path / "data")
     run_dir = str(tmp_path / "run")
     result = train(data_dir, run_dir, "--steps=100000", "--eval_every=1000", "--checkpoint_every=1000",
                    "--max_minutes=0.002")  # 0.12 s: over after the first few steps
-    step = training.latest_checkpoint(run_dir)[0]
+    step = rundir.latest_checkpoint(run_dir)[0]
     assert 1 <= step < 100000
     assert f"stopped at step {step}: --max_minutes=0.002 reached" in result.stdout + result.stderr
-    assert training.read_metrics(run_dir)[-1]["step"] == step  # the row of the last step, off the eval grid
+    assert rundir.read_metrics(run_dir)[-1]["step"] == step  # the row of the last step, off the eval grid
     keras.models.load_model(os.path.join(run_dir, "model.keras"))
     resumed = train(data_dir, run_dir, f"--steps={step + 2}", "--eval_every=1000", "--checkpoint_every=1000")
-    assert "stopped at" not in resumed.stdout + resumed.stderr and training.latest_checkpoint(run_dir)[0] == step + 2
+    assert "stopped at" not in resumed.stdout + resumed.stderr and rundir.latest_checkpoint(run_dir)[0] == step + 2
 
 
+@pytest.mark.slow
 def test_stuck_warning_then_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     data_dir = write_tone_dataset(tmp_path / "data")
     run_dir = str(tmp_path / "run")
@@ -278,9 +282,9 @@ def test_stuck_warning_then_diverging_loss_stops_and_keeps_the_last_good_checkpo
                         env={"TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 1, result.stderr[-2000:]
     assert "the loss became nan" in result.stderr or "the loss became inf" in result.stderr
-    step, path = training.latest_checkpoint(run_dir)
+    step, path = rundir.latest_checkpoint(run_dir)
     assert step < 40
-    model = build_wavenet(training.read_run_model(run_dir)[0])
+    model = build_wavenet(read_run_model(run_dir)[0])
     model.load_weights(os.path.join(path, "model.weights.h5"))
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
@@ -309,14 +313,15 @@ def test_too_short_tracks_and_bad_values_are_errors(tmp_path):
     assert result.returncode == 2 and "--quantization_channels=256" in result.stderr
 
 
+@pytest.mark.slow
 def test_stage_3_runs_in_process_and_a_config_mistake_is_one_line(tmp_path, capsys):
     import run_model_training
     data_dir, run_dir = write_tone_dataset(tmp_path / "data"), str(tmp_path / "run")
     summary = run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TINY_ARGS, "--steps=4",
                                        "--eval_every=2", "--checkpoint_every=2", "--stuck_check_step=0"])
     assert summary["step"] == 4 and summary["stopped"] == "steps" and summary["last_row"]["step"] == 4
-    assert [r["step"] for r in training.read_metrics(run_dir)] == [2, 4]
-    assert [s for s, _ in training.list_checkpoints(run_dir)] == [2, 4]
+    assert [r["step"] for r in rundir.read_metrics(run_dir)] == [2, 4]
+    assert [s for s, _ in rundir.list_checkpoints(run_dir)] == [2, 4]
     assert run_model_training.steps == 20000  # the config block is left as written: another main() starts afresh
     capsys.readouterr()
     for args, key in ((["--layers_per_stack=2", "--stacks=0"], "--stacks=0"), (["--learning_rate=0"], "--learning_rate=0"),
@@ -327,6 +332,7 @@ def test_stage_3_runs_in_process_and_a_config_mistake_is_one_line(tmp_path, caps
         assert stopped.value.code == 2 and key in error and error.count("--") == 1 and error.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_the_loop_stops_on_its_time_budget_and_callbacks_add_metrics_columns(tmp_path):
     data_dir, run_dir = write_tone_dataset(tmp_path / "data"), str(tmp_path / "run")
     config = {"batch_size": 4, "window": 64, "learning_rate": 1e-3, "grad_clip": 1.0, "cache_tracks": 2,
@@ -335,29 +341,29 @@ def test_the_loop_stops_on_its_time_budget_and_callbacks_add_metrics_columns(tmp
     train_tracks, valid_tracks = training.usable_splits(dataset_store.read_index(data_dir), wavenet.receptive_field,
                                                         64, data_dir, 1000)
     task = training.wavenet_task(wavenet, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
-    training.open_run_dir(run_dir, training.wavenet_model_json(wavenet, genres=["Low", "High"], sample_rate=1000,
-                                                               data_dir=data_dir))
-    seen = []
+    with rundir.locked(run_dir, training.wavenet_model_json(wavenet, genres=["Low", "High"], sample_rate=1000,
+                                                            data_dir=data_dir)):
+        seen = []
 
-    def judge(evaluation):
-        seen.append((evaluation.step, evaluation.final))
-        return {"judge_genre_accuracy": 0.5}
+        def judge(evaluation):
+            seen.append((evaluation.step, evaluation.final))
+            return {"judge_genre_accuracy": 0.5}
 
-    summary = training.train(task, run_dir, training.resume(run_dir, task.model, task.optimizer), config=config,
-                             steps=1000, eval_every=100, checkpoint_every=100, keep_checkpoints=2,
-                             max_minutes=1e-9, on_evaluate=[judge])
-    assert summary["stopped"] == "max_minutes" and summary["step"] == 1 and seen == [(1, True)]
-    rows = training.read_metrics(run_dir)
-    assert [r["step"] for r in rows] == [1] and rows[0]["judge_genre_accuracy"] == 0.5
-    assert training.latest_checkpoint(run_dir)[0] == 1 and os.path.isfile(os.path.join(run_dir, "model.keras"))
-    with open(os.path.join(run_dir, "metrics.csv")) as f:  # extra columns after the standard ones
-        assert f.readline().strip().split(",")[-1] == "judge_genre_accuracy"
+        summary = training.train(task, run_dir, training.resume(run_dir, task.model, task.optimizer), config=config,
+                                 steps=1000, eval_every=100, checkpoint_every=100, keep_checkpoints=2,
+                                 max_minutes=1e-9, on_evaluate=[judge])
+        assert summary["stopped"] == "max_minutes" and summary["step"] == 1 and seen == [(1, True)]
+        rows = rundir.read_metrics(run_dir)
+        assert [r["step"] for r in rows] == [1] and rows[0]["judge_genre_accuracy"] == 0.5
+        assert rundir.latest_checkpoint(run_dir)[0] == 1 and os.path.isfile(os.path.join(run_dir, "model.keras"))
+        with open(os.path.join(run_dir, "metrics.csv")) as f:  # extra columns after the standard ones
+            assert f.readline().strip().split(",")[-1] == "judge_genre_accuracy"
 
-    # the schedule is told how much of the time budget is used, counted across resumes: 30 s of 60 already
-    state = training.resume(run_dir, task.model, task.optimizer)
-    state["elapsed_seconds"] = 30.0
-    fractions = []
-    training.train(task, run_dir, state, config=config, steps=3, eval_every=100, checkpoint_every=100,
-                   keep_checkpoints=2, max_minutes=1.0,
-                   learning_rate_at=lambda step, time_fraction: fractions.append(time_fraction) or 1e-3)
-    assert len(fractions) == 2 and 0.5 <= fractions[0] < fractions[1] < 1.0, fractions
+        # the schedule is told how much of the time budget is used, counted across resumes: 30 s of 60 already
+        state = training.resume(run_dir, task.model, task.optimizer)
+        state["elapsed_seconds"] = 30.0
+        fractions = []
+        training.train(task, run_dir, state, config=config, steps=3, eval_every=100, checkpoint_every=100,
+                       keep_checkpoints=2, max_minutes=1.0,
+                       learning_rate_at=lambda step, time_fraction: fractions.append(time_fraction) or 1e-3)
+        assert len(fractions) == 2 and 0.5 <= fractions[0] < fractions[1] < 1.0, fractions
