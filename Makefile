@@ -27,10 +27,11 @@ system:
 	  echo "note: the report page tests need chromium (sudo apt-get install chromium, or WAVEFORMS_CHROMIUM=/path/to/chrome)"; \
 	fi
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-pretrained.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-pretrained.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
@@ -52,6 +53,9 @@ demo: setup
 	  s = json.load(open('$(DEMO)/generated/generation.json'))['judge_summary']; \
 	  print('demo summary: test %.2f bits/sample (goal <= 2.5), genre accuracy %.2f (goal >= 0.9), flatness ratio %.2f (goal <= 2) over %d clips' \
 	  % (e['test_bits_per_sample'], s['genre_accuracy'], s['flatness_ratio'], s['n_clips']))"
+	@$(PY) -c "import json; s = json.load(open('$(DEMO)/generated/generation.json'))['judge_summary']; \
+	  print('demo summary, external ear (%s, pretrained on MagnaTagATune): Frechet distance %.3g (real vs real %.3g), tag similarity %.2f (real vs real %.2f)' \
+	  % (s['external_model'], s['external_frechet_distance'], s['external_frechet_floor'], s['external_tag_similarity'], s['external_tag_similarity_floor']))"
 	@echo "the run's page (listen and look): $(DEMO)/run/report.html"
 
 # Stages 2 and 3 on a real Spark standalone cluster (a master and two workers on 127.0.0.1, pyspark's own

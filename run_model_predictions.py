@@ -10,8 +10,10 @@ printed last. With --evaluate=true, first <run_dir>/evaluation.json: test bits/s
 unigram baselines, printed as a table. Then the run's page <run_dir>/report.html is rewritten with the
 evaluation and these clips (<run_dir>/generations.json remembers where they are; local/report.py).
 With --judge=<tagger run>, generation.json also holds the genre tagger's
-verdict on each clip and a judge_summary (local/judge.py). With a tagger --run_dir, --audio writes
-<out_dir>/tags.csv and --similar_to <out_dir>/similar.csv instead.
+verdict on each clip and a judge_summary (local/judge.py), and the external ear's (a tagger pretrained on
+MagnaTagATune: local/external_judge.py); --judge=mtt gives the external ear alone. With a tagger --run_dir, or
+--tagger=mtt (msd, ...: pretrained, docs/pretrained-taggers.md), --audio writes <out_dir>/tags.csv (and with a
+pretrained tagger tag_scores.csv) and --similar_to <out_dir>/similar.csv instead.
 
 Run:
   python run_model_predictions.py --run_dir=data/runs/default                    # one clip per genre
@@ -23,6 +25,8 @@ Run:
       --judge=data/demo/tagger                  # + the tagger's verdict per clip and judge_summary
   python run_model_predictions.py --run_dir=data/demo/tagger --audio=data/demo/raw --out_dir=data/demo/tags
   python run_model_predictions.py --run_dir=data/demo/tagger --similar_to=demo-folk-003 --top_k=5
+  python run_model_predictions.py --tagger=mtt --audio=song.mp3 --out_dir=data/tags    # 50 MagnaTagATune tags
+  python run_model_predictions.py --tagger=msd --similar_to=song.mp3 --data_dir=data/demo/processed
   python run_model_predictions.py --help
 
 Every file is written under a temp name and renamed, so a killed run leaves only complete files.
@@ -55,7 +59,9 @@ eval_max_tracks = 0  # score at most this many test tracks (0 = all)
 audio = ""  # with a tagger run_dir: tag this audio file or every audio file below this folder -> out_dir/tags.csv
 similar_to = ""  # with a tagger run_dir: an audio file or a track_id; its nearest dataset tracks -> similar.csv
 top_k = 10  # how many similar tracks
-judge = ""  # a tagger run_dir: judge the generated clips (generation.json "judge" and "judge_summary")
+tagger = ""  # for --audio / --similar_to: mtt | msd | mtt_vgg | msd_vgg (pretrained: docs/pretrained-taggers.md)
+#              or a tagger run directory (empty = run_dir)
+judge = ""  # a tagger run_dir, or mtt alone: judge the generated clips (generation.json "judge", "judge_summary")
 
 # -----------------------------------------------------------------------------
 
@@ -70,6 +76,21 @@ def check_config(config):
         raise StageError("--judge needs clips to judge: pass --seconds > 0")
     if config["seconds"] == 0 and not config["evaluate"] and not (config["audio"] or config["similar_to"]):
         raise StageError("--seconds=0 and --evaluate=false: nothing to do (pass --seconds > 0 or --evaluate=true)")
+    if config["tagger"] and not (config["audio"] or config["similar_to"]):
+        raise StageError(f"--tagger={config['tagger']}: tags files or finds similar tracks: pass --audio=FILE_OR_FOLDER "
+                         f"or --similar_to=FILE_OR_TRACK_ID (a judge is --judge)")
+    from local import pretrained
+    if config["tagger"] and pretrained.is_pretrained(config["tagger"]):
+        from local import checks
+        problem = checks.output_folder_problem(config["out_dir"], "out_dir")
+        if problem:
+            raise StageError(problem)
+        return
+    if config["tagger"] and not os.path.isdir(config["tagger"]):
+        raise StageError(f"--tagger={config['tagger']}: neither a pretrained tagger ({', '.join(pretrained.MODELS)}) "
+                         f"nor a tagger run directory")
+    if config["tagger"]:  # a tagger run directory: checked as run_dir is
+        config = dict(config, run_dir=config["tagger"])
     for name in ("model.json", "model.keras"):
         if not os.path.isfile(os.path.join(config["run_dir"], name)):
             raise StageError(f"{os.path.join(config['run_dir'], name)} is missing: run_dir={config['run_dir']!r} is "
@@ -234,7 +255,10 @@ def run(config):
     from local.fileio import remove_stale_temps
     from local.wavenet import read_run_model
     if config["audio"] or config["similar_to"]:  # a tagger run: tag files, find similar tracks (local/judge.py)
-        from local.judge import tagger_commands
+        if config["tagger"]:  # a pretrained tagger, or a tagger run given as --tagger (local/pretrained_tags.py)
+            from local.pretrained_tags import tagger_commands
+        else:
+            from local.judge import tagger_commands
         tagger_commands(config)
         save_config(config, config["out_dir"])
         return
@@ -250,9 +274,9 @@ def run(config):
     check_generation(config, wavenet, genres=genres, prime_row=prime_row, sample_rate=sample_rate)
     judge = None
     if config["judge"]:  # the tagger must fit the WaveNet: checked before anything is generated
-        from local.judge import wavenet_judge
-        judge = wavenet_judge(config["judge"], genres=genres, sample_rate=sample_rate, wavenet_run=config["run_dir"],
-                              data_dir=data_dir)
+        from local.external_judge import wavenet_judges
+        judge = wavenet_judges(config["judge"], genres=genres, sample_rate=sample_rate, wavenet_run=config["run_dir"],
+                               data_dir=data_dir)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
     import keras

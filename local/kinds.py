@@ -6,7 +6,7 @@ model, optimizer and data (``task``), what it prints before training, which call
 evaluation, and what it does once trained. ``run_model_training.py``, ``--sweep`` and ``aws/spark_training.py``
 all go through :func:`train_config` or :func:`local.training.train_one` with one of these.
 """
-from local import dataset, judge, preprocessing, report, tagger, training
+from local import dataset, external_judge, preprocessing, report, tagger, training
 from local.training import ModelKind, Plan
 from local.wavenet import WaveNetConfig
 
@@ -25,7 +25,7 @@ def wavenet_plan(config, data):
     model_json = training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate, data_dir=data.data_dir)
     judged = None
     if config.get("judge"):
-        judged = judge.wavenet_judge(config["judge"], genres=genres, sample_rate=sample_rate,
+        judged = external_judge.wavenet_judges(config["judge"], genres=genres, sample_rate=sample_rate,
                                      wavenet_run=config["run_dir"], data_dir=data.data_dir)
     return Plan(model_json, wavenet, genres, sample_rate, data, train_tracks, valid_tracks,
                 steps=config.get("steps", 0), extra={"judge": judged})

@@ -72,18 +72,14 @@ TAGGER_ARGS = ("--model=tagger", "--tagger_input_samples=6561", "--tagger_channe
 
 
 @pytest.fixture(scope="session")
-def demo_tagger(tmp_path_factory):
-    """{"raw", "data_dir", "run_dir", "manifest", "summary", "train_stdout"}: a demo dataset and a tagger trained
-    on it (~1 min on 2 cores)."""
-    import contextlib
+def demo_dataset(tmp_path_factory):
+    """{"raw", "data_dir", "manifest"}: the demo dataset below (stage 1's layout and stage 2's output), no tagger."""
     import csv
-    import io
 
-    import run_model_training
     from local import demo_corpus, manifest, preprocessing
 
-    root = tmp_path_factory.mktemp("tagger")
-    raw, data_dir, run_dir = str(root / "raw"), str(root / "processed"), str(root / "tagger")
+    root = tmp_path_factory.mktemp("demo")
+    raw, data_dir = str(root / "raw"), str(root / "processed")
     demo_corpus.write_demo_corpus(raw, tracks_per_genre=6, seconds=4.0, progress=False)
     rows = list(manifest.read_manifest(raw).values())
     for row in rows:
@@ -93,8 +89,21 @@ def demo_tagger(tmp_path_factory):
         writer.writeheader()
         writer.writerows(rows)
     preprocessing.preprocess(raw, data_dir, progress=False)
+    return {"root": root, "raw": raw, "data_dir": data_dir, "manifest": rows}
+
+
+@pytest.fixture(scope="session")
+def demo_tagger(tmp_path_factory, demo_dataset):
+    """{"raw", "data_dir", "run_dir", "manifest", "summary", "train_stdout"}: a demo dataset and a tagger trained
+    on it (~1 min on 2 cores)."""
+    import contextlib
+    import io
+
+    import run_model_training
+
+    run_dir = str(tmp_path_factory.mktemp("tagger") / "tagger")
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        summary = run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TAGGER_ARGS])
-    return {"root": root, "raw": raw, "data_dir": data_dir, "run_dir": run_dir, "manifest": rows,
-            "summary": summary, "train_stdout": stdout.getvalue()}
+        summary = run_model_training.main([f"--data_dir={demo_dataset['data_dir']}", f"--run_dir={run_dir}",
+                                           *TAGGER_ARGS])
+    return {**demo_dataset, "run_dir": run_dir, "summary": summary, "train_stdout": stdout.getvalue()}

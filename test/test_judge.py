@@ -146,6 +146,16 @@ def test_tagging_a_folder_lists_an_unreadable_file_and_tags_the_rest(demo_tagger
         assert total == pytest.approx(1, abs=1e-4) and tagged["reason"] == ""
 
 
+def test_a_tagger_run_given_as_tagger_tags_as_run_dir_does(demo_tagger, tmp_path):
+    row = next(r for r in demo_tagger["manifest"] if r["split"] == "test" and r["genre"] == "Folk")
+    result = run_script("run_model_predictions.py", f"--tagger={demo_tagger['run_dir']}",
+                        f"--audio={os.path.join(demo_tagger['raw'], row['path'])}", f"--out_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "tags.csv", newline="") as f:
+        (tagged,) = list(csv.DictReader(f))
+    assert list(tagged) == ["path", "genre", "probability", "Ambient", "Electronic", "Folk", "reason"]
+
+
 def test_an_empty_folder_or_a_wavenet_run_is_one_line(demo_tagger, tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_script("run_model_predictions.py", f"--run_dir={demo_tagger['run_dir']}",
@@ -183,8 +193,12 @@ def test_judging_a_wavenet_adds_the_judge_to_generation_json(demo_tagger, tmp_pa
         verdict = clip["judge"]
         assert verdict["top_genre"] in ("Ambient", "Electronic", "Folk") and verdict["asked_genre"] == clip["genre"]
         assert 0 < verdict["spectral_flatness"] <= 1 and -1 <= verdict["nearest_similarity"] <= 1
+    for key in ("external_frechet_distance", "external_frechet_floor", "external_tag_similarity"):
+        assert isinstance(summary[key], float), (key, summary)  # the external ear beside the project's tagger
+    assert all(len(clip["judge"]["external_tags"]) == 3 for clip in report["clips"])
     last = result.stdout.strip().splitlines()[-4:]
     assert last[0].startswith("judge: genre accuracy") and "flatness ratio" in last[0]
+    assert "external (MTT_musicnn): Frechet distance" in last[0]
     assert all(line.split()[0].endswith(".wav") for line in last[1:])
 
 
@@ -219,6 +233,7 @@ def test_training_with_a_judge_adds_its_figures_to_metrics_and_samples(demo_tagg
         assert 0 <= float(row["judge_genre_accuracy"]) <= 1 and float(row["judge_flatness_ratio"]) > 0
     verdicts = json.loads((run_dir / "samples" / "step-4" / "samples.json").read_text())
     assert "judge" in json.dumps(verdicts) and "flatness_ratio" in json.dumps(verdicts)
+    assert "external_frechet_distance" in json.dumps(verdicts) and "external_top_tags" in json.dumps(verdicts)
     assert '<section id="judge">' in (run_dir / "report.html").read_text()
 
 
