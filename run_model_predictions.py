@@ -96,7 +96,9 @@ def check_config(config):
             raise StageError(f"{os.path.join(config['run_dir'], name)} is missing: run_dir={config['run_dir']!r} is "
                              f"not a trained run (train one with run_model_training.py --run_dir={config['run_dir']})")
     from local import checks, rundir
-    problem = checks.output_folder_problem(config["out_dir"], "out_dir") or rundir.model_files_problem(config["run_dir"])
+    problem = checks.shared_folder_problem(config, "out_dir", "run_dir", "data_dir", "judge") \
+        or checks.output_folder_problem(config["out_dir"], "out_dir") or rundir.model_files_problem(config["run_dir"]) \
+        or checks.output_folder_problem(config["run_dir"], "run_dir")  # its report and evaluation.json are written
     if problem:  # before any scoring or generating, not after
         raise StageError(problem)
 
@@ -175,7 +177,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     import numpy as np
     from tqdm import tqdm
 
-    from local import clip_files, dataset_store, generation, report
+    from local import clip_files, clip_folder, dataset_store, generation, report
     from local.fileio import write_json_atomic
     weights = generation.fold_weights(model, wavenet)
     prime_genre = prime_row["genre"] if prime_row is not None else None
@@ -199,6 +201,8 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
             chunk=max(1, int(config["progress_seconds"] * sample_rate)), progress=bar)
     shown_prime = prime if config["include_prime"] else prime[:0]
     primed = f", prime {config['prime_track']} until {len(prime) / sample_rate:g} s" if len(shown_prime) else ""
+    names = [clip_files.clip_name(g, k) + ext for k, g in enumerate(clip_genres) for ext in (".wav", ".png")]
+    clip_folder.claim_folder(config["out_dir"], names)  # the folder holds this call's clips only, from now on
     clips = clip_files.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
                                    sample_rate=sample_rate, quantization_channels=wavenet.quantization_channels,
                                    title=f"temperature {config['temperature']:g}{primed}")
@@ -222,6 +226,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
         "streams": len(clips), "threads": config["threads"],
         "total_samples_per_second": per_clip_rate * len(clips), "real_time_factor": per_clip_rate / sample_rate,
         "seconds_generating": elapsed, "config": config, "clips": clips, **judged})
+    clip_folder.release_folder(config["out_dir"])
     report.note_generation(config["run_dir"], generation_json)  # the run's page shows these clips
     print(f"generated {len(clips)} x {n_samples / sample_rate:g} s in {elapsed:.2f} s: "
           f"{per_clip_rate:,.0f} samples/s per clip, {per_clip_rate * len(clips):,.0f} in total "
@@ -240,6 +245,17 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
 def main(argv=None):
     config = configure(dict(globals()), argv)
     check_config(config)
+    from local import locks
+    try:
+        lock = locks.acquire_lock(config["out_dir"], "stage 4")  # a second call on this out_dir is refused
+    except locks.LockHeld as e:
+        raise StageError(str(e)) from None
+    with lock:
+        run(config)
+
+
+def run(config):
+    """Stage 4's steps for a checked ``config``, holding its out_dir's lock."""
     from local.config import save_config
     from local.fileio import remove_stale_temps
     from local.wavenet import read_run_model

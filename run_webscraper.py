@@ -17,7 +17,7 @@ A rerun fetches only what is missing; a killed run loses at most the files in fl
 fetched is listed at the end and in <out_dir>/failures.csv (path, reason).
 """
 
-from local.config import configure, fail, save_config
+from local.config import configure, fail, save_config, stage_main
 
 # --- what to collect ---
 source = "demo"  # demo | folder | fma | fma-archive
@@ -51,6 +51,7 @@ subset = "small"  # small | medium | large | full
 # -----------------------------------------------------------------------------
 
 
+@stage_main
 def main(argv=None):
     """Stage 1: check the config, record it, collect what is missing from the source, say what happened."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call

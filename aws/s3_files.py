@@ -35,17 +35,31 @@ def s3_client(endpoint_url=""):
                         config=Config(retries={"max_attempts": 5, "mode": "standard"}))
 
 
-def list_folder(folder):
-    """{relative path with "/": {"size", "path"}} of every file below ``folder``; hidden temp files left out."""
+def list_folder(folder, skipped=None):
+    """{relative path with "/": {"size", "path"}} of every regular file below ``folder``; hidden temp files left out.
+
+    Only regular files whose real path lies inside ``folder`` are taken (stage 1's folder-import rule,
+    :func:`local.music_folder.source_file_problem`): a link to ``/etc/shadow``, a FIFO or ``/dev/zero`` is never
+    read; each is appended to ``skipped`` (a list, when given) as (relative path, why). ``path`` is the real
+    path, the one checked. Linked folders are not followed.
+    """
+    from local.music_folder import source_file_problem
     entries = {}
     for root, dirs, names in os.walk(folder):
         dirs.sort()
-        for name in sorted(names):
+        for name in sorted(names) + sorted(d for d in dirs if os.path.islink(os.path.join(root, d))):
             if name.startswith(".") and ".tmp-" in name:
                 continue  # a download in progress or a killed one
             path = os.path.join(root, name)
             relative = os.path.relpath(path, folder).replace(os.sep, "/")
-            entries[relative] = {"size": os.path.getsize(path), "path": path}
+            problem, real = source_file_problem(path, folder)
+            if not problem and not os.path.isfile(real):
+                problem = "a linked folder: not followed"
+            if problem:
+                if skipped is not None:
+                    skipped.append((relative, problem.replace("not imported", "not synced")))
+                continue
+            entries[relative] = {"size": os.path.getsize(real), "path": real}
     return entries
 
 
@@ -131,8 +145,10 @@ def aws_errors_in_one_line(what):
 def sync(src, dst, endpoint_url="", delete=False, *, multipart_bytes=64 << 20, workers=8, progress=True):
     """Make ``dst`` hold what ``src`` holds; one side is a folder, the other ``s3://bucket/prefix``.
 
-    Only new or changed files are sent; with ``delete``, files in ``dst`` that ``src`` lacks are removed.
-    Returns {"copied", "copied_bytes", "unchanged", "deleted"} (lists of relative paths, and a byte count).
+    Only new or changed files are sent; with ``delete``, files in ``dst`` that ``src`` lacks are removed. A
+    local ``src`` gives only its regular files inside it (:func:`list_folder`).
+    Returns {"copied", "copied_bytes", "unchanged", "deleted"} (lists of relative paths, and a byte count) and
+    "skipped" [(relative path, why)] (the links, FIFOs and devices of a local ``src`` that were not read).
     Raises ValueError for a bad pair of locations.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -146,9 +162,10 @@ def sync(src, dst, endpoint_url="", delete=False, *, multipart_bytes=64 << 20, w
         raise ValueError(f"src={src!r} is not a folder")
     client = s3_client(endpoint_url)
     config = transfer_config(multipart_bytes, workers)
+    skipped = []
     if dst_s3:
         bucket, prefix = dst_s3
-        source, target = list_folder(src), list_bucket(client, bucket, prefix)
+        source, target = list_folder(src, skipped), list_bucket(client, bucket, prefix)
     else:
         bucket, prefix = src_s3
         source, target = list_bucket(client, bucket, prefix), list_folder(dst) if os.path.isdir(dst) else {}
@@ -189,4 +206,4 @@ def sync(src, dst, endpoint_url="", delete=False, *, multipart_bytes=64 << 20, w
         for relative in deleted:
             os.remove(target[relative]["path"])
     return {"copied": copied, "copied_bytes": sum(source[r]["size"] for r in copied), "unchanged": unchanged,
-            "deleted": deleted}
+            "deleted": deleted, "skipped": skipped}

@@ -13,7 +13,7 @@ Run:
 """
 import time
 
-from local.config import ConfigError, configure, fail
+from local.config import ConfigError, configure, fail, stage_main
 
 src = ""  # a folder or s3://bucket/prefix
 dst = ""  # a folder or s3://bucket/prefix (the other kind than src)
@@ -41,6 +41,7 @@ def check_config(config):
             raise ConfigError(f"{key}={config[key]!r} {what}")
 
 
+@stage_main
 def main(argv=None):
     """Check the config, sync src to dst, say what travelled."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
@@ -57,8 +58,11 @@ def main(argv=None):
                                    progress=config["progress"])
         except ValueError as e:
             fail(str(e))
+    for relative, why in result["skipped"]:
+        print(f"skipped: {relative}: {why}")
     print(f"s3_sync: {len(result['copied'])} copied ({result['copied_bytes'] / 1e6:.1f} MB), "
-          f"{len(result['unchanged'])} unchanged, {len(result['deleted'])} deleted, {src} -> {dst} "
+          f"{len(result['unchanged'])} unchanged, {len(result['deleted'])} deleted, "
+          f"{len(result['skipped'])} skipped (links out of src, special files), {src} -> {dst} "
           f"in {time.time() - started:.1f} s")
 
 

@@ -68,9 +68,10 @@ def list_raw_inputs(spark, raw_dir, stage_dir):
         return path
 
     local_manifest = spark_io.fetch(spark, spark_io.join(raw_dir, manifest.MANIFEST_NAME), stage_dir)
-    rows = manifest.read_manifest(os.path.dirname(local_manifest)) if local_manifest else {}
+    replaced = []
+    rows = manifest.read_manifest(os.path.dirname(local_manifest), replaced) if local_manifest else {}
     if rows:
-        inputs = preprocessing.inputs_from_manifest(rows.values(), join)
+        inputs = preprocessing.inputs_from_manifest(rows.values(), join, replaced)
     else:
         relative = sorted(p[len(root) + 1:] for p in listed if p.startswith(root + "/"))
         inputs = preprocessing.inputs_from_files(relative, join)
@@ -262,8 +263,9 @@ def out_dir_lock(out_dir):
     return locks.acquire_lock(out_dir[len("file:"):] if out_dir.startswith("file:") else out_dir, "stage 2")
 
 
-def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, **dataset_keys):
-    """:func:`preprocess_spark` for a caller that holds :func:`out_dir_lock`."""
+def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_checked=None, **dataset_keys):
+    """:func:`preprocess_spark` for a caller that holds :func:`out_dir_lock`; ``on_checked()`` (the runner saving
+    its config.json) is called once ``out_dir`` is known to take these settings, before anything is written."""
     settings, splits = preprocessing.stage_settings(**dataset_keys)
     with spark_io.LocalStage() as stage_dir:
         try:
@@ -274,6 +276,8 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, **datase
         index = read_existing_index(spark, out_dir)
         metadatas, recorded = read_part_settings(spark, out_dir, stage_dir, index)
         preprocessing.check_same_settings(out_dir, info, index, settings, part_metadatas=metadatas, recorded=recorded)
+        if on_checked is not None:
+            on_checked()
         if not spark_io.is_uri(out_dir):
             store.remove_stale_temps(out_dir)
         inputs, keys, listed = list_raw_inputs(spark, raw_dir, stage_dir)

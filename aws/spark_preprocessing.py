@@ -14,7 +14,7 @@ Run:
 A rerun processes only new or changed files; a killed run leaves no part that a reader or a rerun trusts.
 """
 
-from local.config import ConfigError, configure, fail, save_config
+from local.config import ConfigError, configure, fail, save_config, stage_main
 
 # --- I/O ---
 raw_dir = "data/raw"  # stage 1's output: a folder or a URI (file://, hdfs://, s3://)
@@ -38,6 +38,7 @@ partitions = 0  # decoding tasks (files are packed by size); 0 = 4 per core
 # -----------------------------------------------------------------------------
 
 
+@stage_main
 def main(argv=None):
     """Stage 2 on Spark: the local stage's checks, then the decoding on the executors, then its summary."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
@@ -58,10 +59,12 @@ def main(argv=None):
         if not spark_io.exists(spark, raw_dir):
             fail(f"raw_dir={raw_dir!r} does not exist (as Spark sees it): check the URI or pass "
                  f"--raw_dir=FOLDER_OR_URI")
-        with spark_dataset.out_dir_lock(out_dir):  # held before config.json: a refused run writes nothing
+        def record_config():  # once out_dir is known to take these settings: a refused run writes nothing
             with spark_io.LocalStage() as stage_dir:
                 spark_io.publish(spark, save_config(config, stage_dir), spark_io.join(out_dir, "config.json"))
+        with spark_dataset.out_dir_lock(out_dir):
             summary = spark_dataset.preprocess_spark_unlocked(spark, raw_dir, out_dir, partitions=config["partitions"],
+                                                              on_checked=record_config,
                                                               **preprocessing.dataset_keys(config))
     except ValueError as e:  # an out_dir in use by another writer (LockHeld), or holding other settings' dataset
         fail(str(e))

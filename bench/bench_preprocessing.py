@@ -50,7 +50,10 @@ import sys
 sys.path.insert(0, sys.argv[1])
 from local import decoding, preprocessing
 if sys.argv[4] == "whole":
+    from local import audio
     decoding.STREAM_ABOVE_BYTES = 1 << 62
+    decoding.WHOLE_DECODE_MAX_SECONDS = float("inf")  # (issue 20: a long file streams whatever its size)
+    audio.WHOLE_DECODE_MAX_BYTES = 1 << 62
 summary = preprocessing.preprocess(sys.argv[2], sys.argv[3], sample_rate=8000, workers=1, progress=False)
 assert summary["processed"] >= 1 and not summary["failed"], summary["failed"]
 # VmHWM, not ru_maxrss: a child's ru_maxrss keeps its parent's peak across fork and exec (the full bench's

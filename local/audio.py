@@ -37,13 +37,61 @@ class DecodeError(Exception):
     """ffmpeg produced no audio for an input; the message says why in words a person understands."""
 
 
-def decode_audio(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS):
+# A whole decode holds the file's PCM and its resampled copies at once: it is bounded by the decoded length, never
+# by the file's size (a 96 kB WAV claiming 1 Hz is 27 hours; a 0.9 MB FLAC of near-silence is 90 minutes).
+# Past either bound, a caller that passes ``max_seconds`` gets TooLongToHold and decodes the file as a stream.
+WHOLE_DECODE_MAX_BYTES = 128 << 20  # decoded float PCM (~6 min of 44.1 kHz stereo, 12 min mono)
+
+
+class TooLongToHold(Exception):
+    """The decoded audio is longer than a whole decode may hold (the message says how long): stream it instead."""
+
+
+def length_problem(frames, channels, sample_rate, max_seconds):
+    """Why ``frames`` of ``channels`` at ``sample_rate`` Hz are too long to decode whole ("" if not): longer than
+    ``max_seconds`` (None: no bound) or more than :data:`WHOLE_DECODE_MAX_BYTES` of float PCM."""
+    if max_seconds is None:
+        return ""
+    seconds = frames / sample_rate if sample_rate > 0 else float("inf")
+    if seconds > max_seconds or frames * max(channels, 1) * 4 > WHOLE_DECODE_MAX_BYTES:
+        return f"{seconds:.0f} s of audio at {sample_rate} Hz, longer than a whole decode holds"
+    return ""
+
+
+def read_pcm(stream, max_seconds=None, piece_bytes=1 << 20):
+    """Read the pcm_f32le WAV ffmpeg writes to a pipe from the file object ``stream`` to its end.
+
+    Returns (samples (n, channels) float32, sample_rate Hz), or None when it is no WAV; once the audio is past
+    :func:`length_problem`'s bound, the rest is read and dropped (ffmpeg finishes) and TooLongToHold is
+    *returned*. Memory: the audio up to the bound, never more.
+    """
+    channels, sample_rate = read_wav_header(stream)
+    if not channels:
+        stream.read()
+        return None
+    frame_bytes, data, dropped = 4 * channels, bytearray(), 0
+    for piece in iter(lambda: stream.read(piece_bytes), b""):
+        if data is None:
+            dropped += len(piece)
+            continue
+        data += piece
+        if length_problem(len(data) // frame_bytes, channels, sample_rate, max_seconds):
+            dropped, data = len(data), None
+    if data is None:
+        return TooLongToHold(length_problem(dropped // frame_bytes, channels, sample_rate, max_seconds))
+    n = len(data) // frame_bytes
+    return np.frombuffer(data, dtype="<f4", count=n * channels).reshape(n, channels), int(sample_rate)
+
+
+def decode_audio(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS, max_seconds=None):
     """Decode any file ffmpeg reads into float32 PCM at the file's own sample rate and channel count.
 
     Parameters
     ----------
     source : str or bytes
         A file path, or the file's bytes (sent to ffmpeg through its stdin; no temp file).
+    max_seconds : raise TooLongToHold rather than hold more decoded audio than this (or than
+        :data:`WHOLE_DECODE_MAX_BYTES`); None: no bound (the caller knows the file is short)
 
     Returns
     -------
@@ -54,23 +102,51 @@ def decode_audio(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS):
 
     Raises DecodeError when no audio at all can be decoded.
     """
+    import threading
+
     from_pipe = isinstance(source, (bytes, bytearray, memoryview))
-    command = [ffmpeg_binary(), "-nostdin", "-hide_banner", "-v", "error", "-i", "pipe:0" if from_pipe else source,
+    command = [ffmpeg_binary(), "-hide_banner", "-v", "error", "-i", "pipe:0" if from_pipe else source,
                "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "-bitexact", "pipe:1"]
-    if from_pipe:
-        command.remove("-nostdin")
+    if not from_pipe:
+        command.insert(1, "-nostdin")
     try:
-        result = subprocess.run(command, input=bytes(source) if from_pipe else None, capture_output=True,
-                                timeout=timeout_seconds, stdin=None if from_pipe else subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE if from_pipe else subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except FileNotFoundError:
         raise DecodeError("ffmpeg is not installed (apt-get install ffmpeg)") from None
-    except subprocess.TimeoutExpired:
-        raise DecodeError(f"ffmpeg did not finish decoding within {timeout_seconds} s") from None
-    errors = [line.strip() for line in result.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    stderr = []
+
+    def feed():
+        try:
+            process.stdin.write(bytes(source))
+        except OSError:  # ffmpeg stopped reading: its error tells why
+            pass
+        finally:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
+    threads = [threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)]
+    threads += [threading.Thread(target=feed, daemon=True)] if from_pipe else []
+    for thread in threads:
+        thread.start()
+    timer = threading.Timer(timeout_seconds, process.kill)
+    timer.start()
     try:
-        samples, sample_rate = parse_wav_stream(result.stdout)
-    except ValueError:
-        samples, sample_rate = None, 0
+        outcome = read_pcm(process.stdout, max_seconds)
+    finally:
+        process.stdout.close()
+        process.wait()
+        timed_out = not timer.is_alive()
+        timer.cancel()
+        for thread in threads:
+            thread.join()
+    if timed_out and process.returncode and process.returncode < 0:
+        raise DecodeError(f"ffmpeg did not finish decoding within {timeout_seconds} s")
+    if isinstance(outcome, TooLongToHold):
+        raise outcome
+    errors = [line.strip() for line in b"".join(stderr).decode("utf-8", "replace").splitlines() if line.strip()]
+    samples, sample_rate = outcome if outcome is not None else (None, 0)
     if samples is None or len(samples) == 0:
         reason = errors[-1] if errors else "no audio stream"
         raise DecodeError(f"ffmpeg cannot decode it: {short_ffmpeg_error(reason)}")
@@ -78,21 +154,27 @@ def decode_audio(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS):
     return samples, sample_rate, warning
 
 
-def decode_with_libsndfile(source):
+def decode_with_libsndfile(source, max_seconds=None):
     """Decode a file with libsndfile (the ``soundfile`` package) - the fallback for files ffmpeg refuses.
 
     Real Ogg Vorbis files written by libVorbis 1.3.1 are refused by ffmpeg ("Header processing failed")
     while libsndfile plays them. ``source``: a path or the file's bytes. Returns what :func:`decode_audio`
-    returns: (samples (n_samples, n_channels) float32, sample_rate Hz, warning ""). Raises DecodeError.
+    returns: (samples (n_samples, n_channels) float32, sample_rate Hz, warning ""). Raises DecodeError, and
+    TooLongToHold as :func:`decode_audio` does (from the header's length, before reading).
     """
     import io
 
     import soundfile
     try:
         handle = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
-        samples, sample_rate = soundfile.read(handle, dtype="float32", always_2d=True)
+        with soundfile.SoundFile(handle) as f:
+            too_long = length_problem(f.frames, f.channels, f.samplerate, max_seconds)
+            if not too_long:
+                samples, sample_rate = f.read(dtype="float32", always_2d=True), f.samplerate
     except Exception as e:  # libsndfile's errors are RuntimeError/LibsndfileError/TypeError by version
         raise DecodeError(f"libsndfile cannot decode it either: {str(e).splitlines()[0][:200]}") from None
+    if too_long:
+        raise TooLongToHold(too_long)
     if len(samples) == 0:
         raise DecodeError("libsndfile found no audio in it")
     return np.ascontiguousarray(samples, dtype=np.float32), int(sample_rate), ""
@@ -207,21 +289,22 @@ def stream_decode_with_libsndfile(source, chunk_frames=STREAM_CHUNK_FRAMES):
     return ""
 
 
-def decode_many(sources, timeout_seconds=FFMPEG_TIMEOUT_SECONDS):
+def decode_many(sources, timeout_seconds=FFMPEG_TIMEOUT_SECONDS, max_seconds=None):
     """Decode several files' bytes with one ffmpeg process; the same samples as :func:`decode_audio` on each.
 
     ffmpeg's start-up (linking, probing its codecs) costs about as much as decoding a 30 s clip, so short
     clips are decoded a batch at a time: input k arrives on its own pipe, its WAV leaves on another.
 
     Returns a list with, for each source, ``(samples, sample_rate, warning)`` or the :class:`DecodeError`
-    that :func:`decode_audio` raises for it. When ffmpeg reports any problem, each source is decoded on its
-    own, so a broken file's error and a truncated file's warning are its own.
+    that :func:`decode_audio` raises for it, or its TooLongToHold (``max_seconds`` as in :func:`decode_audio`:
+    memory for the audio up to that bound per source, whatever the file's size). When ffmpeg reports any
+    problem, each source is decoded on its own, so a broken file's error and a truncated file's warning are its own.
     """
     import threading
 
     sources = [bytes(s) for s in sources]
     if len(sources) == 1:
-        return [decode_one_or_error(sources[0], timeout_seconds)]
+        return [decode_one_or_error(sources[0], timeout_seconds, max_seconds)]
     inputs = [os.pipe() for _ in sources]
     outputs = [os.pipe() for _ in sources]
     command = [ffmpeg_binary(), "-nostdin", "-hide_banner", "-v", "error"]
@@ -229,7 +312,7 @@ def decode_many(sources, timeout_seconds=FFMPEG_TIMEOUT_SECONDS):
         command += ["-i", f"pipe:{read_end}"]
     for k, (_, write_end) in enumerate(outputs):
         command += ["-map", f"{k}:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "-bitexact", f"pipe:{write_end}"]
-    results = [b""] * len(sources)
+    results = [None] * len(sources)
 
     def feed(fd, data):
         try:
@@ -240,7 +323,10 @@ def decode_many(sources, timeout_seconds=FFMPEG_TIMEOUT_SECONDS):
 
     def drain(fd, k):
         with open(fd, "rb", closefd=True) as f:
-            results[k] = f.read()
+            try:
+                results[k] = read_pcm(f, max_seconds)
+            except (ValueError, struct.error):  # a malformed header: decoded on its own below
+                f.read()
 
     try:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -267,24 +353,23 @@ def decode_many(sources, timeout_seconds=FFMPEG_TIMEOUT_SECONDS):
     for thread in threads:
         thread.join()
     if process.returncode != 0 or stderr.strip():
-        return [decode_one_or_error(source, timeout_seconds) for source in sources]
+        return [decode_one_or_error(source, timeout_seconds, max_seconds) for source in sources]
     decoded = []
-    for data in results:
-        try:
-            samples, sample_rate = parse_wav_stream(data)
-        except ValueError:
-            samples = None
-        if samples is None or len(samples) == 0:  # not expected without an error message; be exact anyway
-            return [decode_one_or_error(source, timeout_seconds) for source in sources]
-        decoded.append((samples, sample_rate, ""))
+    for outcome in results:
+        if isinstance(outcome, TooLongToHold):
+            decoded.append(outcome)
+            continue
+        if outcome is None or len(outcome[0]) == 0:  # not expected without an error message; be exact anyway
+            return [decode_one_or_error(source, timeout_seconds, max_seconds) for source in sources]
+        decoded.append((*outcome, ""))
     return decoded
 
 
-def decode_one_or_error(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS):
-    """:func:`decode_audio`, returning its DecodeError instead of raising it."""
+def decode_one_or_error(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS, max_seconds=None):
+    """:func:`decode_audio`, returning its DecodeError or TooLongToHold instead of raising it."""
     try:
-        return decode_audio(source, timeout_seconds)
-    except DecodeError as e:
+        return decode_audio(source, timeout_seconds, max_seconds)
+    except (DecodeError, TooLongToHold) as e:
         return e
 
 

@@ -29,6 +29,20 @@ def output_folder_problem(path, key):
     return ""
 
 
+def shared_folder_problem(config, out_key, *other_keys):
+    """Why the output folder ``config[out_key]`` cannot be written: it is the folder of another key (a stage's
+    input, whose own config.json and failures.csv it would overwrite), or "". URIs and empty values are not
+    compared."""
+    def real(path):
+        return os.path.realpath(os.path.expanduser(path)) if path and "://" not in path else None
+    out = real(config.get(out_key, ""))
+    for key in other_keys:
+        if out and real(config.get(key, "")) == out:
+            return (f"{out_key}={config[out_key]!r} is {key} too: its config.json and failures.csv would be "
+                    f"overwritten; pass another --{out_key}")
+    return ""
+
+
 def resume_dataset_problem(saved, genres, sample_rate, quantization_channels, data_dir, run_dir):
     """Why a run whose ``model.json`` says ``saved`` cannot resume on ``data_dir`` (its ``genres`` list, index =
     genre id, ``sample_rate`` Hz and ``quantization_channels``): the ids must keep meaning the same genres

@@ -1,8 +1,9 @@
 """Generated clips on disk: the one clip writer of stage 4 (``<out_dir>/<Genre>_<nn>.wav``) and of the clips
-sampled while training (``<run_dir>/samples/step-N/<Genre>.wav``): a 16-bit PCM WAV, its spectrogram PNG,
+sampled while training (``<run_dir>/samples/step-N/<Genre>_<genre id>.wav``): a 16-bit PCM WAV, its spectrogram PNG,
 and a warning when the codes are constant or silent (local.audio.clip_problem)."""
 import os
 import re
+import unicodedata
 
 import numpy as np
 
@@ -10,9 +11,17 @@ from local.audio import clip_problem, mu_law_decode, write_wav
 from local.plots import plot_spectrogram
 
 
-def clip_name(genre):
-    """A file name stem for a genre: letters, digits, ``_`` and ``-`` only ("clip" for an unconditioned model)."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", genre or "").strip("-") or "clip"
+def clip_name(genre, number):
+    """The file name stem of a generated clip, for training samples and stage 4 alike: ``<genre>_<nn>``.
+
+    ``number``: the genre id (training samples: one clip per genre) or the stream (stage 4), so no two clips of
+    one call share a file even when their genres read alike ("Hip Hop", "Hip-Hop"). The genre part keeps the
+    letters and digits of any script ("Поп_03", "ロック_04"), "-" for anything else, at most 40 characters;
+    "clip" when nothing is left (an unconditioned model's "").
+    """
+    text = unicodedata.normalize("NFC", genre or "")
+    slug = re.sub(r"[^\w-]+|_+", "-", text).strip("-")[:40].strip("-") or "clip"
+    return f"{slug}_{int(number):02d}"
 
 
 def write_clip(folder, name, codes, *, sample_rate, quantization_channels, title, prime=(), small=False):
@@ -38,7 +47,7 @@ def write_clips(out_dir, codes, prime, *, genres, genre_ids, sample_rate, quanti
     """
     clips = []
     for k, (clip_genre, genre_id) in enumerate(zip(genres, genre_ids)):
-        name = f"{clip_name(clip_genre)}_{k:02d}"
+        name = clip_name(clip_genre, k)
         written = write_clip(out_dir, name, codes[k], prime=prime, sample_rate=sample_rate,
                              quantization_channels=quantization_channels,
                              title=f"{name}: {clip_genre or 'generated'}, {title}")

@@ -12,6 +12,7 @@ docstring and every key with its default and comment.
 
 Only the standard library is imported here, so ``--help`` and config errors answer at once.
 """
+import errno
 import functools
 import io
 import json
@@ -41,7 +42,8 @@ class StageError(ConfigError):
 
 def stage_main(main):
     """Decorate a script's ``main(argv=None)``: a ConfigError or StageError it raises ends the script with
-    :func:`fail` (one line on stderr, its exit status), never a traceback."""
+    :func:`fail` (one line on stderr, its exit status), never a traceback; so does a full disk
+    (:func:`disk_full_line`: reruns are correct, only the message was wrong)."""
     @functools.wraps(main)
     def run(argv=None):
         quiet_tensorflow_import()  # a stage's output holds its own lines, not TensorFlow's start-up chatter
@@ -49,7 +51,33 @@ def stage_main(main):
             return main(argv)
         except ConfigError as e:
             fail(str(e), e.status)
+        except OSError as e:
+            if e.errno not in DISK_FULL_ERRNOS:
+                raise
+            fail(disk_full_line(e))
     return run
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_line(error, needed_bytes=None):
+    """One line for a write that failed with ENOSPC/EDQUOT (``error``): the folder, the space left there and,
+    when known, the space needed."""
+    import shutil
+    path = next((p for p in (getattr(error, "filename", None), getattr(error, "filename2", None)) if p), "")
+    folder = os.path.dirname(os.path.abspath(os.fspath(path))) if path else os.getcwd()
+    probe = folder
+    while probe and not os.path.isdir(probe):
+        probe = os.path.dirname(probe)
+    try:
+        free = f"{shutil.disk_usage(probe or '.').free / 1e6:,.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    needed = f", about {needed_bytes / 1e6:,.0f} MB more needed" if needed_bytes else ""
+    what = "disk quota exceeded" if error.errno == errno.EDQUOT else "no space left on the disk"
+    return (f"{what} of {folder} ({free}{needed}): free some space or write elsewhere, then run again "
+            f"(a rerun goes on from what is complete)")
 
 
 def check_minimums(config, minimums):
@@ -121,6 +149,8 @@ def read_config_file(path):
     """Read a flat TOML (``.toml``) or JSON file of key = value pairs into a dict."""
     if os.path.isdir(path):
         raise ConfigError(f"--config {path}: is a folder, not a config file")
+    if os.path.exists(path) and not os.path.isfile(path):  # /dev/zero, a FIFO: never read (it never ends)
+        raise ConfigError(f"--config {path}: not a regular file (a device, FIFO or socket): pass a .toml or .json file")
     if not os.path.isfile(path):
         raise ConfigError(f"--config {path}: no such file")
     try:
@@ -194,7 +224,33 @@ def resolve_config(defaults, argv):
         if "valid keys" in str(e):
             raise
         raise ConfigError(f"{e}; valid keys: {valid}") from None
+    check_values(config)
     return config
+
+
+# keys that count processes or threads, in every script: never negative, at most what the machine can run
+COUNT_KEYS = ("workers", "threads", "concurrency")
+MAX_COUNT_PER_CORE = 4
+
+
+def max_count():
+    """The largest process or thread count a key of :data:`COUNT_KEYS` may ask for on this machine."""
+    return max(8, MAX_COUNT_PER_CORE * (os.cpu_count() or 1))
+
+
+def check_values(config):
+    """Raise ConfigError for the first value no key of any script accepts: a float (or float list) key that is
+    nan or infinite (``--max_minutes=nan`` would be an unbounded run), or a :data:`COUNT_KEYS` count that is
+    negative or above :func:`max_count` (``--workers=10000``, a 10,000-process pool)."""
+    import math
+    for key, value in config.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"--{key}={value}: expected a finite number")
+        if key in COUNT_KEYS and isinstance(value, int) and not isinstance(value, bool) \
+                and not 0 <= value <= max_count():
+            raise ConfigError(f"--{key}={value}: expected 0 to {max_count()} ({os.cpu_count()} cores here, "
+                              f"{MAX_COUNT_PER_CORE} per core at most)")
 
 
 def key_comments(source_path):

@@ -26,6 +26,11 @@ MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ = 1000, 192000
 # needs memory for its codes (1 byte per sample) only; smaller ones are decoded whole, a batch per ffmpeg.
 # 8 MB is ~8 min of 128 kbps mp3, ~47 s of CD-quality WAV.
 STREAM_ABOVE_BYTES = 8 << 20
+# ... and a smaller file whose decoded audio is longer than this (a FLAC of near-silence, a WAV header claiming
+# 1 Hz) is streamed too: the whole decode stops holding it at this length (audio.TooLongToHold), so peak memory
+# is bounded by the decoded length, whatever the size. 10 min at 44.1 kHz stereo is 212 MB of float PCM.
+WHOLE_DECODE_MAX_SECONDS = 600
+MIN_FILE_RATE_HZ, MAX_FILE_RATE_HZ = 1000, 768000  # a file's own rate outside these is a hostile header, not audio
 TRIM_FRAME, TRIM_HOP = 2048, 512  # librosa.effects.trim's frame and hop (audio.trim_silence uses them too)
 MISSING_REASON = "file not found (listed in the manifest but missing)"
 SPECIAL_FILE_REASON = "not a regular file (a device, FIFO or socket): not read"
@@ -63,6 +68,21 @@ def check_bytes(source):
         raise TrackError(not_audio)
 
 
+def check_file_rate(file_rate):
+    """Raise TrackError when a file's own sample rate (Hz, from its header) is no audio rate: a WAV claiming
+    1 Hz would resample 96 kB into 27 hours of audio."""
+    if not MIN_FILE_RATE_HZ <= file_rate <= MAX_FILE_RATE_HZ:
+        raise TrackError(f"sample rate {file_rate} Hz in the file's header, outside {MIN_FILE_RATE_HZ}.."
+                         f"{MAX_FILE_RATE_HZ} Hz: not audio")
+
+
+def check_finite(samples):
+    """Raise TrackError when decoded ``samples`` hold NaN or infinite values (a float WAV written by a broken
+    program): no level, trimming or length means anything for them."""
+    if not np.isfinite(samples).all():
+        raise TrackError("NaN or infinite samples (a broken float file): not audio")
+
+
 def decode_after_ffmpeg_refused(error, data, path=None):
     """ffmpeg refused the bytes ``data`` with ``error``: decode the file itself with ffmpeg (an m4a indexed at
     its end), else with libsndfile (:func:`local.audio.decode_with_libsndfile`; real Ogg Vorbis files of
@@ -73,11 +93,11 @@ def decode_after_ffmpeg_refused(error, data, path=None):
     """
     if path and os.path.isfile(path):
         try:
-            return audio.decode_audio(path), "ffmpeg"
+            return audio.decode_audio(path, max_seconds=WHOLE_DECODE_MAX_SECONDS), "ffmpeg"
         except audio.DecodeError:
             pass
     try:
-        return audio.decode_with_libsndfile(data), LIBSNDFILE
+        return audio.decode_with_libsndfile(data, WHOLE_DECODE_MAX_SECONDS), LIBSNDFILE
     except audio.DecodeError:
         pass
     if path and os.path.isfile(path):
@@ -91,7 +111,7 @@ def decode_from_path(error, fallback_path):
         raise TrackError(f"{error} (if it decodes from a file, it cannot be read as a stream: for m4a, "
                          f"remux with ffmpeg -movflags +faststart)") from None
     try:
-        return audio.decode_audio(fallback_path)
+        return audio.decode_audio(fallback_path, max_seconds=WHOLE_DECODE_MAX_SECONDS)
     except audio.DecodeError as e:
         raise TrackError(str(e)) from None
 
@@ -105,6 +125,8 @@ def track_from_samples(samples, file_rate, warning, settings, keep_waveform=Fals
     ``keep_waveform``, ``waveform`` ((n_samples,) float32 in [-1, 1], the samples the codes encode).
     Raises TrackError with a reason a person understands when the track cannot be used.
     """
+    check_file_rate(file_rate)
+    check_finite(samples)
     y = audio.resample(audio.to_mono(samples), file_rate, settings.sample_rate)
     y = audio.peak_normalize(y)
     if y.size == 0 or float(np.max(np.abs(y))) < SILENT_PEAK:
@@ -173,6 +195,8 @@ def stream_pass(chunks, sample_rate, quantization_channels, divide_by=None):
         except StopIteration as stop:
             warning = stop.value or ""
             break
+        check_file_rate(file_rate)
+        check_finite(chunk)
         if resampler is None and int(file_rate) != int(sample_rate):
             resampler = soxr.ResampleStream(int(file_rate), int(sample_rate), 1, dtype="float32", quality="HQ")
         mono = audio.to_mono(chunk)
@@ -328,16 +352,33 @@ def process_batch(items, settings, datas=None, keep_waveform=False):
             pending.append((k, item, data))
         except Exception as e:
             results[k] = (item, None, failure_reason(e))
-    decoded = audio.decode_many([data for _, _, data in pending]) if pending else []
+    decoded = audio.decode_many([data for _, _, data in pending], max_seconds=WHOLE_DECODE_MAX_SECONDS) \
+        if pending else []
     for (k, item, data), outcome in zip(pending, decoded):
         try:
             decoder = "ffmpeg"
             if isinstance(outcome, audio.DecodeError):  # an m4a indexed at its end, an Ogg only libsndfile reads
                 outcome, decoder = decode_after_ffmpeg_refused(outcome, data, item["path"])
+            if isinstance(outcome, audio.TooLongToHold):
+                raise outcome
             results[k] = (item, dict(track_from_samples(*outcome, settings, keep_waveform), decoder=decoder), "")
+        except audio.TooLongToHold as too_long:  # small file, long audio: streamed like a large file
+            results[k] = long_result(item, settings, data, keep_waveform, too_long)
         except Exception as e:
             results[k] = (item, None, failure_reason(e))
     return results
+
+
+def long_result(item, settings, data, keep_waveform, too_long):
+    """The :func:`process_batch` result of an input whose decoded audio is too long to hold whole (``too_long``,
+    audio.TooLongToHold): decoded as a stream from its bytes ``data``; with ``keep_waveform``, refused."""
+    try:
+        if keep_waveform:
+            raise TrackError(f"{too_long}: too long to keep its waveform")
+        long_item, track = process_long_input(item, settings, data)
+        return dict(long_item, **{k: v for k, v in item.items() if k == "stat"}), track, ""
+    except Exception as e:
+        return item, None, failure_reason(e)
 
 
 def decode_track(source, settings=DecodeSettings(), keep_waveform=False):

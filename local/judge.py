@@ -210,7 +210,11 @@ def audio_files(path):
 def decode_files(paths, settings):
     """Yield (path, codes (n,) uint8 or None, reason) per file, decoded as stage 2 decodes it
     (:func:`local.decoding.decode_track` with the DecodeSettings ``settings``)."""
+    from local.manifest import name_problem, printable_path
     for path in paths:
+        if name_problem(path):  # no CSV holds its name: reported, not tagged
+            yield printable_path(path), None, name_problem(path)
+            continue
         track, reason = decode_track(path, settings)
         yield path, (np.frombuffer(track["codes"], dtype=np.uint8) if track else None), reason
 
@@ -408,6 +412,11 @@ class Judge:
         if not data_dir or not dataset_store.list_parts(data_dir):
             raise StageError(f"data_dir={data_dir!r} holds no processed dataset, needed to judge clips against "
                              f"real excerpts: pass --data_dir=FOLDER")
+        from local.checks import evaluation_dataset_problem  # the rate --evaluate and --similar_to check too
+        problem = evaluation_dataset_problem(self.tagger.sample_rate, dataset_store.read_dataset_json(data_dir),
+                                             data_dir, self.tagger.run_dir)
+        if problem:
+            raise StageError(problem)
         self.data_dir, self.progress = data_dir, progress
         self._table, self._real = None, {}
 

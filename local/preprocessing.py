@@ -77,6 +77,8 @@ def check_config(config):
     for key, bad, accepted in problems:
         if bad:
             raise ConfigError(f"{key}={config[key]!r} must be {accepted}")
+    if checks.shared_folder_problem(config, "out_dir", "raw_dir"):
+        raise ConfigError(checks.shared_folder_problem(config, "out_dir", "raw_dir"))
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", config["out_dir"]):  # a local folder (Spark may write to a URI)
         if checks.output_folder_problem(config["out_dir"], "out_dir"):
             raise ConfigError(checks.output_folder_problem(config["out_dir"], "out_dir"))
@@ -174,9 +176,10 @@ def list_inputs(raw_dir):
     def join(relative):
         return os.path.join(raw_dir, *relative.split("/"))
 
-    rows = manifest.read_manifest(raw_dir)
+    replaced = []
+    rows = manifest.read_manifest(raw_dir, replaced)
     if rows:
-        return inputs_from_manifest(rows.values(), join)
+        return inputs_from_manifest(rows.values(), join, replaced)
     relative_paths = []
     for root, dirs, names in os.walk(raw_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -184,14 +187,23 @@ def list_inputs(raw_dir):
     return inputs_from_files(relative_paths, join)
 
 
-def inputs_from_manifest(rows, join):
+def inputs_from_manifest(rows, join, replaced=()):
     """Input dicts from manifest rows; ``join(relative_path)`` gives the full path (or URI) of a file.
 
+    ``replaced``: the (row, later path) pairs of :func:`local.manifest.read_manifest`: rows whose track_id a
+    later row reuses for another file; each becomes an input with a ``refused`` reason, so it is listed in
+    failures.csv (:func:`split_refused`), never dropped unseen; so does a row whose genre reads as a path.
     Shared by the local stage (``os.path.join``) and the Spark job (a URI below ``raw_dir``).
     """
-    return [{"track_id": r["track_id"], "genre": r.get("genre") or "Unknown", "path": join(r["path"]),
-             "split": normalize_split(r.get("split", "")), "sha256": r.get("sha256", "")}
-            for r in rows]
+    inputs = [{"track_id": r["track_id"], "genre": manifest.tidy_genre(r.get("genre")) or "Unknown",
+               "path": join(r["path"]), "split": normalize_split(r.get("split", "")), "sha256": r.get("sha256", "")}
+              for r in rows]
+    for item in inputs:
+        if manifest.genre_path_problem(item["genre"]):
+            item["refused"] = manifest.genre_path_problem(item["genre"]) + " (fix its manifest.csv row)"
+    return inputs + [{"track_id": r["track_id"], "path": join(r["path"]) if r.get("path") else "(no path)",
+                      "refused": f"duplicate track_id {r['track_id']!r} in manifest.csv: a later row's file "
+                                 f"({later}) has it; not read"} for r, later in replaced]
 
 
 def is_audio_path(relative_path):
@@ -213,8 +225,8 @@ def inputs_from_files(relative_paths, join):
     for relative, stem in zip(relative_paths, stems):
         track_id = stem if stems.count(stem) == 1 else os.path.splitext(relative)[0].replace("/", "__")
         parent = relative.rsplit("/", 1)[0] if "/" in relative else ""
-        inputs.append({"track_id": track_id, "genre": parent.split("/")[-1] or "Unknown", "path": join(relative),
-                       "split": "", "sha256": ""})
+        inputs.append({"track_id": track_id, "genre": manifest.tidy_genre(parent.split("/")[-1]) or "Unknown",
+                       "path": join(relative), "split": "", "sha256": ""})
     return inputs
 
 
@@ -360,6 +372,7 @@ def plan_tracks(inputs, index, recorded_genres, splits, sha_of):
     that appends a new genre when its first track is kept gives the ids :func:`genres_with_data` gives.
     """
     existing = {r["track_id"]: r for r in index}
+    inputs = unify_genres(inputs, known_genres(index, recorded_genres))
     todo, skipped = [], 0
     for item in inputs:
         old = existing.get(item["track_id"])
@@ -384,6 +397,22 @@ def plan_tracks(inputs, index, recorded_genres, splits, sha_of):
                               [r["genre"] for r in kept.values()])
     return {"todo": sorted(todo, key=lambda item: item["genre"]), "skipped": skipped, "changed": changed,
             "genres": genres}
+
+
+def unify_genres(inputs, known=()):
+    """``inputs`` (copies) with one spelling per genre: names equal but for case and spacing
+    (:func:`local.manifest.genre_key`: "Rock", "rock", "ROCK ") become one genre - the spelling a ``known``
+    genre (the dataset's) has, else the first in sorted order of those not all in lower or upper case."""
+    spelling = {}
+    for genre in known:
+        if genre:
+            spelling.setdefault(manifest.genre_key(genre), genre)
+    variants = {}
+    for item in inputs:
+        variants.setdefault(manifest.genre_key(item["genre"]), set()).add(manifest.tidy_genre(item["genre"]))
+    for key, names in variants.items():
+        spelling.setdefault(key, min(names, key=lambda n: (n in (n.lower(), n.upper()), n)))
+    return [dict(item, genre=spelling[manifest.genre_key(item["genre"])]) for item in inputs]
 
 
 def genres_with_data(plan_genres, kept_genres):
@@ -424,6 +453,8 @@ def dataset_info(index, genres, settings, splits):
 def input_path_problem(raw_dir, path):
     """Why stage 2 must not open ``path`` listed under the local folder ``raw_dir`` (it resolves outside it:
     ``../../etc/passwd``; a device, FIFO or socket: ``/dev/zero``), or ""."""
+    if manifest.name_problem(path):
+        return manifest.name_problem(path)
     root = os.path.realpath(raw_dir)
     real = os.path.realpath(path)
     if os.path.commonpath([root, real]) != root:
@@ -446,9 +477,9 @@ def split_refused(raw_dir, inputs, problem=None):
     problem = problem or (lambda path: input_path_problem(raw_dir, path))
     usable, refused = [], []
     for item in inputs:
-        reason = problem(item["path"])
+        reason = item.get("refused") or manifest.name_problem(item["path"]) or problem(item["path"])
         if reason:
-            refused.append((item["path"], reason))
+            refused.append((manifest.printable_path(item["path"]), reason))
         else:
             usable.append(item)
     return usable, refused
@@ -522,8 +553,10 @@ def preprocess(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, 
                                  **dataset_keys)
 
 
-def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, **dataset_keys):
-    """:func:`preprocess` while holding ``out_dir``'s lock."""
+def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress=True, on_checked=None,
+                      **dataset_keys):
+    """:func:`preprocess` while holding ``out_dir``'s lock; ``on_checked()`` (the runner saving its config.json)
+    is called once ``out_dir`` is known to take these settings, before anything is written."""
 
     settings, splits = stage_settings(**dataset_keys)
     try:
@@ -532,6 +565,8 @@ def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress
         info = {}
     index = store.read_index(out_dir, columns=INDEX_WITH_RATE)
     check_same_settings(out_dir, info, index, settings)
+    if on_checked is not None:
+        on_checked()
     store.remove_stale_temps(out_dir)
     inputs, failed = split_refused(raw_dir, list_inputs(raw_dir))
     fingerprints = SourceFingerprints(out_dir)

@@ -1,6 +1,6 @@
 """Clips sampled while a WaveNet trains: one short clip per genre every ``sample_every`` steps, to listen to.
 
-    samples/step-500/Ambient.wav, Ambient.png, ..., samples.json      (one folder per step, written whole)
+    samples/step-500/Ambient_00.wav, Ambient_00.png, ..., samples.json   (one folder per step, written whole)
 
 Every step uses the same seed and temperature, so the clips of one genre differ between steps only by what the
 model learned: the columns of the report's genre x step table are comparable. Clips come from the fast
@@ -40,7 +40,7 @@ def sample_genres(wavenet_config, genres):
 def write_step_samples(model, wavenet_config, run_dir, step, *, genres, sample_rate, seconds, seed, temperature=1.0,
                        threads=None):
     """Generate one ``seconds``-long clip per genre with ``model`` as it is now; write them under
-    :func:`step_dir` as ``<Genre>.wav`` (16-bit PCM at ``sample_rate`` Hz) + ``<Genre>.png`` (spectrogram)
+    :func:`step_dir` as ``<Genre>_<genre id>.wav`` (:func:`local.clip_files.clip_name`; 16-bit PCM at ``sample_rate`` Hz) + ``.png``
     and ``samples.json``; the folder appears whole (atomic), replacing one of the same step.
 
     model           the Keras WaveNet being trained (its weights are read, not changed)
@@ -61,7 +61,7 @@ def write_step_samples(model, wavenet_config, run_dir, step, *, genres, sample_r
     clips = []
     with atomic_dir(final) as tmp:
         for k, genre in enumerate(clip_genres):
-            name = clip_files.clip_name(genre)
+            name = clip_files.clip_name(genre, k)
             written = clip_files.write_clip(tmp, name, codes[k], sample_rate=sample_rate,
                                                quantization_channels=n_codes, small=True,
                                                title=f"{genre or 'clip'}, step {int(step)}")

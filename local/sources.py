@@ -47,7 +47,8 @@ def check_config(config):
         problem = demo_settings_problem(config["demo_seconds"], config["demo_tracks_per_genre"])
         if problem:
             raise ConfigError(problem)
-    problem = checks.output_folder_problem(config["out_dir"], "out_dir")
+    problem = checks.shared_folder_problem(config, "out_dir", "folder", "archive_dir") \
+        or checks.output_folder_problem(config["out_dir"], "out_dir")
     if problem:
         raise ConfigError(problem)
 
@@ -61,6 +62,9 @@ def collect(config, progress=True):
     """
     source, out_dir, genres = config["source"], config["out_dir"], config["genres"]
     limit = config["max_tracks_per_genre"]
+    if os.path.isdir(out_dir):  # the temps a killed run (SIGTERM, kill -9) left: no file ever trusts them
+        from local.fileio import remove_stale_temps
+        remove_stale_temps(out_dir, recursive=True)
     if source == "demo":
         per_genre = min(config["demo_tracks_per_genre"], limit) if limit else config["demo_tracks_per_genre"]
         summary = write_demo_corpus(out_dir, genres, per_genre, config["demo_seconds"], config["seed"],

@@ -50,6 +50,8 @@ def check_config(config, kinds=None):
     if "learning_rate" in config and not config["learning_rate"] > 0:
         raise ConfigError(f"--learning_rate={config['learning_rate']}: must be > 0")
     check_choices(config, {"lr_schedule": ("constant", "cosine"), "model": rundir.MODEL_KINDS})
+    if checks.shared_folder_problem(config, "run_dir", "data_dir"):
+        raise ConfigError(checks.shared_folder_problem(config, "run_dir", "data_dir"))
     samples.check_config(config)
     WaveNetConfig.from_config(config)
     kind = (kinds or {}).get(config.get("model", "wavenet"))

@@ -53,7 +53,7 @@ def test_four_stages_from_demo_corpus_to_wav_and_evaluation(tmp_path):
     # the run's page: clips of steps 20 and 30 (the last) for each genre, the evaluation, the generated clips
     page = (run / "report.html").read_text(encoding="utf-8")
     for step in (20, 30):
-        for genre in ("Ambient", "Electronic", "Folk"):
+        for genre in ("Ambient_00", "Electronic_01", "Folk_02"):
             assert f'src="samples/step-{step}/{genre}.wav"' in page and (run / "samples" / f"step-{step}").is_dir()
     assert "<h2>Evaluation</h2>" in page and "<h2>Generated clips</h2>" in page
     assert all(f"/{path.name}" in page for path in wavs)

@@ -47,7 +47,7 @@ def test_training_samples_clips_per_genre_at_every_n_steps_and_prints_the_cost(t
     sampled = samples.read_step_samples(run_dir)
     assert [m["step"] for m in sampled] == [2, 4]
     for meta in sampled:
-        assert sorted(os.listdir(meta["dir"])) == ["High.png", "High.wav", "Low.png", "Low.wav", "samples.json"]
+        assert sorted(os.listdir(meta["dir"])) == ["High_01.png", "High_01.wav", "Low_00.png", "Low_00.wav", "samples.json"]
         assert meta["n_samples"] == SAMPLE_RATE // 2 and meta["sample_rate"] == SAMPLE_RATE
         assert [c["genre"] for c in meta["clips"]] == ["Low", "High"]
     assert re.search(r"step 2: 2 clips of 0\.5 s in [\d.]+ s", stdout)
@@ -79,7 +79,7 @@ def test_page_shows_settings_loss_evaluation_the_genre_by_step_table_and_generat
     assert re.findall(r"<th>step (\d+)</th>", table) == ["2", "4"]
     assert re.findall(r'<th class="genre">(\w+)</th>', table) == ["Low", "High"]
     for step in (2, 4):
-        for genre in ("Low", "High"):
+        for genre in ("Low_00", "High_01"):
             assert f'<audio controls preload="metadata" src="samples/step-{step}/{genre}.wav">' in table
             assert f'<img src="samples/step-{step}/{genre}.png"' in table
     # the generated clips: copied beside the page, since they were written outside the run directory
@@ -216,13 +216,13 @@ def test_step_samples_use_one_seed_per_step_and_replace_a_step_whole(tmp_path):
     first, seconds_taken = samples.write_step_samples(model, wavenet, run_dir, 10, seconds=0.25, **keys)
     second, _ = samples.write_step_samples(model, wavenet, run_dir, 20, seconds=0.25, **keys)
     assert [os.path.relpath(p, run_dir) for p in first + second] == \
-        [os.path.join("samples", "step-10", "clip.wav"), os.path.join("samples", "step-20", "clip.wav")]
+        [os.path.join("samples", "step-10", "clip_00.wav"), os.path.join("samples", "step-20", "clip_00.wav")]
     assert seconds_taken > 0
     with open(first[0], "rb") as a, open(second[0], "rb") as b:
         assert a.read() == b.read()  # same weights, same seed: the same clip
     other, _ = samples.write_step_samples(model, wavenet, run_dir, 10, seconds=0.5,  # step 10 again: replaced
                                           **dict(keys, seed=4))
-    assert sorted(os.listdir(os.path.dirname(other[0]))) == ["clip.png", "clip.wav", "samples.json"]
+    assert sorted(os.listdir(os.path.dirname(other[0]))) == ["clip_00.png", "clip_00.wav", "samples.json"]
     assert samples.read_step_samples(run_dir)[0]["n_samples"] == SAMPLE_RATE // 2
     assert not [n for n in os.listdir(os.path.join(run_dir, "samples")) if n.startswith(".tmp-")]
     samples.record_judgement(run_dir, 20, {"": {"top_genre": "Jazz", "top_probability": 0.75}},
@@ -288,7 +288,7 @@ def test_training_callbacks_sample_at_multiples_and_the_end_judge_write_the_page
         with open(os.path.join(run_dir, "report.html"), encoding="utf-8") as f:
             page = f.read()  # written by the last callback, before its metrics row was: the row is on the page
         assert "Waveforms run report, step 6;" in page and '<section id="judge">' in page
-        assert 'src="samples/step-6/High.wav"' in page
+        assert 'src="samples/step-6/High_01.wav"' in page
         shutil.rmtree(rundir.latest_checkpoint(run_dir)[1])  # resuming from step 4 redoes steps 5 and 6
         training.resume(run_dir, task.model, task.optimizer)
         assert [m["step"] for m in samples.read_step_samples(run_dir)] == [4]

@@ -152,3 +152,26 @@ def test_keys_that_would_land_outside_the_folder_are_refused():
     assert is_safe_relative("Rock/000002.mp3") and is_safe_relative("manifest.csv")
     for hostile in ("../x", "a/../../x", "a//b", "./a", "a/..", "..\\x"):
         assert not is_safe_relative(hostile), hostile
+
+
+def test_only_regular_files_inside_src_travel_and_the_rest_is_listed(s3_server, tmp_path):
+    """A link to a secret outside src, a link to /dev/zero and a FIFO are never read (the old sync uploaded
+    the secret and hung on the FIFO); a link to a file inside src goes up with that file's bytes."""
+    endpoint, client = s3_server
+    src, secret = tmp_path / "src", tmp_path / "shadow"
+    secret.write_bytes(b"root:*:19000:0:99999:7:::\n")
+    write(f"{src}/Rock/good.mp3", b"audio bytes")
+    os.symlink(secret, src / "Rock" / "song.mp3")
+    os.symlink("/dev/zero", src / "zero.mp3")
+    os.mkfifo(src / "pipe.mp3")
+    os.symlink(src / "Rock" / "good.mp3", src / "alias.mp3")
+    os.symlink(tmp_path, src / "outside_dir")
+    result = sync(endpoint, f"--src={src}", f"--dst=s3://{BUCKET}/links")
+    assert result.returncode == 0, result.stderr
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="links/")["Contents"])
+    assert keys == ["links/Rock/good.mp3", "links/alias.mp3"]
+    assert client.get_object(Bucket=BUCKET, Key="links/alias.mp3")["Body"].read() == b"audio bytes"
+    for name, why in (("Rock/song.mp3", "links outside the folder"), ("zero.mp3", "links outside the folder"),
+                      ("pipe.mp3", "not a regular file"), ("outside_dir", "links outside the folder")):
+        assert f"skipped: {name}: {why}" in result.stdout, result.stdout
+    assert "4 skipped" in result.stdout

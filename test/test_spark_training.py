@@ -51,9 +51,9 @@ def test_one_epoch_writes_a_run_dir_that_prediction_uses_and_a_rerun_resumes(spa
     assert not [n for n in os.listdir(run_dir) if n.startswith(".")]  # no temp files published
     step = rundir.read_metrics(run_dir)[0]["step"]
     assert sorted(os.listdir(os.path.join(run_dir, "samples", f"step-{step}"))) == \
-        ["Jazz.png", "Jazz.wav", "Rock.png", "Rock.wav", "samples.json"]  # the epoch's clips, published
+        ["Jazz_00.png", "Jazz_00.wav", "Rock_01.png", "Rock_01.wav", "samples.json"]  # the epoch's clips, published
     with open(os.path.join(run_dir, "report.html"), encoding="utf-8") as f:
-        assert f'src="samples/step-{step}/Rock.wav"' in f.read()
+        assert f'src="samples/step-{step}/Rock_01.wav"' in f.read()
     info = rundir.read_model_json(run_dir)
     assert info["genres"] == ["Jazz", "Rock"] and info["model"]["dilations"] == [1, 2, 4]
     assert info["model"]["genre_conditioning"] is True and info["receptive_field"] == 8
