@@ -804,14 +804,18 @@ def naive_generate(model, config, n_samples, *, genre_id=None, temperature=1.0, 
     for i in range(int(n_samples)):
         inputs = config.model_inputs(np.array(codes[-window:], np.int32)[None], genre)
         logits = np.asarray((full if len(codes) >= window else growing)(*inputs)[0], np.float64)
-        if temperature <= 0:
-            code = int(np.argmax(logits))
-        else:
-            p = np.exp((logits - logits.max()) / temperature)
-            code = int(rng.choice(n_q, p=p / p.sum()))
+        code = _draw_code(logits, temperature, rng)
         out[i] = code
         codes.append(code)
     return out
+
+
+def _draw_code(logits, temperature, rng):
+    """The reference generators' draw: argmax at temperature <= 0, else a sample of softmax(logits / T)."""
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    p = np.exp((logits - logits.max()) / temperature)
+    return int(rng.choice(len(logits), p=p / p.sum()))
 
 
 def _naive_context_generate(model, config, n_samples, *, genre_id, temperature, seed, history):
@@ -828,11 +832,7 @@ def _naive_context_generate(model, config, n_samples, *, genre_id, temperature, 
         start = max(0, len(codes) - config.window_field) // rate * rate
         logits = np.asarray(forward(*config.model_inputs(np.array(codes[start:], np.int32)[None], genre))[0],
                             np.float64)
-        if temperature <= 0:
-            code = int(np.argmax(logits))
-        else:
-            p = np.exp((logits - logits.max()) / temperature)
-            code = int(rng.choice(n_q, p=p / p.sum()))
+        code = _draw_code(logits, temperature, rng)
         out[i] = code
         codes.append(code)
     return out

@@ -609,12 +609,23 @@ def similar_command(run_dir, similar_to, top_k, out_dir, data_dir=""):
     table = dataset_embeddings(tagger, data_dir)
     print(f"{'computed' if table['refreshed'] else 'cached'} embeddings of {len(table['track_id'])} tracks: "
           f"{embeddings_path(tagger, data_dir)}")
+    def embed_file(path):
+        (_, codes, reason), = decode_files([path], tagger.decode)
+        return (None, reason) if codes is None else (tagger.analyze([codes])[0][0].mean(axis=0), "")
+
+    return write_similar(table, similar_to, embed_file, top_k, out_dir, data_dir)
+
+
+def write_similar(table, similar_to, embed_file, top_k, out_dir, data_dir):
+    """``--similar_to``'s answer for any embedding: the ``top_k`` rows of ``table`` (:func:`dataset_embeddings`'s
+    or a pretrained tagger's) nearest to a file (``embed_file(path) -> (mean embedding, "")`` or ``(None,
+    reason)``) or to a track id of the dataset (not listed itself), into ``out_dir/similar.csv``, printed;
+    returns its path. StageError (one line) for a file that cannot be read or an unknown track id."""
     if os.path.isfile(similar_to):
-        (_, codes, reason), = decode_files([similar_to], tagger.decode)
-        if codes is None:
+        embedding, reason = embed_file(similar_to)
+        if embedding is None:
             raise StageError(f"--similar_to={similar_to}: cannot be read: {reason}")
-        (embeddings, _), = tagger.analyze([codes])
-        rows = nearest(table, embeddings.mean(axis=0), top_k)
+        rows = nearest(table, embedding, top_k)
     else:
         matches = np.flatnonzero(table["track_id"] == similar_to)
         if not len(matches):

@@ -127,26 +127,11 @@ def similar_command(name, similar_to, top_k, out_dir, data_dir):
         raise StageError(f"data_dir={data_dir!r} holds no processed dataset to search: pass --data_dir=FOLDER")
     tagger = pretrained.load(name)
     table = dataset_embeddings(tagger, data_dir)
-    if os.path.isfile(similar_to):
-        y, reason = decode_for_tagging(similar_to)
-        if y is None:
-            raise StageError(f"--similar_to={similar_to}: cannot be read: {reason}")
-        (embeddings, _), = tagger.analyze([y])
-        rows = judge.nearest(table, embeddings.mean(axis=0), top_k)
-    else:
-        matches = np.flatnonzero(table["track_id"] == similar_to)
-        if not len(matches):
-            examples = ", ".join(str(t) for t in table["track_id"][:3])
-            raise StageError(f"--similar_to={similar_to}: neither a file nor a track_id of {data_dir} "
-                             f"(ids look like: {examples})")
-        rows = judge.nearest(table, table["embedding"][matches[0]], top_k, exclude_track=similar_to)
-    os.makedirs(out_dir, exist_ok=True)
-    path = judge.write_csv(os.path.join(out_dir, "similar.csv"), rows,
-                           ["rank", "track_id", "genre", "similarity", "source_path"])
-    for row in rows:
-        print(f"{row['rank']:>3}  {row['similarity']:.3f}  {row['genre']:<16}{row['track_id']}")
-    print(path)
-    return path
+    def embed_file(path):
+        y, reason = decode_for_tagging(path)
+        return (None, reason) if y is None else (tagger.analyze([y])[0][0].mean(axis=0), "")
+
+    return judge.write_similar(table, similar_to, embed_file, top_k, out_dir, data_dir)
 
 
 def tagger_commands(config):
