@@ -26,6 +26,7 @@ import numpy as np
 
 from local.audio import resample
 from local.config import StageError
+from local.quiet import stderr_descriptor_captured
 
 SAMPLE_RATE = 16000  # Hz: the rate the models were trained at
 N_FFT = 512  # samples per FFT frame
@@ -234,5 +235,17 @@ def load(name):
     key = model_name(name) or name
     with _LOADING:
         if key not in _LOADED:
-            _LOADED[key] = PretrainedTagger(name)
+            # TensorFlow's runtime logs its first graph optimization straight to file descriptor 2 ("All log
+            # messages before absl::InitializeLog()...", MLIR): loaded and run once with that descriptor aside
+            with stderr_descriptor_captured() as written:
+                try:
+                    tagger = PretrainedTagger(name)
+                    tagger.run(np.zeros((1, PATCH_FRAMES, N_MELS), np.float32))
+                    error = None
+                except BaseException as e:  # its lines may say why: shown with the error
+                    error, lines = e, written()
+            if error is not None:
+                os.write(2, lines)
+                raise error
+            _LOADED[key] = tagger
         return _LOADED[key]

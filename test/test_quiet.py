@@ -41,3 +41,17 @@ def test_a_failing_import_still_raises_with_its_lines():
                          "import tensorflow")
     assert failing.returncode != 0
     assert "Error" in failing.stderr
+
+
+def test_loading_and_running_a_pretrained_tagger_prints_none_of_them_either():
+    quiet = run_python("from local.config import stage_main\n"
+                       "@stage_main\n"
+                       "def main(argv=None):\n"
+                       "    import numpy as np\n"
+                       "    from local import pretrained\n"
+                       "    tagger = pretrained.load('mtt')\n"
+                       "    print(tagger.run(np.zeros((2, pretrained.PATCH_FRAMES, pretrained.N_MELS)))[0].shape)\n"
+                       "main()")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.strip().endswith("(2, 50)"), quiet.stdout
+    assert not [m for m in START_UP_MARKS + ("mlir", "I0000") if m in quiet.stderr], quiet.stderr
