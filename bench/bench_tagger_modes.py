@@ -7,9 +7,9 @@ pretrained MagnaTagATune embeddings: tagger_features=mtt).
 
 Run:
   .venv/bin/python bench/bench_tagger_modes.py                       # the demo corpus, 40/15/30 tracks of 10 s
-  .venv/bin/python bench/bench_tagger_modes.py --raw_dir=~/Music/three_genres --work_dir=/tmp/modes
+  .venv/bin/python bench/bench_tagger_modes.py --raw_dir=~/Music/three_genres --work_dir=data/modes
   .venv/bin/python bench/bench_tagger_modes.py --modes=mtt --demo_counts=24,8,4
-  .venv/bin/python bench/bench_tagger_modes.py --demo_blend=0.8 --work_dir=/tmp/modes_blend   # a harder library
+  .venv/bin/python bench/bench_tagger_modes.py --demo_blend=0.8 --work_dir=data/modes_blend   # a harder library
 
 raw_dir: a folder of genre folders of audio files (empty = synthesize the demo corpus with ``demo_counts`` tracks
 of ``demo_seconds`` per genre, Ambient, Electronic, Folk). Prints one JSON line: the library (tracks per genre,
@@ -25,7 +25,7 @@ import time
 from local.config import configure
 
 raw_dir = ""  # a folder of genre folders (empty = the demo corpus)
-work_dir = "/tmp/bench_tagger_modes"  # the library's split, the dataset and the runs (reused: delete to start over)
+work_dir = "data/bench_tagger_modes"  # the library's split, the dataset and the runs (reused: delete to start over)
 demo_counts = [40, 15, 30]  # demo tracks per genre (Ambient, Electronic, Folk), unbalanced as a real library is
 demo_seconds = 10.0  # length of each demo track, seconds
 demo_blend = 0.0  # > 0: a harder library: each demo track has a track of another genre mixed in at this gain, and

@@ -51,8 +51,12 @@ def test_model_json_round_trip_and_missing_file(tmp_path):
     rundir.write_model_json(str(tmp_path), training.wavenet_model_json(wavenet, genres=["Low", "High"],
                                                                          sample_rate=16000, data_dir="data/x"))
     data = rundir.read_model_json(str(tmp_path))
-    assert data == {"kind": "wavenet", "model": settings, "genres": ["Low", "High"], "sample_rate": 16000,
-                    "quantization_channels": 256, "receptive_field": 4, "data_dir": "data/x"}
+    # the context keys as an older model.json lacks them (no context stack); seconds rounded to 0.1 ms
+    no_context = {"context_rate": 0, "context_dilations": [1, 2, 4, 8, 16, 32], "context_channels": 32}
+    assert data == {"kind": "wavenet", "model": {**settings, **no_context}, "genres": ["Low", "High"],
+                    "sample_rate": 16000, "quantization_channels": 256, "receptive_field": 4,
+                    "total_receptive_field": 4, "total_receptive_field_seconds": 0.0003, "context_past": 0,
+                    "data_dir": "data/x"}
     assert read_run_model(str(tmp_path)) == (wavenet, data)
     older = {k: v for k, v in data.items() if k != "kind"}  # a run written before model.json had a kind
     rundir.write_model_json(str(tmp_path), older)
