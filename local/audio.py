@@ -83,6 +83,26 @@ def read_pcm(stream, max_seconds=None, piece_bytes=1 << 20):
     return np.frombuffer(data, dtype="<f4", count=n * channels).reshape(n, channels), int(sample_rate)
 
 
+def feed_stdin(process, source):
+    """Write ``source`` (bytes, or a file's path) to ``process``'s stdin in 1 MB pieces, then close it; a
+    process that stops reading ends the feed quietly (its own error says why)."""
+    try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            for offset in range(0, len(source), 1 << 20):
+                process.stdin.write(source[offset:offset + (1 << 20)])
+        else:
+            with open(source, "rb") as f:
+                for piece in iter(lambda: f.read(1 << 20), b""):
+                    process.stdin.write(piece)
+    except OSError:
+        pass
+    finally:
+        try:
+            process.stdin.close()
+        except OSError:
+            pass
+
+
 def decode_audio(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS, max_seconds=None):
     """Decode any file ffmpeg reads into float32 PCM at the file's own sample rate and channel count.
 
@@ -116,18 +136,8 @@ def decode_audio(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS, max_seconds=Non
         raise DecodeError("ffmpeg is not installed (apt-get install ffmpeg)") from None
     stderr = []
 
-    def feed():
-        try:
-            process.stdin.write(bytes(source))
-        except OSError:  # ffmpeg stopped reading: its error tells why
-            pass
-        finally:
-            try:
-                process.stdin.close()
-            except OSError:
-                pass
     threads = [threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)]
-    threads += [threading.Thread(target=feed, daemon=True)] if from_pipe else []
+    threads += [threading.Thread(target=feed_stdin, args=(process, source), daemon=True)] if from_pipe else []
     for thread in threads:
         thread.start()
     timer = threading.Timer(timeout_seconds, process.kill)
@@ -204,26 +214,9 @@ def stream_decode(source, chunk_frames=STREAM_CHUNK_FRAMES, timeout_seconds=FFMP
         raise DecodeError("ffmpeg is not installed (apt-get install ffmpeg)") from None
     errors = []
 
-    def feed():
-        try:
-            if isinstance(source, (bytes, bytearray, memoryview)):
-                for offset in range(0, len(source), 1 << 20):
-                    process.stdin.write(source[offset:offset + (1 << 20)])
-            else:
-                with open(source, "rb") as f:
-                    for piece in iter(lambda: f.read(1 << 20), b""):
-                        process.stdin.write(piece)
-        except OSError:  # ffmpeg stopped reading: its error tells why
-            pass
-        finally:
-            try:
-                process.stdin.close()
-            except OSError:
-                pass
-
     threads = [threading.Thread(target=lambda: errors.extend(process.stderr.read().decode("utf-8", "replace")
                                                              .splitlines()), daemon=True),
-               threading.Thread(target=feed, daemon=True)]
+               threading.Thread(target=feed_stdin, args=(process, source), daemon=True)]
     for thread in threads:
         thread.start()
     timer = threading.Timer(timeout_seconds, process.kill)
