@@ -61,6 +61,8 @@ window = 4000  # output samples per example (each example reads receptive_field 
 cache_tracks = 8  # tracks held in memory and shuffled together (bounds peak memory)
 prefetch_batches = 8  # batches prepared ahead of the training step
 valid_windows = 64  # fixed validation windows drawn from the valid split
+start_from_silence = False  # windows may also start at a track's first sample, after the silence generation
+#             starts from (train and valid tracks get receptive_field + context_past codes of silence in front)
 # --- optimizer ---
 steps = 20000  # total training steps (a resumed run continues up to this)
 max_minutes = 0.0  # also stop after this many minutes of training, counted across resumes (0 = no limit)

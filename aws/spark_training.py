@@ -46,6 +46,8 @@ context_channels = 32  # channels of the context stack
 batch_size = 8  # examples per worker step
 window = 4000  # output samples per example (each example reads receptive_field + window - 1 codes)
 valid_windows = 64  # fixed validation windows drawn from the valid split
+start_from_silence = False  # windows may also start at a track's first sample, after the silence generation
+#             starts from (train and valid tracks get receptive_field + context_past codes of silence in front)
 learning_rate = 1e-3  # Adam step size of every worker
 grad_clip = 1.0  # clip the global gradient norm to this (0 = off)
 keep_checkpoints = 3  # newest checkpoints kept
@@ -88,15 +90,16 @@ def read_dataset(spark, config, stage_dir):
     return training.DatasetView(data_dir, info, index, stage2="aws/spark_preprocessing.py"), tracks
 
 
-def valid_set_on_executors(tracks, valid_index, field, window, n_windows):
+def valid_set_on_executors(tracks, valid_index, field, window, n_windows, lead=0, silence_code=0):
     """The local trainer's fixed validation windows (local.dataset.validation_set), cut on the executors."""
     from pyspark.sql.functions import col
 
     from aws import spark_windows
     from local import dataset
-    counts = spark_windows.valid_window_counts(valid_index, field, window, n_windows)
+    counts = spark_windows.valid_window_counts(dataset.lead_in(valid_index, None, lead, silence_code)[0], field,
+                                               window, n_windows)
     parts = dict(tracks.filter(col("track_id").isin(list(counts))).rdd.mapPartitions(
-        lambda rows: spark_windows.valid_windows(rows, field, window, counts)).collect())
+        lambda rows: spark_windows.valid_windows(rows, field, window, counts, lead, silence_code)).collect())
     return dataset.concatenate_windows([parts[t["track_id"]] for t in valid_index if t["track_id"] in parts])
 
 
@@ -145,7 +148,10 @@ def elephas_epochs(spark, tracks):
         train_model, custom_objects = spark_windows.training_model(model, wavenet)
         train_model.compile(optimizer=training.make_optimizer(config["learning_rate"], config["grad_clip"]),
                             loss=spark_windows.next_code_loss)
-        valid_set = valid_set_on_executors(tracks, plan.valid_tracks, field, window, config["valid_windows"])
+        # --start_from_silence: the tracks start after the silence generation starts from (local.training)
+        lead, silence = (field if config["start_from_silence"] else 0), wavenet.silence_code
+        valid_set = valid_set_on_executors(tracks, plan.valid_tracks, field, window, config["valid_windows"], lead,
+                                           silence)
         eval_step = training.make_eval_step(model, wavenet, window)
         workers = config["num_workers"] or spark.sparkContext.defaultParallelism
         train_tracks = tracks.filter(col("split") == "train").filter(col("n_samples") >= field + window)
@@ -159,7 +165,7 @@ def elephas_epochs(spark, tracks):
             epoch_started = time.time()
             windows = train_tracks.rdd.mapPartitions(lambda rows, e=epoch: spark_windows.train_windows(
                 rows, receptive_field=field, window=window, seed=config["seed"], epoch=e,
-                conditioned=wavenet.conditioned)).persist(StorageLevel.MEMORY_AND_DISK)
+                conditioned=wavenet.conditioned, lead=lead, silence_code=silence)).persist(StorageLevel.MEMORY_AND_DISK)
             dealt, n_windows, k = spark_windows.balanced_windows(windows, batch_size, workers)
             if k < 1:
                 raise StageError(f"only {n_windows} train windows: each worker needs more than batch_size={batch_size} "

@@ -34,18 +34,19 @@ def track_seed(seed, epoch, track_id):
     return int.from_bytes(digest[:8], "little")
 
 
-def train_windows(rows, *, receptive_field, window, seed, epoch, conditioned):
+def train_windows(rows, *, receptive_field, window, seed, epoch, conditioned, lead=0, silence_code=0):
     """Executor side: track rows (track_id, genre_id, n_samples, codes) -> (inputs, targets) uint8 pairs.
 
-    Each track's windows tile it from a random phase (:func:`local.dataset.track_starts`); with ``conditioned``
-    the genre id is prepended to the inputs (see :func:`training_model`).
+    Each track's windows tile it from a random phase (:func:`local.dataset.track_starts`), after ``lead`` codes
+    of silence (``--start_from_silence``, as the local trainer: :func:`local.dataset.lead_in`); with
+    ``conditioned`` the genre id is prepended to the inputs (see :func:`training_model`).
     """
     for row in rows:
         rng = np.random.default_rng(track_seed(seed, epoch, row.track_id))
-        starts = dataset.track_starts(row.n_samples, receptive_field, window, rng)
+        starts = dataset.track_starts(row.n_samples + lead, receptive_field, window, rng)
         if not len(starts):
             continue
-        codes = np.frombuffer(row.codes, dtype=np.uint8)
+        codes = dataset.silence_first(np.frombuffer(row.codes, dtype=np.uint8), lead, silence_code)
         inputs, targets = dataset.windows_from_codes(codes, receptive_field, window, starts)
         inputs, targets = inputs.astype(np.uint8), targets.astype(np.uint8)
         if conditioned:
@@ -53,12 +54,14 @@ def train_windows(rows, *, receptive_field, window, seed, epoch, conditioned):
         yield from zip(inputs, targets)
 
 
-def valid_windows(rows, receptive_field, window, counts):
+def valid_windows(rows, receptive_field, window, counts, lead=0, silence_code=0):
     """Executor side: the fixed validation windows of each track row, cut by :func:`local.dataset.validation_windows`
-    as the local trainer cuts them (``counts[track_id]`` windows per track). Yields (track_id, (features, targets))."""
+    as the local trainer cuts them (``counts[track_id]`` windows per track, after ``lead`` codes of silence).
+    Yields (track_id, (features, targets))."""
     for row in rows:
-        features, targets = dataset.validation_windows(np.frombuffer(row.codes, dtype=np.uint8), row.genre_id,
-                                                       receptive_field, window, counts[row.track_id])
+        codes = dataset.silence_first(np.frombuffer(row.codes, dtype=np.uint8), lead, silence_code)
+        features, targets = dataset.validation_windows(codes, row.genre_id, receptive_field, window,
+                                                       counts[row.track_id])
         if len(targets):
             yield row.track_id, (features, targets)
 

@@ -81,6 +81,28 @@ def valid_starts(n_samples, receptive_field, window, count):
 
 # --- the dataset on disk -------------------------------------------------------------------------------
 
+def silence_first(codes, n_silence, silence_code):
+    """``codes`` (n,) with ``n_silence`` codes ``silence_code`` in front: (n_silence + n,), the same dtype."""
+    codes = np.asarray(codes)
+    if n_silence <= 0:
+        return codes
+    return np.concatenate([np.full(int(n_silence), silence_code, dtype=codes.dtype), codes])
+
+
+def lead_in(tracks, read_codes, n_silence, silence_code):
+    """Tracks that start with ``n_silence`` codes of silence: (rows with ``n_samples`` grown by it, a reader that
+    puts them in front of ``read_codes(row)``; :func:`silence_first`). Cut from these, a window may start at a
+    track's first sample with only silence before it, as generation starts; unchanged when ``n_silence`` is 0."""
+    if n_silence <= 0:
+        return tracks, read_codes
+
+    def read_led_in(row):
+        return silence_first(read_codes(dict(row, n_samples=int(row["n_samples"]) - n_silence)), n_silence,
+                             silence_code)
+
+    return [dict(row, n_samples=int(row["n_samples"]) + n_silence) for row in tracks], read_led_in
+
+
 def split_tracks(index, split):
     """The index rows (see :func:`local.dataset_store.read_index`) of one split, sorted by track_id."""
     return sorted((row for row in index if row["split"] == split), key=lambda row: str(row["track_id"]))

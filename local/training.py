@@ -443,9 +443,16 @@ def wavenet_task(wavenet_config, *, train_tracks, valid_tracks, config):
     keras.utils.set_random_seed(config["seed"])
     model = build_wavenet(wavenet_config)
     optimizer = make_optimizer(config["learning_rate"], config["grad_clip"])
+    # windows may also start at a track's first sample after the silence the generator starts from (its
+    # context stack would otherwise hear that silence only when generating; docs/demo-recipe-context.md)
+    lead = field if config.get("start_from_silence", False) else 0
+    train_tracks, read_train = dataset.lead_in(train_tracks, dataset_store.read_track_codes, lead,
+                                               wavenet_config.silence_code)
+    valid_tracks, read_valid = dataset.lead_in(valid_tracks, dataset_store.read_track_codes, lead,
+                                               wavenet_config.silence_code)
     stream = dataset.TrainStream(train_tracks, field, window, batch_size, seed=config["seed"],
-                                 cache_tracks=config["cache_tracks"])
-    valid_set = dataset.validation_set(valid_tracks, field, window, config["valid_windows"])
+                                 cache_tracks=config["cache_tracks"], read_codes=read_train)
+    valid_set = dataset.validation_set(valid_tracks, field, window, config["valid_windows"], read_codes=read_valid)
     eval_step = make_eval_step(model, wavenet_config, window)
     return Task(model=model, optimizer=optimizer,
                 batches=lambda examples_done: dataset.to_tf_dataset(stream, examples_done, config["prefetch_batches"]),

@@ -167,6 +167,11 @@ class WaveNetConfig(ModelSettings):
         return {"total_receptive_field": total, "total_receptive_field_seconds": round(total / float(sample_rate), 4),
                 "context_past": self.context_past}
 
+    @property
+    def silence_code(self):
+        """The code of silence, Q // 2 (the mu-law code of 0.0): what the generator and pad_context start from."""
+        return self.quantization_channels // 2
+
     def pad_context(self, codes):
         """``codes`` (..., n) with ``context_past`` codes of silence (Q//2) in front: the input of a full forward
         pass from a track's start (the generator starts from that silence too). Unchanged without a context."""
@@ -174,7 +179,7 @@ class WaveNetConfig(ModelSettings):
         codes = np.asarray(codes)
         if not self.context_past:
             return codes
-        pad = np.full(codes.shape[:-1] + (self.context_past,), self.quantization_channels // 2, codes.dtype)
+        pad = np.full(codes.shape[:-1] + (self.context_past,), self.silence_code, codes.dtype)
         return np.concatenate([pad, codes], axis=-1)
 
     @property

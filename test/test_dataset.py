@@ -149,6 +149,37 @@ def test_validation_set_is_fixed_and_from_valid_tracks_only(store):
     assert dataset.validation_set(valid, 300, W, 10) is None  # no track long enough
 
 
+def test_led_in_tracks_give_windows_from_the_first_sample_after_silence(store):
+    """--start_from_silence: an epoch's targets cover each train track from its first few codes, and those
+    windows read silence before the track (as generation starts); without it no target lies in the first R."""
+    _, tracks, index = store
+    train, window, silence = dataset.split_tracks(index, "train"), 8, 128
+    led, read = dataset.lead_in(train, dataset_store.read_track_codes, R, silence)
+    assert [r["n_samples"] for r in led] == [r["n_samples"] + R for r in train]
+    for row in led:
+        codes = read(row)
+        assert len(codes) == row["n_samples"] and (codes[:R] == silence).all()
+        np.testing.assert_array_equal(codes[R:], tracks[row["track_id"]])
+
+    def first_targets(stream):
+        """{track_id: (offset of the earliest target in the track, that window's inputs)} over one epoch."""
+        first = {}
+        for (x, y), _ in zip(stream.batches(), range(stream.epoch_examples)):
+            track_id, at = locate(y[0], tracks)  # the targets are W real codes of one track
+            if at < first.get(track_id, (len(tracks[track_id]), None))[0]:
+                first[track_id] = (at, x["codes"][0])
+        return first
+
+    led_first = first_targets(dataset.TrainStream(led, R, window, batch_size=1, seed=3, read_codes=read))
+    assert set(led_first) == {row["track_id"] for row in train}
+    for at, inputs in led_first.values():
+        assert at < window  # the tiling's phase is below one window
+        assert (inputs[:R - at] == silence).all()  # the silence before the track's first code
+    plain_first = first_targets(dataset.TrainStream(train, R, window, batch_size=1, seed=3))
+    assert min(at for at, _ in plain_first.values()) >= R
+    assert dataset.lead_in(train, dataset_store.read_track_codes, 0, silence)[0] is train
+
+
 def test_tf_dataset_feeds_the_same_batches(store):
     _, _, index = store
     stream = dataset.TrainStream(dataset.split_tracks(index, "train"), R, W, batch_size=4, seed=1)

@@ -114,6 +114,30 @@ def test_windows_are_balanced_above_batch_size_and_targets_are_next_codes(spark)
     assert spark_windows.balanced_windows(windows, batch_size=40, num_workers=4)[2] == 0  # too few: refused
 
 
+def test_led_in_windows_start_after_silence_as_the_local_trainer_cuts_them():
+    """--start_from_silence on the executors: the windows of local.dataset.lead_in's tracks, genre column first."""
+    from pyspark.sql import Row
+
+    from aws import spark_windows
+    from local import dataset
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 256, 300).astype(np.uint8)
+    row = Row(track_id="t0", genre_id=2, n_samples=300, codes=codes.tobytes())
+    pairs = list(spark_windows.train_windows([row], receptive_field=16, window=8, seed=0, epoch=0, conditioned=True,
+                                             lead=16, silence_code=128))
+    assert len(pairs) == (300 + 16 - 16) // 8 == 37  # the targets tile the whole track
+    led = dataset.silence_first(codes, 16, 128)
+    # (offset of its first target in the track, inputs) of each window; the earliest reads silence first
+    at, first_x = min((led.tobytes().find(y.tobytes()) - 16, x) for x, y in pairs)
+    assert first_x[0] == 2 and 0 <= at < 8 and (first_x[1:1 + 16 - at] == 128).all()
+    plain = list(spark_windows.train_windows([row], receptive_field=16, window=8, seed=0, epoch=0, conditioned=True))
+    assert len(plain) == (300 - 16) // 8
+    valid = dict(spark_windows.valid_windows([row], 16, 8, {"t0": 4}, 16, 128))["t0"]
+    local_valid = dataset.validation_windows(led, 2, 16, 8, 4)
+    np.testing.assert_array_equal(valid[0]["codes"], local_valid[0]["codes"])
+    np.testing.assert_array_equal(valid[1], local_valid[1])
+
+
 def test_async_model_stops_its_parameter_server_when_fit_fails(spark):
     import socket
 
@@ -160,3 +184,11 @@ def test_a_context_stack_model_trains_on_executors_and_round_trips(spark, tiny_d
     assert rows[0]["step"] == sum(dataset.examples_per_track(t["n_samples"], 128 + 8, 128) for t in train) // 4
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
     assert model.get_layer("context2_conv").get_config()["dilation_rate"] == (4,)
+    # --start_from_silence: the tracks start after the generator's silence, so an epoch has more windows
+    led_dir = str(tmp_path / "led")
+    assert run_job([f"--data_dir={tiny_dataset}", f"--run_dir={led_dir}", "--epochs=1", "--genre_conditioning=true",
+                    "--context_rate=16", "--context_layers=3", "--context_channels=4", "--sample_seconds=0",
+                    "--start_from_silence=true", *MODEL_ARGS]) == 0
+    led_rows = rundir.read_metrics(led_dir)
+    assert led_rows[0]["step"] == sum(dataset.examples_per_track(t["n_samples"] + 136, 136, 128) for t in train) // 4
+    assert led_rows[0]["step"] > rows[0]["step"] and math.isfinite(led_rows[0]["valid_bits_per_sample"])

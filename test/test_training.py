@@ -407,3 +407,25 @@ def test_a_context_stack_run_trains_on_windows_with_its_past_resumes_and_samples
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
     assert model.get_layer("layer0_ctx") is not None
     assert any(name.endswith(".wav") for _, _, names in os.walk(os.path.join(run_dir, "samples")) for name in names)
+
+
+def test_start_from_silence_gives_windows_that_begin_with_the_generators_silence(tmp_path):
+    """--start_from_silence: train windows also start at a track's first code with the context past and the
+    receptive field silent before it, as the generator starts; without it no window reads such silence."""
+    data_dir = write_tone_dataset(tmp_path / "data")  # 3 s tones: never 16 codes of silence (128) in a row
+    wavenet = WaveNetConfig.from_config({"dilations": [1, 2, 4, 8], "context_rate": 8, "context_layers": 3,
+                                         "residual_channels": 8, "dilation_channels": 8, "skip_channels": 16})
+    index = dataset_store.read_index(data_dir)
+    config = {"batch_size": 4, "window": 64, "learning_rate": 1e-3, "grad_clip": 1.0, "cache_tracks": 2,
+              "prefetch_batches": 1, "valid_windows": 4, "seed": 0}
+
+    def silent_windows(start_from_silence):
+        """Train windows, over one epoch, whose first 16 codes are the silence code."""
+        task = training.wavenet_task(wavenet, train_tracks=index[:3], valid_tracks=index[3:4],
+                                     config=dict(config, start_from_silence=start_from_silence))
+        # field = 64 + 16 codes: with the lead-in each track's first window reads >= 16 codes of silence
+        n_batches = 3 * 3000 // 64 // 4 + 2
+        return sum(int((features["codes"].numpy()[:, :16] == wavenet.silence_code).all(axis=1).sum())
+                   for (features, _), _ in zip(task.batches(0), range(n_batches)))
+
+    assert silent_windows(True) >= 3 and silent_windows(False) == 0
