@@ -40,8 +40,9 @@ def list_folder(folder, skipped=None):
 
     Only regular files whose real path lies inside ``folder`` are taken (stage 1's folder-import rule,
     :func:`local.music_folder.source_file_problem`): a link to ``/etc/shadow``, a FIFO or ``/dev/zero`` is never
-    read; each is appended to ``skipped`` (a list, when given) as (relative path, why). ``path`` is the real
-    path, the one checked. Linked folders are not followed.
+    read; each is appended to ``skipped`` (a list, when given) as (relative path, why). ``path`` is the path in
+    the folder (a link stays a link: opening it reads the checked file, removing it removes only the link).
+    Linked folders are not followed.
     """
     from local.music_folder import source_file_problem
     entries = {}
@@ -52,14 +53,14 @@ def list_folder(folder, skipped=None):
                 continue  # a download in progress or a killed one
             path = os.path.join(root, name)
             relative = os.path.relpath(path, folder).replace(os.sep, "/")
-            problem, real = source_file_problem(path, folder)
-            if not problem and not os.path.isfile(real):
+            problem = source_file_problem(path, folder)[0].replace("not imported", "not synced")
+            if problem.startswith("not a regular file") and os.path.isdir(path):  # a link to a folder inside
                 problem = "a linked folder: not followed"
             if problem:
                 if skipped is not None:
-                    skipped.append((relative, problem.replace("not imported", "not synced")))
+                    skipped.append((relative, problem))
                 continue
-            entries[relative] = {"size": os.path.getsize(real), "path": real}
+            entries[relative] = {"size": os.path.getsize(path), "path": path}
     return entries
 
 

@@ -175,3 +175,19 @@ def test_only_regular_files_inside_src_travel_and_the_rest_is_listed(s3_server, 
                       ("pipe.mp3", "not a regular file"), ("outside_dir", "links outside the folder")):
         assert f"skipped: {name}: {why}" in result.stdout, result.stdout
     assert "4 skipped" in result.stdout
+
+
+def test_a_pull_with_delete_removes_a_stale_link_not_the_file_it_points_to(s3_server, tmp_path):
+    """A link in the destination that the bucket no longer has is removed as a link: the file it points to,
+    which the bucket still holds, stays (the listing once gave the link's target, and --delete removed that)."""
+    endpoint, _ = s3_server
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write(f"{src}/Rock/good.mp3", b"audio bytes")
+    assert sync(endpoint, f"--src={src}", f"--dst=s3://{BUCKET}/stale").returncode == 0
+    write(f"{dst}/Rock/good.mp3", b"audio bytes")
+    os.symlink(dst / "Rock" / "good.mp3", dst / "alias.mp3")
+    os.symlink(tmp_path, dst / "linked_dir")
+    pulled = sync(endpoint, f"--src=s3://{BUCKET}/stale", f"--dst={dst}", "--delete")
+    assert pulled.returncode == 0, pulled.stderr
+    assert "1 deleted" in pulled.stdout and not os.path.lexists(dst / "alias.mp3")
+    assert (dst / "Rock" / "good.mp3").read_bytes() == b"audio bytes" and os.path.islink(dst / "linked_dir")
