@@ -375,32 +375,6 @@ def short_ffmpeg_error(line):
     return line[:200]
 
 
-def parse_wav_stream(data):
-    """Parse the WAV ffmpeg writes to a pipe (pcm_f32le); return (samples (n, channels) float32, sample_rate).
-
-    On a pipe ffmpeg cannot seek back to fill in sizes, so the data chunk's size may be 0 or 0xFFFFFFFF:
-    the data is then everything after its header.
-    """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError("not a WAV stream")
-    offset, channels, sample_rate = 12, 0, 0
-    while offset + 8 <= len(data):
-        chunk_id, size = data[offset:offset + 4], struct.unpack("<I", data[offset + 4:offset + 8])[0]
-        body = offset + 8
-        if chunk_id == b"fmt ":
-            _, channels, sample_rate = struct.unpack("<HHI", data[body:body + 8])
-        elif chunk_id == b"data":
-            end = len(data) if size in (0, 0xFFFFFFFF) or body + size > len(data) else body + size
-            if not channels:
-                raise ValueError("WAV data before its format")
-            frame = 4 * channels
-            n = (end - body) // frame
-            samples = np.frombuffer(data, dtype="<f4", count=n * channels, offset=body)
-            return samples.reshape(n, channels).astype(np.float32, copy=False), int(sample_rate)
-        offset = body + size + (size & 1)
-    raise ValueError("WAV stream has no data chunk")
-
-
 def to_mono(samples):
     """Downmix (n_samples, n_channels) float audio to (n_samples,) by averaging the channels; float32.
 

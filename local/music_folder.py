@@ -47,11 +47,6 @@ def source_file_problem(path, folder):
     return "", real
 
 
-def read_tags(path):
-    """The file's tags (lowercase keys: genre, title, artist...): :func:`read_tags_many` for one file."""
-    return read_tags_many([path])[0]
-
-
 TAG_BATCH = 64  # files opened by one ffmpeg process when reading tags
 
 
