@@ -176,6 +176,25 @@ class Tagger:
                               max_windows=max_windows, quantization_channels=self.quantization_channels,
                               progress=progress)
 
+    def analyze_tracks(self, rows, progress=True):
+        """:meth:`analyze` of dataset tracks (index rows), TRACK_WINDOWS windows each. A transfer-mode tagger
+        reads the patch embeddings its training cached (``run_dir/features``; the same MAX_PATCHES patches), so
+        the pretrained network does not run over the dataset a second time."""
+        from tqdm import tqdm
+        if self.features is not None:
+            table = tagger.dataset_features(self.features, rows, name=self.config.features,
+                                            sample_rate=self.sample_rate,
+                                            quantization_channels=self.quantization_channels,
+                                            cache_dir=os.path.join(self.run_dir, "features"), progress=progress)
+            return tagger.readout_features(self.readout, [table[str(r["track_id"])] for r in rows])
+        out = []
+        with tqdm(total=len(rows), desc=f"embedding {len(rows)} tracks", unit="track", disable=not progress) as bar:
+            for first in range(0, len(rows), 8):
+                chunk = rows[first:first + 8]
+                out += self.analyze([dataset_store.read_track_codes(r) for r in chunk])
+                bar.update(len(chunk))
+        return out
+
 
 def mismatch(tagger_info, genres, sample_rate, tagger_run, wavenet_run):
     """One line saying how a tagger does not fit a WaveNet (genres or sample rate), or "" when it does."""
@@ -278,8 +297,6 @@ def dataset_embeddings(tagger, data_dir, progress=True):
     ``embedding`` (n, embedding_size) float32 (mean over up to TRACK_WINDOWS windows) and ``probabilities``
     (n, n_genres), plus ``refreshed`` (bool: computed now). The cache is rewritten atomically.
     """
-    from tqdm import tqdm
-
     index = sorted(dataset_store.read_index(data_dir), key=lambda r: str(r["track_id"]))
     fingerprint = dataset_fingerprint(tagger, index)
     path = embeddings_path(tagger, data_dir)
@@ -291,14 +308,9 @@ def dataset_embeddings(tagger, data_dir, progress=True):
         except (OSError, ValueError, KeyError):
             pass  # an unreadable cache is recomputed
     embeddings, probabilities = [], []
-    bar = tqdm(total=len(index), desc=f"embedding {len(index)} tracks", unit="track", disable=not progress)
-    for first in range(0, len(index), 8):
-        rows = index[first:first + 8]
-        for e, p in tagger.analyze([dataset_store.read_track_codes(r) for r in rows]):
-            embeddings.append(e.mean(axis=0))
-            probabilities.append(p.mean(axis=0))
-        bar.update(len(rows))
-    bar.close()
+    for e, p in tagger.analyze_tracks(index, progress):
+        embeddings.append(e.mean(axis=0))
+        probabilities.append(p.mean(axis=0))
     table = {"track_id": np.asarray([str(r["track_id"]) for r in index]),
              "genre": np.asarray([str(r["genre"]) for r in index]),
              "split": np.asarray([str(r["split"]) for r in index]),
