@@ -5,7 +5,7 @@ import pytest
 
 from helpers import PYTHON, ROOT
 
-pytestmark = pytest.mark.slow  # three TensorFlow start-ups
+pytestmark = pytest.mark.slow  # a TensorFlow start-up per test
 
 START_UP_MARKS = ("absl::InitializeLog", "computation_placer", "W0000", "E0000", "cuInit", "cuda_dnn")
 
