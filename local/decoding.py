@@ -28,7 +28,8 @@ MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ = 1000, 192000
 STREAM_ABOVE_BYTES = 8 << 20
 # ... and a smaller file whose decoded audio is longer than this (a FLAC of near-silence, a WAV header claiming
 # 1 Hz) is streamed too: the whole decode stops holding it at this length (audio.TooLongToHold), so peak memory
-# is bounded by the decoded length, whatever the size. 10 min at 44.1 kHz stereo is 212 MB of float PCM.
+# is bounded by the decoded length, whatever the size (audio.WHOLE_DECODE_MAX_BYTES, 128 MB of float PCM,
+# stops it sooner for many channels or high rates: ~6 min of 44.1 kHz stereo).
 WHOLE_DECODE_MAX_SECONDS = 600
 MIN_FILE_RATE_HZ, MAX_FILE_RATE_HZ = 1000, 768000  # a file's own rate outside these is a hostile header, not audio
 TRIM_FRAME, TRIM_HOP = 2048, 512  # librosa.effects.trim's frame and hop (audio.trim_silence uses them too)
