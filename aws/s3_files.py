@@ -8,6 +8,7 @@ object ever appears); downloads land under a hidden temp name (local/fileio.py) 
 Credentials come only from boto3's standard chain (environment, ~/.aws, instance role).
 """
 import contextlib
+import errno
 import hashlib
 import os
 
@@ -53,7 +54,8 @@ def list_folder(folder, skipped=None):
                 continue  # a download in progress or a killed one
             path = os.path.join(root, name)
             relative = os.path.relpath(path, folder).replace(os.sep, "/")
-            problem = source_file_problem(path, folder)[0].replace("not imported", "not synced")
+            problem = source_file_problem(path, folder)[0].replace("not imported", "not synced") or \
+                key_problem(relative)  # a name a pull could not give back is not sent either
             if problem.startswith("not a regular file") and os.path.isdir(path):  # a link to a folder inside
                 problem = "a linked folder: not followed"
             if problem:
@@ -64,25 +66,67 @@ def list_folder(folder, skipped=None):
     return entries
 
 
-def list_bucket(client, bucket, prefix):
-    """{relative key: {"size", "etag", "key"}} of every object under ``prefix`` ("/" = folder separator)."""
+def list_bucket(client, bucket, prefix, skipped=None):
+    """{relative key: {"size", "etag", "key"}} of every object under ``prefix`` ("/" = folder separator).
+
+    A key that cannot be a file name inside the folder (:func:`key_problem`), or that is also a folder of
+    other keys (``p/a`` beside ``p/a/b.mp3``), is left out and appended to ``skipped`` (a list, when given)
+    as (relative key, why): a pull never writes it, and ``--delete`` never removes the local file of that
+    name."""
     entries = {}
     start = f"{prefix}/" if prefix else ""
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=start):
         for obj in page.get("Contents", []):
             relative = obj["Key"][len(start):]
             if relative and not relative.endswith("/"):
-                if not is_safe_relative(relative):
-                    print(f"warning: s3://{bucket}/{obj['Key']}: skipped, its key would land outside the folder")
+                problem = key_problem(relative)
+                if problem:
+                    if skipped is not None:
+                        skipped.append((relative, problem))
                     continue
                 entries[relative] = {"size": obj["Size"], "etag": obj["ETag"].strip('"'), "key": obj["Key"]}
+    folders = {relative.rsplit("/", 1)[0] for relative in entries if "/" in relative}
+    folders |= {f.rsplit("/", i)[0] for f in list(folders) for i in range(1, f.count("/") + 1)}
+    for relative in sorted(folders & set(entries)):
+        del entries[relative]
+        if skipped is not None:
+            skipped.append((relative, "also a folder of other keys in the bucket: a folder cannot hold a file "
+                                      "of its own name (rename one of them)"))
     return entries
 
 
-def is_safe_relative(relative):
-    """True if a key relative to the synced prefix maps to a path inside the folder (no '', '.', '..' parts)."""
+MAX_NAME_BYTES = 255  # the longest file name (one path component) Linux's file systems take, in bytes
+
+
+def key_problem(relative):
+    """Why the key ``relative`` (relative to the synced prefix) cannot be a file inside the folder, or "":
+    an empty, ``.`` or ``..`` part, also between backslashes (it would land outside), a backslash (servers
+    differ: ``AC\\DC`` came back from SeaweedFS as the folder ``AC/``), a control character (a terminal would
+    run it) or a part over MAX_NAME_BYTES. Upload and download apply the same rule, so a name one way always
+    comes back the other, and a local file of a refused name is never removed by ``--delete``."""
     parts = relative.split("/")
-    return all(part not in ("", ".", "..") and "\\" not in part for part in parts)
+    if any(part in ("", ".", "..") or any(p in (".", "..") for p in part.split("\\")) for part in parts):
+        return "its key would land outside the folder"
+    if "\\" in relative:  # SeaweedFS stores it as "/" (measured), AWS keeps it, Windows splits on it
+        return ("its name holds a backslash, which S3 servers and systems read differently (some as a folder "
+                "separator): not synced, so it never comes back under another name (rename it)")
+    if any(ord(c) < 32 or ord(c) == 127 for c in relative):
+        return "its key holds a control character: not a file name (rename it)"
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in parts):
+        return f"a part of its key is longer than {MAX_NAME_BYTES} bytes: no file system here takes that name"
+    return ""
+
+
+def is_safe_relative(relative):
+    """True if a key relative to the synced prefix maps to a path inside the folder (no '', '.', '..' parts,
+    nor a '..' between backslashes)."""
+    return key_problem(relative) != "its key would land outside the folder"
+
+
+def shown_name(relative):
+    """A key or relative path as one printable line: control characters and undecodable bytes escaped."""
+    text = os.fsencode(relative).decode("utf-8", "backslashreplace") if isinstance(relative, str) else relative
+    return "".join(c if ord(c) >= 32 and ord(c) != 127 else f"\\x{ord(c):02x}" for c in text)
 
 
 def etag_of_file(path, part_bytes=0):
@@ -149,7 +193,8 @@ def sync(src, dst, endpoint_url="", delete=False, *, multipart_bytes=64 << 20, w
     Only new or changed files are sent; with ``delete``, files in ``dst`` that ``src`` lacks are removed. A
     local ``src`` gives only its regular files inside it (:func:`list_folder`).
     Returns {"copied", "copied_bytes", "unchanged", "deleted"} (lists of relative paths, and a byte count) and
-    "skipped" [(relative path, why)] (the links, FIFOs and devices of a local ``src`` that were not read).
+    "skipped" [(relative path, why)] (the links, FIFOs and devices of a local ``src`` that were not read, the
+    keys of an S3 ``src`` that cannot be file names here: :func:`key_problem`; print them with :func:`shown_name`).
     Raises ValueError for a bad pair of locations.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -169,7 +214,7 @@ def sync(src, dst, endpoint_url="", delete=False, *, multipart_bytes=64 << 20, w
         source, target = list_folder(src, skipped), list_bucket(client, bucket, prefix)
     else:
         bucket, prefix = src_s3
-        source, target = list_bucket(client, bucket, prefix), list_folder(dst) if os.path.isdir(dst) else {}
+        source, target = list_bucket(client, bucket, prefix, skipped), list_folder(dst) if os.path.isdir(dst) else {}
 
     def same(relative):
         if relative not in target:
@@ -184,8 +229,14 @@ def sync(src, dst, endpoint_url="", delete=False, *, multipart_bytes=64 << 20, w
     def copy(relative):
         if dst_s3:
             upload(client, source[relative]["path"], bucket, key_of(relative), config)
-        else:
+            return relative
+        try:
             download(client, bucket, source[relative]["key"], os.path.join(dst, *relative.split("/")), config)
+        except OSError as e:  # e.g. a local file where the key needs a folder: this file only, the rest goes on
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            skipped.append((relative, f"cannot be written here ({e.strerror or type(e).__name__}): not synced"))
+            return None
         return relative
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -194,11 +245,13 @@ def sync(src, dst, endpoint_url="", delete=False, *, multipart_bytes=64 << 20, w
         bar = tqdm(total=sum(source[r]["size"] for r in todo), unit="B", unit_scale=True, desc="sync",
                    disable=not progress)
         copied = []
-        for relative in pool.map(copy, todo):
-            copied.append(relative)
+        for relative, done in zip(todo, pool.map(copy, todo)):
+            if done is not None:
+                copied.append(relative)
             bar.update(source[relative]["size"])
         bar.close()
-    deleted = sorted(set(target) - set(source)) if delete else []
+    # a name skipped for any reason is no sign that src lacks it: its file in dst stays
+    deleted = sorted(set(target) - set(source) - {relative for relative, _ in skipped}) if delete else []
     if deleted and dst_s3:
         for i in range(0, len(deleted), 1000):
             client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key_of(r)} for r in deleted[i:i + 1000]],

@@ -59,10 +59,10 @@ def main(argv=None):
         except ValueError as e:
             fail(str(e))
     for relative, why in result["skipped"]:
-        print(f"skipped: {relative}: {why}")
+        print(f"skipped: {s3_files.shown_name(relative)}: {why}")
     print(f"s3_sync: {len(result['copied'])} copied ({result['copied_bytes'] / 1e6:.1f} MB), "
           f"{len(result['unchanged'])} unchanged, {len(result['deleted'])} deleted, "
-          f"{len(result['skipped'])} skipped (links out of src, special files), {src} -> {dst} "
+          f"{len(result['skipped'])} skipped (links out of src, special files, names that cannot be files), {src} -> {dst} "
           f"in {time.time() - started:.1f} s")
 
 

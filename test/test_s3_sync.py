@@ -191,3 +191,72 @@ def test_a_pull_with_delete_removes_a_stale_link_not_the_file_it_points_to(s3_se
     assert pulled.returncode == 0, pulled.stderr
     assert "1 deleted" in pulled.stdout and not os.path.lexists(dst / "alias.mp3")
     assert (dst / "Rock" / "good.mp3").read_bytes() == b"audio bytes" and os.path.islink(dst / "linked_dir")
+
+
+def test_a_key_a_pull_skips_keeps_its_local_file_and_names_travel_both_ways(s3_server, tmp_path):
+    """Issue 29: `AC\\DC - song.mp3` came back from SeaweedFS as `AC/DC - song.mp3` (and from AWS was skipped
+    as unsafe) and --delete then removed the local copy: a backslash name is now skipped both ways, named,
+    and its local file stays. A key a pull cannot write (a control character, a part over 255 bytes, a key
+    that is also a folder of other keys) is one escaped `skipped:` line, the rest is synced, and the local file
+    of that name stays."""
+    endpoint, client = s3_server
+    src, back = tmp_path / "src", tmp_path / "back"
+    write(f"{src}/Rock/AC\\DC - song.mp3", b"riff")
+    write(f"{src}/Rock/good.mp3", b"audio bytes")
+    uri = f"s3://{BUCKET}/names"
+    pushed = sync(endpoint, f"--src={src}", f"--dst={uri}")
+    assert pushed.returncode == 0 and "skipped: Rock/AC\\DC - song.mp3: its name holds a backslash" in pushed.stdout
+    write(f"{back}/Rock/AC\\DC - song.mp3", b"riff")
+    pulled = sync(endpoint, f"--src={uri}", f"--dst={back}", "--delete")
+    assert pulled.returncode == 0 and "0 deleted" in pulled.stdout, pulled.stdout + pulled.stderr
+    assert files_of(back) == files_of(src)
+
+    for key in ("odd/bell\x07\x1b[2J.mp3", "odd/p/a", "odd/p/a/b.mp3", "odd/fine.mp3"):
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"bytes of " + key.encode()[:40])
+    dst = tmp_path / "odd"
+    write(f"{dst}/bell\x07\x1b[2J.mp3", b"mine")
+    odd = sync(endpoint, f"--src=s3://{BUCKET}/odd", f"--dst={dst}", "--delete")
+    assert odd.returncode == 0 and "Traceback" not in odd.stderr, odd.stderr
+    assert "\x07" not in odd.stdout and "\x1b" not in odd.stdout, odd.stdout
+    assert "skipped: bell\\x07\\x1b[2J.mp3: its key holds a control character" in odd.stdout, odd.stdout
+    assert "skipped: p/a: also a folder of other keys" in odd.stdout and "2 skipped" in odd.stdout
+    assert files_of(dst) == {"bell\x07\x1b[2J.mp3": b"mine", "fine.mp3": b"bytes of odd/fine.mp3",
+                             os.path.join("p", "a", "b.mp3"): b"bytes of odd/p/a/b.mp3"}
+
+
+def test_upload_and_download_agree_on_which_names_are_files():
+    from aws.s3_files import key_problem, shown_name
+    assert key_problem("Поп/трек (live).mp3") == "" and key_problem("x" * 255) == ""
+    for hostile in ("..\\x", "a/..\\..\\x", "a\\.\\b/c", "Rock/AC\\DC.mp3", "tab\there", "x" * 256,
+                    "é" * 128):
+        assert key_problem(hostile), hostile
+    assert shown_name("a\x1b[31mb\udcff") == "a\\x1b[31mb\\xff"
+
+
+@pytest.fixture(scope="module")
+def moto_s3():
+    """(endpoint_url, boto3 client) of moto's S3 server on 127.0.0.1: it stores keys SeaweedFS refuses (a part
+    over 255 bytes), as AWS does (keys up to 1024 bytes)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+    port = free_ports(1)[0]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    yield endpoint, client
+    server.stop()
+
+
+def test_a_key_part_over_255_bytes_is_skipped_and_the_sync_goes_on(moto_s3, tmp_path):
+    """Issue 29: such a key stopped the pull midway (`File name too long`, a traceback)."""
+    endpoint, client = moto_s3
+    long_part = "x" * 300 + ".mp3"
+    for key in (f"long/a/{long_part}", "long/b.mp3", "long/z.mp3"):
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"bytes")
+    pulled = sync(endpoint, f"--src=s3://{BUCKET}/long", f"--dst={tmp_path / 'long'}", "--delete")
+    assert pulled.returncode == 0 and "Traceback" not in pulled.stderr, pulled.stderr
+    assert f"skipped: a/{long_part}: a part of its key is longer than 255 bytes" in pulled.stdout, pulled.stdout
+    assert "2 copied" in pulled.stdout and sorted(files_of(tmp_path / "long")) == ["b.mp3", "z.mp3"]
