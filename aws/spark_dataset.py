@@ -70,6 +70,9 @@ def list_raw_inputs(spark, raw_dir, stage_dir):
     local_manifest = spark_io.fetch(spark, spark_io.join(raw_dir, manifest.MANIFEST_NAME), stage_dir)
     replaced = []
     rows = manifest.read_manifest(os.path.dirname(local_manifest), replaced) if local_manifest else {}
+    if local_manifest and not rows:  # a manifest listing nothing must not give way to a folder scan unseen
+        raise ValueError(manifest.listed_nothing_problem(os.path.dirname(local_manifest), rows)
+                         .replace(os.path.dirname(local_manifest), raw_dir))
     if rows:
         inputs = preprocessing.inputs_from_manifest(rows.values(), join, replaced)
     else:
@@ -322,6 +325,7 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
             genres = preprocessing.genres_with_data(genres, [i["genre"] for i in todo if i["path"] in decoders])
             move_new_rows(spark, staging, out_dir, written_genres, genres)
 
+        warnings = list(plan["same_audio"]) + warnings  # the same audio under two ids: kept in one split
         dataset = preprocessing.dataset_info(read_existing_index(spark, out_dir), genres, settings, splits)
         for path in store.write_dataset_files(stage_dir, dataset, failed):
             spark_io.publish(spark, path, spark_io.join(out_dir, os.path.basename(path)))

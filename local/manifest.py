@@ -16,6 +16,7 @@ from local import fileio
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ["track_id", "genre", "title", "artist", "source", "path", "bytes", "sha256", "split"]
+REQUIRED_COLUMNS = ("track_id", "path")  # a manifest without them describes no file: refused, never read as empty
 AUDIO_EXTENSIONS = (".mp3", ".flac", ".ogg", ".oga", ".opus", ".wav", ".m4a", ".aac", ".aif", ".aiff",
                     ".wma", ".webm", ".mka")
 
@@ -111,12 +112,29 @@ def read_manifest(out_dir, replaced=None):
     if not os.path.isfile(path):
         return rows
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            read_rows(csv.DictReader(f), rows, replaced)
+        # utf-8-sig: Excel's "CSV UTF-8" starts the file with a BOM, which would rename the first column
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in REQUIRED_COLUMNS if reader.fieldnames and c not in reader.fieldnames]
+            if missing:
+                raise ValueError(f"{path} has no {' or '.join(missing)} column (its header: "
+                                 f"{','.join(reader.fieldnames)[:120]}): name the columns as stage 1 writes "
+                                 f"them ({','.join(MANIFEST_COLUMNS)})")
+            read_rows(reader, rows, replaced)
     except (UnicodeDecodeError, csv.Error) as e:  # one line naming the file, never a bare codec error
         raise ValueError(f"{path} cannot be read as a UTF-8 CSV ({type(e).__name__}: {str(e)[:120]}): fix or "
                          f"remove it (stage 1 writes it again for the files it fetches)") from None
     return rows
+
+
+def listed_nothing_problem(out_dir, rows):
+    """Why stage 2 must not read ``out_dir`` when its manifest.csv exists but lists no track (empty, header only,
+    or every row torn), or "" - such a manifest would silently give way to a scan of the folder's files."""
+    path = os.path.join(out_dir, MANIFEST_NAME)
+    if rows or not os.path.isfile(path):
+        return ""
+    return (f"{path} lists no track (it is empty or holds only a header): add its rows, or remove it to read "
+            f"every audio file below {out_dir} with genre = folder name")
 
 
 def read_rows(reader, rows, replaced):

@@ -178,6 +178,8 @@ def list_inputs(raw_dir):
 
     replaced = []
     rows = manifest.read_manifest(raw_dir, replaced)
+    if manifest.listed_nothing_problem(raw_dir, rows):
+        raise ValueError(manifest.listed_nothing_problem(raw_dir, rows))
     if rows:
         return inputs_from_manifest(rows.values(), join, replaced)
     relative_paths = []
@@ -195,12 +197,16 @@ def inputs_from_manifest(rows, join, replaced=()):
     failures.csv (:func:`split_refused`), never dropped unseen; so does a row whose genre reads as a path.
     Shared by the local stage (``os.path.join``) and the Spark job (a URI below ``raw_dir``).
     """
+    rows = list(rows)
     inputs = [{"track_id": r["track_id"], "genre": manifest.tidy_genre(r.get("genre")) or "Unknown",
                "path": join(r["path"]), "split": normalize_split(r.get("split", "")), "sha256": r.get("sha256", "")}
               for r in rows]
-    for item in inputs:
+    for item, row in zip(inputs, rows):
         if manifest.genre_path_problem(item["genre"]):
             item["refused"] = manifest.genre_path_problem(item["genre"]) + " (fix its manifest.csv row)"
+        if not row["path"].strip("/"):  # join("") is raw_dir itself: say what the row lacks, not "a folder"
+            item.update(path=f"(track {row['track_id']!r}: no path)",
+                        refused=f"its manifest.csv row has an empty path: not read (fix the row)")
     return inputs + [{"track_id": r["track_id"], "path": join(r["path"]) if r.get("path") else "(no path)",
                       "refused": f"duplicate track_id {r['track_id']!r} in manifest.csv: a later row's file "
                                  f"({later}) has it; not read"} for r, later in replaced]
@@ -391,12 +397,47 @@ def plan_tracks(inputs, index, recorded_genres, splits, sha_of):
             item["split"] = hash_split(item["track_id"], splits.valid_fraction, splits.test_fraction,
                                        splits.split_seed)
     ensure_every_split_per_genre(todo, kept.values(), splits.split_seed)
+    same_audio = keep_same_audio_in_one_split(todo, kept.values())
     # genres with data only: those of the rows kept (ids stable); a new genre gets its id once a track of it
     # is kept (see genres_with_data), in sorted order
     genres = assign_genre_ids(known_genres(existing.values(), recorded_genres) if kept else [],
                               [r["genre"] for r in kept.values()])
     return {"todo": sorted(todo, key=lambda item: item["genre"]), "skipped": skipped, "changed": changed,
-            "genres": genres}
+            "genres": genres, "same_audio": same_audio}
+
+
+def keep_same_audio_in_one_split(new_items, existing_rows):
+    """Put tracks that are the same audio under two ids - the same ``path``, or the same ``sha256`` (the
+    manifest's, or the dataset's for a track already there) - into one split, so a valid or test track is
+    never a copy of a train track. The split kept: a track already in the dataset's, else that of the first
+    (by track_id) whose split came from the source, else the first's. In place on ``new_items``; returns
+    [(path, text)] warnings, one per track whose split was set so."""
+    def keys(path, sha):
+        found = [("path", os.path.normpath(path) if "://" not in path else path)] if path else []
+        return found + ([("sha256", sha)] if sha else [])
+
+    members = [(0, r["track_id"], r.get("split_from_source", True), r,
+                keys(r.get("source_path") or "", r.get("source_sha256") or "")) for r in existing_rows]
+    members += [(1, i["track_id"], not i.get("split_from_source"), i, keys(i["path"], i.get("sha256") or ""))
+                for i in new_items]
+    groups = {}  # key -> list of members sharing it
+    for member in members:
+        for key in member[4]:
+            groups.setdefault(key, []).append(member)
+    warnings, told = [], set()
+    for key, group in sorted(groups.items(), key=lambda kv: str(kv[0])):  # "path" before "sha256"
+        if len({m[1] for m in group}) < 2:
+            continue
+        leader = min(group, key=lambda m: (m[0], m[2], str(m[1])))
+        for member in group:
+            if member[0] == 1 and member[1] != leader[1] and member[1] not in told:
+                told.add(member[1])
+                moved = member[3]["split"] != leader[3]["split"]
+                member[3].update(split=leader[3]["split"], split_from_source=True)
+                warnings.append((member[3]["path"], f"the same audio as track {leader[1]!r} (same {key[0]}): "
+                                 f"kept in its split ({leader[3]['split']}"
+                                 f"{', moved' if moved else ''}) so that no copy leaks across splits"))
+    return warnings
 
 
 def unify_genres(inputs, known=()):
@@ -463,7 +504,12 @@ def input_path_problem(raw_dir, path):
         mode = os.stat(real).st_mode
     except OSError:
         return ""  # missing: reported as such when processed
+    if stat.S_ISDIR(mode):
+        return FOLDER_REASON
     return "" if stat.S_ISREG(mode) else decoding.SPECIAL_FILE_REASON
+
+
+FOLDER_REASON = "a folder, not an audio file: not read (its manifest.csv row should name a file)"
 
 
 def outside_raw_dir_reason(resolved):
@@ -574,7 +620,7 @@ def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress
     if plan["changed"]:  # the input file changed since it was processed: its old row goes, the new one comes
         store.drop_tracks(out_dir, plan["changed"])
 
-    warnings, genres, processed, with_libsndfile = [], list(plan["genres"]), 0, 0
+    warnings, genres, processed, with_libsndfile = list(plan["same_audio"]), list(plan["genres"]), 0, 0
     with store.PartWriter(out_dir, rows_per_part=rows_per_part, metadata=part_metadata(settings)) as writer:
         for item, track, reason in run_inputs(plan["todo"], settings, workers, progress):
             if track is None:
