@@ -211,6 +211,24 @@ def mismatch(tagger_info, genres, sample_rate, tagger_run, wavenet_run):
 
 # --- files ---------------------------------------------------------------------------------------------
 
+def audio_argument_problem(key, path, folder_ok=True):
+    """Why ``path`` given as ``--key`` is not an audio file (nor, with ``folder_ok``, a folder), or "": it does
+    not exist, or it is a device, FIFO or socket (``--audio=/dev/zero``: never opened), or a folder where
+    only a file or a track id will do (``--similar_to=<a run dir>``, said before any dataset is embedded)."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"--{key}={path}: no such file or folder" if folder_ok else ""
+    except OSError as e:
+        return f"--{key}={path}: cannot be read ({e.strerror})"
+    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+        return ""
+    what = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+    wanted = "an audio file or a folder of them" if folder_ok else "an audio file or a track_id of the dataset"
+    return f"--{key}={path}: is {what}, not {wanted}: not read"
+
+
 def audio_files(path):
     """The audio files to tag: ``path`` itself, or the files below the folder ``path`` with an audio extension
     (as stage 2 lists them: hidden files skipped), sorted. [] for an empty folder; FileNotFoundError if none."""
@@ -589,6 +607,8 @@ def clip_line(clip):
 
 def tag_command(run_dir, audio, out_dir):
     """``--audio=FILE_OR_FOLDER``: tag every audio file into ``out_dir/tags.csv``; return its path."""
+    if audio_argument_problem("audio", audio):
+        raise StageError(audio_argument_problem("audio", audio))
     try:
         paths = audio_files(audio)
     except FileNotFoundError:
@@ -610,6 +630,8 @@ def tag_command(run_dir, audio, out_dir):
 def similar_command(run_dir, similar_to, top_k, out_dir, data_dir=""):
     """``--similar_to=FILE_OR_TRACK_ID``: the ``top_k`` dataset tracks nearest to it into
     ``out_dir/similar.csv``; return its path. A track id is looked up in the dataset (and not listed itself)."""
+    if audio_argument_problem("similar_to", similar_to, folder_ok=False):
+        raise StageError(audio_argument_problem("similar_to", similar_to, folder_ok=False))
     tagger = Tagger(run_dir)
     data_dir = data_dir or tagger.info.get("data_dir", "")
     if not data_dir or not dataset_store.list_parts(data_dir):

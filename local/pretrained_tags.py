@@ -72,6 +72,8 @@ def top_tag_columns(k=TOP_TAGS):
 def tag_command(name, audio, out_dir):
     """``--tagger=mtt --audio=FILE_OR_FOLDER``: tag every audio file into ``out_dir/tags.csv`` (top tags) and
     ``out_dir/tag_scores.csv`` (every tag); return the two paths."""
+    if judge.audio_argument_problem("audio", audio):
+        raise StageError(judge.audio_argument_problem("audio", audio))
     try:
         paths = judge.audio_files(audio)
     except FileNotFoundError:
@@ -123,6 +125,8 @@ def dataset_embeddings(tagger, data_dir, progress=True):
 def similar_command(name, similar_to, top_k, out_dir, data_dir):
     """``--tagger=mtt --similar_to=FILE_OR_TRACK_ID --data_dir=FOLDER``: the ``top_k`` dataset tracks nearest to
     it by the pretrained embeddings into ``out_dir/similar.csv``; return its path."""
+    if judge.audio_argument_problem("similar_to", similar_to, folder_ok=False):
+        raise StageError(judge.audio_argument_problem("similar_to", similar_to, folder_ok=False))
     if not data_dir or not dataset_store.list_parts(data_dir):
         raise StageError(f"data_dir={data_dir!r} holds no processed dataset to search: pass --data_dir=FOLDER")
     tagger = pretrained.load(name)

@@ -1,0 +1,142 @@
+"""The third round of hostile inputs (issue 29): manifests as people write them, the same audio under two ids,
+FMA ids that sanitise to one name, trickled pages, absurd training sizes, unclear stage-4 messages. Each test
+fails on the code before the fix (the S3 ones are in test_s3_sync.py)."""
+import csv
+import os
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from helpers import make_audio, run_script
+from local import demo_corpus, manifest, preprocessing
+from local.config import StageError
+
+
+def write_manifest(raw, rows, columns=manifest.MANIFEST_COLUMNS, bom=False):
+    """``raw/manifest.csv`` as a person (or Excel's "CSV UTF-8", ``bom``) writes it."""
+    with open(os.path.join(raw, "manifest.csv"), "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def rows_of(raw, track_ids_genres):
+    """Manifest rows for files already below ``raw``: {track_id: (relative path, genre, split)}."""
+    return [{"track_id": t, "path": path, "genre": genre, "split": split,
+             "sha256": manifest.sha256_file(os.path.join(raw, *path.split("/")))}
+            for t, (path, genre, split) in track_ids_genres.items()]
+
+
+@pytest.fixture
+def raw(tmp_path):
+    """A raw folder of three real mp3s in a folder named Rock."""
+    folder = tmp_path / "raw"
+    for i in range(3):
+        make_audio(str(folder / "Rock" / f"f{i}.mp3"), seconds=1.0, freq_hz=300 + 70 * i)
+    return str(folder)
+
+
+# --- item 2 and 3: the manifest's header -----------------------------------------------------------------
+
+def test_a_manifest_with_a_utf8_bom_is_read_with_its_ids_genres_and_splits(raw, tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM: the header became "\\ufefftrack_id", every row was dropped and
+    stage 2 scanned the folder instead (ids f0.., genre Rock, no word); a stage-1 rerun appended every row again."""
+    write_manifest(raw, rows_of(raw, {"jazz-1": ("Rock/f0.mp3", "Jazz", "valid"),
+                                      "jazz-2": ("Rock/f1.mp3", "Jazz", "test"),
+                                      "jazz-3": ("Rock/f2.mp3", "Jazz", "training")}), bom=True)
+    inputs = preprocessing.list_inputs(raw)
+    assert sorted((i["track_id"], i["genre"], i["split"]) for i in inputs) == [
+        ("jazz-1", "Jazz", "valid"), ("jazz-2", "Jazz", "test"), ("jazz-3", "Jazz", "train")]
+
+    demo = str(tmp_path / "demo")
+    demo_corpus.write_demo_corpus(demo, genres=["Folk"], tracks_per_genre=2, seconds=0.5, progress=False)
+    rows = list(manifest.read_manifest(demo).values())
+    write_manifest(demo, rows, bom=True)
+    again = demo_corpus.write_demo_corpus(demo, genres=["Folk"], tracks_per_genre=2, seconds=0.5, progress=False)
+    assert again["downloaded"] == 0 and again["skipped"] == 2
+    with open(os.path.join(demo, "manifest.csv"), encoding="utf-8-sig") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+@pytest.mark.parametrize("case", ["renamed_id", "no_path", "header_only", "empty"])
+def test_a_manifest_that_lists_nothing_usable_is_one_line_not_a_silent_folder_scan(raw, tmp_path, case):
+    """A renamed track_id column, a header-only or empty manifest fell back to a folder scan without a word;
+    a manifest without a path column was a KeyError traceback. Stage 2 (and stage 1 on such a manifest) now
+    stops in one line naming the file."""
+    rows = rows_of(raw, {"t0": ("Rock/f0.mp3", "Jazz", "")})
+    columns = {"renamed_id": ["id", "genre", "path", "sha256"], "no_path": ["track_id", "genre", "file"],
+               "header_only": manifest.MANIFEST_COLUMNS, "empty": None}[case]
+    if case == "empty":
+        open(os.path.join(raw, "manifest.csv"), "w").close()
+    else:
+        write_manifest(raw, [dict(r, id=r["track_id"], file=r["path"]) for r in rows] if case != "header_only"
+                       else [], columns)
+    result = run_script("run_transformation_scripts.py", f"--raw_dir={raw}", f"--out_dir={tmp_path / 'out'}",
+                        timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and os.path.join(raw, "manifest.csv") in result.stderr, result.stderr
+    expected = {"renamed_id": "no track_id column", "no_path": "no path column", "header_only": "lists no track",
+                "empty": "lists no track"}[case]
+    assert expected in result.stderr and not os.path.exists(tmp_path / "out" / "dataset.json")
+    if case == "renamed_id":  # stage 1 would have fetched everything again and appended duplicate rows
+        stage1 = run_script("run_webscraper.py", f"--out_dir={raw}", "--genres=Folk", "--demo_tracks_per_genre=1",
+                            "--demo_seconds=0.5", timeout=120)
+        assert stage1.returncode == 2 and "no track_id column" in stage1.stderr, stage1.stderr
+        assert stage1.stderr.count("\n") == 1 and not os.path.isdir(os.path.join(raw, "Folk"))
+
+
+# --- item 8: a manifest row whose path is empty or a folder ----------------------------------------------
+
+def test_a_manifest_row_whose_path_is_empty_or_a_folder_is_said_to_be_so(raw):
+    rows = rows_of(raw, {"ok": ("Rock/f0.mp3", "Rock", "")}) + [
+        {"track_id": "blank", "path": "", "genre": "Rock"}, {"track_id": "dir", "path": "Rock", "genre": "Rock"}]
+    write_manifest(raw, rows)
+    usable, refused = preprocessing.split_refused(raw, preprocessing.list_inputs(raw))
+    assert [i["track_id"] for i in usable] == ["ok"]
+    reasons = dict(refused)
+    assert reasons[os.path.join(raw, "Rock")].startswith("a folder, not an audio file"), reasons
+    assert reasons["(track 'blank': no path)"].startswith("its manifest.csv row has an empty path"), reasons
+    assert not any("FIFO" in r for r in reasons.values())
+
+
+# --- item 4: the same audio under two ids ----------------------------------------------------------------
+
+def test_the_same_audio_under_two_ids_is_reported_and_kept_in_one_split(raw, tmp_path):
+    """Two rows of one path, and a byte-identical copy (same sha256), landed in train and test: a leak no one
+    was told of. They now share the first one's split, and stage 2 says so for each."""
+    shutil.copyfile(os.path.join(raw, "Rock", "f0.mp3"), os.path.join(raw, "Rock", "copy.mp3"))
+    write_manifest(raw, rows_of(raw, {"a": ("Rock/f0.mp3", "Rock", "training"), "b": ("Rock/f0.mp3", "Rock", "test"),
+                                      "c": ("Rock/copy.mp3", "Rock", "validation"),
+                                      "d": ("Rock/f1.mp3", "Rock", "validation"),
+                                      "e": ("Rock/f2.mp3", "Rock", "test")}))
+    out = str(tmp_path / "out")
+    summary = preprocessing.preprocess(raw, out, progress=False, min_seconds=0.2)
+    from local import dataset_store
+    splits = {r["track_id"]: r["split"] for r in dataset_store.read_index(out)}
+    assert splits == {"a": "train", "b": "train", "c": "train", "d": "valid", "e": "test"}, splits
+    told = {path: text for path, text in summary["warnings"] if "same audio" in text}
+    assert set(told) == {os.path.join(raw, "Rock", "f0.mp3"), os.path.join(raw, "Rock", "copy.mp3")}, told
+    assert all("track 'a'" in text and "(train, moved)" in text for text in told.values()), told
+    assert "same sha256" in told[os.path.join(raw, "Rock", "copy.mp3")]
+
+
+# --- item 8: stage 4's arguments -------------------------------------------------------------------------
+
+def test_stage4_says_a_device_fifo_or_folder_argument_is_one_before_any_work(tmp_path):
+    """--audio=/dev/zero or a FIFO said "no such file or folder" (it exists); --similar_to=<a run dir> embedded
+    the whole dataset (47 s) before refusing. Both now stop at once, naming what the path is."""
+    from local import judge
+    fifo = str(tmp_path / "pipe.mp3")
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", fifo):
+        with pytest.raises(StageError, match="is a device, FIFO or socket, not an audio file or a folder"):
+            judge.tag_command(str(tmp_path / "no-run"), path, str(tmp_path / "out"))
+    with pytest.raises(StageError, match="no such file or folder"):
+        judge.tag_command(str(tmp_path / "no-run"), str(tmp_path / "missing"), str(tmp_path / "out"))
+    started = time.monotonic()
+    with pytest.raises(StageError, match="is a folder, not an audio file or a track_id"):
+        judge.similar_command(str(tmp_path / "no-run"), str(tmp_path), 5, str(tmp_path / "out"))
+    assert time.monotonic() - started < 1.0
