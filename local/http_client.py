@@ -260,15 +260,16 @@ class WebClient:
                                      f"{MAX_RETRY_AFTER_SECONDS:.0f} s)") from None
                 time.sleep(e.wait_seconds if e.wait_seconds is not None else self.backoff_seconds * 2 ** k)
 
-    def read_stream(self, response, max_bytes, sink):
-        """Feed the body of ``response`` to ``sink(chunk)``; return its length. Raise on a cut or an overflow."""
+    def read_stream(self, response, max_bytes, sink, cap_name="max_file_mb"):
+        """Feed the body of ``response`` to ``sink(chunk)``; return its length. Raise on a cut or an overflow
+        (``cap_name``: what sets ``max_bytes``, for the message)."""
         import requests
         total = 0
         try:
             for chunk in body_chunks(response):
                 total += len(chunk)
                 if total > max_bytes:
-                    raise FetchError(f"larger than the {max_bytes / 1e6:g} MB cap (max_file_mb): abandoned")
+                    raise FetchError(f"larger than the {max_bytes / 1e6:g} MB cap ({cap_name}): abandoned")
                 sink(chunk)
         except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
             if isinstance(e, requests.Timeout) or "timed out" in str(e).lower():  # requests wraps a read timeout
@@ -282,12 +283,24 @@ class WebClient:
             raise RetryableError(f"connection dropped after {total} of {declared} bytes")
         return total
 
-    def get_body(self, url, max_bytes=MAX_PAGE_BYTES, robots=True, ok_statuses=range(200, 300)):
-        """One try at GET ``url`` into memory: (status, body bytes, final URL)."""
+    def get_body(self, url, max_bytes=None, robots=True, ok_statuses=range(200, 300)):
+        """One try at GET ``url`` into memory (at most ``max_bytes``, default MAX_PAGE_BYTES): (status, body
+        bytes, final URL). The whole body must arrive within ``timeout_s`` of the answer's headers: a page or
+        robots.txt trickled a byte a second keeps each read under ``timeout_s`` but is cut there."""
+        max_bytes = MAX_PAGE_BYTES if max_bytes is None else max_bytes
         response = self.open(url, robots)
         self.raise_for_status(response, ok_statuses)
         parts = []
-        self.read_stream(response, max_bytes, parts.append)
+        deadline = time.monotonic() + self.timeout_seconds
+        try:
+            with cut_at_deadline(response, deadline):
+                self.read_stream(response, max_bytes, parts.append, cap_name="a page's cap, MAX_PAGE_BYTES")
+        except RetryableError:
+            if time.monotonic() < deadline:
+                raise
+        if time.monotonic() >= deadline:  # cut at the deadline (a body without a length just ends there)
+            raise RetryableError(f"not complete within timeout_s={self.timeout_seconds:g} s "
+                                 f"({sum(map(len, parts))} bytes in): the server sends too slowly")
         return response.status_code, b"".join(parts), response.url
 
     def get_page(self, url):

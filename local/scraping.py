@@ -115,6 +115,23 @@ def parse_genres_page(html):
     return names
 
 
+def track_name(raw_id, names):
+    """The file name (and manifest track_id) of the listed id ``raw_id``: :func:`local.manifest.safe_component`,
+    unless another listed id already has that name (``a/b`` and ``a_b`` both give ``a_b``): then the name
+    gains ``-`` and 8 hex digits of the id's sha256, so neither download overwrites the other. ``names``:
+    {name: raw id} of this run, updated. Returns (name, note or "")."""
+    import hashlib
+    raw_id = str(raw_id)
+    name = manifest.safe_component(raw_id)
+    if names.setdefault(name, raw_id) == raw_id:
+        return name, ""
+    other = names[name]
+    name = f"{name[:71]}-{hashlib.sha256(raw_id.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    names.setdefault(name, raw_id)
+    return name, f"ids {other!r} and {raw_id!r} both make the file name {manifest.safe_component(raw_id)!r}: " \
+                 f"{raw_id!r} is saved as {name!r}"
+
+
 # --------------------------------------------------------------------------- the scraper
 
 def list_fma_genres(client, base_url):
@@ -162,6 +179,7 @@ def scrape_fma(out_dir, genres, max_tracks_per_genre=0, fma_base_url="https://fr
         log(f"fma: {len(genres)} genres found on {base_url}/genres/")
 
     bar = tqdm(desc="fma", unit="track", disable=not progress)
+    names = {}  # file name -> the listed id that has it (two ids may sanitise to one name)
     with ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:
         for genre in genres:
             folder = os.path.join(out_dir, manifest.safe_component(genre))
@@ -178,11 +196,14 @@ def scrape_fma(out_dir, genres, max_tracks_per_genre=0, fma_base_url="https://fr
                     break
                 tracks, has_next, problems = parse_genre_page(html, final_url)
                 summary["failed"].extend(problems)
-                fresh = [t for t in tracks if manifest.safe_component(t["id"]) not in seen]
-                seen.update(manifest.safe_component(t["id"]) for t in fresh)
+                fresh = [t for t in tracks if t["id"] not in seen]
+                seen.update(t["id"] for t in fresh)
                 todo = []
                 for track in fresh:
-                    track_id = manifest.safe_component(track["id"])
+                    track_id, note = track_name(track["id"], names)
+                    track["name"] = track_id
+                    if note:
+                        log(f"fma: {genre}: {note}")
                     if manifest.have_track(out_dir, have, track_id):
                         summary["skipped"] += 1
                         good += 1
@@ -194,10 +215,8 @@ def scrape_fma(out_dir, genres, max_tracks_per_genre=0, fma_base_url="https://fr
                 while todo and (not max_tracks_per_genre or good < max_tracks_per_genre):
                     room = max_tracks_per_genre - good if max_tracks_per_genre else len(todo)
                     batch, todo = todo[:room], todo[room:]
-                    futures = {pool.submit(client.download, t["file_url"], folder,
-                                           manifest.safe_component(t["id"]), max_bytes,
-                                           (have.get(manifest.safe_component(t["id"])) or {}).get("sha256", "")):
-                               t for t in batch}
+                    futures = {pool.submit(client.download, t["file_url"], folder, t["name"], max_bytes,
+                                           (have.get(t["name"]) or {}).get("sha256", "")): t for t in batch}
                     for future in as_completed(futures):
                         track = futures[future]
                         try:

@@ -140,3 +140,120 @@ def test_stage4_says_a_device_fifo_or_folder_argument_is_one_before_any_work(tmp
     with pytest.raises(StageError, match="is a folder, not an audio file or a track_id"):
         judge.similar_command(str(tmp_path / "no-run"), str(tmp_path), 5, str(tmp_path / "out"))
     assert time.monotonic() - started < 1.0
+
+
+# --- item 5: FMA ids that sanitise to one name -----------------------------------------------------------
+
+def test_two_fma_ids_that_sanitise_to_one_name_are_both_kept(tmp_path):
+    """`a/b` and `a_b` both became `Rock/a_b.mp3`: the second download overwrote the first and the manifest
+    had two rows of one id. The second now gets its own name, said in one line."""
+    from test_scraping import FAULT_SETTINGS, FakeFma, mp3_bytes, serve
+    from local import scraping
+    site = FakeFma({}, {})
+    server, base = serve(site)
+    try:
+        bodies = {}
+        tracks = []
+        for n, track_id in enumerate(["a/b", "a_b", "c"]):
+            bodies[track_id] = mp3_bytes(str(tmp_path), f"s{n}", freq_hz=300 + 90 * n)
+            site.files[f"/files/s{n}.mp3"] = (bodies[track_id], "audio/mpeg", None)
+            tracks.append({"id": track_id, "title": f"song {n}", "artistName": "Band", "albumTitle": "LP",
+                           "url": f"{base}/music/{n}", "fileUrl": f"{base}/files/s{n}.mp3"})
+        site.genres = {"Rock": ("modern", tracks)}
+        said = []
+        out = str(tmp_path / "out")
+        summary = scraping.scrape_fma(out, ["Rock"], 0, base, **dict(FAULT_SETTINGS, log=said.append))
+        again = scraping.scrape_fma(out, ["Rock"], 0, base, **FAULT_SETTINGS)
+    finally:
+        server.shutdown()
+    assert summary["downloaded"] == 3 and not summary["failed"], summary
+    assert again["downloaded"] == 0 and again["skipped"] == 3, again
+    rows = list(csv.DictReader(open(os.path.join(out, "manifest.csv"), encoding="utf-8")))
+    assert len(rows) == 3 and len({r["track_id"] for r in rows}) == 3, rows
+    by_source = {r["source"].rsplit("/", 1)[1]: r for r in rows}
+    for n, track_id in enumerate(["a/b", "a_b", "c"]):
+        with open(os.path.join(out, *by_source[f"s{n}.mp3"]["path"].split("/")), "rb") as f:
+            assert f.read() == bodies[track_id], track_id
+    assert [m for m in said if "both make the file name 'a_b'" in m], said
+
+
+# --- item 6: pages and robots.txt trickled a byte at a time ----------------------------------------------
+
+class Trickle(BaseHTTPRequestHandler):
+    """robots.txt and genre pages sent a byte every 0.2 s (each read well under timeout_s); ``/big/``: a
+    complete page larger than the page cap; a file page (``/genre/Rock/``) listing nothing."""
+    protocol_version = "HTTP/1.1"
+    trickle_robots = False
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        try:
+            if self.path == "/robots.txt" and not self.server.trickle_robots:
+                return self.answer(b"User-agent: *\nAllow: /\n", "text/plain")
+            if self.path.startswith("/genre/Big/"):
+                return self.answer(b"<html>" + b"x" * 5000 + b"</html>", "text/html")
+            body = b"User-agent: *\n" if self.path == "/robots.txt" else b"<html><body>" + b" " * 500
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body) + 1000))
+            self.end_headers()
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass  # the client cut the trickle: the point of the test
+
+    def answer(self, body, content_type):
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def trickle_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    server.trickle_robots = False
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+SLOW_SITE = dict(page_size=4, user_agent="Mozilla/5.0 WaveformsTest", request_delay_s=0.0, max_retries=1,
+                 timeout_s=1.0, concurrency=1, max_file_mb=0.1, backoff_s=0.05, progress=False)
+
+
+def test_a_trickled_page_or_robots_txt_fails_within_its_timeouts_in_one_line(trickle_server, tmp_path):
+    """A listing page (or robots.txt) trickled a byte every 0.2 s kept each read under timeout_s and hung the
+    scrape for as long as the server liked; now each try ends timeout_s after the answer began."""
+    from local import scraping
+    server, base = trickle_server
+    for trickled in ("page", "robots.txt"):
+        server.trickle_robots = trickled == "robots.txt"
+        said = []
+        started = time.monotonic()
+        summary = scraping.scrape_fma(str(tmp_path / trickled), ["Rock"], 0, base, log=said.append, **SLOW_SITE)
+        took = time.monotonic() - started
+        # two tries of timeout_s each, a backoff between (robots.txt: its tries, then the page refused at once)
+        assert took < 6.0, (trickled, took)
+        assert len(summary["failed"]) == 1 and "\n" not in summary["failed"][0][1], summary
+        if trickled == "page":
+            assert "not complete within timeout_s=1 s" in summary["failed"][0][1], summary
+        else:
+            assert [m for m in said if "robots.txt could not be read (not complete within timeout_s=1 s" in m], said
+
+
+def test_the_page_cap_message_names_the_page_cap(trickle_server, tmp_path, monkeypatch):
+    """A page over the cap was reported as "larger than the 20.97 MB cap (max_file_mb)": neither its key
+    nor its value."""
+    from local import http_client, scraping
+    _, base = trickle_server
+    monkeypatch.setattr(http_client, "MAX_PAGE_BYTES", 1000)
+    summary = scraping.scrape_fma(str(tmp_path / "big"), ["Big"], 0, base, log=lambda m: None, **SLOW_SITE)
+    (url, reason), = summary["failed"]
+    assert "larger than the 0.001 MB cap (a page's cap, MAX_PAGE_BYTES)" in reason and "max_file_mb" not in reason
