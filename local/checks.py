@@ -109,6 +109,58 @@ def generation_problem(seconds, temperature, prime_seconds, streams, sample_rate
     return ""
 
 
+# the defaults of the keys that size a WaveNet's training (run_model_training.py), to find the one to lower
+TRAINING_SIZE_DEFAULTS = {"residual_channels": 32, "dilation_channels": 32, "skip_channels": 128,
+                          "quantization_channels": 256, "batch_size": 8, "window": 4000}
+
+
+def training_memory_bytes(layers, receptive_field, *, residual_channels, dilation_channels, skip_channels,
+                          quantization_channels, batch_size, window, filter_width=2, **_):
+    """Bytes a WaveNet's training step holds, estimated before anything is built: each parameter (float32)
+    four times (weights, gradient, Adam's two moments), and per example of ``receptive_field + window - 1``
+    positions each layer's kept activations (2 x dilation_channels pre-gate, dilation_channels gated, skip and
+    residual channels, tanh and sigmoid; float32, and as much again for their gradients) plus the head's over
+    ``window`` positions (twice skip_channels, twice the logits). ``layers``: the number of dilated layers.
+    An order of magnitude to refuse the absurd, not a budget (the default model: 2.7 GB)."""
+    r, d, s, q = (int(residual_channels), int(dilation_channels), int(skip_channels), int(quantization_channels))
+    params = q * r + int(layers) * (int(filter_width) * r * 2 * d + 2 * d + d * s + s + d * r + r) + s * s + s + s * q + q
+    positions = int(batch_size) * (int(receptive_field) + int(window) - 1)
+    activations = positions * int(layers) * (5 * d + s + r) + int(batch_size) * int(window) * 2 * (s + q)
+    return 16 * params + 8 * activations  # an activation: its value and, going back, its gradient
+
+
+def training_memory_problem(config, layers, receptive_field, available=None):
+    """One line naming the key to lower when a WaveNet's training cannot fit in memory (more than is free:
+    ``--residual_channels=1000000``, ``--batch_size=100000000``), or "". The key named is the one whose
+    default would save the most. ``available``: bytes (default: /proc/meminfo's MemAvailable)."""
+    keys = {k: config[k] for k in TRAINING_SIZE_DEFAULTS if k in config}
+    if len(keys) < len(TRAINING_SIZE_DEFAULTS):
+        return ""  # a trainer without these keys (the tagger's) is sized otherwise
+
+    def need(values):
+        return training_memory_bytes(layers, receptive_field, filter_width=config.get("filter_width", 2), **values)
+
+    total = need(keys)
+    available = available_memory_bytes() if available is None else available
+    if available is None or total <= available:  # an estimate: only what cannot fit at all is refused
+        return ""
+    key = min(keys, key=lambda k: need(dict(keys, **{k: min(keys[k], TRAINING_SIZE_DEFAULTS[k])})))
+    return (f"--{key}={keys[key]}: training would need about {total / 1e9:,.1f} GB of memory but "
+            f"{available / 1e9:.1f} GB are free: lower --{key} (default {TRAINING_SIZE_DEFAULTS[key]})")
+
+
+def sampling_memory_problem(sample_seconds, n_genres, sample_rate, receptive_field, residual_channels,
+                            available=None):
+    """One line when the clips training samples (one per genre, ``sample_seconds`` each) cannot fit in memory
+    (``--sample_seconds=1e12``), or "": said before training starts, not when the first clips are due."""
+    need = generation_memory_bytes(max(1, n_genres), sample_seconds, sample_rate, receptive_field, residual_channels)
+    available = available_memory_bytes() if available is None else available
+    if available is not None and need > 0.8 * available:
+        return (f"--sample_seconds={sample_seconds:g}: {max(1, n_genres)} clip(s) at {sample_rate} Hz need about "
+                f"{need / 1e9:,.1f} GB of memory but {available / 1e9:.1f} GB are free: lower --sample_seconds")
+    return ""
+
+
 def generation_cost_line(streams, seconds, sample_rate, receptive_field, residual_channels):
     """What a generation will cost, said before it starts: samples to generate and the memory they need."""
     n = int(streams) * int(round(seconds * sample_rate))

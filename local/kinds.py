@@ -8,7 +8,8 @@ all go through :func:`train_config` or :func:`local.training.train_one` with one
 """
 import dataclasses
 
-from local import dataset, external_judge, preprocessing, report, tagger, training
+from local import checks, dataset, external_judge, preprocessing, report, tagger, training
+from local.config import StageError
 from local.training import ModelKind, Plan
 from local.wavenet import WaveNetConfig
 
@@ -24,6 +25,10 @@ def wavenet_plan(config, data):
     wavenet = WaveNetConfig.from_config(config, n_genres=len(genres))
     train_tracks, valid_tracks = training.usable_splits(data.index, wavenet.window_field, config["window"],
                                                         data.data_dir, sample_rate)
+    problem = checks.sampling_memory_problem(config.get("sample_seconds", 0), len(genres), sample_rate,
+                                             wavenet.receptive_field, wavenet.residual_channels)
+    if problem:  # before any model is built: the clips are sampled only once training is under way
+        raise StageError(problem)
     model_json = training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate, data_dir=data.data_dir)
     judged = None
     if config.get("judge"):

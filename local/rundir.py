@@ -349,14 +349,33 @@ def load_checkpoint(path, model, optimizer):
     with open(os.path.join(path, "state.json"), encoding="utf-8") as f:
         return json.load(f)
 
+def state_problem(state):
+    """What in a checkpoint's state dict the loop could not use (a garbled field: ``"examples_done": "x"``), or
+    "": the counts are whole numbers >= 0, the seconds and the best loss finite numbers (the loss may be null)."""
+    def whole(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+    rules = {"examples_done": whole, "elapsed_seconds": number, "epoch": whole}
+    for key, value in state.items():
+        good = rules.get(key, (lambda v: v is None or number(v)) if key.startswith("best_") else None)
+        if good is not None and not good(value):
+            return f"has {key}={str(value)[:40]!r}, not a usable value"
+    return ""
+
+
 def load_newest_good_checkpoint(run_dir, model, optimizer, log=print):
     """Restore the newest checkpoint that loads; one that does not (cut, corrupted) is reported with ``log``
     and the one before it is tried. Returns (state, path), or (None, None) when none loads."""
     for step, path in reversed(list_checkpoints(run_dir)):
         try:
             state = load_checkpoint(path, model, optimizer)
-            if not isinstance(state, dict) or int(state.get("step", -1)) != step:
+            if not isinstance(state, dict) or state.get("step") != step:
                 raise ValueError("its state.json does not describe this step")
+            if state_problem(state):
+                raise ValueError(f"its state.json {state_problem(state)}")
             return state, path
         except Exception as e:  # h5py/np/json raise many types on damaged bytes; every one means "not usable"
             log(f"warning: checkpoint {path} cannot be loaded ({type(e).__name__}: "

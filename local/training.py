@@ -28,6 +28,8 @@ TRAINING_MINIMUMS = {"batch_size": 1, "window": 1, "valid_windows": 1, "keep_che
                      "prefetch_batches": 1, "eval_every": 1, "checkpoint_every": 1, "steps": 0, "epochs": 1,
                      "warmup_steps": 0, "grad_clip": 0, "min_learning_rate": 0, "stuck_check_step": 0,
                      "max_minutes": 0}
+# The most of each: a run that could never end is a typo (1e23 steps), said in one line before any work.
+TRAINING_MAXIMUMS = {"steps": 10 ** 9, "tagger_steps": 10 ** 9, "warmup_steps": 10 ** 9, "epochs": 10 ** 6}
 
 
 # --- config and dataset checks (both trainers) ---------------------------------------------------------
@@ -52,8 +54,15 @@ def check_config(config, kinds=None):
     check_choices(config, {"lr_schedule": ("constant", "cosine"), "model": rundir.MODEL_KINDS})
     if checks.shared_folder_problem(config, "run_dir", "data_dir"):
         raise ConfigError(checks.shared_folder_problem(config, "run_dir", "data_dir"))
+    for key, most in TRAINING_MAXIMUMS.items():
+        if key in config and config[key] > most:
+            raise ConfigError(f"--{key}={config[key]}: must be at most {most:,}")
     samples.check_config(config)
-    WaveNetConfig.from_config(config)
+    wavenet = WaveNetConfig.from_config(config)
+    if config.get("model", "wavenet") == "wavenet":  # sized before any model is built or data read
+        problem = checks.training_memory_problem(config, len(wavenet.dilations), wavenet.window_field)
+        if problem:
+            raise ConfigError(problem)
     kind = (kinds or {}).get(config.get("model", "wavenet"))
     if kind is not None and kind.check_config is not None:
         kind.check_config(config)
@@ -551,6 +560,10 @@ def train_one(kind, config, *, dataset=None, make_task=None, loop=train_locally,
     data = dataset if dataset is not None else local_dataset(config["data_dir"])
     plan = kind.plan(config, data)
     run_dir = run_dir or config["run_dir"]
+    if loop is train_locally and plan.steps == 0 and not rundir.latest_checkpoint(run_dir):
+        steps_key = "tagger_steps" if kind.name != "wavenet" else "steps"
+        raise StageError(f"--{steps_key}=0 on a new run would save an untrained model as a finished run: "
+                         f"pass --{steps_key}=N (N >= 1)")
     with rundir.locked(run_dir, plan.model_json, shown_as=shown_as):
         task = (make_task or kind.task)(plan, config, run_dir)
         state = resume(run_dir, task.model, task.optimizer, shown_as=shown_as)

@@ -257,3 +257,80 @@ def test_the_page_cap_message_names_the_page_cap(trickle_server, tmp_path, monke
     summary = scraping.scrape_fma(str(tmp_path / "big"), ["Big"], 0, base, log=lambda m: None, **SLOW_SITE)
     (url, reason), = summary["failed"]
     assert "larger than the 0.001 MB cap (a page's cap, MAX_PAGE_BYTES)" in reason and "max_file_mb" not in reason
+
+
+# --- items 3 and 7: stage 3's absurd settings and a garbled checkpoint -------------------------------------
+
+@pytest.fixture
+def tone_data(tmp_path):
+    from test_training import write_tone_dataset
+    return write_tone_dataset(tmp_path / "data")
+
+
+def stage3(data_dir, run_dir, *args, tiny=True):
+    """Stage 3 on ``data_dir``: the tiny model of test_training (``tiny``), else the script's defaults."""
+    from test_training import TINY_ARGS
+    return run_script("run_model_training.py", f"--data_dir={data_dir}", f"--run_dir={run_dir}",
+                      *(TINY_ARGS if tiny else ()), "--eval_every=2", "--checkpoint_every=2", "--stuck_check_step=0",
+                      *args, env={"TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=60)
+
+
+@pytest.mark.parametrize("arg, key", [("--residual_channels=1000000", "residual_channels"),
+                                      ("--batch_size=100000000", "batch_size")])
+def test_a_model_or_batch_that_cannot_fit_in_memory_is_refused_before_anything_is_built(tone_data, tmp_path,
+                                                                                        arg, key):
+    """--residual_channels=1000000 built 3.4 billion parameters and grew to 16 GB before failing;
+    --batch_size=100000000 ran 99 s to 4.6 GB and failed with a message hiding the cause."""
+    run_dir = tmp_path / "run"
+    started = time.monotonic()
+    result = stage3(tone_data, run_dir, arg, tiny=False)  # the issue's run: the default model but for ``key``
+    took = time.monotonic() - started
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert result.stderr.startswith(f"error: {arg}: training would need about ") and f"lower --{key}" in result.stderr
+    assert took < 10.0, took
+    assert not os.path.exists(run_dir / "model.keras") and not os.path.exists(run_dir / "checkpoints")
+
+
+def test_steps_that_never_end_or_never_start_are_refused(tone_data, tmp_path):
+    """--steps=10**23 was accepted; --steps=0 on a fresh run wrote an untrained model as a finished run."""
+    run_dir = tmp_path / "run"
+    for arg in ("--steps=100000000000000000000000", "--steps=1e23"):
+        result = stage3(tone_data, run_dir, arg)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--steps=1" in result.stderr, \
+            result.stderr[-2000:]
+    zero = stage3(tone_data, run_dir, "--steps=0")
+    assert zero.returncode == 2 and zero.stderr.count("\n") == 1, zero.stderr[-2000:]
+    assert "--steps=0 on a new run would save an untrained model" in zero.stderr
+    assert not os.path.exists(run_dir / "model.keras") and not os.path.exists(run_dir / "model.json")
+
+
+def test_sample_seconds_that_cannot_fit_in_memory_is_refused_before_training(tone_data, tmp_path):
+    """--sample_seconds=1e12 asked for 171 PiB when the first clips were due, after training began."""
+    run_dir = tmp_path / "run"
+    result = stage3(tone_data, run_dir, "--sample_seconds=1e12", "--sample_every=2", "--steps=4")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert result.stderr.startswith("error: --sample_seconds=1e+12: 2 clip(s) at 1000 Hz need about")
+    assert not os.path.exists(run_dir / "checkpoints") and not os.path.exists(run_dir / "model.keras")
+
+
+@pytest.mark.parametrize("field, value", [("examples_done", "12 windows"), ("elapsed_seconds", None),
+                                          ("best_valid_bits_per_sample", "low"), ("examples_done", -4)])
+def test_a_garbled_state_json_field_is_a_damaged_checkpoint_not_a_traceback(tmp_path, field, value):
+    """A checkpoint whose state.json has a field of the wrong type loaded, and resuming ended in a TypeError."""
+    import json
+
+    from test_training import tiny_model_and_optimizer
+    from local import rundir, training
+    run_dir = str(tmp_path / "run")
+    model, optimizer = tiny_model_and_optimizer()
+    rundir.save_checkpoint(run_dir, 2, model, optimizer, {**rundir.new_state(), "examples_done": 8})
+    state_path = os.path.join(rundir.latest_checkpoint(run_dir)[1], "state.json")
+    with open(state_path, encoding="utf-8") as f:
+        state = json.load(f)
+    with open(state_path, "w", encoding="utf-8") as f:
+        json.dump(dict(state, **{field: value}), f)
+    said = []
+    assert rundir.load_newest_good_checkpoint(run_dir, model, optimizer, log=said.append) == (None, None)
+    assert len(said) == 1 and f"its state.json has {field}=" in said[0], said
+    with pytest.raises(StageError, match="no checkpoint in .* can be loaded"):
+        training.resume(run_dir, model, optimizer)
