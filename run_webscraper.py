@@ -17,7 +17,7 @@ A rerun fetches only what is missing; a killed run loses at most the files in fl
 fetched is listed at the end and in <out_dir>/failures.csv (path, reason).
 """
 
-from local.config import configure, fail, save_config, stage_main
+from local.core.config import configure, fail, save_config, stage_main
 
 # --- what to collect ---
 source = "demo"  # demo | folder | fma | fma-archive
@@ -55,7 +55,7 @@ subset = "small"  # small | medium | large | full
 def main(argv=None):
     """Stage 1: check the config, record it, collect what is missing from the source, say what happened."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
-    from local import sources
+    from local.collect import sources
     try:
         sources.check_config(config)
         save_config(config, config["out_dir"])

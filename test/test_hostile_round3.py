@@ -11,8 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from helpers import make_audio, run_script
-from local import demo_corpus, manifest, preprocessing
-from local.config import StageError
+from local.collect import demo_corpus
+from local.core.config import StageError
+from local.dataset import build, inputs as dataset_inputs
+from local.store import manifest
 
 
 def write_manifest(raw, rows, columns=manifest.MANIFEST_COLUMNS, bom=False):
@@ -47,7 +49,7 @@ def test_a_manifest_with_a_utf8_bom_is_read_with_its_ids_genres_and_splits(raw, 
     write_manifest(raw, rows_of(raw, {"jazz-1": ("Rock/f0.mp3", "Jazz", "valid"),
                                       "jazz-2": ("Rock/f1.mp3", "Jazz", "test"),
                                       "jazz-3": ("Rock/f2.mp3", "Jazz", "training")}), bom=True)
-    inputs = preprocessing.list_inputs(raw)
+    inputs = dataset_inputs.list_inputs(raw)
     assert sorted((i["track_id"], i["genre"], i["split"]) for i in inputs) == [
         ("jazz-1", "Jazz", "valid"), ("jazz-2", "Jazz", "test"), ("jazz-3", "Jazz", "train")]
 
@@ -94,7 +96,7 @@ def test_a_manifest_row_whose_path_is_empty_or_a_folder_is_said_to_be_so(raw):
     rows = rows_of(raw, {"ok": ("Rock/f0.mp3", "Rock", "")}) + [
         {"track_id": "blank", "path": "", "genre": "Rock"}, {"track_id": "dir", "path": "Rock", "genre": "Rock"}]
     write_manifest(raw, rows)
-    usable, refused = preprocessing.split_refused(raw, preprocessing.list_inputs(raw))
+    usable, refused = build.split_refused(raw, dataset_inputs.list_inputs(raw))
     assert [i["track_id"] for i in usable] == ["ok"]
     reasons = dict(refused)
     assert reasons[os.path.join(raw, "Rock")].startswith("a folder, not an audio file"), reasons
@@ -113,8 +115,8 @@ def test_the_same_audio_under_two_ids_is_reported_and_kept_in_one_split(raw, tmp
                                       "d": ("Rock/f1.mp3", "Rock", "validation"),
                                       "e": ("Rock/f2.mp3", "Rock", "test")}))
     out = str(tmp_path / "out")
-    summary = preprocessing.preprocess(raw, out, progress=False, min_seconds=0.2)
-    from local import dataset_store
+    summary = build.preprocess(raw, out, progress=False, min_seconds=0.2)
+    from local.store import dataset_files as dataset_store
     splits = {r["track_id"]: r["split"] for r in dataset_store.read_index(out)}
     assert splits == {"a": "train", "b": "train", "c": "train", "d": "valid", "e": "test"}, splits
     told = {path: text for path, text in summary["warnings"] if "same audio" in text}
@@ -128,7 +130,7 @@ def test_the_same_audio_under_two_ids_is_reported_and_kept_in_one_split(raw, tmp
 def test_stage4_says_a_device_fifo_or_folder_argument_is_one_before_any_work(tmp_path):
     """--audio=/dev/zero or a FIFO said "no such file or folder" (it exists); --similar_to=<a run dir> embedded
     the whole dataset (47 s) before refusing. Both now stop at once, naming what the path is."""
-    from local import judge
+    from local.judge import commands as judge
     fifo = str(tmp_path / "pipe.mp3")
     os.mkfifo(fifo)
     for path in ("/dev/zero", fifo):
@@ -148,7 +150,7 @@ def test_two_fma_ids_that_sanitise_to_one_name_are_both_kept(tmp_path):
     """`a/b` and `a_b` both became `Rock/a_b.mp3`: the second download overwrote the first and the manifest
     had two rows of one id. The second now gets its own name, said in one line."""
     from test_scraping import FAULT_SETTINGS, FakeFma, mp3_bytes, serve
-    from local import scraping
+    from local.collect import scraping
     site = FakeFma({}, {})
     server, base = serve(site)
     try:
@@ -231,7 +233,7 @@ SLOW_SITE = dict(page_size=4, user_agent="Mozilla/5.0 WaveformsTest", request_de
 def test_a_trickled_page_or_robots_txt_fails_within_its_timeouts_in_one_line(trickle_server, tmp_path):
     """A listing page (or robots.txt) trickled a byte every 0.2 s kept each read under timeout_s and hung the
     scrape for as long as the server liked; now each try ends timeout_s after the answer began."""
-    from local import scraping
+    from local.collect import scraping
     server, base = trickle_server
     for trickled in ("page", "robots.txt"):
         server.trickle_robots = trickled == "robots.txt"
@@ -251,7 +253,7 @@ def test_a_trickled_page_or_robots_txt_fails_within_its_timeouts_in_one_line(tri
 def test_the_page_cap_message_names_the_page_cap(trickle_server, tmp_path, monkeypatch):
     """A page over the cap was reported as "larger than the 20.97 MB cap (max_file_mb)": neither its key
     nor its value."""
-    from local import http_client, scraping
+    from local.collect import http_client, scraping
     _, base = trickle_server
     monkeypatch.setattr(http_client, "MAX_PAGE_BYTES", 1000)
     summary = scraping.scrape_fma(str(tmp_path / "big"), ["Big"], 0, base, log=lambda m: None, **SLOW_SITE)
@@ -320,7 +322,8 @@ def test_a_garbled_state_json_field_is_a_damaged_checkpoint_not_a_traceback(tmp_
     import json
 
     from test_training import tiny_model_and_optimizer
-    from local import rundir, training
+    from local.store import rundir
+    from local.train import loop as training
     run_dir = str(tmp_path / "run")
     model, optimizer = tiny_model_and_optimizer()
     rundir.save_checkpoint(run_dir, 2, model, optimizer, {**rundir.new_state(), "examples_done": 8})
