@@ -234,7 +234,7 @@ def test_upload_and_download_agree_on_which_names_are_files():
 
 
 @pytest.fixture(scope="module")
-def moto_s3():
+def moto_server():
     """(endpoint_url, boto3 client) of moto's S3 server on 127.0.0.1: it stores keys SeaweedFS refuses (a part
     over 255 bytes), as AWS does (keys up to 1024 bytes)."""
     import boto3
@@ -250,9 +250,9 @@ def moto_s3():
     server.stop()
 
 
-def test_a_key_part_over_255_bytes_is_skipped_and_the_sync_goes_on(moto_s3, tmp_path):
+def test_a_key_part_over_255_bytes_is_skipped_and_the_sync_goes_on(moto_server, tmp_path):
     """Issue 29: such a key stopped the pull midway (`File name too long`, a traceback)."""
-    endpoint, client = moto_s3
+    endpoint, client = moto_server
     long_part = "x" * 300 + ".mp3"
     for key in (f"long/a/{long_part}", "long/b.mp3", "long/z.mp3"):
         client.put_object(Bucket=BUCKET, Key=key, Body=b"bytes")
