@@ -24,6 +24,7 @@ from local.dataset import inputs as dataset_inputs
 from local.dataset import settings as dataset_settings
 from local.store import dataset_files as store
 from local.store import manifest
+from local.store.layout import DatasetDir
 
 UNREAD_REASON = ("not read: Spark's file source skips names starting with '_' or '.' (rename the file), "
                  "or the file changed while the job ran (run it again)")
@@ -118,7 +119,7 @@ def read_existing_index(spark, out_dir):
     if not spark_io.glob(spark, spark_io.join(out_dir, "tracks", "part-*.parquet")):
         return []
     from pyspark.sql.functions import input_file_name
-    frame = spark.read.parquet(spark_io.join(out_dir, "tracks"))
+    frame = spark.read.parquet(spark_io.join(out_dir, DatasetDir.TRACKS))
     columns = [c for c in dataset_settings.INDEX_WITH_RATE if c in frame.columns]
     rows = frame.select(*columns, input_file_name().alias("part")).collect()
     return [r.asDict() for r in rows]
@@ -166,7 +167,7 @@ def move_new_rows(spark, staging, out_dir, written_genres, genres):
     Each part appears complete or not at all; a kill in between leaves rows a rerun finds missing and redoes.
     """
     from pyspark.sql import functions as F
-    tracks = spark_io.join(out_dir, "tracks")
+    tracks = spark_io.join(out_dir, DatasetDir.TRACKS)
     parts = spark_io.glob(spark, spark_io.join(staging, "part-*.parquet"))
     if parts and written_genres[:len(genres)] != genres:
         ids = F.create_map(*[F.lit(v) for i, genre in enumerate(genres) for v in (genre, i)])
@@ -274,7 +275,7 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
     with spark_io.LocalStage() as stage_dir:
         try:
             info = (store.read_dataset_json(stage_dir)
-                    if spark_io.fetch(spark, spark_io.join(out_dir, "dataset.json"), stage_dir) else None) or {}
+                    if spark_io.fetch(spark, spark_io.join(out_dir, DatasetDir.DATASET_JSON), stage_dir) else None) or {}
         except store.DamagedFile:  # the rows are the truth: it is rewritten from them at the end
             info = {}
         index = read_existing_index(spark, out_dir)
@@ -331,7 +332,7 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
             spark_io.publish(spark, path, spark_io.join(out_dir, os.path.basename(path)))
     return {"processed": len(todo) - len(executor_failed) - len(unread), "skipped": plan["skipped"],
             "failed": failed, "warnings": warnings, "dataset": dataset, "out_dir": out_dir,
-            "failures_csv": spark_io.join(out_dir, "failures.csv"),
+            "failures_csv": spark_io.join(out_dir, DatasetDir.FAILURES),
             "decode_core_seconds": float(sum(decode_seconds.values())),
             "decoded_with_libsndfile": sum(d == decoding.LIBSNDFILE for d in decoders.values())}
 

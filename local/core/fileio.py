@@ -56,9 +56,10 @@ def _discard(tmp):
 
 
 @contextlib.contextmanager
-def _published(path, *, prepare, sync):
+def _published(path, *, prepare, sync, durable=True):
     """Yield the temp beside ``path`` (``prepare(tmp)`` first); when the block ends, ``sync(tmp)`` and rename
-    it to ``path``. On an error the temp is removed and ``path`` is untouched."""
+    it to ``path`` (then sync the folder, unless not ``durable``). On an error the temp is removed and ``path``
+    is untouched."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = temp_path_for(path)
@@ -72,7 +73,8 @@ def _published(path, *, prepare, sync):
     except BaseException:
         _discard(tmp)
         raise
-    fsync_dir(parent)
+    if durable:
+        fsync_dir(parent)
 
 
 def _sync_tree(directory):
@@ -87,12 +89,14 @@ def _fresh_dir(tmp):
     os.makedirs(tmp)
 
 
-def atomic_path(path):
+def atomic_path(path, durable=True):
     """Yield a temp path beside ``path``; once the block ends without error, sync it and rename it to ``path``.
 
-    On an error the temp is removed and ``path`` keeps its old content (or stays absent).
+    On an error the temp is removed and ``path`` keeps its old content (or stays absent). ``durable=False``:
+    renamed without the fsyncs (a caller placing many files syncs each folder once, :func:`fsync_dir`).
     """
-    return _published(path, prepare=lambda tmp: None, sync=_fsync_file)
+    return _published(path, prepare=lambda tmp: None, sync=_fsync_file if durable else (lambda tmp: None),
+                      durable=durable)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from local.core import fileio
 from local.core.config import StageError
 from local.store import parquet_cells
+from local.store.layout import DatasetDir
 
 TRACK_SCHEMA = pa.schema([
     ("track_id", pa.string()),
@@ -35,7 +36,7 @@ SPLITS = ("train", "valid", "test")
 
 
 def tracks_dir(dataset_dir):
-    return os.path.join(dataset_dir, "tracks")
+    return DatasetDir(dataset_dir).tracks
 
 
 def list_parts(dataset_dir):
@@ -93,7 +94,7 @@ def read_track_codes(row, start=0, stop=None):
 
 def read_dataset_json(dataset_dir):
     """The dataset's ``dataset.json`` as a dict, or None when there is none yet."""
-    path = os.path.join(dataset_dir, "dataset.json")
+    path = DatasetDir(dataset_dir).dataset_json
     if not os.path.isfile(path):
         return None
     try:
@@ -263,7 +264,7 @@ def summarize(index, sample_rate, quantization_channels, genres, extra=None):
 
 def write_failures(dataset_dir, failures):
     """Write ``failures.csv`` (columns path, reason) atomically; ``failures`` is a list of (path, reason)."""
-    path = os.path.join(dataset_dir, "failures.csv")
+    path = DatasetDir(dataset_dir).failures_csv
     with fileio.atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "reason"])
@@ -276,5 +277,5 @@ def write_dataset_files(dataset_dir, dataset, failures):
 
     Returns their paths. The Spark job writes them into a local folder and publishes them from there.
     """
-    return (fileio.write_json_atomic(os.path.join(dataset_dir, "dataset.json"), dataset),
+    return (fileio.write_json_atomic(DatasetDir(dataset_dir).dataset_json, dataset),
             write_failures(dataset_dir, failures))
