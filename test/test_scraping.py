@@ -46,6 +46,7 @@ class FakeFma:
         self.max_in_flight = 0
         self.ranges = []              # (path, Range header or None) of every file request
         self.bytes_sent = {}          # path -> body bytes written
+        self.gate = None              # a threading.Event every file answer waits for, when set up
         self.base = ""
 
     def hit(self, path, agent):
@@ -142,6 +143,8 @@ class Handler(BaseHTTPRequestHandler):
             site.max_in_flight = max(site.max_in_flight, site.in_flight)
             site.ranges.append((path, asked))
         try:
+            if site.gate is not None:
+                site.gate.wait(60)
             if fault in ("cut-then-range", "cut-then-ignore-range"):
                 start = int(re.fullmatch(r"bytes=(\d+)-", asked).group(1)) if asked else 0
                 partial = fault == "cut-then-range" and start > 0
@@ -465,6 +468,37 @@ def test_a_run_killed_part_way_then_rerun_ends_complete(calm_site, tmp_path):
         assert len(f.read().strip().splitlines()) == 1 + len(bodies)
     with open(os.path.join(out_dir, "config.json"), encoding="utf-8") as f:
         assert json.load(f)["genres"] == []  # no --genres: the genres came from /genres/
+
+
+def test_two_runs_at_once_on_one_out_dir_one_is_refused_in_one_line(calm_site, tmp_path):
+    """Two real stage-1 processes started at once: the one that locks out_dir first fetches (its files are held
+    back by the server until the other has ended), the other is refused in one line; no row twice."""
+    site, base, bodies = calm_site
+    site.file_delay_s = 0.0
+    site.gate = threading.Event()
+    out_dir = str(tmp_path / "raw")
+    command = [PYTHON, os.path.join(ROOT, "run_webscraper.py"), "--source=fma", f"--out_dir={out_dir}",
+               f"--fma_base_url={base}", f"--user_agent={UA}", "--request_delay_s=0", "--timeout_s=60",
+               "--concurrency=1", "--genres=Calm"]
+    runs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    deadline = time.monotonic() + 60
+    # until one has ended (refused) or both are downloading (nothing stopped the second)
+    while time.monotonic() < deadline and all(r.poll() is None for r in runs) and site.in_flight < 2:
+        time.sleep(0.02)
+    site.gate.set()
+    outputs = [r.communicate(timeout=120) for r in runs]
+    results = [(r.pid, r.returncode, out, err) for r, (out, err) in zip(runs, outputs)]
+    finished = [r for r in results if r[1] == 0]
+    refused = [r for r in results if r[1] != 0]
+    assert len(finished) == 1 and len(refused) == 1, results
+    _, status, _, err = refused[0]
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: {out_dir} is in use by process {finished[0][0]} (stage 1)"), err
+    assert f"{len(bodies)} new, 0 already had, 0 failed" in finished[0][2]
+    with open(os.path.join(out_dir, "manifest.csv"), encoding="utf-8") as f:
+        assert len(f.read().strip().splitlines()) == 1 + len(bodies)  # every row once
+    assert not [n for n in os.listdir(os.path.join(out_dir, "Calm")) if ".partial-" in n]
 
 
 @pytest.fixture
