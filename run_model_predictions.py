@@ -241,6 +241,16 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
         print(clip_line(clip) if judged else clip["wav"])
 
 
+def check_model_matches(model, wavenet, run_dir):
+    """StageError (one line naming both files) when the loaded model.keras is not the network model.json
+    describes (an edited dilations list): evaluation and the fast generator read the structure from model.json."""
+    from local.wavenet import structure_mismatch
+    problem = structure_mismatch(model, wavenet)
+    if problem:
+        raise StageError(f"{os.path.join(run_dir, 'model.keras')} and {os.path.join(run_dir, 'model.json')} "
+                         f"disagree ({problem}): restore model.json from training or retrain this run")
+
+
 @stage_main
 def main(argv=None):
     config = configure(dict(globals()), argv)
@@ -286,6 +296,7 @@ def run(config):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
     import keras
     model = keras.models.load_model(os.path.join(config["run_dir"], "model.keras"))
+    check_model_matches(model, wavenet, config["run_dir"])
     field = wavenet.receptive_field
     print(f"{config['run_dir']}: {wavenet.n_layers} layers, filter width {wavenet.filter_width}, receptive field "
           f"{field} samples ({field / sample_rate * 1000:.0f} ms)"

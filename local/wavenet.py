@@ -209,6 +209,51 @@ class WaveNetConfig(ModelSettings):
         return [codes, genre_ids]
 
 
+def model_structure(model):
+    """The :class:`WaveNetConfig` fields a built or loaded Keras WaveNet really has, read from its layers (by the
+    names above): {field: value}, the tuples as lists. What ``model.json`` says must equal these."""
+    layers = {layer.name: layer for layer in model.layers}
+
+    def numbered(prefix):
+        found = {}
+        for name, layer in layers.items():
+            head, _, number = name[len(prefix):].partition("_")
+            if name.startswith(prefix) and head.isdigit() and number == "conv":
+                found[int(head)] = layer
+        return [found[i] for i in sorted(found)]
+
+    convs, embedding = numbered("layer"), layers.get("input_embedding")
+    structure = {"dilations": [int(c.dilation_rate[0]) for c in convs],
+                 "filter_width": int(convs[0].kernel_size[0]) if convs else 0,
+                 "residual_channels": int(embedding.output_dim) if embedding is not None else 0,
+                 "dilation_channels": int(convs[0].filters) // 2 if convs else 0,
+                 "skip_channels": int(layers["layer0_skip"].filters) if "layer0_skip" in layers else 0,
+                 "quantization_channels": int(embedding.input_dim) if embedding is not None else 0,
+                 "genre_conditioning": "genre_embedding" in layers}
+    if "genre_embedding" in layers:
+        structure.update(genre_channels=int(layers["genre_embedding"].output_dim),
+                         n_genres=int(layers["genre_embedding"].input_dim))
+    pool = layers.get("context_pool")
+    structure["context_rate"] = int(pool.pool_size[0]) if pool is not None else 0
+    if pool is not None:
+        structure.update(context_dilations=[int(c.dilation_rate[0]) for c in numbered("context")],
+                         context_channels=int(layers["context_embedding"].output_dim))
+    return structure
+
+
+def structure_mismatch(model, config):
+    """Where the Keras ``model`` (model.keras) differs from ``config`` (model.json's WaveNetConfig): one phrase
+    per differing field, "dilations [1, 2, 4, 8] in the model, [1, 2] in model.json", joined by "; "; "" when
+    they agree. Without this check the fast generator would fold the weights by model.json's layer count."""
+    described = config.to_json()
+    differences = []
+    for key, actual in model_structure(model).items():
+        said = described.get(key)
+        if said != actual:
+            differences.append(f"{key} {actual} in the model, {said} in model.json")
+    return "; ".join(differences)
+
+
 FORMULATIONS = ("keras", "shifted")
 
 

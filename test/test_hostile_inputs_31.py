@@ -1,0 +1,58 @@
+"""Hostile inputs, round 3 continued (issue 31; docs/hostile-inputs.md): each test fails on the code before it.
+
+(Stage 1's lock and the long Retry-After are tested against a real server in test_scraping.py.)
+"""
+import json
+import os
+import shutil
+
+import pytest
+
+from helpers import run_script
+
+
+# --------------------------------------------------------------------------- model.json vs model.keras
+
+@pytest.fixture(scope="module")
+def stage4(tmp_path_factory):
+    """A tiny saved WaveNet run (test_predictions' helpers, dilations 1, 2, 4, 8) and its dataset."""
+    from test_predictions import save_dataset, save_run
+    root = tmp_path_factory.mktemp("stage4")
+    save_dataset(str(root / "processed"))
+    model = save_run(str(root / "run"), str(root / "processed"))
+    return root, model
+
+
+def test_stage4_stops_when_model_json_disagrees_with_model_keras(stage4, tmp_path):
+    root, _ = stage4
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    with open(run / "model.json", encoding="utf-8") as f:
+        info = json.load(f)
+    assert info["model"]["dilations"] == [1, 2, 4, 8]
+    info["model"]["dilations"] = [1, 2]  # the old code generated from the first 2 of the 4 layers, exit 0
+    (run / "model.json").write_text(json.dumps(info))
+    result = run_script("run_model_predictions.py", f"--run_dir={run}", f"--out_dir={tmp_path / 'gen'}",
+                        "--seconds=0.05", "--threads=1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, \
+        result.stderr
+    assert f"{run / 'model.keras'} and {run / 'model.json'} disagree" in result.stderr
+    assert "dilations [1, 2, 4, 8] in the model, [1, 2] in model.json" in result.stderr
+    assert not [n for n in os.listdir(tmp_path / "gen") if n.endswith(".wav")]
+
+
+def test_the_fast_generator_refuses_weights_of_another_structure(stage4):
+    from local import generation
+    from local.wavenet import WaveNetConfig, structure_mismatch
+    _, model = stage4
+    with open(stage4[0] / "run" / "model.json", encoding="utf-8") as f:
+        described = WaveNetConfig.from_json(json.load(f)["model"])
+    assert structure_mismatch(model, described) == ""
+    assert generation.fold_weights(model, described)["dilations"].tolist() == [1, 2, 4, 8]
+    for change, phrase in ((dict(dilations=(1, 2, 4, 4)), "dilations [1, 2, 4, 8] in the model, [1, 2, 4, 4]"),
+                           (dict(skip_channels=8), "skip_channels 16 in the model, 8 in model.json"),
+                           (dict(genre_conditioning=False), "genre_conditioning True in the model, False")):
+        other = WaveNetConfig(**{**described.to_json(), **change})
+        assert phrase in structure_mismatch(model, other)
+        with pytest.raises(ValueError, match="disagree"):
+            generation.fold_weights(model, other)
