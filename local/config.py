@@ -154,7 +154,7 @@ def read_config_file(path):
     if not os.path.isfile(path):
         raise ConfigError(f"--config {path}: no such file")
     try:
-        if path.endswith(".toml"):
+        if path.lower().endswith(".toml"):  # x.TOML too: a JSON parser would call TOML a syntax error
             import tomllib
             with open(path, "rb") as f:
                 data = tomllib.load(f)
@@ -186,7 +186,7 @@ def split_arguments(argv):
                 text, i = nxt, i + 1
         key = key.replace("-", "_")
         if key == "config":
-            if text is None:
+            if not text:  # a bare --config, or --config= (an unset variable): never silently no file
                 raise ConfigError("--config needs a file: --config=FILE.toml")
             config_file = text
         else:
@@ -208,11 +208,9 @@ def resolve_config(defaults, argv):
             raise ConfigError(f"unknown config key '{key}'; valid keys: {valid}")
 
     config_file, pairs = split_arguments(argv)
+    if config_file is not None:
+        config.update(config_file_values(config_file, defaults))
     try:
-        if config_file:
-            for key, value in read_config_file(config_file).items():
-                check_key(key)
-                config[key] = coerce_value(key, value, defaults[key])
         for key, text in pairs:
             check_key(key)
             if text is None:
@@ -226,6 +224,25 @@ def resolve_config(defaults, argv):
         raise ConfigError(f"{e}; valid keys: {valid}") from None
     check_values(config)
     return config
+
+
+def config_file_values(path, defaults):
+    """The values of the config file ``path``, each checked against the type of its default in ``defaults``.
+
+    Raises ConfigError naming the file: an unknown key (listing the valid keys), or a value of the wrong type
+    or not finite, naming the file and that key only (``--config my.toml: concurrency = 'lots': expected an
+    integer``)."""
+    values = {}
+    for key, value in read_config_file(path).items():
+        if key not in defaults:
+            raise ConfigError(f"--config {path}: unknown config key '{key}'; valid keys: {', '.join(defaults)}")
+        try:
+            values[key] = coerce_value(key, value, defaults[key])
+            check_values({key: values[key]})
+        except ConfigError as e:
+            expected = str(e).partition(": expected ")[2] or str(e)
+            raise ConfigError(f"--config {path}: {key} = {value!r}: expected {expected}") from None
+    return values
 
 
 # keys that count processes or threads, in every script: never negative, at most what the machine can run

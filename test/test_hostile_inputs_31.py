@@ -56,3 +56,44 @@ def test_the_fast_generator_refuses_weights_of_another_structure(stage4):
         assert phrase in structure_mismatch(model, other)
         with pytest.raises(ValueError, match="disagree"):
             generation.fold_weights(model, other)
+
+
+# --------------------------------------------------------------------------- config files
+
+def stage1_defaults():
+    import run_webscraper
+    from local.config import config_keys
+    return config_keys(vars(run_webscraper))
+
+
+def test_an_upper_case_toml_suffix_is_read_as_toml(tmp_path):
+    from local.config import resolve_config
+    path = tmp_path / "x.TOML"
+    path.write_text('genres = ["Folk"]\nconcurrency = 3\n')  # the old code parsed it as JSON: refused
+    got = resolve_config(stage1_defaults(), [f"--config={path}"])
+    assert got["genres"] == ["Folk"] and got["concurrency"] == 3
+
+
+@pytest.mark.parametrize("args", [["--config="], ["--config", ""]])
+def test_an_empty_config_is_an_error_not_ignored(args):
+    from local.config import ConfigError, resolve_config
+    with pytest.raises(ConfigError, match="--config needs a file"):
+        resolve_config(stage1_defaults(), args)
+
+
+@pytest.mark.parametrize("content,key,expected", [
+    ('concurrency = "lots"\n', "concurrency", "concurrency = 'lots': expected an integer"),
+    ("link = 3\n", "link", "link = 3: expected bool like the default True"),
+    ("timeout_s = nan\n", "timeout_s", "timeout_s = nan: expected a finite number"),
+    ('genres = ["Rock"]\nmax_file_mb = [1, 2]\n', "max_file_mb", "max_file_mb = [1, 2]: expected float"),
+])
+def test_a_wrong_type_in_a_config_file_names_the_file_and_that_key_only(tmp_path, content, key, expected):
+    path = tmp_path / "my.toml"
+    path.write_text(content)
+    result = run_script("run_webscraper.py", f"--config={path}", f"--out_dir={tmp_path / 'raw'}")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith(f"error: --config {path}: {expected}"), line
+    others = [k for k in stage1_defaults() if k != key and k in line.replace(str(path), "")]
+    assert not others and "valid keys" not in line, others  # the old code listed all ~25 keys after it
+    assert not (tmp_path / "raw").exists()
