@@ -97,3 +97,76 @@ def test_a_wrong_type_in_a_config_file_names_the_file_and_that_key_only(tmp_path
     others = [k for k in stage1_defaults() if k != key and k in line.replace(str(path), "")]
     assert not others and "valid keys" not in line, others  # the old code listed all ~25 keys after it
     assert not (tmp_path / "raw").exists()
+
+
+# --------------------------------------------------------------------------- splits of the usable tracks
+
+def raw_with_broken_valid_and_test(raw):
+    """Five Rock tracks of which the ones stage 2 plans as valid and test do not decode; returns their ids."""
+    from helpers import make_audio
+    from local import preprocessing
+    for i in range(5):
+        make_audio(str(raw / "Rock" / f"rock{i}.mp3"), seconds=1.0, freq_hz=200 + 40 * i)
+    plan = preprocessing.plan_tracks(preprocessing.list_inputs(str(raw)), [], [], preprocessing.SplitSettings(),
+                                     lambda item: "")
+    broken = [item for item in plan["todo"] if item["split"] != "train"]
+    assert {item["split"] for item in broken} == {"valid", "test"} and len(plan["todo"]) - len(broken) == 3
+    for item in broken:
+        with open(item["path"], "wb") as f:
+            f.write(b"<html>not audio</html>" * 50)
+    return sorted(item["track_id"] for item in broken)
+
+
+def check_split_of_usable(out_dir, broken):
+    from local import dataset_store
+    index = dataset_store.read_index(out_dir)
+    assert len(index) == 3 and not {r["track_id"] for r in index} & set(broken)
+    assert sorted(r["split"] for r in index) == ["test", "train", "valid"]  # the old code: train, train, train
+    info = dataset_store.read_dataset_json(out_dir)
+    assert info["per_genre"]["Rock"]["tracks"] == {"train": 1, "valid": 1, "test": 1}
+    return {r["track_id"]: r["split"] for r in index}
+
+
+def test_splits_are_made_from_the_tracks_that_decoded(tmp_path):
+    from helpers import make_audio
+    from local import preprocessing
+    raw, out = tmp_path / "raw", str(tmp_path / "out")
+    broken = raw_with_broken_valid_and_test(raw)
+    summary = preprocessing.preprocess(str(raw), out, workers=1, progress=False, min_seconds=0.5)
+    assert summary["processed"] == 3 and len(summary["failed"]) == 2
+    first = check_split_of_usable(out, broken)
+    # tracks already in the dataset keep theirs when more come
+    for i in range(5, 8):
+        make_audio(str(raw / "Rock" / f"rock{i}.mp3"), seconds=1.0, freq_hz=200 + 40 * i)
+    preprocessing.preprocess(str(raw), out, workers=1, progress=False, min_seconds=0.5)
+    from local import dataset_store
+    again = {r["track_id"]: r["split"] for r in dataset_store.read_index(out)}
+    assert len(again) == 6 and {k: again[k] for k in first} == first
+
+
+def test_the_spark_job_splits_the_tracks_that_decoded_too(spark, tmp_path):
+    from aws.spark_dataset import preprocess_spark
+    raw, out = tmp_path / "raw", str(tmp_path / "out")
+    broken = raw_with_broken_valid_and_test(raw)
+    summary = preprocess_spark(spark, str(raw), out, partitions=2, min_seconds=0.5)
+    assert summary["processed"] == 3
+    check_split_of_usable(out, broken)
+
+
+def test_a_run_killed_before_its_rows_are_split_again_is_split_by_the_rerun(tmp_path, monkeypatch):
+    from local import dataset_store, preprocessing
+    raw, out = tmp_path / "raw", str(tmp_path / "out")
+    broken = raw_with_broken_valid_and_test(raw)
+
+    def killed(*args):
+        raise KeyboardInterrupt  # the kill lands after the last part, before the rows are split again
+    with monkeypatch.context() as patch:
+        patch.setattr(dataset_store, "set_splits", killed)
+        with pytest.raises(KeyboardInterrupt):
+            preprocessing.preprocess(str(raw), out, workers=1, progress=False, min_seconds=0.5)
+    assert sorted(r["split"] for r in dataset_store.read_index(out)) == ["train"] * 3  # as planned
+    assert os.path.exists(os.path.join(out, preprocessing.SPLITS_PENDING_NAME))
+    again = preprocessing.preprocess(str(raw), out, workers=1, progress=False, min_seconds=0.5)
+    assert again["processed"] == 0 and again["skipped"] == 3
+    check_split_of_usable(out, broken)
+    assert not os.path.exists(os.path.join(out, preprocessing.SPLITS_PENDING_NAME))
