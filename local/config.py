@@ -54,6 +54,9 @@ def stage_main(main):
         except OSError as e:
             if e.errno not in DISK_FULL_ERRNOS:
                 raise
+            # the half-written files' writers (Keras' zip of a checkpoint) fail again when collected at exit:
+            # "Exception ignored ... seek of closed file" after the one line says nothing more
+            sys.unraisablehook = lambda unraisable: None
             fail(disk_full_line(e))
     return run
 
@@ -67,6 +70,8 @@ def disk_full_line(error, needed_bytes=None):
     import shutil
     path = next((p for p in (getattr(error, "filename", None), getattr(error, "filename2", None)) if p), "")
     folder = os.path.dirname(os.path.abspath(os.fspath(path))) if path else os.getcwd()
+    while os.path.basename(folder).startswith(".tmp-"):  # a file inside a temp folder (local.fileio.atomic_dir)
+        folder = os.path.dirname(folder)
     probe = folder
     while probe and not os.path.isdir(probe):
         probe = os.path.dirname(probe)

@@ -170,3 +170,47 @@ def test_a_run_killed_before_its_rows_are_split_again_is_split_by_the_rerun(tmp_
     assert again["processed"] == 0 and again["skipped"] == 3
     check_split_of_usable(out, broken)
     assert not os.path.exists(os.path.join(out, preprocessing.SPLITS_PENDING_NAME))
+
+
+# --------------------------------------------------------------------------- a full disk
+
+def one_disk_full_line(result, folder):
+    """The stage stopped with exit 2 and one line naming ``folder`` (or a folder inside it) and its free space."""
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("W0000")
+             and "\r" not in line and "it/s]" not in line]
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "RuntimeError" not in result.stderr, \
+        result.stderr[-3000:]
+    assert lines[-1].startswith(f"error: no space left on the disk of {folder}"), lines[-1]
+    assert " MB free): free some space or write elsewhere" in lines[-1]
+    assert not [line for line in lines if "Exception ignored" in line], lines
+
+
+def test_stage1_demo_on_a_full_disk_is_the_one_line_message(tmp_path):
+    from helpers import PYTHON, ROOT, run_on_small_disk
+    out = tmp_path / "small" / "raw"
+    result = run_on_small_disk(tmp_path / "small", [PYTHON, os.path.join(ROOT, "run_webscraper.py"),
+                                                    f"--out_dir={out}", "--demo_tracks_per_genre=2"])
+    one_disk_full_line(result, out)  # the old code: RuntimeError: ffmpeg could not write ... No space left
+
+
+@pytest.mark.slow
+def test_stage4_on_a_full_disk_names_its_out_dir(stage4, tmp_path):
+    from helpers import PYTHON, ROOT, run_on_small_disk
+    root, _ = stage4
+    out = tmp_path / "small" / "gen"
+    result = run_on_small_disk(tmp_path / "small", [PYTHON, os.path.join(ROOT, "run_model_predictions.py"),
+                                                    f"--run_dir={root / 'run'}", f"--out_dir={out}", "--seconds=2",
+                                                    "--threads=1"])
+    one_disk_full_line(result, out)  # the old code named the working directory's disk
+
+
+@pytest.mark.slow
+def test_stage3_on_a_full_disk_names_its_run_dir(tmp_path):
+    from helpers import PYTHON, ROOT, run_on_small_disk
+    from test_checks import TINY, tone_dataset
+    data = tone_dataset(tmp_path / "data")
+    run = tmp_path / "small" / "run"
+    result = run_on_small_disk(tmp_path / "small", [PYTHON, os.path.join(ROOT, "run_model_training.py"),
+                                                    f"--data_dir={data}", f"--run_dir={run}", "--steps=2",
+                                                    "--eval_every=2", "--checkpoint_every=2", *TINY])
+    one_disk_full_line(result, run)  # the old code named the working directory's disk
