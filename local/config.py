@@ -7,7 +7,8 @@ A script defines its settings as plain module-level values with a comment each, 
 which overrides those values in place, in this order: ``--config FILE`` (TOML or JSON, flat keys), then
 ``--key=value`` / ``--key value`` arguments. Values are parsed to the type of the default: bool accepts
 true/false/1/0/yes/no, lists accept comma-separated values. An unknown key or a bad value stops the script
-with one line naming the key and listing the valid keys (exit status 2); ``--help`` prints the script's
+with one line naming the key and listing the valid keys (a bad value read from a file: naming the file and
+that key only) (exit status 2); ``--help`` prints the script's
 docstring and every key with its default and comment.
 
 Only the standard library is imported here, so ``--help`` and config errors answer at once.
