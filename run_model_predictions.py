@@ -1,6 +1,6 @@
 """Stage 4: generate audio with a trained WaveNet (faster than real time), and score it on the test tracks.
 
-Generation runs the whole sampling loop in one compiled numba kernel with per-layer caches (local/generation.py):
+Generation runs the whole sampling loop in one compiled numba kernel with per-layer caches (local/generate/fast.py):
 each new sample costs one pass through the layers, not a forward pass over the receptive field. Several
 clips (streams) are generated at once, by default one per genre of a genre-conditioned model.
 
@@ -8,10 +8,10 @@ Writes into out_dir: <genre>_<nn>.wav (16-bit PCM mono at the model's sample rat
 (spectrogram), generation.json (settings and measured samples/s per clip) and config.json; the WAV paths are
 printed last. With --evaluate=true, first <run_dir>/evaluation.json: test bits/sample beside the uniform and
 unigram baselines, printed as a table. Then the run's page <run_dir>/report.html is rewritten with the
-evaluation and these clips (<run_dir>/generations.json remembers where they are; local/report.py).
+evaluation and these clips (<run_dir>/generations.json remembers where they are; local/report/page.py).
 With --judge=<tagger run>, generation.json also holds the genre tagger's
-verdict on each clip and a judge_summary (local/judge.py), and the external ear's (a tagger pretrained on
-MagnaTagATune: local/external_judge.py); --judge=mtt gives the external ear alone. With a tagger --run_dir, or
+verdict on each clip and a judge_summary (local/judge/verdict.py), and the external ear's (a tagger pretrained on
+MagnaTagATune: local/judge/external.py); --judge=mtt gives the external ear alone. With a tagger --run_dir, or
 --tagger=mtt (msd, ...: pretrained, docs/pretrained-taggers.md), --audio writes <out_dir>/tags.csv (and with a
 pretrained tagger tag_scores.csv) and --similar_to <out_dir>/similar.csv instead.
 
@@ -33,7 +33,7 @@ Every file is written under a temp name and renamed, so a killed run leaves only
 """
 import os
 
-from local.config import StageError, check_minimums, configure, stage_main
+from local.core.config import StageError, check_minimums, configure, stage_main
 
 # --- I/O ---
 run_dir = "data/runs/default"  # stage 3's output: model.keras + model.json (+ config.json)
@@ -55,7 +55,7 @@ evaluate = False  # score the test tracks: teacher-forced bits/sample, with unif
 eval_window = 8192  # scored positions per forward pass window (each also reads receptive_field - 1 context)
 eval_batch_positions = 32768  # input positions per forward pass (bounds memory: ~ this x 12 KB)
 eval_max_tracks = 0  # score at most this many test tracks (0 = all)
-# --- the genre tagger (local/judge.py; run_dir = a tagger run for --audio / --similar_to) ---
+# --- the genre tagger (local/judge/verdict.py; run_dir = a tagger run for --audio / --similar_to) ---
 audio = ""  # with a tagger run_dir: tag this audio file or every audio file below this folder -> out_dir/tags.csv
 similar_to = ""  # with a tagger run_dir: an audio file or a track_id; its nearest dataset tracks -> similar.csv
 top_k = 10  # how many similar tracks
@@ -79,9 +79,9 @@ def check_config(config):
     if config["tagger"] and not (config["audio"] or config["similar_to"]):
         raise StageError(f"--tagger={config['tagger']}: tags files or finds similar tracks: pass --audio=FILE_OR_FOLDER "
                          f"or --similar_to=FILE_OR_TRACK_ID (a judge is --judge)")
-    from local import pretrained
+    from local.judge import pretrained
     if config["tagger"] and pretrained.is_pretrained(config["tagger"]):
-        from local import checks
+        from local.core import checks
         problem = checks.output_folder_problem(config["out_dir"], "out_dir")
         if problem:
             raise StageError(problem)
@@ -95,7 +95,8 @@ def check_config(config):
         if not os.path.isfile(os.path.join(config["run_dir"], name)):
             raise StageError(f"{os.path.join(config['run_dir'], name)} is missing: run_dir={config['run_dir']!r} is "
                              f"not a trained run (train one with run_model_training.py --run_dir={config['run_dir']})")
-    from local import checks, rundir
+    from local.core import checks
+    from local.store import rundir
     problem = checks.shared_folder_problem(config, "out_dir", "run_dir", "data_dir", "judge") \
         or checks.output_folder_problem(config["out_dir"], "out_dir") or rundir.model_files_problem(config["run_dir"]) \
         or checks.output_folder_problem(config["run_dir"], "run_dir")  # its report and evaluation.json are written
@@ -106,13 +107,14 @@ def check_config(config):
 def read_index(config, data_dir, n_codes, sample_rate):
     """The dataset index rows (for priming and evaluation; [] when neither is asked for). ``n_codes`` and
     ``sample_rate`` (Hz) are the model's: a dataset of other codes, or another rate to evaluate on, is refused."""
-    from local import checks, dataset_store
+    from local.core import checks
+    from local.store import dataset_files
     if not (config["prime_track"] or config["evaluate"]):
         return []
-    if not data_dir or not dataset_store.list_parts(data_dir):
+    if not data_dir or not dataset_files.list_parts(data_dir):
         raise StageError(f"data_dir={data_dir!r} holds no processed dataset (tracks/part-*.parquet), needed for "
                          f"{'--prime_track' if config['prime_track'] else '--evaluate'}: pass --data_dir=FOLDER")
-    data_info = dataset_store.read_dataset_json(data_dir) or {}
+    data_info = dataset_files.read_dataset_json(data_dir) or {}
     if data_info.get("quantization_channels", n_codes) != n_codes:
         raise StageError(f"{data_dir} holds {data_info['quantization_channels']}-level codes but the model in "
                          f"{config['run_dir']} predicts {n_codes}: pass the --data_dir it was trained on")
@@ -120,16 +122,17 @@ def read_index(config, data_dir, n_codes, sample_rate):
         if config["evaluate"] else ""
     if problem:
         raise StageError(problem)
-    return dataset_store.read_index(data_dir)
+    return dataset_files.read_index(data_dir)
 
 
 def check_generation(config, wavenet, *, genres, prime_row, sample_rate):
     """Refuse a generation that is meaningless (nan, inf) or cannot fit in memory, and say what a feasible one
     will cost, before the model is loaded or anything scored."""
-    from local import checks, generation
+    from local.core import checks
+    from local.generate import fast
     n_streams = 0
     if config["seconds"] > 0:
-        n_streams = len(generation.stream_genres(genres, conditioned=wavenet.conditioned, genre=config["genre"],
+        n_streams = len(fast.stream_genres(genres, conditioned=wavenet.conditioned, genre=config["genre"],
                                                  streams=config["streams"],
                                                  prime_genre=prime_row["genre"] if prime_row is not None else None))
     sizes = (sample_rate, wavenet.receptive_field, wavenet.residual_channels)
@@ -156,7 +159,7 @@ def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir, sample
     """Score the test tracks into <run_dir>/evaluation.json and print the table."""
     from tqdm import tqdm
 
-    from local import evaluation
+    from local.judge import evaluation
     test_rows, skipped = evaluation.test_rows_of(index, genres, conditioned=wavenet.conditioned,
                                                  max_tracks=config["eval_max_tracks"])
     if skipped:
@@ -173,30 +176,33 @@ def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir, sample
 
 def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, judge=None):
     """Generate the clips into out_dir (WAV, PNG, generation.json) and print their paths; with a ``judge``
-    (local.judge.Judge), its verdicts go into generation.json and beside the paths."""
+    (local.judge.verdict.Judge), its verdicts go into generation.json and beside the paths."""
     import numpy as np
     from tqdm import tqdm
 
-    from local import clip_files, clip_folder, dataset_store, generation, report
-    from local.fileio import write_json_atomic
-    weights = generation.fold_weights(model, wavenet)
+    from local.core.fileio import write_json_atomic
+    from local.generate import clip_files, fast
+    from local.generate import weights as generate_weights
+    from local.report import page as report
+    from local.store import clip_folder, dataset_files
+    weights = generate_weights.fold_weights(model, wavenet)
     prime_genre = prime_row["genre"] if prime_row is not None else None
-    clip_genres = generation.stream_genres(genres, conditioned=wavenet.conditioned, genre=config["genre"],
+    clip_genres = fast.stream_genres(genres, conditioned=wavenet.conditioned, genre=config["genre"],
                                            streams=config["streams"], prime_genre=prime_genre)
     genre_ids = [genres.index(g) if g in genres else 0 for g in clip_genres]
     n_samples = int(round(config["seconds"] * sample_rate))
-    state = generation.initial_state(weights, genre_ids=genre_ids if wavenet.conditioned else None,
+    state = fast.initial_state(weights, genre_ids=genre_ids if wavenet.conditioned else None,
                                      n_streams=len(genre_ids), seed=config["seed"])
     prime = np.zeros(0, np.int64)
     if prime_row is not None:
-        prime = dataset_store.read_track_codes(prime_row, 0, max(1, int(round(config["prime_seconds"] * sample_rate))))
-        generation.prime_state(model, weights, state, prime.astype(np.int64))
-    compile_seconds = generation.warm_up(weights, genre_ids, config["threads"])  # numba: ~10 s once, then cached
+        prime = dataset_files.read_track_codes(prime_row, 0, max(1, int(round(config["prime_seconds"] * sample_rate))))
+        fast.prime_state(model, weights, state, prime.astype(np.int64))
+    compile_seconds = fast.warm_up(weights, genre_ids, config["threads"])  # numba: ~10 s once, then cached
     if compile_seconds > 2:
         print(f"compiled the generator in {compile_seconds:.1f} s (cached for next time)")
     with tqdm(total=n_samples * len(genre_ids), unit="sample", unit_scale=True, dynamic_ncols=True,
               desc=f"generating {len(genre_ids)} x {config['seconds']:g} s") as bar:
-        codes, elapsed = generation.generate_in_chunks(
+        codes, elapsed = fast.generate_in_chunks(
             weights, state, n_samples, temperature=config["temperature"], threads=config["threads"],
             chunk=max(1, int(config["progress_seconds"] * sample_rate)), progress=bar)
     shown_prime = prime if config["include_prime"] else prime[:0]
@@ -217,7 +223,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
                     included_prime=bool(len(shown_prime)), samples_per_second=per_clip_rate)
     judged = {}
     if judge is not None:
-        from local.judge import judge_generation
+        from local.judge.verdict import judge_generation
         judged["judge_summary"] = judge_generation(judge, clips, list(codes), wavenet.quantization_channels)
         judged["judge_per_genre"] = judged["judge_summary"].pop("per_genre", {})
     generation_json = write_json_atomic(os.path.join(config["out_dir"], "generation.json"), {
@@ -233,7 +239,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
     print(f"report: {report.write_report(config['run_dir'])}")
     if judged:
-        from local.judge import clip_line, per_genre_line, summary_line
+        from local.judge.verdict import clip_line, per_genre_line, summary_line
         print(summary_line(judged["judge_summary"]))
         if judged["judge_per_genre"]:
             print(per_genre_line(judged["judge_per_genre"]))
@@ -244,7 +250,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
 def check_model_matches(model, wavenet, run_dir):
     """StageError (one line naming both files) when the loaded model.keras is not the network model.json
     describes (an edited dilations list): evaluation and the fast generator read the structure from model.json."""
-    from local.wavenet import structure_mismatch
+    from local.model.wavenet import structure_mismatch
     problem = structure_mismatch(model, wavenet)
     if problem:
         raise StageError(f"{os.path.join(run_dir, 'model.keras')} and {os.path.join(run_dir, 'model.json')} "
@@ -255,7 +261,7 @@ def check_model_matches(model, wavenet, run_dir):
 def main(argv=None):
     config = configure(dict(globals()), argv)
     check_config(config)
-    from local import locks
+    from local.core import locks
     try:
         lock = locks.acquire_lock(config["out_dir"], "stage 4")  # a second call on this out_dir is refused
     except locks.LockHeld as e:
@@ -266,14 +272,14 @@ def main(argv=None):
 
 def run(config):
     """Stage 4's steps for a checked ``config``, holding its out_dir's lock."""
-    from local.config import save_config
-    from local.fileio import remove_stale_temps
-    from local.wavenet import read_run_model
-    if config["audio"] or config["similar_to"]:  # a tagger run: tag files, find similar tracks (local/judge.py)
-        if config["tagger"]:  # a pretrained tagger, or a tagger run given as --tagger (local/pretrained_tags.py)
-            from local.pretrained_tags import tagger_commands
+    from local.core.config import save_config
+    from local.core.fileio import remove_stale_temps
+    from local.model.wavenet import read_run_model
+    if config["audio"] or config["similar_to"]:  # a tagger run: tag files, find similar tracks (local/judge/verdict.py)
+        if config["tagger"]:  # a pretrained tagger, or a tagger run given as --tagger (local/judge/pretrained_tags.py)
+            from local.judge.pretrained_tags import tagger_commands
         else:
-            from local.judge import tagger_commands
+            from local.judge.commands import tagger_commands
         tagger_commands(config)
         save_config(config, config["out_dir"])
         return
@@ -289,7 +295,7 @@ def run(config):
     check_generation(config, wavenet, genres=genres, prime_row=prime_row, sample_rate=sample_rate)
     judge = None
     if config["judge"]:  # the tagger must fit the WaveNet: checked before anything is generated
-        from local.external_judge import wavenet_judges
+        from local.judge.external import wavenet_judges
         judge = wavenet_judges(config["judge"], genres=genres, sample_rate=sample_rate, wavenet_run=config["run_dir"],
                                data_dir=data_dir)
 
@@ -313,7 +319,7 @@ def run(config):
         generate_clips(model, wavenet, config, genres=genres, prime_row=prime_row, sample_rate=sample_rate,
                        judge=judge)
     else:
-        from local import report
+        from local.report import page as report
         print(f"report: {report.write_report(config['run_dir'])}")
     # last: config.json describes a call whose outputs are complete, never a killed one (also evaluation-only)
     save_config(config, config["out_dir"])

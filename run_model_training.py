@@ -8,7 +8,7 @@ Writes into run_dir: config.json, model.json, model.keras (latest complete model
 metrics.csv, loss.png, tensorboard/, samples/step-<step>/<Genre>.wav + .png (clips sampled every sample_every
 steps and at the end) and report.html (the run's page: settings, loss curves, clips; rewritten at every
 evaluation and at the end).
-With --model=tagger it trains the genre tagger instead (local/tagger.py: genre cross-entropy in bits per
+With --model=tagger it trains the genre tagger instead (local/model/tagger.py: genre cross-entropy in bits per
 window) into the same files up to tensorboard/ (no samples, no page), plus evaluation.json (track-level genre
 accuracy against the majority baseline).
 
@@ -31,7 +31,7 @@ Run:
 Rerunning with the same run_dir continues from its latest checkpoint; the model keys must not change.
 """
 
-from local.config import stage_main
+from local.core.config import stage_main
 
 # --- I/O ---
 data_dir = "data/processed"  # stage 2's output (tracks/part-*.parquet + dataset.json)
@@ -85,7 +85,7 @@ seed = 1234  # makes a run reproducible (weights, window order)
 threads = 0  # CPU cores the train step uses (0 = all): the batch is split into one part per core, each on one
 #             thread (on 2 cores 1.3x faster than TensorFlow's own threading, demo model)
 jit_compile = False  # compile the train step with XLA (measured 2x slower on a 2-core CPU; try it on GPU)
-# --- tagger (model=tagger, local/tagger.py; it shares data_dir, run_dir, the optimizer, eval and checkpoint keys) ---
+# --- tagger (model=tagger, local/model/tagger.py; it shares data_dir, run_dir, the optimizer, eval and checkpoint keys) ---
 tagger_input_samples = 3 ** 9  # samples per window (19,683 = 1.23 s at 16 kHz); at least 3^len(tagger_channels)
 tagger_channels = [16, 16, 32, 32, 64, 64, 128, 128, 128]  # channels of the stride-3 conv, then of each block
 tagger_embedding_size = 64  # size of the embedding judge.py compares (similar tracks, Frechet distance)
@@ -105,10 +105,10 @@ sweep = ""  # a TOML/JSON file: base keys + a [sweep] table of lists; one run pe
 
 @stage_main
 def main(argv=None):
-    from local import kinds  # TensorFlow and the data libraries: only once the script runs
+    from local.train import kinds
     config = kinds.resolve_config(globals(), argv)
     if config["sweep"]:
-        from local import sweep
+        from local.train import sweep
         return sweep.run_sweep_file(config, argv, defaults=globals(), train_one=kinds.train_config)
     return kinds.train_config(config)
 

@@ -12,7 +12,7 @@ Run:
 A rerun processes only new or changed files; a killed run is completed by the next one.
 """
 
-from local.config import configure, fail, save_config, stage_main
+from local.core.config import configure, fail, save_config, stage_main
 
 # --- I/O ---
 raw_dir = "data/raw"  # stage 1's output: uses its manifest.csv, else every audio file (genre = folder name)
@@ -38,18 +38,20 @@ rows_per_part = 64  # tracks per Parquet part file (a killed run loses at most t
 def main(argv=None):
     """Stage 2: check the config, record it, decode what is new under raw_dir into out_dir, say what happened."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
-    from local import locks, preprocessing  # numpy and friends: only after --help has had its chance
+    from local.core import locks
+    from local.dataset import build
+    from local.dataset import settings as dataset_settings
     try:
-        preprocessing.check_config(config)
-        preprocessing.check_raw_dir(config["raw_dir"])
+        dataset_settings.check_config(config)
+        dataset_settings.check_raw_dir(config["raw_dir"])
         with locks.acquire_lock(config["out_dir"], "stage 2"):  # before config.json: a refused run writes nothing
-            summary = preprocessing.preprocess_locked(config["raw_dir"], config["out_dir"], workers=config["workers"],
+            summary = build.preprocess_locked(config["raw_dir"], config["out_dir"], workers=config["workers"],
                                                       rows_per_part=config["rows_per_part"],
                                                       on_checked=lambda: save_config(config, config["out_dir"]),
-                                                      **preprocessing.dataset_keys(config))
+                                                      **dataset_settings.dataset_keys(config))
     except ValueError as e:  # a ConfigError, a LockHeld, or an out_dir holding a dataset made with other settings
         fail(str(e))
-    print("\n".join(preprocessing.summary_lines(summary)))
+    print("\n".join(build.summary_lines(summary)))
 
 
 if __name__ == "__main__":

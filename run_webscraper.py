@@ -18,7 +18,7 @@ time: a second is refused in one line (<out_dir>/.waveforms.lock). What could no
 fetched is listed at the end and in <out_dir>/failures.csv (path, reason).
 """
 
-from local.config import configure, fail, save_config, stage_main
+from local.core.config import configure, fail, save_config, stage_main
 
 # --- what to collect ---
 source = "demo"  # demo | folder | fma | fma-archive
@@ -56,7 +56,8 @@ subset = "small"  # small | medium | large | full
 def main(argv=None):
     """Stage 1: check the config, record it, collect what is missing from the source, say what happened."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
-    from local import locks, sources
+    from local.collect import sources
+    from local.core import locks
     try:
         sources.check_config(config)
         with locks.acquire_lock(config["out_dir"], "stage 1"):  # one writer per out_dir; before config.json

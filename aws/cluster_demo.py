@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from local.config import configure, fail
+from local.core.config import configure, fail
 
 # --- I/O ---
 raw_dir = "data/demo/raw"  # stage 1's output; the demo corpus is made there when it has no manifest.csv

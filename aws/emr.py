@@ -18,7 +18,7 @@ Run:
 """
 import json
 
-from local.config import ConfigError, configure, fail
+from local.core.config import ConfigError, configure, fail
 
 # --- what to do ---
 action = "run"  # run (new cluster with the steps) | add_steps | status | terminate

@@ -11,7 +11,7 @@ import io
 import os
 import zipfile
 
-from local.config import ConfigError
+from local.core.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("local", "aws")

@@ -15,7 +15,7 @@ The JVMs run in sessions of their own (a Ctrl-C reaches only the Python that sta
 them in order), so a kill -9 of that Python leaves them running. Their pids are kept in
 ``work_dir/cluster-processes.json`` while they run, and the next start on the same ``work_dir`` stops exactly
 those processes (the same pid *and* start time, never another process that got the pid since) before it starts
-its own. The work_dir is locked (local/locks.py) while a cluster runs, so a second start on it is refused and
+its own. The work_dir is locked (local/core/locks.py) while a cluster runs, so a second start on it is refused and
 never takes a live cluster for a leftover.
 """
 import contextlib
@@ -116,12 +116,12 @@ class StandaloneCluster:
         self.write_processes()
 
     def write_processes(self):
-        from local.fileio import write_json_atomic
+        from local.core.fileio import write_json_atomic
         records = [{"name": name, "pid": p.pid, "start_ticks": start_ticks(p.pid)} for name, p in self.processes]
         write_json_atomic(os.path.join(self.work_dir, PROCESSES_NAME), records)
 
     def start(self):
-        from local.locks import LockHeld, acquire_lock
+        from local.core.locks import LockHeld, acquire_lock
         try:
             self.lock = acquire_lock(self.work_dir, "a Spark standalone cluster")
         except LockHeld as e:
@@ -291,7 +291,7 @@ def stop_leftovers(work_dir, grace_s=STOP_GRACE_S, rescans=3):
     kept in ``work_dir``, and any JVM naming ``work_dir`` that a kill left unlisted), SIGTERM then SIGKILL after
     ``grace_s``; return their names. Call it holding the work_dir's lock: then whoever wrote the list is dead. A
     listed process that is not the one listed is left alone."""
-    from local.fileio import read_json
+    from local.core.fileio import read_json
     path = os.path.join(work_dir, PROCESSES_NAME)
     records = read_json(path, default=[])
     records = [r for r in (records if isinstance(records, list) else []) if isinstance(r, dict) and
@@ -333,7 +333,7 @@ def stop_groups(records, grace_s):
 def write_code_zip(path):
     """The zip aws/emr.py ships as ``--py-files`` (the ``local`` and ``aws`` packages); return its path."""
     from aws.emr_cluster import code_zip
-    from local.fileio import write_bytes_atomic
+    from local.core.fileio import write_bytes_atomic
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return write_bytes_atomic(path, code_zip(ROOT))
 

@@ -4,16 +4,16 @@ A file is "the same" on both sides when its size and sha256 match. The sha256 of
 the object's metadata (``x-amz-meta-sha256``); for an object without it (put there by another tool) the ETag
 is used: the MD5 of a single-part object, or the MD5 of the part MD5s of a multipart one (compared at our
 part size). Uploads above ``multipart_bytes`` go in parts (boto3 aborts the upload on failure, so no partial
-object ever appears); downloads land under a hidden temp name (local/fileio.py) and are renamed when complete.
+object ever appears); downloads land under a hidden temp name (local/core/fileio.py) and are renamed when complete.
 Credentials come only from boto3's standard chain (environment, ~/.aws, instance role).
 """
 import contextlib
 import hashlib
 import os
 
-from local import fileio
-from local.config import fail
-from local.manifest import sha256_file
+from local.core import fileio
+from local.core.config import fail
+from local.store.manifest import sha256_file
 
 META_KEY = "sha256"
 
@@ -39,12 +39,12 @@ def list_folder(folder, skipped=None):
     """{relative path with "/": {"size", "path"}} of every regular file below ``folder``; hidden temp files left out.
 
     Only regular files whose real path lies inside ``folder`` are taken (stage 1's folder-import rule,
-    :func:`local.music_folder.source_file_problem`): a link to ``/etc/shadow``, a FIFO or ``/dev/zero`` is never
+    :func:`local.collect.music_folder.source_file_problem`): a link to ``/etc/shadow``, a FIFO or ``/dev/zero`` is never
     read; each is appended to ``skipped`` (a list, when given) as (relative path, why). ``path`` is the path in
     the folder (a link stays a link: opening it reads the checked file, removing it removes only the link).
     Linked folders are not followed.
     """
-    from local.music_folder import source_file_problem
+    from local.collect.music_folder import source_file_problem
     entries = {}
     for root, dirs, names in os.walk(folder):
         dirs.sort()
@@ -125,7 +125,7 @@ def upload(client, path, bucket, key, config):
 
 
 def download(client, bucket, key, path, config):
-    """Download ``bucket/key`` to ``path`` through a hidden temp file in the same folder (local.fileio)."""
+    """Download ``bucket/key`` to ``path`` through a hidden temp file in the same folder (local.core.fileio)."""
     with fileio.atomic_path(path) as tmp:
         client.download_file(bucket, key, tmp, Config=config)
 

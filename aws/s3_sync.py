@@ -13,7 +13,7 @@ Run:
 """
 import time
 
-from local.config import ConfigError, configure, fail, stage_main
+from local.core.config import ConfigError, configure, fail, stage_main
 
 src = ""  # a folder or s3://bucket/prefix
 dst = ""  # a folder or s3://bucket/prefix (the other kind than src)

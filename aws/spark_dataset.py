@@ -1,8 +1,8 @@
 """Stage 2 on Spark: the files are read by Spark's binaryFile source and decoded on the executors by the very
-functions the local stage uses (:func:`local.decoding.process_batch`), so the codes are the same bytes.
+functions the local stage uses (:func:`local.audio.decoding.process_batch`), so the codes are the same bytes.
 
-The driver only lists files and plans (splits, genre ids: :func:`local.preprocessing.plan_tracks`); audio
-is never collected on it. Executors return rows of :data:`local.dataset_store.TRACK_SCHEMA`, which Spark
+The driver only lists files and plans (splits, genre ids: :func:`local.dataset.build.plan_tracks`); audio
+is never collected on it. Executors return rows of :data:`local.store.dataset_files.TRACK_SCHEMA`, which Spark
 writes as ``<out_dir>/tracks/part-*.parquet`` (visible only once the job commits); then ``dataset.json`` and
 ``failures.csv`` are written as the local stage writes them.
 """
@@ -17,9 +17,14 @@ import time
 from pyspark.accumulators import AccumulatorParam
 
 from aws import spark_io
-from local import dataset_store as store
-from local import decoding, locks, manifest, preprocessing
-
+from local.audio import decoding
+from local.core import locks
+from local.dataset import build
+from local.dataset import inputs as dataset_inputs
+from local.dataset import settings as dataset_settings
+from local.dataset.splits import resplit_usable
+from local.store import dataset_files as store
+from local.store import manifest
 
 UNREAD_REASON = ("not read: Spark's file source skips names starting with '_' or '.' (rename the file), "
                  "or the file changed while the job ran (run it again)")
@@ -41,7 +46,7 @@ class ListParam(AccumulatorParam):
 
 
 def spark_track_schema():
-    """:data:`local.dataset_store.TRACK_SCHEMA` as a Spark schema (so the Parquet columns are the same)."""
+    """:data:`local.store.dataset_files.TRACK_SCHEMA` as a Spark schema (so the Parquet columns are the same)."""
     from pyspark.sql.pandas.types import from_arrow_schema
     return from_arrow_schema(store.TRACK_SCHEMA)
 
@@ -53,7 +58,7 @@ def read_files(spark, raw_dir, columns):
 
 
 def list_raw_inputs(spark, raw_dir, stage_dir):
-    """The inputs exactly as :func:`local.preprocessing.list_inputs` finds them, for a folder or a URI.
+    """The inputs exactly as :func:`local.dataset.inputs.list_inputs` finds them, for a folder or a URI.
 
     Returns (inputs, keys, listed): ``keys`` maps each input's ``path`` to the qualified path Spark lists it
     under; ``listed`` maps the qualified path of every file that exists, empty ones included, to its size.
@@ -71,10 +76,10 @@ def list_raw_inputs(spark, raw_dir, stage_dir):
     replaced = []
     rows = manifest.read_manifest(os.path.dirname(local_manifest), replaced) if local_manifest else {}
     if rows:
-        inputs = preprocessing.inputs_from_manifest(rows.values(), join, replaced)
+        inputs = dataset_inputs.inputs_from_manifest(rows.values(), join, replaced)
     else:
         relative = sorted(p[len(root) + 1:] for p in listed if p.startswith(root + "/"))
-        inputs = preprocessing.inputs_from_files(relative, join)
+        inputs = dataset_inputs.inputs_from_files(relative, join)
     return inputs, keys, listed
 
 
@@ -91,7 +96,7 @@ def hash_files(spark, raw_dir, wanted_keys):
 def decode_partition(rows, settings, genres, events):
     """Executor side: (item JSON, file bytes) rows -> dataset rows; failures, warnings and each file's
     decoding time (seconds of one core) go to ``events``. ``settings``: DecodeSettings."""
-    for batch in preprocessing.batches(rows, lambda row: len(row.content)):  # one ffmpeg per batch
+    for batch in build.batches(rows, lambda row: len(row.content)):  # one ffmpeg per batch
         started = time.perf_counter()
         outcomes = decoding.process_batch([json.loads(row.item) for row in batch], settings,
                                                datas=[bytes(row.content) for row in batch])
@@ -104,18 +109,18 @@ def decode_partition(rows, settings, genres, events):
             if track["warning"]:
                 events.add([("warning", item["path"], track["warning"])])
             events.add([("decoder", item["path"], track.get("decoder", ""))])  # e.g. the libsndfile fallback
-            yield preprocessing.track_row(item, track, genres, settings.sample_rate)
+            yield build.track_row(item, track, genres, settings.sample_rate)
 
 
 def read_existing_index(spark, out_dir):
     """The dataset's index rows (no codes) and whether it has parts; through pyarrow locally, Spark otherwise."""
     if not spark_io.is_uri(out_dir):
-        return store.read_index(out_dir, columns=preprocessing.INDEX_WITH_RATE)
+        return store.read_index(out_dir, columns=dataset_settings.INDEX_WITH_RATE)
     if not spark_io.glob(spark, spark_io.join(out_dir, "tracks", "part-*.parquet")):
         return []
     from pyspark.sql.functions import input_file_name
     frame = spark.read.parquet(spark_io.join(out_dir, "tracks"))
-    columns = [c for c in preprocessing.INDEX_WITH_RATE if c in frame.columns]
+    columns = [c for c in dataset_settings.INDEX_WITH_RATE if c in frame.columns]
     rows = frame.select(*columns, input_file_name().alias("part")).collect()
     return [r.asDict() for r in rows]
 
@@ -123,7 +128,7 @@ def read_existing_index(spark, out_dir):
 def drop_tracks(spark, out_dir, track_ids, index):
     """Remove the rows of ``track_ids`` from the dataset before their new rows are written.
 
-    Local folders: :func:`local.dataset_store.drop_tracks` (atomic per part). Elsewhere each affected part is
+    Local folders: :func:`local.store.dataset_files.drop_tracks` (atomic per part). Elsewhere each affected part is
     rewritten by Spark under a ``_``-hidden folder, the old part deleted, the new one renamed into place;
     a kill in between loses rows of that part, which the next run finds missing and processes again.
     """
@@ -159,7 +164,7 @@ def move_new_rows(spark, staging, out_dir, written_genres, genres, moves=None):
 
     When every kept genre has the id it was written with and no split moves (the usual case) the part files
     are renamed into place; otherwise (a new genre kept no track; ``moves`` {track_id: split}: planned
-    valid/test tracks failed to decode, :func:`local.preprocessing.resplit_usable`) the new rows are
+    valid/test tracks failed to decode, :func:`local.dataset.splits.resplit_usable`) the new rows are
     rewritten once with their ``genres`` ids and splits.
     Each part appears complete or not at all; a kill in between leaves rows a rerun finds missing and redoes.
     """
@@ -213,25 +218,25 @@ def file_partition_conf(spark, total_bytes, partitions):
 
 
 def input_problem(raw_dir, path):
-    """:func:`local.preprocessing.input_path_problem` for the Spark job: the same reason for a local raw_dir (or a
+    """:func:`local.dataset.inputs.input_path_problem` for the Spark job: the same reason for a local raw_dir (or a
     file: URI); for another URI, a path that leaves ``raw_dir`` once its ``..`` are resolved."""
     if not spark_io.is_uri(raw_dir) or raw_dir.startswith("file:"):
         local_root = raw_dir[len("file:"):] if raw_dir.startswith("file:") else raw_dir
         local_path = path[len("file:"):] if path.startswith("file:") else path
-        return preprocessing.input_path_problem(re.sub("^//+", "/", local_root), re.sub("^//+", "/", local_path))
+        return dataset_inputs.input_path_problem(re.sub("^//+", "/", local_root), re.sub("^//+", "/", local_path))
     scheme, _, root = raw_dir.partition("://")
     resolved = posixpath.normpath(path.partition("://")[2])
     if resolved != posixpath.normpath(root) and not resolved.startswith(posixpath.normpath(root) + "/"):
-        return preprocessing.outside_raw_dir_reason(f"{scheme}://{resolved}")
+        return dataset_inputs.outside_raw_dir_reason(f"{scheme}://{resolved}")
     return ""
 
 
 def read_part_settings(spark, out_dir, stage_dir, index):
-    """(part metadatas, sidecar dict) for :func:`local.preprocessing.check_same_settings`: a local out_dir's
+    """(part metadatas, sidecar dict) for :func:`local.dataset.settings.check_same_settings`: a local out_dir's
     parts are read by pyarrow; a URI's parts, whose footers the driver does not fetch, count as parts
     without metadata, so the sidecar (then dataset.json) speaks for them."""
-    local = spark_io.fetch(spark, spark_io.join(out_dir, "tracks", preprocessing.SETTINGS_SIDECAR), stage_dir)
-    recorded = preprocessing.read_settings_sidecar(local) if local else None
+    local = spark_io.fetch(spark, spark_io.join(out_dir, "tracks", dataset_settings.SETTINGS_SIDECAR), stage_dir)
+    recorded = dataset_settings.read_settings_sidecar(local) if local else None
     if not spark_io.is_uri(out_dir):
         metadatas = [store.open_part(part).schema_arrow.metadata for part in store.list_parts(out_dir)]
     else:
@@ -240,10 +245,10 @@ def read_part_settings(spark, out_dir, stage_dir, index):
 
 
 def preprocess_spark(spark, raw_dir, out_dir, *, partitions=0, **dataset_keys):
-    """Stage 2 on a running SparkSession: :func:`local.preprocessing.preprocess`'s result, computed on executors.
+    """Stage 2 on a running SparkSession: :func:`local.dataset.build.preprocess`'s result, computed on executors.
 
     ``raw_dir`` and ``out_dir`` are local folders or URIs (file://, hdfs://, s3://); ``dataset_keys`` are stage 2's
-    dataset keys as :func:`local.preprocessing.preprocess` takes them; ``partitions`` = 0 means 4 tasks per
+    dataset keys as :func:`local.dataset.build.preprocess` takes them; ``partitions`` = 0 means 4 tasks per
     core. The local stage's rules hold: every input not used is in failures.csv with the local reason (empty
     files and those outside raw_dir included), "unchanged" is decided from the file's bytes (never the
     manifest's sha256), the settings are checked against the rows', and only genres with a kept track get an
@@ -251,17 +256,17 @@ def preprocess_spark(spark, raw_dir, out_dir, *, partitions=0, **dataset_keys):
     spent decoding (one core each), which is what a cluster of N cores divides by N.
 
     One writer per out_dir, as on the local stage: a local (or file:) ``out_dir`` is locked with the local
-    stage's lock (:mod:`local.locks`, the same file, so a local and a Spark stage 2 refuse each other too); a
-    second writer gets :class:`local.locks.LockHeld`, one line (:func:`out_dir_lock`).
+    stage's lock (:mod:`local.core.locks`, the same file, so a local and a Spark stage 2 refuse each other too); a
+    second writer gets :class:`local.core.locks.LockHeld`, one line (:func:`out_dir_lock`).
     """
     with out_dir_lock(out_dir):
         return preprocess_spark_unlocked(spark, raw_dir, out_dir, partitions=partitions, **dataset_keys)
 
 
 def out_dir_lock(out_dir):
-    """The local stage's lock on a local (or ``file:``) ``out_dir`` (:func:`local.locks.acquire_lock`, "stage 2":
+    """The local stage's lock on a local (or ``file:``) ``out_dir`` (:func:`local.core.locks.acquire_lock`, "stage 2":
     the same file, so a local and a Spark stage 2 refuse each other too), as a context manager; raises
-    :class:`local.locks.LockHeld` while another live process holds it. An hdfs:// or s3:// out_dir is not
+    :class:`local.core.locks.LockHeld` while another live process holds it. An hdfs:// or s3:// out_dir is not
     locked: a flock reaches no other machine and S3 has no lock, so two jobs on one remote out_dir are the
     caller's to avoid."""
     if spark_io.is_uri(out_dir) and not out_dir.startswith("file:"):
@@ -272,7 +277,7 @@ def out_dir_lock(out_dir):
 def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_checked=None, **dataset_keys):
     """:func:`preprocess_spark` for a caller that holds :func:`out_dir_lock`; ``on_checked()`` (the runner saving
     its config.json) is called once ``out_dir`` is known to take these settings, before anything is written."""
-    settings, splits = preprocessing.stage_settings(**dataset_keys)
+    settings, splits = dataset_settings.stage_settings(**dataset_keys)
     with spark_io.LocalStage() as stage_dir:
         try:
             info = (store.read_dataset_json(stage_dir)
@@ -281,18 +286,18 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
             info = {}
         index = read_existing_index(spark, out_dir)
         metadatas, recorded = read_part_settings(spark, out_dir, stage_dir, index)
-        preprocessing.check_same_settings(out_dir, info, index, settings, part_metadatas=metadatas, recorded=recorded)
+        dataset_settings.check_same_settings(out_dir, info, index, settings, part_metadatas=metadatas, recorded=recorded)
         if on_checked is not None:
             on_checked()
         if not spark_io.is_uri(out_dir):
             store.remove_stale_temps(out_dir)
         inputs, keys, listed = list_raw_inputs(spark, raw_dir, stage_dir)
-        inputs, failed = preprocessing.split_refused(raw_dir, inputs, lambda path: input_problem(raw_dir, path))
+        inputs, failed = build.split_refused(raw_dir, inputs, lambda path: input_problem(raw_dir, path))
         existing = {r["track_id"] for r in index}
         # "unchanged" from the file's own bytes, hashed on the executors: a manifest's sha256 is never trusted
         known = [i for i in inputs if i["track_id"] in existing and keys[i["path"]] in listed]
         hashes = hash_files(spark, raw_dir, [keys[i["path"]] for i in known])
-        plan = preprocessing.plan_tracks(inputs, index, info.get("genres", []), splits,
+        plan = build.plan_tracks(inputs, index, info.get("genres", []), splits,
                                          lambda item: hashes.get(keys[item["path"]], ""))
         staging = spark_io.join(out_dir, NEW_ROWS_DIR)  # hidden from readers ("_"); a killed run's is dropped
         remove_tree(spark, staging)
@@ -309,8 +314,8 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
         genres = list(plan["genres"])  # + each new genre once it has a kept track (below)
         warnings, executor_failed, decode_seconds, unread, decoders = [], {}, {}, [], {}
         if todo:
-            # ids as the local stage gives them: known genres, then new ones sorted (local.preprocessing)
-            written_genres = preprocessing.genres_with_data(genres, [i["genre"] for i in todo])
+            # ids as the local stage gives them: known genres, then new ones sorted (local.dataset.settings)
+            written_genres = build.genres_with_data(genres, [i["genre"] for i in todo])
             write_settings_sidecar(spark, out_dir, stage_dir, settings)
             events = decode_into_dataset(spark, raw_dir, staging, [(keys[i["path"]], i) for i in todo], settings,
                                          written_genres, partitions=partitions,
@@ -325,14 +330,13 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
             failed += [(path, UNREAD_REASON) for path in unread]
             decoders = {path: text for kind, path, text in events if kind == "decoder"}
             # a genre none of whose tracks was kept gets no id (dataset.json lists genres with data only)
-            genres = preprocessing.genres_with_data(genres, [i["genre"] for i in todo if i["path"] in decoders])
+            genres = build.genres_with_data(genres, [i["genre"] for i in todo if i["path"] in decoders])
             # split as the local stage does: the usable tracks, not the planned ones (some failed to decode)
-            moves = preprocessing.resplit_usable([i for i in todo if i["path"] in decoders],
-                                                 [r for r in index if r["track_id"] not in set(plan["changed"])],
-                                                 splits)
+            moves = resplit_usable([i for i in todo if i["path"] in decoders],
+                                   [r for r in index if r["track_id"] not in set(plan["changed"])], splits)
             move_new_rows(spark, staging, out_dir, written_genres, genres, moves)
 
-        dataset = preprocessing.dataset_info(read_existing_index(spark, out_dir), genres, settings, splits)
+        dataset = build.dataset_info(read_existing_index(spark, out_dir), genres, settings, splits)
         for path in store.write_dataset_files(stage_dir, dataset, failed):
             spark_io.publish(spark, path, spark_io.join(out_dir, os.path.basename(path)))
     return {"processed": len(todo) - len(executor_failed) - len(unread), "skipped": plan["skipped"],
@@ -343,12 +347,12 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
 
 
 def write_settings_sidecar(spark, out_dir, stage_dir, settings):
-    """Record the settings of the parts this job writes (:data:`local.preprocessing.SETTINGS_SIDECAR`): Spark's
+    """Record the settings of the parts this job writes (:data:`local.dataset.settings.SETTINGS_SIDECAR`): Spark's
     Parquet writer sets no key-value metadata, so the rows' settings are kept beside them."""
-    from local.fileio import write_json_atomic
-    local = write_json_atomic(os.path.join(stage_dir, preprocessing.SETTINGS_SIDECAR),
-                              preprocessing.part_settings(settings))
-    spark_io.publish(spark, local, spark_io.join(out_dir, "tracks", preprocessing.SETTINGS_SIDECAR))
+    from local.core.fileio import write_json_atomic
+    local = write_json_atomic(os.path.join(stage_dir, dataset_settings.SETTINGS_SIDECAR),
+                              dataset_settings.part_settings(settings))
+    spark_io.publish(spark, local, spark_io.join(out_dir, "tracks", dataset_settings.SETTINGS_SIDECAR))
 
 
 def decode_into_dataset(spark, raw_dir, rows_dir, todo, settings, genres, *, partitions, total_bytes):

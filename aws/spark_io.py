@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 
-from local import fileio
+from local.core import fileio
 
 URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -100,7 +100,7 @@ def fetch(spark, uri, local_dir):
 def publish(spark, local_file, uri):
     """Put ``local_file`` at ``uri``: under a hidden temp name first, then renamed, so no reader sees half a file.
 
-    A local path goes through :func:`local.fileio.atomic_path`; a URI through Hadoop's FileSystem with the
+    A local path goes through :func:`local.core.fileio.atomic_path`; a URI through Hadoop's FileSystem with the
     same temp name pattern. On S3 a rename is a copy, but the object appears complete or not at all either way.
     """
     if not is_uri(uri):

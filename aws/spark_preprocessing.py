@@ -14,7 +14,7 @@ Run:
 A rerun processes only new or changed files; a killed run leaves no part that a reader or a rerun trusts.
 """
 
-from local.config import ConfigError, configure, fail, save_config, stage_main
+from local.core.config import ConfigError, configure, fail, save_config, stage_main
 
 # --- I/O ---
 raw_dir = "data/raw"  # stage 1's output: a folder or a URI (file://, hdfs://, s3://)
@@ -43,14 +43,15 @@ def main(argv=None):
     """Stage 2 on Spark: the local stage's checks, then the decoding on the executors, then its summary."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
     from aws import spark_io
-    from local import preprocessing
+    from local.dataset import build
+    from local.dataset import settings as dataset_settings
     raw_dir, out_dir = config["raw_dir"], config["out_dir"]
     try:
-        preprocessing.check_config(config)
+        dataset_settings.check_config(config)
         if config["partitions"] < 0:
             raise ConfigError(f"partitions={config['partitions']} must be 0 (4 per core) or more")
         if not spark_io.is_uri(raw_dir):
-            preprocessing.check_raw_dir(raw_dir, hint="FOLDER_OR_URI")
+            dataset_settings.check_raw_dir(raw_dir, hint="FOLDER_OR_URI")
     except ConfigError as e:
         fail(str(e))
     from aws import spark_dataset  # pyspark: only once the config is good
@@ -65,12 +66,12 @@ def main(argv=None):
         with spark_dataset.out_dir_lock(out_dir):
             summary = spark_dataset.preprocess_spark_unlocked(spark, raw_dir, out_dir, partitions=config["partitions"],
                                                               on_checked=record_config,
-                                                              **preprocessing.dataset_keys(config))
+                                                              **dataset_settings.dataset_keys(config))
     except ValueError as e:  # an out_dir in use by another writer (LockHeld), or holding other settings' dataset
         fail(str(e))
     finally:
         spark_io.stop_spark(spark)
-    print("\n".join(preprocessing.summary_lines(summary)))
+    print("\n".join(build.summary_lines(summary)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Stage 3 on Spark: train the local/wavenet.py WaveNet with Elephas on windows cut by the executors.
+"""Stage 3 on Spark: train the local/model/wavenet.py WaveNet with Elephas on windows cut by the executors.
 
-Each epoch, every train track is cut into windows on the executors (local/dataset.py's cutter; uint8 inputs,
+Each epoch, every train track is cut into windows on the executors (local/dataset/windows.py's cutter; uint8 inputs,
 uint8 next-code targets), the windows are dealt evenly over `num_workers` partitions, and Elephas trains a
 copy of the model on each: `synchronous` averages the workers' weight changes once per epoch; `asynchronous`
 and `hogwild` send them to a parameter server on the driver (every epoch or every batch, `frequency`).
@@ -20,7 +20,7 @@ Run:
 import os
 import time
 
-from local.config import StageError, check_choices, check_minimums, stage_main
+from local.core.config import StageError, check_choices, check_minimums, stage_main
 
 # --- I/O ---
 data_dir = "data/processed"  # stage 2's output (folder or URI: file://, hdfs://, s3://)
@@ -66,7 +66,7 @@ port = 4000  # asynchronous modes: the parameter server's port on the driver
 
 
 def check_spark_config(config):
-    """The Spark and Elephas keys (the training keys are local.training.check_config's); one key per message."""
+    """The Spark and Elephas keys (the training keys are local.train.runner.check_config's); one key per message."""
     check_minimums(config, {"num_workers": 0, "port": 1})
     check_choices(config, {"mode": ("synchronous", "asynchronous", "hogwild"), "frequency": ("epoch", "batch"),
                            "parameter_server_mode": ("http", "socket")})
@@ -75,27 +75,28 @@ def check_spark_config(config):
 
 
 def read_dataset(spark, config, stage_dir):
-    """(the :class:`local.training.DatasetView` of ``data_dir``, read through Spark, and its tracks DataFrame)."""
+    """(the :class:`local.train.runner.DatasetView` of ``data_dir``, read through Spark, and its tracks DataFrame)."""
     from aws import spark_io
-    from local import dataset_store, training
+    from local.store import dataset_files
+    from local.train import runner
     data_dir = config["data_dir"]
     found = spark_io.fetch(spark, spark_io.join(data_dir, "dataset.json"), stage_dir) and \
         spark_io.glob(spark, spark_io.join(data_dir, "tracks", "part-*.parquet"))
-    info = dataset_store.read_dataset_json(stage_dir) if found else None
+    info = dataset_files.read_dataset_json(stage_dir) if found else None
     if info is None:
-        return training.DatasetView(data_dir, None, [], stage2="aws/spark_preprocessing.py"), None
+        return runner.DatasetView(data_dir, None, [], stage2="aws/spark_preprocessing.py"), None
     tracks = spark.read.parquet(spark_io.join(data_dir, "tracks")).select("track_id", "genre_id", "split",
                                                                         "n_samples", "codes")
     index = [r.asDict() for r in tracks.select("track_id", "genre_id", "split", "n_samples").collect()]
-    return training.DatasetView(data_dir, info, index, stage2="aws/spark_preprocessing.py"), tracks
+    return runner.DatasetView(data_dir, info, index, stage2="aws/spark_preprocessing.py"), tracks
 
 
 def valid_set_on_executors(tracks, valid_index, field, window, n_windows, lead=0, silence_code=0):
-    """The local trainer's fixed validation windows (local.dataset.validation_set), cut on the executors."""
+    """The local trainer's fixed validation windows (local.dataset.windows.validation_set), cut on the executors."""
     from pyspark.sql.functions import col
 
     from aws import spark_windows
-    from local import dataset
+    from local.dataset import windows as dataset
     counts = spark_windows.valid_window_counts(dataset.lead_in(valid_index, None, lead, silence_code)[0], field,
                                                window, n_windows)
     parts = dict(tracks.filter(col("track_id").isin(list(counts))).rdd.mapPartitions(
@@ -107,52 +108,54 @@ def publish_run(spark, local_run, run_dir):
     """Publish the run directory to the URI ``run_dir``, then delete the checkpoints there that the local copy
     no longer keeps (``keep_checkpoints``): publishing only adds files, so old ones would pile up remotely."""
     from aws import spark_io
-    from local import rundir
+    from local.store import rundir
     spark_io.publish_tree(spark, local_run, run_dir)
     kept = [os.path.basename(path) for _, path in rundir.list_checkpoints(local_run)]
     spark_io.remove_folders_except(spark, spark_io.join(run_dir, "checkpoints"), kept, prefix="step-")
 
 
 def spark_task(plan, config, run_dir):
-    """The Spark job's task for local.training.train_one: the model (seeded) and the checkpoint's optimizer.
+    """The Spark job's task for local.train.runner.train_one: the model (seeded) and the checkpoint's optimizer.
     Elephas's workers start every epoch from the optimizer's config, so Adam's moments do not outlive an epoch;
     the checkpoint's optimizer (built, zero state) keeps the local checkpoint format loadable both ways."""
     import keras
 
-    from local import training
-    from local.wavenet import build_wavenet
+    from local.model.wavenet import build_wavenet
+    from local.train import loop as train_loop
     keras.utils.set_random_seed(config["seed"])
     model = build_wavenet(plan.model_config)
-    optimizer = training.make_optimizer(config["learning_rate"], config["grad_clip"])
+    optimizer = train_loop.make_optimizer(config["learning_rate"], config["grad_clip"])
     optimizer.build(model.trainable_variables)
-    return training.Task(model=model, optimizer=optimizer, batches=None, train_step=None, validate=None,
+    return train_loop.Task(model=model, optimizer=optimizer, batches=None, train_step=None, validate=None,
                          batch_size=config["batch_size"], samples_per_example=config["window"],
                          baseline_bits=plan.model_config.uniform_bits)
 
 
 def elephas_epochs(spark, tracks):
-    """The Spark job's loop for local.training.train_one: one Elephas fit per epoch, each ending in a metrics row,
+    """The Spark job's loop for local.train.runner.train_one: one Elephas fit per epoch, each ending in a metrics row,
     the callbacks (clips, the page), a checkpoint and model.keras (published to run_dir when that is a URI)."""
     def loop(task, local_run, state, *, config, plan, on_evaluate, writer):
         from pyspark import StorageLevel
         from pyspark.sql.functions import col
 
         from aws import spark_io, spark_windows
-        from local import rundir, training
-        from local.wavenet import build_wavenet
+        from local.model.wavenet import build_wavenet
+        from local.store import rundir
+        from local.train import loop as train_loop
+        from local.train import wavenet_task
         run_dir, window, batch_size = config["run_dir"], config["window"], config["batch_size"]
         # a window's codes before its first target (the context stack's past included)
         wavenet, model, field = plan.model_config, task.model, plan.model_config.window_field
         state.setdefault("epoch", 0)
         export_model = build_wavenet(wavenet)  # never compiled: model.keras then loads without this job's loss
         train_model, custom_objects = spark_windows.training_model(model, wavenet)
-        train_model.compile(optimizer=training.make_optimizer(config["learning_rate"], config["grad_clip"]),
+        train_model.compile(optimizer=train_loop.make_optimizer(config["learning_rate"], config["grad_clip"]),
                             loss=spark_windows.next_code_loss)
-        # --start_from_silence: the tracks start after the silence generation starts from (local.training)
+        # --start_from_silence: the tracks start after the silence generation starts from (local.train.runner)
         lead, silence = (field if config["start_from_silence"] else 0), wavenet.silence_code
         valid_set = valid_set_on_executors(tracks, plan.valid_tracks, field, window, config["valid_windows"], lead,
                                            silence)
-        eval_step = training.make_eval_step(model, wavenet, window)
+        eval_step = wavenet_task.make_eval_step(model, wavenet, window)
         workers = config["num_workers"] or spark.sparkContext.defaultParallelism
         train_tracks = tracks.filter(col("split") == "train").filter(col("n_samples") >= field + window)
         print(f"Elephas {config['mode']}, {workers} workers, {len(valid_set[1])} valid windows")
@@ -185,13 +188,13 @@ def elephas_epochs(spark, tracks):
             state["step"] = state["examples_done"] // batch_size
             row = rundir.metrics_row(state["step"], losses={
                 "train_bits_per_sample": train_bits,
-                "valid_bits_per_sample": training.evaluate_bits(eval_step, valid_set, batch_size)},
+                "valid_bits_per_sample": wavenet_task.evaluate_bits(eval_step, valid_set, batch_size)},
                 samples_per_second=n_windows * window / max(seconds, 1e-9), learning_rate=config["learning_rate"],
                 elapsed_seconds=state["elapsed_seconds"], extra={"epoch": epoch + 1})
             best = state.get("best_valid_bits_per_sample")
             if best is None or row["valid_bits_per_sample"] < best:
                 state["best_valid_bits_per_sample"] = row["valid_bits_per_sample"]
-            training.run_callbacks(on_evaluate, training.Evaluation(state["step"], row, None, local_run,
+            train_loop.run_callbacks(on_evaluate, train_loop.Evaluation(state["step"], row, None, local_run,
                                                                     final=epoch + 1 == config["epochs"]))
             rundir.record_evaluation(local_run, row, writer=writer, baseline_bits=wavenet.uniform_bits)
             export_model.set_weights(model.get_weights())
@@ -210,16 +213,16 @@ def elephas_epochs(spark, tracks):
 
 
 def train_epochs(spark, config, stage_dir):
-    """Stage 3 on Spark: local.training.train_one with the WaveNet kind, the dataset read through Spark, the run
+    """Stage 3 on Spark: local.train.runner.train_one with the WaveNet kind, the dataset read through Spark, the run
     directory written locally (a copy of run_dir when that is a URI, published after every epoch and at the end)."""
     from aws import spark_io
-    from local import kinds, training
+    from local.train import kinds, runner
     run_dir = config["run_dir"]
     data, tracks = read_dataset(spark, config, stage_dir)
     local_run = run_dir if not spark_io.is_uri(run_dir) else os.path.join(stage_dir, "run")
     if spark_io.is_uri(run_dir):
         spark_io.fetch_tree(spark, run_dir, local_run)
-    summary = training.train_one(kinds.WAVENET, config, dataset=data, make_task=spark_task,
+    summary = runner.train_one(kinds.WAVENET, config, dataset=data, make_task=spark_task,
                                  loop=elephas_epochs(spark, tracks), run_dir=local_run,
                                  shown_as=run_dir if local_run != run_dir else None)
     if spark_io.is_uri(run_dir):
@@ -229,7 +232,7 @@ def train_epochs(spark, config, stage_dir):
 
 @stage_main
 def main(argv=None):
-    from local import kinds
+    from local.train import kinds
     config = kinds.resolve_config(globals(), argv)
     check_spark_config(config)
     from aws import spark_io  # pyspark, TensorFlow: only once the config is good

@@ -1,8 +1,8 @@
 """Stage 3 on Spark with Elephas: training windows cut on the executors, the local WaveNet trained on them.
 
-Windows come from :func:`local.dataset.windows_from_codes` (the local trainer's own cutter) inside
+Windows come from :func:`local.dataset.windows.windows_from_codes` (the local trainer's own cutter) inside
 ``mapPartitions``: uint8 inputs (receptive_field + window - 1 codes) and uint8 next-code targets (window
-codes), 1 byte per sample, never one-hot. The loss is :func:`local.training.window_loss` on the last
+codes), 1 byte per sample, never one-hot. The loss is :func:`local.train.wavenet_task.window_loss` on the last
 ``window`` positions, so a Spark-trained model and a locally trained one are the same model.
 
 Elephas 7.3 facts this module guards against:
@@ -12,7 +12,7 @@ Elephas 7.3 facts this module guards against:
   * A partition with <= batch_size rows contributes a zero delta to the average: :func:`balanced_windows`
     deals the windows round-robin into partitions of more than ``batch_size`` rows each.
   * ``fit`` needs ``batch_size``; ``SparkModel.save('x.keras')`` fails: the master network is saved with
-    :func:`local.rundir.save_model`.
+    :func:`local.store.rundir.save_model`.
   * An asynchronous model can be fit once and leaves its parameter server running when fit raises: a fresh
     one is made per epoch and :func:`fit_epoch` always stops its server. Its Flask server would run in debug
     mode: switched off.
@@ -25,7 +25,8 @@ import hashlib
 import keras
 import numpy as np
 
-from local import dataset, training
+from local.dataset import windows as dataset
+from local.train import loop, wavenet_task
 
 
 def track_seed(seed, epoch, track_id):
@@ -37,8 +38,8 @@ def track_seed(seed, epoch, track_id):
 def train_windows(rows, *, receptive_field, window, seed, epoch, conditioned, lead=0, silence_code=0):
     """Executor side: track rows (track_id, genre_id, n_samples, codes) -> (inputs, targets) uint8 pairs.
 
-    Each track's windows tile it from a random phase (:func:`local.dataset.track_starts`), after ``lead`` codes
-    of silence (``--start_from_silence``, as the local trainer: :func:`local.dataset.lead_in`); with
+    Each track's windows tile it from a random phase (:func:`local.dataset.windows.track_starts`), after ``lead`` codes
+    of silence (``--start_from_silence``, as the local trainer: :func:`local.dataset.windows.lead_in`); with
     ``conditioned`` the genre id is prepended to the inputs (see :func:`training_model`).
     """
     for row in rows:
@@ -55,7 +56,7 @@ def train_windows(rows, *, receptive_field, window, seed, epoch, conditioned, le
 
 
 def valid_windows(rows, receptive_field, window, counts, lead=0, silence_code=0):
-    """Executor side: the fixed validation windows of each track row, cut by :func:`local.dataset.validation_windows`
+    """Executor side: the fixed validation windows of each track row, cut by :func:`local.dataset.windows.validation_windows`
     as the local trainer cuts them (``counts[track_id]`` windows per track, after ``lead`` codes of silence).
     Yields (track_id, (features, targets))."""
     for row in rows:
@@ -67,7 +68,7 @@ def valid_windows(rows, receptive_field, window, counts, lead=0, silence_code=0)
 
 
 def valid_window_counts(tracks, receptive_field, window, n_windows):
-    """{track_id: windows} as :func:`local.dataset.validation_set` shares ``n_windows`` over ``tracks``."""
+    """{track_id: windows} as :func:`local.dataset.windows.validation_set` shares ``n_windows`` over ``tracks``."""
     counts = dataset.valid_window_counts(tracks, receptive_field, window, n_windows)
     return {t["track_id"]: count for t, count in zip(tracks, counts) if count}
 
@@ -88,14 +89,14 @@ def balanced_windows(windows, batch_size, num_workers):
 
 @keras.saving.register_keras_serializable(package="waveforms")
 def next_code_loss(targets, logits):
-    """Keras loss: :func:`local.training.window_loss` over the last ``targets.shape[1]`` positions (nats).
+    """Keras loss: :func:`local.train.wavenet_task.window_loss` over the last ``targets.shape[1]`` positions (nats).
 
     targets (B, W) integer codes (uint8 from the executors); logits (B, T, Q), T >= W. Registered, because
     Elephas rebuilds the compiled model from its JSON on every worker.
     """
     import tensorflow as tf
     targets = tf.cast(targets, tf.int32)
-    return training.window_loss(targets, logits, tf.shape(targets)[1])
+    return wavenet_task.window_loss(targets, logits, tf.shape(targets)[1])
 
 
 @keras.saving.register_keras_serializable(package="waveforms")
@@ -119,7 +120,7 @@ CUSTOM_OBJECTS = {"next_code_loss": next_code_loss, "GenreSplit": GenreSplit}
 
 def training_model(wavenet, wavenet_config):
     """(model Elephas trains, custom_objects): the WaveNet itself, or for a genre-conditioned one (per
-    ``wavenet_config``, a :class:`local.wavenet.WaveNetConfig`) a wrapper taking (B, 1 + T) rows
+    ``wavenet_config``, a :class:`local.model.wavenet.WaveNetConfig`) a wrapper taking (B, 1 + T) rows
     [genre_id, codes...] that calls it (same weights, so the WaveNet is trained)."""
     if not wavenet_config.conditioned:
         return wavenet, dict(CUSTOM_OBJECTS)
@@ -135,13 +136,13 @@ def epoch_train_bits(spark_model, windows, *, eval_step, wavenet_config, batch_s
     epoch's ``windows`` (an RDD of (inputs, targets))."""
     histories = [h for h in spark_model.training_histories if h and h.get("loss")]
     if histories:
-        return float(np.mean([h["loss"][-1] for h in histories])) / training.LN2
+        return float(np.mean([h["loss"][-1] for h in histories])) / loop.LN2
     sample = windows.take(n_sample)
     rows = np.stack([x for x, _ in sample]).astype(np.int32)
     conditioned = wavenet_config.conditioned
     features = {"codes": rows[:, 1:] if conditioned else rows,
                 "genre_id": rows[:, 0] if conditioned else np.zeros(len(rows), np.int32)}
-    return training.evaluate_bits(eval_step, (features, np.stack([y for _, y in sample]).astype(np.int32)),
+    return wavenet_task.evaluate_bits(eval_step, (features, np.stack([y for _, y in sample]).astype(np.int32)),
                                   batch_size)
 
 

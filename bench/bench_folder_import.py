@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure  # noqa: E402
+from local.core.config import configure
 
 files = 10000  # audio files in the folder
 genres = 4  # genres (tags) among them
@@ -27,11 +27,11 @@ genres = 4  # genres (tags) among them
 
 
 def make_folder(folder):
-    from local import audio
+    from local.audio import ffmpeg
     originals = []
     for g in range(genres):
         path = os.path.join(folder, f"original-{g}.mp3")
-        subprocess.run([audio.ffmpeg_binary(), "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=f={300 + 50 * g}:d=1",
+        subprocess.run([ffmpeg.ffmpeg_binary(), "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=f={300 + 50 * g}:d=1",
                         "-metadata", f"genre=Genre {g}", "-metadata", f"title=Tone {g}", path], check=True)
         originals.append(path)
     music = os.path.join(folder, "music")
@@ -44,7 +44,7 @@ def make_folder(folder):
 
 def main(argv=None):
     configure(globals(), argv)
-    from local.music_folder import import_music_folder
+    from local.collect.music_folder import import_music_folder
     with tempfile.TemporaryDirectory() as folder:
         music, out = make_folder(folder), os.path.join(folder, "raw")
         started = time.perf_counter()

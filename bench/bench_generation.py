@@ -39,7 +39,7 @@ import os
 import sys
 import time
 
-from local.config import configure, fail
+from local.core.config import configure, fail
 
 # --- model (defaults = stage 3's default model) ---
 layers_per_stack = 10  # dilations 1..2**(layers_per_stack-1)
@@ -94,12 +94,14 @@ if len(target_names) > 1 or any(os.environ.get(k) != v for k, v in TARGET_ENVIRO
     sys.exit(0)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
 import numba
 import numpy as np
-import keras
 
-from local import generation
-from local.wavenet import WaveNetConfig, build_wavenet, default_dilations
+from local.generate import fast as generate_fast
+from local.generate import reference, simd
+from local.generate import weights as generate_weights
+from local.model.wavenet import WaveNetConfig, build_wavenet, default_dilations
 
 
 def flops_per_sample(weights):
@@ -122,7 +124,7 @@ rng = np.random.default_rng(seed)
 for weight in model.weights:  # random biases too, and scaled so the output is not one code forever
     if len(weight.shape) == 1:
         weight.assign(rng.normal(0.0, 0.1, weight.shape).astype("float32"))
-weights = generation.fold_weights(model, wavenet)
+weights = generate_weights.fold_weights(model, wavenet)
 field = weights["receptive_field"]
 
 
@@ -134,9 +136,9 @@ def timed_run(n_streams, n_samples, n_threads, folded=None):
     """Total samples/s of one run of n_samples per stream: (wall time, this thread's CPU time; the second only
     means something on one thread, which runs in this thread). ``folded``: other weights (default the model's)."""
     folded = weights if folded is None else folded
-    state = generation.initial_state(folded, genre_ids(n_streams), n_streams=n_streams, seed=seed)
+    state = generate_fast.initial_state(folded, genre_ids(n_streams), n_streams=n_streams, seed=seed)
     started, started_cpu = time.perf_counter(), time.thread_time()
-    generation.generate(folded, state, n_samples, threads=n_threads)
+    generate_fast.generate(folded, state, n_samples, threads=n_threads)
     cpu_seconds, seconds = time.thread_time() - started_cpu, time.perf_counter() - started
     return n_streams * n_samples / seconds, n_streams * n_samples / max(cpu_seconds, 1e-9)
 
@@ -153,8 +155,8 @@ def best_rates(runs):
 
 
 started = time.perf_counter()
-generation.generate(weights, generation.initial_state(weights, genre_ids(1), n_streams=1), 1, threads=1)
-generation.generate(weights, generation.initial_state(weights, genre_ids(streams), n_streams=streams), 1,
+generate_fast.generate(weights, generate_fast.initial_state(weights, genre_ids(1), n_streams=1), 1, threads=1)
+generate_fast.generate(weights, generate_fast.initial_state(weights, genre_ids(streams), n_streams=streams), 1,
                     threads=threads)
 first_call = time.perf_counter() - started
 
@@ -166,8 +168,8 @@ rates = best_rates([("fast", 1, int(fast_seconds * 16000), 1),
     rates["fast"], rates["batched"], rates["batched_one_thread"])
 
 # Exactness on the sequence the kernel itself sampled: its logits against the full forward pass.
-state = generation.initial_state(weights, genre_ids(2), n_streams=2, seed=seed)
-codes, _, logits = generation.generate(weights, state, check_samples, record=True)
+state = generate_fast.initial_state(weights, genre_ids(2), n_streams=2, seed=seed)
+codes, _, logits = generate_fast.generate(weights, state, check_samples, record=True)
 inputs = np.concatenate([np.full((2, 1), quantization_channels // 2), codes[:, :-1]], axis=1)
 ids = genre_ids(2)
 full = model.predict_on_batch(wavenet.model_inputs(inputs.astype(np.int32), None if ids is None else np.int32(ids)))
@@ -175,9 +177,9 @@ max_diff = float(np.abs(logits - full).max())
 
 # The naive way: one forward pass over the receptive field per sample (first call traces, not timed).
 history = rng.integers(0, quantization_channels, field)
-generation.naive_generate(model, wavenet, 1, genre_id=0 if genre_conditioning else None, history=history)
+reference.naive_generate(model, wavenet, 1, genre_id=0 if genre_conditioning else None, history=history)
 started = time.perf_counter()
-generation.naive_generate(model, wavenet, naive_samples, genre_id=0 if genre_conditioning else None, history=history)
+reference.naive_generate(model, wavenet, naive_samples, genre_id=0 if genre_conditioning else None, history=history)
 naive = naive_samples / (time.perf_counter() - started)
 
 context_figures = {}
@@ -191,9 +193,9 @@ if context_stack:  # the same sample stack (its weights copied) with a context s
     for layer in model.layers:
         if layer.weights:
             context_model.get_layer(layer.name).set_weights(layer.get_weights())
-    context_weights = generation.fold_weights(context_model, context_config)
+    context_weights = generate_weights.fold_weights(context_model, context_config)
     n_context = int(fast_seconds * 16000 / 2)
-    generation.generate(context_weights, generation.initial_state(context_weights, genre_ids(streams)), 1)
+    generate_fast.generate(context_weights, generate_fast.initial_state(context_weights, genre_ids(streams)), 1)
     best = {}
     for _ in range(repeats):
         for name, n_streams, n_threads, folded in (("plain", streams, threads, weights),
@@ -201,8 +203,8 @@ if context_stack:  # the same sample stack (its weights copied) with a context s
                                                    ("plain_one", 1, 1, weights), ("context_one", 1, 1, context_weights)):
             best[name] = max(best.get(name, 0.0), timed_run(n_streams, n_context // max(1, n_streams // 4), n_threads,
                                                             folded)[0])
-    state = generation.initial_state(context_weights, genre_ids(2), n_streams=2, seed=seed)
-    codes, _, logits = generation.generate(context_weights, state, 4 * context_rate + 100, record=True)
+    state = generate_fast.initial_state(context_weights, genre_ids(2), n_streams=2, seed=seed)
+    codes, _, logits = generate_fast.generate(context_weights, state, 4 * context_rate + 100, record=True)
     inputs = context_config.pad_context(np.concatenate([np.full((2, 1), quantization_channels // 2), codes[:, :-1]],
                                                        axis=1))
     full = context_model.predict_on_batch(context_config.model_inputs(inputs.astype(np.int32),
@@ -231,6 +233,7 @@ if os.path.isfile("/proc/cpuinfo"):
     extensions = [name for name, flag in (("AVX", "avx"), ("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"))
                   if flag in cpu_flags]
 import llvmlite.binding
+
 try:
     from threadpoolctl import threadpool_info
     openblas_core = ",".join(sorted({str(i.get("architecture")) for i in threadpool_info()
@@ -248,7 +251,7 @@ print(json.dumps({
     "real_time_factor_16khz": round(fast / 16000, 2), "load_average_1min": round(load_before, 2),
     "batched_over_one_stream": round(batched / fast, 2), "cpu": cpu, "vector_extensions": extensions,
     "numba_cpu": os.environ.get("NUMBA_CPU_NAME") or llvmlite.binding.get_host_cpu_name(),
-    "target": target_names[0], "kernel_vector_floats": getattr(generation, "_LANES", None), "openblas_core": openblas_core,
+    "target": target_names[0], "kernel_vector_floats": getattr(simd, "_LANES", None), "openblas_core": openblas_core,
     "fast_cpu_samples_per_second": round(fast_cpu), "batched_one_thread_cpu_samples_per_second":
     round(batched_one_thread_cpu), "batched_one_thread_over_one_stream": round(batched_one_thread / fast, 2),
     "batched_one_thread_over_one_stream_cpu": round(batched_one_thread_cpu / fast_cpu, 2), **context_figures,

@@ -6,7 +6,7 @@ Run:
 
 Builds, with the project's ffmpeg: a 96 kB 8-bit WAV whose header claims 1 Hz (27 hours once resampled to
 16 kHz) and a FLAC of ``flac_minutes`` of 44.1 kHz stereo near-silence (2 s of tone, then digital silence;
-under 1 MB). Each is decoded by :func:`local.decoding.decode_track` (the path of stage 2, ``--audio``,
+under 1 MB). Each is decoded by :func:`local.audio.decoding.decode_track` (the path of stage 2, ``--audio``,
 ``--similar_to``, the judge and the Spark executors) in a fresh process whose address space is capped at
 ``cap_gb`` (the code before issue 20 reached 21 GB on the WAV). Prints one JSON line: for each file its bytes,
 the outcome (codes kept or the reason refused) and ``peak_rss_mb`` (VmHWM of that process).
@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local.config import configure  # noqa: E402
+from local.core.config import configure
 
 flac_minutes = 90.0  # length of the near-silent FLAC, minutes
 cap_gb = 8  # address-space cap of each measured process, GB (keeps a bomb from taking the machine)
@@ -30,7 +30,7 @@ cap_gb = 8  # address-space cap of each measured process, GB (keeps a bomb from 
 CHILD = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]) << 30, int(sys.argv[2]) << 30))
-from local import decoding
+from local.audio import decoding
 track, reason = decoding.decode_track(sys.argv[1])
 peak_kb = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
 print(json.dumps({"kept_seconds": track and round(track["seconds"], 2), "reason": reason[:120],
@@ -47,7 +47,7 @@ def one_hz_wav(path, n_frames=96000):
 
 
 def near_silent_flac(path, minutes):
-    from local import audio
+    from local.audio import ffmpeg as audio
     subprocess.run([audio.ffmpeg_binary(), "-v", "error", "-y", "-f", "lavfi", "-i",
                     f"sine=f=440:d={minutes * 60:g}:r=44100", "-af", "volume=enable='gt(t,2)':volume=0", "-ac", "2",
                     "-compression_level", "8", path], check=True)

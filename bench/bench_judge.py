@@ -1,6 +1,6 @@
 """Benchmark the judge: its summary for real test excerpts (the ceiling), white noise (the floor) and, when
 given, the clips of a judged generation, side by side, with the same tagger, clip length and genres; the
-project's tagger and the external ear (MTT_musicnn, pretrained: local/external_judge.py) together, and how fast
+project's tagger and the external ear (MTT_musicnn, pretrained: local/judge/external.py) together, and how fast
 the pretrained tagger tags and judges (x real time).
 
 Run (after make demo, which trains data/demo/tagger and judges data/demo/generated):
@@ -24,7 +24,7 @@ import json
 import os
 import time
 
-from local.config import configure, fail
+from local.core.config import configure, fail
 
 tagger_run = "data/demo/tagger"  # a tagger run (run_model_training.py --model=tagger), or mtt: the external ear alone
 data_dir = "data/demo/processed"  # the dataset whose test tracks give the real excerpts
@@ -38,26 +38,30 @@ config = configure(globals())
 
 import numpy as np
 
-from local import dataset_store, demo_corpus, external_judge, judge, pretrained
-from local.audio import mu_law_encode
-from local.config import StageError
+from local.audio.waveform import mu_law_encode
+from local.collect import demo_corpus
+from local.core.config import StageError
+from local.judge import excerpts as judge_excerpts
+from local.judge import external as external_judge
+from local.judge import pretrained, verdict
+from local.store import dataset_files
 
 KEYS = ("genre_accuracy", "flatness_ratio", "frechet_distance", "frechet_distance_floor", "n_clips",
         "external_frechet_distance", "external_frechet_floor", "external_tag_similarity",
         "external_tag_similarity_floor", "external_tag_similarity_per_genre")
 try:
     external = external_judge.ExternalJudge(data_dir, tagger_run if pretrained.is_pretrained(tagger_run) else "mtt")
-    project = None if pretrained.is_pretrained(tagger_run) else judge.Judge(tagger_run, data_dir)
+    project = None if pretrained.is_pretrained(tagger_run) else verdict.Judge(tagger_run, data_dir)
 except StageError as e:
     fail(str(e))
 judging = external_judge.Judges(project, external)
 sample_rate = external.sample_rate
 n = int(round(seconds * sample_rate))
-dataset_genres = (dataset_store.read_dataset_json(data_dir) or {}).get("genres") or []
+dataset_genres = (dataset_files.read_dataset_json(data_dir) or {}).get("genres") or []
 genres = [g for g in (project.tagger.genres if project else dataset_genres) for _ in range(clips_per_genre)]
-index = dataset_store.read_index(data_dir)
+index = dataset_files.read_index(data_dir)
 # real clips: excerpts half a clip into the held-out tracks, so not the judge's own reference excerpts
-held_out = judge.real_excerpts([r for r in index if r["split"] in ("test", "valid")], n, offset=n // 2)
+held_out = judge_excerpts.real_excerpts([r for r in index if r["split"] in ("test", "valid")], n, offset=n // 2)
 available = [g for g in genres if held_out.get(g)]
 real = [held_out[g].pop(0) for g in available]
 if project:
@@ -94,9 +98,11 @@ def genre_top_tags(waveforms, clip_genres, rate):
     return out
 
 
-from local.audio import decode_audio, mu_law_decode, to_mono  # noqa: E402
+from local.audio.ffmpeg import decode_audio
+from local.audio.waveform import mu_law_decode, to_mono
+
 rows = sorted(index, key=lambda r: str(r["track_id"]))
-top_tags = {"real": genre_top_tags([mu_law_decode(dataset_store.read_track_codes(r), external.quantization_channels)
+top_tags = {"real": genre_top_tags([mu_law_decode(dataset_files.read_track_codes(r), external.quantization_channels)
                                     for r in rows], [r["genre"] for r in rows], sample_rate)}
 result = {"real": {k: real_summary.get(k) for k in KEYS}, "real_genres": available,
           "noise": {k: noise_summary.get(k) for k in KEYS}}

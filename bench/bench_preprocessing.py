@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from local.config import configure
+from local.core.config import configure
 
 tracks = 16  # clips in the generated set (4 min of audio per worker)
 seconds = 30.0  # length of each clip, seconds (FMA's clips are 30 s)
@@ -48,13 +48,13 @@ GROWTH_GOAL_BYTES_PER_SAMPLE = 1.0  # issue 12: memory grows with a file's lengt
 RSS_CHILD = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from local import decoding, preprocessing
+from local.audio import decoding, ffmpeg as audio_ffmpeg
+from local.dataset import build
 if sys.argv[4] == "whole":
-    from local import audio
     decoding.STREAM_ABOVE_BYTES = 1 << 62
     decoding.WHOLE_DECODE_MAX_SECONDS = float("inf")  # (issue 20: a long file streams whatever its size)
-    audio.WHOLE_DECODE_MAX_BYTES = 1 << 62
-summary = preprocessing.preprocess(sys.argv[2], sys.argv[3], sample_rate=8000, workers=1, progress=False)
+    audio_ffmpeg.WHOLE_DECODE_MAX_BYTES = 1 << 62
+summary = build.preprocess(sys.argv[2], sys.argv[3], sample_rate=8000, workers=1, progress=False)
 assert summary["processed"] >= 1 and not summary["failed"], summary["failed"]
 # VmHWM, not ru_maxrss: a child's ru_maxrss keeps its parent's peak across fork and exec (the full bench's
 # parent had ~500 MB, and every figure read 496.6 MB)
@@ -112,16 +112,17 @@ def long_file_rss(work_dir, long_minutes, whole_minutes):
 def resampler_timings(clip, sample_rate, repeats=3):
     """Seconds per clip (best of ``repeats``) of each way to get ``sample_rate`` Hz mono: ffmpeg decoding at
     the file's rate, then soxr HQ in numpy (what stage 2 does), vs ffmpeg decoding and resampling itself."""
-    from local import audio
+    from local.audio import ffmpeg as audio_ffmpeg
+    from local.audio import waveform
     data = open(clip, "rb").read()
     timings = {"decode": [], "soxr_numpy": [], "ffmpeg_soxr": []}
     for _ in range(repeats):
         t0 = time.perf_counter()
-        samples, rate, _ = audio.decode_audio(data)
+        samples, rate, _ = audio_ffmpeg.decode_audio(data)
         t1 = time.perf_counter()
-        audio.resample(audio.to_mono(samples), rate, sample_rate)
+        waveform.resample(waveform.to_mono(samples), rate, sample_rate)
         t2 = time.perf_counter()
-        subprocess.run([audio.ffmpeg_binary(), "-v", "error", "-i", "pipe:0", "-ac", "1", "-af",
+        subprocess.run([audio_ffmpeg.ffmpeg_binary(), "-v", "error", "-i", "pipe:0", "-ac", "1", "-af",
                         f"aresample={sample_rate}:resampler=soxr:precision=20", "-f", "f32le", "pipe:1"],
                        input=data, capture_output=True, check=True)
         t3 = time.perf_counter()
@@ -133,7 +134,8 @@ def resampler_timings(clip, sample_rate, repeats=3):
 def main(argv=None):
     config = configure(dict(globals()), argv)
     from bench.clips import write_fma_like_clips
-    from local import demo_corpus, preprocessing
+    from local.collect import demo_corpus
+    from local.dataset import build
     tracks, sample_rate, workers = config["tracks"], config["sample_rate"], config["workers"]
     work = tempfile.mkdtemp(prefix="bench-preprocessing-")
     if config["rss_only"]:
@@ -144,12 +146,12 @@ def main(argv=None):
     raw = os.path.join(work, "raw")
     audio_seconds = write_fma_like_clips(raw, tracks, config["seconds"], config["source_rate"])
     # warm up once (imports, numba's first compile) so that no pool size pays for it in its timing
-    preprocessing.preprocess(os.path.join(raw, demo_corpus.DEMO_GENRES[0]), os.path.join(work, "warmup"),
+    build.preprocess(os.path.join(raw, demo_corpus.DEMO_GENRES[0]), os.path.join(work, "warmup"),
                              sample_rate=sample_rate, workers=1, progress=False)
     results, cores_busy = {}, {}
     for n in workers:
         start, start_cpu = time.perf_counter(), cpu_seconds()
-        summary = preprocessing.preprocess(raw, os.path.join(work, f"out{n}"), sample_rate=sample_rate, workers=n,
+        summary = build.preprocess(raw, os.path.join(work, f"out{n}"), sample_rate=sample_rate, workers=n,
                                            progress=False)
         elapsed = time.perf_counter() - start
         assert summary["processed"] == tracks, summary["failed"]

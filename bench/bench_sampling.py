@@ -19,7 +19,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from local.config import configure
+from local.core.config import configure
 
 # --- model (defaults = the make demo model) ---
 layers_per_stack = 10  # dilations 1..2**(layers_per_stack-1)
@@ -41,19 +41,20 @@ config = configure(globals())
 # -----------------------------------------------------------------------------
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np
 import keras
+import numpy as np
 
-from local import samples, training
-from local.wavenet import WaveNetConfig, build_wavenet
+from local.generate import samples
+from local.model.wavenet import WaveNetConfig, build_wavenet
+from local.train import loop, wavenet_task
 
 wavenet = WaveNetConfig.from_config({**config, "genre_conditioning": True}, n_genres=genres)
 keras.utils.set_random_seed(seed)
 model = build_wavenet(wavenet)
 field = wavenet.receptive_field
 keys = dict(genres=[f"Genre{g}" for g in range(genres)], sample_rate=sample_rate, seed=seed)
-optimizer = training.make_optimizer(1e-3)
-train_step = training.make_train_step(model, wavenet, optimizer, window)
+optimizer = loop.make_optimizer(1e-3)
+train_step = wavenet_task.make_train_step(model, wavenet, optimizer, window)
 rng = np.random.default_rng(seed)
 features = {"codes": rng.integers(0, 256, (batch_size, field + window - 1)).astype(np.int32),
             "genre_id": rng.integers(0, genres, batch_size).astype(np.int32)}

@@ -27,7 +27,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from local.config import configure
+from local.core.config import configure
 
 tracks = 12  # generated clips (3 genres, the same number in each)
 seconds = 30.0  # length of each clip, seconds (FMA's clips are 30 s)
@@ -46,7 +46,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from bench.clips import write_fma_like_clips
-from local import demo_corpus, preprocessing, rundir
+from local.collect import demo_corpus
+from local.dataset import build
+from local.store import rundir
 
 work = tempfile.mkdtemp(prefix="bench-spark-")
 raw = os.path.join(work, "raw")
@@ -54,10 +56,10 @@ audio_seconds = write_fma_like_clips(raw, tracks, seconds, source_rate)
 split = dict(valid_fraction=0.25, test_fraction=0.0, split_seed=0)
 
 # warm-up outside the timings (imports, first compiles), then the local stage
-preprocessing.preprocess(os.path.join(raw, demo_corpus.DEMO_GENRES[0]), os.path.join(work, "warm"), workers=1,
+build.preprocess(os.path.join(raw, demo_corpus.DEMO_GENRES[0]), os.path.join(work, "warm"), workers=1,
                          progress=False)
 start = time.perf_counter()
-preprocessing.preprocess(raw, os.path.join(work, "local"), workers=cores, progress=False, **split)
+build.preprocess(raw, os.path.join(work, "local"), workers=cores, progress=False, **split)
 local_seconds = time.perf_counter() - start
 
 from aws import spark_dataset, spark_io
@@ -85,7 +87,7 @@ sys.argv = [os.path.join(ROOT, "aws", "spark_training.py"), f"--data_dir={os.pat
             f"--run_dir={run_dir}", *model_args]
 runpy.run_path(sys.argv[0], run_name="__main__")
 sys.argv = saved_argv
-from local import training
+from local.train import loop
 
 elephas_samples_per_second = rundir.read_metrics(run_dir)[-1]["samples_per_second"]
 
@@ -93,14 +95,15 @@ elephas_samples_per_second = rundir.read_metrics(run_dir)[-1]["samples_per_secon
 import keras
 
 from aws import spark_windows
-from local import dataset, dataset_store
-from local.wavenet import build_wavenet, read_run_model
+from local.dataset import windows as dataset
+from local.model.wavenet import build_wavenet, read_run_model
+from local.store import dataset_files
 
 wavenet = read_run_model(run_dir)[0]
 field = wavenet.receptive_field
 inputs, targets = [], []
-for row in dataset.split_tracks(dataset_store.read_index(os.path.join(work, "spark")), "train"):
-    codes = dataset_store.read_track_codes(row)
+for row in dataset.split_tracks(dataset_files.read_index(os.path.join(work, "spark")), "train"):
+    codes = dataset_files.read_track_codes(row)
     rng = np.random.default_rng(spark_windows.track_seed(1234, 0, row["track_id"]))
     starts = dataset.track_starts(len(codes), field, window, rng)
     x, y = dataset.windows_from_codes(codes, field, window, starts)
@@ -108,7 +111,7 @@ for row in dataset.split_tracks(dataset_store.read_index(os.path.join(work, "spa
     targets.append(y.astype(np.uint8))
 x, y = np.concatenate(inputs), np.concatenate(targets)
 model = build_wavenet(wavenet)
-model.compile(optimizer=training.make_optimizer(1e-3, 1.0), loss=spark_windows.next_code_loss)
+model.compile(optimizer=loop.make_optimizer(1e-3, 1.0), loss=spark_windows.next_code_loss)
 model.fit(x[:batch_size * 2], y[:batch_size * 2], batch_size=batch_size, epochs=1, verbose=0)  # trace once
 start = time.perf_counter()
 model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)

@@ -1,5 +1,5 @@
 """Benchmark the genre tagger's modes on a library as a new user meets it: two thirds of each genre's tracks go to
-stage 2, the other third is kept aside and tagged with --audio's code (local/judge.py tag_files) by each tagger.
+stage 2, the other third is kept aside and tagged with --audio's code (local/judge/verdict.py tag_files) by each tagger.
 
 Modes: ``waveform_plain`` (the CNN on samples, windows drawn in proportion to track length: the old behaviour),
 ``waveform`` (the same, every genre drawn equally often: tagger_balanced=true) and ``mtt`` (a head on the
@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 
-from local.config import configure
+from local.core.config import configure
 
 raw_dir = ""  # a folder of genre folders (empty = the demo corpus)
 work_dir = "data/bench_tagger_modes"  # the library's split, the dataset and the runs (reused: delete to start over)
@@ -39,8 +39,10 @@ config = configure(globals())
 
 import numpy as np
 
-from local import demo_corpus, judge, preprocessing
-from local.preprocessing import is_audio_path
+from local.collect import demo_corpus
+from local.dataset import build
+from local.judge import tagging
+from local.store.audio_names import is_audio_path
 
 
 def library(folder):
@@ -58,7 +60,7 @@ def library(folder):
 def write_blended_library(folder, sample_rate=16000):
     """The demo genres made harder: track i of a genre + demo_blend x track 500 + i of the next genre + noise
     (16 kHz WAV files in genre folders)."""
-    from local.audio import write_wav
+    from local.audio.encoding import write_wav
     genres = demo_corpus.DEMO_GENRES
     for g, (genre, count) in enumerate(zip(genres, demo_counts)):
         os.makedirs(os.path.join(folder, genre), exist_ok=True)
@@ -89,9 +91,9 @@ def split_library(tracks, stage2_dir, held_out_dir):
 
 
 def held_out_figures(run_dir, held):
-    """Tag the held-out files with the run (local/judge.py, as --audio does) and score the answers."""
-    tagger = judge.Tagger(run_dir)
-    rows = judge.tag_files(tagger, sorted(held), progress=False)
+    """Tag the held-out files with the run (local/judge/verdict.py, as --audio does) and score the answers."""
+    tagger = tagging.Tagger(run_dir)
+    rows = tagging.tag_files(tagger, sorted(held), progress=False)
     truth = [held[r["path"]] for r in rows if r["genre"]]
     answers = [r["genre"] for r in rows if r["genre"]]
     per_genre = {g: [int(sum(a == g for t, a in zip(truth, answers) if t == g)), int(truth.count(g))]
@@ -119,7 +121,7 @@ def main():
     stage2_dir, held_out_dir = os.path.join(work_dir, "stage2"), os.path.join(work_dir, "held_out")
     held = split_library(tracks, stage2_dir, held_out_dir)
     data_dir = os.path.join(work_dir, "processed")
-    summary = preprocessing.preprocess(stage2_dir, data_dir, progress=False)
+    summary = build.preprocess(stage2_dir, data_dir, progress=False)
     out = {"library": source, "tracks_per_genre": {g: len(p) for g, p in tracks.items()},
            "stage2_splits": summary["dataset"]["tracks"], "modes": {}}
     for mode in modes:

@@ -4,8 +4,8 @@ it busy, and is memory flat?
 Formulations (issue 11), side by side on the demo model and on the default model (stage 3's config defaults),
 both at `batch_size` x `window`, one Adam step with the window loss: today's layers (Keras' dilated Conv1D,
 plain tf.function, TensorFlow's own threading), the shifted-matmul dilated conv
-(local.wavenet.dilated_conv_class), each again with XLA (jit_compile), `split` = today's layers with the batch
-split into one part per core, each op on one thread (training.use_threads: what run_model_training.py runs
+(local.model.wavenet.dilated_conv_class), each again with XLA (jit_compile), `split` = today's layers with the batch
+split into one part per core, each op on one thread (loop.use_threads: what run_model_training.py runs
 now), and Keras 3 on the JAX backend with jax.jit (each formulation; null when jax is not installed). The
 TensorFlow ones alternate in one process (`formulation_rounds` rounds, best round kept: the machine may be
 shared); `split` needs its own thread pools, so its process and today's take turns, twice each, the best kept;
@@ -49,7 +49,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from local.config import configure
+from local.core.config import configure
 
 # --- model (defaults = the make demo model) ---
 layers_per_stack = 10  # dilations 1..2**(layers_per_stack-1)
@@ -93,10 +93,11 @@ def make_dataset(directory, n_tracks, seed):
     """A processed dataset of synthetic music-like tracks (sum of tones + noise, mu-law coded)."""
     import librosa
     import numpy as np
-    from local import dataset_store
-    from local.fileio import write_json_atomic
+
+    from local.core.fileio import write_json_atomic
+    from local.store import dataset_files
     rng = np.random.default_rng(seed)
-    writer = dataset_store.PartWriter(directory, rows_per_part=64)
+    writer = dataset_files.PartWriter(directory, rows_per_part=64)
     t = np.arange(int(track_seconds * sample_rate)) / sample_rate
     genres = ["A", "B", "C"]
     for i in range(n_tracks):
@@ -109,9 +110,9 @@ def make_dataset(directory, n_tracks, seed):
                       "sample_rate": sample_rate, "n_samples": len(codes), "codes": codes.tobytes(),
                       "source_path": f"t{i}.wav", "source_sha256": f"{i}"})
     writer.close()
-    index = dataset_store.read_index(directory)
+    index = dataset_files.read_index(directory)
     write_json_atomic(os.path.join(directory, "dataset.json"),
-                      dataset_store.summarize(index, sample_rate, 256, genres))
+                      dataset_files.summarize(index, sample_rate, 256, genres))
 
 
 def measure_dataset(directory):
@@ -120,21 +121,24 @@ def measure_dataset(directory):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
-    from local import dataset, dataset_store, training
-    from local.wavenet import WaveNetConfig, build_wavenet
+
+    from local.dataset import windows
+    from local.model.wavenet import WaveNetConfig, build_wavenet
+    from local.store import dataset_files
+    from local.train import loop, wavenet_task
     wavenet = WaveNetConfig.from_config({"layers_per_stack": layers_per_stack, "stacks": stacks,
                                          "filter_width": filter_width, "residual_channels": residual_channels,
                                          "dilation_channels": dilation_channels, "skip_channels": skip_channels,
                                          "genre_conditioning": genre_conditioning}, n_genres=3)
     field = wavenet.receptive_field
-    index = dataset_store.read_index(directory)
+    index = dataset_files.read_index(directory)
     keras.utils.set_random_seed(seed)
     model = build_wavenet(wavenet)
-    optimizer = training.make_optimizer(1e-3)
-    train_step = training.make_train_step(model, wavenet, optimizer, window)
-    stream = dataset.TrainStream(dataset.split_tracks(index, "train"), field, window, batch_size, seed=seed,
+    optimizer = loop.make_optimizer(1e-3)
+    train_step = wavenet_task.make_train_step(model, wavenet, optimizer, window)
+    stream = windows.TrainStream(windows.split_tracks(index, "train"), field, window, batch_size, seed=seed,
                                  cache_tracks=cache_tracks)
-    fed = iter(dataset.to_tf_dataset(stream, 0, prefetch_batches))
+    fed = iter(windows.to_tf_dataset(stream, 0, prefetch_batches))
     constant = next(fed)  # one real batch, kept as tensors
     for _ in range(warmup_steps):
         float(train_step(*next(fed)))
@@ -165,7 +169,7 @@ CHOSEN = "split"  # the step run_model_training.py runs: today's layers, the bat
 
 def model_config(settings):
     """The WaveNetConfig of one of MODELS (genre-conditioned on 3 genres, the bench's channels)."""
-    from local.wavenet import WaveNetConfig
+    from local.model.wavenet import WaveNetConfig
     return WaveNetConfig(filter_width=filter_width, residual_channels=residual_channels,
                          dilation_channels=dilation_channels, genre_conditioning=True, n_genres=3, **settings)
 
@@ -173,7 +177,7 @@ def model_config(settings):
 def model_flops_per_sample(settings, window):
     """FLOPs of one training sample: 3 x (2 x multiply-adds of the forward pass) over the receptive field +
     window - 1 positions computed for `window` targets (the backward pass costs about twice the forward)."""
-    from local.wavenet import receptive_field
+    from local.model.wavenet import receptive_field
     dilations = settings["dilations"]
     r, d, s, q = residual_channels, dilation_channels, settings["skip_channels"], 256
     per_position = len(dilations) * (filter_width * r * 2 * d + d * s + d * r) - d * r + s * s + s * q
@@ -184,7 +188,8 @@ def model_flops_per_sample(settings, window):
 def batch_for(settings, rng):
     """One (codes (B, T) int32, genre_id (B,) int32, targets (B, window) int32) batch of random codes."""
     import numpy as np
-    from local.wavenet import receptive_field
+
+    from local.model.wavenet import receptive_field
     positions = receptive_field(settings["dilations"], filter_width) + window - 1
     return (rng.integers(0, 256, (batch_size, positions)).astype(np.int32),
             (np.arange(batch_size) % 3).astype(np.int32), rng.integers(0, 256, (batch_size, window)).astype(np.int32))
@@ -194,8 +199,9 @@ def tensorflow_steps(settings, batch):
     """{approach: a callable running one train step} on the TensorFlow backend (run_model_training.py's step)."""
     import keras
     import tensorflow as tf
-    from local import training
-    from local.wavenet import build_wavenet
+
+    from local.model.wavenet import build_wavenet
+    from local.train import loop, wavenet_task
     features = {"codes": tf.constant(batch[0]), "genre_id": tf.constant(batch[1])}
     targets = tf.constant(batch[2])
     steps = {}
@@ -203,7 +209,7 @@ def tensorflow_steps(settings, batch):
         keras.utils.set_random_seed(seed)
         wavenet = model_config(settings)
         model = build_wavenet(wavenet, formulation=formulation)
-        step = training.make_train_step(model, wavenet, training.make_optimizer(1e-3), window, jit_compile=jit,
+        step = wavenet_task.make_train_step(model, wavenet, loop.make_optimizer(1e-3), window, jit_compile=jit,
                                         parts=PARTS[0])
         steps[name] = lambda step=step: float(step(features, targets))
     return steps
@@ -214,7 +220,8 @@ def jax_steps(settings, batch):
     import jax
     import jax.numpy as jnp
     import keras
-    from local.wavenet import build_wavenet
+
+    from local.model.wavenet import build_wavenet
     steps = {}
     inputs = [jnp.asarray(batch[0]), jnp.asarray(batch[1])]
     targets = jnp.asarray(batch[2])
@@ -253,11 +260,11 @@ PARTS = [1]  # batch parts of the TensorFlow steps: one per core in the tensorfl
 def measure_formulations(backend):
     """{model: {approach: samples/s}}: each approach's steps timed in alternating rounds, the best round kept.
     The tensorflow_split child first sets TensorFlow's thread pools (one thread per op, one op per core:
-    training.use_threads), which only a fresh process can."""
+    loop.use_threads), which only a fresh process can."""
     import numpy as np
     if backend == "tensorflow_split":
-        from local import training
-        PARTS[0] = min(training.use_threads(0), batch_size)
+        from local.train import loop
+        PARTS[0] = min(loop.use_threads(0), batch_size)
     rng = np.random.default_rng(seed)
     results = {}
     for model_name, settings in MODELS.items():
@@ -281,12 +288,14 @@ def measure_context_stack():
     """{samples/s without, with the context stack, ...}: the demo model's split train step (as run_model_training.py
     runs it) on in-memory random batches, the two models alternating, the best round of each."""
     import dataclasses
+
     import keras
     import numpy as np
     import tensorflow as tf
-    from local import training
-    from local.wavenet import build_wavenet, default_dilations
-    parts = min(training.use_threads(0), batch_size)
+
+    from local.model.wavenet import build_wavenet, default_dilations
+    from local.train import loop, wavenet_task
+    parts = min(loop.use_threads(0), batch_size)
     plain = model_config(MODELS["demo_model"])
     configs = {"without": plain, "with": dataclasses.replace(
         plain, context_rate=context_rate, context_dilations=tuple(default_dilations(1, context_layers)),
@@ -296,7 +305,7 @@ def measure_context_stack():
     for name, wavenet in configs.items():
         keras.utils.set_random_seed(seed)
         model = build_wavenet(wavenet)
-        step = training.make_train_step(model, wavenet, training.make_optimizer(1e-3), window, parts=parts)
+        step = wavenet_task.make_train_step(model, wavenet, loop.make_optimizer(1e-3), window, parts=parts)
         features = {"codes": tf.constant(rng.integers(0, 256, (batch_size, wavenet.window_field + window - 1)),
                                          tf.int32),
                     "genre_id": tf.constant(np.arange(batch_size) % 3, tf.int32)}

@@ -4,7 +4,8 @@ import subprocess
 
 import numpy as np
 
-from local import audio, demo_corpus
+from local.audio import ffmpeg
+from local.collect import demo_corpus
 
 
 def write_fma_like_clips(raw_dir, tracks, seconds=30.0, source_rate=44100):
@@ -15,7 +16,7 @@ def write_fma_like_clips(raw_dir, tracks, seconds=30.0, source_rate=44100):
         mono = demo_corpus.synthesize_track(genre, i, seed=1, seconds=seconds, sample_rate=source_rate)
         stereo = np.stack([mono, np.roll(mono, 37) * 0.9], axis=1)
         os.makedirs(os.path.join(raw_dir, genre), exist_ok=True)
-        subprocess.run([audio.ffmpeg_binary(), "-v", "error", "-y", "-f", "f32le", "-ar", str(source_rate), "-ac", "2",
+        subprocess.run([ffmpeg.ffmpeg_binary(), "-v", "error", "-y", "-f", "f32le", "-ar", str(source_rate), "-ac", "2",
                         "-i", "pipe:0", "-c:a", "libmp3lame", "-b:a", "192k",
                         os.path.join(raw_dir, genre, f"clip{i:03d}.mp3")],
                        input=stereo.astype("<f4").tobytes(), check=True)

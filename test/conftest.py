@@ -76,7 +76,9 @@ def demo_dataset(tmp_path_factory):
     """{"raw", "data_dir", "manifest"}: the demo dataset below (stage 1's layout and stage 2's output), no tagger."""
     import csv
 
-    from local import demo_corpus, manifest, preprocessing
+    from local.collect import demo_corpus
+    from local.dataset import build
+    from local.store import manifest
 
     root = tmp_path_factory.mktemp("demo")
     raw, data_dir = str(root / "raw"), str(root / "processed")
@@ -88,7 +90,7 @@ def demo_dataset(tmp_path_factory):
         writer = csv.DictWriter(f, fieldnames=manifest.MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    preprocessing.preprocess(raw, data_dir, progress=False)
+    build.preprocess(raw, data_dir, progress=False)
     return {"root": root, "raw": raw, "data_dir": data_dir, "manifest": rows}
 
 

@@ -49,7 +49,7 @@ def run_script(script, *args, cwd=ROOT, timeout=600, env=None):
 def refusal(check_config, config, key, value):
     """The message ``check_config`` refuses ``config`` with ``key`` set to ``value`` (it must accept ``config``
     as it is); the message must be one line naming ``key`` first and no other key of ``config``."""
-    from local.config import ConfigError
+    from local.core.config import ConfigError
     check_config(config)
     try:
         check_config(dict(config, **{key: value}))

@@ -5,10 +5,11 @@ import os
 
 import numpy as np
 import pytest
-
 from helpers import run_script
-from local import checks, dataset_store
-from local.fileio import write_json_atomic
+
+from local.core import checks
+from local.core.fileio import write_json_atomic
+from local.store import dataset_files
 
 TINY = ["--dilations=1,2", "--residual_channels=4", "--dilation_channels=4", "--skip_channels=8",
         "--batch_size=2", "--window=32", "--valid_windows=2", "--cache_tracks=2"]
@@ -16,7 +17,7 @@ TINY = ["--dilations=1,2", "--residual_channels=4", "--dilation_channels=4", "--
 
 def tone_dataset(directory, genres=("Low", "High"), sample_rate=1000, splits=("train", "train", "valid", "test")):
     """A real processed dataset (Parquet parts + dataset.json) of tones; genre i = genres[i % len(genres)]."""
-    writer = dataset_store.PartWriter(str(directory), rows_per_part=2)
+    writer = dataset_files.PartWriter(str(directory), rows_per_part=2)
     t = np.arange(2 * sample_rate) / sample_rate
     for i, split in enumerate(splits):
         genre_id = i % len(genres)
@@ -26,9 +27,9 @@ def tone_dataset(directory, genres=("Low", "High"), sample_rate=1000, splits=("t
                       "sample_rate": sample_rate, "n_samples": len(codes), "codes": codes.tobytes(),
                       "source_path": f"t{i}.wav", "source_sha256": f"t{i}"})
     writer.close()
-    index = dataset_store.read_index(str(directory))
+    index = dataset_files.read_index(str(directory))
     write_json_atomic(os.path.join(directory, "dataset.json"),
-                      dataset_store.summarize(index, sample_rate, 256, list(genres)))
+                      dataset_files.summarize(index, sample_rate, 256, list(genres)))
     return str(directory)
 
 
@@ -129,6 +130,7 @@ def test_stage3_and_stage4_refuse_another_dataset_and_impossible_requests(tmp_pa
     import signal
     import subprocess
     import time
+
     from helpers import PYTHON, ROOT
     stale = os.path.join(out, ".tmp-999999-Low_00.png")  # what a kill mid-savefig leaves (pid 999999: dead)
     open(stale, "wb").close()
@@ -184,7 +186,7 @@ def test_damaged_files_are_one_line_and_training_falls_back_to_the_previous_chec
         f.write("{\"sample_rate\": ")
     one_line_error(run_script("run_model_training.py", *args, "--steps=8"), "dataset.json is damaged")
     shutil.copy(tmp_path / "dataset.json.good", os.path.join(data, "dataset.json"))
-    part = dataset_store.list_parts(data)[0]
+    part = dataset_files.list_parts(data)[0]
     with open(part, "r+b") as f:
         f.truncate(os.path.getsize(part) - 20)
     one_line_error(run_script("run_model_training.py", *args, "--steps=8"), os.path.basename(part), "damaged",
@@ -203,7 +205,7 @@ def test_stage2_names_a_truncated_part_and_rewrites_a_damaged_dataset_json(tmp_p
     again = run_script("run_transformation_scripts.py", *args)
     assert again.returncode == 0 and "0 tracks processed, 2 already done" in again.stdout
     assert open(out / "dataset.json").read() == good
-    part = dataset_store.list_parts(str(out))[0]
+    part = dataset_files.list_parts(str(out))[0]
     with open(part, "r+b") as f:
         f.truncate(os.path.getsize(part) // 2)
     one_line_error(run_script("run_transformation_scripts.py", *args), os.path.basename(part), "delete it")

@@ -1,10 +1,10 @@
-"""local/config.py rules that the script tests do not reach, and the manifest's kill safety."""
+"""local/core/config.py rules that the script tests do not reach, and the manifest's kill safety."""
 import os
 
 import pytest
 
-from local import config, manifest
-
+from local.core import config
+from local.store import manifest
 
 DEFAULTS = {"out_dir": "data/raw", "genres": [], "steps": 10, "rate": 0.5, "trim": True, "dilations": [1, 2]}
 

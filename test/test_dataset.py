@@ -5,7 +5,8 @@ import weakref
 import numpy as np
 import pytest
 
-from local import dataset, dataset_store
+from local.dataset import windows as dataset
+from local.store import dataset_files
 
 R, W = 16, 24  # receptive field and window used below
 
@@ -13,7 +14,7 @@ R, W = 16, 24  # receptive field and window used below
 def write_dataset(directory, lengths_by_split, seed=0, rows_per_part=3):
     """A real Parquet dataset of random codes: {split: [n_samples, ...]}; returns {track_id: codes}."""
     rng = np.random.default_rng(seed)
-    writer = dataset_store.PartWriter(str(directory), rows_per_part=rows_per_part)
+    writer = dataset_files.PartWriter(str(directory), rows_per_part=rows_per_part)
     tracks = {}
     for split, lengths in lengths_by_split.items():
         for i, n in enumerate(lengths):
@@ -39,7 +40,7 @@ def locate(window, tracks):
 def store(tmp_path):
     lengths = {"train": [300, 95, 64, 41, 500, 130, 77], "valid": [200, 90], "test": [150, 220]}
     tracks = write_dataset(tmp_path, lengths)
-    return tmp_path, tracks, dataset_store.read_index(str(tmp_path))
+    return tmp_path, tracks, dataset_files.read_index(str(tmp_path))
 
 
 def test_windows_from_codes_targets_are_the_next_codes():
@@ -71,7 +72,7 @@ def test_one_epoch_covers_every_train_track_and_nothing_else(store):
 
     def counting_read(row):
         reads.append((row["part"], row["row_group"], row["row_in_group"]))
-        return dataset_store.read_track_codes(row)
+        return dataset_files.read_track_codes(row)
 
     stream = dataset.TrainStream(train, R, W, batch_size=1, seed=3, cache_tracks=2, read_codes=counting_read)
     assert stream.epoch_examples == sum((n - R) // W for n in (300, 95, 64, 41, 500, 130, 77))
@@ -114,7 +115,7 @@ def test_memory_holds_at_most_cache_tracks(store):
     refs, peak = [], [0]
 
     def tracked_read(row):
-        codes = dataset_store.read_track_codes(row)
+        codes = dataset_files.read_track_codes(row)
         refs.append(weakref.ref(codes))
         peak[0] = max(peak[0], sum(r() is not None for r in refs))  # track arrays still held by the stream
         return codes
@@ -130,8 +131,8 @@ def test_memory_holds_at_most_cache_tracks(store):
 def test_read_track_codes_reads_one_track_or_a_slice_of_it(store):
     _, tracks, index = store
     for row in index:
-        np.testing.assert_array_equal(dataset_store.read_track_codes(row), tracks[row["track_id"]])
-        np.testing.assert_array_equal(dataset_store.read_track_codes(row, 5, 20), tracks[row["track_id"]][5:20])
+        np.testing.assert_array_equal(dataset_files.read_track_codes(row), tracks[row["track_id"]])
+        np.testing.assert_array_equal(dataset_files.read_track_codes(row, 5, 20), tracks[row["track_id"]][5:20])
 
 
 def test_validation_set_is_fixed_and_from_valid_tracks_only(store):
@@ -154,7 +155,7 @@ def test_led_in_tracks_give_windows_from_the_first_sample_after_silence(store):
     windows read silence before the track (as generation starts); without it no target lies in the first R."""
     _, tracks, index = store
     train, window, silence = dataset.split_tracks(index, "train"), 8, 128
-    led, read = dataset.lead_in(train, dataset_store.read_track_codes, R, silence)
+    led, read = dataset.lead_in(train, dataset_files.read_track_codes, R, silence)
     assert [r["n_samples"] for r in led] == [r["n_samples"] + R for r in train]
     for row in led:
         codes = read(row)
@@ -177,7 +178,7 @@ def test_led_in_tracks_give_windows_from_the_first_sample_after_silence(store):
         assert (inputs[:R - at] == silence).all()  # the silence before the track's first code
     plain_first = first_targets(dataset.TrainStream(train, R, window, batch_size=1, seed=3))
     assert min(at for at, _ in plain_first.values()) >= R
-    assert dataset.lead_in(train, dataset_store.read_track_codes, 0, silence)[0] is train
+    assert dataset.lead_in(train, dataset_files.read_track_codes, 0, silence)[0] is train
 
 
 def test_tf_dataset_feeds_the_same_batches(store):
@@ -208,7 +209,7 @@ def test_an_unreadable_track_is_reported_and_skipped(store, capsys):
     train = dataset.split_tracks(index, "train")
 
     def read_or_fail(row):
-        codes = dataset_store.read_track_codes(row)
+        codes = dataset_files.read_track_codes(row)
         if codes.tobytes() == tracks["train04"].tobytes():
             raise OSError("corrupt row group")
         return codes

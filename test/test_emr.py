@@ -9,7 +9,6 @@ import threading
 import zipfile
 
 import pytest
-
 from helpers import PYTHON, run_script
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -82,9 +81,9 @@ def test_run_uploads_code_creates_the_cluster_and_terminates(moto_server, tmp_pa
     body = clients["s3"].get_object(Bucket=BUCKET, Key="wf/code/waveforms.zip")["Body"].read()
     (tmp_path / "code.zip").write_bytes(body)
     names = zipfile.ZipFile(io.BytesIO(body)).namelist()
-    assert "local/preprocessing.py" in names and "aws/spark_dataset.py" in names
+    assert "local/dataset/settings.py" in names and "aws/spark_dataset.py" in names
     probe = subprocess.run([PYTHON, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                            "import local.preprocessing, local.audio, aws.spark_io; print(local.preprocessing.__file__)",
+                            "import local.dataset.settings, local.audio.ffmpeg, aws.spark_io; print(local.dataset.settings.__file__)",
                             str(tmp_path / "code.zip")], capture_output=True, text=True, cwd=str(tmp_path), timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert "code.zip" in probe.stdout

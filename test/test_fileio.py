@@ -1,9 +1,9 @@
-"""local/fileio.py: the one way to write a file atomically."""
+"""local/core/fileio.py: the one way to write a file atomically."""
 import os
 
 import pytest
 
-from local import fileio
+from local.core import fileio
 
 
 def test_atomic_write_renames_only_complete_files(tmp_path):

@@ -1,4 +1,4 @@
-"""local/fma_archive.py on an FMA-shaped archive built at test time: folders and zips, real mp3s, faults.
+"""local/collect/fma_archive.py on an FMA-shaped archive built at test time: folders and zips, real mp3s, faults.
 
 tracks.csv is written with FMA's real three-row header (column group, column name, a ``track_id`` row)
 and all of its 52 columns, including an artist bio spanning lines; the audio tree is
@@ -12,9 +12,10 @@ import shutil
 import zipfile
 
 import pytest
-
 from helpers import make_audio, run_script
-from local import fma_archive, manifest
+
+from local.collect import fma_archive
+from local.store import manifest
 
 COLUMNS = {
     "album": ["comments", "date_created", "date_released", "engineer", "favorites", "id", "information",

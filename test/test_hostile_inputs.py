@@ -7,9 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import ROOT, make_audio
-from local import audio, decoding, preprocessing
+
+from local.audio import decoding
+from local.audio import ffmpeg as audio
+from local.dataset import build
 
 
 def one_hz_wav(path, n_frames=96000):
@@ -33,7 +35,7 @@ def near_silent_flac(path, seconds):
 PEAK_RSS = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # the old code reached 21 GB: stop it at 3
-from local import decoding
+from local.audio import decoding
 track, reason = decoding.decode_track(sys.argv[1])
 status = open("/proc/self/status").read()
 hwm_kb = int(status.split("VmHWM:")[1].split()[0])
@@ -103,7 +105,7 @@ def test_every_whole_decoder_stops_holding_audio_past_the_bound(tmp_path):
 
 
 def test_clip_names_are_unique_per_genre_id_and_readable_in_any_script(tmp_path):
-    from local import clip_files
+    from local.generate import clip_files
     genres = ["Hip Hop", "Hip-Hop", "Hip_Hop", "Поп", "Рок", "ロック", "", "../../etc", ".hidden", "a/b", "x" * 300]
     names = [clip_files.clip_name(genre, k) for k, genre in enumerate(genres)]
     assert len(set(names)) == len(genres), names
@@ -156,7 +158,7 @@ def test_a_stage4_folder_holds_the_clips_of_one_call(stage4, tmp_path):
     assert wavs_in(out) == listed_wavs(out) + ["mine.wav"] == ["Drone_00.wav", "mine.wav"]
     # a call killed while writing its clips: the previous call's generation.json is gone with its clips, and
     # the next call clears what the killed one wrote
-    from local import clip_folder
+    from local.store import clip_folder
     clip_folder.claim_folder(str(out), ["Chirp_01.wav", "Chirp_01.png"])
     (out / "Chirp_01.wav").write_bytes(b"half a clip")
     assert not (out / "generation.json").exists() and wavs_in(out) == ["Chirp_01.wav", "mine.wav"]
@@ -168,7 +170,7 @@ def test_a_stage4_folder_holds_the_clips_of_one_call(stage4, tmp_path):
 
 @pytest.mark.slow
 def test_a_second_stage4_call_on_one_out_dir_is_refused(stage4, tmp_path):
-    from local import locks
+    from local.core import locks
     out = tmp_path / "gen"
     with locks.acquire_lock(str(out), "stage 4"):
         refused = stage4_call(stage4, out)
@@ -184,7 +186,8 @@ def read_failures(out_dir):
 
 def test_a_duplicate_track_id_in_the_manifest_is_listed_in_failures(tmp_path):
     import csv
-    from local import manifest
+
+    from local.store import manifest
     raw, out = tmp_path / "raw", str(tmp_path / "out")
     make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.0)
     make_audio(str(raw / "Rock" / "b.mp3"), seconds=1.0, freq_hz=330)
@@ -195,7 +198,7 @@ def test_a_duplicate_track_id_in_the_manifest_is_listed_in_failures(tmp_path):
         for track_id, genre, path in (("t1", "Rock", "Rock/a.mp3"), ("t2", "Jazz", "Jazz/c.mp3"),
                                       ("t1", "Rock", "Rock/b.mp3"), ("t2", "Jazz", "Jazz/c.mp3")):
             writer.writerow([track_id, genre, "", "", "", path, "", "", ""])
-    summary = preprocessing.preprocess(str(raw), out, workers=1, min_seconds=0.5, progress=False)
+    summary = build.preprocess(str(raw), out, workers=1, min_seconds=0.5, progress=False)
     assert summary["processed"] == 2  # t1 (b.mp3, the later row) and t2 (listed twice for one file: no loss)
     failures = read_failures(out)
     assert list(failures) == [str(raw / "Rock" / "a.mp3")], failures
@@ -219,7 +222,9 @@ def test_a_refused_stage2_rerun_leaves_config_json_as_it_was(tmp_path):
 
 def test_a_file_name_that_is_not_utf8_is_reported_and_the_rest_goes_on(tmp_path):
     import shutil
-    from local import judge, music_folder
+
+    from local.collect import music_folder
+    from local.judge import tagging, verdict
     folder, raw = tmp_path / "music", tmp_path / "raw"
     good = make_audio(str(folder / "Rock" / "good.mp3"), seconds=1.0)
     bad = os.fsdecode(os.fsencode(str(folder / "Rock")) + b"/caf\xe9.mp3")  # latin-1, as old CDs were ripped
@@ -228,9 +233,9 @@ def test_a_file_name_that_is_not_utf8_is_reported_and_the_rest_goes_on(tmp_path)
     assert imported["downloaded"] == 1
     assert imported["failed"] == [(str(folder / "Rock") + "/caf\\xe9.mp3", "its file name is not UTF-8: skipped "
                                    "(rename it, e.g. with convmv -f latin1 -t utf8)")]
-    summary = preprocessing.preprocess(str(folder), str(tmp_path / "out"), workers=1, min_seconds=0.5, progress=False)
+    summary = build.preprocess(str(folder), str(tmp_path / "out"), workers=1, min_seconds=0.5, progress=False)
     assert summary["processed"] == 1 and [p for p, _ in summary["failed"]] == [str(folder / "Rock") + "/caf\\xe9.mp3"]
-    tagged = list(judge.decode_files([good, bad], decoding.DecodeSettings(min_seconds=0.5)))
+    tagged = list(tagging.decode_files([good, bad], decoding.DecodeSettings(min_seconds=0.5)))
     assert tagged[0][2] == "" and tagged[1][0].endswith("caf\\xe9.mp3") and "not UTF-8" in tagged[1][2]
 
 
@@ -247,14 +252,16 @@ def test_an_out_dir_that_is_an_input_folder_is_refused(stage4, tmp_path):
     into_run = stage4_call(stage4, stage4 / "run")
     assert into_run.returncode == 2 and "out_dir=" in into_run.stderr and "is run_dir too" in into_run.stderr
     assert (stage4 / "run" / "config.json").read_bytes() == before
-    from local import training
+    from local.train import runner
     with pytest.raises(Exception, match="run_dir=.* is data_dir too"):
-        training.check_config({"run_dir": str(raw), "data_dir": str(raw) + "/"})
+        runner.check_config({"run_dir": str(raw), "data_dir": str(raw) + "/"})
 
 
 def test_genres_differing_in_case_or_spacing_are_one_and_path_like_ones_are_refused(tmp_path):
     import csv
-    from local import manifest, music_folder
+
+    from local.collect import music_folder
+    from local.store import manifest
     raw, out = tmp_path / "raw", str(tmp_path / "out")
     rows = [("t1", "Rock", "a.mp3"), ("t2", "rock", "b.mp3"), ("t3", "ROCK ", "c.mp3"), ("t4", "Hip  Hop", "d.mp3"),
             ("t5", "../../etc", "e.mp3"), ("t6", "Old-Time / Historic", "f.mp3")]
@@ -264,12 +271,12 @@ def test_genres_differing_in_case_or_spacing_are_one_and_path_like_ones_are_refu
         for k, (track_id, genre, path) in enumerate(rows):
             make_audio(str(raw / path), seconds=1.0, freq_hz=300 + 40 * k)
             writer.writerow([track_id, genre, "", "", "", path, "", "", ""])
-    summary = preprocessing.preprocess(str(raw), out, workers=1, min_seconds=0.5, progress=False)
+    summary = build.preprocess(str(raw), out, workers=1, min_seconds=0.5, progress=False)
     assert summary["dataset"]["genres"] == ["Hip Hop", "Old-Time / Historic", "Rock"]
     assert read_failures(out) == {str(raw / "e.mp3"): "genre '../../etc' reads as a path: not used "
                                                       "(fix its manifest.csv row)"}
     # a rerun with another spelling keeps the dataset's
-    assert [i["genre"] for i in preprocessing.unify_genres([{"genre": "ROCK"}, {"genre": "hip hop"}],
+    assert [i["genre"] for i in build.unify_genres([{"genre": "ROCK"}, {"genre": "hip hop"}],
                                                            summary["dataset"]["genres"])] == ["Rock", "Hip Hop"]
     # stage 1: a path-like tag falls back to the folder's name
     assert music_folder.choose_genre({"genre": "../../etc"}, "Jazz") == "Jazz"
@@ -283,20 +290,22 @@ def make_dirs(path):
 
 def test_judge_refuses_a_data_dir_at_another_sample_rate(demo_tagger, tmp_path):
     import shutil
-    from local import judge
-    from local.config import StageError
-    from local.fileio import read_json, write_json_atomic
+
+    from local.core.config import StageError
+    from local.core.fileio import read_json, write_json_atomic
+    from local.judge import tagging, verdict
     data_dir = str(tmp_path / "processed")
     shutil.copytree(demo_tagger["data_dir"], data_dir)
     info = read_json(os.path.join(data_dir, "dataset.json"))
     write_json_atomic(os.path.join(data_dir, "dataset.json"), dict(info, sample_rate=info["sample_rate"] // 2))
     with pytest.raises(StageError, match=f"holds {info['sample_rate'] // 2} Hz tracks but the model in"):
-        judge.Judge(judge.Tagger(demo_tagger["run_dir"]), data_dir)
+        verdict.Judge(tagging.Tagger(demo_tagger["run_dir"]), data_dir)
 
 
 def test_every_float_key_is_finite_and_every_count_bounded_by_the_machine(tmp_path):
     from helpers import run_script
-    from local.config import ConfigError, max_count, resolve_config
+
+    from local.core.config import ConfigError, max_count, resolve_config
     defaults = {"max_minutes": 0.0, "grad_clip": 1.0, "temperature": 1.0, "workers": 2, "threads": 0,
                 "concurrency": 2, "dilations": [1.0]}
     for arg, said in (("--max_minutes=nan", "--max_minutes=nan: expected a finite number"),
@@ -340,7 +349,8 @@ def test_a_full_disk_is_one_line_in_every_stage(tmp_path, monkeypatch, capsys):
     """ENOSPC met anywhere in a stage's main: one line naming the folder and the space left, no traceback."""
     import errno
     import importlib
-    from local import config as config_module
+
+    from local.core import config as config_module
     scripts = ["run_webscraper", "run_transformation_scripts", "run_model_training", "run_model_predictions",
                "aws.s3_sync", "aws.spark_preprocessing", "aws.spark_training"]
     for name in scripts:
@@ -359,11 +369,11 @@ def test_a_full_disk_is_one_line_in_every_stage(tmp_path, monkeypatch, capsys):
     import run_transformation_scripts
     raw = tmp_path / "raw"
     make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.0)
-    from local import dataset_store
+    from local.store import dataset_files
 
     def disk_full(*args, **kwargs):
         raise full
-    monkeypatch.setattr(dataset_store, "write_dataset_files", disk_full)
+    monkeypatch.setattr(dataset_files, "write_dataset_files", disk_full)
     with pytest.raises(SystemExit) as stopped:
         run_transformation_scripts.main([f"--raw_dir={raw}", f"--out_dir={tmp_path / 'out'}", "--workers=1",
                                          "--min_seconds=0.5"])
@@ -373,13 +383,13 @@ def test_a_full_disk_is_one_line_in_every_stage(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_stage4_checks_that_run_dir_is_writable_before_any_work(stage4, monkeypatch):
     import run_model_predictions
-    from local import checks
-    from local.config import StageError
+    from local.core import checks
+    from local.core.config import StageError
     real = checks.output_folder_problem
     monkeypatch.setattr(checks, "output_folder_problem", lambda path, key: (
         f"{key}={path!r} cannot be written (Read-only file system): pass a writable --{key}" if key == "run_dir"
         else real(path, key)))
-    from local.config import config_keys
+    from local.core.config import config_keys
     keys = dict(config_keys(vars(run_model_predictions)), run_dir=str(stage4 / "run"), out_dir=str(stage4 / "gen-ro"))
     with pytest.raises(StageError, match="run_dir=.* cannot be written"):
         run_model_predictions.check_config(keys)
@@ -406,6 +416,7 @@ def test_folder_import_reads_tags_with_few_processes_and_a_rerun_opens_no_file(t
     """The old import ran ffprobe twice per file (about 5 files/s), and again on every rerun;
     bench/bench_folder_import.py gives the figures for 10,000 files."""
     import shutil
+
     from helpers import run_script
     folder, out = tmp_path / "music", str(tmp_path / "raw")
     tagged = make_audio(str(tmp_path / "tagged.mp3"), seconds=0.5, metadata={"genre": "Rock", "title": "T"})
@@ -437,5 +448,5 @@ def test_folder_import_reads_tags_with_few_processes_and_a_rerun_opens_no_file(t
 
 
 def manifest_rows(out):
-    from local import manifest
+    from local.store import manifest
     return manifest.read_manifest(out)

@@ -42,8 +42,8 @@ def test_stage4_stops_when_model_json_disagrees_with_model_keras(stage4, tmp_pat
 
 
 def test_the_fast_generator_refuses_weights_of_another_structure(stage4):
-    from local import generation
-    from local.wavenet import WaveNetConfig, structure_mismatch
+    from local.generate import weights as generation
+    from local.model.wavenet import WaveNetConfig, structure_mismatch
     _, model = stage4
     with open(stage4[0] / "run" / "model.json", encoding="utf-8") as f:
         described = WaveNetConfig.from_json(json.load(f)["model"])
@@ -62,12 +62,12 @@ def test_the_fast_generator_refuses_weights_of_another_structure(stage4):
 
 def stage1_defaults():
     import run_webscraper
-    from local.config import config_keys
+    from local.core.config import config_keys
     return config_keys(vars(run_webscraper))
 
 
 def test_an_upper_case_toml_suffix_is_read_as_toml(tmp_path):
-    from local.config import resolve_config
+    from local.core.config import resolve_config
     path = tmp_path / "x.TOML"
     path.write_text('genres = ["Folk"]\nconcurrency = 3\n')  # the old code parsed it as JSON: refused
     got = resolve_config(stage1_defaults(), [f"--config={path}"])
@@ -76,7 +76,7 @@ def test_an_upper_case_toml_suffix_is_read_as_toml(tmp_path):
 
 @pytest.mark.parametrize("args", [["--config="], ["--config", ""]])
 def test_an_empty_config_is_an_error_not_ignored(args):
-    from local.config import ConfigError, resolve_config
+    from local.core.config import ConfigError, resolve_config
     with pytest.raises(ConfigError, match="--config needs a file"):
         resolve_config(stage1_defaults(), args)
 
@@ -104,11 +104,10 @@ def test_a_wrong_type_in_a_config_file_names_the_file_and_that_key_only(tmp_path
 def raw_with_broken_valid_and_test(raw):
     """Five Rock tracks of which the ones stage 2 plans as valid and test do not decode; returns their ids."""
     from helpers import make_audio
-    from local import preprocessing
+    from local.dataset import build, inputs, settings
     for i in range(5):
         make_audio(str(raw / "Rock" / f"rock{i}.mp3"), seconds=1.0, freq_hz=200 + 40 * i)
-    plan = preprocessing.plan_tracks(preprocessing.list_inputs(str(raw)), [], [], preprocessing.SplitSettings(),
-                                     lambda item: "")
+    plan = build.plan_tracks(inputs.list_inputs(str(raw)), [], [], settings.SplitSettings(), lambda item: "")
     broken = [item for item in plan["todo"] if item["split"] != "train"]
     assert {item["split"] for item in broken} == {"valid", "test"} and len(plan["todo"]) - len(broken) == 3
     for item in broken:
@@ -118,7 +117,7 @@ def raw_with_broken_valid_and_test(raw):
 
 
 def check_split_of_usable(out_dir, broken):
-    from local import dataset_store
+    from local.store import dataset_files as dataset_store
     index = dataset_store.read_index(out_dir)
     assert len(index) == 3 and not {r["track_id"] for r in index} & set(broken)
     assert sorted(r["split"] for r in index) == ["test", "train", "valid"]  # the old code: train, train, train
@@ -129,7 +128,7 @@ def check_split_of_usable(out_dir, broken):
 
 def test_splits_are_made_from_the_tracks_that_decoded(tmp_path):
     from helpers import make_audio
-    from local import preprocessing
+    from local.dataset import build as preprocessing
     raw, out = tmp_path / "raw", str(tmp_path / "out")
     broken = raw_with_broken_valid_and_test(raw)
     summary = preprocessing.preprocess(str(raw), out, workers=1, progress=False, min_seconds=0.5)
@@ -139,7 +138,7 @@ def test_splits_are_made_from_the_tracks_that_decoded(tmp_path):
     for i in range(5, 8):
         make_audio(str(raw / "Rock" / f"rock{i}.mp3"), seconds=1.0, freq_hz=200 + 40 * i)
     preprocessing.preprocess(str(raw), out, workers=1, progress=False, min_seconds=0.5)
-    from local import dataset_store
+    from local.store import dataset_files as dataset_store
     again = {r["track_id"]: r["split"] for r in dataset_store.read_index(out)}
     assert len(again) == 6 and {k: again[k] for k in first} == first
 
@@ -154,7 +153,8 @@ def test_the_spark_job_splits_the_tracks_that_decoded_too(spark, tmp_path):
 
 
 def test_a_run_killed_before_its_rows_are_split_again_is_split_by_the_rerun(tmp_path, monkeypatch):
-    from local import dataset_store, preprocessing
+    from local.dataset import build as preprocessing
+    from local.store import dataset_files as dataset_store
     raw, out = tmp_path / "raw", str(tmp_path / "out")
     broken = raw_with_broken_valid_and_test(raw)
 

@@ -1,4 +1,4 @@
-"""Using a tagger (local/judge.py): judging clips, similar tracks, tagging files, and bad input; the tagger is
+"""Using a tagger (local/judge/verdict.py): judging clips, similar tracks, tagging files, and bad input; the tagger is
 conftest.demo_tagger, trained by the real stage 3 on a real demo dataset."""
 import csv
 import json
@@ -7,41 +7,47 @@ import shutil
 
 import numpy as np
 import pytest
-
 from helpers import run_script
-from local import dataset_store, judge, rundir, training
-from local.audio import mu_law_decode, mu_law_encode, write_wav
-from local.fileio import write_json_atomic
-from local.wavenet import WaveNetConfig, build_wavenet
+
+from local.audio.encoding import write_wav
+from local.audio.waveform import mu_law_decode, mu_law_encode
+from local.core.fileio import write_json_atomic
+from local.judge import excerpts as judge_excerpts
+from local.judge import figures as judge_figures
+from local.judge import tagging as judge_tagging
+from local.judge import verdict as judge_verdict
+from local.model.wavenet import WaveNetConfig, build_wavenet
+from local.store import dataset_files, rundir
+from local.train import wavenet_task
 
 
 @pytest.fixture(scope="module")
 def loaded(demo_tagger):
-    return judge.Tagger(demo_tagger["run_dir"])
+    return judge_tagging.Tagger(demo_tagger["run_dir"])
 
 
 @pytest.fixture(scope="module")
 def judged(demo_tagger, loaded):
-    return judge.Judge(loaded, demo_tagger["data_dir"])
+    return judge_verdict.Judge(loaded, demo_tagger["data_dir"])
 
 
 def held_out_rows(data_dir):
-    return [r for r in dataset_store.read_index(data_dir) if r["split"] in ("valid", "test")]
+    return [r for r in dataset_files.read_index(data_dir) if r["split"] in ("valid", "test")]
 
 
 def test_frechet_distance_is_zero_for_one_set_and_grows_with_the_gap():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(400, 4))
-    assert judge.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
-    near, far = judge.frechet_distance(a, a + 0.1), judge.frechet_distance(a, a + 1.0)
+    assert judge_figures.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    near, far = judge_figures.frechet_distance(a, a + 0.1), judge_figures.frechet_distance(a, a + 1.0)
     assert near == pytest.approx(4 * 0.01, rel=1e-3) and far == pytest.approx(4.0, rel=1e-3)
-    assert judge.frechet_distance(a, 3 * rng.normal(size=(400, 4))) > 10  # wider spread
+    assert judge_figures.frechet_distance(a, 3 * rng.normal(size=(400, 4))) > 10  # wider spread
 
 
 def test_flatness_is_low_for_a_tone_and_high_for_white_noise():
     t = np.arange(16000) / 16000
-    assert judge.spectral_flatness(0.5 * np.sin(2 * np.pi * 440 * t)) < 0.01
-    assert judge.spectral_flatness(np.random.default_rng(0).uniform(-0.5, 0.5, 16000)) > 0.3
+    assert judge_figures.spectral_flatness(0.5 * np.sin(2 * np.pi * 440 * t)) < 0.01
+    assert judge_figures.spectral_flatness(np.random.default_rng(0).uniform(-0.5, 0.5, 16000)) > 0.3
 
 
 def clicks(rate_hz, seconds=4.0, sample_rate=16000):
@@ -52,19 +58,19 @@ def clicks(rate_hz, seconds=4.0, sample_rate=16000):
 
 
 def test_onset_rate_counts_beats_and_not_silence_dither_or_a_tone():
-    assert judge.onset_rate(clicks(2), 16000) == pytest.approx(2, abs=0.25)
-    assert judge.onset_rate(clicks(4), 16000) / judge.onset_rate(clicks(2), 16000) == pytest.approx(2, rel=0.15)
-    assert judge.onset_rate(np.zeros(64000), 16000) == 0
+    assert judge_figures.onset_rate(clicks(2), 16000) == pytest.approx(2, abs=0.25)
+    assert judge_figures.onset_rate(clicks(4), 16000) / judge_figures.onset_rate(clicks(2), 16000) == pytest.approx(2, rel=0.15)
+    assert judge_figures.onset_rate(np.zeros(64000), 16000) == 0
     dither = mu_law_decode(np.random.default_rng(0).integers(127, 130, 64000))  # near-silence, as codes give it
-    assert judge.onset_rate(dither, 16000) == 0
+    assert judge_figures.onset_rate(dither, 16000) == 0
     t = np.arange(64000) / 16000
-    assert judge.onset_rate(0.3 * np.sin(2 * np.pi * 440 * t), 16000) <= 0.25  # a held tone: at most its start
+    assert judge_figures.onset_rate(0.3 * np.sin(2 * np.pi * 440 * t), 16000) <= 0.25  # a held tone: at most its start
 
 
 def test_onset_rate_ratio_compares_each_genre_with_its_own_real_excerpts():
-    rates = {hz: judge.onset_rate(clicks(hz), 16000) for hz in (1, 2, 4)}
+    rates = {hz: judge_figures.onset_rate(clicks(hz), 16000) for hz in (1, 2, 4)}
     real_genres = ["Slow"] * 3 + ["Fast"] * 1  # an uneven real split: the overall ratio must not care
-    overall, per_genre = judge.onset_rates_by_genre(
+    overall, per_genre = judge_figures.onset_rates_by_genre(
         [rates[2], rates[2], rates[4], rates[4]], ["Slow", "Slow", "Fast", "Fast"],
         [rates[1]] * 3 + [rates[4]], real_genres)
     assert per_genre["Slow"]["onset_rate_ratio"] == pytest.approx(2, rel=0.2)  # twice as many beats as real
@@ -72,16 +78,16 @@ def test_onset_rate_ratio_compares_each_genre_with_its_own_real_excerpts():
     assert per_genre["Slow"]["n_clips"] == 2 and per_genre["Slow"]["n_real_excerpts"] == 3
     expected = (2 * rates[1] + 2 * rates[4]) / 4
     assert overall["onset_rate_ratio"] == pytest.approx((2 * rates[2] + 2 * rates[4]) / 4 / expected)
-    silent, _ = judge.onset_rates_by_genre([0.0, 0.0], ["Fast", "Fast"], [rates[4]], ["Fast"])
+    silent, _ = judge_figures.onset_rates_by_genre([0.0, 0.0], ["Fast", "Fast"], [rates[4]], ["Fast"])
     assert silent["onset_rate_ratio"] == 0
-    none, _ = judge.onset_rates_by_genre([rates[2]], ["Fast"], [], [])
+    none, _ = judge_figures.onset_rates_by_genre([rates[2]], ["Fast"], [], [])
     assert none["onset_rate_ratio"] is None
 
 
 def test_real_excerpts_judged_as_if_generated_pass_and_white_noise_does_not(demo_tagger, judged):
     n = 24000  # 1.5 s clips
     # excerpts that start half a clip into the held-out tracks: not the reference set's excerpts
-    excerpts = judge.real_excerpts(held_out_rows(demo_tagger["data_dir"]), n, offset=n // 2)
+    excerpts = judge_excerpts.real_excerpts(held_out_rows(demo_tagger["data_dir"]), n, offset=n // 2)
     genres = [g for g in ("Ambient", "Electronic", "Folk") for _ in range(2)]
     real = [excerpts[g][k] for g, k in zip(genres, [0, 1] * 3)]
     per_clip, summary = judged.judge(real, genres)
@@ -105,7 +111,7 @@ def test_real_excerpts_judged_as_if_generated_pass_and_white_noise_does_not(demo
 
 def test_more_clips_than_real_excerpts_still_get_a_frechet_distance(demo_tagger, judged):
     n = 32000  # 2 s: the 6 held-out tracks of 4 s give 12 excerpts, fewer than two per clip for 12 clips
-    excerpts = judge.real_excerpts(held_out_rows(demo_tagger["data_dir"]), n)
+    excerpts = judge_excerpts.real_excerpts(held_out_rows(demo_tagger["data_dir"]), n)
     genres = [g for g in ("Ambient", "Electronic", "Folk") for _ in range(4)]
     clips = [excerpts[g][k % len(excerpts[g])] for k, g in enumerate(genres)]
     _, summary = judged.judge(clips, genres)
@@ -116,15 +122,15 @@ def test_more_clips_than_real_excerpts_still_get_a_frechet_distance(demo_tagger,
 
 def test_judge_clips_takes_wav_paths_or_waveforms_and_keeps_its_judge(demo_tagger, judged, tmp_path):
     n = 24000
-    excerpts = judge.real_excerpts(held_out_rows(demo_tagger["data_dir"]), n, offset=n // 2)
+    excerpts = judge_excerpts.real_excerpts(held_out_rows(demo_tagger["data_dir"]), n, offset=n // 2)
     genres = ["Ambient", "Electronic", "Folk"]
     waveforms = [mu_law_decode(excerpts[g][0]) for g in genres]
     paths = [write_wav(str(tmp_path / f"{g}.wav"), y, 16000) for g, y in zip(genres, waveforms)]
-    judge._JUDGES.clear()
-    from_paths = judge.judge_clips(paths, genres, demo_tagger["run_dir"], demo_tagger["data_dir"])
-    from_waveforms = judge.judge_clips(waveforms, genres, demo_tagger["run_dir"], demo_tagger["data_dir"])
-    assert len(judge._JUDGES) == 1  # one Judge (tagger, embeddings, real excerpts) for both calls
-    (kept,) = judge._JUDGES.values()
+    judge_verdict._JUDGES.clear()
+    from_paths = judge_verdict.judge_clips(paths, genres, demo_tagger["run_dir"], demo_tagger["data_dir"])
+    from_waveforms = judge_verdict.judge_clips(waveforms, genres, demo_tagger["run_dir"], demo_tagger["data_dir"])
+    assert len(judge_verdict._JUDGES) == 1  # one Judge (tagger, embeddings, real excerpts) for both calls
+    (kept,) = judge_verdict._JUDGES.values()
     assert len(kept._real) == 1
     for clips, summary in (from_paths, from_waveforms):
         assert summary["n_clips"] == 3 and summary["genre_accuracy"] >= 2 / 3 and 0.5 < summary["flatness_ratio"] < 2
@@ -159,14 +165,14 @@ def test_a_track_s_own_audio_finds_itself_first_and_the_cache_is_reused(demo_tag
 def test_a_changed_dataset_refreshes_the_cached_embeddings(demo_tagger, loaded, tmp_path):
     data_dir = str(tmp_path / "processed")
     shutil.copytree(demo_tagger["data_dir"], data_dir)
-    first = judge.dataset_embeddings(loaded, data_dir, progress=False)
-    again = judge.dataset_embeddings(loaded, data_dir, progress=False)
+    first = judge_tagging.dataset_embeddings(loaded, data_dir, progress=False)
+    again = judge_tagging.dataset_embeddings(loaded, data_dir, progress=False)
     assert first["refreshed"] and not again["refreshed"]
     np.testing.assert_array_equal(first["embedding"], again["embedding"])
-    dataset_store.drop_tracks(data_dir, [str(first["track_id"][0])])
-    changed = judge.dataset_embeddings(loaded, data_dir, progress=False)
+    dataset_files.drop_tracks(data_dir, [str(first["track_id"][0])])
+    changed = judge_tagging.dataset_embeddings(loaded, data_dir, progress=False)
     assert changed["refreshed"] and len(changed["track_id"]) == len(first["track_id"]) - 1
-    os.remove(judge.embeddings_path(loaded, data_dir))
+    os.remove(judge_tagging.embeddings_path(loaded, data_dir))
 
 
 def test_tagging_a_folder_lists_an_unreadable_file_and_tags_the_rest(demo_tagger, tmp_path):
@@ -223,7 +229,7 @@ def save_wavenet(run_dir, data_dir, genres, sample_rate):
                             genre_conditioning=True, genre_channels=4, n_genres=len(genres))
     os.makedirs(run_dir, exist_ok=True)
     rundir.save_model(build_wavenet(wavenet), run_dir)
-    rundir.write_model_json(run_dir, training.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate,
+    rundir.write_model_json(run_dir, wavenet_task.wavenet_model_json(wavenet, genres=genres, sample_rate=sample_rate,
                                                                    data_dir=data_dir))
     write_json_atomic(os.path.join(run_dir, "config.json"), wavenet.to_json())
 

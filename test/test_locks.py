@@ -8,11 +8,12 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import PYTHON, ROOT, make_audio, run_script
-from local import locks, preprocessing
 
-HOLD = ("import sys, time; sys.path.insert(0, sys.argv[1]); from local.locks import acquire_lock; "
+from local.core import locks
+from local.dataset import build
+
+HOLD = ("import sys, time; sys.path.insert(0, sys.argv[1]); from local.core.locks import acquire_lock; "
         "acquire_lock(sys.argv[2], 'a test holder'); print('held', flush=True); time.sleep(600)")
 
 
@@ -83,7 +84,7 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
         holder.wait()
     with open(out / locks.LOCK_NAME) as f:
         assert json.load(f)["pid"] == holder.pid  # the dead holder's lock file is still there
-    summary = preprocessing.preprocess(str(raw), str(out), workers=1, min_seconds=0.5, progress=False)
+    summary = build.preprocess(str(raw), str(out), workers=1, min_seconds=0.5, progress=False)
     assert summary["processed"] == 1
 
 
@@ -93,7 +94,7 @@ def test_a_second_training_on_one_run_dir_is_refused(tmp_path):
     for genre, freq in (("A", 300), ("B", 500)):
         for i in range(3):
             make_audio(str(raw / genre / f"{genre}{i}.mp3"), seconds=1.5, freq_hz=freq + 30 * i)
-    preprocessing.preprocess(str(raw), str(data), workers=1, min_seconds=0.5, valid_fraction=0.3,
+    build.preprocess(str(raw), str(data), workers=1, min_seconds=0.5, valid_fraction=0.3,
                              test_fraction=0.0, progress=False)
     holder = hold_lock(run)  # as a training in progress would
     try:

@@ -1,4 +1,4 @@
-"""Long files in bounded memory (issue 12): the parts local/parquet_cells.py writes read as pyarrow's do (pyarrow
+"""Long files in bounded memory (issue 12): the parts local/store/parquet_cells.py writes read as pyarrow's do (pyarrow
 and Spark alike), and a stage-2 run that streams its files and writes their codes that way gives the dataset a
 run decoding them whole gives. The memory itself is measured in bench/bench_preprocessing.py --rss_only=true.
 """
@@ -8,10 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import make_audio
-from local import dataset_store as store
-from local import decoding, parquet_cells, preprocessing
+
+from local.audio import decoding
+from local.dataset import build, settings
+from local.store import dataset_files as store
+from local.store import parquet_cells
 
 
 def sample_rows():
@@ -23,7 +25,7 @@ def sample_rows():
 
 
 def test_cell_writer_files_read_back_as_pyarrow_written_ones(tmp_path):
-    schema = store.TRACK_SCHEMA.with_metadata(preprocessing.part_metadata(decoding.DecodeSettings()))
+    schema = store.TRACK_SCHEMA.with_metadata(settings.part_metadata(decoding.DecodeSettings()))
     rows = sample_rows()
     with parquet_cells.CellParquetWriter(str(tmp_path / "cells.parquet"), schema) as writer:
         for row in rows:
@@ -65,7 +67,7 @@ def test_a_failed_write_leaves_no_part_of_long_tracks(tmp_path, monkeypatch):
 
 
 def test_spark_reads_the_cell_writers_parts(tmp_path, spark):
-    schema = store.TRACK_SCHEMA.with_metadata(preprocessing.part_metadata(decoding.DecodeSettings()))
+    schema = store.TRACK_SCHEMA.with_metadata(settings.part_metadata(decoding.DecodeSettings()))
     rows = sample_rows()
     os.makedirs(tmp_path / "tracks")
     with parquet_cells.CellParquetWriter(str(tmp_path / "tracks" / "part-0.parquet"), schema) as writer:
@@ -91,10 +93,10 @@ def test_streamed_stage_gives_the_dataset_of_whole_decoding(tmp_path, monkeypatc
         make_audio(str(raw / genre / f"long{k}.mp3"), seconds=6.0 + k, freq_hz=220.0 * (k + 1), seed=k)
     make_audio(str(raw / "Jazz" / "short.mp3"), seconds=1.5, freq_hz=660.0)  # ~24 kB
     keys = dict(workers=1, progress=False, sample_rate=8000)
-    whole = preprocessing.preprocess(str(raw), str(tmp_path / "whole"), **keys)
+    whole = build.preprocess(str(raw), str(tmp_path / "whole"), **keys)
     monkeypatch.setattr(decoding, "STREAM_ABOVE_BYTES", 30_000)  # the long ones (~100 kB) stream
     monkeypatch.setattr(store, "BIG_CELL_BYTES", 20_000)  # their codes (~50 kB) go through parquet_cells
-    streamed = preprocessing.preprocess(str(raw), str(tmp_path / "streamed"), **keys)
+    streamed = build.preprocess(str(raw), str(tmp_path / "streamed"), **keys)
     assert streamed["processed"] == whole["processed"] == 4
     assert streamed["dataset"] == whole["dataset"]
     codes = dataset_codes(str(tmp_path / "streamed"))
@@ -102,16 +104,16 @@ def test_streamed_stage_gives_the_dataset_of_whole_decoding(tmp_path, monkeypatc
     assert sorted(len(c) > 20_000 for c in codes.values()) == [False, True, True, True]
     parts = store.list_parts(str(tmp_path / "streamed"))
     assert {pq.ParquetFile(p).metadata.created_by.split()[0] for p in parts} == {"parquet-cpp-arrow", "waveforms"}
-    assert {pq.ParquetFile(p).schema_arrow.metadata[preprocessing.SETTINGS_METADATA_KEY] for p in parts} == \
-        {preprocessing.part_metadata(preprocessing.stage_settings(sample_rate=8000)[0])[
-            preprocessing.SETTINGS_METADATA_KEY]}
-    again = preprocessing.preprocess(str(raw), str(tmp_path / "streamed"), **keys)  # a rerun: all done already
+    assert {pq.ParquetFile(p).schema_arrow.metadata[settings.SETTINGS_METADATA_KEY] for p in parts} == \
+        {settings.part_metadata(settings.stage_settings(sample_rate=8000)[0])[
+            settings.SETTINGS_METADATA_KEY]}
+    again = build.preprocess(str(raw), str(tmp_path / "streamed"), **keys)  # a rerun: all done already
     assert (again["processed"], again["skipped"]) == (0, 4)
     # a long file changes: its old row leaves the part of long tracks, which stays one (drop_tracks)
     make_audio(str(raw / "Rock" / "long0.mp3"), seconds=6.5, freq_hz=300.0, seed=9)
-    changed = preprocessing.preprocess(str(raw), str(tmp_path / "streamed"), **keys)
+    changed = build.preprocess(str(raw), str(tmp_path / "streamed"), **keys)
     monkeypatch.undo()
-    whole = preprocessing.preprocess(str(raw), str(tmp_path / "whole"), **keys)
+    whole = build.preprocess(str(raw), str(tmp_path / "whole"), **keys)
     assert (changed["processed"], changed["skipped"]) == (whole["processed"], whole["skipped"]) == (1, 3)
     codes = dataset_codes(str(tmp_path / "streamed"))
     assert codes == dataset_codes(str(tmp_path / "whole")) and len(codes) == 4

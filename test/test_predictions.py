@@ -6,12 +6,16 @@ import wave
 
 import numpy as np
 import pytest
-
 from helpers import run_script, tone
-from local import dataset_store, evaluation, generation, rundir, training
-from local.audio import mu_law_decode, mu_law_encode, to_pcm16
-from local.fileio import write_json_atomic
-from local.wavenet import WaveNetConfig, build_wavenet, read_run_model
+
+from local.audio.waveform import mu_law_decode, mu_law_encode, to_pcm16
+from local.core.fileio import write_json_atomic
+from local.generate import fast
+from local.generate import weights as generate_weights
+from local.judge import evaluation
+from local.model.wavenet import WaveNetConfig, build_wavenet, read_run_model
+from local.store import dataset_files, rundir
+from local.train import wavenet_task
 
 GENRES = ["Drone", "Chirp"]
 SAMPLE_RATE = 8000  # Hz: not the usual 16 kHz, so a WAV at the wrong rate shows
@@ -33,7 +37,7 @@ def save_run(run_dir, data_dir, seed=0, constant_code=None):
         model.get_layer("postprocess2").set_weights([kernel * 0, bias])
     os.makedirs(run_dir, exist_ok=True)
     rundir.save_model(model, run_dir)
-    rundir.write_model_json(run_dir, training.wavenet_model_json(wavenet, genres=GENRES, sample_rate=SAMPLE_RATE,
+    rundir.write_model_json(run_dir, wavenet_task.wavenet_model_json(wavenet, genres=GENRES, sample_rate=SAMPLE_RATE,
                                                                    data_dir=data_dir))
     write_json_atomic(os.path.join(run_dir, "config.json"), config)
     return model
@@ -41,7 +45,7 @@ def save_run(run_dir, data_dir, seed=0, constant_code=None):
 
 def save_dataset(data_dir):
     """Two genres x (2 train + 1 test) short tracks of mu-law coded tones, written with the real store."""
-    writer = dataset_store.PartWriter(data_dir)
+    writer = dataset_files.PartWriter(data_dir)
     rows = []
     for genre_id, genre in enumerate(GENRES):
         for k, split in enumerate(["train", "train", "test"]):
@@ -55,7 +59,7 @@ def save_dataset(data_dir):
             rows.append(row)
     writer.close()
     write_json_atomic(os.path.join(data_dir, "dataset.json"),
-                      dataset_store.summarize(rows, SAMPLE_RATE, 256, GENRES))
+                      dataset_files.summarize(rows, SAMPLE_RATE, 256, GENRES))
     return rows
 
 
@@ -116,10 +120,10 @@ def test_clips_equal_the_kernel_continuing_the_prime_track(project):
     prime = np.frombuffer(track["codes"], np.uint8)[:int(0.06 * SAMPLE_RATE)]
     # the same generation in this process, from the saved model's weights
     wavenet = read_run_model(project["run_dir"])[0]
-    weights = generation.fold_weights(project["model"], wavenet)
-    state = generation.initial_state(weights, [1, 1], seed=9)
-    generation.prime_state(project["model"], weights, state, prime)
-    codes = generation.generate(weights, state, int(0.05 * SAMPLE_RATE), temperature=0.7)
+    weights = generate_weights.fold_weights(project["model"], wavenet)
+    state = fast.initial_state(weights, [1, 1], seed=9)
+    fast.prime_state(project["model"], weights, state, prime)
+    codes = fast.generate(weights, state, int(0.05 * SAMPLE_RATE), temperature=0.7)
     for k, clip in enumerate(clips):
         _, pcm = read_wav(clip["wav"])
         expected = to_pcm16(mu_law_decode(np.concatenate([prime, codes[k]])))

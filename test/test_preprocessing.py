@@ -11,9 +11,16 @@ import librosa
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from helpers import PYTHON, ROOT, encode, make_audio, refusal, run_script, tone
 
-from helpers import PYTHON, ROOT, make_audio, refusal, run_script, tone, encode
-from local import audio, dataset_store, decoding, manifest, preprocessing
+from local.audio import decoding
+from local.audio import ffmpeg as audio_ffmpeg
+from local.audio import waveform as audio_waveform
+from local.dataset import build
+from local.dataset import inputs as dataset_inputs
+from local.dataset import settings as dataset_settings
+from local.dataset import splits as dataset_splits
+from local.store import dataset_files, manifest
 
 
 def read_failures(out_dir):
@@ -34,7 +41,7 @@ def test_codes_equal_librosas_pipeline_on_the_same_decoded_audio(tmp_path, ext, 
         sample_rate=16000, trim_silence=True, silence_threshold_db=60), keep_waveform=True)
     assert reason == ""
     with open(path, "rb") as f:
-        samples, rate, _ = audio.decode_audio(f.read())
+        samples, rate, _ = audio_ffmpeg.decode_audio(f.read())
     y = librosa.to_mono(samples.T)
     y = librosa.resample(y, orig_sr=rate, target_sr=16000, res_type="soxr_hq")
     y = y / max(1.0, np.max(np.abs(y)))
@@ -48,7 +55,7 @@ def test_codes_equal_librosas_pipeline_on_the_same_decoded_audio(tmp_path, ext, 
     assert abs(len(codes) - 2.0 * 16000) < 0.06 * 16000
     waveform = result["waveform"]  # the float samples the codes encode
     assert waveform.dtype == np.float32 and waveform.shape == codes.shape
-    np.testing.assert_array_equal(audio.mu_law_encode(waveform), codes)
+    np.testing.assert_array_equal(audio_waveform.mu_law_encode(waveform), codes)
     with open(path, "rb") as f:  # the file's bytes give the very same track as its path
         from_bytes, _ = decoding.decode_track(f.read(), decoding.DecodeSettings(
             sample_rate=16000, trim_silence=True, silence_threshold_db=60))
@@ -82,7 +89,7 @@ def test_stage_writes_the_contract_dataset(tmp_path):
         assert row["split"] in ("train", "valid", "test")
     assert {r["genre"] for r in table.to_pylist() if r["split"] == "train"} == {"Jazz", "Rock"}
     # one track per row group: a reader fetches one track without the others
-    for part in dataset_store.list_parts(str(out)):
+    for part in dataset_files.list_parts(str(out)):
         f = pq.ParquetFile(part)
         assert all(f.metadata.row_group(i).num_rows == 1 for i in range(f.num_row_groups))
     assert json.loads((out / "config.json").read_text())["min_seconds"] == 0.5
@@ -130,10 +137,10 @@ def test_missing_or_empty_raw_dir_is_one_line_and_exit_2(tmp_path):
 
 def test_hash_split_is_stable_and_follows_the_fractions():
     ids = [f"track-{i}" for i in range(4000)]
-    splits = [preprocessing.hash_split(t, 0.1, 0.2, 7) for t in ids]
-    assert splits == [preprocessing.hash_split(t, 0.1, 0.2, 7) for t in ids]
+    splits = [dataset_splits.hash_split(t, 0.1, 0.2, 7) for t in ids]
+    assert splits == [dataset_splits.hash_split(t, 0.1, 0.2, 7) for t in ids]
     assert abs(splits.count("test") / 4000 - 0.2) < 0.03 and abs(splits.count("valid") / 4000 - 0.1) < 0.03
-    assert splits != [preprocessing.hash_split(t, 0.1, 0.2, 8) for t in ids]
+    assert splits != [dataset_splits.hash_split(t, 0.1, 0.2, 8) for t in ids]
 
 
 def split_rows(genre, n, split="", prefix="t"):
@@ -150,13 +157,13 @@ def test_a_genre_of_three_or_more_tracks_gets_a_valid_and_a_test_track_and_old_t
     for genre, n in (("Big", 40), ("Three", 3), ("Two", 2), ("One", 1)):
         rows = [dict(r, split="train", split_from_source=False) for r in split_rows(genre, n)]
         new += rows  # every track hashed into train: the worst case
-    assert preprocessing.ensure_every_split_per_genre(new, [], split_seed=0) == []
+    assert dataset_splits.ensure_every_split_per_genre(new, [], split_seed=0) == []
     assert splits_of(new, "Three") == ["test", "train", "valid"]
     assert splits_of(new, "Big").count("valid") == 1 and splits_of(new, "Big").count("test") == 1
     assert splits_of(new, "Two") == ["train", "train"] and splits_of(new, "One") == ["train"]
     # the choice is stable: the same tracks in another order split alike
     again = [dict(r, split="train") for r in reversed(new)]
-    preprocessing.ensure_every_split_per_genre(again, [], split_seed=0)
+    dataset_splits.ensure_every_split_per_genre(again, [], split_seed=0)
     assert {r["track_id"]: r["split"] for r in again} == {r["track_id"]: r["split"] for r in new}
 
     # tracks already in the dataset never move; new ones fill what is missing
@@ -164,15 +171,15 @@ def test_a_genre_of_three_or_more_tracks_gets_a_valid_and_a_test_track_and_old_t
     for r in existing:
         r["split"] = "train"
     added = [dict(r, split="train", split_from_source=False) for r in split_rows("Folk", 2, prefix="new")]
-    preprocessing.ensure_every_split_per_genre(added, existing, split_seed=0)
+    dataset_splits.ensure_every_split_per_genre(added, existing, split_seed=0)
     assert [r["split"] for r in existing] == ["train"] * 3
     assert sorted(r["split"] for r in added) == ["test", "valid"]
     # a split the source gave is kept, and no move empties the split it takes from
     sourced = split_rows("Jazz", 3, split="train")
-    preprocessing.ensure_every_split_per_genre(sourced, [], split_seed=0)
+    dataset_splits.ensure_every_split_per_genre(sourced, [], split_seed=0)
     assert splits_of(sourced, "Jazz") == ["train"] * 3
     one_each = [dict(r, split=s, split_from_source=False) for r, s in zip(split_rows("Pop", 3), ("train", "test", "test"))]
-    preprocessing.ensure_every_split_per_genre(one_each, [], split_seed=0)
+    dataset_splits.ensure_every_split_per_genre(one_each, [], split_seed=0)
     assert splits_of(one_each, "Pop") == ["test", "train", "valid"]
 
 
@@ -194,11 +201,11 @@ def test_rerun_is_idempotent_and_additions_never_move_a_track(tmp_path):
             "--valid_fraction=0.25", "--test_fraction=0.25"]
     assert run_script("run_transformation_scripts.py", *args).returncode == 0
     first = {k: (v["split"], v["codes"]) for k, v in rows_by_id(str(out)).items()}
-    parts = dataset_store.list_parts(str(out))
+    parts = dataset_files.list_parts(str(out))
 
     again = run_script("run_transformation_scripts.py", *args)
     assert "0 tracks processed, 8 already done" in again.stdout
-    assert dataset_store.list_parts(str(out)) == parts
+    assert dataset_files.list_parts(str(out)) == parts
 
     make_audio(str(raw / "Rock" / "rock_new.mp3"), seconds=1.2, freq_hz=500)
     make_audio(str(raw / "Funk" / "funk0.mp3"), seconds=1.2, freq_hz=600)
@@ -239,9 +246,9 @@ def test_a_killed_run_is_completed_by_the_next_and_never_leaves_partial_parts(tm
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done_before = len(dataset_store.list_parts(str(out)))
+    done_before = len(dataset_files.list_parts(str(out)))
     assert 3 <= done_before < 18, "the kill should land mid-run"
-    for part in dataset_store.list_parts(str(out)):
+    for part in dataset_files.list_parts(str(out)):
         pq.read_table(part)  # every visible part is complete and readable
 
     result = run_script("run_transformation_scripts.py", *command[2:])
@@ -290,9 +297,9 @@ def test_the_stage_runs_in_process_and_refuses_a_dataset_made_with_other_setting
                                        ("workers", 0)])
 def test_each_bad_value_is_refused_in_one_line_naming_only_its_key(key, value):
     import run_transformation_scripts as stage
-    from local.config import config_keys
+    from local.core.config import config_keys
     config = config_keys(vars(stage))
-    assert " must be " in refusal(preprocessing.check_config, config, key, value)
+    assert " must be " in refusal(dataset_settings.check_config, config, key, value)
 
 
 def test_bad_config_value_stops_before_any_work(tmp_path):
@@ -306,7 +313,7 @@ def test_batched_decoding_gives_the_same_results_as_one_file_at_a_time(tmp_path)
     make_raw_folder(raw, per_genre=3, seconds=1.2)
     (raw / "Rock" / "page.mp3").write_bytes(b"<html>gone</html>")
     (raw / "Rock" / "empty.mp3").write_bytes(b"")
-    items = preprocessing.list_inputs(str(raw))
+    items = dataset_inputs.list_inputs(str(raw))
     settings = decoding.DecodeSettings(sample_rate=16000, quantization_channels=256, trim_silence=True,
                                             silence_threshold_db=60.0, min_seconds=0.5)
     one_by_one = [decoding.decode_track(item["path"], settings) for item in items]
@@ -314,5 +321,5 @@ def test_batched_decoding_gives_the_same_results_as_one_file_at_a_time(tmp_path)
     assert [(r, why) for _, r, why in batched] == one_by_one
     assert [i["sha256"] for i, _, _ in batched] == [manifest.sha256_file(i["path"]) for i in items]
     assert sum(r is None for _, r, _ in batched) == 2
-    groups = list(preprocessing.batches(items, decoding.file_size, max_files=4))
+    groups = list(build.batches(items, decoding.file_size, max_files=4))
     assert [i for g in groups for i in g] == items and max(len(g) for g in groups) == 4

@@ -1,5 +1,5 @@
-"""The pretrained taggers (local/pretrained.py), tagging with them (local/pretrained_tags.py) and the external ear
-of the judge (local/external_judge.py), on audio the project synthesizes and on the demo dataset."""
+"""The pretrained taggers (local/judge/pretrained.py), tagging with them (local/judge/pretrained_tags.py) and the external ear
+of the judge (local/judge/external.py), on audio the project synthesizes and on the demo dataset."""
 import contextlib
 import csv
 import io
@@ -9,8 +9,13 @@ import os
 import numpy as np
 import pytest
 
-from local import dataset_store, demo_corpus, external_judge, judge, pretrained, pretrained_tags
-from local.audio import mu_law_encode, write_wav
+from local.audio.encoding import write_wav
+from local.audio.waveform import mu_law_encode
+from local.collect import demo_corpus
+from local.judge import excerpts as judge_excerpts
+from local.judge import external as external_judge
+from local.judge import figures, pretrained, pretrained_tags
+from local.store import dataset_files
 
 SR = pretrained.SAMPLE_RATE
 
@@ -95,9 +100,9 @@ def test_a_drum_loop_sounds_like_drums_and_a_synth_pad_like_ambient(mtt):
 def test_white_noise_is_farther_from_the_demo_than_its_held_out_excerpts(demo_dataset):
     ear = external_judge.ExternalJudge(demo_dataset["data_dir"])
     n = 24000  # 1.5 s clips at the demo's 16 kHz
-    rows = [r for r in dataset_store.read_index(demo_dataset["data_dir"])
+    rows = [r for r in dataset_files.read_index(demo_dataset["data_dir"])
             if r["split"] in ("valid", "test")]
-    excerpts = judge.real_excerpts(rows, n, offset=n // 2)  # not the judge's own reference excerpts
+    excerpts = judge_excerpts.real_excerpts(rows, n, offset=n // 2)  # not the judge's own reference excerpts
     genres = [g for g in demo_corpus.DEMO_GENRES for _ in range(2)]
     real = [excerpts[g][k] for g, k in zip(genres, [0, 1] * 3)]
     per_clip, summary = ear.judge(real, genres)
@@ -156,7 +161,7 @@ def test_similar_tracks_by_pretrained_embeddings_find_a_track_s_own_audio_first(
 
 def test_user_mistakes_with_a_pretrained_tagger_get_one_line(tmp_path):
     import run_model_predictions
-    from local.config import StageError
+    from local.core.config import StageError
     base = run_model_predictions.configure(dict(vars(run_model_predictions)), [f"--out_dir={tmp_path}"])
     for changes, words in (({"tagger": "mtt"}, "pass --audio"),
                            ({"tagger": "nosuch", "audio": str(tmp_path)}, "neither a pretrained tagger")):
@@ -193,4 +198,4 @@ def test_the_fast_frechet_trace_equals_scipy_s_matrix_square_root():
         s_a = np.cov(rng.normal(size=(n, dims)) @ rng.normal(size=(dims, dims)), rowvar=False)
         s_b = np.cov(rng.normal(size=(m, dims)) @ rng.normal(size=(dims, dims)), rowvar=False)
         expected = np.trace(np.real(linalg.sqrtm(s_a @ s_b)))
-        assert judge.trace_sqrt_product(s_a, s_b) == pytest.approx(expected, rel=1e-6)
+        assert figures.trace_sqrt_product(s_a, s_b) == pytest.approx(expected, rel=1e-6)

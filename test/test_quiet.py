@@ -2,7 +2,6 @@
 import subprocess
 
 import pytest
-
 from helpers import PYTHON, ROOT
 
 pytestmark = pytest.mark.slow  # a TensorFlow start-up per test
@@ -17,7 +16,7 @@ def run_python(code, env=None):
 
 
 def test_a_stage_that_imports_tensorflow_prints_none_of_its_start_up_lines():
-    quiet = run_python("from local.config import stage_main\n"
+    quiet = run_python("from local.core.config import stage_main\n"
                        "@stage_main\n"
                        "def main(argv=None):\n"
                        "    import keras, tensorflow as tf\n"
@@ -35,7 +34,7 @@ def test_without_the_hook_tensorflow_prints_them_so_the_check_can_fail():
 
 def test_a_failing_import_still_raises_with_its_lines():
     failing = run_python("import sys\n"
-                         "from local.quiet import quiet_tensorflow_import\n"
+                         "from local.core.quiet import quiet_tensorflow_import\n"
                          "sys.modules['tensorflow.python'] = None  # makes the import fail inside tensorflow\n"
                          "quiet_tensorflow_import()\n"
                          "import tensorflow")
@@ -44,11 +43,11 @@ def test_a_failing_import_still_raises_with_its_lines():
 
 
 def test_loading_and_running_a_pretrained_tagger_prints_none_of_them_either():
-    quiet = run_python("from local.config import stage_main\n"
+    quiet = run_python("from local.core.config import stage_main\n"
                        "@stage_main\n"
                        "def main(argv=None):\n"
                        "    import numpy as np\n"
-                       "    from local import pretrained\n"
+                       "    from local.judge import pretrained\n"
                        "    tagger = pretrained.load('mtt')\n"
                        "    print(tagger.run(np.zeros((2, pretrained.PATCH_FRAMES, pretrained.N_MELS)))[0].shape)\n"
                        "main()")

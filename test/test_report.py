@@ -8,12 +8,17 @@ import os
 import re
 import shutil
 
+import browser
 import numpy as np
 import pytest
-
 from helpers import run_script
-from local import browser, report, rundir, samples, training
 from test_training import TINY_ARGS, write_tone_dataset
+
+from local.generate import samples
+from local.report import html as report_html
+from local.report import page as report_page
+from local.store import rundir
+from local.train import loop, runner, wavenet_task
 
 SAMPLE_RATE = 8000  # browsers play WAV from 3,000 Hz up (the stage-3 tests' 1,000 Hz would not play)
 
@@ -69,10 +74,10 @@ def test_page_shows_settings_loss_evaluation_the_genre_by_step_table_and_generat
     with open(os.path.join(run_dir, "baselines.json")) as f:
         baselines = json.load(f)
     for name in ("unigram", "uniform"):  # the dashed lines' legend
-        assert f"{name} {report._fmt(baselines[name + '_bits_per_sample'])}</text>" in page
-    assert f"<td>{report._fmt(rows[-1]['valid_bits_per_sample'])}</td>" in page
+        assert f"{name} {report_html._fmt(baselines[name + '_bits_per_sample'])}</text>" in page
+    assert f"<td>{report_html._fmt(rows[-1]['valid_bits_per_sample'])}</td>" in page
     assert "<h2>Evaluation</h2>" in page
-    assert f"<td>{report._fmt(evaluation['test_bits_per_sample'])}</td>" in page
+    assert f"<td>{report_html._fmt(evaluation['test_bits_per_sample'])}</td>" in page
     # the genre x step table: one row per genre, one column per sampled step, a player and a picture per cell
     table = page[page.index('<table class="grid">'):]
     table = table[:table.index("</table>")]
@@ -88,7 +93,7 @@ def test_page_shows_settings_loss_evaluation_the_genre_by_step_table_and_generat
     assert "<h2>Generated clips</h2>" in page and len(clips) == 2
     for clip in clips:
         name = os.path.basename(clip["wav"])
-        copied = [p for p in links(page) if p.endswith("/" + name) and p.startswith(report.COPIES_DIR + "/")]
+        copied = [p for p in links(page) if p.endswith("/" + name) and p.startswith(report_page.COPIES_DIR + "/")]
         assert len(copied) == 1
         with open(os.path.join(run_dir, copied[0]), "rb") as a, open(clip["wav"], "rb") as b:
             assert a.read() == b.read()
@@ -115,7 +120,7 @@ def test_every_text_is_escaped(tiny_run, tmp_path):
     meta["clips"][0]["problem"] = "<b>silent</b>"
     with open(meta_path, "w") as f:
         json.dump(meta, f)
-    page = open(report.write_report(run_dir), encoding="utf-8").read()
+    page = open(report_page.write_report(run_dir), encoding="utf-8").read()
     assert "<script>alert" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in page
     assert "<b>silent</b>" not in page and "&lt;b&gt;silent&lt;/b&gt;" in page
 
@@ -127,12 +132,12 @@ def test_judge_columns_become_a_chart_and_a_table(tiny_run, tmp_path):
     for k, row in enumerate(rows):
         row.update(judge_genre_accuracy=0.25 * (k + 1), judge_flatness_ratio=3.5 - k)
     rundir.write_metrics(run_dir, rows)
-    page = open(report.write_report(run_dir), encoding="utf-8").read()
+    page = open(report_page.write_report(run_dir), encoding="utf-8").read()
     judge = page[page.index('<section id="judge">'):]
     judge = judge[:judge.index("</section>")]
     assert judge.count("<polyline") == 2
     assert [r.split("</td><td>") for r in re.findall(r"<tr><td>(.*?)</td></tr>", judge)] == \
-        [[str(r["step"]), report._fmt(0.25 * (k + 1)), report._fmt(3.5 - k)] for k, r in enumerate(rows)]
+        [[str(r["step"]), report_html._fmt(0.25 * (k + 1)), report_html._fmt(3.5 - k)] for k, r in enumerate(rows)]
 
 
 def test_the_onset_rate_ratio_is_charted_and_the_generated_clips_get_a_per_genre_table(tiny_run, tmp_path):
@@ -153,13 +158,13 @@ def test_the_onset_rate_ratio_is_charted_and_the_generated_clips_get_a_per_genre
     shutil.copytree(tiny_run[1], copied)
     with open(os.path.join(copied, "generation.json"), "w") as f:
         json.dump(generation, f)
-    report.note_generation(run_dir, os.path.join(copied, "generation.json"))
-    page = open(report.write_report(run_dir), encoding="utf-8").read()
+    report_page.note_generation(run_dir, os.path.join(copied, "generation.json"))
+    page = open(report_page.write_report(run_dir), encoding="utf-8").read()
     judge = page[page.index('<section id="judge">'):]
     judge = judge[:judge.index("</section>")]
     assert judge.count("<polyline") == 3 and "<th>onset rate ratio</th>" in judge
     assert [r.split("</td><td>")[-1] for r in re.findall(r"<tr><td>(.*?)</td></tr>", judge)] == \
-        [report._fmt(0.125 * (k + 1)) for k in range(len(rows))]
+        [report_html._fmt(0.125 * (k + 1)) for k in range(len(rows))]
     table = page[page.index('<table class="per-genre">'):]
     table = table[:table.index("</table>")]
     assert "<th>onset rate ratio</th>" in table and "<th>real onset rate</th>" in table
@@ -191,7 +196,7 @@ def test_the_page_loads_completely_in_headless_chromium_even_when_the_folder_is_
 
 def test_the_browser_check_reports_broken_media_and_script_errors(tmp_path):
     y = (0.3 * np.sin(np.arange(SAMPLE_RATE) * 0.2)).astype(np.float32)
-    from local.audio import write_wav
+    from local.audio.encoding import write_wav
     write_wav(str(tmp_path / "fine.wav"), y, SAMPLE_RATE)
     write_wav(str(tmp_path / "slow.wav"), y, 1000)  # a rate browsers do not play
     (tmp_path / "page.html").write_text(
@@ -207,7 +212,8 @@ def test_the_browser_check_reports_broken_media_and_script_errors(tmp_path):
 
 def test_step_samples_use_one_seed_per_step_and_replace_a_step_whole(tmp_path):
     import keras
-    from local.wavenet import WaveNetConfig, build_wavenet
+
+    from local.model.wavenet import WaveNetConfig, build_wavenet
     keras.utils.set_random_seed(0)
     wavenet = WaveNetConfig([1, 2, 4], residual_channels=8, dilation_channels=8, skip_channels=16)
     model = build_wavenet(wavenet)
@@ -230,7 +236,7 @@ def test_step_samples_use_one_seed_per_step_and_replace_a_step_whole(tmp_path):
     judged = samples.read_step_samples(run_dir)[1]
     assert judged["clips"][0]["judge"] == {"top_genre": "Jazz", "top_probability": 0.75}
     assert judged["judge_summary"] == {"genre_accuracy": 0.5}
-    page = open(report.write_report(run_dir), encoding="utf-8").read()
+    page = open(report_page.write_report(run_dir), encoding="utf-8").read()
     assert "top_genre: Jazz<br>top_probability: 0.75" in page
     os.makedirs(os.path.join(run_dir, "samples", ".tmp-999999999-step-30"))  # left by a killed run
     samples.truncate_samples(run_dir, 10)  # a resume from step 10 redoes step 20
@@ -255,25 +261,25 @@ def judge_by_loudness(paths, asked_genres):
 @pytest.mark.slow
 def test_training_callbacks_sample_at_multiples_and_the_end_judge_write_the_page_and_resume_drops_clips(tmp_path,
                                                                                                         capsys):
-    from local import dataset_store
-    from local.wavenet import WaveNetConfig
+    from local.model.wavenet import WaveNetConfig
+    from local.store import dataset_files
     data_dir, run_dir = write_tone_dataset(tmp_path / "data"), str(tmp_path / "run")
     config = {"batch_size": 4, "window": 64, "learning_rate": 1e-3, "grad_clip": 1.0, "cache_tracks": 2,
               "prefetch_batches": 2, "valid_windows": 4, "seed": 0}
     wavenet = WaveNetConfig([1, 2, 4], residual_channels=8, dilation_channels=8, skip_channels=16,
                             genre_conditioning=True, n_genres=2)
-    train_tracks, valid_tracks = training.usable_splits(dataset_store.read_index(data_dir), wavenet.receptive_field,
+    train_tracks, valid_tracks = runner.usable_splits(dataset_files.read_index(data_dir), wavenet.receptive_field,
                                                         64, data_dir, 1000)
-    task = training.wavenet_task(wavenet, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
-    model_json = training.wavenet_model_json(wavenet, genres=["Low", "High"], sample_rate=1000, data_dir=data_dir)
+    task = wavenet_task.wavenet_task(wavenet, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
+    model_json = wavenet_task.wavenet_model_json(wavenet, genres=["Low", "High"], sample_rate=1000, data_dir=data_dir)
     with rundir.locked(run_dir, model_json):
         rundir.write_run_files(run_dir, config, model_json)
-        assert report.report_callbacks(task.model, run_dir, model_kind="tagger", sample_every=4, sample_seconds=0.1,
-                                       seed=0) == [report.page_callback]  # a tagger gets the page, no clips
-        callbacks = report.report_callbacks(task.model, run_dir, sample_every=3, sample_seconds=0.1, seed=0,
+        assert report_page.report_callbacks(task.model, run_dir, model_kind="tagger", sample_every=4, sample_seconds=0.1,
+                                       seed=0) == [report_page.page_callback]  # a tagger gets the page, no clips
+        callbacks = report_page.report_callbacks(task.model, run_dir, sample_every=3, sample_seconds=0.1, seed=0,
                                             eval_every=2, judge_clips=judge_by_loudness)
         assert "clips every 4 steps" in capsys.readouterr().out  # 3 is rounded to a multiple of eval_every
-        training.train(task, run_dir, training.resume(run_dir, task.model, task.optimizer), config=config, steps=6,
+        loop.train(task, run_dir, loop.resume(run_dir, task.model, task.optimizer), config=config, steps=6,
                        eval_every=2, checkpoint_every=4, keep_checkpoints=3, on_evaluate=callbacks)
         sampled = samples.read_step_samples(run_dir)
         assert [m["step"] for m in sampled] == [4, 6]  # every 4 steps and the last one, not steps 2 or 3
@@ -290,18 +296,18 @@ def test_training_callbacks_sample_at_multiples_and_the_end_judge_write_the_page
         assert "Waveforms run report, step 6;" in page and '<section id="judge">' in page
         assert 'src="samples/step-6/High_01.wav"' in page
         shutil.rmtree(rundir.latest_checkpoint(run_dir)[1])  # resuming from step 4 redoes steps 5 and 6
-        training.resume(run_dir, task.model, task.optimizer)
+        loop.resume(run_dir, task.model, task.optimizer)
         assert [m["step"] for m in samples.read_step_samples(run_dir)] == [4]
 
 
 @pytest.mark.parametrize("key,value", [("sample_every", -1), ("sample_seconds", -1.0)])
 def test_sample_keys_are_refused_in_one_line_naming_the_key(key, value):
-    from local.config import ConfigError
+    from local.core.config import ConfigError
     config = {"eval_every": 3, "sample_every": 1000, "sample_seconds": 2.0, "steps": 20000}
-    training.check_config(config)  # not a multiple of eval_every: rounded, not refused
-    training.check_config(dict(config, sample_every=0, sample_seconds=0.0))  # 0 = no clips
+    runner.check_config(config)  # not a multiple of eval_every: rounded, not refused
+    runner.check_config(dict(config, sample_every=0, sample_seconds=0.0))  # 0 = no clips
     with pytest.raises(ConfigError) as refused:
-        training.check_config(dict(config, **{key: value}))
+        runner.check_config(dict(config, **{key: value}))
     message = str(refused.value)
     assert message.startswith(f"--{key}={value}: must be at least 0") and "\n" not in message
 

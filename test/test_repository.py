@@ -63,24 +63,42 @@ def test_the_outside_path_check_can_fail(tmp_path):
 
 
 def local_imports(package="local"):
-    """{module: set of local modules it imports, anywhere in the file (top level or inside functions)}."""
+    """{module: set of local modules it imports, anywhere in the file (top level or inside functions)}, modules
+    named by their dotted path under ``package`` ("train.loop"; a package's own __init__ is "train")."""
     folder = os.path.join(ROOT, package)
+    modules = {}
+    for directory, _, files in os.walk(folder):
+        for file in files:
+            if file.endswith(".py"):
+                path = os.path.join(directory, file)
+                parts = os.path.relpath(path, folder)[:-3].split(os.sep)
+                name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+                if name:
+                    modules[name] = path
     graph = {}
-    for file in sorted(os.listdir(folder)):
-        if not file.endswith(".py") or file == "__init__.py":
-            continue
-        module = file[:-3]
-        tree = ast.parse(open(os.path.join(folder, file), encoding="utf-8").read())
+    for module, path in sorted(modules.items()):
+        tree = ast.parse(open(path, encoding="utf-8").read())
         names = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == package:
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(package + "."):
-                names.add(node.module.split(".")[1])
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
+                    node.module == package or node.module.startswith(package + ".")):
+                base = node.module[len(package) + 1:]
+                for alias in node.names:
+                    full = f"{base}.{alias.name}" if base else alias.name
+                    names.add(full if full in modules else base)
             elif isinstance(node, ast.Import):
-                names.update(a.name.split(".")[1] for a in node.names if a.name.startswith(package + "."))
-        graph[module] = {n for n in names if n != module}
+                names.update(a.name[len(package) + 1:] for a in node.names if a.name.startswith(package + "."))
+        graph[module] = {n for n in names if n and n != module}
     return graph
+
+
+def package_imports(graph):
+    """{package: set of other packages its modules import}, from :func:`local_imports`' module graph."""
+    packages = {}
+    for module, imported in graph.items():
+        home = module.split(".")[0]
+        packages.setdefault(home, set()).update(n.split(".")[0] for n in imported if n.split(".")[0] != home)
+    return packages
 
 
 def find_cycle(graph):
@@ -111,9 +129,49 @@ def find_cycle(graph):
 
 def test_the_import_graph_of_local_has_no_cycle():
     graph = local_imports()
-    assert "training" in graph and "wavenet" in graph["training"] or graph  # the graph was read
+    assert "model.wavenet" in graph["train.wavenet_task"]  # the graph was read
     cycle = find_cycle(graph)
     assert not cycle, "import cycle in local/: " + " -> ".join(cycle)
+    packages = package_imports(graph)
+    assert "model" in packages["train"]
+    cycle = find_cycle(packages)
+    assert not cycle, "import cycle between local/ packages: " + " -> ".join(cycle)
+
+
+def test_each_package_imports_only_the_packages_below_it():
+    from local import PACKAGES
+    packages = package_imports(local_imports())
+    assert sorted(p for p in packages if "." not in p) == sorted(PACKAGES)
+    upward = [(p, q) for p, imported in packages.items() for q in imported
+              if PACKAGES.index(q) > PACKAGES.index(p)]
+    assert not upward, "a package imports one after it in local.PACKAGES: " + ", ".join(f"{p} -> {q}" for p, q in upward)
+    # the check sees an upward arrow where there is one
+    assert package_imports({"core.x": {"train.loop"}, "train.loop": set()}) == {"core": {"train"}, "train": set()}
+
+
+def test_local_holds_packages_and_no_module_is_over_450_lines():
+    loose = [f for f in os.listdir(os.path.join(ROOT, "local")) if f.endswith(".py") and f != "__init__.py"]
+    assert not loose, f"modules directly under local/: {loose}"
+    long = {}
+    for directory, _, files in os.walk(os.path.join(ROOT, "local")):
+        for file in files:
+            if file.endswith(".py"):
+                path = os.path.join(directory, file)
+                n_lines = sum(1 for _ in open(path, encoding="utf-8"))
+                if n_lines > 450:
+                    long[os.path.relpath(path, ROOT)] = n_lines
+    assert not long, f"modules over 450 lines: {long}"
+
+
+def test_each_package_lists_its_public_names_and_each_resolves():
+    import importlib
+    from local import PACKAGES
+    for name in PACKAGES:
+        package = importlib.import_module(f"local.{name}")
+        assert package.__doc__ and "May import:" in package.__doc__, name
+        assert package.__all__, name
+        for public in package.__all__:
+            assert getattr(package, public) is not None, f"local.{name}.{public}"
 
 
 def test_the_cycle_check_can_fail():

@@ -3,8 +3,10 @@ import os
 
 import pytest
 
-from local import locks, rundir, training
-from local.config import StageError
+from local.core import locks
+from local.core.config import StageError
+from local.store import rundir
+from local.train import runner
 
 MODEL_JSON = {"kind": "wavenet", "model": {"dilations": [1]}, "genres": ["A", "B"], "sample_rate": 1000,
               "quantization_channels": 256, "data_dir": "data"}
@@ -35,16 +37,16 @@ def test_train_one_releases_the_run_dir_when_the_task_or_resume_fails(tmp_path):
     seen = []
 
     def plan(config, data):
-        return training.Plan(MODEL_JSON, None, ["A", "B"], 1000, data, [], [], steps=1)
+        return runner.Plan(MODEL_JSON, None, ["A", "B"], 1000, data, [], [], steps=1)
 
     def failing_task(plan, config, run_dir):
         seen.append(lock_is_free(run_dir))
         raise StageError("no checkpoint can be loaded")
 
-    kind = training.ModelKind("wavenet", check_config=None, plan=plan, task=failing_task, describe=lambda *a: "")
-    data = training.DatasetView("data", {}, [])
+    kind = runner.ModelKind("wavenet", check_config=None, plan=plan, task=failing_task, describe=lambda *a: "")
+    data = runner.DatasetView("data", {}, [])
     with pytest.raises(StageError):
-        training.train_one(kind, {"run_dir": run_dir, "data_dir": "data"}, dataset=data)
+        runner.train_one(kind, {"run_dir": run_dir, "data_dir": "data"}, dataset=data)
     assert seen == [False]  # held while the task was made
     assert lock_is_free(run_dir)
     assert os.path.isdir(run_dir)

@@ -1,4 +1,4 @@
-"""local/scraping.py against a real threaded HTTP server on 127.0.0.1 playing the FMA website.
+"""local/collect/scraping.py against a real threaded HTTP server on 127.0.0.1 playing the FMA website.
 
 The server serves genre pages in today's ``data-track-info`` layout and the 2020 ``.playlist-lrg`` layout,
 a robots.txt, and real mp3 bytes made with ffmpeg, and injects every fault the client must survive:
@@ -21,9 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
 from helpers import PYTHON, ROOT, encode, make_audio, tone
-from local import http_client, manifest, scraping
+
+from local.collect import http_client, http_rules, scraping
+from local.store import manifest
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) WaveformsTest/1.0"
 TIMEOUT_S = 0.5
@@ -626,9 +627,9 @@ def test_audio_format_knows_real_files_and_refuses_pages(tmp_path):
                       ("aiff", "aiff")):
         path = make_audio(str(tmp_path / f"x.{ext}"), seconds=0.3)
         with open(path, "rb") as f:
-            assert http_client.audio_format(f.read(16)) == kind, ext
+            assert http_rules.audio_format(f.read(16)) == kind, ext
     for page in (b"<!DOCTYPE html>\n<html>", b"  <html><body>", b'{"error": "no"}', b"\xff\x00\x00\x00", b""):
-        assert http_client.audio_format(page) is None
+        assert http_rules.audio_format(page) is None
 
 
 def test_retry_after_reads_seconds_and_http_dates():
@@ -639,10 +640,10 @@ def test_retry_after_reads_seconds_and_http_dates():
 
 def test_url_rules():
     hosts = {"freemusicarchive.org", "files.freemusicarchive.org"}
-    assert http_client.url_problem("https://files.freemusicarchive.org/a.mp3", hosts) == ""
-    assert "not allowed" in http_client.url_problem("https://evil.example/a.mp3", hosts)
-    assert "only http(s)" in http_client.url_problem("file:///etc/passwd", hosts)
-    assert "only http(s)" in http_client.url_problem("javascript:alert(1)", hosts)
+    assert http_rules.url_problem("https://files.freemusicarchive.org/a.mp3", hosts) == ""
+    assert "not allowed" in http_rules.url_problem("https://evil.example/a.mp3", hosts)
+    assert "only http(s)" in http_rules.url_problem("file:///etc/passwd", hosts)
+    assert "only http(s)" in http_rules.url_problem("javascript:alert(1)", hosts)
     assert scraping.genre_page_url("https://x.org/", "Old-Time / Historic", 50, 3) == \
         "https://x.org/genre/Old-Time_%2F_Historic/?pageSize=50&page=3"
     assert scraping.track_id_from_link("https://x.org/track/some-song/download") == "some-song"

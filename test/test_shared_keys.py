@@ -4,11 +4,11 @@ import importlib
 
 import pytest
 
-from local.config import config_keys
-from local.decoding import DecodeSettings
-from local.preprocessing import SplitSettings
-from local.tagger import TaggerConfig
-from local.wavenet import WaveNetConfig
+from local.audio.decoding import DecodeSettings
+from local.core.config import config_keys
+from local.dataset.settings import SplitSettings
+from local.model.tagger import TaggerConfig
+from local.model.wavenet import WaveNetConfig
 
 # a dataclass field read from a config key of another name
 RENAMED = {"silence_threshold_db": "silence_threshold"}

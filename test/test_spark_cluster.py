@@ -10,9 +10,10 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import PYTHON, ROOT, make_audio, make_broken_files, run_script
-from local import dataset_store, preprocessing
+
+from local.dataset import build
+from local.store import dataset_files
 
 STAGE2 = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
               min_seconds=0.5, valid_fraction=0.3, test_fraction=0.1, split_seed=0)
@@ -51,7 +52,7 @@ def test_stages_2_3_and_4_on_a_standalone_cluster(standalone_cluster, tmp_path):
                                                                      *stage2], capture=True, timeout_s=600)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     local_out = str(tmp_path / "local")
-    preprocessing.preprocess(raw, local_out, workers=1, progress=False, **STAGE2)
+    build.preprocess(raw, local_out, workers=1, progress=False, **STAGE2)
     got, expected = table(processed), table(local_out)
     assert len(got) == 9 and sorted(got) == sorted(expected)
     for track_id, row in expected.items():
@@ -60,8 +61,8 @@ def test_stages_2_3_and_4_on_a_standalone_cluster(standalone_cluster, tmp_path):
                {k: row[k] for k in ("genre_id", "split", "n_samples", "source_sha256")}
     assert failures(processed) == failures(local_out)
     assert sorted(os.path.basename(p) for p, _ in failures(processed)) == sorted(broken)
-    assert dataset_store.read_dataset_json(processed) == dataset_store.read_dataset_json(local_out)
-    assert "Broken" not in dataset_store.read_dataset_json(processed)["genres"]
+    assert dataset_files.read_dataset_json(processed) == dataset_files.read_dataset_json(local_out)
+    assert "Broken" not in dataset_files.read_dataset_json(processed)["genres"]
     # the executors ran in the workers' folders and got the code as the zip, not from this checkout
     assert glob.glob(os.path.join(standalone_cluster.work_dir, "worker-*", "app-*", "*", "waveforms.zip"))
 
@@ -188,7 +189,7 @@ def test_a_jvm_a_kill_left_unlisted_is_stopped_too_and_no_other(tmp_path):
 
 def test_the_next_start_stops_exactly_the_processes_a_killed_cluster_left(tmp_path):
     from aws import local_cluster
-    from local.fileio import write_json_atomic
+    from local.core.fileio import write_json_atomic
     work = tmp_path / "work"
     work.mkdir()
     # a leader of a session of its own with a child in its group (as a worker and its executor), a process we did
@@ -217,8 +218,8 @@ def test_the_next_start_stops_exactly_the_processes_a_killed_cluster_left(tmp_pa
 
 def test_a_start_on_a_work_dir_in_use_is_refused_and_stops_nothing(tmp_path):
     from aws import local_cluster
-    from local.fileio import write_json_atomic
-    from local.locks import acquire_lock
+    from local.core.fileio import write_json_atomic
+    from local.core.locks import acquire_lock
     work = tmp_path / "work"
     running = subprocess.Popen(["sleep", "300"], start_new_session=True)  # a process of the live cluster
     try:

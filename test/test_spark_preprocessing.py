@@ -6,9 +6,13 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import FIXTURE_OGG, make_audio, make_broken_files, run_script
-from local import dataset_store, decoding, locks, preprocessing
+
+from local.audio import decoding
+from local.core import locks
+from local.dataset import build
+from local.dataset import settings as dataset_settings
+from local.store import dataset_files, manifest
 
 SETTINGS = dict(sample_rate=16000, quantization_channels=256, trim_silence=True, silence_threshold=60.0,
                 min_seconds=0.5, valid_fraction=0.2, test_fraction=0.2, split_seed=3)
@@ -40,7 +44,7 @@ def test_spark_dataset_equals_the_local_stage_byte_for_byte(spark, tmp_path):
     raw = tmp_path / "raw"
     make_raw(raw)
     local_out, spark_out = str(tmp_path / "local"), str(tmp_path / "spark")
-    local = preprocessing.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
+    local = build.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
     result = preprocess_spark(spark, str(raw), spark_out, partitions=3, **SETTINGS)
 
     expected, got = rows(local_out), rows(spark_out)
@@ -50,13 +54,13 @@ def test_spark_dataset_equals_the_local_stage_byte_for_byte(spark, tmp_path):
         assert got[track_id] == row, track_id  # codes, split, genre_id, source_path, sha256: all equal
     for genre in ("Rock", "Jazz"):  # the same stratified splits: every genre of 3+ tracks has valid and test
         assert {r["split"] for r in got.values() if r["genre"] == genre} == {"train", "valid", "test"}, genre
-    assert dataset_store.read_dataset_json(spark_out) == dataset_store.read_dataset_json(local_out)
+    assert dataset_files.read_dataset_json(spark_out) == dataset_files.read_dataset_json(local_out)
     assert failures(spark_out) == failures(local_out) and len(failures(spark_out)) == 2
     assert result["processed"] == local["processed"] == 8 and len(result["failed"]) == 2
     # the local layout: complete parts only, each track its own row group
-    parts = dataset_store.list_parts(spark_out)
+    parts = dataset_files.list_parts(spark_out)
     assert parts and all(pq.ParquetFile(p).num_row_groups == pq.ParquetFile(p).metadata.num_rows for p in parts)
-    assert pq.read_schema(parts[0]).remove_metadata().equals(dataset_store.TRACK_SCHEMA)
+    assert pq.read_schema(parts[0]).remove_metadata().equals(dataset_files.TRACK_SCHEMA)
 
 
 def test_uris_manifest_rerun_and_changed_file(spark, tmp_path):
@@ -75,7 +79,7 @@ def test_uris_manifest_rerun_and_changed_file(spark, tmp_path):
     out_uri, raw_uri = f"file://{out}", f"file://{raw}"
 
     first = preprocess_spark(spark, raw_uri, out_uri, **SETTINGS)
-    local = preprocessing.preprocess(str(raw), str(tmp_path / "local"), workers=1, progress=False, **SETTINGS)
+    local = build.preprocess(str(raw), str(tmp_path / "local"), workers=1, progress=False, **SETTINGS)
     got, expected = rows(str(out)), rows(str(tmp_path / "local"))
     assert sorted(got) == ["id0", "id1", "id2", "id3"] == sorted(expected)
     for track_id in got:
@@ -87,19 +91,19 @@ def test_uris_manifest_rerun_and_changed_file(spark, tmp_path):
                                                                    decoding.MISSING_REASON)]
     assert failures(str(out)) == failures(str(tmp_path / "local"))
     assert json.load(open(out / "dataset.json"))["tracks"] == local["dataset"]["tracks"]
-    # no temp or .crc files left beside them; the lock file stays, as the local stage's does (local/locks.py)
+    # no temp or .crc files left beside them; the lock file stays, as the local stage's does (local/core/locks.py)
     assert [n for n in os.listdir(out) if n.startswith(".")] == [locks.LOCK_NAME]
 
-    parts_before = dataset_store.list_parts(str(out))
+    parts_before = dataset_files.list_parts(str(out))
     again = preprocess_spark(spark, raw_uri, out_uri, **SETTINGS)
-    assert again["skipped"] == 4 and again["processed"] == 0 and dataset_store.list_parts(str(out)) == parts_before
+    assert again["skipped"] == 4 and again["processed"] == 0 and dataset_files.list_parts(str(out)) == parts_before
 
     make_audio(str(raw / "Pop" / "t3.mp3"), seconds=1.3, freq_hz=900)  # id3's file changes
     changed = preprocess_spark(spark, raw_uri, out_uri, **SETTINGS)
     after = rows(str(out))
     assert changed["processed"] == 1 and changed["skipped"] == 3 and sorted(after) == sorted(got)
     assert after["id3"]["codes"] != got["id3"]["codes"] and after["id2"] == got["id2"]
-    fresh, _ = decoding.decode_track(str(raw / "Pop" / "t3.mp3"), preprocessing.stage_settings(**SETTINGS)[0])
+    fresh, _ = decoding.decode_track(str(raw / "Pop" / "t3.mp3"), dataset_settings.stage_settings(**SETTINGS)[0])
     assert after["id3"]["codes"] == fresh["codes"]
     assert not [n for n in os.listdir(out / "tracks") if n.startswith("_rewrite")]
 
@@ -140,9 +144,9 @@ def test_a_local_rerun_on_a_spark_dataset_keeps_it_readable_by_spark(spark, tmp_
     out = str(tmp_path / "out")
     preprocess_spark(spark, str(raw), out, partitions=1, **SETTINGS)
     assert [n for n in os.listdir(os.path.join(out, "tracks")) if n.endswith(".crc")], "Spark wrote checksums"
-    before = {p: open(p, "rb").read() for p in dataset_store.list_parts(out)}
+    before = {p: open(p, "rb").read() for p in dataset_files.list_parts(out)}
     make_audio(str(raw / "Rock" / "r1.mp3"), seconds=2.0, freq_hz=900)  # changed: its part is rewritten
-    summary = preprocessing.preprocess(str(raw), out, workers=1, progress=False, **SETTINGS)
+    summary = build.preprocess(str(raw), out, workers=1, progress=False, **SETTINGS)
     assert summary["processed"] == 1 and summary["skipped"] == 2
     rewritten = [p for p in before if not os.path.exists(p) or open(p, "rb").read() != before[p]]
     assert rewritten, "the changed track's old part was rewritten (or removed) without its row"
@@ -165,7 +169,7 @@ def test_the_same_failures_genres_and_fallback_as_the_local_stage(spark, tmp_pat
     make_audio(str(raw / "Jazz" / "jazz0.flac"), seconds=1.2, freq_hz=520)
     shutil.copy(FIXTURE_OGG, raw / "Jazz" / "ocean.ogg")  # a real Ogg that ffmpeg refuses, libsndfile reads
     local_out, spark_out = str(tmp_path / "local"), str(tmp_path / "spark")
-    local = preprocessing.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
+    local = build.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
     result = preprocess_spark(spark, str(raw), spark_out, partitions=2, **SETTINGS)
 
     assert failures(spark_out) == failures(local_out)
@@ -175,8 +179,8 @@ def test_the_same_failures_genres_and_fallback_as_the_local_stage(spark, tmp_pat
     assert sorted(got) == sorted(expected) == sorted(["rock0", "rock1", "jazz0"] + ["ocean"])
     for track_id, row in expected.items():
         assert {k: v for k, v in got[track_id].items()} == row, track_id
-    spark_json = dataset_store.read_dataset_json(spark_out)
-    assert spark_json == dataset_store.read_dataset_json(local_out)
+    spark_json = dataset_files.read_dataset_json(spark_out)
+    assert spark_json == dataset_files.read_dataset_json(local_out)
     assert spark_json["genres"] == ["Jazz", "Rock"]  # no "Bad": it has no track
     assert result["processed"] == local["processed"] and len(result["failed"]) == len(broken)
     assert result["decoded_with_libsndfile"] == local["decoded_with_libsndfile"] == 1
@@ -186,7 +190,7 @@ def test_the_same_failures_genres_and_fallback_as_the_local_stage(spark, tmp_pat
     make_audio(str(raw / "Rock" / "_take2.mp3"), seconds=1.2, freq_hz=330)
     again = preprocess_spark(spark, str(raw), spark_out, **SETTINGS)
     grown = rows(spark_out)
-    assert dataset_store.read_dataset_json(spark_out)["genres"] == ["Jazz", "Rock", "Ambient"]
+    assert dataset_files.read_dataset_json(spark_out)["genres"] == ["Jazz", "Rock", "Ambient"]
     assert all(grown[t]["genre_id"] == got[t]["genre_id"] for t in got) and grown["amb0"]["genre_id"] == 2
     assert (str(raw / "Rock" / "_take2.mp3"), UNREAD_REASON) in again["failed"]
     assert dict(failures(spark_out))["_take2.mp3"] == UNREAD_REASON
@@ -203,13 +207,13 @@ def test_the_file_decides_unchanged_paths_outside_raw_dir_and_settings_from_the_
     secret = make_audio(str(tmp_path / "secret.mp3"), seconds=1.2, freq_hz=600)
     with open(raw / "manifest.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(preprocessing.manifest.MANIFEST_COLUMNS)
-        writer.writerow(["a", "Rock", "", "", "", "Rock/a.mp3", "", preprocessing.manifest.sha256_file(a), ""])
+        writer.writerow(manifest.MANIFEST_COLUMNS)
+        writer.writerow(["a", "Rock", "", "", "", "Rock/a.mp3", "", manifest.sha256_file(a), ""])
         writer.writerow(["b", "Rock", "", "", "", "Rock/b.mp3", "", "", ""])
         writer.writerow(["secret", "Rock", "", "", "", "../secret.mp3", "", "", ""])
         writer.writerow(["passwd", "Rock", "", "", "", "../../../../../../etc/passwd", "", "", ""])
     local_out, spark_out = str(tmp_path / "local"), str(tmp_path / "spark")
-    preprocessing.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
+    build.preprocess(str(raw), local_out, workers=1, progress=False, **SETTINGS)
     result = preprocess_spark(spark, str(raw), spark_out, partitions=2, **SETTINGS)
     assert failures(spark_out) == failures(local_out)
     assert [os.path.basename(p) for p, r in result["failed"] if "outside raw_dir" in r] == ["secret.mp3", "passwd"]
@@ -219,12 +223,12 @@ def test_the_file_decides_unchanged_paths_outside_raw_dir_and_settings_from_the_
     again = preprocess_spark(spark, str(raw), spark_out, **SETTINGS)
     assert again["processed"] == 1 and again["skipped"] == 1
     after = rows(spark_out)["a"]
-    assert after["source_sha256"] == preprocessing.manifest.sha256_file(a) != before["source_sha256"]
+    assert after["source_sha256"] == manifest.sha256_file(a) != before["source_sha256"]
     assert after["n_samples"] > before["n_samples"]
 
     os.remove(os.path.join(spark_out, "dataset.json"))  # as after a kill before dataset.json was written
     for job in (lambda: preprocess_spark(spark, str(raw), spark_out, **dict(SETTINGS, min_seconds=0.7)),
-                lambda: preprocessing.preprocess(str(raw), spark_out, workers=1, progress=False,
+                lambda: build.preprocess(str(raw), spark_out, workers=1, progress=False,
                                                  **dict(SETTINGS, trim_silence=False))):
         with pytest.raises(ValueError, match="holds tracks made with (min_seconds=0.5|trim_silence=True)"):
             job()
@@ -233,8 +237,9 @@ def test_the_file_decides_unchanged_paths_outside_raw_dir_and_settings_from_the_
 def test_a_second_writer_on_a_local_out_dir_is_refused_as_on_the_local_stage(spark, tmp_path, capsys):
     import signal
 
-    from aws import spark_dataset, spark_preprocessing
     from test_locks import hold_lock
+
+    from aws import spark_dataset, spark_preprocessing
     raw, out = tmp_path / "raw", tmp_path / "out"
     make_audio(str(raw / "Folk" / "f0.mp3"), seconds=1.0)
     holder = hold_lock(out)  # a local stage 2 (or another Spark job) writing there now

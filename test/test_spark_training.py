@@ -7,10 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import ROOT, make_audio, run_script
-from local import dataset, preprocessing, rundir
-from local.wavenet import read_run_model
+
+from local.dataset import build
+from local.dataset import windows as dataset
+from local.model.wavenet import read_run_model
+from local.store import rundir
 
 MODEL_ARGS = ["--dilations=1,2,4", "--residual_channels=8", "--dilation_channels=8", "--skip_channels=16",
               "--genre_channels=4", "--window=128", "--batch_size=4", "--valid_windows=6", "--seed=7"]
@@ -36,7 +38,7 @@ def tiny_dataset(tmp_path_factory):
         for i in range(4):
             make_audio(str(raw / genre / f"{genre}{i}.wav"), seconds=0.6, sample_rate=16000,
                        freq_hz=200 + 150 * g + 40 * i, seed=i)
-    preprocessing.preprocess(str(raw), str(out), min_seconds=0.3, valid_fraction=0.25, test_fraction=0.0,
+    build.preprocess(str(raw), str(out), min_seconds=0.3, valid_fraction=0.25, test_fraction=0.0,
                              split_seed=1, progress=False)
     return str(out)
 
@@ -62,8 +64,8 @@ def test_one_epoch_writes_a_run_dir_that_prediction_uses_and_a_rerun_resumes(spa
     assert all(math.isfinite(rows[0][k]) for k in ("train_bits_per_sample", "valid_bits_per_sample",
                                                    "samples_per_second"))
     # every train sample is a target about once: step = windows / batch_size
-    from local import dataset_store
-    train = dataset.split_tracks(dataset_store.read_index(tiny_dataset), "train")
+    from local.store import dataset_files
+    train = dataset.split_tracks(dataset_files.read_index(tiny_dataset), "train")
     n_windows = sum(dataset.examples_per_track(t["n_samples"], 8, 128) for t in train)
     assert rows[0]["step"] == n_windows // 4
 
@@ -74,7 +76,7 @@ def test_one_epoch_writes_a_run_dir_that_prediction_uses_and_a_rerun_resumes(spa
     fresh.load_weights(os.path.join(path, "model.weights.h5"))
     for a, b in zip(model.get_weights(), fresh.get_weights()):
         np.testing.assert_array_equal(a, b)
-    from local.wavenet import build_wavenet
+    from local.model.wavenet import build_wavenet
     keras.utils.set_random_seed(7)  # the job's seed: these are the weights it started from
     initial = build_wavenet(read_run_model(run_dir)[0])
     assert any(not np.array_equal(a, b) for a, b in zip(model.get_weights(), initial.get_weights()))
@@ -115,11 +117,11 @@ def test_windows_are_balanced_above_batch_size_and_targets_are_next_codes(spark)
 
 
 def test_led_in_windows_start_after_silence_as_the_local_trainer_cuts_them():
-    """--start_from_silence on the executors: the windows of local.dataset.lead_in's tracks, genre column first."""
+    """--start_from_silence on the executors: the windows of local.dataset.windows.lead_in's tracks, genre column first."""
     from pyspark.sql import Row
 
     from aws import spark_windows
-    from local import dataset
+    from local.dataset import windows as dataset
     rng = np.random.default_rng(5)
     codes = rng.integers(0, 256, 300).astype(np.uint8)
     row = Row(track_id="t0", genre_id=2, n_samples=300, codes=codes.tobytes())
@@ -142,7 +144,7 @@ def test_async_model_stops_its_parameter_server_when_fit_fails(spark):
     import socket
 
     from aws import spark_windows
-    from local.wavenet import WaveNetConfig, build_wavenet
+    from local.model.wavenet import WaveNetConfig, build_wavenet
     model = build_wavenet(WaveNetConfig(dilations=[1], residual_channels=4, dilation_channels=4, skip_channels=4))
     model.compile(optimizer="adam", loss=spark_windows.next_code_loss)
     with socket.socket() as s:
@@ -179,8 +181,8 @@ def test_a_context_stack_model_trains_on_executors_and_round_trips(spark, tiny_d
     assert info["total_receptive_field"] == 9 * 16 - 2 + 7
     rows = rundir.read_metrics(run_dir)
     assert len(rows) == 1 and math.isfinite(rows[0]["train_bits_per_sample"])
-    from local import dataset_store
-    train = dataset.split_tracks(dataset_store.read_index(tiny_dataset), "train")
+    from local.store import dataset_files
+    train = dataset.split_tracks(dataset_files.read_index(tiny_dataset), "train")
     assert rows[0]["step"] == sum(dataset.examples_per_track(t["n_samples"], 128 + 8, 128) for t in train) // 4
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
     assert model.get_layer("context2_conv").get_config()["dilation_rate"] == (4,)

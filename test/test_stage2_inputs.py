@@ -12,9 +12,12 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import FIXTURE_OGG, encode, make_audio, run_script
-from local import audio, decoding, manifest, preprocessing
+
+from local.audio import decoding
+from local.audio import ffmpeg as audio
+from local.dataset import build, inputs
+from local.store import manifest
 
 FAST = dict(workers=1, min_seconds=0.5, progress=False)
 
@@ -45,7 +48,7 @@ def test_an_ogg_ffmpeg_refuses_is_decoded_by_libsndfile_and_counted(tmp_path):
         data = f.read()
     with pytest.raises(audio.DecodeError):  # the point of the fixture: ffmpeg refuses it
         audio.decode_audio(data)
-    summary = preprocessing.preprocess(str(raw), str(out), **FAST)
+    summary = build.preprocess(str(raw), str(out), **FAST)
     assert summary["processed"] == 2 and summary["failed"] == [] and summary["decoded_with_libsndfile"] == 1
     samples, rate, _ = audio.decode_with_libsndfile(data)
     assert samples.shape == (159872, 2) and rate == 44100
@@ -70,7 +73,7 @@ def test_manifest_paths_outside_raw_dir_and_special_files_are_refused(tmp_path):
                               ("zlink", "Rock", "Rock/zero.mp3", ""),
                               ("pipe", "Rock", "Rock/pipe.mp3", ""),
                               ("secret", "Rock", "../secret.mp3", "")])
-    summary = preprocessing.preprocess(str(raw), str(out), **FAST)
+    summary = build.preprocess(str(raw), str(out), **FAST)
     assert summary["processed"] == 1
     reasons = {os.path.basename(p): r for p, r in read_failures(str(out)).items()}
     assert set(reasons) == {"passwd", "zero", "zero.mp3", "pipe.mp3", "secret.mp3"}
@@ -84,11 +87,11 @@ def test_a_file_replaced_under_an_unchanged_manifest_is_processed_again(tmp_path
     raw, out = tmp_path / "raw", tmp_path / "out"
     path = make_audio(str(raw / "Rock" / "a.mp3"), seconds=1.5, freq_hz=300)
     write_manifest(str(raw), [("a", "Rock", "Rock/a.mp3", manifest.sha256_file(path))])
-    preprocessing.preprocess(str(raw), str(out), **FAST)
+    build.preprocess(str(raw), str(out), **FAST)
     before = rows_by_id(str(out))["a"]
-    assert preprocessing.preprocess(str(raw), str(out), **FAST)["skipped"] == 1
+    assert build.preprocess(str(raw), str(out), **FAST)["skipped"] == 1
     make_audio(path, seconds=2.5, freq_hz=900)  # new audio; the manifest still claims the old sha256
-    summary = preprocessing.preprocess(str(raw), str(out), **FAST)
+    summary = build.preprocess(str(raw), str(out), **FAST)
     assert summary["processed"] == 1 and summary["skipped"] == 0
     after = rows_by_id(str(out))["a"]
     assert after["source_sha256"] == manifest.sha256_file(path) != before["source_sha256"]
@@ -114,7 +117,7 @@ def test_a_constant_file_is_reported_like_a_silent_one(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "out"
     encode(str(raw / "Rock" / "dc.wav"), np.full((32000, 1), 0.5, np.float32), 16000)
     make_audio(str(raw / "Rock" / "good.mp3"), seconds=1.5)
-    summary = preprocessing.preprocess(str(raw), str(out), **FAST)
+    summary = build.preprocess(str(raw), str(out), **FAST)
     reasons = {os.path.basename(p): r for p, r in summary["failed"]}
     assert list(reasons) == ["dc.wav"] and reasons["dc.wav"].startswith("silent") and "constant" in reasons["dc.wav"]
 
@@ -125,12 +128,12 @@ def test_a_genre_without_a_kept_track_is_no_genre_and_ids_never_move(tmp_path):
     (raw / "Broken").mkdir()
     (raw / "Broken" / "b.mp3").write_bytes(bytes(range(256)) * 40)
     make_audio(str(raw / "Rock" / "r.mp3"), seconds=1.5, freq_hz=300)
-    info = preprocessing.preprocess(str(raw), str(out), **FAST)["dataset"]
+    info = build.preprocess(str(raw), str(out), **FAST)["dataset"]
     assert info["genres"] == ["Jazz", "Rock"] and "Broken" not in info["per_genre"]
     assert {r["genre"]: r["genre_id"] for r in rows_by_id(str(out)).values()} == {"Jazz": 0, "Rock": 1}
     make_audio(str(raw / "Broken" / "b.mp3"), seconds=1.5, freq_hz=500)  # the folder now has a good track
     make_audio(str(raw / "Ambient" / "a.mp3"), seconds=1.5, freq_hz=700)
-    info = preprocessing.preprocess(str(raw), str(out), **FAST)["dataset"]
+    info = build.preprocess(str(raw), str(out), **FAST)["dataset"]
     assert info["genres"] == ["Jazz", "Rock", "Ambient", "Broken"]  # new ones sorted, after the known ones
     ids = {r["genre"]: r["genre_id"] for r in rows_by_id(str(out)).values()}
     assert ids["Jazz"] == 0 and ids["Rock"] == 1 and [info["genres"][ids[g]] for g in ids] == list(ids)
@@ -179,7 +182,7 @@ def test_process_batch_streams_files_above_the_threshold_with_the_same_results(t
     shutil.copy(FIXTURE_OGG, raw / "Game" / "ocean.ogg")
     make_audio(str(raw / "Game" / "tone.mp3"), seconds=3.0)
     (raw / "Game" / "garbage.mp3").write_bytes(bytes(range(256)) * 40)
-    items = preprocessing.list_inputs(str(raw))
+    items = inputs.list_inputs(str(raw))
     settings = decoding.DecodeSettings(min_seconds=0.5)
     whole = decoding.process_batch(items, settings)
     monkeypatch.setattr(decoding, "STREAM_ABOVE_BYTES", 100)

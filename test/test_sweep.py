@@ -1,12 +1,12 @@
-"""local/sweep.py: sweep files, the run set, names, the results table (the end-to-end sweep is in
+"""local/train/sweep.py: sweep files, the run set, names, the results table (the end-to-end sweep is in
 test_sweep_training.py)."""
 import csv
 import json
 
 import pytest
 
-from local import sweep
-from local.config import ConfigError
+from local.core.config import ConfigError
+from local.train import sweep
 
 DEFAULTS = {"data_dir": "data/processed", "run_dir": "data/runs/default", "learning_rate": 1e-3,
             "residual_channels": 32, "dilations": [1, 2, 4], "genre_conditioning": False, "steps": 100,
@@ -119,9 +119,9 @@ def test_the_table_holds_finished_runs_only_and_the_page_links_their_reports(tmp
 def test_a_grid_over_context_rate_resolves_to_models_with_and_without_the_context_stack(tmp_path):
     """Issue 18: the context keys are stage-3 keys a sweep can vary; each run's config builds its model."""
     import run_model_training
-    from local.config import config_keys
-    from local.training import check_config
-    from local.wavenet import WaveNetConfig
+    from local.core.config import config_keys
+    from local.model.wavenet import WaveNetConfig
+    from local.train.runner import check_config
     path = tmp_path / "context.toml"
     path.write_text("context_layers = 3\n[sweep]\ncontext_rate = [0, 16, 256]\n")
     defaults = config_keys(vars(run_model_training))

@@ -1,16 +1,19 @@
-"""The genre tagger (local/tagger.py) trained by the real stage 3 on a real demo dataset (conftest.demo_tagger)."""
+"""The genre tagger (local/model/tagger.py) trained by the real stage 3 on a real demo dataset (conftest.demo_tagger)."""
 import csv
 import json
 import os
 
 import numpy as np
 import pytest
-
 from conftest import TAGGER_ARGS
 from helpers import run_script
-from local import kinds, rundir, tagger, training
-from local.wavenet import read_run_model
-from local.config import ConfigError
+
+from local.core.config import ConfigError
+from local.judge import tagger_features as judge_tagger_features
+from local.model import tagger as model_tagger
+from local.model.wavenet import read_run_model
+from local.store import rundir
+from local.train import kinds, runner, tagger_task
 
 
 def test_tagger_separates_the_demo_genres_on_held_out_tracks(demo_tagger):
@@ -36,7 +39,7 @@ def test_a_tagger_run_directory_has_the_stage_3_files(demo_tagger):
     assert info["sample_rate"] == 16000 and info["input_samples"] == 6561
     assert info["decode"] == {"sample_rate": 16000, "quantization_channels": 256, "trim_silence": True,
                               "silence_threshold_db": 60.0, "min_seconds": 1.0}
-    config, read_back = tagger.read_tagger_run(run_dir)  # the one way back from model.json
+    config, read_back = model_tagger.read_tagger_run(run_dir)  # the one way back from model.json
     assert config.input_samples == 6561 and config.n_genres == 3 and read_back == info
     with pytest.raises(ConfigError, match="is a tagger run, not a WaveNet"):
         read_run_model(run_dir)
@@ -91,24 +94,24 @@ def test_a_tagger_config_that_cannot_work_is_one_line(demo_tagger, tmp_path):
 
 
 def test_windows_tile_a_track_and_pad_a_short_one():
-    assert tagger.window_starts(100, 30, 16).tolist() == [0, 35, 70]
-    assert tagger.window_starts(100, 30, 2).tolist() == [0, 70]
-    windows = tagger.track_windows(np.arange(10, dtype=np.uint8), 27, 4)
+    assert model_tagger.window_starts(100, 30, 16).tolist() == [0, 35, 70]
+    assert model_tagger.window_starts(100, 30, 2).tolist() == [0, 70]
+    windows = model_tagger.track_windows(np.arange(10, dtype=np.uint8), 27, 4)
     assert windows.shape == (1, 27) and windows[0, :10].tolist() == list(range(10))
     assert (windows[0, 10:] == 128).all()
-    table = tagger.mu_law_table(256)
+    table = model_tagger.mu_law_table(256)
     assert table[128] == 0 and table[0] == pytest.approx(-1) and table[255] > 0.95 and (np.diff(table) > 0).all()
 
 
 def test_the_tagger_shrinks_3_to_the_n_samples_to_one_frame():
-    config = tagger.TaggerConfig(input_samples=3 ** 5, channels=(4, 4, 8, 8, 8), embedding_size=6, n_genres=3)
-    assert tagger.TaggerConfig.from_json(config.to_json()) == config
-    model = tagger.build_tagger(config)
+    config = model_tagger.TaggerConfig(input_samples=3 ** 5, channels=(4, 4, 8, 8, 8), embedding_size=6, n_genres=3)
+    assert model_tagger.TaggerConfig.from_json(config.to_json()) == config
+    model = model_tagger.build_tagger(config)
     assert model.get_layer("block4_pool").output.shape[1] == 1
-    embeddings, logits = tagger.readout_model(model).predict_on_batch(np.zeros((2, 243), np.float32))
+    embeddings, logits = model_tagger.readout_model(model).predict_on_batch(np.zeros((2, 243), np.float32))
     assert embeddings.shape == (2, 6) and logits.shape == (2, 3)
     with pytest.raises(ConfigError, match=r"3\^6"):
-        tagger.TaggerConfig(input_samples=243, channels=(4,) * 6)
+        model_tagger.TaggerConfig(input_samples=243, channels=(4,) * 6)
 
 
 def test_evaluation_reports_balanced_accuracy_beside_the_majority_baseline_of_each_split(demo_tagger):
@@ -127,34 +130,34 @@ def test_evaluation_reports_balanced_accuracy_beside_the_majority_baseline_of_ea
 def test_a_test_split_of_one_genre_gets_no_figure_and_one_line_saying_what_to_do(demo_tagger, tmp_path, capsys):
     import keras
 
-    from local import dataset_store
+    from local.store import dataset_files
     model = keras.models.load_model(os.path.join(demo_tagger["run_dir"], "model.keras"))
-    index = dataset_store.read_index(demo_tagger["data_dir"])
+    index = dataset_files.read_index(demo_tagger["data_dir"])
     for row in index:  # the case of the issue: the test split holds one genre only
         if row["split"] == "test" and row["genre"] != "Folk":
             row["split"] = "train"
     genres = ["Ambient", "Electronic", "Folk"]
-    result = tagger.write_evaluation(str(tmp_path), model, index, genres, data_dir=demo_tagger["data_dir"],
+    result = tagger_task.write_evaluation(str(tmp_path), model, index, genres, data_dir=demo_tagger["data_dir"],
                                      input_samples=6561, max_windows=4)
     assert result["test_accuracy"] is None and result["test_balanced_accuracy"] is None and result["per_genre"] == {}
     assert result["majority_baseline"] == 1.0  # the figure the issue saw reported as success
     assert "only Folk (1 tracks)" in result["test_refused"] and "run_transformation_scripts.py" in result["test_refused"]
     assert result["valid_refused"] == "" and result["valid_accuracy"] is not None
     assert json.load(open(tmp_path / "evaluation.json")) == result
-    tagger.print_evaluation(result, str(tmp_path))
+    tagger_task.print_evaluation(result, str(tmp_path))
     lines = capsys.readouterr().out.splitlines()
     refusals = [line for line in lines if "no test figure" in line]
     assert len(refusals) == 1 and not any(line.strip().startswith("test ") and "1.00" in line for line in lines)
 
 
 def band_features(waveforms, sample_rate, max_patches=16):
-    """A stand-in for the pretrained network (same interface as tagger.pretrained_features): per 3 s patch the
+    """A stand-in for the pretrained network (same interface as judge_tagger_features.pretrained_features): per 3 s patch the
     log energy of 8 frequency bands and the zero-crossing rate."""
     out = []
     for y in waveforms:
         n = 3 * sample_rate
         y = np.tile(y, -(-n // len(y))) if len(y) < n else y
-        patches = tagger.spread(np.stack([y[s:s + n] for s in range(0, len(y) - n + 1, n)]), max_patches)
+        patches = judge_tagger_features.spread(np.stack([y[s:s + n] for s in range(0, len(y) - n + 1, n)]), max_patches)
         power = np.abs(np.fft.rfft(patches, axis=1)) ** 2
         edges = np.geomspace(8, power.shape[1], 9).astype(int)
         bands = np.stack([power[:, a:b].mean(axis=1) for a, b in zip(edges[:-1], edges[1:])], axis=1)
@@ -173,7 +176,7 @@ def stand_in_features(monkeypatch):
         counted.calls += len(waveforms)
         return band_features(waveforms, *args, **kwargs)
     counted.size, counted.calls = band_features.size, 0
-    monkeypatch.setitem(tagger.FEATURE_FUNCTIONS, "mtt", lambda name: counted)
+    monkeypatch.setitem(judge_tagger_features.FEATURE_FUNCTIONS, "mtt", lambda name: counted)
     return counted
 
 
@@ -181,7 +184,8 @@ def test_the_transfer_mode_trains_a_head_whose_run_directory_tags_finds_and_judg
                                                                                   tmp_path, capsys):
     import run_model_predictions
     import run_model_training
-    from local import judge
+    from local.judge import tagging
+    from local.judge import verdict as judge_verdict
     run_dir, data_dir = str(tmp_path / "mtt"), demo_tagger["data_dir"]
     summary = run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={run_dir}", "--model=tagger",
                                        "--tagger_features=mtt", "--tagger_steps=150", "--eval_every=50",
@@ -189,7 +193,7 @@ def test_the_transfer_mode_trains_a_head_whose_run_directory_tags_finds_and_judg
     assert summary["step"] == 150 and "a head on mtt embeddings" in capsys.readouterr().out
     for name in ("config.json", "model.json", "model.keras", "metrics.csv", "loss.png", "evaluation.json"):
         assert os.path.isfile(os.path.join(run_dir, name)), name
-    config, info = tagger.read_tagger_run(run_dir)
+    config, info = model_tagger.read_tagger_run(run_dir)
     assert config.features == "mtt" and config.feature_size == 9 and info["kind"] == "tagger"
     assert os.listdir(os.path.join(run_dir, "features"))  # the dataset's embeddings, computed once
     evaluation = summary["evaluation"]
@@ -212,18 +216,19 @@ def test_the_transfer_mode_trains_a_head_whose_run_directory_tags_finds_and_judg
     assert similar and all(r["genre"] in ("Ambient", "Electronic", "Folk") for r in similar)
     assert stand_in_features.calls == calls  # no second pass of the pretrained network over the dataset
     # --judge: the run directory judges clips
-    loaded = judge.Tagger(run_dir)
+    loaded = tagging.Tagger(run_dir)
     assert loaded.features is stand_in_features
     clips = [np.sin(2 * np.pi * f * np.arange(24000) / 16000).astype(np.float32) * 0.5 for f in (220, 440, 880)]
-    per_clip, verdict = judge.Judge(loaded, data_dir).judge(clips, ["Ambient", "Electronic", "Folk"])
+    per_clip, verdict = judge_verdict.Judge(loaded, data_dir).judge(clips, ["Ambient", "Electronic", "Folk"])
     assert verdict["n_clips"] == 3 and isinstance(verdict["frechet_distance"], float)
     assert all(c["top_genre"] in ("Ambient", "Electronic", "Folk") for c in per_clip)
 
 
 def test_a_wavenet_judged_by_a_transfer_mode_tagger_gets_its_verdicts(demo_tagger, stand_in_features, tmp_path):
+    from test_judge import save_wavenet
+
     import run_model_predictions
     import run_model_training
-    from test_judge import save_wavenet
     run_dir, data_dir = str(tmp_path / "mtt"), demo_tagger["data_dir"]
     run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={run_dir}", "--model=tagger",
                              "--tagger_features=mtt", "--tagger_steps=20", "--eval_every=20"])
@@ -252,7 +257,7 @@ def test_the_transfer_mode_on_the_real_pretrained_network_tags_the_held_out_demo
     summary = run_model_training.main([f"--data_dir={data_dir}", f"--run_dir={run_dir}", "--model=tagger",
                                        "--tagger_features=mtt", "--tagger_steps=200", "--eval_every=100",
                                        "--checkpoint_every=200"])
-    config, _ = tagger.read_tagger_run(run_dir)
+    config, _ = model_tagger.read_tagger_run(run_dir)
     assert config.feature_size == 200  # musicnn's penultimate layer
     evaluation = summary["evaluation"]
     assert evaluation["test_balanced_accuracy"] >= 2 / 3 and evaluation["valid_balanced_accuracy"] >= 2 / 3, evaluation

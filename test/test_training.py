@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from helpers import ROOT, run_script
-from local import dataset_store, rundir, training
-from local.fileio import write_json_atomic
-from local.wavenet import WaveNetConfig, build_wavenet, read_run_model
+
+from local.core.fileio import write_json_atomic
+from local.model.wavenet import WaveNetConfig, build_wavenet, read_run_model
+from local.store import dataset_files, rundir
+from local.train import loop, runner, wavenet_task
 
 TINY_ARGS = ["--dilations=1,2,4,8", "--residual_channels=8", "--dilation_channels=8", "--skip_channels=16",
              "--batch_size=4", "--window=64", "--valid_windows=4", "--cache_tracks=2"]
@@ -25,7 +26,7 @@ def write_tone_dataset(directory, splits=("train", "train", "train", "valid", "t
                        sample_rate=1000):
     """A real processed dataset (Parquet parts + dataset.json): one tone per track, genre = tone."""
     import librosa
-    writer = dataset_store.PartWriter(str(directory), rows_per_part=2)
+    writer = dataset_files.PartWriter(str(directory), rows_per_part=2)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     for i, split in enumerate(splits):
         genre_id = i % 2
@@ -35,9 +36,9 @@ def write_tone_dataset(directory, splits=("train", "train", "train", "valid", "t
                       "split": split, "sample_rate": sample_rate, "n_samples": len(codes),
                       "codes": codes.tobytes(), "source_path": f"t{i}.wav", "source_sha256": f"t{i}"})
     writer.close()
-    index = dataset_store.read_index(str(directory))
+    index = dataset_files.read_index(str(directory))
     write_json_atomic(os.path.join(directory, "dataset.json"),
-                      dataset_store.summarize(index, sample_rate, 256, ["Low", "High"]))
+                      dataset_files.summarize(index, sample_rate, 256, ["Low", "High"]))
     return str(directory)
 
 
@@ -48,7 +49,7 @@ def test_model_json_round_trip_and_missing_file(tmp_path):
                 "skip_channels": 16, "quantization_channels": 256, "genre_conditioning": True,
                 "genre_channels": 4, "n_genres": 2}
     wavenet = WaveNetConfig.from_json(settings)
-    rundir.write_model_json(str(tmp_path), training.wavenet_model_json(wavenet, genres=["Low", "High"],
+    rundir.write_model_json(str(tmp_path), wavenet_task.wavenet_model_json(wavenet, genres=["Low", "High"],
                                                                          sample_rate=16000, data_dir="data/x"))
     data = rundir.read_model_json(str(tmp_path))
     # the context keys as an older model.json lacks them (no context stack); seconds rounded to 0.1 ms
@@ -86,7 +87,8 @@ def test_metrics_append_truncate_and_plot(tmp_path):
 
 def test_a_step_split_into_batch_parts_makes_the_whole_batch_update():
     import keras
-    from local.wavenet import build_wavenet
+
+    from local.model.wavenet import build_wavenet
     wavenet = WaveNetConfig([1, 2, 4], residual_channels=8, dilation_channels=8, skip_channels=16,
                             genre_conditioning=True, n_genres=3)
     rng = np.random.default_rng(0)
@@ -97,7 +99,7 @@ def test_a_step_split_into_batch_parts_makes_the_whole_batch_update():
     for parts in (1, 2, 3):  # 5 rows in 3 parts: unequal sizes, weighted by size
         keras.utils.set_random_seed(7)
         model = build_wavenet(wavenet)
-        step = training.make_train_step(model, wavenet, keras.optimizers.SGD(0.1), 32, parts=parts)
+        step = wavenet_task.make_train_step(model, wavenet, keras.optimizers.SGD(0.1), 32, parts=parts)
         losses.append(float(step(features, targets)))
         weights.append(model.get_weights())
     for parts_weights, loss in zip(weights[1:], losses[1:]):
@@ -110,20 +112,20 @@ def test_a_step_split_into_batch_parts_makes_the_whole_batch_update():
 
 
 def test_learning_rate_schedule():
-    assert training.learning_rate_at(0, 1.0, schedule="constant", warmup_steps=4) == pytest.approx(0.25)
-    assert training.learning_rate_at(3, 1.0, schedule="constant", warmup_steps=4) == pytest.approx(1.0)
-    assert training.learning_rate_at(50, 1.0, schedule="constant") == 1.0
-    assert training.learning_rate_at(0, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(1.0)
-    assert training.learning_rate_at(50, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(0.55)
-    assert training.learning_rate_at(100, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(0.1)
+    assert loop.learning_rate_at(0, 1.0, schedule="constant", warmup_steps=4) == pytest.approx(0.25)
+    assert loop.learning_rate_at(3, 1.0, schedule="constant", warmup_steps=4) == pytest.approx(1.0)
+    assert loop.learning_rate_at(50, 1.0, schedule="constant") == 1.0
+    assert loop.learning_rate_at(0, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(1.0)
+    assert loop.learning_rate_at(50, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(0.55)
+    assert loop.learning_rate_at(100, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1) == pytest.approx(0.1)
     # a time budget half used is half the cosine, however few steps are done; the further of the two counts
-    assert training.learning_rate_at(10, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1,
+    assert loop.learning_rate_at(10, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1,
                                      time_fraction=0.5) == pytest.approx(0.55)
-    assert training.learning_rate_at(50, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1,
+    assert loop.learning_rate_at(50, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1,
                                      time_fraction=0.1) == pytest.approx(0.55)
-    assert training.learning_rate_at(1, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1,
+    assert loop.learning_rate_at(1, 1.0, schedule="cosine", total_steps=100, min_learning_rate=0.1,
                                      time_fraction=1.2) == pytest.approx(0.1)
-    assert training.learning_rate_at(1, 1.0, schedule="constant", time_fraction=0.9) == 1.0
+    assert loop.learning_rate_at(1, 1.0, schedule="constant", time_fraction=0.9) == 1.0
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------
@@ -135,8 +137,8 @@ def tiny_model_and_optimizer(seed=0):
     wavenet = WaveNetConfig([1, 2], 2, residual_channels=4, dilation_channels=4, skip_channels=4,
                             quantization_channels=16)
     model = build_wavenet(wavenet)
-    optimizer = training.make_optimizer(1e-2)
-    step = training.make_train_step(model, wavenet, optimizer, window=4)
+    optimizer = loop.make_optimizer(1e-2)
+    step = wavenet_task.make_train_step(model, wavenet, optimizer, window=4)
     features = {"codes": tf.constant(np.arange(32).reshape(4, 8) % 16, tf.int32),
                 "genre_id": tf.zeros(4, tf.int32)}
     step(features, tf.constant(np.ones((4, 4)), tf.int32))
@@ -184,7 +186,7 @@ def test_killed_while_checkpointing_never_leaves_a_broken_complete_checkpoint(tm
         import sys
         sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'test')!r}]
         from test_training import tiny_model_and_optimizer
-        from local import rundir
+        from local.store import rundir
         model, optimizer = tiny_model_and_optimizer()
         step = 0
         while True:
@@ -342,10 +344,10 @@ def test_the_loop_stops_on_its_time_budget_and_callbacks_add_metrics_columns(tmp
     config = {"batch_size": 4, "window": 64, "learning_rate": 1e-3, "grad_clip": 1.0, "cache_tracks": 2,
               "prefetch_batches": 2, "valid_windows": 4, "seed": 0}
     wavenet = WaveNetConfig([1, 2, 4, 8], residual_channels=8, dilation_channels=8, skip_channels=16)
-    train_tracks, valid_tracks = training.usable_splits(dataset_store.read_index(data_dir), wavenet.receptive_field,
+    train_tracks, valid_tracks = runner.usable_splits(dataset_files.read_index(data_dir), wavenet.receptive_field,
                                                         64, data_dir, 1000)
-    task = training.wavenet_task(wavenet, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
-    with rundir.locked(run_dir, training.wavenet_model_json(wavenet, genres=["Low", "High"], sample_rate=1000,
+    task = wavenet_task.wavenet_task(wavenet, train_tracks=train_tracks, valid_tracks=valid_tracks, config=config)
+    with rundir.locked(run_dir, wavenet_task.wavenet_model_json(wavenet, genres=["Low", "High"], sample_rate=1000,
                                                             data_dir=data_dir)):
         seen = []
 
@@ -353,7 +355,7 @@ def test_the_loop_stops_on_its_time_budget_and_callbacks_add_metrics_columns(tmp
             seen.append((evaluation.step, evaluation.final))
             return {"judge_genre_accuracy": 0.5}
 
-        summary = training.train(task, run_dir, training.resume(run_dir, task.model, task.optimizer), config=config,
+        summary = loop.train(task, run_dir, loop.resume(run_dir, task.model, task.optimizer), config=config,
                                  steps=1000, eval_every=100, checkpoint_every=100, keep_checkpoints=2,
                                  max_minutes=1e-9, on_evaluate=[judge])
         assert summary["stopped"] == "max_minutes" and summary["step"] == 1 and seen == [(1, True)]
@@ -364,10 +366,10 @@ def test_the_loop_stops_on_its_time_budget_and_callbacks_add_metrics_columns(tmp
             assert f.readline().strip().split(",")[-1] == "judge_genre_accuracy"
 
         # the schedule is told how much of the time budget is used, counted across resumes: 30 s of 60 already
-        state = training.resume(run_dir, task.model, task.optimizer)
+        state = loop.resume(run_dir, task.model, task.optimizer)
         state["elapsed_seconds"] = 30.0
         fractions = []
-        training.train(task, run_dir, state, config=config, steps=3, eval_every=100, checkpoint_every=100,
+        loop.train(task, run_dir, state, config=config, steps=3, eval_every=100, checkpoint_every=100,
                        keep_checkpoints=2, max_minutes=1.0,
                        learning_rate_at=lambda step, time_fraction: fractions.append(time_fraction) or 1e-3)
         assert len(fractions) == 2 and 0.5 <= fractions[0] < fractions[1] < 1.0, fractions
@@ -378,13 +380,14 @@ def test_a_context_stack_run_trains_on_windows_with_its_past_resumes_and_samples
     """Issue 18: each window brings context_past codes for the context stack; model.json gives the whole
     model's receptive field; the run resumes; the clips sampled at the end come from the context model."""
     import keras
+
     import run_model_training
     data_dir, run_dir = write_tone_dataset(tmp_path / "data"), str(tmp_path / "run")
     context = ["--context_rate=8", "--context_layers=3", "--context_channels=4", "--genre_conditioning=true"]
     wavenet = WaveNetConfig.from_config({"dilations": [1, 2, 4, 8], "context_rate": 8, "context_layers": 3,
                                          "residual_channels": 8, "dilation_channels": 8, "skip_channels": 16})
-    task = training.wavenet_task(wavenet, train_tracks=dataset_store.read_index(data_dir)[:3],
-                                 valid_tracks=dataset_store.read_index(data_dir)[3:4],
+    task = wavenet_task.wavenet_task(wavenet, train_tracks=dataset_files.read_index(data_dir)[:3],
+                                 valid_tracks=dataset_files.read_index(data_dir)[3:4],
                                  config={"batch_size": 4, "window": 64, "learning_rate": 1e-3, "grad_clip": 1.0,
                                          "cache_tracks": 2, "prefetch_batches": 1, "valid_windows": 4, "seed": 0})
     features, targets = next(iter(task.batches(0)))
@@ -415,13 +418,13 @@ def test_start_from_silence_gives_windows_that_begin_with_the_generators_silence
     data_dir = write_tone_dataset(tmp_path / "data")  # 3 s tones: never 16 codes of silence (128) in a row
     wavenet = WaveNetConfig.from_config({"dilations": [1, 2, 4, 8], "context_rate": 8, "context_layers": 3,
                                          "residual_channels": 8, "dilation_channels": 8, "skip_channels": 16})
-    index = dataset_store.read_index(data_dir)
+    index = dataset_files.read_index(data_dir)
     config = {"batch_size": 4, "window": 64, "learning_rate": 1e-3, "grad_clip": 1.0, "cache_tracks": 2,
               "prefetch_batches": 1, "valid_windows": 4, "seed": 0}
 
     def silent_windows(start_from_silence):
         """Train windows, over one epoch, whose first 16 codes are the silence code."""
-        task = training.wavenet_task(wavenet, train_tracks=index[:3], valid_tracks=index[3:4],
+        task = wavenet_task.wavenet_task(wavenet, train_tracks=index[:3], valid_tracks=index[3:4],
                                      config=dict(config, start_from_silence=start_from_silence))
         # field = 64 + 16 codes: with the lead-in each track's first window reads >= 16 codes of silence
         n_batches = 3 * 3000 // 64 // 4 + 2

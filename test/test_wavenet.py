@@ -3,9 +3,10 @@ import librosa
 import numpy as np
 import pytest
 
-from local import dataset, training
-from local.config import ConfigError
-from local.wavenet import WaveNetConfig, build_wavenet, default_dilations, receptive_field
+from local.core.config import ConfigError
+from local.dataset import windows
+from local.model.wavenet import WaveNetConfig, build_wavenet, default_dilations, receptive_field
+from local.train import loop, wavenet_task
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -85,7 +86,7 @@ def test_save_and_load_without_custom_objects(tmp_path):
 
 @pytest.mark.parametrize("filter_width", [2, 3])
 def test_shifted_formulation_equals_keras_conv_and_shares_its_weights(tmp_path, filter_width):
-    from local import generation
+    from local.generate import weights as generation
     dilations = [1, 2, 4, 16]
     config = WaveNetConfig(dilations, filter_width, genre_conditioning=True, n_genres=2, **TINY)
     stock = build_wavenet(config)
@@ -113,14 +114,14 @@ def test_shifted_formulation_equals_keras_conv_and_shares_its_weights(tmp_path, 
 
 def train(model, config, inputs, targets, genres, *, window, steps, learning_rate=1e-2, batch_size=8, seed=0):
     """A few hundred Adam steps on random batches of fixed examples; returns the last losses (bits)."""
-    optimizer = training.make_optimizer(learning_rate)
-    step = training.make_train_step(model, config, optimizer, window)
+    optimizer = loop.make_optimizer(learning_rate)
+    step = wavenet_task.make_train_step(model, config, optimizer, window)
     rng = np.random.default_rng(seed)
     losses = []
     for _ in range(steps):
         pick = rng.integers(0, len(targets), batch_size)
         features = {"codes": tf.constant(inputs[pick]), "genre_id": tf.constant(genres[pick])}
-        losses.append(float(step(features, tf.constant(targets[pick]))) / training.LN2)
+        losses.append(float(step(features, tf.constant(targets[pick]))) / loop.LN2)
     return losses
 
 
@@ -133,7 +134,7 @@ def test_overfit_a_chord():
     dilations = [1, 2, 4, 8, 16, 32]
     field, window = receptive_field(dilations, 2), 128
     starts = np.arange(0, len(codes) - field - window + 1, 16)
-    inputs, targets = dataset.windows_from_codes(codes, field, window, starts)
+    inputs, targets = windows.windows_from_codes(codes, field, window, starts)
     keras.utils.set_random_seed(1)
     config = WaveNetConfig(dilations, 2, residual_channels=16, dilation_channels=16, skip_channels=32,
                            quantization_channels=quantization)
@@ -171,7 +172,7 @@ def test_genre_conditioning_generates_each_genres_tone():
         t = np.arange(window + 64) / sample_rate
         track = np.concatenate([np.zeros(field), 0.6 * np.cos(2 * np.pi * hz * t)])
         codes = mu_codes(track, quantization)
-        x, y = dataset.windows_from_codes(codes, field, window, np.arange(0, 65, 4))
+        x, y = windows.windows_from_codes(codes, field, window, np.arange(0, 65, 4))
         inputs.append(x), targets.append(y), genres.append(np.full(len(y), genre, np.int32))
     inputs, targets, genres = map(np.concatenate, (inputs, targets, genres))
     keras.utils.set_random_seed(2)

@@ -11,10 +11,10 @@ import sys
 import time
 
 import pytest
-
 from helpers import PYTHON, ROOT, make_audio, refusal, run_script
-from local import config as config_module
-from local import manifest
+
+from local.core import config as config_module
+from local.store import manifest
 
 SCRIPT = os.path.join(ROOT, "run_webscraper.py")
 FAST_DEMO = ["--demo_tracks_per_genre=2", "--demo_seconds=0.5"]
@@ -162,7 +162,7 @@ def test_a_bad_key_or_value_stops_before_any_work_in_one_line(tmp_path, args, ke
 @pytest.mark.parametrize("key,value", [("source", "radio"), ("genre_from", "mood"), ("page_size", 0),
                                        ("timeout_s", 0.0), ("max_retries", -1), ("request_delay_s", -1.0)])
 def test_each_bad_value_is_refused_in_one_line_naming_only_its_key(key, value):
-    from local import sources
+    from local.collect import sources
     refusal(sources.check_config, script_defaults(), key, value)
 
 

@@ -1,0 +1,150 @@
+"""Stage 4 with a pretrained tagger (local/judge/pretrained.py; ``run_model_predictions.py --tagger=mtt``): tag any
+audio file, find the dataset tracks that sound most alike.
+
+- Tagging (``--audio``): each file is decoded as it is (ffmpeg), downmixed to mono, resampled to 16 kHz and cut
+  into 3 s patches (a shorter file is repeat-padded to one); its tag vector is the mean over all its patches.
+  ``tags.csv`` lists each file's top tags with their probabilities, ``tag_scores.csv`` beside it the whole
+  vector (a ``path`` column, then one column per tag, named as the model's labels).
+- Similar tracks (``--similar_to``): a track is the mean of the penultimate-layer embeddings of up to
+  TRACK_PATCHES patches, evenly spread; neighbours by cosine similarity, in any dataset (any genres: the
+  pretrained tagger never saw them). Nothing is cached: the dataset's tracks are embedded at each call.
+"""
+import os
+
+import numpy as np
+
+from local.audio import ffmpeg as audio_ffmpeg
+from local.audio import waveform
+from local.audio.waveform import mu_law_decode
+from local.core.config import StageError
+from local.judge import commands, pretrained
+from local.judge import tagging as judge_tagging
+from local.store import dataset_files
+
+TOP_TAGS = 5  # tags per file in tags.csv
+TRACK_PATCHES = 16  # patches averaged per dataset track for --similar_to
+
+
+def decode_for_tagging(path):
+    """(mono float32 audio at 16 kHz (n,), reason): the file as it sounds, or (None, why it cannot be read)."""
+    try:
+        samples, rate, _ = audio_ffmpeg.decode_audio(path)
+    except audio_ffmpeg.DecodeError as e:
+        return None, str(e)
+    y = pretrained.to_model_rate(waveform.to_mono(samples), rate)
+    if not len(y):
+        return None, "no audio"
+    return y, ""
+
+
+def tag_files(tagger, paths, progress=True):
+    """The pretrained ``tagger``'s tag vector of each file: a list of dicts ``path``, ``tags`` ((50,) float32 mean
+    over the file's patches, or None), ``n_patches``, ``seconds`` (of audio tagged) and ``reason`` ("" when
+    tagged)."""
+    from tqdm import tqdm
+    rows = []
+    for path in tqdm(paths, desc=f"tagging with {tagger.name}", unit="file", disable=not progress):
+        y, reason = decode_for_tagging(path)
+        row = {"path": path, "tags": None, "n_patches": 0, "seconds": 0.0, "reason": reason}
+        if y is not None:
+            (_, probabilities), = tagger.analyze([y])
+            row.update(tags=probabilities.mean(axis=0), n_patches=len(probabilities),
+                       seconds=len(y) / pretrained.SAMPLE_RATE)
+        rows.append(row)
+    return rows
+
+
+def top_tag_rows(tagger, rows, k=TOP_TAGS):
+    """tags.csv's rows: ``path``, ``tag_1``, ``probability_1`` ... ``tag_k``, ``probability_k``, ``n_patches``,
+    ``reason``."""
+    out = []
+    for row in rows:
+        line = {"path": row["path"], "n_patches": row["n_patches"], "reason": row["reason"]}
+        top = tagger.top_tags(row["tags"], k) if row["tags"] is not None else []
+        for rank in range(1, k + 1):
+            tag, p = top[rank - 1] if rank <= len(top) else ("", None)
+            line.update({f"tag_{rank}": tag, f"probability_{rank}": p})
+        out.append(line)
+    return out
+
+
+def top_tag_columns(k=TOP_TAGS):
+    return ["path", *[c for rank in range(1, k + 1) for c in (f"tag_{rank}", f"probability_{rank}")], "n_patches",
+            "reason"]
+
+
+def tag_command(name, audio, out_dir):
+    """``--tagger=mtt --audio=FILE_OR_FOLDER``: tag every audio file into ``out_dir/tags.csv`` (top tags) and
+    ``out_dir/tag_scores.csv`` (every tag); return the two paths."""
+    try:
+        paths = judge_tagging.audio_files(audio)
+    except FileNotFoundError:
+        raise StageError(f"--audio={audio}: no such file or folder") from None
+    if not paths:
+        raise StageError(f"--audio={audio}: the folder holds no audio files (looked for the extensions stage 2 "
+                         f"reads, e.g. .mp3 .flac .wav .ogg .m4a)")
+    tagger = pretrained.load(name)
+    rows = tag_files(tagger, paths)
+    os.makedirs(out_dir, exist_ok=True)
+    tags_path = judge_tagging.write_csv(os.path.join(out_dir, "tags.csv"), top_tag_rows(tagger, rows), top_tag_columns())
+    scores = [{"path": r["path"], **dict(zip(tagger.labels, map(float, r["tags"])))}
+              for r in rows if r["tags"] is not None]
+    scores_path = judge_tagging.write_csv(os.path.join(out_dir, "tag_scores.csv"), scores, ["path", *tagger.labels])
+    failed = [r for r in rows if r["tags"] is None]
+    for row in failed:
+        print(f"unreadable: {row['path']}: {row['reason']}")
+    for row in rows:
+        if row["tags"] is not None:
+            print(f"{row['path']}: {', '.join(f'{t} {p:.2f}' for t, p in tagger.top_tags(row['tags'], 3))}")
+    seconds = sum(r["seconds"] for r in rows)
+    print(f"tagged {len(rows) - len(failed)} of {len(rows)} files ({len(failed)} unreadable, {seconds:.0f} s of "
+          f"audio) with {tagger.name} -> {tags_path}, {scores_path}")
+    return tags_path, scores_path
+
+
+def dataset_embeddings(tagger, data_dir, progress=True):
+    """Every track of ``data_dir`` as the pretrained tagger hears it: a dict of arrays ``track_id``, ``genre``,
+    ``split``, ``source_path`` (str) and ``embedding`` (n, embedding_size) float32, the mean over up to
+    TRACK_PATCHES patches (the table :func:`local.judge.tagging.nearest` searches)."""
+    from tqdm import tqdm
+
+    info = dataset_files.read_dataset_json(data_dir) or {}
+    rate, n_codes = int(info.get("sample_rate", 16000)), int(info.get("quantization_channels", 256))
+    index = sorted(dataset_files.read_index(data_dir), key=lambda r: str(r["track_id"]))
+    embeddings = []
+    for row in tqdm(index, desc=f"embedding {len(index)} tracks with {tagger.name}", unit="track",
+                    disable=not progress):
+        y = mu_law_decode(dataset_files.read_track_codes(row), n_codes)
+        (e, _), = tagger.analyze([y], sample_rate=rate, max_patches=TRACK_PATCHES)
+        embeddings.append(e.mean(axis=0))
+    return {"track_id": np.asarray([str(r["track_id"]) for r in index]),
+            "genre": np.asarray([str(r["genre"]) for r in index]),
+            "split": np.asarray([str(r["split"]) for r in index]),
+            "source_path": np.asarray([str(r.get("source_path") or "") for r in index]),
+            "embedding": np.asarray(embeddings, np.float32).reshape(len(index), tagger.embedding_size)}
+
+
+def similar_command(name, similar_to, top_k, out_dir, data_dir):
+    """``--tagger=mtt --similar_to=FILE_OR_TRACK_ID --data_dir=FOLDER``: the ``top_k`` dataset tracks nearest to
+    it by the pretrained embeddings into ``out_dir/similar.csv``; return its path."""
+    if not data_dir or not dataset_files.list_parts(data_dir):
+        raise StageError(f"data_dir={data_dir!r} holds no processed dataset to search: pass --data_dir=FOLDER")
+    tagger = pretrained.load(name)
+    table = dataset_embeddings(tagger, data_dir)
+    def embed_file(path):
+        y, reason = decode_for_tagging(path)
+        return (None, reason) if y is None else (tagger.analyze([y])[0][0].mean(axis=0), "")
+
+    return commands.write_similar(table, similar_to, embed_file, top_k, out_dir, data_dir)
+
+
+def tagger_commands(config):
+    """Stage 4 with ``--tagger``: a pretrained tagger's ``--audio`` (tags.csv, tag_scores.csv) and/or
+    ``--similar_to`` (similar.csv); a tagger run directory as :func:`local.judge.commands.tagger_commands` does."""
+    if not pretrained.is_pretrained(config["tagger"]):
+        return commands.tagger_commands(dict(config, run_dir=config["tagger"]))
+    if config["audio"]:
+        tag_command(config["tagger"], config["audio"], config["out_dir"])
+    if config["similar_to"]:
+        similar_command(config["tagger"], config["similar_to"], config["top_k"], config["out_dir"],
+                        config["data_dir"])
