@@ -290,6 +290,8 @@ def run(config):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
     import keras
     model = keras.models.load_model(RunDir(config["run_dir"]).model_keras)
+    from local.model.structure import check_model_matches
+    check_model_matches(model, wavenet, config["run_dir"])
     field = wavenet.receptive_field
     print(f"{config['run_dir']}: {wavenet.n_layers} layers, filter width {wavenet.filter_width}, receptive field "
           f"{field} samples ({field / sample_rate * 1000:.0f} ms)"

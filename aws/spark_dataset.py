@@ -22,6 +22,7 @@ from local.core import locks
 from local.dataset import build
 from local.dataset import inputs as dataset_inputs
 from local.dataset import settings as dataset_settings
+from local.dataset.splits import resplit_usable
 from local.store import dataset_files as store
 from local.store import manifest
 from local.store.layout import DatasetDir
@@ -159,20 +160,26 @@ def write_tracks(frame, uri):
      .parquet(uri))
 
 
-def move_new_rows(spark, staging, out_dir, written_genres, genres):
+def move_new_rows(spark, staging, out_dir, written_genres, genres, moves=None):
     """Put the rows the job wrote to ``staging`` (with ids from ``written_genres``) into ``out_dir/tracks``.
 
-    When every kept genre has the id it was written with (the usual case) the part files are renamed into
-    place; otherwise (a new genre kept no track) the new rows are rewritten once with their ``genres`` ids.
+    When every kept genre has the id it was written with and no split moves (the usual case) the part files
+    are renamed into place; otherwise (a new genre kept no track; ``moves`` {track_id: split}: planned
+    valid/test tracks failed to decode, :func:`local.dataset.splits.resplit_usable`) the new rows are
+    rewritten once with their ``genres`` ids and splits.
     Each part appears complete or not at all; a kill in between leaves rows a rerun finds missing and redoes.
     """
     from pyspark.sql import functions as F
     tracks = spark_io.join(out_dir, DatasetDir.TRACKS)
     parts = spark_io.glob(spark, spark_io.join(staging, "part-*.parquet"))
-    if parts and written_genres[:len(genres)] != genres:
+    if parts and (written_genres[:len(genres)] != genres or moves):
         ids = F.create_map(*[F.lit(v) for i, genre in enumerate(genres) for v in (genre, i)])
         frame = spark.read.parquet(staging)
-        write_tracks(frame.withColumn("genre_id", ids[F.col("genre")].cast("int")).select(*frame.columns), tracks)
+        edited = frame.withColumn("genre_id", ids[F.col("genre")].cast("int"))
+        if moves:
+            moved = F.create_map(*[F.lit(v) for item in sorted(moves.items()) for v in item])
+            edited = edited.withColumn("split", F.coalesce(moved[F.col("track_id")], F.col("split")))
+        write_tracks(edited.select(*frame.columns), tracks)
     elif parts:
         jvm = spark.sparkContext._jvm
         fs, _ = spark_io.hadoop_fs(spark, tracks)
@@ -325,7 +332,10 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
             decoders = {path: text for kind, path, text in events if kind == "decoder"}
             # a genre none of whose tracks was kept gets no id (dataset.json lists genres with data only)
             genres = build.genres_with_data(genres, [i["genre"] for i in todo if i["path"] in decoders])
-            move_new_rows(spark, staging, out_dir, written_genres, genres)
+            # split as the local stage does: the usable tracks, not the planned ones (some failed to decode)
+            moves = resplit_usable([i for i in todo if i["path"] in decoders],
+                                   [r for r in index if r["track_id"] not in set(plan["changed"])], splits)
+            move_new_rows(spark, staging, out_dir, written_genres, genres, moves)
 
         dataset = build.dataset_info(read_existing_index(spark, out_dir), genres, settings, splits)
         for path in store.write_dataset_files(stage_dir, dataset, failed):

@@ -191,3 +191,18 @@ def test_a_pull_with_delete_removes_a_stale_link_not_the_file_it_points_to(s3_se
     assert pulled.returncode == 0, pulled.stderr
     assert "1 deleted" in pulled.stdout and not os.path.lexists(dst / "alias.mp3")
     assert (dst / "Rock" / "good.mp3").read_bytes() == b"audio bytes" and os.path.islink(dst / "linked_dir")
+
+
+def test_a_pull_onto_a_full_disk_names_the_destination_folder(s3_server, tmp_path):
+    from helpers import PYTHON, ROOT, run_on_small_disk
+    endpoint, _ = s3_server
+    src = tmp_path / "src"
+    write(str(src / "big.bin"), os.urandom(200_000))  # 200 kB into a disk with about 50 kB free
+    assert sync(endpoint, f"--src={src}", f"--dst=s3://{BUCKET}/full").returncode == 0
+    dst = tmp_path / "small" / "pulled"
+    result = run_on_small_disk(tmp_path / "small", [PYTHON, os.path.join(ROOT, "aws", "s3_sync.py"),
+                                                    f"--endpoint_url={endpoint}", "--progress=false",
+                                                    f"--src=s3://{BUCKET}/full", f"--dst={dst}"], env=CREDENTIALS)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[0].startswith(f"error: no space left on the disk of {dst} (") and " MB free)" in lines[0], lines

@@ -14,6 +14,7 @@ whole content is on disk. Every temp name has one pattern, ``.tmp-<pid>-<name>``
 Only the standard library is imported here.
 """
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -59,7 +60,8 @@ def _discard(tmp):
 def _published(path, *, prepare, sync, durable=True):
     """Yield the temp beside ``path`` (``prepare(tmp)`` first); when the block ends, ``sync(tmp)`` and rename
     it to ``path`` (then sync the folder, unless not ``durable``). On an error the temp is removed and ``path``
-    is untouched."""
+    is untouched; a full disk (ENOSPC/EDQUOT) whose error names no file is raised again naming the temp, so the
+    stage's one line names the full folder."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = temp_path_for(path)
@@ -70,6 +72,12 @@ def _published(path, *, prepare, sync, durable=True):
         if os.path.isdir(path) and not os.path.islink(path) and os.path.isdir(tmp):
             shutil.rmtree(path)  # a directory is replaced only once the new one is complete
         os.replace(tmp, path)
+    except OSError as e:
+        _discard(tmp)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT) and not e.filename:
+            # a library's write (PIL, h5py, json) names no file: the full disk is this temp's, say so
+            raise OSError(e.errno, e.strerror, tmp) from e
+        raise
     except BaseException:
         _discard(tmp)
         raise

@@ -73,3 +73,19 @@ def ensure_every_split_per_genre(new_rows, existing_rows, split_seed, min_tracks
                 min(donors, key=lambda r: (r["split"] != "train", hash_unit(r["track_id"], split_seed),
                                            r["track_id"]))["split"] = split
     return lacking
+
+
+def resplit_usable(written, kept_rows, splits):
+    """The splits the tracks a run could use (decoded and written) should have: :func:`local.dataset.build.plan_tracks`'s
+    rule applied to them alone, so planned valid/test tracks that failed to decode leave no genre without one.
+
+    ``written``: the planned items whose rows were written (``track_id``, ``genre``, ``split``,
+    ``split_from_source``); ``kept_rows``: the dataset's rows from before the run that stay (they never move);
+    ``splits``: SplitSettings. Returns {track_id: split} for the written tracks whose split changes ({} when
+    every planned track decoded: the plan already split them so).
+    """
+    rows = [dict(item, split=item["split"] if item["split_from_source"] else
+                 hash_split(item["track_id"], splits.valid_fraction, splits.test_fraction, splits.split_seed))
+            for item in written]
+    ensure_every_split_per_genre(rows, kept_rows, splits.split_seed)
+    return {row["track_id"]: row["split"] for row, item in zip(rows, written) if row["split"] != item["split"]}

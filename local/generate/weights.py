@@ -4,6 +4,7 @@
 
 import numpy as np
 
+from local.model.structure import structure_mismatch
 from local.model.wavenet import LAYERS
 
 
@@ -11,7 +12,8 @@ def fold_weights(model, config):
     """Read the WaveNet's weights by layer name into contiguous float32 arrays the kernel multiplies with.
 
     model   a Keras model built by :func:`local.model.wavenet.build_wavenet` (or loaded from model.keras)
-    config  its :class:`local.model.wavenet.WaveNetConfig` (the structure comes from there, never from the layers)
+    config  its :class:`local.model.wavenet.WaveNetConfig` (the structure comes from there; ValueError when the
+            layers say otherwise: :func:`local.model.wavenet.structure_mismatch`)
     Returns a dict: ``embedding`` (Q, R); ``conv_w`` (L, filter_width*R, 2D) (tap j in rows j*R..);
     ``conv_b`` (L, 2D); ``genre_embedding`` (n_genres, G) and ``cond_w`` (L, G, 2D) or None;
     ``skip_w`` (L*D, S) (every layer's skip convolution stacked: one product of all the gates);
@@ -23,6 +25,9 @@ def fold_weights(model, config):
     (filter_width, C, 2C), (2C,), (C, C), (C,)), ``ctx_w`` (L, C, 2D) (every layer's ``layer{i}_ctx``),
     ``dilations`` and ``rate``; else ``context`` is None.
     """
+    problem = structure_mismatch(model, config)
+    if problem:  # folding by config's layer count would generate from another network without a word
+        raise ValueError(f"the model and its model.json disagree: {problem}")
     n_layers = config.n_layers
 
     def arrays(name):
