@@ -7,8 +7,8 @@ from local.store.layout import RunDir
 
 
 def model_structure(model):
-    """The :class:`WaveNetConfig` fields a built or loaded Keras WaveNet really has, read from its layers (by the
-    names above): {field: value}, the tuples as lists. What ``model.json`` says must equal these."""
+    """The :class:`local.model.wavenet.WaveNetConfig` fields a built or loaded Keras WaveNet really has, read from
+    its layers: {field: value}, the tuples as lists. What ``model.json`` says must equal these."""
     layers = {layer.name: layer for layer in model.layers}
 
     def numbered(name_of):
