@@ -34,6 +34,7 @@ Every file is written under a temp name and renamed, so a killed run leaves only
 import os
 
 from local.core.config import StageError, check_minimums, configure, stage_main
+from local.store.layout import RunDir
 
 # --- I/O ---
 run_dir = "data/runs/default"  # stage 3's output: model.keras + model.json (+ config.json)
@@ -91,9 +92,9 @@ def check_config(config):
                          f"nor a tagger run directory")
     if config["tagger"]:  # a tagger run directory: checked as run_dir is
         config = dict(config, run_dir=config["tagger"])
-    for name in ("model.json", "model.keras"):
-        if not os.path.isfile(os.path.join(config["run_dir"], name)):
-            raise StageError(f"{os.path.join(config['run_dir'], name)} is missing: run_dir={config['run_dir']!r} is "
+    for path in RunDir(config["run_dir"]).model_files():
+        if not os.path.isfile(path):
+            raise StageError(f"{path} is missing: run_dir={config['run_dir']!r} is "
                              f"not a trained run (train one with run_model_training.py --run_dir={config['run_dir']})")
     from local.core import checks
     from local.store import rundir
@@ -266,10 +267,7 @@ def run(config):
     from local.core.fileio import remove_stale_temps
     from local.model.wavenet import read_run_model
     if config["audio"] or config["similar_to"]:  # a tagger run: tag files, find similar tracks (local/judge/verdict.py)
-        if config["tagger"]:  # a pretrained tagger, or a tagger run given as --tagger (local/judge/pretrained_tags.py)
-            from local.judge.pretrained_tags import tagger_commands
-        else:
-            from local.judge.commands import tagger_commands
+        from local.judge.commands import tagger_commands
         tagger_commands(config)
         save_config(config, config["out_dir"])
         return
@@ -291,7 +289,9 @@ def run(config):
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
     import keras
-    model = keras.models.load_model(os.path.join(config["run_dir"], "model.keras"))
+    model = keras.models.load_model(RunDir(config["run_dir"]).model_keras)
+    from local.model.structure import check_model_matches
+    check_model_matches(model, wavenet, config["run_dir"])
     field = wavenet.receptive_field
     print(f"{config['run_dir']}: {wavenet.n_layers} layers, filter width {wavenet.filter_width}, receptive field "
           f"{field} samples ({field / sample_rate * 1000:.0f} ms)"

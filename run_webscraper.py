@@ -13,7 +13,8 @@ Run:
   python run_webscraper.py --source=fma-archive --archive_dir=/data/fma --subset=small
   python run_webscraper.py --config my.toml --help
 
-A rerun fetches only what is missing; a killed run loses at most the files in flight. What could not be
+A rerun fetches only what is missing; a killed run loses at most the files in flight. One run per out_dir at a
+time: a second is refused in one line (<out_dir>/.waveforms.lock). What could not be
 fetched is listed at the end and in <out_dir>/failures.csv (path, reason).
 """
 
@@ -56,11 +57,13 @@ def main(argv=None):
     """Stage 1: check the config, record it, collect what is missing from the source, say what happened."""
     config = configure(dict(globals()), argv)  # a copy: the block above keeps its defaults for the next call
     from local.collect import sources
+    from local.core import locks
     try:
         sources.check_config(config)
-        save_config(config, config["out_dir"])
-        summary = sources.collect(config)
-    except ValueError as e:  # a ConfigError, or a source that cannot start (one line saying why)
+        with locks.acquire_lock(config["out_dir"], "stage 1"):  # one writer per out_dir; before config.json
+            save_config(config, config["out_dir"])
+            summary = sources.collect(config)
+    except ValueError as e:  # a ConfigError, a LockHeld, or a source that cannot start (one line saying why)
         fail(str(e))
     print("\n".join(sources.summary_lines(summary, config)))
 

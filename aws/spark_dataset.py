@@ -22,8 +22,10 @@ from local.core import locks
 from local.dataset import build
 from local.dataset import inputs as dataset_inputs
 from local.dataset import settings as dataset_settings
+from local.dataset.splits import resplit_usable
 from local.store import dataset_files as store
 from local.store import manifest
+from local.store.layout import DatasetDir
 
 UNREAD_REASON = ("not read: Spark's file source skips names starting with '_' or '.' (rename the file), "
                  "or the file changed while the job ran (run it again)")
@@ -121,7 +123,7 @@ def read_existing_index(spark, out_dir):
     if not spark_io.glob(spark, spark_io.join(out_dir, "tracks", "part-*.parquet")):
         return []
     from pyspark.sql.functions import input_file_name
-    frame = spark.read.parquet(spark_io.join(out_dir, "tracks"))
+    frame = spark.read.parquet(spark_io.join(out_dir, DatasetDir.TRACKS))
     columns = [c for c in dataset_settings.INDEX_WITH_RATE if c in frame.columns]
     rows = frame.select(*columns, input_file_name().alias("part")).collect()
     return [r.asDict() for r in rows]
@@ -161,20 +163,26 @@ def write_tracks(frame, uri):
      .parquet(uri))
 
 
-def move_new_rows(spark, staging, out_dir, written_genres, genres):
+def move_new_rows(spark, staging, out_dir, written_genres, genres, moves=None):
     """Put the rows the job wrote to ``staging`` (with ids from ``written_genres``) into ``out_dir/tracks``.
 
-    When every kept genre has the id it was written with (the usual case) the part files are renamed into
-    place; otherwise (a new genre kept no track) the new rows are rewritten once with their ``genres`` ids.
+    When every kept genre has the id it was written with and no split moves (the usual case) the part files
+    are renamed into place; otherwise (a new genre kept no track; ``moves`` {track_id: split}: planned
+    valid/test tracks failed to decode, :func:`local.dataset.splits.resplit_usable`) the new rows are
+    rewritten once with their ``genres`` ids and splits.
     Each part appears complete or not at all; a kill in between leaves rows a rerun finds missing and redoes.
     """
     from pyspark.sql import functions as F
-    tracks = spark_io.join(out_dir, "tracks")
+    tracks = spark_io.join(out_dir, DatasetDir.TRACKS)
     parts = spark_io.glob(spark, spark_io.join(staging, "part-*.parquet"))
-    if parts and written_genres[:len(genres)] != genres:
+    if parts and (written_genres[:len(genres)] != genres or moves):
         ids = F.create_map(*[F.lit(v) for i, genre in enumerate(genres) for v in (genre, i)])
         frame = spark.read.parquet(staging)
-        write_tracks(frame.withColumn("genre_id", ids[F.col("genre")].cast("int")).select(*frame.columns), tracks)
+        edited = frame.withColumn("genre_id", ids[F.col("genre")].cast("int"))
+        if moves:
+            moved = F.create_map(*[F.lit(v) for item in sorted(moves.items()) for v in item])
+            edited = edited.withColumn("split", F.coalesce(moved[F.col("track_id")], F.col("split")))
+        write_tracks(edited.select(*frame.columns), tracks)
     elif parts:
         jvm = spark.sparkContext._jvm
         fs, _ = spark_io.hadoop_fs(spark, tracks)
@@ -277,7 +285,7 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
     with spark_io.LocalStage() as stage_dir:
         try:
             info = (store.read_dataset_json(stage_dir)
-                    if spark_io.fetch(spark, spark_io.join(out_dir, "dataset.json"), stage_dir) else None) or {}
+                    if spark_io.fetch(spark, spark_io.join(out_dir, DatasetDir.DATASET_JSON), stage_dir) else None) or {}
         except store.DamagedFile:  # the rows are the truth: it is rewritten from them at the end
             info = {}
         index = read_existing_index(spark, out_dir)
@@ -327,7 +335,10 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
             decoders = {path: text for kind, path, text in events if kind == "decoder"}
             # a genre none of whose tracks was kept gets no id (dataset.json lists genres with data only)
             genres = build.genres_with_data(genres, [i["genre"] for i in todo if i["path"] in decoders])
-            move_new_rows(spark, staging, out_dir, written_genres, genres)
+            # split as the local stage does: the usable tracks, not the planned ones (some failed to decode)
+            moves = resplit_usable([i for i in todo if i["path"] in decoders],
+                                   [r for r in index if r["track_id"] not in set(plan["changed"])], splits)
+            move_new_rows(spark, staging, out_dir, written_genres, genres, moves)
 
         warnings = list(plan["same_audio"]) + warnings  # the same audio under two ids: kept in one split
         dataset = build.dataset_info(read_existing_index(spark, out_dir), genres, settings, splits)
@@ -335,7 +346,7 @@ def preprocess_spark_unlocked(spark, raw_dir, out_dir, *, partitions=0, on_check
             spark_io.publish(spark, path, spark_io.join(out_dir, os.path.basename(path)))
     return {"processed": len(todo) - len(executor_failed) - len(unread), "skipped": plan["skipped"],
             "failed": failed, "warnings": warnings, "dataset": dataset, "out_dir": out_dir,
-            "failures_csv": spark_io.join(out_dir, "failures.csv"),
+            "failures_csv": spark_io.join(out_dir, DatasetDir.FAILURES),
             "decode_core_seconds": float(sum(decode_seconds.values())),
             "decoded_with_libsndfile": sum(d == decoding.LIBSNDFILE for d in decoders.values())}
 

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 
 from local.core import fileio
+from local.store.layout import RunDir
 
 URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -188,7 +189,7 @@ def fetch_tree(spark, uri, local_dir):
         fs.copyToLocalFile(False, path, jvm.org.apache.hadoop.fs.Path(target), True)
 
 
-def publish_tree(spark, local_dir, uri, last_names=("state.json",)):
+def publish_tree(spark, local_dir, uri, last_names=(RunDir.CHECKPOINT_STATE,)):
     """Publish every file below ``local_dir`` to ``uri`` (each atomically, ``last_names`` after the others,
     so a checkpoint folder is complete once its state.json is there); hidden temp files are skipped."""
     files = []

@@ -15,6 +15,7 @@ A rerun processes only new or changed files; a killed run leaves no part that a 
 """
 
 from local.core.config import ConfigError, configure, fail, save_config, stage_main
+from local.store.layout import DatasetDir
 
 # --- I/O ---
 raw_dir = "data/raw"  # stage 1's output: a folder or a URI (file://, hdfs://, s3://)
@@ -62,7 +63,7 @@ def main(argv=None):
                  f"--raw_dir=FOLDER_OR_URI")
         def record_config():  # once out_dir is known to take these settings: a refused run writes nothing
             with spark_io.LocalStage() as stage_dir:
-                spark_io.publish(spark, save_config(config, stage_dir), spark_io.join(out_dir, "config.json"))
+                spark_io.publish(spark, save_config(config, stage_dir), spark_io.join(out_dir, DatasetDir.CONFIG))
         with spark_dataset.out_dir_lock(out_dir):
             summary = spark_dataset.preprocess_spark_unlocked(spark, raw_dir, out_dir, partitions=config["partitions"],
                                                               on_checked=record_config,

@@ -21,6 +21,7 @@ import os
 import time
 
 from local.core.config import StageError, check_choices, check_minimums, stage_main
+from local.store.layout import DatasetDir, RunDir
 
 # --- I/O ---
 data_dir = "data/processed"  # stage 2's output (folder or URI: file://, hdfs://, s3://)
@@ -80,12 +81,12 @@ def read_dataset(spark, config, stage_dir):
     from local.store import dataset_files
     from local.train import runner
     data_dir = config["data_dir"]
-    found = spark_io.fetch(spark, spark_io.join(data_dir, "dataset.json"), stage_dir) and \
+    found = spark_io.fetch(spark, spark_io.join(data_dir, DatasetDir.DATASET_JSON), stage_dir) and \
         spark_io.glob(spark, spark_io.join(data_dir, "tracks", "part-*.parquet"))
     info = dataset_files.read_dataset_json(stage_dir) if found else None
     if info is None:
         return runner.DatasetView(data_dir, None, [], stage2="aws/spark_preprocessing.py"), None
-    tracks = spark.read.parquet(spark_io.join(data_dir, "tracks")).select("track_id", "genre_id", "split",
+    tracks = spark.read.parquet(spark_io.join(data_dir, DatasetDir.TRACKS)).select("track_id", "genre_id", "split",
                                                                         "n_samples", "codes")
     index = [r.asDict() for r in tracks.select("track_id", "genre_id", "split", "n_samples").collect()]
     return runner.DatasetView(data_dir, info, index, stage2="aws/spark_preprocessing.py"), tracks
@@ -111,7 +112,7 @@ def publish_run(spark, local_run, run_dir):
     from local.store import rundir
     spark_io.publish_tree(spark, local_run, run_dir)
     kept = [os.path.basename(path) for _, path in rundir.list_checkpoints(local_run)]
-    spark_io.remove_folders_except(spark, spark_io.join(run_dir, "checkpoints"), kept, prefix="step-")
+    spark_io.remove_folders_except(spark, spark_io.join(run_dir, RunDir.CHECKPOINTS), kept, prefix="step-")
 
 
 def spark_task(plan, config, run_dir):
@@ -204,7 +205,7 @@ def elephas_epochs(spark, tracks):
                 publish_run(spark, local_run, run_dir)
             print(f"epoch {epoch + 1}/{config['epochs']}: {n_windows} windows on {k} workers, train {train_bits:.3f} "
                   f"valid {row['valid_bits_per_sample']:.3f} bits/sample, {row['samples_per_second']:,.0f} samples/s")
-        if not os.path.isfile(os.path.join(local_run, "model.keras")):
+        if not os.path.isfile(RunDir(local_run).model_keras):
             export_model.set_weights(model.get_weights())
             rundir.save_model(export_model, local_run)
         return {"step": state["step"], "epoch": state["epoch"]}

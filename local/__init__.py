@@ -16,3 +16,45 @@ Lowest first; a package imports only packages before it in this list (test_repos
 ``aws/`` imports these; nothing here imports ``aws/`` or a ``run_`` script.
 """
 PACKAGES = ("core", "store", "audio", "collect", "dataset", "model", "generate", "judge", "report", "train")
+
+
+def lazy_package(name, init_file):
+    """(``__getattr__``, ``__dir__``) for package ``name`` (its ``__init__.py`` at ``init_file``): its modules and
+    their public names, each imported on first use (PEP 562, as librosa's lazy loading does). ``__all__`` is
+    answered the same way: the modules, then every public name one module alone defines."""
+    import ast
+    import importlib
+    import os
+    folder = os.path.dirname(init_file)
+    modules = tuple(sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and f != "__init__.py"))
+    owners = {}
+
+    def owner_of():
+        if not owners:
+            seen = {}
+            for module in modules:
+                with open(os.path.join(folder, module + ".py"), encoding="utf-8") as f:
+                    tree = ast.parse(f.read())
+                for node in tree.body:
+                    targets = [node] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
+                        getattr(node, "targets", [])
+                    for target in targets:
+                        public = getattr(target, "name", getattr(target, "id", "_"))
+                        if not public.startswith("_") and public not in modules:
+                            seen.setdefault(public, set()).add(module)
+            owners.update({n: next(iter(m)) for n, m in seen.items() if len(m) == 1})
+        return owners
+
+    def __getattr__(attr):
+        if attr in modules:
+            return importlib.import_module(f"{name}.{attr}")
+        if attr == "__all__":
+            return sorted(modules + tuple(owner_of()))
+        if attr in owner_of():
+            return getattr(importlib.import_module(f"{name}.{owners[attr]}"), attr)
+        raise AttributeError(f"module {name!r} has no attribute {attr!r}")
+
+    def __dir__():
+        return __getattr__("__all__")
+
+    return __getattr__, __dir__

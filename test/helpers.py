@@ -78,3 +78,21 @@ def make_broken_files(folder, scratch):
     with open(os.path.join(folder, "truncated.mp3"), "wb") as f:
         f.write(data[: len(data) // 12])  # about 0.5 s decodable
     return ["empty.mp3", "page.mp3", "garbage.mp3", "silence.wav", "short.flac", "truncated.mp3"]
+
+
+def run_on_small_disk(folder, command, size_kb=300, free_kb=50, timeout=300, env=None):
+    """Run ``command`` (argv, from ROOT) with a ``size_kb`` tmpfs mounted at ``folder`` of which only about ``free_kb``
+    is free (a filler file takes the rest): a full disk, made in a mount namespace of the command's own (unshare,
+    as root or as a user), so nothing stays mounted whatever happens. Returns the CompletedProcess; skips the test
+    with the reason when no such namespace or tmpfs can be made here."""
+    import pytest
+    os.makedirs(folder, exist_ok=True)
+    script = ('mount -t tmpfs -o size="$1"k tmpfs "$0" && head -c "$2"k /dev/zero > "$0/.filler" 2>/dev/null; '
+              'shift 2; exec "$@"')
+    wrap = ["unshare", "-rm", "sh", "-c", script, str(folder), str(size_kb), str(size_kb - free_kb)]
+    probe = subprocess.run(wrap + ["sh", "-c", 'df -k "$0" | tail -1', str(folder)], capture_output=True, text=True)
+    if probe.returncode != 0 or "tmpfs" not in probe.stdout:
+        pytest.skip(f"cannot make a small full disk here (unshare -rm + tmpfs): {probe.stderr.strip()[:200]}")
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run(wrap + list(command), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=full_env)

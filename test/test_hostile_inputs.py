@@ -319,7 +319,7 @@ def test_every_float_key_is_finite_and_every_count_bounded_by_the_machine(tmp_pa
             resolve_config(defaults, [arg])
     toml = tmp_path / "c.toml"
     toml.write_text("max_minutes = nan\n")
-    with pytest.raises(ConfigError, match="--max_minutes=nan: expected a finite number"):
+    with pytest.raises(ConfigError, match=f"--config {toml}: max_minutes = nan: expected a finite number"):
         resolve_config(defaults, [f"--config={toml}"])
     with pytest.raises(ConfigError, match="not a regular file"):
         resolve_config(defaults, ["--config=/dev/zero"])

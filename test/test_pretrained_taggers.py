@@ -12,9 +12,9 @@ import pytest
 from local.audio.encoding import write_wav
 from local.audio.waveform import mu_law_encode
 from local.collect import demo_corpus
+from local.judge import commands, figures, pretrained
 from local.judge import excerpts as judge_excerpts
 from local.judge import external as external_judge
-from local.judge import figures, pretrained, pretrained_tags
 from local.store import dataset_files
 
 SR = pretrained.SAMPLE_RATE
@@ -169,7 +169,7 @@ def test_user_mistakes_with_a_pretrained_tagger_get_one_line(tmp_path):
             run_model_predictions.check_config(dict(base, **changes))
         assert "\n" not in str(caught.value)
     with pytest.raises(StageError, match="no such file"):
-        pretrained_tags.tag_command("mtt", str(tmp_path / "missing.mp3"), str(tmp_path))
+        commands.pretrained_tag_command("mtt", str(tmp_path / "missing.mp3"), str(tmp_path))
 
 
 @pytest.mark.slow  # ~80 s with a cold numba cache (the generator kernel compiles), 3 s warm

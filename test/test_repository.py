@@ -177,3 +177,31 @@ def test_each_package_lists_its_public_names_and_each_resolves():
 def test_the_cycle_check_can_fail():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+
+
+def spelled_layout_names(names, skip=("local/store/layout.py",)):
+    """{file: [names]} of the string constants in local/, aws/ and the run_ scripts that equal one of ``names``."""
+    found = {}
+    files = [os.path.join(d, f) for top in ("local", "aws") for d, _, fs in os.walk(os.path.join(ROOT, top))
+             for f in fs if f.endswith(".py")]
+    files += [os.path.join(ROOT, f) for f in os.listdir(ROOT) if f.startswith("run_") and f.endswith(".py")]
+    for path in files:
+        relative = os.path.relpath(path, ROOT)
+        if relative in skip or os.path.basename(path) == "__init__.py":  # __all__ names functions
+            continue
+        tree = ast.parse(open(path, encoding="utf-8").read())
+        hits = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names})
+        if hits:
+            found[relative] = hits
+    return found
+
+
+def test_the_run_directory_and_dataset_folder_names_are_spelled_in_one_module():
+    from local.store.layout import DatasetDir, RunDir
+    # file names (and the folders no dict key shares); "config.json" is every stage's, core.config's default
+    names = {value for kind in (RunDir, DatasetDir) for key, value in vars(kind).items()
+             if key.isupper() and isinstance(value, str) and value != "config.json"
+             and ("." in value or value in ("checkpoints", "tensorboard", "report_files"))}
+    assert {"model.keras", "model.json", "evaluation.json", "dataset.json", "failures.csv"} <= names
+    assert spelled_layout_names(names) == {}
+    assert spelled_layout_names(names, skip=()) == {"local/store/layout.py": sorted(names)}  # the check can fail

@@ -260,3 +260,18 @@ def test_a_key_part_over_255_bytes_is_skipped_and_the_sync_goes_on(moto_server, 
     assert pulled.returncode == 0 and "Traceback" not in pulled.stderr, pulled.stderr
     assert f"skipped: a/{long_part}: a part of its key is longer than 255 bytes" in pulled.stdout, pulled.stdout
     assert "2 copied" in pulled.stdout and sorted(files_of(tmp_path / "long")) == ["b.mp3", "z.mp3"]
+
+
+def test_a_pull_onto_a_full_disk_names_the_destination_folder(s3_server, tmp_path):
+    from helpers import PYTHON, ROOT, run_on_small_disk
+    endpoint, _ = s3_server
+    src = tmp_path / "src"
+    write(str(src / "big.bin"), os.urandom(200_000))  # 200 kB into a disk with about 50 kB free
+    assert sync(endpoint, f"--src={src}", f"--dst=s3://{BUCKET}/full").returncode == 0
+    dst = tmp_path / "small" / "pulled"
+    result = run_on_small_disk(tmp_path / "small", [PYTHON, os.path.join(ROOT, "aws", "s3_sync.py"),
+                                                    f"--endpoint_url={endpoint}", "--progress=false",
+                                                    f"--src=s3://{BUCKET}/full", f"--dst={dst}"], env=CREDENTIALS)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[0].startswith(f"error: no space left on the disk of {dst} (") and " MB free)" in lines[0], lines

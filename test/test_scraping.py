@@ -47,6 +47,7 @@ class FakeFma:
         self.max_in_flight = 0
         self.ranges = []              # (path, Range header or None) of every file request
         self.bytes_sent = {}          # path -> body bytes written
+        self.gate = None              # a threading.Event every file answer waits for, when set up
         self.base = ""
 
     def hit(self, path, agent):
@@ -143,6 +144,8 @@ class Handler(BaseHTTPRequestHandler):
             site.max_in_flight = max(site.max_in_flight, site.in_flight)
             site.ranges.append((path, asked))
         try:
+            if site.gate is not None:
+                site.gate.wait(60)
             if fault in ("cut-then-range", "cut-then-ignore-range"):
                 start = int(re.fullmatch(r"bytes=(\d+)-", asked).group(1)) if asked else 0
                 partial = fault == "cut-then-range" and start > 0
@@ -172,6 +175,8 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
                     time.sleep(0.1)
                 return
+            if fault and fault.startswith("429-always:"):  # Retry-After: the number after the colon
+                return self.send(429, b"slow down", "text/plain", [("Retry-After", fault.split(":")[1])])
             if fault == "429-once" and count == 1:
                 return self.send(429, b"slow down", "text/plain", [("Retry-After", "1")])
             if fault == "500-once" and count == 1:
@@ -466,6 +471,83 @@ def test_a_run_killed_part_way_then_rerun_ends_complete(calm_site, tmp_path):
         assert len(f.read().strip().splitlines()) == 1 + len(bodies)
     with open(os.path.join(out_dir, "config.json"), encoding="utf-8") as f:
         assert json.load(f)["genres"] == []  # no --genres: the genres came from /genres/
+
+
+def test_two_runs_at_once_on_one_out_dir_one_is_refused_in_one_line(calm_site, tmp_path):
+    """Two real stage-1 processes started at once: the one that locks out_dir first fetches (its files are held
+    back by the server until the other has ended), the other is refused in one line; no row twice."""
+    site, base, bodies = calm_site
+    site.file_delay_s = 0.0
+    site.gate = threading.Event()
+    out_dir = str(tmp_path / "raw")
+    command = [PYTHON, os.path.join(ROOT, "run_webscraper.py"), "--source=fma", f"--out_dir={out_dir}",
+               f"--fma_base_url={base}", f"--user_agent={UA}", "--request_delay_s=0", "--timeout_s=60",
+               "--concurrency=1", "--genres=Calm"]
+    runs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    deadline = time.monotonic() + 60
+    # until one has ended (refused) or both are downloading (nothing stopped the second)
+    while time.monotonic() < deadline and all(r.poll() is None for r in runs) and site.in_flight < 2:
+        time.sleep(0.02)
+    site.gate.set()
+    outputs = [r.communicate(timeout=120) for r in runs]
+    results = [(r.pid, r.returncode, out, err) for r, (out, err) in zip(runs, outputs)]
+    finished = [r for r in results if r[1] == 0]
+    refused = [r for r in results if r[1] != 0]
+    assert len(finished) == 1 and len(refused) == 1, results
+    _, status, _, err = refused[0]
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: {out_dir} is in use by process {finished[0][0]} (stage 1)"), err
+    assert f"{len(bodies)} new, 0 already had, 0 failed" in finished[0][2]
+    with open(os.path.join(out_dir, "manifest.csv"), encoding="utf-8") as f:
+        assert len(f.read().strip().splitlines()) == 1 + len(bodies)  # every row once
+    assert not [n for n in os.listdir(os.path.join(out_dir, "Calm")) if ".partial-" in n]
+
+
+@pytest.mark.parametrize("file_timeout_s", [0, 3])
+def test_a_huge_retry_after_gives_that_file_up_at_once_and_holds_no_other(tmp_path, file_timeout_s):
+    """Retry-After: 99999 (and, with a file deadline, one of 10 s: more than that file has left) on two files of
+    six: each is given up in one line at its first answer; the other four come at once (the old code paused
+    every request 300 s at each such answer: past this test's timeout)."""
+    src = str(tmp_path / "src")
+    os.makedirs(src)
+    site = FakeFma({}, {})
+    server, base = serve(site)
+    faults = {"h0": "429-always:99999", "h1": "429-always:10" if file_timeout_s else "429-always:99999"}
+    tracks = []
+    for n in range(6):
+        name = f"h{n}"
+        site.files[f"/files/{name}.mp3"] = (mp3_bytes(src, name, seconds=0.3, freq_hz=250.0 + 40 * n),
+                                            "audio/mpeg", faults.get(name))
+        tracks.append({"id": 400 + n, "title": f"Busy {n}", "artistName": "B", "albumTitle": "", "url": "",
+                       "fileUrl": f"{base}/files/{name}.mp3"})
+    site.genres = {"Busy": ("modern", tracks)}
+    out_dir = str(tmp_path / "raw")
+    try:
+        started = time.monotonic()
+        result = subprocess.run([PYTHON, os.path.join(ROOT, "run_webscraper.py"), "--source=fma",
+                                 f"--out_dir={out_dir}", f"--fma_base_url={base}", f"--user_agent={UA}",
+                                 "--request_delay_s=0", "--timeout_s=5", "--concurrency=2", "--genres=Busy",
+                                 "--backoff_s=0.05", f"--file_timeout_s={file_timeout_s}"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    assert "fma: 4 new, 0 already had, 2 failed" in result.stdout, result.stdout
+    assert elapsed < 20
+    assert site.hits["/files/h0.mp3"] == 1 and site.hits["/files/h1.mp3"] == 1  # no retry of either
+    said = [line for line in result.stderr.splitlines() if "asks to wait" in line]
+    assert len(said) == 2, result.stderr  # one line each
+    assert any("Busy/400: 429 Too Many Requests: the server asks to wait 99999 s" in line for line in said)
+    if file_timeout_s:
+        assert any("Busy/401: 429 Too Many Requests: the server asks to wait 10 s, more than the 3 s left of "
+                   "this file's file_timeout_s=3" in line for line in said), said
+    # the four good files came without waiting on the two: their requests are within a few seconds of the start
+    good = [t for t, path, _ in site.log if path in {f"/files/h{n}.mp3" for n in range(2, 6)}]
+    assert len(good) == 4 and max(good) - min(t for t, _, _ in site.log) < 10
+    with open(os.path.join(out_dir, "failures.csv"), encoding="utf-8") as f:
+        assert f.read().count("asks to wait") == 2
 
 
 @pytest.fixture

@@ -54,6 +54,14 @@ class DecodeSettings:
     silence_threshold_db: float = 60.0  # dB below the track's peak that counts as silence when trimming
     min_seconds: float = 1.0  # shorter tracks (after trimming) are refused
 
+    @classmethod
+    def from_dict(cls, info):
+        """The settings recorded in ``info``: a dataset.json dict (stage 2's settings among its other keys) or a
+        tagger's model.json ``decode`` dict; a key not recorded (an older file) takes its default. A file
+        decoded later with them (a tagger tagging it) gets the very codes stage 2 would have given it."""
+        kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+        return cls(**{name: kind(info[name]) for name, kind in kinds.items() if name in info})
+
 
 def sniff_not_audio(head):
     """A reason string if the first bytes of a file show it is not audio (an HTML/JSON page), else ""."""

@@ -2,6 +2,8 @@
 
 Waveforms are float32 numpy arrays in [-1, 1]; sample rates in Hz.
 """
+import errno
+import os
 import subprocess
 
 import numpy as np
@@ -15,7 +17,8 @@ def encode_audio(y, sample_rate, path, codec_args=("-c:a", "libmp3lame", "-b:a",
     """Encode mono float audio ``y`` (n_samples,) at ``sample_rate`` Hz to ``path`` through ffmpeg's stdin.
 
     ``metadata`` is a dict of tags (genre, title, artist...). The output format follows ``path``'s
-    extension unless ``codec_args`` has ``-f``. Raises RuntimeError with ffmpeg's message on failure.
+    extension unless ``codec_args`` has ``-f``. Raises RuntimeError with ffmpeg's message on failure, OSError
+    (ENOSPC/EDQUOT, naming ``path``) when ffmpeg says the disk is full.
     """
     command = [ffmpeg_binary(), "-hide_banner", "-v", "error", "-y", "-f", "f32le", "-ar", str(int(sample_rate)),
                "-ac", "1", "-i", "pipe:0", *codec_args]
@@ -24,7 +27,11 @@ def encode_audio(y, sample_rate, path, codec_args=("-c:a", "libmp3lame", "-b:a",
     command.append(path)
     result = subprocess.run(command, input=np.asarray(y, dtype="<f4").tobytes(), capture_output=True)
     if result.returncode != 0:
-        raise RuntimeError(f"ffmpeg could not write {path}: {result.stderr.decode(errors='replace').strip()}")
+        said = result.stderr.decode(errors="replace").strip()
+        for code in (errno.ENOSPC, errno.EDQUOT):  # a full disk is the stage's one-line disk-full message
+            if os.strerror(code) in said:
+                raise OSError(code, os.strerror(code), path)
+        raise RuntimeError(f"ffmpeg could not write {path}: {said}")
 
 
 def write_wav(path, y, sample_rate):

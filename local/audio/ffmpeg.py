@@ -3,6 +3,7 @@
 Waveforms are float32 numpy arrays in [-1, 1]; codes are uint8 mu-law codes 0..255 (for the default
 256 quantization channels), one per sample. Sample rates are in Hz.
 """
+import contextlib
 import functools
 import os
 import struct
@@ -101,6 +102,52 @@ def feed_stdin(process, source):
             pass
 
 
+FFMPEG_NOT_INSTALLED = "ffmpeg is not installed (apt-get install ffmpeg)"
+
+
+@contextlib.contextmanager
+def ffmpeg_pcm(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS, *, path_through_pipe=False):
+    """ffmpeg decoding ``source`` (a path, or the file's bytes: fed to its stdin by a thread) to a float32 WAV
+    on its stdout, for the block: yields the running ``subprocess.Popen``, read its ``stdout``. Killed after
+    ``timeout_seconds``. On leaving the block (also on an error or a closed generator) the process is waited
+    for and its threads joined; then ``process.errors`` holds ffmpeg's non-empty stderr lines and
+    ``process.timed_out`` whether the timeout killed it. DecodeError when ffmpeg is not installed.
+
+    ``path_through_pipe``: feed a path's bytes through stdin too, as bytes are (see :func:`stream_decode`).
+    """
+    import threading
+
+    from_pipe = path_through_pipe or isinstance(source, (bytes, bytearray, memoryview))
+    command = [ffmpeg_binary(), "-hide_banner", "-v", "error", "-i", "pipe:0" if from_pipe else source,
+               "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "-bitexact", "pipe:1"]
+    if not from_pipe:
+        command.insert(1, "-nostdin")
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE if from_pipe else subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise DecodeError(FFMPEG_NOT_INSTALLED) from None
+    stderr = []
+    threads = [threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)]
+    threads += [threading.Thread(target=feed_stdin, args=(process, source), daemon=True)] if from_pipe else []
+    for thread in threads:
+        thread.start()
+    timer = threading.Timer(timeout_seconds, process.kill)
+    timer.start()
+    try:
+        yield process
+    finally:
+        process.stdout.close()
+        process.wait()
+        fired = not timer.is_alive()
+        timer.cancel()
+        for thread in threads:
+            thread.join()
+        process.timed_out = fired and process.returncode is not None and process.returncode < 0
+        process.errors = [line.strip() for line in b"".join(stderr).decode("utf-8", "replace").splitlines()
+                          if line.strip()]
+
+
 def decode_audio(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS, max_seconds=None):
     """Decode any file ffmpeg reads into float32 PCM at the file's own sample rate and channel count.
 
@@ -120,40 +167,13 @@ def decode_audio(source, timeout_seconds=FFMPEG_TIMEOUT_SECONDS, max_seconds=Non
 
     Raises DecodeError when no audio at all can be decoded.
     """
-    import threading
-
-    from_pipe = isinstance(source, (bytes, bytearray, memoryview))
-    command = [ffmpeg_binary(), "-hide_banner", "-v", "error", "-i", "pipe:0" if from_pipe else source,
-               "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "-bitexact", "pipe:1"]
-    if not from_pipe:
-        command.insert(1, "-nostdin")
-    try:
-        process = subprocess.Popen(command, stdin=subprocess.PIPE if from_pipe else subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except FileNotFoundError:
-        raise DecodeError("ffmpeg is not installed (apt-get install ffmpeg)") from None
-    stderr = []
-
-    threads = [threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)]
-    threads += [threading.Thread(target=feed_stdin, args=(process, source), daemon=True)] if from_pipe else []
-    for thread in threads:
-        thread.start()
-    timer = threading.Timer(timeout_seconds, process.kill)
-    timer.start()
-    try:
+    with ffmpeg_pcm(source, timeout_seconds) as process:
         outcome = read_pcm(process.stdout, max_seconds)
-    finally:
-        process.stdout.close()
-        process.wait()
-        timed_out = not timer.is_alive()
-        timer.cancel()
-        for thread in threads:
-            thread.join()
-    if timed_out and process.returncode and process.returncode < 0:
+    if process.timed_out:
         raise DecodeError(f"ffmpeg did not finish decoding within {timeout_seconds} s")
     if isinstance(outcome, TooLongToHold):
         raise outcome
-    errors = [line.strip() for line in b"".join(stderr).decode("utf-8", "replace").splitlines() if line.strip()]
+    errors = process.errors
     samples, sample_rate = outcome if outcome is not None else (None, 0)
     if samples is None or len(samples) == 0:
         reason = errors[-1] if errors else "no audio stream"
@@ -200,27 +220,10 @@ def stream_decode(source, chunk_frames=STREAM_CHUNK_FRAMES, timeout_seconds=FFMP
     return value (``StopIteration.value``) is the warning ("" or ffmpeg's first error line when only part
     decoded). Raises DecodeError when no audio at all comes out.
     """
-    import threading
-
     # a path is fed through the pipe too: ffmpeg trims an mp3's end padding only when it reads a seekable
     # file, so a path and the same bytes (a Spark executor's) would decode to different lengths
-    command = [ffmpeg_binary(), "-hide_banner", "-v", "error", "-i", "pipe:0",
-               "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "-bitexact", "pipe:1"]
-    try:
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except FileNotFoundError:
-        raise DecodeError("ffmpeg is not installed (apt-get install ffmpeg)") from None
-    errors = []
-
-    threads = [threading.Thread(target=lambda: errors.extend(process.stderr.read().decode("utf-8", "replace")
-                                                             .splitlines()), daemon=True),
-               threading.Thread(target=feed_stdin, args=(process, source), daemon=True)]
-    for thread in threads:
-        thread.start()
-    timer = threading.Timer(timeout_seconds, process.kill)
-    timer.start()
     got = 0
-    try:
+    with ffmpeg_pcm(source, timeout_seconds, path_through_pipe=True) as process:
         channels, sample_rate = read_wav_header(process.stdout)
         frame_bytes = 4 * channels if channels else 0
         while channels:
@@ -231,13 +234,7 @@ def stream_decode(source, chunk_frames=STREAM_CHUNK_FRAMES, timeout_seconds=FFMP
                 yield np.frombuffer(data, dtype="<f4", count=n * channels).reshape(n, channels), sample_rate
             if len(data) < chunk_frames * frame_bytes:
                 break
-    finally:
-        process.stdout.close()
-        process.wait()
-        timer.cancel()
-        for thread in threads:
-            thread.join()
-    errors = [line.strip() for line in errors if line.strip()]
+    errors = process.errors
     if not got:
         raise DecodeError(f"ffmpeg cannot decode it: {short_ffmpeg_error(errors[-1] if errors else 'no audio stream')}")
     return short_ffmpeg_error(errors[0]) if errors else ""
@@ -327,7 +324,7 @@ def decode_many(sources, timeout_seconds=FFMPEG_TIMEOUT_SECONDS, max_seconds=Non
         for pair in inputs + outputs:
             for fd in pair:
                 os.close(fd)
-        return [DecodeError("ffmpeg is not installed (apt-get install ffmpeg)") for _ in sources]
+        return [DecodeError(FFMPEG_NOT_INSTALLED) for _ in sources]
     for read_end, _ in inputs:
         os.close(read_end)
     for _, write_end in outputs:

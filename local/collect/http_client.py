@@ -2,10 +2,11 @@
 
 Politeness and safety, all in :class:`WebClient`: a browser-like User-Agent, robots.txt per host
 (``urllib.robotparser``, its Crawl-delay honoured), ``request_delay_s`` between any two requests,
-exponential backoff on 429 (Retry-After honoured, and it pauses every thread), 5xx, timeouts and dropped
-connections; only http(s) URLs on allowed hosts, checked again at every redirect; page and file sizes
-capped; a file's download resumes with Range from its ``.partial-`` file and is published (renamed) only
-when complete and verified (content type and magic bytes). local/collect/scraping.py reads the FMA site with it.
+exponential backoff on 429 (Retry-After honoured, and it pauses every thread; one longer than the request's
+own deadline gives that request up at once, holding no other), 5xx, timeouts and dropped connections; only
+http(s) URLs on allowed hosts, checked again at every redirect; page and file sizes capped; a file's download
+resumes with Range from its ``.partial-`` file and is published (renamed) only when complete and verified
+(content type and magic bytes). local/collect/scraping.py reads the FMA site with it.
 """
 import contextlib
 import email.utils
@@ -35,11 +36,13 @@ class FetchError(Exception):
 
 
 class RetryableError(FetchError):
-    """A fault worth another try: 429, 5xx, a timeout, a dropped connection. ``wait_seconds``: its Retry-After."""
+    """A fault worth another try: 429, 5xx, a timeout, a dropped connection. ``wait_seconds``: its Retry-After;
+    ``pause_all``: the wait holds every thread's requests (a 429: the whole client is too fast)."""
 
-    def __init__(self, message, wait_seconds=None):
+    def __init__(self, message, wait_seconds=None, pause_all=False):
         super().__init__(message)
         self.wait_seconds = wait_seconds
+        self.pause_all = pause_all
 
 
 def retry_after_seconds(value, now=None):
@@ -56,6 +59,18 @@ def retry_after_seconds(value, now=None):
     if when is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def retry_after_too_long(wait_seconds, left_seconds=None, file_timeout_seconds=0.0):
+    """Why a request must not wait the ``wait_seconds`` a server's Retry-After asks (more than the
+    ``left_seconds`` of its deadline, or than :data:`MAX_RETRY_AFTER_SECONDS`), or "" if it may."""
+    if left_seconds is not None and wait_seconds > left_seconds:
+        return (f"the server asks to wait {wait_seconds:.0f} s, more than the {left_seconds:.0f} s left of this "
+                f"file's file_timeout_s={file_timeout_seconds:g}: given up without waiting, a rerun tries it again")
+    if wait_seconds > MAX_RETRY_AFTER_SECONDS:
+        return (f"the server asks to wait {wait_seconds:.0f} s, more than the {MAX_RETRY_AFTER_SECONDS:.0f} s a "
+                f"request may wait: given up without waiting, a rerun tries it again")
+    return ""
 
 
 class RequestPacer:
@@ -193,11 +208,9 @@ class WebClient:
         if status in ok_statuses:
             return
         response.close()
-        if status == 429:
+        if status == 429:  # every thread pauses, but only once this request is known to wait (with_retries)
             wait_seconds = retry_after_seconds(response.headers.get("Retry-After"))
-            if wait_seconds is not None:
-                self.pacer.pause(min(wait_seconds, MAX_RETRY_AFTER_SECONDS))
-            raise RetryableError("429 Too Many Requests", wait_seconds)
+            raise RetryableError("429 Too Many Requests", wait_seconds, pause_all=wait_seconds is not None)
         if status >= 500:
             wait_seconds = retry_after_seconds(response.headers.get("Retry-After"))
             raise RetryableError(f"{status} {response.reason}", wait_seconds)
@@ -205,18 +218,30 @@ class WebClient:
             raise FetchError("403 Forbidden (the site refuses this client: check user_agent)")
         raise FetchError(f"{status} {response.reason}")
 
-    def with_retries(self, attempt):
-        """Call ``attempt()``; on RetryableError wait (Retry-After, else backoff_seconds * 2**k) and try again."""
+    def with_retries(self, attempt, deadline=None):
+        """Call ``attempt()``; on RetryableError wait (Retry-After, else backoff_seconds * 2**k) and try again.
+
+        ``deadline`` (monotonic s, None = none): the request's own (a file's ``file_timeout_s``). A Retry-After
+        longer than what is left of it, or than :data:`MAX_RETRY_AFTER_SECONDS`, gives this request up at once
+        (FetchError, one line saying so) and pauses no other thread; a backoff never sleeps past it.
+        """
         for k in range(self.max_retries + 1):
             try:
                 return attempt()
             except RetryableError as e:
                 if k == self.max_retries:
                     raise FetchError(f"{e} (gave up after {self.max_retries} retries)") from None
-                if e.wait_seconds is not None and e.wait_seconds > MAX_RETRY_AFTER_SECONDS:
-                    raise FetchError(f"{e}: the server asks to wait {e.wait_seconds:.0f} s (more than "
-                                     f"{MAX_RETRY_AFTER_SECONDS:.0f} s)") from None
-                time.sleep(e.wait_seconds if e.wait_seconds is not None else self.backoff_seconds * 2 ** k)
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if e.wait_seconds is not None:
+                    too_long = retry_after_too_long(e.wait_seconds, left, self.file_timeout_seconds)
+                    if too_long:
+                        raise FetchError(f"{e}: {too_long}") from None
+                    if e.pause_all:
+                        self.pacer.pause(e.wait_seconds)
+                    time.sleep(e.wait_seconds)
+                else:
+                    pause = self.backoff_seconds * 2 ** k
+                    time.sleep(pause if left is None else min(pause, left))
 
     def read_stream(self, response, max_bytes, sink, cap_name="max_file_mb"):
         """Feed the body of ``response`` to ``sink(chunk)``; return its length. Raise on a cut or an overflow
@@ -353,7 +378,7 @@ class WebClient:
             finally:
                 if not keep_partial:
                     remove_quietly(partial)
-        return self.with_retries(attempt)
+        return self.with_retries(attempt, deadline)
 
 
 def body_chunks(response):

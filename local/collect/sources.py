@@ -13,6 +13,7 @@ from local.collect.scraping import scrape_fma
 from local.core import checks
 from local.core.config import ConfigError
 from local.store.dataset_files import write_failures
+from local.store.layout import DatasetDir
 
 SOURCES = ("demo", "folder", "fma", "fma-archive")
 # the config keys that go to local.collect.scraping.scrape_fma under their own names
@@ -89,5 +90,5 @@ def summary_lines(summary, config):
     lines += [f"  failed: {path}: {reason}" for path, reason in failed[:SHOWN_FAILURES]]
     if len(failed) > SHOWN_FAILURES:
         lines.append(f"  ... and {len(failed) - SHOWN_FAILURES} more in "
-                     f"{os.path.join(config['out_dir'], 'failures.csv')}")
+                     f"{DatasetDir(config['out_dir']).failures_csv}")
     return lines

@@ -7,7 +7,8 @@ A script defines its settings as plain module-level values with a comment each, 
 which overrides those values in place, in this order: ``--config FILE`` (TOML or JSON, flat keys), then
 ``--key=value`` / ``--key value`` arguments. Values are parsed to the type of the default: bool accepts
 true/false/1/0/yes/no, lists accept comma-separated values. An unknown key or a bad value stops the script
-with one line naming the key and listing the valid keys (exit status 2); ``--help`` prints the script's
+with one line naming the key and listing the valid keys (a bad value read from a file: naming the file and
+that key only) (exit status 2); ``--help`` prints the script's
 docstring and every key with its default and comment.
 
 Only the standard library is imported here, so ``--help`` and config errors answer at once.
@@ -54,6 +55,9 @@ def stage_main(main):
         except OSError as e:
             if e.errno not in DISK_FULL_ERRNOS:
                 raise
+            # the half-written files' writers (Keras' zip of a checkpoint) fail again when collected at exit:
+            # "Exception ignored ... seek of closed file" after the one line says nothing more
+            sys.unraisablehook = lambda unraisable: None
             fail(disk_full_line(e))
     return run
 
@@ -67,6 +71,8 @@ def disk_full_line(error, needed_bytes=None):
     import shutil
     path = next((p for p in (getattr(error, "filename", None), getattr(error, "filename2", None)) if p), "")
     folder = os.path.dirname(os.path.abspath(os.fspath(path))) if path else os.getcwd()
+    while os.path.basename(folder).startswith(".tmp-"):  # a file inside a temp folder (local.fileio.atomic_dir)
+        folder = os.path.dirname(folder)
     probe = folder
     while probe and not os.path.isdir(probe):
         probe = os.path.dirname(probe)
@@ -154,7 +160,7 @@ def read_config_file(path):
     if not os.path.isfile(path):
         raise ConfigError(f"--config {path}: no such file")
     try:
-        if path.endswith(".toml"):
+        if path.lower().endswith(".toml"):  # x.TOML too: a JSON parser would call TOML a syntax error
             import tomllib
             with open(path, "rb") as f:
                 data = tomllib.load(f)
@@ -186,7 +192,7 @@ def split_arguments(argv):
                 text, i = nxt, i + 1
         key = key.replace("-", "_")
         if key == "config":
-            if text is None:
+            if not text:  # a bare --config, or --config= (an unset variable): never silently no file
                 raise ConfigError("--config needs a file: --config=FILE.toml")
             config_file = text
         else:
@@ -208,11 +214,9 @@ def resolve_config(defaults, argv):
             raise ConfigError(f"unknown config key '{key}'; valid keys: {valid}")
 
     config_file, pairs = split_arguments(argv)
+    if config_file is not None:
+        config.update(config_file_values(config_file, defaults))
     try:
-        if config_file:
-            for key, value in read_config_file(config_file).items():
-                check_key(key)
-                config[key] = coerce_value(key, value, defaults[key])
         for key, text in pairs:
             check_key(key)
             if text is None:
@@ -226,6 +230,25 @@ def resolve_config(defaults, argv):
         raise ConfigError(f"{e}; valid keys: {valid}") from None
     check_values(config)
     return config
+
+
+def config_file_values(path, defaults):
+    """The values of the config file ``path``, each checked against the type of its default in ``defaults``.
+
+    Raises ConfigError naming the file: an unknown key (listing the valid keys), or a value of the wrong type
+    or not finite, naming the file and that key only (``--config my.toml: concurrency = 'lots': expected an
+    integer``)."""
+    values = {}
+    for key, value in read_config_file(path).items():
+        if key not in defaults:
+            raise ConfigError(f"--config {path}: unknown config key '{key}'; valid keys: {', '.join(defaults)}")
+        try:
+            values[key] = coerce_value(key, value, defaults[key])
+            check_values({key: values[key]})
+        except ConfigError as e:
+            expected = str(e).partition(": expected ")[2] or str(e)
+            raise ConfigError(f"--config {path}: {key} = {value!r}: expected {expected}") from None
+    return values
 
 
 # keys that count processes or threads, in every script: never negative, at most what the machine can run

@@ -14,6 +14,7 @@ whole content is on disk. Every temp name has one pattern, ``.tmp-<pid>-<name>``
 Only the standard library is imported here.
 """
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -56,9 +57,11 @@ def _discard(tmp):
 
 
 @contextlib.contextmanager
-def _published(path, *, prepare, sync):
+def _published(path, *, prepare, sync, durable=True):
     """Yield the temp beside ``path`` (``prepare(tmp)`` first); when the block ends, ``sync(tmp)`` and rename
-    it to ``path``. On an error the temp is removed and ``path`` is untouched."""
+    it to ``path`` (then sync the folder, unless not ``durable``). On an error the temp is removed and ``path``
+    is untouched; a full disk (ENOSPC/EDQUOT) whose error names no file is raised again naming the temp, so the
+    stage's one line names the full folder."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = temp_path_for(path)
@@ -69,10 +72,17 @@ def _published(path, *, prepare, sync):
         if os.path.isdir(path) and not os.path.islink(path) and os.path.isdir(tmp):
             shutil.rmtree(path)  # a directory is replaced only once the new one is complete
         os.replace(tmp, path)
+    except OSError as e:
+        _discard(tmp)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT) and not e.filename:
+            # a library's write (PIL, h5py, json) names no file: the full disk is this temp's, say so
+            raise OSError(e.errno, e.strerror, tmp) from e
+        raise
     except BaseException:
         _discard(tmp)
         raise
-    fsync_dir(parent)
+    if durable:
+        fsync_dir(parent)
 
 
 def _sync_tree(directory):
@@ -87,12 +97,14 @@ def _fresh_dir(tmp):
     os.makedirs(tmp)
 
 
-def atomic_path(path):
+def atomic_path(path, durable=True):
     """Yield a temp path beside ``path``; once the block ends without error, sync it and rename it to ``path``.
 
-    On an error the temp is removed and ``path`` keeps its old content (or stays absent).
+    On an error the temp is removed and ``path`` keeps its old content (or stays absent). ``durable=False``:
+    renamed without the fsyncs (a caller placing many files syncs each folder once, :func:`fsync_dir`).
     """
-    return _published(path, prepare=lambda tmp: None, sync=_fsync_file)
+    return _published(path, prepare=lambda tmp: None, sync=_fsync_file if durable else (lambda tmp: None),
+                      durable=durable)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,23 @@ def stderr_descriptor_captured():
             os.close(saved)
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Run the block with file descriptor 2 set aside; if the block raises, what was written there is shown
+    first (those lines may say why), then the error propagates."""
+    with stderr_descriptor_captured() as written:
+        try:
+            yield
+        except BaseException:
+            output = written()
+            failed = True
+        else:
+            failed = False
+    if failed:
+        os.write(2, output)
+        raise
+
+
 class _QuietLoader(importlib.abc.Loader):
     def __init__(self, loader):
         self.loader = loader
@@ -36,17 +53,8 @@ class _QuietLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
-        with stderr_descriptor_captured() as written:
-            try:
-                self.loader.exec_module(module)
-            except BaseException:
-                output = written()
-                failed = True
-            else:
-                failed = False
-        if failed:  # the lines may say why: show them with the error
-            sys.stderr.write(output.decode("utf-8", "replace"))
-            raise
+        with quiet_stderr():
+            self.loader.exec_module(module)
 
 
 class _QuietFinder(importlib.abc.MetaPathFinder):

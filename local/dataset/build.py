@@ -3,15 +3,39 @@ dataset's parts, say what happened. ``run_transformation_scripts.py`` calls :fun
 calls the same planning functions.
 """
 import dataclasses
+import os
 import sys
 
 from local.audio import decoding
 from local.core import locks
 from local.dataset.inputs import SourceFingerprints, input_path_problem, list_inputs
 from local.dataset.settings import INDEX_WITH_RATE, check_same_settings, part_metadata, stage_settings
-from local.dataset.splits import ensure_every_split_per_genre, hash_split, keep_same_audio_in_one_split
+from local.core.fileio import read_json, write_json_atomic
+from local.dataset.splits import (ensure_every_split_per_genre, hash_split, keep_same_audio_in_one_split,
+                                  resplit_usable)
 from local.store import dataset_files as store
 from local.store import manifest
+
+
+SPLITS_PENDING_NAME = ".splits-pending.json"  # {"track_ids": [...]}: rows whose split a killed run left planned
+
+
+def split_written_rows(out_dir, written, index, inputs, changed, pending, splits):
+    """Give the rows a run wrote (and those a killed run wrote, ``pending`` ids) the splits of
+    :func:`local.dataset.splits.resplit_usable`, rewriting only the parts whose rows move
+    (:func:`local.store.dataset_files.set_splits`).
+
+    ``written``: this run's planned items whose rows were written; ``index``: the dataset's rows from before
+    the run; ``inputs``: every input listed (genres unified); ``changed``: ids whose old row this run replaced.
+    """
+    listed = {item["track_id"]: item for item in inputs}
+    earlier = [dict(listed[r["track_id"]], split=r["split"], split_from_source=bool(listed[r["track_id"]]["split"]))
+               for r in index if r["track_id"] in pending and r["track_id"] in listed and r["track_id"] not in changed]
+    moving = set(changed) | {item["track_id"] for item in earlier}
+    moves = resplit_usable(list(written) + earlier, [r for r in index if r["track_id"] not in moving], splits)
+    if moves:  # planned valid/test tracks failed to decode: the usable ones are split again
+        store.set_splits(out_dir, moves)
+    return moves
 
 
 def process_batch_star(args):
@@ -216,7 +240,12 @@ def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress
     if plan["changed"]:  # the input file changed since it was processed: its old row goes, the new one comes
         store.drop_tracks(out_dir, plan["changed"])
 
-    warnings, genres, processed, with_libsndfile = list(plan["same_audio"]), list(plan["genres"]), 0, 0
+    # the rows of this run (and of a killed one) carry planned splits until resplit_usable has seen them all
+    pending_path = os.path.join(out_dir, SPLITS_PENDING_NAME)
+    pending = set(read_json(pending_path, {}).get("track_ids", [])) - set(plan["changed"])
+    if plan["todo"] or pending:
+        write_json_atomic(pending_path, {"track_ids": sorted(pending | {i["track_id"] for i in plan["todo"]})})
+    warnings, genres, processed, with_libsndfile, written = list(plan["same_audio"]), list(plan["genres"]), 0, 0, []
     with store.PartWriter(out_dir, rows_per_part=rows_per_part, metadata=part_metadata(settings)) as writer:
         for item, track, reason in run_inputs(plan["todo"], settings, workers, progress):
             if track is None:
@@ -226,6 +255,7 @@ def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress
                 warnings.append((item["path"], track["warning"]))
             genres = genres_with_data(genres, [item["genre"]])  # in genre order: the ids genres_with_data gives
             writer.write(track_row(item, track, genres, settings.sample_rate))
+            written.append(item)
             fingerprints.remember(item["path"], item.get("stat"), item["sha256"])
             processed += 1
             with_libsndfile += track.get("decoder") == decoding.LIBSNDFILE
@@ -233,6 +263,10 @@ def preprocess_locked(raw_dir, out_dir, *, workers=1, rows_per_part=64, progress
                 decoding.keep_large_blocks_mapped()
             del track  # its codes go now, not after the next input is decoded
     fingerprints.save()
+    split_written_rows(out_dir, written, index, unify_genres(inputs, known_genres(index, info.get("genres", []))),
+                       plan["changed"], pending, splits)
+    if os.path.exists(pending_path):
+        os.remove(pending_path)
 
     dataset = dataset_info(store.read_index(out_dir), genres, settings, splits)
     _, failures_csv = store.write_dataset_files(out_dir, dataset, failed)

@@ -10,6 +10,7 @@ from local.core.fileio import write_json_atomic
 from local.dataset.splits import normalize_split
 from local.store import manifest
 from local.store.audio_names import is_audio_path
+from local.store.layout import DatasetDir
 
 
 def list_inputs(raw_dir):
@@ -101,7 +102,7 @@ def outside_raw_dir_reason(resolved):
     return f"outside raw_dir (resolves to {resolved}): not read"
 
 
-SOURCE_STATS_NAME = "source_stats.json"  # path -> [bytes, mtime_ns, sha256] of the inputs last seen
+SOURCE_STATS_NAME = DatasetDir.SOURCE_STATS  # path -> [bytes, mtime_ns, sha256] of the inputs last seen
 
 
 class SourceFingerprints:

@@ -19,6 +19,7 @@ from local.core.config import ConfigError
 from local.core.fileio import read_json
 from local.dataset.inputs import list_inputs
 from local.store import dataset_files as store
+from local.store.layout import DatasetDir
 
 # stage 2's config keys that decide the dataset's content (the rest say where and how fast)
 DATASET_KEYS = ("sample_rate", "quantization_channels", "trim_silence", "silence_threshold", "min_seconds",
@@ -113,7 +114,7 @@ def part_metadata(settings):
     return {SETTINGS_METADATA_KEY: json.dumps(part_settings(settings)).encode()}
 
 
-SETTINGS_SIDECAR = "_settings.json"  # in tracks/: the settings of the parts Spark wrote (its writer sets no metadata)
+SETTINGS_SIDECAR = DatasetDir.SETTINGS_SIDECAR  # in tracks/: the settings of the parts Spark wrote (its writer sets no metadata)
 
 
 def settings_sidecar_path(dataset_dir):
@@ -166,11 +167,3 @@ def check_same_settings(out_dir, info, index, settings, part_metadatas=None, rec
                                  f"--{key}={old[key]}")
 
 
-def decode_settings_of(info):
-    """The decoding.DecodeSettings a dataset was made with, from its ``dataset.json`` dict (:func:`dataset_info`), so a
-    file decoded later (a tagger tagging it) gets the very codes stage 2 would have given it."""
-    defaults = decoding.DecodeSettings()
-    return decoding.DecodeSettings(sample_rate=int(info["sample_rate"]), quantization_channels=int(info["quantization_channels"]),
-                          trim_silence=bool(info.get("trim_silence", defaults.trim_silence)),
-                          silence_threshold_db=float(info.get("silence_threshold_db", defaults.silence_threshold_db)),
-                          min_seconds=float(info.get("min_seconds", defaults.min_seconds)))

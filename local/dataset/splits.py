@@ -108,3 +108,20 @@ def keep_same_audio_in_one_split(new_items, existing_rows):
                                  f"kept in its split ({leader[3]['split']}"
                                  f"{', moved' if moved else ''}) so that no copy leaks across splits"))
     return warnings
+
+
+def resplit_usable(written, kept_rows, splits):
+    """The splits the tracks a run could use (decoded and written) should have: :func:`local.dataset.build.plan_tracks`'s
+    rule applied to them alone, so planned valid/test tracks that failed to decode leave no genre without one.
+
+    ``written``: the planned items whose rows were written (``track_id``, ``genre``, ``split``,
+    ``split_from_source``); ``kept_rows``: the dataset's rows from before the run that stay (they never move);
+    ``splits``: SplitSettings. Returns {track_id: split} for the written tracks whose split changes ({} when
+    every planned track decoded: the plan already split them so).
+    """
+    rows = [dict(item, split=item["split"] if item["split_from_source"] else
+                 hash_split(item["track_id"], splits.valid_fraction, splits.test_fraction, splits.split_seed))
+            for item in written]
+    ensure_every_split_per_genre(rows, kept_rows, splits.split_seed)
+    keep_same_audio_in_one_split(rows, kept_rows)  # copies stay together (the plan already said so)
+    return {row["track_id"]: row["split"] for row, item in zip(rows, written) if row["split"] != item["split"]}

@@ -36,6 +36,7 @@ import numpy as np
 
 from local.generate.kernel import _context_step, _run_block, _run_blocks
 from local.generate.weights import _NO_CONTEXT
+from local.model.wavenet import LAYERS
 
 
 def initial_state(weights, genre_ids=None, n_streams=None, seed=0, start_code=None):
@@ -140,7 +141,7 @@ def _splitmix64(seed, stream):
 def layer_input_model(model, config):
     """A Keras model (same inputs) whose outputs are the inputs of every ``layer{i}_conv``: (batch, time, R)."""
     import keras
-    return keras.Model(model.inputs, [model.get_layer(f"layer{i}_conv").input for i in range(config.n_layers)])
+    return keras.Model(model.inputs, [model.get_layer(LAYERS.conv(i)).input for i in range(config.n_layers)])
 
 
 def prime_state(model, weights, state, prime_codes, batch_rows=4):

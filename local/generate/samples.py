@@ -23,8 +23,9 @@ from local.generate import clip_files
 from local.generate import fast as generate_fast
 from local.generate import weights as generate_weights
 from local.model.wavenet import read_run_model
+from local.store.layout import RunDir
 
-SAMPLES_DIR = "samples"
+SAMPLES_DIR = RunDir.SAMPLES
 JUDGE_COLUMNS = ("judge_genre_accuracy", "judge_flatness_ratio", "judge_onset_rate_ratio")  # metrics.csv columns of a judged run
 
 

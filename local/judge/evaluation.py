@@ -10,7 +10,6 @@ Baselines: ``uniform`` = log2(Q) bits (every code equally likely); ``unigram`` =
 codes' histogram (a model that knows only how often each code occurs).
 """
 import math
-import os
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from local.core.config import StageError
 from local.core.fileio import write_json_atomic
 from local.dataset.code_statistics import code_histogram, cross_entropy_bits, entropy_bits
 from local.store.dataset_files import read_track_codes
+from local.store.layout import RunDir
 
 
 def track_windows(n_codes, receptive_field, window):
@@ -154,7 +154,7 @@ def evaluate_run(model, config, *, run_dir, index, genres, data_dir, window=8192
                                   progress=progress)
     if sample_rate:
         result.update(config.receptive_field_json(sample_rate))
-    path = write_json_atomic(os.path.join(run_dir, "evaluation.json"), {**result, "data_dir": data_dir})
+    path = write_json_atomic(RunDir(run_dir).evaluation_json, {**result, "data_dir": data_dir})
     return result, path
 
 

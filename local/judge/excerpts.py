@@ -53,6 +53,14 @@ def clip_codes(clip, sample_rate, quantization_channels):
     return audio_waveform.mu_law_encode(np.clip(clip.astype(np.float32), -1, 1), quantization_channels).astype(np.int64)
 
 
+def clips_as_codes(clips, sample_rate, quantization_channels):
+    """(codes, n_samples): every clip as :func:`clip_codes`, cut to the shortest (so all are judged on as many
+    samples as the real excerpts they are compared with)."""
+    codes = [clip_codes(c, sample_rate, quantization_channels) for c in clips]
+    n_samples = min(len(c) for c in codes)
+    return [c[:n_samples] for c in codes], n_samples
+
+
 def pick_excerpts(data_dir, n_samples, asked_genres):
     """The real excerpts of ``n_samples`` codes that clips asked for ``asked_genres`` are compared with: a dict
     ``reference`` and ``floor`` (lists of (n_samples,) code arrays), ``reference_genres`` and ``floor_genres``

@@ -95,9 +95,7 @@ class ExternalJudge:
                       int of its quantization (as local.judge.verdict.Judge.judge takes them); cut to the shortest
         asked_genres  the genre each clip was asked for ("" = none)
         """
-        codes = [judge_excerpts.clip_codes(c, self.sample_rate, self.quantization_channels) for c in clips]
-        n_samples = min(len(c) for c in codes)
-        codes = [c[:n_samples] for c in codes]
+        codes, n_samples = judge_excerpts.clips_as_codes(clips, self.sample_rate, self.quantization_channels)
         real = self.real_side(n_samples, list(asked_genres))
         analyzed = self.analyze_codes(codes)
         clip_tags = np.asarray([p.mean(axis=0) for _, p in analyzed])
@@ -107,21 +105,17 @@ class ExternalJudge:
             per_clip.append({"external_top_tags": top_tags_text(top), "external_tags": dict(top)})
         clip_embeddings = np.concatenate([e for e, _ in analyzed])
 
-        def distance(embeddings):
-            together = np.concatenate(embeddings) if embeddings else np.zeros((0, 1))
-            if len(clip_embeddings) < 2 or len(together) < 2 or not real["reference"]:
-                return None
-            return figures.frechet_distance(together, np.concatenate(real["reference"]))
-
         per_genre = {}  # against every real excerpt of the genre (reference and floor: a few clips may use all)
         real_tags = np.concatenate([real["reference_tags"], real["floor_tags"]])
         real_genres = np.asarray(real["reference_genres"] + real["floor_genres"])
-        for genre in dict.fromkeys(g for g in asked_genres if g):
-            similarity = mean_cosine(clip_tags[[g == genre for g in asked_genres]], real_tags[real_genres == genre])
+        for genre, clips in figures.genre_groups(asked_genres).items():
+            similarity = mean_cosine(clip_tags[clips], real_tags[real_genres == genre])
             if similarity is not None:
                 per_genre[genre] = similarity
-        summary = {"external_frechet_distance": distance([e for e, _ in analyzed]),
-                   "external_frechet_floor": distance(real["floor"]) if len(real["floor"]) == len(codes) else None,
+        summary = {"external_frechet_distance": figures.set_distance(clip_embeddings, [e for e, _ in analyzed],
+                                                                     real["reference"]),
+                   "external_frechet_floor": figures.set_distance(clip_embeddings, real["floor"], real["reference"])
+                   if len(real["floor"]) == len(codes) else None,
                    "external_tag_similarity": mean_cosine(clip_tags, real["reference_tags"]),
                    "external_tag_similarity_floor": mean_cosine(real["floor_tags"], real["reference_tags"]),
                    "external_tag_similarity_per_genre": per_genre,

@@ -54,6 +54,16 @@ def onset_rate(y, sample_rate, hop_length=512, floor_db=ONSET_FLOOR_DB):
     return len(onsets) * sample_rate / len(y)
 
 
+def genre_groups(clip_genres):
+    """{genre: [indices of the clips asked for it]} for every genre asked (sorted; "" = no genre, left out): the
+    one grouping every per-genre figure of the judges is built on."""
+    groups = {}
+    for i, genre in enumerate(clip_genres):
+        if genre:
+            groups.setdefault(genre, []).append(i)
+    return dict(sorted(groups.items()))
+
+
 def onset_rates_by_genre(clip_rates, clip_genres, real_rates, real_genres):
     """Per genre and overall, the clips' mean onset rate against real excerpts' of the same genre.
 
@@ -79,8 +89,8 @@ def onset_rates_by_genre(clip_rates, clip_genres, real_rates, real_genres):
 
     expected = [real_mean(g) for g in clip_genres]
     per_genre = {}
-    for genre in sorted({g for g in clip_genres if g}):
-        mine = [r for r, g in zip(clip_rates, clip_genres) if g == genre]
+    for genre, clips in genre_groups(clip_genres).items():
+        mine = [clip_rates[i] for i in clips]
         per_genre[genre] = {**figures(mine, [real_mean(genre)]), "n_clips": len(mine),
                             "n_real_excerpts": int((real_genres == genre).sum())}
     return figures(list(clip_rates), expected), per_genre
@@ -106,6 +116,16 @@ def frechet_distance(a, b):
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     return float(max(0.0, ((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b)
                      - 2.0 * trace_sqrt_product(s_a, s_b)))
+
+
+def set_distance(clip_windows, windows, reference):
+    """:func:`frechet_distance` between the rows of ``windows`` and of ``reference`` (lists of (k, D) window
+    embeddings), or None when it cannot be told: fewer than 2 rows on a side, or in ``clip_windows`` (the
+    clips' own (n, D), whose distance and floor are read side by side)."""
+    together = np.concatenate(windows) if windows else np.zeros((0, 1))
+    if len(clip_windows) < 2 or len(together) < 2 or not reference:
+        return None
+    return frechet_distance(together, np.concatenate(reference))
 
 
 def cosine_similarities(query, table):

@@ -26,7 +26,7 @@ import numpy as np
 
 from local.audio.waveform import resample
 from local.core.config import StageError
-from local.core.quiet import stderr_descriptor_captured
+from local.core.quiet import quiet_stderr
 
 SAMPLE_RATE = 16000  # Hz: the rate the models were trained at
 N_FFT = 512  # samples per FFT frame
@@ -237,15 +237,8 @@ def load(name):
         if key not in _LOADED:
             # TensorFlow's runtime logs its first graph optimization straight to file descriptor 2 ("All log
             # messages before absl::InitializeLog()...", MLIR): loaded and run once with that descriptor aside
-            with stderr_descriptor_captured() as written:
-                try:
-                    tagger = PretrainedTagger(name)
-                    tagger.run(np.zeros((1, PATCH_FRAMES, N_MELS), np.float32))
-                    error = None
-                except BaseException as e:  # its lines may say why: shown with the error
-                    error, lines = e, written()
-            if error is not None:
-                os.write(2, lines)
-                raise error
+            with quiet_stderr():
+                tagger = PretrainedTagger(name)
+                tagger.run(np.zeros((1, PATCH_FRAMES, N_MELS), np.float32))
             _LOADED[key] = tagger
         return _LOADED[key]

@@ -9,16 +9,13 @@ audio file, find the dataset tracks that sound most alike.
   TRACK_PATCHES patches, evenly spread; neighbours by cosine similarity, in any dataset (any genres: the
   pretrained tagger never saw them). Nothing is cached: the dataset's tracks are embedded at each call.
 """
-import os
 
 import numpy as np
 
 from local.audio import ffmpeg as audio_ffmpeg
 from local.audio import waveform
 from local.audio.waveform import mu_law_decode
-from local.core.config import StageError
-from local.judge import commands, pretrained
-from local.judge import tagging as judge_tagging
+from local.judge import pretrained
 from local.store import dataset_files
 
 TOP_TAGS = 5  # tags per file in tags.csv
@@ -73,37 +70,6 @@ def top_tag_columns(k=TOP_TAGS):
             "reason"]
 
 
-def tag_command(name, audio, out_dir):
-    """``--tagger=mtt --audio=FILE_OR_FOLDER``: tag every audio file into ``out_dir/tags.csv`` (top tags) and
-    ``out_dir/tag_scores.csv`` (every tag); return the two paths."""
-    if judge_tagging.audio_argument_problem("audio", audio):
-        raise StageError(judge_tagging.audio_argument_problem("audio", audio))
-    try:
-        paths = judge_tagging.audio_files(audio)
-    except FileNotFoundError:
-        raise StageError(f"--audio={audio}: no such file or folder") from None
-    if not paths:
-        raise StageError(f"--audio={audio}: the folder holds no audio files (looked for the extensions stage 2 "
-                         f"reads, e.g. .mp3 .flac .wav .ogg .m4a)")
-    tagger = pretrained.load(name)
-    rows = tag_files(tagger, paths)
-    os.makedirs(out_dir, exist_ok=True)
-    tags_path = judge_tagging.write_csv(os.path.join(out_dir, "tags.csv"), top_tag_rows(tagger, rows), top_tag_columns())
-    scores = [{"path": r["path"], **dict(zip(tagger.labels, map(float, r["tags"])))}
-              for r in rows if r["tags"] is not None]
-    scores_path = judge_tagging.write_csv(os.path.join(out_dir, "tag_scores.csv"), scores, ["path", *tagger.labels])
-    failed = [r for r in rows if r["tags"] is None]
-    for row in failed:
-        print(f"unreadable: {row['path']}: {row['reason']}")
-    for row in rows:
-        if row["tags"] is not None:
-            print(f"{row['path']}: {', '.join(f'{t} {p:.2f}' for t, p in tagger.top_tags(row['tags'], 3))}")
-    seconds = sum(r["seconds"] for r in rows)
-    print(f"tagged {len(rows) - len(failed)} of {len(rows)} files ({len(failed)} unreadable, {seconds:.0f} s of "
-          f"audio) with {tagger.name} -> {tags_path}, {scores_path}")
-    return tags_path, scores_path
-
-
 def dataset_embeddings(tagger, data_dir, progress=True):
     """Every track of ``data_dir`` as the pretrained tagger hears it: a dict of arrays ``track_id``, ``genre``,
     ``split``, ``source_path`` (str) and ``embedding`` (n, embedding_size) float32, the mean over up to
@@ -124,31 +90,3 @@ def dataset_embeddings(tagger, data_dir, progress=True):
             "split": np.asarray([str(r["split"]) for r in index]),
             "source_path": np.asarray([str(r.get("source_path") or "") for r in index]),
             "embedding": np.asarray(embeddings, np.float32).reshape(len(index), tagger.embedding_size)}
-
-
-def similar_command(name, similar_to, top_k, out_dir, data_dir):
-    """``--tagger=mtt --similar_to=FILE_OR_TRACK_ID --data_dir=FOLDER``: the ``top_k`` dataset tracks nearest to
-    it by the pretrained embeddings into ``out_dir/similar.csv``; return its path."""
-    if judge_tagging.audio_argument_problem("similar_to", similar_to, folder_ok=False):
-        raise StageError(judge_tagging.audio_argument_problem("similar_to", similar_to, folder_ok=False))
-    if not data_dir or not dataset_files.list_parts(data_dir):
-        raise StageError(f"data_dir={data_dir!r} holds no processed dataset to search: pass --data_dir=FOLDER")
-    tagger = pretrained.load(name)
-    table = dataset_embeddings(tagger, data_dir)
-    def embed_file(path):
-        y, reason = decode_for_tagging(path)
-        return (None, reason) if y is None else (tagger.analyze([y])[0][0].mean(axis=0), "")
-
-    return commands.write_similar(table, similar_to, embed_file, top_k, out_dir, data_dir)
-
-
-def tagger_commands(config):
-    """Stage 4 with ``--tagger``: a pretrained tagger's ``--audio`` (tags.csv, tag_scores.csv) and/or
-    ``--similar_to`` (similar.csv); a tagger run directory as :func:`local.judge.commands.tagger_commands` does."""
-    if not pretrained.is_pretrained(config["tagger"]):
-        return commands.tagger_commands(dict(config, run_dir=config["tagger"]))
-    if config["audio"]:
-        tag_command(config["tagger"], config["audio"], config["out_dir"])
-    if config["similar_to"]:
-        similar_command(config["tagger"], config["similar_to"], config["top_k"], config["out_dir"],
-                        config["data_dir"])

@@ -7,13 +7,14 @@ import os
 
 import numpy as np
 
-from local.audio.decoding import decode_track
+from local.audio.decoding import DecodeSettings, decode_track
 from local.core.fileio import atomic_write
 from local.judge import tagger_features as judge_tagger_features
 from local.judge.figures import cosine_similarities
 from local.model import tagger as model_tagger
 from local.store import dataset_files
 from local.store.audio_names import is_audio_path
+from local.store.layout import RunDir
 
 TRACK_WINDOWS = 16  # windows averaged per dataset track or tagged file (evenly spread, non-overlapping)
 
@@ -32,9 +33,9 @@ class Tagger:
         self.genres = list(self.info["genres"])
         self.sample_rate = int(self.info["sample_rate"])
         self.quantization_channels = int(self.info["quantization_channels"])
-        self.decode = model_tagger.decode_settings(self.info)
+        self.decode = DecodeSettings.from_dict(self.info["decode"])
         import keras
-        self.model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+        self.model = keras.models.load_model(RunDir(run_dir).model_keras)
         self.readout = model_tagger.readout_model(self.model)
         # a transfer-mode tagger (tagger_features=mtt): the pretrained network gives its input
         self.features = judge_tagger_features.feature_function(self.config.features) if self.config.pretrained else None
@@ -59,7 +60,7 @@ class Tagger:
             table = judge_tagger_features.dataset_features(self.features, rows, name=self.config.features,
                                             sample_rate=self.sample_rate,
                                             quantization_channels=self.quantization_channels,
-                                            cache_dir=os.path.join(self.run_dir, "features"), progress=progress)
+                                            cache_dir=RunDir(self.run_dir).features, progress=progress)
             return model_tagger.readout_features(self.readout, [table[str(r["track_id"])] for r in rows])
         out = []
         with tqdm(total=len(rows), desc=f"embedding {len(rows)} tracks", unit="track", disable=not progress) as bar:
@@ -140,7 +141,7 @@ def tag_files(tagger, paths, progress=True):
                                     disable=not progress):
         row = {"path": path, "genre": "", "probability": None, **{g: None for g in tagger.genres}, "reason": reason}
         if codes is not None:
-            (_, probabilities), = model_tagger.analyze([codes])
+            (_, probabilities), = tagger.analyze([codes])
             mean = probabilities.mean(axis=0)
             top = int(mean.argmax())
             row.update({"genre": tagger.genres[top], "probability": float(mean[top]),
@@ -165,7 +166,7 @@ def write_csv(path, rows, columns):
 def dataset_fingerprint(tagger, index):
     """What the cached embeddings depend on: the tagger's model.keras bytes and the dataset's index."""
     digest = hashlib.sha256()
-    with open(os.path.join(tagger.run_dir, "model.keras"), "rb") as f:
+    with open(RunDir(tagger.run_dir).model_keras, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     for row in index:

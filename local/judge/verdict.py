@@ -22,10 +22,11 @@ import numpy as np
 
 from local.audio.waveform import mu_law_decode
 from local.core.config import StageError
-from local.judge.excerpts import clip_codes, pick_excerpts
-from local.judge.figures import frechet_distance, onset_rate, onset_rates_by_genre, spectral_flatness
+from local.judge.excerpts import clips_as_codes, pick_excerpts
+from local.judge.figures import genre_groups, onset_rate, onset_rates_by_genre, set_distance, spectral_flatness
 from local.judge.tagging import Tagger, dataset_embeddings, nearest
 from local.store import dataset_files
+from local.store.layout import RunDir
 
 
 class Judge:
@@ -92,9 +93,7 @@ class Judge:
         n_real_excerpts.
         """
         tagger, n_codes = self.tagger, self.tagger.quantization_channels
-        codes = [clip_codes(c, tagger.sample_rate, n_codes) for c in clips]
-        n_samples = min(len(c) for c in codes)
-        codes = [c[:n_samples] for c in codes]
+        codes, n_samples = clips_as_codes(clips, tagger.sample_rate, n_codes)
         real = self.real_side(n_samples, list(asked_genres))
         analyzed = tagger.analyze(codes)
         train_mask = self.table["split"] == "train"
@@ -116,25 +115,21 @@ class Judge:
         clip_windows = np.concatenate([e for e, _ in analyzed])
         real_flatness = float(np.mean(real["flatness"])) if real["flatness"] else None
 
-        def distance(windows):
-            together = np.concatenate(windows) if windows else np.zeros((0, 1))
-            if len(clip_windows) < 2 or len(together) < 2 or not real["reference"]:
-                return None
-            return frechet_distance(together, np.concatenate(real["reference"]))
-
         clip_flatness = float(np.mean([c["spectral_flatness"] for c in per_clip]))
         onsets, per_genre = onset_rates_by_genre([c["onset_rate"] for c in per_clip], list(asked_genres),
                                                  real["onset_rates"], real["genres"])
+        groups = genre_groups(asked_genres)
         for genre, figures in per_genre.items():
-            mine = [c for c in per_clip if c["asked_genre"] == genre]
+            mine = [per_clip[i] for i in groups[genre]]
             figures["genre_accuracy"] = float(np.mean([c["top_genre"] == genre for c in mine])) \
                 if genre in tagger.genres else None
             figures["clip_flatness"] = float(np.mean([c["spectral_flatness"] for c in mine]))
         summary = {"genre_accuracy": float(np.mean([c["top_genre"] == c["asked_genre"] for c in asked]))
                    if asked else None,
                    "flatness_ratio": clip_flatness / real_flatness if real_flatness else None,
-                   "frechet_distance": distance([e for e, _ in analyzed]),
-                   "frechet_distance_floor": distance(real["floor"]) if len(real["floor"]) == len(codes) else None,
+                   "frechet_distance": set_distance(clip_windows, [e for e, _ in analyzed], real["reference"]),
+                   "frechet_distance_floor": set_distance(clip_windows, real["floor"], real["reference"])
+                   if len(real["floor"]) == len(codes) else None,
                    "onset_rate_ratio": onsets["onset_rate_ratio"],
                    "n_clips": len(per_clip), "clip_flatness": clip_flatness, "real_flatness": real_flatness,
                    "clip_onset_rate": onsets["clip_onset_rate"], "real_onset_rate": onsets["real_onset_rate"],
@@ -152,7 +147,7 @@ def judge_clips(clips, asked_genres, tagger_run, data_dir):
     ``tagger_run`` against ``data_dir``'s held-out tracks: (per-clip dicts, summary dict with genre_accuracy,
     flatness_ratio, frechet_distance, frechet_distance_floor, n_clips). The Judge is kept between calls (a
     retrained tagger is reloaded), so calling it at every sampling step of a training run is cheap."""
-    model_path = os.path.join(tagger_run, "model.keras")
+    model_path = RunDir(tagger_run).model_keras
     key = (os.path.abspath(tagger_run), os.path.getmtime(model_path) if os.path.isfile(model_path) else None,
            os.path.abspath(data_dir))
     if key not in _JUDGES:

@@ -37,10 +37,10 @@ import os
 
 import numpy as np
 
-from local.audio.decoding import DecodeSettings
 from local.audio.waveform import mu_law_decode
 from local.core.config import ConfigError, ModelSettings, StageError, check_minimums
 from local.store import rundir
+from local.store.layout import RunDir
 
 KIND = "tagger"
 FEATURES = ("waveform", "mtt")  # tagger_features: raw samples, or musicnn's MagnaTagATune embeddings (local/judge/pretrained.py)
@@ -63,6 +63,7 @@ class TaggerConfig(ModelSettings):
     n_genres: int = 1
     features: str = "waveform"  # waveform: the CNN above on samples | mtt: a head on pretrained embeddings
     feature_size: int = 0  # with pretrained features: the size of one patch's embedding (the head's input)
+    balanced: bool = True  # tagger_balanced: training windows drawn so every genre is seen equally often
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -90,7 +91,8 @@ class TaggerConfig(ModelSettings):
         """From stage 3's config dict (its ``tagger_*`` keys) and the dataset's number of genres."""
         return cls(input_samples=int(config["tagger_input_samples"]), channels=tuple(config["tagger_channels"]),
                    embedding_size=int(config["tagger_embedding_size"]), dropout=float(config["tagger_dropout"]),
-                   n_genres=max(1, int(n_genres)), features=str(config.get("tagger_features", "waveform")))
+                   n_genres=max(1, int(n_genres)), features=str(config.get("tagger_features", "waveform")),
+                   balanced=bool(config.get("tagger_balanced", cls.balanced)))
 
     @property
     def pretrained(self):
@@ -264,9 +266,9 @@ def tagger_model_json(tagger_config, *, genres, sample_rate, data_dir, decode):
 def read_tagger_run(run_dir):
     """(TaggerConfig, model.json dict) of a trained tagger run: the one way a tagger's structure is read back
     (a WaveNet's: :func:`local.train.runner.read_run_model`). StageError (one line) when ``run_dir`` is none."""
-    for name in ("model.json", "model.keras"):
-        if not os.path.isfile(os.path.join(run_dir, name)):
-            raise StageError(f"{os.path.join(run_dir, name)} is missing: {run_dir!r} is not a trained tagger run "
+    for path in RunDir(run_dir).model_files():
+        if not os.path.isfile(path):
+            raise StageError(f"{path} is missing: {run_dir!r} is not a trained tagger run "
                              f"(train one with run_model_training.py --model=tagger --run_dir={run_dir})")
     info = rundir.read_model_json(run_dir)
     if rundir.run_kind(info) != KIND:
@@ -274,7 +276,3 @@ def read_tagger_run(run_dir):
                          f"run_model_training.py --model=tagger and pass its run_dir")
     return TaggerConfig.from_json(info["model"]), info
 
-
-def decode_settings(info):
-    """The DecodeSettings recorded in a tagger's model.json dict (its dataset's stage-2 settings)."""
-    return DecodeSettings(**info["decode"])

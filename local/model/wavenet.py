@@ -45,6 +45,50 @@ from local.core.config import ConfigError, ModelSettings, StageError
 from local.store import rundir
 
 
+class LayerNames:
+    """The Keras layer names of the WaveNet (the table above): :func:`build_wavenet` names its layers with these
+    and the fast generator (local/generate/weights.py) reads the weights by them, so the two cannot drift."""
+
+    input_embedding = "input_embedding"
+    genre_embedding = "genre_embedding"
+    skip_sum = "skip_sum"
+    postprocess1 = "postprocess1"
+    postprocess2 = "postprocess2"
+    context_embedding = "context_embedding"
+    context_pool = "context_pool"
+
+    @staticmethod
+    def conv(i):
+        return f"layer{i}_conv"
+
+    @staticmethod
+    def cond(i):
+        return f"layer{i}_cond"
+
+    @staticmethod
+    def ctx(i):
+        return f"layer{i}_ctx"
+
+    @staticmethod
+    def skip(i):
+        return f"layer{i}_skip"
+
+    @staticmethod
+    def residual(i):
+        return f"layer{i}_residual"
+
+    @staticmethod
+    def context_conv(j):
+        return f"context{j}_conv"
+
+    @staticmethod
+    def context_residual(j):
+        return f"context{j}_residual"
+
+
+LAYERS = LayerNames()
+
+
 def default_dilations(stacks=2, layers_per_stack=10):
     """Dilations 1, 2, 4 ... 2**(layers_per_stack-1), repeated ``stacks`` times."""
     return [2 ** i for i in range(layers_per_stack)] * stacks
@@ -231,12 +275,12 @@ def build_wavenet(config, formulation="keras"):
     dilation_channels, n_layers = config.dilation_channels, config.n_layers
     codes = keras.Input(shape=(None,), dtype="int32", name="codes")
     inputs = [codes]
-    x = layers.Embedding(config.quantization_channels, config.residual_channels, name="input_embedding")(codes)
+    x = layers.Embedding(config.quantization_channels, config.residual_channels, name=LAYERS.input_embedding)(codes)
     genre = None
     if config.conditioned:
         genre_id = keras.Input(shape=(), dtype="int32", name="genre_id")
         inputs.append(genre_id)
-        genre = layers.Embedding(config.n_genres, config.genre_channels, name="genre_embedding")(genre_id)
+        genre = layers.Embedding(config.n_genres, config.genre_channels, name=LAYERS.genre_embedding)(genre_id)
     context, frame_index = None, None
     if config.has_context:
         context, frame_index = _context_stack(config, codes)
@@ -244,22 +288,22 @@ def build_wavenet(config, formulation="keras"):
     skips = []
     for i, dilation in enumerate(config.dilations):
         z = dilated_conv(2 * dilation_channels, config.filter_width, dilation_rate=dilation, padding="causal",
-                         name=f"layer{i}_conv")(x)
+                         name=LAYERS.conv(i))(x)
         if genre is not None:
-            condition = layers.Dense(2 * dilation_channels, use_bias=False, name=f"layer{i}_cond")(genre)
+            condition = layers.Dense(2 * dilation_channels, use_bias=False, name=LAYERS.cond(i))(genre)
             z = z + ops.expand_dims(condition, 1)  # the same genre vector at every time step
         if context is not None:
             # zeros at first: the model starts as the plain one and learns how much of the context to use
             projected = layers.Dense(2 * dilation_channels, use_bias=False, kernel_initializer="zeros",
-                                     name=f"layer{i}_ctx")(context)
+                                     name=LAYERS.ctx(i))(context)
             z = z + ops.take(projected, frame_index, axis=1)  # each position its frame's vector (a row gather)
         gated = ops.tanh(z[..., :dilation_channels]) * ops.sigmoid(z[..., dilation_channels:])
-        skips.append(layers.Conv1D(config.skip_channels, 1, name=f"layer{i}_skip")(gated))
+        skips.append(layers.Conv1D(config.skip_channels, 1, name=LAYERS.skip(i))(gated))
         if i < n_layers - 1:
-            x = x + layers.Conv1D(config.residual_channels, 1, name=f"layer{i}_residual")(gated)
-    total = ops.relu(layers.Add(name="skip_sum")(skips) if len(skips) > 1 else skips[0])
-    hidden = ops.relu(layers.Conv1D(config.skip_channels, 1, name="postprocess1")(total))
-    logits = layers.Conv1D(config.quantization_channels, 1, name="postprocess2")(hidden)
+            x = x + layers.Conv1D(config.residual_channels, 1, name=LAYERS.residual(i))(gated)
+    total = ops.relu(layers.Add(name=LAYERS.skip_sum)(skips) if len(skips) > 1 else skips[0])
+    hidden = ops.relu(layers.Conv1D(config.skip_channels, 1, name=LAYERS.postprocess1)(total))
+    logits = layers.Conv1D(config.quantization_channels, 1, name=LAYERS.postprocess2)(hidden)
     return keras.Model(inputs, logits, name="wavenet")
 
 
@@ -275,13 +319,13 @@ def _context_stack(config, codes):
     """
     from keras import layers, ops
     rate, channels = config.context_rate, config.context_channels
-    y = layers.Embedding(config.quantization_channels, channels, name="context_embedding")(codes)
-    y = layers.AveragePooling1D(rate, strides=rate, name="context_pool")(y)  # (B, floor(T / rate), C)
+    y = layers.Embedding(config.quantization_channels, channels, name=LAYERS.context_embedding)(codes)
+    y = layers.AveragePooling1D(rate, strides=rate, name=LAYERS.context_pool)(y)  # (B, floor(T / rate), C)
     for j, dilation in enumerate(config.context_dilations):
         z = layers.Conv1D(2 * channels, config.filter_width, dilation_rate=dilation, padding="causal",
-                          name=f"context{j}_conv")(y)
+                          name=LAYERS.context_conv(j))(y)
         gated = ops.tanh(z[..., :channels]) * ops.sigmoid(z[..., channels:])
-        y = y + layers.Conv1D(channels, 1, name=f"context{j}_residual")(gated)
+        y = y + layers.Conv1D(channels, 1, name=LAYERS.context_residual(j))(gated)
     context = ops.pad(y, [[0, 0], [1, 0], [0, 0]])[:, config.context_past // rate:, :]
     positions = ops.cumsum(ops.ones_like(codes[0, config.context_past:]))  # n + 1
     frame_index = ops.floor_divide(positions, rate)

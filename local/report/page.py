@@ -27,10 +27,11 @@ from local.core.fileio import atomic_path, read_json, write_json_atomic, write_t
 from local.generate import samples
 from local.report.html import _e, _finite, _fmt, _table, svg_chart
 from local.store import rundir
+from local.store.layout import RunDir
 
-REPORT_NAME = "report.html"
-GENERATIONS_NAME = "generations.json"  # the pointer file: where this run's generation.json files are
-COPIES_DIR = "report_files"  # copies of generated clips that live outside the run directory
+REPORT_NAME = RunDir.REPORT
+GENERATIONS_NAME = RunDir.GENERATIONS  # the pointer file: where this run's generation.json files are
+COPIES_DIR = RunDir.REPORT_FILES  # copies of generated clips that live outside the run directory
 MIN_PLAYABLE_HZ = 3000  # Chromium's lowest audio sample rate (media/base/limits.h kMinSampleRate)
 JUDGE_COLUMNS = samples.JUDGE_COLUMNS
 
@@ -149,7 +150,7 @@ def _settings_section(config, model_info):
 
 def _baselines(run_dir, model_info, evaluation):
     """(unigram, uniform) bits/sample: baselines.json (written at training), else evaluation.json / model.json."""
-    saved = _read_json(os.path.join(run_dir, "baselines.json")) or {}
+    saved = _read_json(RunDir(run_dir).baselines_json) or {}
     evaluation = evaluation or {}
     unigram = saved.get("unigram_bits_per_sample", evaluation.get("unigram_bits_per_sample"))
     uniform = saved.get("uniform_bits_per_sample", evaluation.get("uniform_bits_per_sample"))
@@ -160,7 +161,7 @@ def _baselines(run_dir, model_info, evaluation):
 
 def write_baselines(run_dir, uniform_bits_per_sample, unigram_bits_per_sample):
     """Save the loss baselines (bits/sample) the page draws beside the curves: ``<run_dir>/baselines.json``."""
-    return write_json_atomic(os.path.join(run_dir, "baselines.json"),
+    return write_json_atomic(RunDir(run_dir).baselines_json,
                              {"uniform_bits_per_sample": float(uniform_bits_per_sample),
                               "unigram_bits_per_sample": float(unigram_bits_per_sample)})
 
@@ -338,9 +339,9 @@ def render_report(run_dir, generation_json=None, pending_row=None):
     pending_row  a metrics row not in metrics.csv yet (an ``on_evaluate`` callback runs before its row is
                  written), shown as the latest
     """
-    config = _read_json(os.path.join(run_dir, "config.json")) or {}
-    model_info = _read_json(os.path.join(run_dir, "model.json")) or {}
-    evaluation = _read_json(os.path.join(run_dir, "evaluation.json"))
+    config = _read_json(RunDir(run_dir).config_json) or {}
+    model_info = _read_json(RunDir(run_dir).model_json) or {}
+    evaluation = _read_json(RunDir(run_dir).evaluation_json)
     rows = rundir.read_metrics(run_dir)
     if pending_row is not None:
         rows = [r for r in rows if r["step"] < pending_row["step"]] + [pending_row]

@@ -5,6 +5,7 @@ import html
 import io
 
 from local.core.fileio import write_text_atomic
+from local.store.layout import RunDir
 
 
 def write_sweep_csv(path, columns, rows):
@@ -51,7 +52,7 @@ def sweep_html(title, columns, rows, cost):
             value = row.get(column)
             text = "" if value is None else str(value)
             if column == "path":
-                shown = f"<a href='{esc(text + 'report.html', quote=True)}'>{esc(text)}</a>"
+                shown = f"<a href='{esc(text + RunDir.REPORT, quote=True)}'>{esc(text)}</a>"
             else:
                 shown = esc(text)
             cells.append(f"<td data-value='{esc(text, quote=True)}'>{shown}</td>")

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from local.core import fileio
 from local.core.config import StageError
 from local.store import parquet_cells
+from local.store.layout import DatasetDir
 
 TRACK_SCHEMA = pa.schema([
     ("track_id", pa.string()),
@@ -35,7 +36,7 @@ SPLITS = ("train", "valid", "test")
 
 
 def tracks_dir(dataset_dir):
-    return os.path.join(dataset_dir, "tracks")
+    return DatasetDir(dataset_dir).tracks
 
 
 def list_parts(dataset_dir):
@@ -93,7 +94,7 @@ def read_track_codes(row, start=0, stop=None):
 
 def read_dataset_json(dataset_dir):
     """The dataset's ``dataset.json`` as a dict, or None when there is none yet."""
-    path = os.path.join(dataset_dir, "dataset.json")
+    path = DatasetDir(dataset_dir).dataset_json
     if not os.path.isfile(path):
         return None
     try:
@@ -216,11 +217,32 @@ def binary_cells(column):
 def drop_tracks(dataset_dir, track_ids):
     """Rewrite (atomically, part by part) every part holding one of ``track_ids`` without those rows."""
     track_ids = set(track_ids)
+
+    def drop(table):
+        return table.filter(pa.array([tid not in track_ids for tid in table.column("track_id").to_pylist()]))
+    rewrite_parts(dataset_dir, track_ids, drop, remove_whole=True)
+
+
+def set_splits(dataset_dir, splits):
+    """Give the tracks of ``splits`` ({track_id: "train" | "valid" | "test"}) that split, rewriting (atomically,
+    part by part) only the parts that hold one of them; every other column stays as it was."""
+    def resplit(table):
+        column = [splits.get(tid, old) for tid, old in zip(table.column("track_id").to_pylist(),
+                                                               table.column("split").to_pylist())]
+        return table.set_column(table.schema.get_field_index("split"), "split",
+                                pa.array(column, type=table.schema.field("split").type))
+    rewrite_parts(dataset_dir, set(splits), resplit)
+
+
+def rewrite_parts(dataset_dir, track_ids, edit, remove_whole=False):
+    """Rewrite every part holding one of ``track_ids``, each row group through ``edit(table) -> table`` (an
+    empty result drops the group); a part all of whose rows are in ``track_ids`` is deleted when
+    ``remove_whole``. Atomic per part; a part keeps its metadata and its kind (pyarrow or long-track cells)."""
     for part in list_parts(dataset_dir):
         ids = pq.read_table(part, columns=["track_id"]).column("track_id").to_pylist()
         if not track_ids.intersection(ids):
             continue
-        if track_ids.issuperset(ids):
+        if remove_whole and track_ids.issuperset(ids):
             os.remove(part)
         else:
             reader = pq.ParquetFile(part)
@@ -230,11 +252,10 @@ def drop_tracks(dataset_dir, track_ids):
             with fileio.atomic_path(part) as tmp, (parquet_cells.CellParquetWriter(tmp, schema) if cells else
                                                    pq.ParquetWriter(tmp, schema, compression="zstd")) as writer:
                 for group in range(reader.num_row_groups):
-                    table = reader.read_row_group(group)
-                    mask = [tid not in track_ids for tid in table.column("track_id").to_pylist()]
-                    if not any(mask):
+                    kept = edit(reader.read_row_group(group))
+                    if not kept.num_rows:
                         continue
-                    kept = table.filter(pa.array(mask)).cast(schema)
+                    kept = kept.cast(schema)
                     if cells:
                         for row, codes in zip(kept.drop_columns(["codes"]).to_pylist(), binary_cells(kept["codes"])):
                             writer.write_row(dict(row, codes=codes))
@@ -263,7 +284,7 @@ def summarize(index, sample_rate, quantization_channels, genres, extra=None):
 
 def write_failures(dataset_dir, failures):
     """Write ``failures.csv`` (columns path, reason) atomically; ``failures`` is a list of (path, reason)."""
-    path = os.path.join(dataset_dir, "failures.csv")
+    path = DatasetDir(dataset_dir).failures_csv
     with fileio.atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "reason"])
@@ -276,5 +297,5 @@ def write_dataset_files(dataset_dir, dataset, failures):
 
     Returns their paths. The Spark job writes them into a local folder and publishes them from there.
     """
-    return (fileio.write_json_atomic(os.path.join(dataset_dir, "dataset.json"), dataset),
+    return (fileio.write_json_atomic(DatasetDir(dataset_dir).dataset_json, dataset),
             write_failures(dataset_dir, failures))

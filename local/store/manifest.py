@@ -4,7 +4,6 @@ Every source (demo, folder, FMA website, FMA archive) writes through these funct
 manifest columns and the safety rules (no name escapes ``out_dir``; nothing partial is ever at ``path``)
 hold for all of them.
 """
-import contextlib
 import csv
 import hashlib
 import os
@@ -203,24 +202,7 @@ def place_file(src, dst, link=False, sync=True):
 
     ``sync=False``: no fsync of the file and its folder (a caller placing many files syncs each folder once
     with :func:`local.core.fileio.fsync_dir`, and a copy's bytes with os.fsync, before recording them)."""
-    if not sync:
-        os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-        tmp = fileio.temp_path_for(dst)
-        try:
-            if link:
-                try:
-                    os.link(src, tmp)
-                except OSError:
-                    shutil.copyfile(src, tmp)
-            else:
-                shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
-        return
-    with fileio.atomic_path(dst) as tmp:
+    with fileio.atomic_path(dst, durable=sync) as tmp:
         if link:
             try:
                 os.link(src, tmp)

@@ -7,7 +7,7 @@
     metrics.csv         step, then the model kind's loss columns, samples_per_second, ... (+ extra columns)
     loss.png            train and valid curves, redrawn from metrics.csv
     tensorboard/        TensorBoard scalars (every numeric metrics column)
-    .lock               held by the one process training in it (local.core.locks; :func:`locked`)
+    .waveforms.lock     held by the one process training in it (local.core.locks; :func:`locked`)
 
 This module knows no model: a model.json is a dict, a model anything with Keras's save/load methods. The
 model kinds (local.train.kinds) and the loop (local.train.runner) build on it; everything is written with
@@ -28,22 +28,23 @@ from local.core import checks, fileio, locks
 from local.core.config import StageError, save_config
 from local.core.fileio import write_json_atomic
 from local.core.plots import plot_loss
+from local.store.layout import RunDir
 
 MODEL_KINDS = ("wavenet", "tagger")  # the ``model`` key: what a run directory holds (model.json ``kind``)
 METRICS_COLUMNS = ["step", "train_bits_per_sample", "valid_bits_per_sample", "samples_per_second",
                    "learning_rate", "elapsed_seconds"]
-CHECKPOINT_FILES = ("model.weights.h5", "optimizer.npz", "state.json")
+CHECKPOINT_FILES = ("model.weights.h5", "optimizer.npz", RunDir.CHECKPOINT_STATE)
 
 
 # --- model.json ----------------------------------------------------------------------------------------
 
 def write_model_json(run_dir, model_json):
     """Write the dict ``model_json`` as ``run_dir/model.json`` atomically and return its path."""
-    return write_json_atomic(os.path.join(run_dir, "model.json"), model_json)
+    return write_json_atomic(RunDir(run_dir).model_json, model_json)
 
 def read_model_json(run_dir):
     """The dict in ``run_dir/model.json``; FileNotFoundError naming the file when there is none."""
-    path = os.path.join(run_dir, "model.json")
+    path = RunDir(run_dir).model_json
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: {run_dir!r} is not a trained run directory "
                                 f"(train one with run_model_training.py --run_dir={run_dir})")
@@ -71,7 +72,7 @@ def model_files_problem(run_dir):
         read_model_json(run_dir)
     except (ValueError, FileNotFoundError) as e:
         return str(e)
-    path = os.path.join(run_dir, "model.keras")
+    path = RunDir(run_dir).model_keras
     if not zipfile.is_zipfile(path):  # a .keras file is a zip archive: a cut or foreign file is not one
         return (f"{path} is damaged (not a complete .keras archive): rerun run_model_training.py with "
                 f"--run_dir={run_dir} (it saves the model again from the newest good checkpoint)")
@@ -88,7 +89,7 @@ def resume_conflict(run_dir, model_json, shown_as=None):
     Only a run that has a checkpoint is compared: one killed before its first checkpoint starts afresh.
     ``shown_as`` names the run in the message (a URI whose local copy ``run_dir`` is).
     """
-    if not latest_checkpoint(run_dir) or not os.path.isfile(os.path.join(run_dir, "model.json")):
+    if not latest_checkpoint(run_dir) or not os.path.isfile(RunDir(run_dir).model_json):
         return ""
     try:
         saved = read_model_json(run_dir)
@@ -156,7 +157,7 @@ def write_run_files(run_dir, config, model_json):
 def tensorboard_writer(run_dir):
     """A TensorBoard summary writer on ``run_dir/tensorboard``."""
     import tensorflow as tf
-    return tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+    return tf.summary.create_file_writer(RunDir(run_dir).tensorboard)
 
 @contextlib.contextmanager
 def tensorboard(run_dir):
@@ -210,7 +211,7 @@ def done_line(run_dir, baselines, shown_as=None):
 # --- metrics.csv and loss.png --------------------------------------------------------------------------
 
 def metrics_path(run_dir):
-    return os.path.join(run_dir, "metrics.csv")
+    return RunDir(run_dir).metrics_csv
 
 def read_metrics(run_dir):
     """The rows of ``run_dir/metrics.csv`` as a list of dicts of floats (step as int); [] when there is none.
@@ -275,7 +276,7 @@ def plot_metrics(run_dir, baseline_bits=None, *, columns=("train_bits_per_sample
     train = [(r["step"], r.get(columns[0], nan)) for r in rows]
     valid = [(r["step"], r.get(columns[1], nan)) for r in rows]
     train, valid = ([(s, b) for s, b in pairs if not math.isnan(b)] for pairs in (train, valid))
-    return plot_loss(os.path.join(run_dir, "loss.png"), steps=[s for s, _ in train], train_bits=[b for _, b in train],
+    return plot_loss(RunDir(run_dir).loss_png, steps=[s for s, _ in train], train_bits=[b for _, b in train],
                      valid_steps=[s for s, _ in valid], valid_bits=[b for _, b in valid], baseline_bits=baseline_bits,
                      title=title, ylabel=ylabel)
 
@@ -283,7 +284,7 @@ def plot_metrics(run_dir, baseline_bits=None, *, columns=("train_bits_per_sample
 # --- checkpoints ---------------------------------------------------------------------------------------
 
 def checkpoints_dir(run_dir):
-    return os.path.join(run_dir, "checkpoints")
+    return RunDir(run_dir).checkpoints
 
 def checkpoint_name(step):
     return f"step-{int(step):08d}"
@@ -326,7 +327,7 @@ def save_checkpoint(run_dir, step, model, optimizer, state, *, keep=3):
         model.save_weights(os.path.join(tmp, "model.weights.h5"))
         with open(os.path.join(tmp, "optimizer.npz"), "wb") as f:
             np.savez(f, *optimizer_arrays(optimizer))
-        write_json_atomic(os.path.join(tmp, "state.json"), {**state, "step": int(step)})
+        write_json_atomic(RunDir.checkpoint_state(tmp), {**state, "step": int(step)})
     for _, old in list_checkpoints(run_dir)[:-max(1, keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -346,7 +347,7 @@ def load_checkpoint(path, model, optimizer):
         raise ValueError(f"{path}: the optimizer state does not match this model")
     for variable, array in zip(variables, arrays):
         variable.assign(array)
-    with open(os.path.join(path, "state.json"), encoding="utf-8") as f:
+    with open(RunDir.checkpoint_state(path), encoding="utf-8") as f:
         return json.load(f)
 
 def state_problem(state):
@@ -382,7 +383,7 @@ def load_newest_good_checkpoint(run_dir, model, optimizer, log=print):
                 f"{str(e).splitlines()[0][:100] if str(e) else 'damaged'}): trying the previous one")
     return None, None
 
-def save_model(model, run_dir, name="model.keras"):
+def save_model(model, run_dir, name=RunDir.MODEL_KERAS):
     """Save the full model to ``run_dir/name`` atomically (local.core.fileio.atomic_path); return the path."""
     path = os.path.join(run_dir, name)
     with fileio.atomic_path(path) as tmp:

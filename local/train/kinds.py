@@ -8,9 +8,9 @@ all go through :func:`train_config` or :func:`local.train.runner.train_one` with
 """
 import dataclasses
 
+from local.audio.decoding import DecodeSettings
 from local.core import checks
 from local.core.config import StageError
-from local.dataset import settings as preprocessing
 from local.dataset import windows as dataset
 from local.judge import external, tagger_features
 from local.model import tagger as model_tagger
@@ -110,7 +110,7 @@ def tagger_plan(config, data):
     if refused:  # said before training too: the run can be stopped now
         print(f"warning: {refused}")
     model_json = model_tagger.tagger_model_json(tagger_config, genres=genres, sample_rate=sample_rate,
-                                          data_dir=data.data_dir, decode=preprocessing.decode_settings_of(data.info))
+                                          data_dir=data.data_dir, decode=DecodeSettings.from_dict(data.info))
     return Plan(model_json, tagger_config, genres, sample_rate, data, train_tracks, valid_tracks,
                 steps=config["tagger_steps"], extra={"features": features})
 
@@ -144,7 +144,7 @@ def tagger_after_train(plan, task, config, summary, run_dir):
                                      predict=plan.extra.get("predict"),
                                      extra={"features": plan.model_config.features,
                                             "balanced_training": plan.model_config.pretrained
-                                            or bool(config.get("tagger_balanced", True))})
+                                            or plan.model_config.balanced})
     train_tagger_task.print_evaluation(result, run_dir)
     return {**summary, "evaluation": result}
 

@@ -13,6 +13,7 @@ import numpy as np
 from local.core.config import StageError
 from local.generate import samples
 from local.store import rundir
+from local.store.layout import RunDir
 
 LN2 = math.log(2.0)
 
@@ -248,7 +249,7 @@ def train(task, run_dir, state, *, config, steps, eval_every, checkpoint_every, 
                 stopped = "max_minutes"
                 progress.write(f"stopped at step {step}: --max_minutes={max_minutes:g} reached")
                 break
-        if not os.path.isfile(os.path.join(run_dir, "model.keras")):
+        if not os.path.isfile(RunDir(run_dir).model_keras):
             rundir.save_model(task.export_model or task.model, run_dir)
     finally:
         progress.close()

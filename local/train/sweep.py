@@ -38,12 +38,13 @@ from local.model.wavenet import read_run_model
 from local.report import page
 from local.report.sweep_table import sweep_html, write_sweep_csv
 from local.store import dataset_files, rundir
+from local.store.layout import RunDir
 from local.train import kinds, runner
 
 SWEEP_OPTIONS = {"sweep_mode": "grid", "sweep_runs": 0, "sweep_seed": 0}
 # Keys that describe the whole sweep, not one run: varying them would break the table or the resume.
 FIXED_KEYS = ("run_dir", "sweep", "model", "quantization_channels", "data_dir")
-RESULT_FILE = "sweep_result.json"
+RESULT_FILE = RunDir.SWEEP_RESULT
 RESULT_COLUMNS = ["steps", "minutes", "train_bits_per_sample", "valid_bits_per_sample", "test_bits_per_sample",
                   "judge_genre_accuracy", "judge_flatness_ratio", "path"]
 
@@ -308,7 +309,7 @@ def write_hparams(sweep_dir, plan, name, point, row):
                for k, values in plan.axes.items()]
     with tf.summary.create_file_writer(os.path.join(sweep_dir, "tensorboard-hparams")).as_default():
         hp.hparams_config(hparams=hparams, metrics=metrics)
-    with tf.summary.create_file_writer(os.path.join(sweep_dir, name, "tensorboard")).as_default():
+    with tf.summary.create_file_writer(RunDir(os.path.join(sweep_dir, name)).tensorboard).as_default():
         hp.hparams({k: _hparam_value(v) for k, v in point.items()}, trial_id=name)
         step = int(row.get("steps") or 0)
         for key in ("test_bits_per_sample", "judge_genre_accuracy", "judge_flatness_ratio"):
@@ -323,7 +324,7 @@ def evaluate_run_dir(run_config):
 
     run_dir, data_dir = run_config["run_dir"], run_config["data_dir"]
     wavenet, info = read_run_model(run_dir)
-    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    model = keras.models.load_model(RunDir(run_dir).model_keras)
     result, _ = evaluation.evaluate_run(model, wavenet, run_dir=run_dir, index=dataset_files.read_index(data_dir),
                                         genres=list(info["genres"]), data_dir=data_dir,
                                         sample_rate=info.get("sample_rate"))

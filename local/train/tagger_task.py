@@ -1,7 +1,6 @@
 """Training the genre tagger: its task on raw waveforms or on pretrained features, balanced batches, and
 its evaluation on the valid and test tracks.
 """
-import os
 import sys
 
 import numpy as np
@@ -22,6 +21,7 @@ from local.model.tagger import (
     track_predictions,
 )
 from local.store import dataset_files
+from local.store.layout import RunDir
 from local.train import loop, runner
 
 
@@ -113,7 +113,7 @@ def transfer_task(tagger_config, features, *, index, genres, sample_rate, train_
     the tracks' mean patch probabilities over up to ``tagger_eval_windows`` patches (for evaluation.json)."""
     table = dataset_features(features, [r for r in index if r["genre"] in genres], name=tagger_config.features,
                              sample_rate=sample_rate, quantization_channels=config["quantization_channels"],
-                             cache_dir=os.path.join(run_dir, "features"))
+                             cache_dir=RunDir(run_dir).features)
     task = head_task(tagger_config, config=config,
                      train=[(r["genre_id"], table[str(r["track_id"])]) for r in train_tracks],
                      valid=[(r["genre_id"], table[str(r["track_id"])]) for r in valid_tracks])
@@ -131,7 +131,7 @@ def training_line(tagger_config, config, sample_rate):
         return (f"a head on {tagger_config.features} embeddings ({tagger_config.feature_size} per 3 s patch, up to "
                 f"{MAX_PATCHES} patches per track), patches drawn with every genre equally often")
     length = tagger_config.input_samples
-    drawn = "every genre equally often" if config.get("tagger_balanced", True) else "as they come"
+    drawn = "every genre equally often" if tagger_config.balanced else "as they come"
     return f"windows of {length} samples ({length / sample_rate:.2f} s) drawn {drawn}"
 
 
@@ -190,7 +190,7 @@ def tagger_task(tagger_config, *, train_tracks, valid_tracks, config):
     keras.utils.set_random_seed(config["seed"])
     model = build_tagger(tagger_config)
     optimizer = loop.make_optimizer(config["learning_rate"], config["grad_clip"])
-    if config.get("tagger_balanced", True):  # every genre seen equally often, whatever its tracks' total length
+    if tagger_config.balanced:  # every genre seen equally often, whatever its tracks' total length
         stream = dataset.GenreBalancedStream(train_tracks, 1, length, batch_size, seed=config["seed"],
                                              cache_tracks=config["cache_tracks"], windows_per_visit=WINDOWS_PER_VISIT)
     else:
@@ -264,7 +264,7 @@ def write_evaluation(run_dir, model, index, genres, *, data_dir, input_samples, 
         if split == "test":
             result["test_tracks"] = report["tracks"]
     result.update({"windows_per_track": int(max_windows), "data_dir": str(data_dir), **(extra or {})})
-    write_json_atomic(os.path.join(run_dir, "evaluation.json"), result)
+    write_json_atomic(RunDir(run_dir).evaluation_json, result)
     return result
 
 
@@ -284,4 +284,4 @@ def print_evaluation(result, run_dir):
               f"{result[f'{prefix}majority_genre']})")
     for genre, entry in result["per_genre"].items():
         print(f"  test {genre:<20}{entry['accuracy']:.2f} on {entry['n_tracks']} tracks")
-    print(os.path.join(run_dir, "evaluation.json"), file=sys.stdout)
+    print(RunDir(run_dir).evaluation_json, file=sys.stdout)
