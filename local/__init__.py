@@ -18,23 +18,25 @@ Lowest first; a package imports only packages before it in this list (test_repos
 PACKAGES = ("core", "store", "audio", "collect", "dataset", "model", "generate", "judge", "report", "train")
 
 
-def lazy_package(name, init_file):
-    """(``__getattr__``, ``__dir__``) for package ``name`` (its ``__init__.py`` at ``init_file``): its modules and
+def lazy_package(name):
+    """(``__getattr__``, ``__dir__``) for package ``name`` (called from its ``__init__.py``): its modules and
     their public names, each imported on first use (PEP 562, as librosa's lazy loading does). ``__all__`` is
     answered the same way: the modules, then every public name one module alone defines."""
     import ast
     import importlib
-    import os
-    folder = os.path.dirname(init_file)
-    modules = tuple(sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and f != "__init__.py"))
+    import importlib.util
+    import pkgutil
+    import sys
+    # through the import system, not the file system: the EMR job imports local/ from a zip
+    modules = tuple(sorted(m.name for m in pkgutil.iter_modules(sys.modules[name].__path__)))
     owners = {}
 
     def owner_of():
         if not owners:
             seen = {}
             for module in modules:
-                with open(os.path.join(folder, module + ".py"), encoding="utf-8") as f:
-                    tree = ast.parse(f.read())
+                spec = importlib.util.find_spec(f"{name}.{module}")
+                tree = ast.parse(spec.loader.get_source(spec.name))
                 for node in tree.body:
                     targets = [node] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
                         getattr(node, "targets", [])

@@ -84,6 +84,53 @@ def test_onset_rate_ratio_compares_each_genre_with_its_own_real_excerpts():
     assert none["onset_rate_ratio"] is None
 
 
+def test_the_wilson_interval_of_a_share_matches_published_values_and_its_edges():
+    assert judge_figures.wilson_interval(8, 10) == pytest.approx([0.4902, 0.9433], abs=1e-4)
+    assert judge_figures.wilson_interval(20, 30) == pytest.approx([0.4878, 0.8077], abs=1e-4)  # 0.67 of 30 clips
+    low, high = judge_figures.wilson_interval(0, 10)
+    assert low == 0 and high == pytest.approx(0.2775, abs=1e-4)  # not the normal approximation's empty [0, 0]
+    low, high = judge_figures.wilson_interval(10, 10)
+    assert low == pytest.approx(0.7225, abs=1e-4) and high == 1
+    assert judge_figures.wilson_interval(0, 0) is None
+    assert judge_figures.with_interval(20 / 30, judge_figures.wilson_interval(20, 30)) == "0.67 [0.49, 0.81]"
+
+
+def test_the_bootstrap_interval_is_reproducible_and_holds_the_ratio():
+    rng = np.random.default_rng(3)
+    flatness = rng.uniform(0.01, 0.2, 30)
+    real = [0.05] * 30
+    interval = judge_figures.bootstrap_ratio_interval(flatness, real)
+    assert interval == judge_figures.bootstrap_ratio_interval(flatness, real)  # seeded: the same every run
+    assert interval != judge_figures.bootstrap_ratio_interval(flatness, real, seed=1)
+    assert interval[0] < flatness.mean() / 0.05 < interval[1]
+    wide = judge_figures.bootstrap_ratio_interval(flatness[:6], real[:6])
+    assert wide[1] - wide[0] > interval[1] - interval[0]  # fewer clips, less known
+    assert judge_figures.bootstrap_ratio_interval([0.1] * 5, [0.05] * 5) == pytest.approx([2, 2])
+    assert judge_figures.bootstrap_ratio_interval([], []) is None
+    assert judge_figures.bootstrap_ratio_interval([1.0, 2.0], [0.0, 0.0]) is None
+    overall, per_genre = judge_figures.onset_rates_by_genre([1.0, 3.0, 4.0, 4.5], ["A", "A", "B", "B"],
+                                                            [2.0, 4.0], ["A", "B"])
+    for figures in (overall, per_genre["A"], per_genre["B"]):
+        low, high = figures["onset_rate_ratio_interval"]
+        assert low <= figures["onset_rate_ratio"] <= high
+    assert per_genre["A"]["onset_rate_ratio_interval"] == pytest.approx([0.5, 1.5])  # clips 1 or 3 vs real 2
+
+
+def test_a_floor_set_is_formed_from_the_excerpts_that_exist_or_their_halves():
+    rows = lambda k, n: [np.full((n, 2), float(i)) for i in range(k)]  # noqa: E731  k excerpts of n windows
+    reference, floor, method = judge_figures.floor_sets(rows(8, 1), rows(3, 1), 3)
+    assert method == "disjoint" and len(reference) == 8 and len(floor) == 3
+    reference, floor, method = judge_figures.floor_sets(rows(6, 1), [], 30)  # 30 clips, 6 excerpts
+    assert method == "split" and len(reference) == len(floor) == 3
+    reference, floor, method = judge_figures.floor_sets(rows(2, 4), [], 30)  # 2 long excerpts
+    assert method == "split" and len(reference) == len(floor) == 1
+    reference, floor, method = judge_figures.floor_sets(rows(1, 5), [], 30)  # one long excerpt: its halves
+    assert method == "halves" and [len(e) for e in reference] == [2] and [len(e) for e in floor] == [3]
+    assert judge_figures.floor_sets(rows(1, 1), [], 30)[2] == "none"
+    clips = [np.random.default_rng(k).normal(size=(1, 2)) for k in range(12)]
+    assert isinstance(judge_figures.matched_distance(clips, 3, reference), float)
+
+
 def test_real_excerpts_judged_as_if_generated_pass_and_white_noise_does_not(demo_tagger, judged):
     n = 24000  # 1.5 s clips
     # excerpts that start half a clip into the held-out tracks: not the reference set's excerpts
@@ -98,6 +145,13 @@ def test_real_excerpts_judged_as_if_generated_pass_and_white_noise_does_not(demo
     assert summary["per_genre"]["Electronic"]["real_onset_rate"] > 2 * summary["per_genre"]["Ambient"]["real_onset_rate"]
     for clip in per_clip:
         assert 0 <= clip["asked_genre_probability"] <= 1 and clip["nearest_training_track"].startswith("demo-")
+    hits = sum(c["top_genre"] == c["asked_genre"] for c in per_clip)
+    assert summary["genre_accuracy_interval"] == judge_figures.wilson_interval(hits, 6)
+    for figures in [summary] + list(summary["per_genre"].values()):  # every ratio with a 95% interval around it
+        for key in ("genre_accuracy", "flatness_ratio", "onset_rate_ratio"):
+            low, high = figures[f"{key}_interval"]
+            assert low <= figures[key] <= high, (key, figures)
+    assert summary["per_genre"]["Folk"]["n_judged_clips"] == 2 and summary["per_genre"]["Folk"]["real_flatness"] > 0
 
     noise = [mu_law_encode(np.random.default_rng(k).uniform(-0.5, 0.5, n)) for k in range(6)]
     _, noise_summary = judged.judge(noise, genres)
@@ -248,6 +302,9 @@ def test_judging_a_wavenet_adds_the_judge_to_generation_json(demo_tagger, tmp_pa
     assert set(per_genre) == {"Ambient", "Electronic", "Folk"} and "per_genre" not in summary
     for figures in per_genre.values():
         assert figures["n_clips"] == 1 and figures["real_onset_rate"] > 0 and figures["clip_onset_rate"] >= 0
+        assert len(figures["genre_accuracy_interval"]) == 2 and len(figures["flatness_ratio_interval"]) == 2
+    assert summary["genre_accuracy_interval"] == judge_figures.wilson_interval(round(3 * summary["genre_accuracy"]), 3)
+    assert summary["external_frechet_floor_method"] in ("disjoint", "split")
     assert summary["n_clips"] == 3 and summary["flatness_ratio"] > 1  # an untrained WaveNet: far from music
     for clip in report["clips"]:
         verdict = clip["judge"]
@@ -258,6 +315,8 @@ def test_judging_a_wavenet_adds_the_judge_to_generation_json(demo_tagger, tmp_pa
     assert all(len(clip["judge"]["external_tags"]) == 3 for clip in report["clips"])
     last = result.stdout.strip().splitlines()[-5:]
     assert last[0].startswith("judge: genre accuracy") and "flatness ratio" in last[0] and "onset rate ratio" in last[0]
+    accuracy = judge_figures.with_interval(summary["genre_accuracy"], summary["genre_accuracy_interval"])
+    assert last[0].startswith(f"judge: genre accuracy {accuracy}, flatness ratio ") and "]" in accuracy
     assert "external (MTT_musicnn): Frechet distance" in last[0]
     assert last[1].startswith("per genre: Ambient accuracy") and "onset rate ratio" in last[1]
     assert all(line.split()[0].endswith(".wav") and "onsets/s" in line for line in last[2:])

@@ -120,6 +120,26 @@ def test_white_noise_is_farther_from_the_demo_than_its_held_out_excerpts(demo_da
     assert "guitar" in per_clip[4]["external_tags"]  # a Folk excerpt: plucked strings
 
 
+def test_the_external_floor_is_a_number_when_clips_outnumber_held_out_excerpts(demo_dataset):
+    ear = external_judge.ExternalJudge(demo_dataset["data_dir"])
+    n = 32000  # 2 s: the 6 held-out tracks of 4 s give 12 excerpts, fewer than two per clip for 12 clips
+    rows = [r for r in dataset_files.read_index(demo_dataset["data_dir"]) if r["split"] in ("valid", "test")]
+    excerpts = judge_excerpts.real_excerpts(rows, n)
+    genres = [g for g in demo_corpus.DEMO_GENRES for _ in range(4)]
+    _, summary = ear.judge([excerpts[g][k % len(excerpts[g])] for k, g in enumerate(genres)], genres)
+    assert isinstance(summary["external_frechet_floor"], float), summary  # was None: no disjoint set of 12
+    assert summary["external_frechet_floor_method"] == "split", summary
+    assert summary["n_external_floor_excerpts"] == 6 and summary["n_external_reference_excerpts"] == 6
+    noise = [mu_law_encode(np.random.default_rng(k).uniform(-0.5, 0.5, n)) for k in range(12)]
+    _, noise_summary = ear.judge(noise, genres)
+    assert noise_summary["external_frechet_floor"] == summary["external_frechet_floor"]  # the same real sets
+    # like with like: noise's distance at the floor set's size is far above the floor, real audio's is not
+    assert noise_summary["external_frechet_distance_at_floor_size"] > 2 * noise_summary["external_frechet_floor"]
+    assert summary["external_frechet_distance_at_floor_size"] < noise_summary["external_frechet_distance_at_floor_size"]
+    from local.judge.verdict import summary_line
+    assert ", 6 excerpts, split; clips" in summary_line({**summary, "n_clips": 12})
+
+
 def run_stage4(*args):
     import run_model_predictions
     stdout = io.StringIO()

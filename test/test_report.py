@@ -150,9 +150,11 @@ def test_the_onset_rate_ratio_is_charted_and_the_generated_clips_get_a_per_genre
     generation_json = os.path.join(tiny_run[1], "generation.json")
     with open(generation_json) as f:
         generation = json.load(f)
-    generation["judge_summary"] = {"genre_accuracy": 0.5, "onset_rate_ratio": 0.8125}
+    generation["judge_summary"] = {"genre_accuracy": 0.5, "genre_accuracy_interval": [0.25, 0.75],
+                                   "onset_rate_ratio": 0.8125}
     generation["judge_per_genre"] = {"Low": {"n_clips": 1, "genre_accuracy": 1.0, "clip_onset_rate": 1.75,
-                                             "real_onset_rate": 3.5, "onset_rate_ratio": 0.5},
+                                             "genre_accuracy_interval": [0.2065, 1.0], "real_onset_rate": 3.5,
+                                             "onset_rate_ratio": 0.5, "onset_rate_ratio_interval": [0.25, 0.75]},
                                      "High": {"n_clips": 1, "onset_rate_ratio": 1.125}}
     copied = str(tmp_path / "generated")
     shutil.copytree(tiny_run[1], copied)
@@ -168,9 +170,12 @@ def test_the_onset_rate_ratio_is_charted_and_the_generated_clips_get_a_per_genre
     table = page[page.index('<table class="per-genre">'):]
     table = table[:table.index("</table>")]
     assert "<th>onset rate ratio</th>" in table and "<th>real onset rate</th>" in table
-    assert "<tr><td>Low</td><td>1</td><td>1</td><td></td><td>1.75</td><td>3.5</td><td>0.5</td></tr>" in table
-    assert "<tr><td>High</td><td>1</td><td></td><td></td><td></td><td></td><td>1.125</td></tr>" in table
+    assert "<th>flatness ratio</th>" in table  # each figure with its 95% interval, when it has one
+    assert ("<tr><td>Low</td><td>1</td><td>1 [0.2065, 1]</td><td></td><td></td><td>1.75</td><td>3.5</td>"
+            "<td>0.5 [0.25, 0.75]</td></tr>") in table
+    assert "<tr><td>High</td><td>1</td><td></td><td></td><td></td><td></td><td></td><td>1.125</td></tr>" in table
     assert "<td>onset_rate_ratio</td><td>0.8125</td>" in page  # the summary's key-value table
+    assert "<td>genre_accuracy</td><td>0.5 [0.25, 0.75]</td>" in page
 
 
 def test_the_page_loads_completely_in_headless_chromium_even_when_the_folder_is_copied(tiny_run, tmp_path):

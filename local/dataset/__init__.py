@@ -10,4 +10,4 @@ or ``local.dataset.name``: :func:`local.lazy_package`), so importing the package
 """
 from local import lazy_package
 
-__getattr__, __dir__ = lazy_package(__name__, __file__)
+__getattr__, __dir__ = lazy_package(__name__)

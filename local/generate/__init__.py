@@ -10,4 +10,4 @@ or ``local.generate.name``: :func:`local.lazy_package`), so importing the packag
 """
 from local import lazy_package
 
-__getattr__, __dir__ = lazy_package(__name__, __file__)
+__getattr__, __dir__ = lazy_package(__name__)

@@ -11,4 +11,4 @@ or ``local.judge.name``: :func:`local.lazy_package`), so importing the package c
 """
 from local import lazy_package
 
-__getattr__, __dir__ = lazy_package(__name__, __file__)
+__getattr__, __dir__ = lazy_package(__name__)

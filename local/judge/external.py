@@ -7,7 +7,10 @@ project's judge uses: :func:`local.judge.excerpts.pick_excerpts`), through ``MTT
 - ``external_frechet_distance``: the Frechet distance between the clips' and the real reference excerpts'
   penultimate-layer embeddings (one per 3 s patch; a shorter clip is repeat-padded to one patch), and
   ``external_frechet_floor``: the same distance for a disjoint set of real excerpts as many as the clips
-  ("as good as real");
+  ("as good as real"), or, with too few held-out excerpts for that, for a floor set of the excerpts that exist or
+  of their halves (:func:`local.judge.figures.floor_sets`; ``external_frechet_floor_method``,
+  ``n_external_floor_excerpts``, and ``external_frechet_distance_at_floor_size``: the clips' distance at the
+  floor set's size);
 - ``external_tag_similarity``: the cosine similarity between the clips' mean tag vector and the real reference
   excerpts' (``external_tag_similarity_floor``: the same for the real floor set), and
   ``external_tag_similarity_per_genre``: per asked genre, the clips of that genre against the real excerpts
@@ -88,8 +91,9 @@ class ExternalJudge:
 
     def judge(self, clips, asked_genres):
         """Judge generated clips: (per-clip dicts with external_top_tags, external_tags; summary dict with
-        external_frechet_distance, external_frechet_floor, external_tag_similarity (+ _floor, _per_genre),
-        external_model, external_embedding_size, n_external_reference_excerpts).
+        external_frechet_distance, external_frechet_floor (+ _method, n_external_floor_excerpts,
+        external_frechet_distance_at_floor_size: :func:`local.judge.figures.floor_sets`), external_tag_similarity
+        (+ _floor, _per_genre), external_model, external_embedding_size, n_external_reference_excerpts).
 
         clips         WAV paths, float waveforms (n,) in [-1, 1] at the dataset's sample rate, or code arrays (n,)
                       int of its quantization (as local.judge.verdict.Judge.judge takes them); cut to the shortest
@@ -112,15 +116,18 @@ class ExternalJudge:
             similarity = mean_cosine(clip_tags[clips], real_tags[real_genres == genre])
             if similarity is not None:
                 per_genre[genre] = similarity
-        summary = {"external_frechet_distance": figures.set_distance(clip_embeddings, [e for e, _ in analyzed],
-                                                                     real["reference"]),
-                   "external_frechet_floor": figures.set_distance(clip_embeddings, real["floor"], real["reference"])
-                   if len(real["floor"]) == len(codes) else None,
+        clip_windows = [e for e, _ in analyzed]
+        reference, floor, floor_method = figures.floor_sets(real["reference"], real["floor"], len(codes))
+        summary = {"external_frechet_distance": figures.set_distance(clip_embeddings, clip_windows, reference),
+                   "external_frechet_floor": figures.set_distance(clip_embeddings, floor, reference),
+                   "external_frechet_floor_method": floor_method, "n_external_floor_excerpts": len(floor),
+                   "external_frechet_distance_at_floor_size": None if floor_method == "disjoint" else
+                   figures.matched_distance(clip_windows, len(floor), reference, halves=floor_method == "halves"),
                    "external_tag_similarity": mean_cosine(clip_tags, real["reference_tags"]),
                    "external_tag_similarity_floor": mean_cosine(real["floor_tags"], real["reference_tags"]),
                    "external_tag_similarity_per_genre": per_genre,
                    "external_model": self.tagger.name, "external_embedding_size": self.tagger.embedding_size,
-                   "n_external_reference_excerpts": len(real["reference"])}
+                   "n_external_reference_excerpts": len(reference)}
         return per_clip, summary
 
 

@@ -23,7 +23,8 @@ import numpy as np
 from local.audio.waveform import mu_law_decode
 from local.core.config import StageError
 from local.judge.excerpts import clips_as_codes, pick_excerpts
-from local.judge.figures import genre_groups, onset_rate, onset_rates_by_genre, set_distance, spectral_flatness
+from local.judge.figures import (bootstrap_ratio_interval, genre_groups, onset_rate, onset_rates_by_genre,
+                                 set_distance, spectral_flatness, wilson_interval, with_interval)
 from local.judge.tagging import Tagger, dataset_embeddings, nearest
 from local.store import dataset_files
 from local.store.layout import RunDir
@@ -90,7 +91,9 @@ class Judge:
         onset_rate_ratio (the clips' onset rate over real excerpts' of the same genres,
         :func:`onset_rates_by_genre`), n_clips, how they were made, and ``per_genre``: per asked genre
         genre_accuracy, clip_flatness, clip_onset_rate, real_onset_rate, onset_rate_ratio, n_clips,
-        n_real_excerpts.
+        n_real_excerpts. With their 95% intervals, in the summary and per genre: genre_accuracy_interval (Wilson),
+        flatness_ratio_interval and onset_rate_ratio_interval (seeded bootstrap over the clips); per genre also
+        n_judged_clips, real_flatness and flatness_ratio (against that genre's real excerpts).
         """
         tagger, n_codes = self.tagger, self.tagger.quantization_channels
         codes, n_samples = clips_as_codes(clips, tagger.sample_rate, n_codes)
@@ -124,6 +127,8 @@ class Judge:
             figures["genre_accuracy"] = float(np.mean([c["top_genre"] == genre for c in mine])) \
                 if genre in tagger.genres else None
             figures["clip_flatness"] = float(np.mean([c["spectral_flatness"] for c in mine]))
+            figures.update(accuracy_figures(mine, genre in tagger.genres))
+            figures.update(flatness_figures(mine, real_flatness_of(real, genre)))
         summary = {"genre_accuracy": float(np.mean([c["top_genre"] == c["asked_genre"] for c in asked]))
                    if asked else None,
                    "flatness_ratio": clip_flatness / real_flatness if real_flatness else None,
@@ -136,7 +141,36 @@ class Judge:
                    "n_reference_excerpts": len(real["reference"]), "n_floor_excerpts": len(real["floor"]),
                    "excerpt_seconds": n_samples / tagger.sample_rate, "excerpt_splits": real["splits"],
                    "tagger_run": tagger.run_dir, "data_dir": str(self.data_dir), "per_genre": per_genre}
+        summary["genre_accuracy_interval"] = accuracy_figures(asked, bool(asked))["genre_accuracy_interval"]
+        summary["flatness_ratio_interval"] = flatness_figures(per_clip, real_flatness)["flatness_ratio_interval"]
+        summary["onset_rate_ratio_interval"] = onsets["onset_rate_ratio_interval"]
         return per_clip, summary
+
+
+def accuracy_figures(clips, judged):
+    """``genre_accuracy_interval`` (95% Wilson, :func:`wilson_interval`) and ``n_judged_clips`` of clips'
+    verdicts (dicts with top_genre, asked_genre); the interval is None when ``judged`` is false (the genre is not
+    the tagger's) or there are no clips."""
+    hits = sum(c["top_genre"] == c["asked_genre"] for c in clips)
+    return {"genre_accuracy_interval": wilson_interval(hits, len(clips)) if judged else None,
+            "n_judged_clips": len(clips) if judged else 0}
+
+
+def real_flatness_of(real, genre):
+    """The mean flatness of the real excerpts of ``genre`` in a :meth:`Judge.real_side` dict (all of them when the
+    genre has none); None without real excerpts."""
+    mine = [f for f, g in zip(real["flatness"], real["genres"]) if g == genre] or real["flatness"]
+    return float(np.mean(mine)) if mine else None
+
+
+def flatness_figures(clips, real_flatness):
+    """``real_flatness``, ``flatness_ratio`` (the clips' mean flatness over ``real_flatness``) and
+    ``flatness_ratio_interval`` (a bootstrap over the clips, :func:`bootstrap_ratio_interval`) of clips' verdicts."""
+    flatness = [c["spectral_flatness"] for c in clips]
+    if not flatness or not real_flatness:
+        return {"real_flatness": real_flatness, "flatness_ratio": None, "flatness_ratio_interval": None}
+    return {"real_flatness": real_flatness, "flatness_ratio": float(np.mean(flatness)) / real_flatness,
+            "flatness_ratio_interval": bootstrap_ratio_interval(flatness, [real_flatness] * len(flatness))}
 
 
 _JUDGES = {}  # (tagger run, model.keras mtime, data_dir) -> Judge: judge_clips loads each once per process
@@ -162,15 +196,17 @@ def summary_line(summary):
         return "-" if value is None else format(value, spec)
     parts = []
     if "genre_accuracy" in summary:
-        parts.append(f"genre accuracy {show(summary['genre_accuracy'], '.2f')}, flatness ratio "
-                     f"{show(summary['flatness_ratio'], '.2f')} (real = 1), onset rate ratio "
-                     f"{show(summary.get('onset_rate_ratio'), '.2f')} (real = 1), Frechet distance "
+        parts.append(f"genre accuracy {with_interval(summary['genre_accuracy'], summary.get('genre_accuracy_interval'))}"
+                     f", flatness ratio {with_interval(summary['flatness_ratio'], summary.get('flatness_ratio_interval'))}"
+                     f" (real = 1), onset rate ratio "
+                     f"{with_interval(summary.get('onset_rate_ratio'), summary.get('onset_rate_ratio_interval'))}"
+                     f" (real = 1; 95% intervals), Frechet distance "
                      f"{show(summary['frechet_distance'], '.3g')} (real vs real "
                      f"{show(summary['frechet_distance_floor'], '.3g')})")
     if "external_frechet_distance" in summary:
         parts.append(f"external ({summary['external_model']}): Frechet distance "
                      f"{show(summary['external_frechet_distance'], '.3g')} (real vs real "
-                     f"{show(summary['external_frechet_floor'], '.3g')}), tag similarity "
+                     f"{show(summary['external_frechet_floor'], '.3g')}{floor_note(summary)}), tag similarity "
                      f"{show(summary['external_tag_similarity'], '.2f')} (real "
                      f"{show(summary['external_tag_similarity_floor'], '.2f')})")
     return f"judge: {'; '.join(parts)} over {summary['n_clips']} clips"
@@ -181,9 +217,22 @@ def per_genre_line(per_genre):
     def show(value, spec):
         return "-" if value is None else format(value, spec)
     return "per genre: " + "; ".join(
-        f"{genre} accuracy {show(f.get('genre_accuracy'), '.2f')}, onset rate ratio "
-        f"{show(f.get('onset_rate_ratio'), '.2f')} ({show(f.get('clip_onset_rate'), '.1f')} vs "
+        f"{genre} accuracy {with_interval(f.get('genre_accuracy'), f.get('genre_accuracy_interval'))}, flatness "
+        f"ratio {with_interval(f.get('flatness_ratio'), f.get('flatness_ratio_interval'))}, onset rate ratio "
+        f"{with_interval(f.get('onset_rate_ratio'), f.get('onset_rate_ratio_interval'))} "
+        f"({show(f.get('clip_onset_rate'), '.1f')} vs "
         f"{show(f.get('real_onset_rate'), '.1f')} onsets/s)" for genre, f in per_genre.items())
+
+
+def floor_note(summary):
+    """How the external ear's floor was formed, when not from one disjoint real excerpt per clip: ", 3 excerpts,
+    split; 0.5 at that size" (``external_frechet_floor_method``, local.judge.figures.floor_sets)."""
+    method = summary.get("external_frechet_floor_method", "disjoint")
+    if method == "disjoint":
+        return ""
+    at_size = summary.get("external_frechet_distance_at_floor_size")
+    return (f", {summary.get('n_external_floor_excerpts')} excerpts, {method}"
+            + (f"; clips {at_size:.3g} at that size" if at_size is not None else ""))
 
 
 def clip_line(clip):

@@ -274,8 +274,8 @@ def _generated_section(run_dir, generation_paths):
         out.append(_table([f for f in facts if f[1] is not None], css="kv"))
         summary = report.get("judge_summary")
         if isinstance(summary, dict) and summary:
-            out.append(_table([(k, v) for k, v in summary.items() if not isinstance(v, (dict, list))],
-                              header=("judge", "value"), css="kv"))
+            out.append(_table([(k, _with_interval(summary, k)) for k, v in summary.items()
+                               if not isinstance(v, (dict, list))], header=("judge", "value"), css="kv"))
         per_genre = report.get("judge_per_genre")
         if isinstance(per_genre, dict) and per_genre:
             out.append(_per_genre_table(per_genre))
@@ -291,13 +291,23 @@ def _generated_section(run_dir, generation_paths):
     return "\n".join(out)
 
 
-PER_GENRE_COLUMNS = ("n_clips", "genre_accuracy", "clip_flatness", "clip_onset_rate", "real_onset_rate",
-                     "onset_rate_ratio")  # generation.json's judge_per_genre, in the page's order
+PER_GENRE_COLUMNS = ("n_clips", "genre_accuracy", "clip_flatness", "flatness_ratio", "clip_onset_rate",
+                     "real_onset_rate", "onset_rate_ratio")  # generation.json's judge_per_genre, in the page's order
+
+
+def _with_interval(figures, key):
+    """``figures[key]``, as "0.667 [0.488, 0.808]" when ``figures`` has its 95% interval ``<key>_interval``."""
+    value, interval = figures.get(key), figures.get(f"{key}_interval")
+    if value is None or not isinstance(interval, list) or len(interval) != 2:
+        return value
+    return f"{_fmt(value)} [{_fmt(interval[0])}, {_fmt(interval[1])}]"
 
 
 def _per_genre_table(per_genre):
-    """generation.json's ``judge_per_genre`` as a genre x figure table (a figure it lacks shows empty)."""
-    return _table([(genre,) + tuple(figures.get(c) if isinstance(figures, dict) else None for c in PER_GENRE_COLUMNS)
+    """generation.json's ``judge_per_genre`` as a genre x figure table (a figure it lacks shows empty; a figure
+    with its 95% interval shows it in brackets)."""
+    return _table([(genre,) + tuple(_with_interval(figures, c) if isinstance(figures, dict) else None
+                                    for c in PER_GENRE_COLUMNS)
                    for genre, figures in per_genre.items()],
                   header=("genre",) + tuple(c.replace("_", " ") for c in PER_GENRE_COLUMNS), css="per-genre")
 
