@@ -14,6 +14,7 @@ processes lock two different files of the same name). Local folders only; only t
 import fcntl
 import json
 import os
+import time
 
 LOCK_NAME = ".waveforms.lock"
 HELD_FDS = set()  # lock fds of this process: a forked worker closes its copies, so it never keeps a lock
@@ -68,6 +69,11 @@ def acquire_lock(directory, what):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = read_holder(fd)
+        for _ in range(20):  # the holder writes its pid just after it locks: a racing start may read it empty
+            if holder:
+                break
+            time.sleep(0.025)
+            holder = read_holder(fd)
         os.close(fd)
         raise LockHeld(f"{directory} is in use by process {holder.get('pid', '?')} ({holder.get('what', 'a writer')}"
                        f"): wait for it to finish, stop it, or use another folder") from None
