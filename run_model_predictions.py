@@ -287,8 +287,7 @@ def run(config):
         judge = wavenet_judges(config["judge"], genres=genres, sample_rate=sample_rate, wavenet_run=config["run_dir"],
                                data_dir=data_dir)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the results
-    import keras
+    import keras  # quietly: parsing the config set TensorFlow's C++ log level (local.core.quiet)
     model = keras.models.load_model(RunDir(config["run_dir"]).model_keras)
     from local.model.structure import check_model_matches
     check_model_matches(model, wavenet, config["run_dir"])

@@ -55,6 +55,14 @@ context_layers = 0  # when > 0: context_dilations = 1, 2, ... 2**(context_layers
 context_dilations = [1, 2, 4, 8, 16, 32]  # context layers' dilations, frames; whole model: 17,661 samples = 1.10 s
 #   with rate 256 and the demo's 1,024-sample stack ((frames + 1) x rate - 3 + that; model.json: total_receptive_field)
 context_channels = 32  # channels of the context stack
+# --- the plan (docs/plan.md): log-mel frames of the audio that a renderer plays and a prior writes ---
+plan_bands = 0  # mel bands per plan frame; > 0 makes the WaveNet a renderer, locally conditioned on the plan
+plan_hop = 256  # samples per plan frame (62.5 frames/s at 16 kHz)
+plan_n_fft = 1024  # samples of each frame's FFT window (Hann)
+plan_fmin = 30.0  # lowest mel band edge, Hz
+plan_fmax = 0.0  # highest mel band edge, Hz (0 = half the sample rate)
+plan_channels = 64  # channels of the renderer's conditioning network on plan frames
+plan_width = 2  # plan frames the conditioning network reads on each side of a sample's frame (its look-ahead)
 # --- data ---
 batch_size = 8  # examples per step
 window = 4000  # output samples per example (each example reads receptive_field + window - 1 codes)

@@ -115,7 +115,7 @@ def publish_run(spark, local_run, run_dir):
     spark_io.remove_folders_except(spark, spark_io.join(run_dir, RunDir.CHECKPOINTS), kept, prefix="step-")
 
 
-def spark_task(plan, config, run_dir):
+def spark_task(setup, config, run_dir):
     """The Spark job's task for local.train.runner.train_one: the model (seeded) and the checkpoint's optimizer.
     Elephas's workers start every epoch from the optimizer's config, so Adam's moments do not outlive an epoch;
     the checkpoint's optimizer (built, zero state) keeps the local checkpoint format loadable both ways."""
@@ -124,18 +124,18 @@ def spark_task(plan, config, run_dir):
     from local.model.wavenet import build_wavenet
     from local.train import loop as train_loop
     keras.utils.set_random_seed(config["seed"])
-    model = build_wavenet(plan.model_config)
+    model = build_wavenet(setup.model_config)
     optimizer = train_loop.make_optimizer(config["learning_rate"], config["grad_clip"])
     optimizer.build(model.trainable_variables)
     return train_loop.Task(model=model, optimizer=optimizer, batches=None, train_step=None, validate=None,
                          batch_size=config["batch_size"], samples_per_example=config["window"],
-                         baseline_bits=plan.model_config.uniform_bits)
+                         baseline_bits=setup.model_config.uniform_bits)
 
 
 def elephas_epochs(spark, tracks):
     """The Spark job's loop for local.train.runner.train_one: one Elephas fit per epoch, each ending in a metrics row,
     the callbacks (clips, the page), a checkpoint and model.keras (published to run_dir when that is a URI)."""
-    def loop(task, local_run, state, *, config, plan, on_evaluate, writer):
+    def loop(task, local_run, state, *, config, setup, on_evaluate, writer):
         from pyspark import StorageLevel
         from pyspark.sql.functions import col
 
@@ -146,7 +146,7 @@ def elephas_epochs(spark, tracks):
         from local.train import wavenet_task
         run_dir, window, batch_size = config["run_dir"], config["window"], config["batch_size"]
         # a window's codes before its first target (the context stack's past included)
-        wavenet, model, field = plan.model_config, task.model, plan.model_config.window_field
+        wavenet, model, field = setup.model_config, task.model, setup.model_config.window_field
         state.setdefault("epoch", 0)
         export_model = build_wavenet(wavenet)  # never compiled: model.keras then loads without this job's loss
         train_model, custom_objects = spark_windows.training_model(model, wavenet)
@@ -154,7 +154,7 @@ def elephas_epochs(spark, tracks):
                             loss=spark_windows.next_code_loss)
         # --start_from_silence: the tracks start after the silence generation starts from (local.train.runner)
         lead, silence = (field if config["start_from_silence"] else 0), wavenet.silence_code
-        valid_set = valid_set_on_executors(tracks, plan.valid_tracks, field, window, config["valid_windows"], lead,
+        valid_set = valid_set_on_executors(tracks, setup.valid_tracks, field, window, config["valid_windows"], lead,
                                            silence)
         eval_step = wavenet_task.make_eval_step(model, wavenet, window)
         workers = config["num_workers"] or spark.sparkContext.defaultParallelism
@@ -237,7 +237,7 @@ def main(argv=None):
     config = kinds.resolve_config(globals(), argv)
     check_spark_config(config)
     from aws import spark_io  # pyspark, TensorFlow: only once the config is good
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the executors' Python workers inherit it
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the executors' Python workers inherit it
     spark = spark_io.start_spark("waveforms-training", config["master"])
     try:
         with spark_io.LocalStage() as stage_dir:  # the temp folder goes even when the job stops early

@@ -36,14 +36,14 @@ def test_train_one_releases_the_run_dir_when_the_task_or_resume_fails(tmp_path):
     run_dir = str(tmp_path / "run")
     seen = []
 
-    def plan(config, data):
-        return runner.Plan(MODEL_JSON, None, ["A", "B"], 1000, data, [], [], steps=1)
+    def setup(config, data):
+        return runner.RunSetup(MODEL_JSON, None, ["A", "B"], 1000, data, [], [], steps=1)
 
-    def failing_task(plan, config, run_dir):
+    def failing_task(setup, config, run_dir):
         seen.append(lock_is_free(run_dir))
         raise StageError("no checkpoint can be loaded")
 
-    kind = runner.ModelKind("wavenet", check_config=None, plan=plan, task=failing_task, describe=lambda *a: "")
+    kind = runner.ModelKind("wavenet", check_config=None, setup=setup, task=failing_task, describe=lambda *a: "")
     data = runner.DatasetView("data", {}, [])
     with pytest.raises(StageError):
         runner.train_one(kind, {"run_dir": run_dir, "data_dir": "data"}, dataset=data)

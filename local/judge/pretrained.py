@@ -171,7 +171,7 @@ class PretrainedTagger:
     :meth:`analyze` on waveforms."""
 
     def __init__(self, name, threads=0):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import tensorflow as tf
         self.name = model_name(name)
         if not self.name:

@@ -33,6 +33,16 @@ Frames are aligned to the input's start: frame f holds input codes f*rate .. (f+
                         position n (input position context_past + n) takes the vector of the last frame that ends
                         at or before input position context_past + n: causal, and constant over a frame.
 
+The plan (only when ``plan_bands`` > 0: the renderer, local/model/plan_net.py; docs/plan.md): an input
+``plan`` (batch, frames + 2 * plan_width, plan_bands) float32 of log-mel dB frames (local/audio/plan.py)
+and a small network on frames that conditions every layer. Output position n (the code at the sample-level
+input's position n + 1) plays frame n // plan_hop of the window: a window starts so that the sample its first
+output predicts begins a frame, and its plan holds ``plan_width`` more frames on each side.
+  ``plan_input``        Conv1D(plan_channels, 1) of the frames, scaled from dB (/ 40 + 1)
+  ``plan{j}_conv``      Conv1D(plan_channels, 3, valid) + tanh, added to the frames it leaves (j < plan_width)
+  ``layer{i}_plan``     Dense(2*dilation_channels, no bias, zeros at first) of the frame's vector, added to both
+                        halves. Codes stay strictly causal; the plan is given, so its look-ahead is allowed.
+
 Its one description is :class:`WaveNetConfig` (as nanoGPT's ``GPTConfig``): it resolves the dilations from a
 stage config, validates, round-trips to ``model.json``'s ``model`` dict, answers the receptive field, the
 number of layers and whether the model is genre-conditioned, and builds the model's inputs. Everything
@@ -56,6 +66,15 @@ class LayerNames:
     postprocess2 = "postprocess2"
     context_embedding = "context_embedding"
     context_pool = "context_pool"
+    plan_input = "plan_input"
+
+    @staticmethod
+    def plan_conv(j):
+        return f"plan{j}_conv"
+
+    @staticmethod
+    def plan(i):
+        return f"layer{i}_plan"
 
     @staticmethod
     def conv(i):
@@ -105,7 +124,7 @@ def receptive_field(dilations, filter_width):
 # minimum of each whole-number field (filter_width: a causal convolution needs a past tap)
 _MINIMUMS = {"filter_width": 2, "residual_channels": 1, "dilation_channels": 1, "skip_channels": 1,
              "quantization_channels": 2, "genre_channels": 1, "n_genres": 1, "context_rate": 0,
-             "context_channels": 1}
+             "context_channels": 1, "plan_bands": 0, "plan_hop": 1, "plan_channels": 1, "plan_width": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +149,13 @@ class WaveNetConfig(ModelSettings):
     context_rate: int = 0
     context_dilations: tuple = (1, 2, 4, 8, 16, 32)
     context_channels: int = 32
+    plan_bands: int = 0
+    plan_hop: int = 256
+    plan_n_fft: int = 1024
+    plan_fmin: float = 30.0
+    plan_fmax: float = 0.0
+    plan_channels: int = 64
+    plan_width: int = 2
 
     def __post_init__(self):
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
@@ -170,6 +196,23 @@ class WaveNetConfig(ModelSettings):
     def receptive_field(self):
         """Samples one output depends on (see :func:`receptive_field`)."""
         return receptive_field(self.dilations, self.filter_width)
+
+    @property
+    def has_plan(self):
+        """Whether the model renders a plan (``plan_bands`` > 0): it then takes a ``plan`` input."""
+        return self.plan_bands > 0
+
+    def plan_settings(self, sample_rate):
+        """The :class:`local.audio.plan.PlanSettings` of this model's plan at ``sample_rate`` Hz, or None."""
+        from local.audio.plan import PlanSettings
+        return PlanSettings.from_model_keys(self.to_json(), sample_rate, self.quantization_channels)
+
+    def plan_frames_for(self, n_outputs):
+        """Frames of the ``plan`` input a pass with ``n_outputs`` sample-level output positions reads:
+        ceil(n_outputs / plan_hop) + 2 * plan_width (0 without a plan)."""
+        if not self.has_plan:
+            return 0
+        return -(-int(n_outputs) // self.plan_hop) + 2 * self.plan_width
 
     @property
     def has_context(self):
@@ -240,17 +283,23 @@ class WaveNetConfig(ModelSettings):
         """Whether the model takes a ``genre_id`` input."""
         return self.genre_conditioning
 
-    def model_inputs(self, codes, genre_ids=None):
-        """The model's inputs, as a list in its input order: ``codes`` (B, T) int32 [, ``genre_ids`` (B,) int32].
+    def model_inputs(self, codes, genre_ids=None, plan=None):
+        """The model's inputs, as a list in its input order: ``codes`` (B, T) int32 [, ``genre_ids`` (B,) int32]
+        [, ``plan`` (B, plan_frames_for(outputs), plan_bands) float32].
 
-        Arrays or tensors pass through unchanged (cast them to int32 first); ``genre_ids`` is dropped for an
-        unconditioned model and required by a conditioned one.
+        Arrays or tensors pass through unchanged (cast them first); ``genre_ids`` is dropped for an
+        unconditioned model and required by a conditioned one, ``plan`` the same for a renderer.
         """
-        if not self.conditioned:
-            return [codes]
-        if genre_ids is None:
-            raise ValueError("this model is genre-conditioned: pass one genre id per row")
-        return [codes, genre_ids]
+        inputs = [codes]
+        if self.conditioned:
+            if genre_ids is None:
+                raise ValueError("this model is genre-conditioned: pass one genre id per row")
+            inputs.append(genre_ids)
+        if self.has_plan:
+            if plan is None:
+                raise ValueError("this model renders a plan: pass the plan frames of every row")
+            inputs.append(plan)
+        return inputs
 
 
 FORMULATIONS = ("keras", "shifted")
@@ -285,6 +334,12 @@ def build_wavenet(config, formulation="keras"):
     if config.has_context:
         context, frame_index = _context_stack(config, codes)
         x = x[:, config.context_past:, :]  # the sample-level stack starts after the context's past
+    plan_vectors, plan_index = None, None
+    if config.has_plan:
+        from local.model.plan_net import plan_network
+        plan = keras.Input(shape=(None, config.plan_bands), dtype="float32", name="plan")
+        inputs.append(plan)
+        plan_vectors, plan_index = plan_network(config, plan, codes, LAYERS)
     skips = []
     for i, dilation in enumerate(config.dilations):
         z = dilated_conv(2 * dilation_channels, config.filter_width, dilation_rate=dilation, padding="causal",
@@ -297,6 +352,11 @@ def build_wavenet(config, formulation="keras"):
             projected = layers.Dense(2 * dilation_channels, use_bias=False, kernel_initializer="zeros",
                                      name=LAYERS.ctx(i))(context)
             z = z + ops.take(projected, frame_index, axis=1)  # each position its frame's vector (a row gather)
+        if plan_vectors is not None:
+            # zeros at first, as the context's: the renderer starts as the plain WaveNet
+            projected = layers.Dense(2 * dilation_channels, use_bias=False, kernel_initializer="zeros",
+                                     name=LAYERS.plan(i))(plan_vectors)
+            z = z + ops.take(projected, plan_index, axis=1)
         gated = ops.tanh(z[..., :dilation_channels]) * ops.sigmoid(z[..., dilation_channels:])
         skips.append(layers.Conv1D(config.skip_channels, 1, name=LAYERS.skip(i))(gated))
         if i < n_layers - 1:

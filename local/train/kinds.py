@@ -1,7 +1,7 @@
 """The model kinds stage 3 trains, each described once for :func:`local.train.runner.train_one`: the WaveNet
 (generates audio) and the genre tagger (classifies raw waveforms; judges the WaveNet's clips).
 
-A kind says how it checks its keys and its dataset and what its model.json holds (``plan``), builds its
+A kind says how it checks its keys and its dataset and what its model.json holds (``setup``), builds its
 model, optimizer and data (``task``), what it prints before training, which callbacks act at each
 evaluation, and what it does once trained. ``run_model_training.py``, ``--sweep`` and ``aws/spark_training.py``
 all go through :func:`train_config` or :func:`local.train.runner.train_one` with one of these.
@@ -20,12 +20,12 @@ from local.store import rundir
 from local.train import loop, runner
 from local.train import tagger_task as train_tagger_task
 from local.train import wavenet_task as train_wavenet_task
-from local.train.runner import ModelKind, Plan
+from local.train.runner import ModelKind, RunSetup
 
 # --- the WaveNet ---------------------------------------------------------------------------------------------
 
-def wavenet_plan(config, data):
-    """The WaveNet's :class:`local.train.runner.Plan`: the dataset's genres and rate, the model (its receptive
+def wavenet_setup(config, data):
+    """The WaveNet's :class:`local.train.runner.RunSetup`: the dataset's genres and rate, the model (its receptive
     field sets which tracks are long enough), model.json, and the judge (``--judge``: a tagger run that must
     fit this dataset's genres and sample rate, checked before any training)."""
     genres, sample_rate = runner.check_dataset(data.info, data.data_dir, config["quantization_channels"],
@@ -42,37 +42,37 @@ def wavenet_plan(config, data):
     if config.get("judge"):
         judged = external.wavenet_judges(config["judge"], genres=genres, sample_rate=sample_rate,
                                      wavenet_run=config["run_dir"], data_dir=data.data_dir)
-    return Plan(model_json, wavenet, genres, sample_rate, data, train_tracks, valid_tracks,
+    return RunSetup(model_json, wavenet, genres, sample_rate, data, train_tracks, valid_tracks,
                 steps=config.get("steps", 0), extra={"judge": judged})
 
 
-def wavenet_task(plan, config, run_dir):
+def wavenet_task(setup, config, run_dir):
     """The WaveNet's task (local.train.wavenet_task.wavenet_task), and its baselines: the uniform and the train tracks'
-    unigram bits/sample, kept in the plan and written for the run's page."""
-    task = train_wavenet_task.wavenet_task(plan.model_config, train_tracks=plan.train_tracks, valid_tracks=plan.valid_tracks,
+    unigram bits/sample, kept in the setup and written for the run's page."""
+    task = train_wavenet_task.wavenet_task(setup.model_config, train_tracks=setup.train_tracks, valid_tracks=setup.valid_tracks,
                                  config=config)
-    plan.extra["baselines"] = {"unigram": dataset.unigram_bits(plan.train_tracks,
-                                                               plan.model_config.quantization_channels),
+    setup.extra["baselines"] = {"unigram": dataset.unigram_bits(setup.train_tracks,
+                                                               setup.model_config.quantization_channels),
                                "uniform": task.baseline_bits}
-    report.write_baselines(run_dir, plan.extra["baselines"]["uniform"], plan.extra["baselines"]["unigram"])
+    report.write_baselines(run_dir, setup.extra["baselines"]["uniform"], setup.extra["baselines"]["unigram"])
     return task
 
 
-def wavenet_describe(plan, task, config):
-    line = train_wavenet_task.describe(task.model, plan.model_config, sample_rate=plan.sample_rate,
-                             n_train=len(plan.train_tracks), n_valid=len(plan.valid_tracks),
+def wavenet_describe(setup, task, config):
+    line = train_wavenet_task.describe(task.model, setup.model_config, sample_rate=setup.sample_rate,
+                             n_train=len(setup.train_tracks), n_valid=len(setup.valid_tracks),
                              n_valid_windows=config["valid_windows"])
-    baselines = plan.extra.get("baselines")
+    baselines = setup.extra.get("baselines")
     if baselines:
         line += "; baselines: " + ", ".join(f"{k} {v:.2f}" for k, v in baselines.items()) + " bits/sample"
     return line
 
 
-def wavenet_callbacks(plan, task, config, state, run_dir):
+def wavenet_callbacks(setup, task, config, state, run_dir):
     """A warning when the loss is stuck at the start, clips sampled (and judged) every ``sample_every`` steps,
     and the run's page. The Spark job has no ``sample_every``/``eval_every``: every evaluation (epoch) then."""
-    judged = plan.extra.get("judge")
-    return [loop.stuck_warning(config.get("stuck_check_step", 0), plan.model_config.quantization_channels,
+    judged = setup.extra.get("judge")
+    return [loop.stuck_warning(config.get("stuck_check_step", 0), setup.model_config.quantization_channels,
                                    state["step"]),
             *report.report_callbacks(task.model, run_dir, sample_every=config.get("sample_every", 1),
                                      sample_seconds=config["sample_seconds"], seed=config["seed"],
@@ -80,21 +80,21 @@ def wavenet_callbacks(plan, task, config, state, run_dir):
                                      judge_clips=judged.judge if judged else None)]
 
 
-def wavenet_after_train(plan, task, config, summary, run_dir):
+def wavenet_after_train(setup, task, config, summary, run_dir):
     print(f"report: {report.write_report(run_dir)}")
-    print(rundir.done_line(run_dir, plan.extra.get("baselines") or {"uniform": plan.model_config.uniform_bits},
+    print(rundir.done_line(run_dir, setup.extra.get("baselines") or {"uniform": setup.model_config.uniform_bits},
                                     shown_as=None if run_dir == config["run_dir"] else config["run_dir"]))
     return summary
 
 
-WAVENET = ModelKind("wavenet", check_config=None, plan=wavenet_plan, task=wavenet_task, describe=wavenet_describe,
+WAVENET = ModelKind("wavenet", check_config=None, setup=wavenet_setup, task=wavenet_task, describe=wavenet_describe,
                     callbacks=wavenet_callbacks, after_train=wavenet_after_train)
 
 
 # --- the genre tagger ----------------------------------------------------------------------------------------
 
-def tagger_plan(config, data):
-    """The tagger's plan: the dataset's genres and rate, windows of ``tagger_input_samples``, model.json with
+def tagger_setup(config, data):
+    """The tagger's setup: the dataset's genres and rate, windows of ``tagger_input_samples``, model.json with
     stage 2's decode settings (files are tagged as the dataset was made); ``tagger_steps`` steps."""
     genres, sample_rate = runner.check_dataset(data.info, data.data_dir, config["quantization_channels"],
                                                  stage2=data.stage2)
@@ -111,45 +111,45 @@ def tagger_plan(config, data):
         print(f"warning: {refused}")
     model_json = model_tagger.tagger_model_json(tagger_config, genres=genres, sample_rate=sample_rate,
                                           data_dir=data.data_dir, decode=DecodeSettings.from_dict(data.info))
-    return Plan(model_json, tagger_config, genres, sample_rate, data, train_tracks, valid_tracks,
+    return RunSetup(model_json, tagger_config, genres, sample_rate, data, train_tracks, valid_tracks,
                 steps=config["tagger_steps"], extra={"features": features})
 
 
-def tagger_task(plan, config, run_dir):
+def tagger_task(setup, config, run_dir):
     """The waveform tagger's task, or the transfer mode's (a head on pretrained embeddings; its ``predict``
-    kept in the plan for the evaluation)."""
-    if plan.extra.get("features") is None:
-        return train_tagger_task.tagger_task(plan.model_config, train_tracks=plan.train_tracks, valid_tracks=plan.valid_tracks,
+    kept in the setup for the evaluation)."""
+    if setup.extra.get("features") is None:
+        return train_tagger_task.tagger_task(setup.model_config, train_tracks=setup.train_tracks, valid_tracks=setup.valid_tracks,
                                   config=config)
-    task, plan.extra["predict"] = train_tagger_task.transfer_task(
-        plan.model_config, plan.extra["features"], index=plan.dataset.index, genres=plan.genres,
-        sample_rate=plan.sample_rate, train_tracks=plan.train_tracks, valid_tracks=plan.valid_tracks, config=config,
+    task, setup.extra["predict"] = train_tagger_task.transfer_task(
+        setup.model_config, setup.extra["features"], index=setup.dataset.index, genres=setup.genres,
+        sample_rate=setup.sample_rate, train_tracks=setup.train_tracks, valid_tracks=setup.valid_tracks, config=config,
         run_dir=run_dir)
     return task
 
 
-def tagger_describe(plan, task, config):
+def tagger_describe(setup, task, config):
     return (f"tagger: {task.model.count_params():,} parameters, "
-            f"{train_tagger_task.training_line(plan.model_config, config, plan.sample_rate)}, {len(plan.train_tracks)} train / "
-            f"{len(plan.valid_tracks)} valid tracks, genres: {', '.join(plan.genres)}; chance "
-            f"{plan.model_config.chance_bits:.2f} bits/window")
+            f"{train_tagger_task.training_line(setup.model_config, config, setup.sample_rate)}, {len(setup.train_tracks)} train / "
+            f"{len(setup.valid_tracks)} valid tracks, genres: {', '.join(setup.genres)}; chance "
+            f"{setup.model_config.chance_bits:.2f} bits/window")
 
 
-def tagger_after_train(plan, task, config, summary, run_dir):
+def tagger_after_train(setup, task, config, summary, run_dir):
     """Track-level accuracy on the valid and test tracks (evaluation.json), printed as a table."""
-    result = train_tagger_task.write_evaluation(run_dir, task.model, plan.dataset.index, plan.genres,
-                                     data_dir=plan.dataset.data_dir, input_samples=plan.model_config.input_samples,
+    result = train_tagger_task.write_evaluation(run_dir, task.model, setup.dataset.index, setup.genres,
+                                     data_dir=setup.dataset.data_dir, input_samples=setup.model_config.input_samples,
                                      max_windows=config["tagger_eval_windows"],
                                      quantization_channels=config["quantization_channels"],
-                                     predict=plan.extra.get("predict"),
-                                     extra={"features": plan.model_config.features,
-                                            "balanced_training": plan.model_config.pretrained
-                                            or plan.model_config.balanced})
+                                     predict=setup.extra.get("predict"),
+                                     extra={"features": setup.model_config.features,
+                                            "balanced_training": setup.model_config.pretrained
+                                            or setup.model_config.balanced})
     train_tagger_task.print_evaluation(result, run_dir)
     return {**summary, "evaluation": result}
 
 
-TAGGER = ModelKind(model_tagger.KIND, check_config=model_tagger.check_config, plan=tagger_plan, task=tagger_task,
+TAGGER = ModelKind(model_tagger.KIND, check_config=model_tagger.check_config, setup=tagger_setup, task=tagger_task,
                    describe=tagger_describe, after_train=tagger_after_train)
 
 KINDS = {kind.name: kind for kind in (WAVENET, TAGGER)}

@@ -124,7 +124,7 @@ def local_dataset(data_dir):
 
 
 @dataclasses.dataclass
-class Plan:
+class RunSetup:
     """What a model kind decided from the config and the dataset, before any model exists (no TensorFlow).
 
     model_json    run_dir/model.json's dict (its ``kind``, ``model``, genres, sample_rate, ...)
@@ -150,58 +150,58 @@ class ModelKind:
 
     name          model.json's ``kind`` and the ``model`` key's value
     check_config  (config) -> None: the kind's own keys (ConfigError naming one), or None
-    plan          (config, DatasetView) -> :class:`Plan`: checks the dataset (StageError, one line)
-    task          (plan, config, run_dir) -> :class:`Task`: the model, optimizer, batches and validation
-    describe      (plan, task, config) -> the line printed before training
-    callbacks     (plan, task, config, state, run_dir) -> on_evaluate callbacks (:func:`train`), or None
-    after_train   (plan, task, config, summary, run_dir) -> the summary returned, or None
+    setup         (config, DatasetView) -> :class:`RunSetup`: checks the dataset (StageError, one line)
+    task          (setup, config, run_dir) -> :class:`Task`: the model, optimizer, batches and validation
+    describe      (setup, task, config) -> the line printed before training
+    callbacks     (setup, task, config, state, run_dir) -> on_evaluate callbacks (:func:`train`), or None
+    after_train   (setup, task, config, summary, run_dir) -> the summary returned, or None
     """
     name: str
     check_config: object
-    plan: object
+    setup: object
     task: object
     describe: object
     callbacks: object = None
     after_train: object = None
 
 
-def train_locally(task, run_dir, state, *, config, plan, on_evaluate, writer):
-    """The laptop loop for :func:`train_one`: :func:`train` up to ``plan.steps`` with the config's
+def train_locally(task, run_dir, state, *, config, setup, on_evaluate, writer):
+    """The laptop loop for :func:`train_one`: :func:`train` up to ``setup.steps`` with the config's
     learning-rate schedule (:func:`learning_rate_at`), time budget, evaluation and checkpoint intervals."""
     def learning_rate(step, time_fraction=0.0):
         return learning_rate_at(step, config["learning_rate"], schedule=config["lr_schedule"],
-                                warmup_steps=config["warmup_steps"], total_steps=plan.steps,
+                                warmup_steps=config["warmup_steps"], total_steps=setup.steps,
                                 min_learning_rate=config["min_learning_rate"], time_fraction=time_fraction)
 
-    return train(task, run_dir, state, config=config, steps=plan.steps, eval_every=config["eval_every"],
+    return train(task, run_dir, state, config=config, steps=setup.steps, eval_every=config["eval_every"],
                  checkpoint_every=config["checkpoint_every"], keep_checkpoints=config["keep_checkpoints"],
                  learning_rate_at=learning_rate, max_minutes=config["max_minutes"], on_evaluate=on_evaluate,
                  writer=writer)
 
 
 def train_one(kind, config, *, dataset=None, make_task=None, loop=train_locally, run_dir=None, shown_as=None):
-    """Stage 3 for one resolved config and one :class:`ModelKind`: check the dataset and plan the model, hold
+    """Stage 3 for one resolved config and one :class:`ModelKind`: check the dataset and set the model up, hold
     the run directory (locked for the whole run, released on every path), build the task, resume from the
     newest good checkpoint, write config.json and model.json, train, then the kind's after-train step.
 
-    The Spark job passes its own ``dataset`` (read through Spark), ``make_task`` (``(plan, config, run_dir)``:
+    The Spark job passes its own ``dataset`` (read through Spark), ``make_task`` (``(setup, config, run_dir)``:
     the model and the checkpoint optimizer), ``loop`` (its Elephas epochs; same signature as
     :func:`train_locally`), and ``run_dir`` (the local copy of a remote run, named ``shown_as`` in messages).
     Returns the kind's summary.
     """
     data = dataset if dataset is not None else local_dataset(config["data_dir"])
-    plan = kind.plan(config, data)
+    setup = kind.setup(config, data)
     run_dir = run_dir or config["run_dir"]
-    if loop is train_locally and plan.steps == 0 and not rundir.latest_checkpoint(run_dir):
+    if loop is train_locally and setup.steps == 0 and not rundir.latest_checkpoint(run_dir):
         steps_key = "tagger_steps" if kind.name != "wavenet" else "steps"
         raise StageError(f"--{steps_key}=0 on a new run would save an untrained model as a finished run: "
                          f"pass --{steps_key}=N (N >= 1)")
-    with rundir.locked(run_dir, plan.model_json, shown_as=shown_as):
-        task = (make_task or kind.task)(plan, config, run_dir)
+    with rundir.locked(run_dir, setup.model_json, shown_as=shown_as):
+        task = (make_task or kind.task)(setup, config, run_dir)
         state = resume(run_dir, task.model, task.optimizer, shown_as=shown_as)
-        rundir.write_run_files(run_dir, config, plan.model_json)
-        print(kind.describe(plan, task, config))
-        on_evaluate = kind.callbacks(plan, task, config, state, run_dir) if kind.callbacks else []
+        rundir.write_run_files(run_dir, config, setup.model_json)
+        print(kind.describe(setup, task, config))
+        on_evaluate = kind.callbacks(setup, task, config, state, run_dir) if kind.callbacks else []
         with rundir.tensorboard(run_dir) as writer:
-            summary = loop(task, run_dir, state, config=config, plan=plan, on_evaluate=on_evaluate, writer=writer)
-        return kind.after_train(plan, task, config, summary, run_dir) if kind.after_train else summary
+            summary = loop(task, run_dir, state, config=config, setup=setup, on_evaluate=on_evaluate, writer=writer)
+        return kind.after_train(setup, task, config, summary, run_dir) if kind.after_train else summary
