@@ -6,7 +6,8 @@ clips (streams) are generated at once, by default one per genre of a genre-condi
 
 Writes into out_dir: <genre>_<nn>.wav (16-bit PCM mono at the model's sample rate), <genre>_<nn>.png
 (spectrogram), generation.json (settings and measured samples/s per clip) and config.json; the WAV paths are
-printed last. With --evaluate=true, first <run_dir>/evaluation.json: test bits/sample beside the uniform and
+printed last. A renderer's clips also get <genre>_<nn>.plan.npy (the plan frames each played, drawn above its
+spectrogram) and generation.json their plan_source and the plan fidelity (local/judge/plan_fidelity.py). With --evaluate=true, first <run_dir>/evaluation.json: test bits/sample beside the uniform and
 unigram baselines, printed as a table. Then the run's page <run_dir>/report.html is rewritten with the
 evaluation and these clips (<run_dir>/generations.json remembers where they are; local/report/page.py).
 With --judge=<tagger run>, generation.json also holds the genre tagger's
@@ -20,6 +21,9 @@ Run:
   python run_model_predictions.py --run_dir=data/demo/run --out_dir=data/demo/generated --seconds=3
   python run_model_predictions.py --run_dir=data/runs/default --genre=Rock --streams=4 --temperature=0.9
   python run_model_predictions.py --run_dir=data/runs/default --prime_track=000123 --prime_seconds=2
+  python run_model_predictions.py --run_dir=data/demo/run --out_dir=data/demo/resynthesized --plan=heldout \
+      --streams=30 --judge=data/demo/tagger   # a renderer plays the plans of held-out excerpts (resynthesis)
+  python run_model_predictions.py --run_dir=data/demo/run --plan=file:song.mp3 --offset=30   # its plan, our voice
   python run_model_predictions.py --run_dir=data/runs/default --evaluate=true --seconds=0   # scores only
   python run_model_predictions.py --run_dir=data/demo/run --out_dir=data/demo/generated --seconds=3 \
       --judge=data/demo/tagger                  # + the tagger's verdict per clip and judge_summary
@@ -46,6 +50,11 @@ streams = 0  # clips generated at once (0 = one per genre for a genre-conditione
 genre = ""  # genre of every clip, a name from the run's genres (empty = cycle through the genres)
 temperature = 1.0  # logits are divided by it before sampling: < 1 tamer, > 1 wilder, 0 = most likely code
 seed = 0  # the same seed gives the same clips; clip k depends only on the seed and k
+plan = ""  # what a renderer (a run trained with --plan_bands) plays (docs/plan.md): heldout (excerpts of the
+#            test and valid tracks of each clip's genre: resynthesis) | track:<track_id> | file:<audio file or a
+#            clip's .plan.npy> ("play this in the model's voice") | none (a model without a plan); empty = heldout
+#            for a renderer, none otherwise
+offset = 0.0  # seconds into the --plan=track:/file: source where the clips' plan starts (rounded to a frame)
 prime_track = ""  # track_id of a dataset track whose opening the clips continue (empty = start from silence)
 prime_seconds = 1.0  # how much of the prime track to play to the model, seconds
 include_prime = True  # the WAV starts with the prime audio, so you hear where the model takes over
@@ -110,11 +119,12 @@ def read_index(config, data_dir, n_codes, sample_rate):
     ``sample_rate`` (Hz) are the model's: a dataset of other codes, or another rate to evaluate on, is refused."""
     from local.core import checks
     from local.store import dataset_files
-    if not (config["prime_track"] or config["evaluate"]):
+    if not (config["prime_track"] or config["evaluate"] or config["plan"] == "heldout"
+            or config["plan"].startswith("track:")):
         return []
     if not data_dir or not dataset_files.list_parts(data_dir):
         raise StageError(f"data_dir={data_dir!r} holds no processed dataset (tracks/part-*.parquet), needed for "
-                         f"{'--prime_track' if config['prime_track'] else '--evaluate'}: pass --data_dir=FOLDER")
+                         f"{'--prime_track' if config['prime_track'] else '--evaluate' if config['evaluate'] else '--plan=' + config['plan']}: pass --data_dir=FOLDER")
     data_info = dataset_files.read_dataset_json(data_dir) or {}
     if data_info.get("quantization_channels", n_codes) != n_codes:
         raise StageError(f"{data_dir} holds {data_info['quantization_channels']}-level codes but the model in "
@@ -175,14 +185,15 @@ def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir, sample
     print("\n" + "\n".join(evaluation.evaluation_table(result)) + "\n" + path)
 
 
-def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, judge=None):
-    """Generate the clips into out_dir (WAV, PNG, generation.json) and print their paths; with a ``judge``
-    (local.judge.verdict.Judge), its verdicts go into generation.json and beside the paths."""
+def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, judge=None, index=(), data_dir=""):
+    """Generate the clips into out_dir (WAV, PNG [, plan], generation.json) and print their paths; a renderer
+    plays ``--plan``'s plans (local/generate/plan_sources.py); with a ``judge`` (local.judge.verdict.Judge), its
+    verdicts go into generation.json and beside the paths."""
     import numpy as np
     from tqdm import tqdm
 
     from local.core.fileio import write_json_atomic
-    from local.generate import clip_files, fast
+    from local.generate import clip_files, fast, plan_sources, rendering
     from local.generate import weights as generate_weights
     from local.report import page as report
     from local.store import clip_folder, dataset_files
@@ -190,8 +201,16 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     prime_genre = prime_row["genre"] if prime_row is not None else None
     clip_genres = fast.stream_genres(genres, conditioned=wavenet.conditioned, genre=config["genre"],
                                            streams=config["streams"], prime_genre=prime_genre)
-    genre_ids = [genres.index(g) if g in genres else 0 for g in clip_genres]
     n_samples = int(round(config["seconds"] * sample_rate))
+    plans, settings = None, wavenet.plan_settings(sample_rate)
+    if settings is not None:
+        plans = plan_sources.clip_plans(config["plan"], settings=settings, width=wavenet.plan_width,
+                                        n_samples=n_samples, clip_genres=clip_genres, index=index, data_dir=data_dir,
+                                        offset=config["offset"], decode_settings=decode_settings_of(data_dir, wavenet,
+                                                                                                    sample_rate))
+        if wavenet.conditioned and not config["genre"]:  # a track's plan plays in its own genre
+            clip_genres = [source or g for source, g in zip(plans.genres, clip_genres)]
+    genre_ids = [genres.index(g) if g in genres else 0 for g in clip_genres]
     state = fast.initial_state(weights, genre_ids=genre_ids if wavenet.conditioned else None,
                                      n_streams=len(genre_ids), seed=config["seed"])
     prime = np.zeros(0, np.int64)
@@ -201,18 +220,27 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     compile_seconds = fast.warm_up(weights, genre_ids, config["threads"])  # numba: ~10 s once, then cached
     if compile_seconds > 2:
         print(f"compiled the generator in {compile_seconds:.1f} s (cached for next time)")
+    chunk = max(1, int(config["progress_seconds"] * sample_rate))
     with tqdm(total=n_samples * len(genre_ids), unit="sample", unit_scale=True, dynamic_ncols=True,
-              desc=f"generating {len(genre_ids)} x {config['seconds']:g} s") as bar:
-        codes, elapsed = fast.generate_in_chunks(
-            weights, state, n_samples, temperature=config["temperature"], threads=config["threads"],
-            chunk=max(1, int(config["progress_seconds"] * sample_rate)), progress=bar)
+              desc=f"{'rendering' if plans else 'generating'} {len(genre_ids)} x {config['seconds']:g} s") as bar:
+        if plans is not None:
+            biases = rendering.plan_biases(model, wavenet, plans.padded)
+            codes, elapsed = rendering.render_in_chunks(weights, state, biases, n_samples, hop=settings.hop,
+                                                        temperature=config["temperature"], chunk=chunk,
+                                                        threads=config["threads"], progress=bar)
+        else:
+            codes, elapsed = fast.generate_in_chunks(weights, state, n_samples, temperature=config["temperature"],
+                                                     threads=config["threads"], chunk=chunk, progress=bar)
     shown_prime = prime if config["include_prime"] else prime[:0]
     primed = f", prime {config['prime_track']} until {len(prime) / sample_rate:g} s" if len(shown_prime) else ""
-    names = [clip_files.clip_name(g, k) + ext for k, g in enumerate(clip_genres) for ext in (".wav", ".png")]
+    extensions = (".wav", ".png") + ((".plan.npy",) if plans is not None else ())
+    names = [clip_files.clip_name(g, k) + ext for k, g in enumerate(clip_genres) for ext in extensions]
     clip_folder.claim_folder(config["out_dir"], names)  # the folder holds this call's clips only, from now on
     clips = clip_files.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
                                    sample_rate=sample_rate, quantization_channels=wavenet.quantization_channels,
-                                   title=f"temperature {config['temperature']:g}{primed}")
+                                   title=f"temperature {config['temperature']:g}{primed}",
+                                   plans=None if plans is None else plans.frames,
+                                   plan_rate=settings.frames_per_second if settings else None)
     per_clip_rate = n_samples / max(elapsed, 1e-9)
     for clip in clips:
         if clip["problem"]:
@@ -223,6 +251,11 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
                     prime_track=config["prime_track"], prime_samples=int(len(prime)),
                     included_prime=bool(len(shown_prime)), samples_per_second=per_clip_rate)
     judged = {}
+    if plans is not None:
+        from local.judge.plan_fidelity import plan_fidelity
+        judged["plan_fidelity"] = plan_fidelity(plans.frames, codes, settings, plans.genres, plans.track_ids)
+        for clip, source, distance in zip(clips, plans.sources, judged["plan_fidelity"].pop("per_clip")):
+            clip.update(plan_source=source, plan_distance_db=distance)
     if judge is not None:
         from local.judge.verdict import judge_generation
         judged["judge_summary"] = judge_generation(judge, clips, list(codes), wavenet.quantization_channels)
@@ -230,6 +263,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     generation_json = write_json_atomic(os.path.join(config["out_dir"], "generation.json"), {
         "run_dir": config["run_dir"], "sample_rate": sample_rate, "quantization_channels": wavenet.quantization_channels,
         "receptive_field": wavenet.receptive_field, **wavenet.receptive_field_json(sample_rate),
+        "generation": "free" if plans is None else "resynthesis", "plan": config["plan"],
         "streams": len(clips), "threads": config["threads"],
         "total_samples_per_second": per_clip_rate * len(clips), "real_time_factor": per_clip_rate / sample_rate,
         "seconds_generating": elapsed, "config": config, "clips": clips, **judged})
@@ -239,13 +273,34 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
           f"{per_clip_rate:,.0f} samples/s per clip, {per_clip_rate * len(clips):,.0f} in total "
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
     print(f"report: {report.write_report(config['run_dir'])}")
-    if judged:
+    print_verdicts(clips, judged)
+
+
+def decode_settings_of(data_dir, wavenet, sample_rate):
+    """How --plan=file: decodes a file: as stage 2 made the run's dataset (its dataset.json), else stage 2's
+    defaults at the model's rate and codes; any length (--offset and --seconds are checked against it)."""
+    import dataclasses
+
+    from local.audio.decoding import DecodeSettings
+    from local.store import dataset_files
+    info = (dataset_files.read_dataset_json(data_dir) if data_dir and os.path.isdir(data_dir) else None) or {}
+    settings = DecodeSettings.from_dict({"sample_rate": sample_rate,
+                                         "quantization_channels": wavenet.quantization_channels, **info})
+    return dataclasses.replace(settings, min_seconds=0.0)
+
+
+def print_verdicts(clips, judged):
+    """The plan fidelity, the judge's summary lines, then each clip (with its verdict when judged)."""
+    if "plan_fidelity" in judged:
+        from local.judge.plan_fidelity import fidelity_line
+        print(fidelity_line(judged["plan_fidelity"]))
+    if "judge_summary" in judged:
         from local.judge.verdict import clip_line, per_genre_line, summary_line
         print(summary_line(judged["judge_summary"]))
         if judged["judge_per_genre"]:
             print(per_genre_line(judged["judge_per_genre"]))
     for clip in clips:
-        print(clip_line(clip) if judged else clip["wav"])
+        print(clip_line(clip) if "judge_summary" in judged else clip["wav"])
 
 
 @stage_main
@@ -272,6 +327,8 @@ def run(config):
         save_config(config, config["out_dir"])
         return
     wavenet, info = read_run_model(config["run_dir"])
+    from local.generate.plan_sources import check_plan_choice
+    config["plan"] = check_plan_choice(config, wavenet, config["run_dir"])
     genres, sample_rate = list(info["genres"]) or [""], int(info["sample_rate"])
     data_dir = config["data_dir"] or info.get("data_dir", "")
     if config["genre"] and config["genre"] not in genres:
@@ -305,7 +362,7 @@ def run(config):
     remove_stale_temps(config["out_dir"])  # a killed call's half-written WAV/PNG temps (never trusted, never shown)
     if config["seconds"] > 0:
         generate_clips(model, wavenet, config, genres=genres, prime_row=prime_row, sample_rate=sample_rate,
-                       judge=judge)
+                       judge=judge, index=index, data_dir=data_dir)
     else:
         from local.report import page as report
         print(f"report: {report.write_report(config['run_dir'])}")

@@ -73,6 +73,9 @@ def check_spark_config(config):
                            "parameter_server_mode": ("http", "socket")})
     if config["port"] > 65535:
         raise StageError(f"--port={config['port']}: must be at most 65535")
+    if config.get("plan_bands", 0) > 0:  # Elephas' packed single-input model carries codes and genre only
+        raise StageError(f"--plan_bands={config['plan_bands']}: a renderer does not train on Spark yet: train it with "
+                         f"run_model_training.py (the plan is computed on the fly from the same dataset)")
 
 
 def read_dataset(spark, config, stage_dir):

@@ -94,7 +94,7 @@ def plan_of_audio(y, settings):
                                          fmax=settings.fmax or settings.sample_rate / 2.0, center=True,
                                          pad_mode="constant")
     mel *= (2.0 / (settings.n_fft / 2.0)) ** 2  # the Hann window sums to n_fft / 2
-    return (10.0 * np.log10(np.maximum(mel, 10.0 ** (FLOOR_DB / 10.0)))).T.astype(np.float32)
+    return np.maximum(10.0 * np.log10(np.maximum(mel, 1e-30)), FLOOR_DB).T.astype(np.float32)
 
 
 def plan_frames(codes, settings):

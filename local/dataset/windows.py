@@ -17,11 +17,17 @@ memory is bounded by ``cache_tracks`` tracks, not by the dataset. The whole stre
 
 The validation set is a fixed list of windows from the valid split, the same for every run with the same
 dataset, window and receptive field.
+
+A renderer's windows (a :class:`WindowPlan`) also carry the plan: each start moves back (at most one frame) so
+that the first sample its outputs predict begins a plan frame, and the window gets its frames, computed on the
+fly from the track's codes (local/audio/plan.py: 4 ms per 4 s of audio, once per cached track).
 """
+import dataclasses
 import sys
 
 import numpy as np
 
+from local.audio.plan import PlanSettings, plan_frames, plan_window
 from local.dataset.code_statistics import code_histogram, entropy_bits
 from local.store import dataset_files
 
@@ -78,6 +84,49 @@ def valid_starts(n_samples, receptive_field, window, count):
     return np.unique(np.linspace(0, last, num=count).round().astype(np.int64))
 
 
+@dataclasses.dataclass(frozen=True)
+class WindowPlan:
+    """How a renderer's window reads its plan (local.model.wavenet's ``plan`` input).
+
+    settings      the run's :class:`local.audio.plan.PlanSettings`
+    width         plan frames read on each side (``plan_width``)
+    context_past  codes at a window's start only the context stack reads (0 without one)
+    """
+    settings: PlanSettings
+    width: int
+    context_past: int = 0
+
+    def align(self, starts, last_start):
+        """``starts`` (n,) moved back so that the first predicted sample (start + context_past + 1) begins a frame,
+        or one frame on when that would be negative; none past ``last_start`` (then moved back further)."""
+        hop = self.settings.hop
+        starts = np.asarray(starts, np.int64)
+        aligned = starts - (starts + self.context_past + 1) % hop
+        aligned = np.where(aligned < 0, aligned + hop, aligned)
+        while np.any(aligned > last_start):
+            aligned = np.where(aligned > last_start, aligned - hop, aligned)
+        return aligned
+
+    def frames(self, track_plan, starts, n_inputs):
+        """The plan inputs (n, ceil(outputs / hop) + 2 * width, bands) float32 of windows of ``n_inputs`` codes at
+        aligned ``starts`` in a track whose plan is ``track_plan`` (:func:`local.audio.plan.plan_frames`)."""
+        hop, outputs = self.settings.hop, n_inputs - self.context_past
+        n_frames = -(-outputs // hop)
+        return np.stack([plan_window(track_plan, (int(s) + self.context_past + 1) // hop, n_frames, self.width)
+                         for s in np.asarray(starts).reshape(-1)]) if len(np.asarray(starts).reshape(-1)) else \
+            np.zeros((0, n_frames + 2 * self.width, self.settings.bands), np.float32)
+
+
+def plan_windows_from_codes(codes, receptive_field, window, starts, window_plan):
+    """:func:`windows_from_codes` for a renderer: (inputs, targets, plans), the starts aligned first
+    (:meth:`WindowPlan.align`); ``plans`` as :meth:`WindowPlan.frames`. Without a plan (None): plans is None."""
+    if window_plan is None:
+        return (*windows_from_codes(codes, receptive_field, window, starts), None)
+    starts = window_plan.align(starts, len(codes) - receptive_field - window)
+    inputs, targets = windows_from_codes(codes, receptive_field, window, starts)
+    return inputs, targets, window_plan.frames(plan_frames(codes, window_plan.settings), starts, inputs.shape[1])
+
+
 # --- the dataset on disk -------------------------------------------------------------------------------
 
 def silence_first(codes, n_silence, silence_code):
@@ -119,11 +168,13 @@ class TrainStream:
     tracks        index rows of the train split (with ``n_samples``, ``genre_id``; see dataset_files.read_index)
     cache_tracks  how many tracks are held in memory and shuffled together (bounds peak memory)
     read_codes    ``read_codes(row) -> (n_samples,) uint8`` (default :func:`local.store.dataset_files.read_track_codes`)
+    window_plan   a renderer's :class:`WindowPlan` (batches then carry ``plan``), or None
     The stream after ``examples_done`` consumed examples is a pure function of (tracks, seed, examples_done).
     """
 
     def __init__(self, tracks, receptive_field, window, batch_size, *, seed=0, cache_tracks=8,
-                 read_codes=dataset_files.read_track_codes):
+                 read_codes=dataset_files.read_track_codes, window_plan=None):
+        self.window_plan = window_plan
         self.tracks = [t for t in tracks if examples_per_track(t["n_samples"], receptive_field, window) > 0]
         if not self.tracks:
             raise ValueError(f"no train track is longer than receptive_field + window = {receptive_field + window} "
@@ -183,12 +234,14 @@ class TrainStream:
             return None
 
     def batches(self, examples_done=0):
-        """Yield batches forever: dict ``codes`` (B, R+W-1) int32, ``genre_id`` (B,) int32; targets (B, W) int32.
+        """Yield batches forever: dict ``codes`` (B, R+W-1) int32, ``genre_id`` (B,) int32 [, ``plan`` (B, F, bands)
+        float32 with a :class:`WindowPlan`]; targets (B, W) int32.
 
-        Holds the codes of at most ``cache_tracks`` tracks (plus the batch being built) at once.
+        Holds the codes (and plans) of at most ``cache_tracks`` tracks (plus the batch being built) at once.
         """
-        cache = {}  # track position -> codes; tracks leave it as soon as the plan moves past their group
-        inputs, targets, genres = [], [], []
+        cache = {}  # track position -> codes; tracks leave it as soon as the order moves past their group
+        plans = {}  # track position -> its plan frames (a renderer's)
+        inputs, targets, genres, frames = [], [], [], []
         for position, start in self.examples(examples_done):
             if position in self.broken:
                 if len(self.broken) == len(self.tracks):
@@ -196,19 +249,35 @@ class TrainStream:
                 continue
             if position not in cache:
                 if len(cache) >= self.cache_tracks:
-                    cache.pop(next(iter(cache)))
+                    evicted = next(iter(cache))
+                    cache.pop(evicted)
+                    plans.pop(evicted, None)
                 codes = self.read_track(position)
                 if codes is None:
                     continue
                 cache[position] = codes
-            x, y = windows_from_codes(cache[position], self.receptive_field, self.window, [start])
+                if self.window_plan is not None:
+                    plans[position] = plan_frames(codes, self.window_plan.settings)
+            x, y, plan = self.cut(cache[position], plans.get(position), start)
             inputs.append(x[0])
             targets.append(y[0])
             genres.append(int(self.tracks[position].get("genre_id") or 0))
+            if plan is not None:
+                frames.append(plan[0])
             if len(inputs) == self.batch_size:
-                yield ({"codes": np.stack(inputs), "genre_id": np.asarray(genres, dtype=np.int32)},
-                       np.stack(targets))
-                inputs, targets, genres = [], [], []
+                features = {"codes": np.stack(inputs), "genre_id": np.asarray(genres, dtype=np.int32)}
+                if frames:
+                    features["plan"] = np.stack(frames)
+                yield features, np.stack(targets)
+                inputs, targets, genres, frames = [], [], [], []
+
+    def cut(self, codes, track_plan, start):
+        """(inputs (1, R+W-1), targets (1, W), plan (1, F, bands) or None) of the window at ``start``."""
+        if self.window_plan is None:
+            return (*windows_from_codes(codes, self.receptive_field, self.window, [start]), None)
+        start = self.window_plan.align([start], len(codes) - self.receptive_field - self.window)
+        x, y = windows_from_codes(codes, self.receptive_field, self.window, start)
+        return x, y, self.window_plan.frames(track_plan, start, x.shape[1])
 
 
 class GenreBalancedStream(TrainStream):
@@ -225,9 +294,9 @@ class GenreBalancedStream(TrainStream):
     """
 
     def __init__(self, tracks, receptive_field, window, batch_size, *, seed=0, cache_tracks=8, windows_per_visit=16,
-                 read_codes=dataset_files.read_track_codes):
+                 read_codes=dataset_files.read_track_codes, window_plan=None):
         super().__init__(tracks, receptive_field, window, batch_size, seed=seed, cache_tracks=cache_tracks,
-                         read_codes=read_codes)
+                         read_codes=read_codes, window_plan=window_plan)
         self.windows_per_visit = max(1, int(windows_per_visit))
         by_genre = {}
         for position, track in enumerate(self.tracks):
@@ -265,13 +334,18 @@ class GenreBalancedStream(TrainStream):
 def to_tf_dataset(stream, examples_done=0, prefetch=4):
     """A ``tf.data.Dataset`` of the stream's batches (from a generator thread), prefetched ``prefetch`` deep.
 
-    Each element: ({"codes": (B, R+W-1) int32, "genre_id": (B,) int32}, targets (B, W) int32).
+    Each element: ({"codes": (B, R+W-1) int32, "genre_id": (B,) int32 [, "plan": (B, F, bands) float32]},
+    targets (B, W) int32).
     """
     import tensorflow as tf
     length = stream.receptive_field + stream.window - 1
-    signature = ({"codes": tf.TensorSpec((stream.batch_size, length), tf.int32),
-                  "genre_id": tf.TensorSpec((stream.batch_size,), tf.int32)},
-                 tf.TensorSpec((stream.batch_size, stream.window), tf.int32))
+    features = {"codes": tf.TensorSpec((stream.batch_size, length), tf.int32),
+                "genre_id": tf.TensorSpec((stream.batch_size,), tf.int32)}
+    plan = stream.window_plan
+    if plan is not None:
+        n_frames = -(-(length - plan.context_past) // plan.settings.hop) + 2 * plan.width
+        features["plan"] = tf.TensorSpec((stream.batch_size, n_frames, plan.settings.bands), tf.float32)
+    signature = (features, tf.TensorSpec((stream.batch_size, stream.window), tf.int32))
     dataset = tf.data.Dataset.from_generator(lambda: stream.batches(examples_done), output_signature=signature)
     options = tf.data.Options()
     options.deterministic = True
@@ -287,25 +361,29 @@ def valid_window_counts(tracks, receptive_field, window, n_windows):
             for t, ok in zip(tracks, usable)]
 
 
-def validation_windows(codes, genre_id, receptive_field, window, count):
+def validation_windows(codes, genre_id, receptive_field, window, count, window_plan=None):
     """The fixed validation windows of one track: ``count`` evenly spaced ones (see :func:`valid_starts`).
 
-    codes (n_samples,) uint8. Returns ({"codes": (k, R+W-1) int32, "genre_id": (k,) int32}, targets (k, W)
-    int32), k <= count (k = 0 for a track too short). Also called by the Spark trainer inside mapPartitions.
+    codes (n_samples,) uint8. Returns ({"codes": (k, R+W-1) int32, "genre_id": (k,) int32 [, "plan"]}, targets
+    (k, W) int32), k <= count (k = 0 for a track too short); a renderer's starts aligned to its plan frames
+    (:func:`plan_windows_from_codes`). Also called by the Spark trainer inside mapPartitions.
     """
     starts = valid_starts(len(codes), receptive_field, window, count)
-    x, y = windows_from_codes(codes, receptive_field, window, starts)
-    return {"codes": x, "genre_id": np.full(len(x), int(genre_id or 0), dtype=np.int32)}, y
+    x, y, plan = plan_windows_from_codes(codes, receptive_field, window, starts, window_plan)
+    features = {"codes": x, "genre_id": np.full(len(x), int(genre_id or 0), dtype=np.int32)}
+    if plan is not None:
+        features["plan"] = plan
+    return features, y
 
 
 def concatenate_windows(parts):
     """One (features, targets) set from a list of them (as :func:`validation_windows` returns)."""
-    return ({"codes": np.concatenate([p[0]["codes"] for p in parts]),
-             "genre_id": np.concatenate([p[0]["genre_id"] for p in parts])},
+    return ({key: np.concatenate([p[0][key] for p in parts]) for key in parts[0][0]},
             np.concatenate([p[1] for p in parts]))
 
 
-def validation_set(tracks, receptive_field, window, n_windows, read_codes=dataset_files.read_track_codes):
+def validation_set(tracks, receptive_field, window, n_windows, read_codes=dataset_files.read_track_codes,
+                   window_plan=None):
     """A fixed validation set: about ``n_windows`` windows spread evenly over the valid tracks.
 
     Each track gets a share proportional to its length (at least one window; :func:`valid_window_counts`);
@@ -317,7 +395,7 @@ def validation_set(tracks, receptive_field, window, n_windows, read_codes=datase
     if not any(counts) or n_windows <= 0:
         return None
     return concatenate_windows([validation_windows(read_codes(row), row.get("genre_id"), receptive_field, window,
-                                                   count) for row, count in zip(tracks, counts) if count])
+                                                   count, window_plan) for row, count in zip(tracks, counts) if count])
 
 
 def unigram_bits(tracks, quantization_channels, read_codes=dataset_files.read_track_codes, max_tracks=64):

@@ -48,7 +48,7 @@ def log2_softmax(logits):
     return (shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))) / math.log(2.0)
 
 
-def score_tracks(model, config, tracks, *, window=8192, batch_positions=32768, progress=None):
+def score_tracks(model, config, tracks, *, window=8192, batch_positions=32768, progress=None, plan_settings=None):
     """Teacher-forced negative log2-likelihood of every track.
 
     config: the model's :class:`local.model.wavenet.WaveNetConfig`. tracks: a list of (codes (n,) uint8, genre_id int or None). Windows of all tracks share one input length
@@ -60,9 +60,19 @@ def score_tracks(model, config, tracks, *, window=8192, batch_positions=32768, p
     With a context stack each track is fed after ``context_past`` codes of silence (as the generator starts)
     and every window starts on a frame boundary of that padded track (up to context_rate - 1 codes earlier),
     so the scores still equal those of one pass over the whole padded track.
+
+    A renderer (``plan_settings``: its :class:`local.audio.plan.PlanSettings`) hears each track's own plan
+    (local.audio.plan.plan_frames) and is scored as it generates: from one code of silence, so every code of
+    the track is scored, code a playing frame a // hop; windows start on a frame (and on a context frame).
     """
     receptive_field, past = config.receptive_field, config.context_past
     align = config.context_rate if past else 1
+    plans = None
+    if plan_settings is not None:
+        from local.audio.plan import plan_frames, plan_window
+        align = math.lcm(align, plan_settings.hop)
+        plans = [plan_frames(codes, plan_settings) for codes, _ in tracks]
+        tracks = [(np.concatenate([[config.silence_code], np.asarray(codes)]), genre) for codes, genre in tracks]
     length = receptive_field - 1 + window + align - 1
     rows = max(1, batch_positions // (past + length))
     padded = [config.pad_context(codes) for codes, _ in tracks]  # = the codes without a context stack
@@ -76,12 +86,17 @@ def score_tracks(model, config, tracks, *, window=8192, batch_positions=32768, p
         batch += [batch[-1]] * (rows - len(batch))  # same batch shape every pass: no retracing
         inputs = np.full((rows, past + length), n_q // 2, np.int32)
         genres = np.zeros(rows, np.int32)
+        frames = None if plans is None else \
+            np.zeros((rows, config.plan_frames_for(length), plan_settings.bands), np.float32)
         for row, (index, start, _, _) in enumerate(batch):
             start -= start % align  # track position start is padded position past + start
             piece = padded[index][start:start + past + length]
             inputs[row, :len(piece)] = piece
             genres[row] = tracks[index][1] or 0
-        logits = model.predict_on_batch(config.model_inputs(inputs, genres))
+            if plans is not None:  # input position start + j + 1 is the track's code start + j: frame j // hop
+                frames[row] = plan_window(plans[index], start // plan_settings.hop, -(-length // plan_settings.hop),
+                                          config.plan_width)
+        logits = model.predict_on_batch(config.model_inputs(inputs, genres, frames))
         for row, (index, start, score_start, score_stop) in enumerate(batch[:len(jobs[first:first + rows])]):
             start -= start % align
             positions = np.arange(score_start, score_stop)
@@ -95,7 +110,7 @@ def score_tracks(model, config, tracks, *, window=8192, batch_positions=32768, p
 
 
 def evaluate_test_tracks(model, config, *, test_rows, train_rows, genres, window=8192, batch_positions=32768,
-                         read_codes, progress=None):
+                         read_codes, progress=None, plan_settings=None):
     """Score the test tracks and the baselines: the dict saved as ``<run_dir>/evaluation.json``.
 
     test_rows, train_rows  dataset index rows; genres: the run's genres (index = genre id)
@@ -107,7 +122,8 @@ def evaluate_test_tracks(model, config, *, test_rows, train_rows, genres, window
     for first in range(0, len(test_rows), 16):
         tracks = [(read_codes(row), genres.index(row["genre"]) if config.conditioned else None)
                   for row in test_rows[first:first + 16]]
-        scores += score_tracks(model, config, tracks, window=window, batch_positions=batch_positions, progress=progress)
+        scores += score_tracks(model, config, tracks, window=window, batch_positions=batch_positions, progress=progress,
+                               plan_settings=plan_settings)
         test_counts += code_histogram((codes for codes, _ in tracks), n_codes)
     total_bits, total_n = sum(b for b, _ in scores), sum(n for _, n in scores)
     train_counts = code_histogram((read_codes(row) for row in train_rows), n_codes)
@@ -151,7 +167,7 @@ def evaluate_run(model, config, *, run_dir, index, genres, data_dir, window=8192
     result = evaluate_test_tracks(model, config, test_rows=test_rows,
                                   train_rows=[row for row in index if row["split"] == "train"], genres=genres,
                                   window=window, batch_positions=batch_positions, read_codes=read_track_codes,
-                                  progress=progress)
+                                  progress=progress, plan_settings=config.plan_settings(sample_rate or 16000))
     if sample_rate:
         result.update(config.receptive_field_json(sample_rate))
     path = write_json_atomic(RunDir(run_dir).evaluation_json, {**result, "data_dir": data_dir})

@@ -31,8 +31,9 @@ def wavenet_setup(config, data):
     genres, sample_rate = runner.check_dataset(data.info, data.data_dir, config["quantization_channels"],
                                                  stage2=data.stage2)
     wavenet = WaveNetConfig.from_config(config, n_genres=len(genres))
-    train_tracks, valid_tracks = runner.usable_splits(data.index, wavenet.window_field, config["window"],
-                                                        data.data_dir, sample_rate)
+    # a renderer's window may move back up to one plan frame to start on one (local.dataset.windows.WindowPlan)
+    field = wavenet.window_field + (wavenet.plan_hop if wavenet.has_plan else 0)
+    train_tracks, valid_tracks = runner.usable_splits(data.index, field, config["window"], data.data_dir, sample_rate)
     problem = checks.sampling_memory_problem(config.get("sample_seconds", 0), len(genres), sample_rate,
                                              wavenet.receptive_field, wavenet.residual_channels)
     if problem:  # before any model is built: the clips are sampled only once training is under way
@@ -50,7 +51,7 @@ def wavenet_task(setup, config, run_dir):
     """The WaveNet's task (local.train.wavenet_task.wavenet_task), and its baselines: the uniform and the train tracks'
     unigram bits/sample, kept in the setup and written for the run's page."""
     task = train_wavenet_task.wavenet_task(setup.model_config, train_tracks=setup.train_tracks, valid_tracks=setup.valid_tracks,
-                                 config=config)
+                                 config=config, sample_rate=setup.sample_rate)
     setup.extra["baselines"] = {"unigram": dataset.unigram_bits(setup.train_tracks,
                                                                setup.model_config.quantization_channels),
                                "uniform": task.baseline_bits}
@@ -74,8 +75,9 @@ def wavenet_callbacks(setup, task, config, state, run_dir):
     judged = setup.extra.get("judge")
     return [loop.stuck_warning(config.get("stuck_check_step", 0), setup.model_config.quantization_channels,
                                    state["step"]),
+            # a renderer's clips need plans: stage 4 renders them (--plan), so training samples none
             *report.report_callbacks(task.model, run_dir, sample_every=config.get("sample_every", 1),
-                                     sample_seconds=config["sample_seconds"], seed=config["seed"],
+                                     sample_seconds=0 if setup.model_config.has_plan else config["sample_seconds"], seed=config["seed"],
                                      eval_every=config.get("eval_every", 1),
                                      judge_clips=judged.judge if judged else None)]
 

@@ -26,6 +26,9 @@ def describe(model, wavenet_config, *, sample_rate, n_train, n_valid, n_valid_wi
     field, total = wavenet_config.receptive_field, wavenet_config.total_receptive_field
     context = (f" (with the context stack {total} samples, {total / sample_rate:.2f} s)"
                if wavenet_config.has_context else "")
+    if wavenet_config.has_plan:
+        context += (f", rendering a plan of {wavenet_config.plan_bands} log-mel bands at "
+                    f"{sample_rate / wavenet_config.plan_hop:g} frames/s (+-{wavenet_config.plan_width} frames)")
     return (f"{model.count_params():,} parameters, receptive field {field} samples "
             f"({field / sample_rate * 1000:.0f} ms){context}, {n_train} train / {n_valid} valid tracks, "
             f"{n_valid_windows} valid windows")
@@ -48,10 +51,12 @@ def make_train_step(model, wavenet_config, optimizer, window, jit_compile=False,
     """A compiled ``step(features, targets) -> loss in nats``: one Adam update on the window loss
     (``parts``: see :func:`gradient_step`).
 
-    features: {"codes": (B, R+W-1) int32, "genre_id": (B,) int32}; targets (B, W) int32.
+    features: {"codes": (B, R+W-1) int32, "genre_id": (B,) int32 [, "plan": (B, F, bands) float32]}; targets
+    (B, W) int32.
     """
     def loss_of(features, targets):
-        logits = model(wavenet_config.model_inputs(features["codes"], features["genre_id"]), training=True)
+        logits = model(wavenet_config.model_inputs(features["codes"], features["genre_id"], features.get("plan")),
+                       training=True)
         return window_loss(targets, logits, window)
 
     return gradient_step(model, optimizer, loss_of, jit_compile=jit_compile, parts=parts)
@@ -63,7 +68,7 @@ def make_eval_step(model, wavenet_config, window):
 
     @tf.function(reduce_retracing=True)
     def eval_step(features, targets):
-        logits = model(wavenet_config.model_inputs(features["codes"], features["genre_id"]),
+        logits = model(wavenet_config.model_inputs(features["codes"], features["genre_id"], features.get("plan")),
                        training=False)[:, -window:, :]
         return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits))
 
@@ -80,12 +85,20 @@ def evaluate_bits(eval_step, valid_set, batch_size):
     return total / targets.size / LN2
 
 
-def wavenet_task(wavenet_config, *, train_tracks, valid_tracks, config):
+def window_plan(wavenet_config, sample_rate):
+    """The :class:`local.dataset.windows.WindowPlan` of a renderer's windows, or None for a WaveNet without a plan."""
+    settings = wavenet_config.plan_settings(sample_rate)
+    if settings is None:
+        return None
+    return dataset.WindowPlan(settings, wavenet_config.plan_width, wavenet_config.context_past)
+
+
+def wavenet_task(wavenet_config, *, train_tracks, valid_tracks, config, sample_rate=16000):
     """The WaveNet's :class:`Task`: the model (seeded by ``config["seed"]``), Adam, the resumable stream of
     train windows (local.dataset.windows.TrainStream) and the fixed validation windows.
 
     config  the stage-3 config (batch_size, window, learning_rate, grad_clip, cache_tracks,
-            prefetch_batches, valid_windows, seed, jit_compile, threads)
+            prefetch_batches, valid_windows, seed, jit_compile, threads); ``sample_rate`` (Hz) sets a renderer's plan
     """
     import keras
 
@@ -102,9 +115,11 @@ def wavenet_task(wavenet_config, *, train_tracks, valid_tracks, config):
                                                wavenet_config.silence_code)
     valid_tracks, read_valid = dataset.lead_in(valid_tracks, dataset_files.read_track_codes, lead,
                                                wavenet_config.silence_code)
+    plan = window_plan(wavenet_config, sample_rate)  # a renderer's windows carry their plan frames
     stream = dataset.TrainStream(train_tracks, field, window, batch_size, seed=config["seed"],
-                                 cache_tracks=config["cache_tracks"], read_codes=read_train)
-    valid_set = dataset.validation_set(valid_tracks, field, window, config["valid_windows"], read_codes=read_valid)
+                                 cache_tracks=config["cache_tracks"], read_codes=read_train, window_plan=plan)
+    valid_set = dataset.validation_set(valid_tracks, field, window, config["valid_windows"], read_codes=read_valid,
+                                       window_plan=plan)
     eval_step = make_eval_step(model, wavenet_config, window)
     return Task(model=model, optimizer=optimizer,
                 batches=lambda examples_done: dataset.to_tf_dataset(stream, examples_done, config["prefetch_batches"]),
