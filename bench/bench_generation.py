@@ -26,6 +26,10 @@ The context stack (issue 18; `context_stack=true`): the same sample stack with a
 timed interleaved with the plain one: `context_stack_speed_ratio` (with / without, `streams` streams;
 goal >= 0.9), `context_stack_speed_ratio_one_stream`, `context_samples_per_second` (batched),
 `context_max_abs_logit_diff` (against the full forward pass over the silence-padded sequence), `context_seconds`.
+The renderer (issue 28; `plan_stack=true`): the same sample stack locally conditioned on a plan of `plan_bands`
+bands every `plan_hop` samples, rendered frame by frame (local/generate/rendering.py), timed interleaved with
+the plain one: `plan_speed_ratio` (`streams` streams; goal >= 0.9), `plan_speed_ratio_one_stream` (goal >= 0.9),
+`plan_max_abs_logit_diff` (against the full forward pass with the plan; goal < 1e-4).
 
 Targets (`--targets`, comma-separated; each runs in its own process, the same model and seed):
   host   what numba and OpenBLAS pick for this CPU (the default)
@@ -62,6 +66,9 @@ context_stack = True  # also time the same model with a context stack (context_s
 context_rate = 256  # its frames, samples
 context_layers = 6  # its layers: dilations 1..2**(context_layers-1) frames
 context_channels = 32  # its channels
+plan_stack = True  # also time the same model rendering a plan (plan_speed_ratio; docs/plan.md)
+plan_bands = 80  # its plan: log-mel bands
+plan_hop = 256  # samples per plan frame
 targets = "host"  # comma-separated: host, avx2 (see above); several run one process each
 
 config = configure(globals())
@@ -217,6 +224,52 @@ if context_stack:  # the same sample stack (its weights copied) with a context s
         "context_seconds": round(context_config.total_receptive_field / 16000, 3), "context_rate": context_rate,
         "context_dilations": list(context_config.context_dilations), "context_channels": context_channels}
 
+plan_figures = {}
+if plan_stack:  # the same sample stack (its weights copied) rendering a random plan, timed interleaved
+    import dataclasses
+
+    from local.generate import rendering
+    plan_config = dataclasses.replace(wavenet, plan_bands=plan_bands, plan_hop=plan_hop)
+    plan_model = build_wavenet(plan_config)
+    for weight in plan_model.weights:
+        weight.assign(rng.normal(0.0, 0.1, weight.shape).astype("float32"))
+    for layer in model.layers:
+        if layer.weights:
+            plan_model.get_layer(layer.name).set_weights(layer.get_weights())
+    plan_weights = generate_weights.fold_weights(plan_model, plan_config)
+    n_plan = int(fast_seconds * 16000 / 2)
+
+    def plan_biases(n_streams, n_samples):
+        plans = rng.normal(-50.0, 15.0, (n_streams, plan_config.plan_frames_for(n_samples), plan_bands))
+        return rendering.plan_biases(plan_model, plan_config, plans.astype(np.float32))
+
+    def timed_render(n_streams, n_samples, n_threads, biases):
+        state = generate_fast.initial_state(plan_weights, genre_ids(n_streams), n_streams=n_streams, seed=seed)
+        started = time.perf_counter()
+        rendering.render(plan_weights, state, biases, n_samples, hop=plan_hop, threads=n_threads)
+        return n_streams * n_samples / (time.perf_counter() - started)
+
+    biases = {n: plan_biases(n, n_plan) for n in (1, streams)}
+    best = {}
+    for _ in range(repeats):
+        best["plain"] = max(best.get("plain", 0.0), timed_run(streams, n_plan, threads)[0])
+        best["plan"] = max(best.get("plan", 0.0), timed_render(streams, n_plan, threads, biases[streams]))
+        best["plain_one"] = max(best.get("plain_one", 0.0), timed_run(1, n_plan, 1)[0])
+        best["plan_one"] = max(best.get("plan_one", 0.0), timed_render(1, n_plan, 1, biases[1]))
+    plans_in = rng.normal(-50.0, 15.0, (2, plan_config.plan_frames_for(4 * plan_hop + 100), plan_bands))
+    check = rendering.plan_biases(plan_model, plan_config, plans_in.astype(np.float32))
+    state = generate_fast.initial_state(plan_weights, genre_ids(2), n_streams=2, seed=seed)
+    codes, _, logits = rendering.render(plan_weights, state, check, 4 * plan_hop + 100, hop=plan_hop, record=True)
+    inputs = np.concatenate([np.full((2, 1), quantization_channels // 2), codes[:, :-1]], axis=1)
+    full = plan_model.predict_on_batch(plan_config.model_inputs(inputs.astype(np.int32),
+                                                                None if ids is None else np.int32(ids),
+                                                                plans_in.astype(np.float32)))
+    plan_figures = {
+        "plan_speed_ratio": round(best["plan"] / best["plain"], 3),
+        "plan_speed_ratio_one_stream": round(best["plan_one"] / best["plain_one"], 3),
+        "plan_samples_per_second": round(best["plan"]), "plan_plain_samples_per_second_same_run": round(best["plain"]),
+        "plan_max_abs_logit_diff": float(np.abs(logits - full).max()), "plan_bands": plan_bands, "plan_hop": plan_hop}
+
 a = rng.standard_normal((1024, 1024)).astype(np.float32)
 a @ a
 started = time.perf_counter()
@@ -254,5 +307,5 @@ print(json.dumps({
     "target": target_names[0], "kernel_vector_floats": getattr(simd, "_LANES", None), "openblas_core": openblas_core,
     "fast_cpu_samples_per_second": round(fast_cpu), "batched_one_thread_cpu_samples_per_second":
     round(batched_one_thread_cpu), "batched_one_thread_over_one_stream": round(batched_one_thread / fast, 2),
-    "batched_one_thread_over_one_stream_cpu": round(batched_one_thread_cpu / fast_cpu, 2), **context_figures,
+    "batched_one_thread_over_one_stream_cpu": round(batched_one_thread_cpu / fast_cpu, 2), **context_figures, **plan_figures,
 }))

@@ -38,6 +38,11 @@ step, in-memory batches of each model's own window length) without and with a co
 `context_layers` layers on frames of `context_rate` samples, alternating in one process, the best round each:
 `context_stack_cost_ratio` = samples/s without / with (goal <= 1.25), `samples_per_second_without_context`,
 `samples_per_second_with_context`, `context_seconds` (the whole model's receptive field), `context_past`.
+The renderer (issue 28) in the same rounds: the demo model locally conditioned on a plan of `plan_bands` bands
+every `plan_hop` samples: `plan_cost_ratio` = samples/s without / with the plan (goal <= 1.25; the plan frames
+are part of each batch, as the window reader builds them), `samples_per_second_with_plan`; and the plan's cost
+computed on the fly: `plan_ms_per_window` (plan_frames on a window's share of a 30 s track, once per cached
+track) against storing it: `plan_dataset_size_ratio` (dataset bytes with a float16 plan column / without).
   .venv/bin/python bench/bench_training.py --pipeline=false --formulations=false   # only that (~2 min)
 """
 import json
@@ -80,7 +85,9 @@ context_stack = True  # measure the context stack's cost (context_stack_cost_rat
 context_rate = 256  # its frames, samples (the demo's context stack)
 context_layers = 6  # its layers: dilations 1..2**(context_layers-1) frames (6 x 256 at 16 kHz: 1.1 s in all)
 context_channels = 32  # its channels
-context_rounds = 4  # alternating rounds without / with the context stack, the best kept
+context_rounds = 4  # alternating rounds without / with the context stack (and the plan), the best kept
+plan_bands = 80  # the renderer measured beside them (plan_cost_ratio; docs/plan.md): log-mel bands
+plan_hop = 256  # samples per plan frame
 dataset_dir = ""  # where the synthetic datasets go (empty = a temp folder, removed afterwards)
 measure = ""  # internal: the dataset a child process measures
 measure_backend = ""  # internal: tensorflow | tensorflow_split | jax, the formulations a child process measures
@@ -299,7 +306,7 @@ def measure_context_stack():
     plain = model_config(MODELS["demo_model"])
     configs = {"without": plain, "with": dataclasses.replace(
         plain, context_rate=context_rate, context_dilations=tuple(default_dilations(1, context_layers)),
-        context_channels=context_channels)}
+        context_channels=context_channels), "plan": dataclasses.replace(plain, plan_bands=plan_bands, plan_hop=plan_hop)}
     rng = np.random.default_rng(seed)
     steps = {}
     for name, wavenet in configs.items():
@@ -309,6 +316,9 @@ def measure_context_stack():
         features = {"codes": tf.constant(rng.integers(0, 256, (batch_size, wavenet.window_field + window - 1)),
                                          tf.int32),
                     "genre_id": tf.constant(np.arange(batch_size) % 3, tf.int32)}
+        if wavenet.has_plan:
+            frames = wavenet.plan_frames_for(wavenet.window_field + window - 1 - wavenet.context_past)
+            features["plan"] = tf.constant(rng.normal(-50, 15, (batch_size, frames, plan_bands)), tf.float32)
         targets = tf.constant(rng.integers(0, 256, (batch_size, window)), tf.int32)
         steps[name] = lambda step=step, features=features, targets=targets: float(step(features, targets))
         steps[name]()
@@ -321,7 +331,15 @@ def measure_context_stack():
                 run()
             best[name] = max(best[name], formulation_steps * batch_size * window / (time.perf_counter() - started))
     with_context = configs["with"]
-    return {"context_stack_cost_ratio": round(best["without"] / best["with"], 3),
+    from local.audio.plan import plan_frames
+    track = rng.integers(0, 256, 30 * sample_rate).astype(np.uint8)
+    started = time.perf_counter()
+    plan_frames(track, configs["plan"].plan_settings(sample_rate))
+    per_window = (time.perf_counter() - started) * 1000 * window / len(track)
+    return {"plan_cost_ratio": round(best["without"] / best["plan"], 3),
+            "samples_per_second_with_plan": round(best["plan"]), "plan_ms_per_window": round(per_window, 4),
+            "plan_dataset_size_ratio": round(1 + plan_bands * 2 / plan_hop, 3),
+            "context_stack_cost_ratio": round(best["without"] / best["with"], 3),
             "samples_per_second_without_context": round(best["without"]),
             "samples_per_second_with_context": round(best["with"]),
             "context_seconds": round(with_context.total_receptive_field / sample_rate, 3),

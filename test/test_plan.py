@@ -121,3 +121,25 @@ def test_renderer_windows_start_on_a_frame_and_carry_the_tracks_plan():
         assert np.array_equal(frames[k], plan_window(track, (start + 1) // 8, n_frames, 1))
     assert frames.shape == (4, -(-(field + window - 1) // 8) + 2, 5)
     assert np.array_equal(targets[:, :-1], inputs[:, field:])
+
+
+def test_spark_executors_compute_the_same_plan(spark, tmp_path):
+    """The plan function is one function: on Spark's executors, over the dataset's Parquet rows, it gives the
+    laptop's frames bit for bit (what a Spark twin of the window reader would feed the renderer)."""
+    from local.store import dataset_files
+    from test_predictions import save_dataset
+    rows = save_dataset(str(tmp_path / "processed"))
+    settings = PlanSettings(bands=16, hop=64, n_fft=256, sample_rate=8000)
+    tracks = spark.read.parquet(str(tmp_path / "processed" / "tracks")).select("track_id", "codes")
+
+    def plans(partition, settings=settings):
+        from local.audio.plan import plan_frames as executor_plan
+        for row in partition:
+            yield row["track_id"], executor_plan(np.frombuffer(row["codes"], np.uint8), settings).tobytes()
+
+    on_executors = dict(tracks.rdd.mapPartitions(plans).collect())
+    index = dataset_files.read_index(str(tmp_path / "processed"))
+    assert len(on_executors) == len(rows) == len(index)
+    for row in index:
+        laptop = plan_frames(dataset_files.read_track_codes(row), settings)
+        assert np.frombuffer(on_executors[row["track_id"]], np.float32).tobytes() == laptop.tobytes()
