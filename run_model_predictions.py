@@ -49,6 +49,8 @@ seconds = 4.0  # length of each generated clip (after any prime), seconds; 0 = g
 streams = 0  # clips generated at once (0 = one per genre for a genre-conditioned model, else 1)
 genre = ""  # genre of every clip, a name from the run's genres (empty = cycle through the genres)
 temperature = 1.0  # logits are divided by it before sampling: < 1 tamer, > 1 wilder, 0 = most likely code
+min_p = 0.0  # > 0: codes less likely than min_p x the most likely one are never drawn (min-p sampling: cuts the
+#              tail of improbable codes a renderer plays as hiss; 0 = sample the whole distribution)
 seed = 0  # the same seed gives the same clips; clip k depends only on the seed and k
 plan = ""  # what a renderer (a run trained with --plan_bands) plays (docs/plan.md): heldout (excerpts of the
 #            test and valid tracks of each clip's genre: resynthesis) | track:<track_id> | file:<audio file or a
@@ -78,8 +80,11 @@ judge = ""  # a tagger run_dir, or mtt alone: judge the generated clips (generat
 
 def check_config(config):
     """Stage 4's keys, before any file is read: one key per message."""
-    check_minimums(config, {"seconds": 0, "prime_seconds": 0, "temperature": 0, "streams": 0, "threads": 0,
+    check_minimums(config, {"seconds": 0, "prime_seconds": 0, "temperature": 0, "min_p": 0, "streams": 0,
+                            "threads": 0,
                             "eval_window": 1, "eval_batch_positions": 1, "eval_max_tracks": 0, "top_k": 1})
+    if config["min_p"] >= 1:
+        raise StageError(f"--min_p={config['min_p']}: must be below 1 (0 = off; 0.01-0.1 cuts the improbable tail)")
     if config["progress_seconds"] <= 0:
         raise StageError(f"--progress_seconds={config['progress_seconds']}: must be > 0")
     if config["judge"] and config["seconds"] == 0:
@@ -227,10 +232,13 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
             biases = rendering.plan_biases(model, wavenet, plans.padded)
             codes, elapsed = rendering.render_in_chunks(weights, state, biases, n_samples, hop=settings.hop,
                                                         temperature=config["temperature"], chunk=chunk,
-                                                        threads=config["threads"], progress=bar)
+                                                        threads=config["threads"], progress=bar,
+                                                        min_p=config["min_p"])
+            codes = wavenet.audio_codes(codes)  # what it played, in the dataset's codes (de-emphasized)
         else:
             codes, elapsed = fast.generate_in_chunks(weights, state, n_samples, temperature=config["temperature"],
-                                                     threads=config["threads"], chunk=chunk, progress=bar)
+                                                     threads=config["threads"], chunk=chunk, progress=bar,
+                                                     min_p=config["min_p"])
     shown_prime = prime if config["include_prime"] else prime[:0]
     primed = f", prime {config['prime_track']} until {len(prime) / sample_rate:g} s" if len(shown_prime) else ""
     extensions = (".wav", ".png") + ((".plan.npy",) if plans is not None else ())
@@ -238,7 +246,8 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     clip_folder.claim_folder(config["out_dir"], names)  # the folder holds this call's clips only, from now on
     clips = clip_files.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
                                    sample_rate=sample_rate, quantization_channels=wavenet.quantization_channels,
-                                   title=f"temperature {config['temperature']:g}{primed}",
+                                   title=f"temperature {config['temperature']:g}"
+                                         + (f", min-p {config['min_p']:g}" if config["min_p"] else "") + primed,
                                    plans=None if plans is None else plans.frames,
                                    plan_rate=settings.frames_per_second if settings else None)
     per_clip_rate = n_samples / max(elapsed, 1e-9)
@@ -247,7 +256,8 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
             print(f"warning: generated clip {clip['wav']} is {clip['problem']}: the model may be undertrained "
                   f"(train longer) or the temperature too low (try --temperature=1)")
         clip.update(genre_id=clip["genre_id"] if wavenet.conditioned else None, seed=config["seed"],
-                    temperature=config["temperature"], seconds=n_samples / sample_rate, n_samples=n_samples,
+                    temperature=config["temperature"], min_p=config["min_p"], seconds=n_samples / sample_rate,
+                    n_samples=n_samples,
                     prime_track=config["prime_track"], prime_samples=int(len(prime)),
                     included_prime=bool(len(shown_prime)), samples_per_second=per_clip_rate)
     judged = {}

@@ -62,6 +62,8 @@ plan_n_fft = 1024  # samples of each frame's FFT window (Hann)
 plan_fmin = 30.0  # lowest mel band edge, Hz
 plan_fmax = 0.0  # highest mel band edge, Hz (0 = half the sample rate)
 plan_channels = 64  # channels of the renderer's conditioning network on plan frames
+pre_emphasis = 0.0  # a renderer models the codes of (y[n] - a y[n-1]) / (1 + a), de-emphasized when it plays: its
+#             errors come out low-passed, so quiet passages get less hiss (LPCNet's noise shaping; 0 = off)
 plan_width = 2  # plan frames the conditioning network reads on each side of a sample's frame (its look-ahead)
 # --- data ---
 batch_size = 8  # examples per step
@@ -69,6 +71,8 @@ window = 4000  # output samples per example (each example reads receptive_field 
 cache_tracks = 8  # tracks held in memory and shuffled together (bounds peak memory)
 prefetch_batches = 8  # batches prepared ahead of the training step
 valid_windows = 64  # fixed validation windows drawn from the valid split
+code_noise = 0.0  # std, in codes, of the jitter added to the training windows' input codes (targets stay clean):
+#             the net cannot trust its past exactly, as when it hears its own samples, and leans on its plan (0 = none)
 start_from_silence = False  # windows may also start at a track's first sample, after the silence generation
 #             starts from (train and valid tracks get receptive_field + context_past codes of silence in front)
 # --- optimizer ---

@@ -267,7 +267,8 @@ if plan_stack:  # the same sample stack (its weights copied) rendering a random 
     plan_figures = {
         "plan_speed_ratio": round(best["plan"] / best["plain"], 3),
         "plan_speed_ratio_one_stream": round(best["plan_one"] / best["plain_one"], 3),
-        "plan_samples_per_second": round(best["plan"]), "plan_plain_samples_per_second_same_run": round(best["plain"]),
+        "plan_samples_per_second": round(best["plan"]),
+        "plan_plain_samples_per_second_same_run": round(best["plain"]),
         "plan_max_abs_logit_diff": float(np.abs(logits - full).max()), "plan_bands": plan_bands, "plan_hop": plan_hop}
 
 a = rng.standard_normal((1024, 1024)).astype(np.float32)
@@ -307,5 +308,6 @@ print(json.dumps({
     "target": target_names[0], "kernel_vector_floats": getattr(simd, "_LANES", None), "openblas_core": openblas_core,
     "fast_cpu_samples_per_second": round(fast_cpu), "batched_one_thread_cpu_samples_per_second":
     round(batched_one_thread_cpu), "batched_one_thread_over_one_stream": round(batched_one_thread / fast, 2),
-    "batched_one_thread_over_one_stream_cpu": round(batched_one_thread_cpu / fast_cpu, 2), **context_figures, **plan_figures,
+    "batched_one_thread_over_one_stream_cpu": round(batched_one_thread_cpu / fast_cpu, 2), **context_figures,
+    **plan_figures,
 }))

@@ -4,8 +4,8 @@ it busy, and is memory flat?
 Formulations (issue 11), side by side on the demo model and on the default model (stage 3's config defaults),
 both at `batch_size` x `window`, one Adam step with the window loss: today's layers (Keras' dilated Conv1D,
 plain tf.function, TensorFlow's own threading), the shifted-matmul dilated conv
-(local.model.wavenet.dilated_conv_class), each again with XLA (jit_compile), `split` = today's layers with the batch
-split into one part per core, each op on one thread (loop.use_threads: what run_model_training.py runs
+(local.model.shifted_conv.dilated_conv_class), each again with XLA (jit_compile), `split` = today's layers with
+the batch split into one part per core, each op on one thread (loop.use_threads: what run_model_training.py runs
 now), and Keras 3 on the JAX backend with jax.jit (each formulation; null when jax is not installed). The
 TensorFlow ones alternate in one process (`formulation_rounds` rounds, best round kept: the machine may be
 shared); `split` needs its own thread pools, so its process and today's take turns, twice each, the best kept;

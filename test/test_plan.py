@@ -143,3 +143,69 @@ def test_spark_executors_compute_the_same_plan(spark, tmp_path):
     for row in index:
         laptop = plan_frames(dataset_files.read_track_codes(row), settings)
         assert np.frombuffer(on_executors[row["track_id"]], np.float32).tobytes() == laptop.tobytes()
+
+
+def test_code_noise_jitters_the_inputs_only_and_resumes_exactly():
+    rng = np.random.default_rng(3)
+    tracks = {k: rng.integers(0, 256, 3000).astype(np.uint8) for k in range(3)}
+    rows = [{"track_id": str(k), "n_samples": 3000, "genre_id": k} for k in tracks]
+
+    def stream(noise):
+        return windows.TrainStream(rows, 64, 100, 4, seed=5, read_codes=lambda row: tracks[int(row["track_id"])],
+                                   code_noise=noise)
+
+    clean, noisy = stream(0.0).batches(), stream(2.0).batches()
+    for _ in range(3):
+        (x, y), (xn, yn) = next(clean), next(noisy)
+        assert np.array_equal(y, yn)  # the targets stay the real codes
+        difference = xn["codes"] - x["codes"]
+        assert 1.5 < difference.std() < 2.5 and xn["codes"].min() >= 0 and xn["codes"].max() <= 255
+    resumed = stream(2.0).batches(examples_done=8)
+    third = stream(2.0).batches()
+    for _ in range(2):
+        next(third)
+    assert np.array_equal(next(resumed)[0]["codes"], next(third)[0]["codes"])
+
+
+def test_min_p_drops_the_improbable_tail_and_renormalises():
+    model, config = renderer(seed=4)
+    weights = generate_weights.fold_weights(model, config)
+    plans = np.random.default_rng(4).normal(-40, 10, (2, config.plan_frames_for(40), 5)).astype(np.float32)
+    biases = rendering.plan_biases(model, config, plans)
+    full_state = fast.initial_state(weights, n_streams=2, seed=1)
+    _, full, _ = rendering.render(weights, full_state, biases, 40, hop=8, record=True)
+    cut_state = fast.initial_state(weights, n_streams=2, seed=1)
+    codes, cut, _ = rendering.render(weights, cut_state, biases, 40, hop=8, record=True, min_p=0.2,
+                                     forced_codes=np.full((2, 40), -1))
+    first = full[:, :1]  # the same first step: same logits, so the same distribution before the cut
+    kept = first >= 0.2 * first.max(axis=-1, keepdims=True)
+    assert np.all(cut[:, :1][~kept] == 0) and np.allclose(cut[:, :1].sum(axis=-1), 1, atol=1e-5)
+    assert np.allclose(cut[:, :1][kept], (first * kept / (first * kept).sum(-1, keepdims=True))[kept], atol=1e-5)
+    assert kept.sum() < kept.size  # there was a tail to cut
+    chosen = np.take_along_axis(cut, codes[..., None].astype(np.int64), axis=-1)
+    assert np.all(chosen > 0)  # every code drawn was kept
+
+
+def test_pre_emphasis_round_trips_and_the_plan_stays_the_tracks():
+    from local.audio.waveform import de_emphasize, emphasize, mu_law_decode
+    y = tone(200.0, 0.5) + tone(3000.0, 0.5, level=0.2)
+    e = emphasize(y, 0.85)
+    assert np.abs(de_emphasize(e, 0.85) - y).max() < 1e-5 and np.abs(e).max() <= 1.0
+    high, low = np.abs(np.fft.rfft(e)), np.abs(np.fft.rfft(y))
+    bins = np.fft.rfftfreq(len(y), 1 / 8000)
+    at = lambda f: int(np.argmin(np.abs(bins - f)))  # noqa: E731
+    assert high[at(3000)] / high[at(200)] > 3 * low[at(3000)] / low[at(200)]  # the highs lifted against the lows
+    codes = mu_law_encode(y)
+    config = WaveNetConfig(dilations=(1, 2), plan_bands=5, plan_hop=8, pre_emphasis=0.85, quantization_channels=256)
+    model_codes = config.model_codes(codes)
+    back = mu_law_decode(config.audio_codes(model_codes[None])[0])
+    assert np.abs(back - mu_law_decode(codes)).max() < 0.05  # two mu-law roundings apart
+    settings = PlanSettings(bands=5, hop=8, n_fft=32, sample_rate=8000)
+    plan = windows.WindowPlan(settings, width=1)
+    x, y_, frames = windows.plan_windows_from_codes(codes, 16, 20, [40], plan, config.model_codes)
+    start = int(plan.align([40], len(codes) - 36)[0])
+    assert np.array_equal(x[0], model_codes[start:start + 35])
+    assert np.array_equal(y_[0], model_codes[start + 16:start + 36])
+    assert np.array_equal(frames[0], plan_window(plan_frames(codes, settings), (start + 1) // 8, 5, 1))
+    with pytest.raises(Exception, match="pre_emphasis"):
+        WaveNetConfig(dilations=(1, 2), pre_emphasis=0.85)

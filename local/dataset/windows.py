@@ -117,13 +117,15 @@ class WindowPlan:
             np.zeros((0, n_frames + 2 * self.width, self.settings.bands), np.float32)
 
 
-def plan_windows_from_codes(codes, receptive_field, window, starts, window_plan):
+def plan_windows_from_codes(codes, receptive_field, window, starts, window_plan, code_transform=None):
     """:func:`windows_from_codes` for a renderer: (inputs, targets, plans), the starts aligned first
-    (:meth:`WindowPlan.align`); ``plans`` as :meth:`WindowPlan.frames`. Without a plan (None): plans is None."""
+    (:meth:`WindowPlan.align`); ``plans`` as :meth:`WindowPlan.frames`, of ``codes``, the windows cut from
+    ``code_transform(codes)`` when given. Without a plan (None): plans is None."""
+    model_codes = codes if code_transform is None else code_transform(codes)
     if window_plan is None:
-        return (*windows_from_codes(codes, receptive_field, window, starts), None)
+        return (*windows_from_codes(model_codes, receptive_field, window, starts), None)
     starts = window_plan.align(starts, len(codes) - receptive_field - window)
-    inputs, targets = windows_from_codes(codes, receptive_field, window, starts)
+    inputs, targets = windows_from_codes(model_codes, receptive_field, window, starts)
     return inputs, targets, window_plan.frames(plan_frames(codes, window_plan.settings), starts, inputs.shape[1])
 
 
@@ -169,12 +171,20 @@ class TrainStream:
     cache_tracks  how many tracks are held in memory and shuffled together (bounds peak memory)
     read_codes    ``read_codes(row) -> (n_samples,) uint8`` (default :func:`local.store.dataset_files.read_track_codes`)
     window_plan   a renderer's :class:`WindowPlan` (batches then carry ``plan``), or None
+    code_transform  ``f(codes) -> codes`` the model reads instead of a track's (a renderer's pre-emphasis), applied
+                  after its plan is computed from the track's own codes; None = the codes as they are
+    code_noise    std (in codes) of Gaussian jitter added to the input codes, rounded and clipped to
+                  0..quantization_channels-1 (targets stay clean): the net cannot trust its past exactly, as when
+                  it hears its own samples, and leans on the plan; 0 = none
     The stream after ``examples_done`` consumed examples is a pure function of (tracks, seed, examples_done).
     """
 
     def __init__(self, tracks, receptive_field, window, batch_size, *, seed=0, cache_tracks=8,
-                 read_codes=dataset_files.read_track_codes, window_plan=None):
-        self.window_plan = window_plan
+                 read_codes=dataset_files.read_track_codes, window_plan=None, code_noise=0.0,
+                 quantization_channels=256, code_transform=None):
+        self.code_transform = code_transform
+        self.window_plan, self.code_noise, self.quantization_channels = window_plan, float(code_noise), \
+            int(quantization_channels)
         self.tracks = [t for t in tracks if examples_per_track(t["n_samples"], receptive_field, window) > 0]
         if not self.tracks:
             raise ValueError(f"no train track is longer than receptive_field + window = {receptive_field + window} "
@@ -242,6 +252,7 @@ class TrainStream:
         cache = {}  # track position -> codes; tracks leave it as soon as the order moves past their group
         plans = {}  # track position -> its plan frames (a renderer's)
         inputs, targets, genres, frames = [], [], [], []
+        batch_number = int(examples_done) // self.batch_size  # the jitter of a batch: from the seed and its number
         for position, start in self.examples(examples_done):
             if position in self.broken:
                 if len(self.broken) == len(self.tracks):
@@ -255,9 +266,9 @@ class TrainStream:
                 codes = self.read_track(position)
                 if codes is None:
                     continue
-                cache[position] = codes
                 if self.window_plan is not None:
                     plans[position] = plan_frames(codes, self.window_plan.settings)
+                cache[position] = codes if self.code_transform is None else self.code_transform(codes)
             x, y, plan = self.cut(cache[position], plans.get(position), start)
             inputs.append(x[0])
             targets.append(y[0])
@@ -265,11 +276,21 @@ class TrainStream:
             if plan is not None:
                 frames.append(plan[0])
             if len(inputs) == self.batch_size:
-                features = {"codes": np.stack(inputs), "genre_id": np.asarray(genres, dtype=np.int32)}
+                features = {"codes": self.jittered(np.stack(inputs), batch_number),
+                            "genre_id": np.asarray(genres, dtype=np.int32)}
+                batch_number += 1
                 if frames:
                     features["plan"] = np.stack(frames)
                 yield features, np.stack(targets)
                 inputs, targets, genres, frames = [], [], [], []
+
+    def jittered(self, codes, batch_number):
+        """``codes`` (B, T) int32 with the stream's ``code_noise`` (unchanged when 0)."""
+        if self.code_noise <= 0:
+            return codes
+        rng = np.random.default_rng([self.seed, 4, batch_number])
+        noisy = np.rint(codes + rng.normal(0.0, self.code_noise, codes.shape))
+        return np.clip(noisy, 0, self.quantization_channels - 1).astype(np.int32)
 
     def cut(self, codes, track_plan, start):
         """(inputs (1, R+W-1), targets (1, W), plan (1, F, bands) or None) of the window at ``start``."""
@@ -361,7 +382,7 @@ def valid_window_counts(tracks, receptive_field, window, n_windows):
             for t, ok in zip(tracks, usable)]
 
 
-def validation_windows(codes, genre_id, receptive_field, window, count, window_plan=None):
+def validation_windows(codes, genre_id, receptive_field, window, count, window_plan=None, code_transform=None):
     """The fixed validation windows of one track: ``count`` evenly spaced ones (see :func:`valid_starts`).
 
     codes (n_samples,) uint8. Returns ({"codes": (k, R+W-1) int32, "genre_id": (k,) int32 [, "plan"]}, targets
@@ -369,7 +390,7 @@ def validation_windows(codes, genre_id, receptive_field, window, count, window_p
     (:func:`plan_windows_from_codes`). Also called by the Spark trainer inside mapPartitions.
     """
     starts = valid_starts(len(codes), receptive_field, window, count)
-    x, y, plan = plan_windows_from_codes(codes, receptive_field, window, starts, window_plan)
+    x, y, plan = plan_windows_from_codes(codes, receptive_field, window, starts, window_plan, code_transform)
     features = {"codes": x, "genre_id": np.full(len(x), int(genre_id or 0), dtype=np.int32)}
     if plan is not None:
         features["plan"] = plan
@@ -383,7 +404,7 @@ def concatenate_windows(parts):
 
 
 def validation_set(tracks, receptive_field, window, n_windows, read_codes=dataset_files.read_track_codes,
-                   window_plan=None):
+                   window_plan=None, code_transform=None):
     """A fixed validation set: about ``n_windows`` windows spread evenly over the valid tracks.
 
     Each track gets a share proportional to its length (at least one window; :func:`valid_window_counts`);
@@ -395,7 +416,8 @@ def validation_set(tracks, receptive_field, window, n_windows, read_codes=datase
     if not any(counts) or n_windows <= 0:
         return None
     return concatenate_windows([validation_windows(read_codes(row), row.get("genre_id"), receptive_field, window,
-                                                   count, window_plan) for row, count in zip(tracks, counts) if count])
+                                                   count, window_plan, code_transform)
+                                for row, count in zip(tracks, counts) if count])
 
 
 def unigram_bits(tracks, quantization_channels, read_codes=dataset_files.read_track_codes, max_tracks=64):

@@ -207,7 +207,8 @@ def _prime_context(weights, state, padded):
     state["frame_codes"][:, in_progress % rate] = padded[config.context_past + in_progress]
 
 
-def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, record=False, threads=None):
+def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, record=False, threads=None,
+             min_p=0.0):
     """Generate ``n_samples`` codes for every stream of ``state``, continuing (and advancing) it.
 
     ``temperature``: logits are divided by it before the softmax; 0 picks the most likely code.
@@ -215,6 +216,7 @@ def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, r
     teacher forcing, used to check the kernel against the full model. ``record``: also return the
     distributions the codes were drawn from and the logits, both (streams, n_samples, Q) float32.
     ``threads``: how many threads share the streams (default: numba's, at most one per stream).
+    ``min_p``: > 0 drops the codes less likely than min_p x the most likely one before sampling (min-p).
     Returns codes (streams, n_samples) int32, or (codes, probabilities, logits) when ``record``.
 
     With a context stack the kernel also advances it at each frame boundary (for its own streams, on its own
@@ -233,7 +235,7 @@ def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, r
     args = (weights["embedding"], weights["conv_w"], state["stream_bias"], weights["skip_w"], weights["skip_b"],
             weights["res_w"], weights["res_b"], weights["post1_w"], weights["post1_b"], weights["post2_w"],
             weights["post2_b"], weights["dilations"], state["ring"], state["ring_offsets"], state["ring_masks"],
-            int(state["t"]), state["inputs"], n_samples, float(temperature), state["rng"], forced, out_codes,
+            int(state["t"]), state["inputs"], n_samples, float(temperature), float(min_p), state["rng"], forced, out_codes,
             out_probs, out_logits, *_context_args(weights, state))
     if n_samples > 0:
         if threads <= 1:
@@ -268,13 +270,14 @@ def warm_up(weights, genre_ids, threads=0):
     return time.perf_counter() - started
 
 
-def generate_in_chunks(weights, state, n_samples, *, temperature, chunk, threads=0, progress=None):
+def generate_in_chunks(weights, state, n_samples, *, temperature, chunk, threads=0, progress=None, min_p=0.0):
     """:func:`generate` in chunks of ``chunk`` samples (the same codes as one call), updating ``progress``
     (a tqdm-like object) after each; returns (codes (streams, n_samples) int32, seconds spent)."""
     pieces = []
     started = time.perf_counter()
     for done in range(0, n_samples, chunk):
-        pieces.append(generate(weights, state, min(chunk, n_samples - done), temperature, threads=threads))
+        pieces.append(generate(weights, state, min(chunk, n_samples - done), temperature, threads=threads,
+                               min_p=min_p))
         if progress is not None:
             progress.update(pieces[-1].size)
     return np.concatenate(pieces, axis=1), time.perf_counter() - started

@@ -9,10 +9,12 @@ from local.generate.simd import _JIT, _exp_nonpositive, _gate, _gemm, _next_unif
 
 
 @njit(**_JIT)
-def _softmax_sample(logits, weights, temperature, rng, b, forced_code, probs):
+def _softmax_sample(logits, weights, temperature, min_p, rng, b, forced_code, probs):
     """The code of one stream: softmax(logits / temperature) sampled by inverse CDF with stream b's generator
-    (the most likely code when temperature <= 0; ``forced_code`` >= 0 instead when given). ``weights`` (Q,)
-    float32 scratch; ``probs`` (Q,) receives the distribution when it is non-empty."""
+    (the most likely code when temperature <= 0; ``forced_code`` >= 0 instead when given). ``min_p`` > 0 first
+    drops the codes less likely than min_p times the most likely one (min-p sampling: the tail a renderer
+    would play as hiss). ``weights`` (Q,) float32 scratch; ``probs`` (Q,) receives the distribution drawn from
+    when it is non-empty."""
     n_q = logits.shape[0]
     top = logits[0]  # not -inf: fastmath lets LLVM assume there are no infinities
     for c in range(1, n_q):
@@ -20,6 +22,10 @@ def _softmax_sample(logits, weights, temperature, rng, b, forced_code, probs):
     inv_temperature = np.float32(1.0 / temperature) if temperature > 0 else np.float32(1.0)
     for c in range(n_q):
         weights[c] = _exp_nonpositive((logits[c] - top) * inv_temperature)
+    if min_p > 0:  # the top code's weight is 1
+        for c in range(n_q):
+            if weights[c] < min_p:
+                weights[c] = 0.0
     total = 0.0
     for c in range(n_q):
         total += weights[c]
@@ -91,7 +97,7 @@ def _context_step(b0, b1, frame, frame_codes, ctx_embedding, ctx_conv_w, ctx_con
 @njit(**_JIT)
 def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, res_b, post1_w, post1_b,
                post2_w, post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs, n_steps, temperature,
-               rng, forced, out_codes, out_probs, out_logits, ctx_first_frame, frame_codes, ctx_embedding,
+               min_p, rng, forced, out_codes, out_probs, out_logits, ctx_first_frame, frame_codes, ctx_embedding,
                ctx_conv_w, ctx_conv_b, ctx_res_w, ctx_res_b, ctx_dilations, ctx_ring, ctx_offsets, ctx_masks,
                ctx_w, base_bias):
     """Advance streams b0..b1-1 by n_steps samples; see :func:`generate` for the arguments.
@@ -177,7 +183,7 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
             if record:
                 for c in range(n_q):
                     out_logits[b0 + b, step, c] = logits[b, c]
-            code = _softmax_sample(logits[b], weights, temperature, rng, b0 + b,
+            code = _softmax_sample(logits[b], weights, temperature, min_p, rng, b0 + b,
                                    forced[b0 + b, step] if forced.shape[1] > 0 else -1,
                                    out_probs[b0 + b, step] if record else no_probs)
             out_codes[b0 + b, step] = code
@@ -186,7 +192,7 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
 
 @njit(parallel=True, **_JIT)
 def _run_blocks(starts, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, res_b, post1_w, post1_b, post2_w,
-                post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs, n_steps, temperature, rng, forced,
+                post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs, n_steps, temperature, min_p, rng, forced,
                 out_codes, out_probs, out_logits, ctx_first_frame, frame_codes, ctx_embedding, ctx_conv_w, ctx_conv_b,
                 ctx_res_w, ctx_res_b, ctx_dilations, ctx_ring, ctx_offsets, ctx_masks, ctx_w, base_bias):
     """Run each block of streams (starts[k]..starts[k+1]-1) on its own thread; blocks never synchronize (each
@@ -194,6 +200,6 @@ def _run_blocks(starts, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, r
     for k in prange(len(starts) - 1):
         _run_block(starts[k], starts[k + 1], embedding, conv_w, stream_bias, skip_w, skip_b, res_w, res_b,
                    post1_w, post1_b, post2_w, post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs,
-                   n_steps, temperature, rng, forced, out_codes, out_probs, out_logits, ctx_first_frame,
+                   n_steps, temperature, min_p, rng, forced, out_codes, out_probs, out_logits, ctx_first_frame,
                    frame_codes, ctx_embedding, ctx_conv_w, ctx_conv_b, ctx_res_w, ctx_res_b, ctx_dilations,
                    ctx_ring, ctx_offsets, ctx_masks, ctx_w, base_bias)

@@ -43,7 +43,8 @@ def _move_to_frame(state, biases, frame):
     state["plan_bias"] = target
 
 
-def render(weights, state, biases, n_samples, *, hop, temperature=1.0, threads=None, forced_codes=None, record=False):
+def render(weights, state, biases, n_samples, *, hop, temperature=1.0, threads=None, forced_codes=None, record=False,
+           min_p=0.0):
     """:func:`local.generate.fast.generate` of ``n_samples`` codes for every stream, each sample playing its plan
     frame: sample t (counted from the stream's start, ``state["t"]``) takes ``biases[:, t // hop]``.
 
@@ -58,21 +59,22 @@ def render(weights, state, biases, n_samples, *, hop, temperature=1.0, threads=N
         count = min(hop - t % hop, n_samples - done)
         forced = None if forced_codes is None else np.asarray(forced_codes)[:, done:done + count]
         pieces.append(fast.generate(weights, state, count, temperature, forced_codes=forced, record=record,
-                                    threads=threads))
+                                    threads=threads, min_p=min_p))
         done += count
     if record:
         return tuple(np.concatenate([p[k] for p in pieces], axis=1) for k in range(3))
     return np.concatenate(pieces, axis=1) if pieces else np.zeros((len(state["inputs"]), 0), np.int32)
 
 
-def render_in_chunks(weights, state, biases, n_samples, *, hop, temperature, chunk, threads=0, progress=None):
+def render_in_chunks(weights, state, biases, n_samples, *, hop, temperature, chunk, threads=0, progress=None,
+                     min_p=0.0):
     """:func:`render` in chunks of about ``chunk`` samples (the same codes as one call), updating ``progress``
     after each; returns (codes (streams, n_samples) int32, seconds spent)."""
     pieces = []
     started = time.perf_counter()
     for done in range(0, n_samples, chunk):
         pieces.append(render(weights, state, biases, min(chunk, n_samples - done), hop=hop, temperature=temperature,
-                             threads=threads))
+                             threads=threads, min_p=min_p))
         if progress is not None:
             progress.update(pieces[-1].size)
     return np.concatenate(pieces, axis=1), time.perf_counter() - started

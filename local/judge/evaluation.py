@@ -63,7 +63,8 @@ def score_tracks(model, config, tracks, *, window=8192, batch_positions=32768, p
 
     A renderer (``plan_settings``: its :class:`local.audio.plan.PlanSettings`) hears each track's own plan
     (local.audio.plan.plan_frames) and is scored as it generates: from one code of silence, so every code of
-    the track is scored, code a playing frame a // hop; windows start on a frame (and on a context frame).
+    the track is scored, code a playing frame a // hop; windows start on a frame (and on a context frame). A
+    pre-emphasized renderer is scored on its own (emphasized) codes.
     """
     receptive_field, past = config.receptive_field, config.context_past
     align = config.context_rate if past else 1
@@ -72,7 +73,8 @@ def score_tracks(model, config, tracks, *, window=8192, batch_positions=32768, p
         from local.audio.plan import plan_frames, plan_window
         align = math.lcm(align, plan_settings.hop)
         plans = [plan_frames(codes, plan_settings) for codes, _ in tracks]
-        tracks = [(np.concatenate([[config.silence_code], np.asarray(codes)]), genre) for codes, genre in tracks]
+        tracks = [(np.concatenate([[config.silence_code], np.asarray(config.model_codes(codes))]), genre)
+                  for codes, genre in tracks]
     length = receptive_field - 1 + window + align - 1
     rows = max(1, batch_positions // (past + length))
     padded = [config.pad_context(codes) for codes, _ in tracks]  # = the codes without a context stack

@@ -42,6 +42,9 @@ output predicts begins a frame, and its plan holds ``plan_width`` more frames on
   ``plan{j}_conv``      Conv1D(plan_channels, 3, valid) + tanh, added to the frames it leaves (j < plan_width)
   ``layer{i}_plan``     Dense(2*dilation_channels, no bias, zeros at first) of the frame's vector, added to both
                         halves. Codes stay strictly causal; the plan is given, so its look-ahead is allowed.
+``pre_emphasis`` a > 0: the model's codes are those of the emphasized signal (y[n] - a y[n-1]) / (1 + a) of the
+dataset's (LPCNet's noise shaping: its errors come out low-passed once de-emphasized); the plan is still the
+dataset audio's. :meth:`WaveNetConfig.model_codes` / :meth:`WaveNetConfig.audio_codes` convert.
 
 Its one description is :class:`WaveNetConfig` (as nanoGPT's ``GPTConfig``): it resolves the dilations from a
 stage config, validates, round-trips to ``model.json``'s ``model`` dict, answers the receptive field, the
@@ -156,6 +159,7 @@ class WaveNetConfig(ModelSettings):
     plan_fmax: float = 0.0
     plan_channels: int = 64
     plan_width: int = 2
+    pre_emphasis: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
@@ -171,6 +175,10 @@ class WaveNetConfig(ModelSettings):
         for key, low in _MINIMUMS.items():
             if getattr(self, key) < low:
                 raise ConfigError(f"--{key}={getattr(self, key)}: must be at least {low}")
+        if not 0 <= self.pre_emphasis < 1:
+            raise ConfigError(f"--pre_emphasis={self.pre_emphasis}: expected 0 <= a < 1 (0 = off; LPCNet uses 0.85)")
+        if self.pre_emphasis and not self.plan_bands:
+            raise ConfigError(f"--pre_emphasis={self.pre_emphasis}: only a renderer uses it: pass --plan_bands too")
         if self.context_rate and (not self.context_dilations or min(self.context_dilations) < 1):
             shown = ",".join(map(str, self.context_dilations))
             raise ConfigError(f"--context_dilations={shown}: expected at least one layer, every dilation >= 1 "
@@ -213,6 +221,16 @@ class WaveNetConfig(ModelSettings):
         if not self.has_plan:
             return 0
         return -(-int(n_outputs) // self.plan_hop) + 2 * self.plan_width
+
+    def model_codes(self, codes):
+        """The codes this model reads for dataset ``codes`` (n,): emphasized when ``pre_emphasis`` > 0."""
+        from local.audio.waveform import emphasize_codes
+        return emphasize_codes(codes, self.pre_emphasis, self.quantization_channels)
+
+    def audio_codes(self, codes):
+        """Dataset-domain codes (..., n) of codes this model generated: de-emphasized when ``pre_emphasis`` > 0."""
+        from local.audio.waveform import de_emphasize_codes
+        return de_emphasize_codes(codes, self.pre_emphasis, self.quantization_channels)
 
     @property
     def has_context(self):
@@ -310,7 +328,7 @@ def build_wavenet(config, formulation="keras"):
 
     ``formulation`` is a build option, not part of the model's description (not in ``model.json``): it only
     changes how ``layer{i}_conv`` computes (same weights, same outputs to float rounding): "keras" = Keras' own
-    dilated Conv1D; "shifted" = :func:`dilated_conv_class` (shifted views times one matrix). Keras' stays the
+    dilated Conv1D; "shifted" = :func:`local.model.shifted_conv.dilated_conv_class` (shifted views times one matrix). Keras' stays the
     default: with TensorFlow 2.19's oneDNN convolution it has almost no dilation penalty, and the
     matrix-product form was 2.6x slower per layer (fwd+bwd, one thread, 4x3023x32 -> 64: 4.0-4.4 ms against
     11.3-11.6 ms; bench/bench_training.py compares the whole models).
@@ -319,7 +337,11 @@ def build_wavenet(config, formulation="keras"):
     from keras import layers, ops
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation={formulation!r}: expected one of {FORMULATIONS}")
-    dilated_conv = dilated_conv_class() if formulation == "shifted" else layers.Conv1D
+    if formulation == "shifted":
+        from local.model.shifted_conv import dilated_conv_class
+        dilated_conv = dilated_conv_class()
+    else:
+        dilated_conv = layers.Conv1D
 
     dilation_channels, n_layers = config.dilation_channels, config.n_layers
     codes = keras.Input(shape=(None,), dtype="int32", name="codes")
@@ -390,54 +412,6 @@ def _context_stack(config, codes):
     positions = ops.cumsum(ops.ones_like(codes[0, config.context_past:]))  # n + 1
     frame_index = ops.floor_divide(positions, rate)
     return context, frame_index
-
-
-_DILATED_CONV = []
-
-
-def dilated_conv_class():
-    """The causal dilated convolution as shifted views times one matrix: a Keras layer class, registered as
-    ``waveforms>Conv1D`` (made on first use, so importing this module does not import Keras): call it before
-    ``keras.models.load_model`` of a model built with ``formulation="shifted"`` (the default models use Keras'
-    own Conv1D and need nothing)."""
-    if _DILATED_CONV:
-        return _DILATED_CONV[0]
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="waveforms")
-    class Conv1D(keras.layers.Conv1D):
-        """Keras' causal ``Conv1D`` (same config, weights and outputs), computed as k shifted views of the
-        input concatenated on channels times the kernel reshaped to (k * in, filters): one matrix product.
-
-        Issue 11's candidate against TensorFlow's space-to-batch path for dilated convolutions (tensorflow
-        issue 37883); measured slower than TensorFlow 2.19's oneDNN convolution on a CPU (see
-        :func:`build_wavenet`), so only bench/bench_training.py builds it by default. The class is named ``Conv1D`` on purpose:
-        a model's weight file names its layers by class (``layers/conv1d_3/vars/0``), so checkpoints written
-        with the stock layer load into this one and back.
-        """
-
-        def call(self, inputs):
-            if (self.padding != "causal" and self.kernel_size != (1,)) or self.strides != (1,) or \
-                    self.data_format != "channels_last":
-                return super().call(inputs)
-            width, dilation = self.kernel_size[0], self.dilation_rate[0]
-            span = (width - 1) * dilation
-            padded = ops.pad(inputs, [[0, 0], [span, 0], [0, 0]]) if span else inputs
-            # tap j reads x[t - (width-1-j) * dilation], as the causal convolution's kernel row j does
-            taps = [padded[:, j * dilation:(j * dilation - span) or None, :] for j in range(width)]
-            stacked = ops.concatenate(taps, axis=-1) if width > 1 else taps[0]
-            kernel = ops.reshape(self.kernel, (width * self.kernel.shape[1], self.filters))
-            # as one 2-D product: TensorFlow's broadcasting batch matmul of (B, T, C) by (C, F) is slower
-            batch, steps = ops.shape(stacked)[0], ops.shape(stacked)[1]
-            outputs = ops.reshape(ops.matmul(ops.reshape(stacked, (-1, width * self.kernel.shape[1])), kernel),
-                                  (batch, steps, self.filters))
-            if self.use_bias:
-                outputs = outputs + self.bias
-            return self.activation(outputs) if self.activation is not None else outputs
-
-    _DILATED_CONV.append(Conv1D)
-    return Conv1D
 
 
 def read_run_model(run_dir):

@@ -24,7 +24,7 @@ from local.train.loop import learning_rate_at, resume, train
 TRAINING_MINIMUMS = {"batch_size": 1, "window": 1, "valid_windows": 1, "keep_checkpoints": 1, "cache_tracks": 1,
                      "prefetch_batches": 1, "eval_every": 1, "checkpoint_every": 1, "steps": 0, "epochs": 1,
                      "warmup_steps": 0, "grad_clip": 0, "min_learning_rate": 0, "stuck_check_step": 0,
-                     "max_minutes": 0}
+                     "max_minutes": 0, "code_noise": 0}
 # The most of each: a run that could never end is a typo (1e23 steps), said in one line before any work.
 TRAINING_MAXIMUMS = {"steps": 10 ** 9, "tagger_steps": 10 ** 9, "warmup_steps": 10 ** 9, "epochs": 10 ** 6}
 

@@ -116,10 +116,13 @@ def wavenet_task(wavenet_config, *, train_tracks, valid_tracks, config, sample_r
     valid_tracks, read_valid = dataset.lead_in(valid_tracks, dataset_files.read_track_codes, lead,
                                                wavenet_config.silence_code)
     plan = window_plan(wavenet_config, sample_rate)  # a renderer's windows carry their plan frames
+    transform = wavenet_config.model_codes if wavenet_config.pre_emphasis else None
     stream = dataset.TrainStream(train_tracks, field, window, batch_size, seed=config["seed"],
-                                 cache_tracks=config["cache_tracks"], read_codes=read_train, window_plan=plan)
+                                 cache_tracks=config["cache_tracks"], read_codes=read_train, window_plan=plan,
+                                 code_noise=config.get("code_noise", 0.0),
+                                 quantization_channels=wavenet_config.quantization_channels, code_transform=transform)
     valid_set = dataset.validation_set(valid_tracks, field, window, config["valid_windows"], read_codes=read_valid,
-                                       window_plan=plan)
+                                       window_plan=plan, code_transform=transform)
     eval_step = make_eval_step(model, wavenet_config, window)
     return Task(model=model, optimizer=optimizer,
                 batches=lambda examples_done: dataset.to_tf_dataset(stream, examples_done, config["prefetch_batches"]),
