@@ -54,9 +54,13 @@ min_p = 0.0  # > 0: codes less likely than min_p x the most likely one are never
 seed = 0  # the same seed gives the same clips; clip k depends only on the seed and k
 plan = ""  # what a renderer (a run trained with --plan_bands) plays (docs/plan.md): heldout (excerpts of the
 #            test and valid tracks of each clip's genre: resynthesis) | track:<track_id> | file:<audio file or a
-#            clip's .plan.npy> ("play this in the model's voice") | none (a model without a plan); empty = heldout
-#            for a renderer, none otherwise
-offset = 0.0  # seconds into the --plan=track:/file: source where the clips' plan starts (rounded to a frame)
+#            clip's .plan.npy> ("play this in the model's voice") | none (a model without a plan) |
+#            prior (plans the prior writes: free generation); empty = prior when the run has a prior (--prior_dir or
+#            <run_dir>/prior), heldout for a renderer without one, none for a model without a plan
+offset = 0.0  # seconds into the --plan=track:/file: (or --prime) source where the plan starts (rounded to a frame)
+prior_dir = ""  # a prior run (run_model_training.py --model=prior) for --plan=prior (empty = <run_dir>/prior if any)
+plan_temperature = 1.0  # the prior's sampling temperature (its logistics' scales, its mixture's weights; 0 = modes)
+prime = ""  # the prior's opening: track:<track_id> or file:<audio>: its first prime_seconds of plan (from --offset)
 prime_track = ""  # track_id of a dataset track whose opening the clips continue (empty = start from silence)
 prime_seconds = 1.0  # how much of the prime track to play to the model, seconds
 include_prime = True  # the WAV starts with the prime audio, so you hear where the model takes over
@@ -80,9 +84,9 @@ judge = ""  # a tagger run_dir, or mtt alone: judge the generated clips (generat
 
 def check_config(config):
     """Stage 4's keys, before any file is read: one key per message."""
-    check_minimums(config, {"seconds": 0, "prime_seconds": 0, "temperature": 0, "min_p": 0, "streams": 0,
-                            "threads": 0,
-                            "eval_window": 1, "eval_batch_positions": 1, "eval_max_tracks": 0, "top_k": 1})
+    check_minimums(config, {"seconds": 0, "prime_seconds": 0, "temperature": 0, "min_p": 0, "plan_temperature": 0,
+                            "streams": 0, "threads": 0, "eval_window": 1, "eval_batch_positions": 1,
+                            "eval_max_tracks": 0, "top_k": 1})
     if config["min_p"] >= 1:
         raise StageError(f"--min_p={config['min_p']}: must be below 1 (0 = off; 0.01-0.1 cuts the improbable tail)")
     if config["progress_seconds"] <= 0:
@@ -124,8 +128,8 @@ def read_index(config, data_dir, n_codes, sample_rate):
     ``sample_rate`` (Hz) are the model's: a dataset of other codes, or another rate to evaluate on, is refused."""
     from local.core import checks
     from local.store import dataset_files
-    if not (config["prime_track"] or config["evaluate"] or config["plan"] == "heldout"
-            or config["plan"].startswith("track:")):
+    if not (config["prime_track"] or config["evaluate"] or config["plan"] in ("heldout", "prior")
+            or config["plan"].startswith("track:") or config["prime"].startswith("track:")):
         return []
     if not data_dir or not dataset_files.list_parts(data_dir):
         raise StageError(f"data_dir={data_dir!r} holds no processed dataset (tracks/part-*.parquet), needed for "
@@ -209,10 +213,8 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     n_samples = int(round(config["seconds"] * sample_rate))
     plans, settings = None, wavenet.plan_settings(sample_rate)
     if settings is not None:
-        plans = plan_sources.clip_plans(config["plan"], settings=settings, width=wavenet.plan_width,
-                                        n_samples=n_samples, clip_genres=clip_genres, index=index, data_dir=data_dir,
-                                        offset=config["offset"], decode_settings=decode_settings_of(data_dir, wavenet,
-                                                                                                    sample_rate))
+        plans = clip_plans(config, wavenet, settings, n_samples=n_samples, clip_genres=clip_genres, index=index,
+                           data_dir=data_dir, sample_rate=sample_rate)
         if wavenet.conditioned and not config["genre"]:  # a track's plan plays in its own genre
             clip_genres = [source or g for source, g in zip(plans.genres, clip_genres)]
     genre_ids = [genres.index(g) if g in genres else 0 for g in clip_genres]
@@ -264,6 +266,8 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     if plans is not None:
         from local.judge.plan_fidelity import plan_fidelity
         judged["plan_fidelity"] = plan_fidelity(plans.frames, codes, settings, plans.genres, plans.track_ids)
+        if config["plan"] == "prior" and index:
+            judged["plan_memorization"] = memorization(plans, index, settings, clip_genres)
         for clip, source, distance in zip(clips, plans.sources, judged["plan_fidelity"].pop("per_clip")):
             clip.update(plan_source=source, plan_distance_db=distance)
     if judge is not None:
@@ -273,7 +277,8 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     generation_json = write_json_atomic(os.path.join(config["out_dir"], "generation.json"), {
         "run_dir": config["run_dir"], "sample_rate": sample_rate, "quantization_channels": wavenet.quantization_channels,
         "receptive_field": wavenet.receptive_field, **wavenet.receptive_field_json(sample_rate),
-        "generation": "free" if plans is None else "resynthesis", "plan": config["plan"],
+        "generation": "resynthesis" if plans is not None and config["plan"] != "prior" else "free",
+        "plan": config["plan"],
         "streams": len(clips), "threads": config["threads"],
         "total_samples_per_second": per_clip_rate * len(clips), "real_time_factor": per_clip_rate / sample_rate,
         "seconds_generating": elapsed, "config": config, "clips": clips, **judged})
@@ -284,6 +289,45 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
           f"({per_clip_rate / sample_rate:.1f}x real time per clip)")
     print(f"report: {report.write_report(config['run_dir'])}")
     print_verdicts(clips, judged)
+
+
+def clip_plans(config, wavenet, settings, *, n_samples, clip_genres, index, data_dir, sample_rate):
+    """What each clip of a renderer plays (local.generate.plan_sources.ClipPlans): the prior's new plans
+    (optionally primed) or a real source's."""
+    from local.generate import plan_sources
+    decode = decode_settings_of(data_dir, wavenet, sample_rate)
+    if config["plan"] != "prior":
+        return plan_sources.clip_plans(config["plan"], settings=settings, width=wavenet.plan_width, n_samples=n_samples,
+                                       clip_genres=clip_genres, index=index, data_dir=data_dir, offset=config["offset"],
+                                       decode_settings=decode)
+    from local.generate.plan_sampling import load_prior
+    prior_dir = plan_sources.prior_dir_of(config)
+    prime = None
+    if config["prime"]:
+        prime = plan_sources.prime_frames(config["prime"], settings=settings, index=index, data_dir=data_dir,
+                                          offset=config["offset"], seconds=config["prime_seconds"],
+                                          decode_settings=decode)
+    return plan_sources.prior_plans(load_prior(prior_dir), prior_dir=prior_dir, settings=settings,
+                                    width=wavenet.plan_width, n_samples=n_samples, clip_genres=clip_genres,
+                                    temperature=config["plan_temperature"], seed=config["seed"], prime=prime,
+                                    prime_source=config["prime"])
+
+
+def memorization(plans, index, settings, clip_genres):
+    """The prior's plan memorization figure (local.judge.plan_fidelity.plan_memorization) against the dataset's
+    train tracks, with held-out excerpts of the clips' genres as the reference."""
+    import numpy as np
+
+    from local.core.config import StageError
+    from local.generate import plan_sources
+    from local.judge.plan_fidelity import plan_memorization
+    n_frames = plans.frames.shape[1]
+    try:
+        heldout = [p[0] for p in plan_sources.heldout_plans(index, clip_genres, settings, n_frames, 0)]
+    except StageError:  # a genre without held-out tracks: no reference to compare with
+        return None
+    train = [plan_sources.track_plan(row, settings) for row in index if row["split"] == "train"]
+    return plan_memorization(plans.frames, np.stack(heldout), train)
 
 
 def decode_settings_of(data_dir, wavenet, sample_rate):
@@ -302,8 +346,10 @@ def decode_settings_of(data_dir, wavenet, sample_rate):
 def print_verdicts(clips, judged):
     """The plan fidelity, the judge's summary lines, then each clip (with its verdict when judged)."""
     if "plan_fidelity" in judged:
-        from local.judge.plan_fidelity import fidelity_line
+        from local.judge.plan_fidelity import fidelity_line, memorization_line
         print(fidelity_line(judged["plan_fidelity"]))
+        if judged.get("plan_memorization"):
+            print(memorization_line(judged["plan_memorization"]))
     if "judge_summary" in judged:
         from local.judge.verdict import clip_line, per_genre_line, summary_line
         print(summary_line(judged["judge_summary"]))

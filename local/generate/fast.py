@@ -119,6 +119,18 @@ def _context_args(weights, state):
             state["base_bias"].reshape(len(state["inputs"]), -1))
 
 
+def _plan_args(state, plan_bias, plan_hop, n_samples):
+    """The kernel's plan arguments: (plan_bias (streams, F, L*2D), plan_hop), or an empty array and 0."""
+    n_streams = len(state["inputs"])
+    if plan_bias is None:
+        return np.zeros((n_streams, 0, 0), np.float32), 0
+    plan_bias = np.asarray(plan_bias, np.float32)
+    if plan_bias.shape[1] * plan_hop < state["t"] + n_samples:
+        raise ValueError(f"{plan_bias.shape[1]} plan frames of {plan_hop} samples cannot cover sample "
+                         f"{state['t'] + n_samples - 1}")
+    return np.ascontiguousarray(plan_bias.reshape(n_streams, plan_bias.shape[1], -1)), int(plan_hop)
+
+
 def advance_context(weights, state, frame):
     """Feed the context stack frame number ``frame`` of every stream (its codes in ``state["frame_codes"]``,
     frames counted from the start of the silence a stream starts with) and set the streams' biases to its
@@ -208,7 +220,7 @@ def _prime_context(weights, state, padded):
 
 
 def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, record=False, threads=None,
-             min_p=0.0):
+             min_p=0.0, plan_bias=None, plan_hop=0):
     """Generate ``n_samples`` codes for every stream of ``state``, continuing (and advancing) it.
 
     ``temperature``: logits are divided by it before the softmax; 0 picks the most likely code.
@@ -217,6 +229,8 @@ def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, r
     distributions the codes were drawn from and the logits, both (streams, n_samples, Q) float32.
     ``threads``: how many threads share the streams (default: numba's, at most one per stream).
     ``min_p``: > 0 drops the codes less likely than min_p x the most likely one before sampling (min-p).
+    ``plan_bias`` (streams, F, L, 2D) and ``plan_hop``: a renderer's per-frame plan terms
+    (local/generate/rendering.py): sample t plays frame t // plan_hop (F frames must cover state["t"] + n).
     Returns codes (streams, n_samples) int32, or (codes, probabilities, logits) when ``record``.
 
     With a context stack the kernel also advances it at each frame boundary (for its own streams, on its own
@@ -236,7 +250,7 @@ def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, r
             weights["res_w"], weights["res_b"], weights["post1_w"], weights["post1_b"], weights["post2_w"],
             weights["post2_b"], weights["dilations"], state["ring"], state["ring_offsets"], state["ring_masks"],
             int(state["t"]), state["inputs"], n_samples, float(temperature), float(min_p), state["rng"], forced, out_codes,
-            out_probs, out_logits, *_context_args(weights, state))
+            out_probs, out_logits, *_context_args(weights, state), *_plan_args(state, plan_bias, plan_hop, n_samples))
     if n_samples > 0:
         if threads <= 1:
             _run_block(0, n_streams, *args)

@@ -99,8 +99,12 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
                post2_w, post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs, n_steps, temperature,
                min_p, rng, forced, out_codes, out_probs, out_logits, ctx_first_frame, frame_codes, ctx_embedding,
                ctx_conv_w, ctx_conv_b, ctx_res_w, ctx_res_b, ctx_dilations, ctx_ring, ctx_offsets, ctx_masks,
-               ctx_w, base_bias):
+               ctx_w, base_bias, plan_bias, plan_hop):
     """Advance streams b0..b1-1 by n_steps samples; see :func:`generate` for the arguments.
+
+    A renderer's plan (plan_bias (streams, F, L*2D), plan_hop > 0; else empty and 0): the input at t, t a
+    multiple of plan_hop, first moves each stream's bias (and the context stack's base) from frame f-1's plan
+    term to frame f = t // plan_hop's (from none at f = 0), so sample t plays frame t // plan_hop.
 
     With a context stack (frame_codes (streams, rate), rate > 0; else its arrays are empty) each input code
     also goes into its frame's slot t % rate, and the input that ends a frame (t % rate == rate - 1) first
@@ -140,6 +144,14 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
     flat_bias = stream_bias.reshape((stream_bias.shape[0], stream_bias.shape[1] * stream_bias.shape[2]))
     for step in range(n_steps):
         t = t0 + step
+        if plan_hop > 0 and t % plan_hop == 0:
+            f = t // plan_hop
+            for b in range(b0, b1):
+                for j in range(flat_bias.shape[1]):
+                    delta = plan_bias[b, f, j] - (plan_bias[b, f - 1, j] if f > 0 else np.float32(0.0))
+                    flat_bias[b, j] += delta
+                    if base_bias.shape[1] > 0:  # (streams, L*2D) with a context stack, else (streams, 0)
+                        base_bias[b, j] += delta
         if rate > 0:
             for b in range(n):
                 frame_codes[b0 + b, t % rate] = inputs[b0 + b]
@@ -194,7 +206,8 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
 def _run_blocks(starts, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, res_b, post1_w, post1_b, post2_w,
                 post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs, n_steps, temperature, min_p, rng, forced,
                 out_codes, out_probs, out_logits, ctx_first_frame, frame_codes, ctx_embedding, ctx_conv_w, ctx_conv_b,
-                ctx_res_w, ctx_res_b, ctx_dilations, ctx_ring, ctx_offsets, ctx_masks, ctx_w, base_bias):
+                ctx_res_w, ctx_res_b, ctx_dilations, ctx_ring, ctx_offsets, ctx_masks, ctx_w, base_bias, plan_bias,
+                plan_hop):
     """Run each block of streams (starts[k]..starts[k+1]-1) on its own thread; blocks never synchronize (each
     advances its own streams' context stack)."""
     for k in prange(len(starts) - 1):
@@ -202,4 +215,4 @@ def _run_blocks(starts, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, r
                    post1_w, post1_b, post2_w, post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs,
                    n_steps, temperature, min_p, rng, forced, out_codes, out_probs, out_logits, ctx_first_frame,
                    frame_codes, ctx_embedding, ctx_conv_w, ctx_conv_b, ctx_res_w, ctx_res_b, ctx_dilations,
-                   ctx_ring, ctx_offsets, ctx_masks, ctx_w, base_bias)
+                   ctx_ring, ctx_offsets, ctx_masks, ctx_w, base_bias, plan_bias, plan_hop)

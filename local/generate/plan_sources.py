@@ -138,10 +138,20 @@ def clip_plans(spec, *, settings, width, n_samples, clip_genres, index, data_dir
                      [p[3] for p in picked], [p[4] for p in picked])
 
 
+def prior_dir_of(config):
+    """The prior run stage 4 draws plans from: ``--prior_dir``, else ``<run_dir>/prior`` when that is a prior run
+    (make demo's), else ""."""
+    if config["prior_dir"]:
+        return config["prior_dir"]
+    default = os.path.join(config["run_dir"], "prior")
+    return default if os.path.isfile(os.path.join(default, "model.json")) else ""
+
+
 def check_plan_choice(config, wavenet, run_dir):
-    """The ``--plan`` a stage-4 call plays (its default resolved), or StageError when it does not fit the model:
-    a plan for a model without one, none for a renderer, a renderer primed by codes."""
-    spec = config["plan"] or ("heldout" if wavenet.has_plan else "none")
+    """The ``--plan`` a stage-4 call plays (its default resolved: prior when the run has a prior, else heldout
+    for a renderer, none otherwise), or StageError when it does not fit the model: a plan for a model without
+    one, none for a renderer, a renderer primed by codes, a prior without a prior run."""
+    spec = config["plan"] or ("none" if not wavenet.has_plan else "prior" if prior_dir_of(config) else "heldout")
     kind = plan_kind(spec)
     if not wavenet.has_plan and kind != "none":
         raise StageError(f"--plan={spec}: the model in {run_dir} has no plan (trained without --plan_bands): leave "
@@ -152,8 +162,47 @@ def check_plan_choice(config, wavenet, run_dir):
     if wavenet.has_plan and config["prime_track"]:
         raise StageError(f"--prime_track={config['prime_track']}: the model in {run_dir} renders a plan; to play a "
                          f"track's, pass --plan=track:{config['prime_track']}")
-    if kind == "prior":
-        raise StageError("--plan=prior: this run has no prior yet (train one with run_model_training.py --model=prior)")
+    if kind == "prior" and not prior_dir_of(config):
+        raise StageError(f"--plan=prior: no prior: pass --prior_dir=<a run of run_model_training.py --model=prior> "
+                         f"(or train one into {os.path.join(run_dir, 'prior')})")
+    if config["prime"] and kind != "prior":
+        raise StageError(f"--prime={config['prime']}: primes the prior's plans: use it with --plan=prior")
+    if config["prime"] and not config["prime"].startswith(("track:", "file:")):
+        raise StageError(f"--prime={config['prime']!r}: expected track:<track_id> or file:<audio file>")
     if config["offset"] < 0:
         raise StageError(f"--offset={config['offset']}: must be >= 0")
     return spec
+
+
+def prior_plans(prior_run, *, prior_dir, settings, width, n_samples, clip_genres, temperature, seed, prime=None,
+                prime_source=""):
+    """The :class:`ClipPlans` the prior draws (local.generate.plan_sampling.sample_plans), one per clip of
+    ``n_samples`` samples in its genre; ``prime`` (P, bands): every clip's plan opens with these real frames.
+    StageError (one line) when the prior's plan keys are not the renderer's or a genre is not the prior's."""
+    from local.generate import plan_sampling
+    problem = plan_sampling.plan_mismatch(prior_run, settings, prior_dir)
+    if problem:
+        raise StageError(problem)
+    prior_genres = list(prior_run.info.get("genres", []))
+    unknown = sorted({g for g in clip_genres if g not in prior_genres})
+    if unknown:
+        raise StageError(f"--prior_dir={prior_dir} was trained on {', '.join(prior_genres)}, not on "
+                         f"{', '.join(unknown)}: train the prior on the renderer's dataset")
+    n_frames = settings.frames_covering(n_samples)
+    frames = plan_sampling.sample_plans(prior_run, [prior_genres.index(g) for g in clip_genres], n_frames,
+                                        temperature=temperature, seed=seed, prime=prime)
+    padded = np.stack([plan_window(f, 0, n_frames, width) for f in frames])
+    primed = f", primed by {prime_source} ({len(prime)} frames)" if prime is not None else ""
+    sources = [f"prior {prior_dir} at temperature {temperature:g}, seed {seed}{primed}"] * len(clip_genres)
+    return ClipPlans(frames, padded, sources, list(clip_genres), [None] * len(clip_genres))
+
+
+def prime_frames(spec, *, settings, index, data_dir, offset, seconds, decode_settings):
+    """The first ``seconds`` of plan frames of ``--prime`` (track:<id> or file:<audio>) from ``offset`` s."""
+    if spec.startswith("track:"):
+        plan = track_plan(find_track(index, spec[len("track:"):], data_dir), settings)
+    else:
+        plan = file_plan(spec[len("file:"):], settings, decode_settings)
+    n = max(1, int(round(seconds * settings.frames_per_second)))
+    first = first_frame_at(offset, settings, len(plan), n, f"--prime={spec}")
+    return plan[first:first + n]

@@ -3,9 +3,8 @@
 A renderer adds, in every gated layer, ``layer{i}_plan`` of its conditioning network's vector of the frame the
 sample plays (local/model/wavenet.py). That term is a bias per (stream, layer) that changes once per frame, so
 it is computed for every frame once, by the Keras model's own layers (one batched pass over the plan, exact),
-and the kernel runs frame by frame with the stream biases moved to the frame's: the kernel itself is the one
-of a model without a plan, so a plan costs one bias update per ``plan_hop`` samples (bench_generation.py:
-``plan_speed_ratio``).
+and the kernel moves the stream biases to the next frame's as it reaches it: a plan costs one bias update per
+``plan_hop`` samples (bench_generation.py: ``plan_speed_ratio``).
 """
 import time
 
@@ -32,38 +31,17 @@ def plan_biases(model, config, plans):
     return np.ascontiguousarray(np.asarray(plan_bias_model(model, config).predict_on_batch(plans), np.float32))
 
 
-def _move_to_frame(state, biases, frame):
-    """Set the streams' biases to frame ``frame``'s plan term (added to the genre's; the context stack's bias
-    holds it in ``base_bias``, which its frame steps start from). Modifies ``state``."""
-    target = biases[:, frame]
-    delta = target - state.get("plan_bias", 0.0)
-    state["stream_bias"] += delta
-    if "base_bias" in state:
-        state["base_bias"] += delta
-    state["plan_bias"] = target
-
-
 def render(weights, state, biases, n_samples, *, hop, temperature=1.0, threads=None, forced_codes=None, record=False,
            min_p=0.0):
     """:func:`local.generate.fast.generate` of ``n_samples`` codes for every stream, each sample playing its plan
     frame: sample t (counted from the stream's start, ``state["t"]``) takes ``biases[:, t // hop]``.
 
-    biases (streams, F, L, 2D) from :func:`plan_biases`, F >= ceil((state["t"] + n_samples) / hop).
-    Returns what ``fast.generate`` returns (codes (streams, n) int32, or with ``record`` also the
-    probabilities and logits), in one array over all frames.
+    biases (streams, F, L, 2D) from :func:`plan_biases`, F >= ceil((state["t"] + n_samples) / hop). The kernel
+    moves each stream's bias to the next frame's as it reaches it. Returns what ``fast.generate`` returns
+    (codes (streams, n) int32, or with ``record`` also the probabilities and logits).
     """
-    pieces, done = [], 0
-    while done < n_samples:
-        t = state["t"]
-        _move_to_frame(state, biases, t // hop)
-        count = min(hop - t % hop, n_samples - done)
-        forced = None if forced_codes is None else np.asarray(forced_codes)[:, done:done + count]
-        pieces.append(fast.generate(weights, state, count, temperature, forced_codes=forced, record=record,
-                                    threads=threads, min_p=min_p))
-        done += count
-    if record:
-        return tuple(np.concatenate([p[k] for p in pieces], axis=1) for k in range(3))
-    return np.concatenate(pieces, axis=1) if pieces else np.zeros((len(state["inputs"]), 0), np.int32)
+    return fast.generate(weights, state, n_samples, temperature, forced_codes=forced_codes, record=record,
+                         threads=threads, min_p=min_p, plan_bias=biases, plan_hop=hop)
 
 
 def render_in_chunks(weights, state, biases, n_samples, *, hop, temperature, chunk, threads=0, progress=None,
