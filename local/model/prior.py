@@ -50,7 +50,7 @@ class PriorConfig(ModelSettings):
     mixtures: int = 3  # logistic components per band
     genre_channels: int = 16
     dropout: float = 0.1  # on each layer's output while training
-    input_noise: float = 2.0  # std of Gaussian noise on the input frames while training, dB (against exposure bias)
+    input_noise: float = 4.0  # std of Gaussian noise on the input frames while training, dB (against exposure bias)
     window: int = 64  # frames scored per training example (each reads receptive_field - 1 more before them)
     n_genres: int = 1
 
