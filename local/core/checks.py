@@ -168,6 +168,18 @@ def generation_cost_line(streams, seconds, sample_rate, receptive_field, residua
     return f"generating {streams} x {seconds:g} s = {n:,} samples, about {need / 1e6:,.0f} MB of memory"
 
 
+def plan_memory_problem(n_frames, bands, available=None):
+    """One line when the plans of a prior's tracks (``n_frames`` frames of ``bands`` float32 in all, held
+    twice: each track's plan and its floor-padded copy) cannot fit in half the free memory, or "".
+    ``available``: bytes (default: /proc/meminfo's MemAvailable)."""
+    need = 2 * 4 * int(n_frames) * int(bands)
+    available = available_memory_bytes() if available is None else available
+    if available is not None and need > 0.5 * available:
+        return (f"the plans of its tracks ({int(n_frames):,} frames x {bands} bands) need about {need / 1e9:,.1f} GB "
+                f"but {available / 1e9:.1f} GB are free: train the prior on fewer tracks or fewer --plan_bands")
+    return ""
+
+
 def split_problem(n_tracks, n_train, n_valid, data_dir):
     """When a dataset cannot give both a train and a valid track at all (fewer than two tracks), say that -
     not "lower --window" - or ""."""

@@ -30,7 +30,7 @@ from local.core.fileio import write_json_atomic
 from local.core.plots import plot_loss
 from local.store.layout import RunDir
 
-MODEL_KINDS = ("wavenet", "tagger")  # the ``model`` key: what a run directory holds (model.json ``kind``)
+MODEL_KINDS = ("wavenet", "tagger", "prior")  # the ``model`` key: what a run directory holds (model.json ``kind``)
 METRICS_COLUMNS = ["step", "train_bits_per_sample", "valid_bits_per_sample", "samples_per_second",
                    "learning_rate", "elapsed_seconds"]
 CHECKPOINT_FILES = ("model.weights.h5", "optimizer.npz", RunDir.CHECKPOINT_STATE)

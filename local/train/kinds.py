@@ -1,5 +1,6 @@
 """The model kinds stage 3 trains, each described once for :func:`local.train.runner.train_one`: the WaveNet
-(generates audio) and the genre tagger (classifies raw waveforms; judges the WaveNet's clips).
+(generates audio), the genre tagger (classifies raw waveforms; judges the WaveNet's clips) and the plan prior
+(writes plans, log-mel frames, that a renderer plays).
 
 A kind says how it checks its keys and its dataset and what its model.json holds (``setup``), builds its
 model, optimizer and data (``task``), what it prints before training, which callbacks act at each
@@ -7,17 +8,20 @@ evaluation, and what it does once trained. ``run_model_training.py``, ``--sweep`
 all go through :func:`train_config` or :func:`local.train.runner.train_one` with one of these.
 """
 import dataclasses
+import math
 
 from local.audio.decoding import DecodeSettings
 from local.core import checks
 from local.core.config import StageError
 from local.dataset import windows as dataset
 from local.judge import external, tagger_features
+from local.model import prior as model_prior
 from local.model import tagger as model_tagger
 from local.model.wavenet import WaveNetConfig
 from local.report import page as report
 from local.store import rundir
 from local.train import loop, runner
+from local.train import prior_task as train_prior_task
 from local.train import tagger_task as train_tagger_task
 from local.train import wavenet_task as train_wavenet_task
 from local.train.runner import ModelKind, RunSetup
@@ -154,7 +158,60 @@ def tagger_after_train(setup, task, config, summary, run_dir):
 TAGGER = ModelKind(model_tagger.KIND, check_config=model_tagger.check_config, setup=tagger_setup, task=tagger_task,
                    describe=tagger_describe, after_train=tagger_after_train)
 
-KINDS = {kind.name: kind for kind in (WAVENET, TAGGER)}
+# --- the plan prior ------------------------------------------------------------------------------------------
+
+def prior_setup(config, data):
+    """The prior's setup: the dataset's genres and rate, the plan keys (the renderer's with ``renderer_dir``,
+    else the config's), tracks of at least ``prior_window`` frames (their plans sized against memory), model.json;
+    ``prior_steps`` steps."""
+    genres, sample_rate = runner.check_dataset(data.info, data.data_dir, config["quantization_channels"],
+                                                 stage2=data.stage2)
+    plan = train_prior_task.resolve_plan(config, sample_rate, config["quantization_channels"])
+    prior_config = model_prior.PriorConfig.from_config(config, plan, n_genres=len(genres))
+    train, valid, test = train_prior_task.usable_plan_tracks([r for r in data.index if r["genre"] in genres], plan,
+                                                          prior_config.window, data.data_dir)
+    model_json = model_prior.prior_model_json(prior_config, genres=genres, sample_rate=sample_rate,
+                                              quantization_channels=config["quantization_channels"],
+                                              data_dir=data.data_dir, renderer_dir=config.get("renderer_dir", ""))
+    return RunSetup(model_json, prior_config, genres, sample_rate, data, train, valid, steps=config["prior_steps"],
+                    extra={"plan": plan, "test_tracks": test})
+
+
+def prior_task(setup, config, run_dir):
+    """The prior's task (local.train.prior_task.prior_task) on the tracks' plans, and the per-genre baseline
+    fitted first (kept in the setup for the evaluation; its valid bits/frame is loss.png's dashed line)."""
+    plan = setup.extra["plan"]
+    plans = {"train": train_prior_task.track_plans(setup.train_tracks, plan),
+             "valid": train_prior_task.track_plans(setup.valid_tracks, plan),
+             "test": train_prior_task.track_plans(setup.extra["test_tracks"], plan)}
+    baseline = train_prior_task.fit_baseline(plans["train"], len(setup.genres), setup.model_config, config["seed"])
+    setup.extra.update(plans=plans, baseline=baseline,
+                       baseline_valid=train_prior_task.baseline_nll(baseline, plans["valid"], setup.model_config))
+    return train_prior_task.prior_task(setup.model_config, plans=plans, config=config, run_dir=run_dir,
+                                       baseline_bits=setup.extra["baseline_valid"] / math.log(2))
+
+
+def prior_describe(setup, task, config):
+    c = setup.model_config
+    return (f"prior: {task.model.count_params():,} parameters, {c.layers} layers of {c.channels} channels, receptive "
+            f"field {c.receptive_field} frames ({c.receptive_field / setup.extra['plan'].frames_per_second:.1f} s), "
+            f"{c.mixtures} logistics per band of {c.plan_bands}, input noise {c.input_noise:g} dB; "
+            f"{len(setup.train_tracks)} train / {len(setup.valid_tracks)} valid tracks, genres: "
+            f"{', '.join(setup.genres)}; baseline {setup.extra['baseline_valid']:.1f} nats/frame on valid")
+
+
+def prior_after_train(setup, task, config, summary, run_dir):
+    """Valid and test NLL per frame of the best-valid model and of the baseline (evaluation.json), printed."""
+    result = train_prior_task.write_evaluation(run_dir, task.export_model, setup.model_config, setup.extra["plans"],
+                                               setup.extra["baseline"], extra={"steps": summary["step"]})
+    train_prior_task.print_evaluation(result, run_dir)
+    return {**summary, "evaluation": result}
+
+
+PRIOR = ModelKind(model_prior.KIND, check_config=train_prior_task.check_config, setup=prior_setup, task=prior_task,
+                  describe=prior_describe, after_train=prior_after_train)
+
+KINDS = {kind.name: kind for kind in (WAVENET, TAGGER, PRIOR)}
 
 
 def resolve_config(namespace, argv=None):
