@@ -43,23 +43,17 @@ demo: setup
 	$(PY) run_model_training.py --model=tagger --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/tagger \
 	  --tagger_steps=200 --eval_every=50
 	$(PY) run_model_training.py --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/run --layers_per_stack=10 \
-	  --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=1200 --learning_rate=3e-3 \
-	  --lr_schedule=cosine --warmup_steps=50 --min_learning_rate=1e-4 --max_minutes=7 --eval_every=200 \
-	  --checkpoint_every=600 --valid_windows=32 --genre_conditioning=true --sample_every=600 \
-	  --judge=$(DEMO)/tagger --context_rate=256 --context_layers=6 --context_channels=32
-	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --seconds=4 --evaluate=true \
-	  --judge=$(DEMO)/tagger --streams=30 --temperature=1.0
-	@$(PY) -c "import json; from local.judge.figures import with_interval as w; \
-	  e = json.load(open('$(DEMO)/run/evaluation.json')); \
-	  g = json.load(open('$(DEMO)/generated/generation.json')); s = g['judge_summary']; \
-	  r = ', '.join('%s %s' % (k, w(v['onset_rate_ratio'], v.get('onset_rate_ratio_interval'))) \
-	    for k, v in g.get('judge_per_genre', {}).items()); \
-	  print('demo summary: test %.2f bits/sample (goal <= 2.2), genre accuracy %s (goal >= 0.9, lower end >= 0.8), flatness ratio %s (goal <= 2), onset rate ratio %s (goal 0.67-1.5 each) over %d clips of %.1f s (95%% intervals)' \
-	  % (e['test_bits_per_sample'], w(s['genre_accuracy'], s.get('genre_accuracy_interval')), w(s['flatness_ratio'], s.get('flatness_ratio_interval')), r, s['n_clips'], s['excerpt_seconds']))"
-	@$(PY) -c "import json; s = json.load(open('$(DEMO)/generated/generation.json'))['judge_summary']; \
-	  f = lambda v, spec: '-' if v is None else format(v, spec); \
-	  print('demo summary, external ear (%s, pretrained on MagnaTagATune): Frechet distance %s (goal <= 3x the floor; at the floor set size %s), floor (real vs real) %s of %s excerpts, %s; tag similarity %s (real vs real %s)' \
-	  % (s['external_model'], f(s['external_frechet_distance'], '.3g'), f(s.get('external_frechet_distance_at_floor_size'), '.3g'), f(s['external_frechet_floor'], '.3g'), s.get('n_external_floor_excerpts', '-'), s.get('external_frechet_floor_method', 'disjoint'), f(s['external_tag_similarity'], '.2f'), f(s['external_tag_similarity_floor'], '.2f')))"
+	  --stacks=1 --skip_channels=64 --batch_size=4 --window=2000 --steps=1800 --learning_rate=3e-3 \
+	  --lr_schedule=cosine --warmup_steps=50 --min_learning_rate=1e-4 --max_minutes=4.5 --eval_every=300 \
+	  --checkpoint_every=900 --valid_windows=32 --genre_conditioning=true --plan_bands=80 --plan_width=3 \
+	  --pre_emphasis=0.85
+	$(PY) run_model_training.py --model=prior --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/run/prior \
+	  --renderer_dir=$(DEMO)/run --learning_rate=2e-3 --eval_every=100 --checkpoint_every=500 --max_minutes=1.5
+	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/resynthesized --plan=heldout \
+	  --seconds=4 --streams=30 --temperature=0.8 --evaluate=true --judge=$(DEMO)/tagger
+	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --plan=prior \
+	  --seconds=4 --streams=30 --temperature=0.8 --plan_temperature=0.6 --judge=$(DEMO)/tagger
+	@$(PY) -m local.report.demo_summary $(DEMO)
 	@echo "the run's page (listen and look): $(DEMO)/run/report.html"
 
 # Stages 2 and 3 on a real Spark standalone cluster (a master and two workers on 127.0.0.1, pyspark's own

@@ -2,6 +2,7 @@
 and plan fidelity, and the one-line refusals."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from local.audio.plan import plan_frames
 from local.core.fileio import write_json_atomic
 from local.generate import clip_files
 from local.model.wavenet import WaveNetConfig, build_wavenet
+from local.report.demo_summary import summary_lines
 from local.store import dataset_files, rundir
 from local.train import wavenet_task
 
@@ -77,6 +79,11 @@ def test_heldout_plans_are_rendered_saved_and_reported(renderer_project, tmp_pat
     fidelity = generation["plan_fidelity"]
     assert fidelity["plan_distance_db"] > 0 and set(fidelity["per_genre"]) == set(GENRES)
     assert "plan fidelity: clips" in result.stdout
+    demo = tmp_path / "demo" / "resynthesized"  # make demo's summary reads the same file
+    demo.mkdir(parents=True)
+    shutil.copy(out / "generation.json", demo)
+    lines = summary_lines(str(tmp_path / "demo"))
+    assert len(lines) == 2 and "resynthesis" in lines[1] and f"{fidelity['plan_distance_db']:.1f} dB" in lines[1]
 
 
 def test_track_and_file_plans(renderer_project, tmp_path):
@@ -123,3 +130,46 @@ def test_a_plan_file_is_written_whole_or_not_at_all(tmp_path):
     assert os.listdir(tmp_path) == []
     clip_files.write_plan(str(path), np.ones((3, 4)))
     assert np.load(path).dtype == np.float32 and os.listdir(tmp_path) == ["x.plan.npy"]
+
+
+def save_prior(run_dir, data_dir, bands=8, seed=0):
+    """A tiny random prior over the renderer's plan (or, with other ``bands``, another plan) as a stage-3 run."""
+    from local.model import prior as model_prior
+    config = model_prior.PriorConfig(plan_bands=bands, plan_hop=PLAN["plan_hop"], plan_n_fft=PLAN["plan_n_fft"],
+                                     channels=8, layers=3, mixtures=2, genre_channels=4, n_genres=len(GENRES),
+                                     dropout=0.0)
+    model = model_prior.build_prior(config)
+    rng = np.random.default_rng(seed)
+    model.set_weights([w + 0.3 * rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights()])
+    os.makedirs(run_dir, exist_ok=True)
+    rundir.save_model(model, run_dir)
+    rundir.write_model_json(run_dir, model_prior.prior_model_json(config, genres=GENRES, sample_rate=SAMPLE_RATE,
+                                                                  quantization_channels=256, data_dir=data_dir))
+
+
+def test_prior_plans_are_drawn_primed_rendered_and_checked(renderer_project, tmp_path):
+    prior_dir = str(tmp_path / "prior")
+    save_prior(prior_dir, renderer_project["data_dir"])
+    out = tmp_path / "free"
+    result = stage4(renderer_project, out, f"--prior_dir={prior_dir}", "--streams=4", "--plan_temperature=0.5",
+                    "--prime=track:chirp-2", "--prime_seconds=0.016")
+    assert result.returncode == 0, result.stderr
+    generation = json.loads((out / "generation.json").read_text())
+    assert generation["generation"] == "free" and generation["plan"] == "prior"  # the default with a prior
+    settings = renderer_project["wavenet"].plan_settings(SAMPLE_RATE)
+    index = {str(r["track_id"]): r for r in dataset_files.read_index(renderer_project["data_dir"])}
+    opening = plan_frames(dataset_files.read_track_codes(index["chirp-2"]), settings)[:2]
+    plans = [np.load(c["plan"]) for c in generation["clips"]]
+    for clip, plan in zip(generation["clips"], plans):
+        assert clip["plan_source"].startswith(f"prior {prior_dir} at temperature 0.5")
+        assert "primed by track:chirp-2" in clip["plan_source"]
+        assert np.array_equal(plan[:2], opening)  # the prime's frames, then the prior's
+    assert not np.array_equal(plans[0], plans[1])  # each clip its own plan
+    memory = generation["plan_memorization"]
+    assert memory["n_train_excerpts"] > 0 and memory["plan_memorization_ratio"] > 0
+    other = str(tmp_path / "other")
+    save_prior(other, renderer_project["data_dir"], bands=5)
+    refused = one_line_error(stage4(renderer_project, tmp_path / "x", "--plan=prior", f"--prior_dir={other}"))
+    assert "plan_bands 5/8" in refused
+    assert "no prior" in one_line_error(stage4(renderer_project, tmp_path / "y", "--plan=prior"))
+    assert "--prime=" in one_line_error(stage4(renderer_project, tmp_path / "z", "--plan=heldout", "--prime=track:x"))

@@ -54,7 +54,9 @@ def test_model_json_round_trip_and_missing_file(tmp_path):
     data = rundir.read_model_json(str(tmp_path))
     # the context keys as an older model.json lacks them (no context stack); seconds rounded to 0.1 ms
     no_context = {"context_rate": 0, "context_dilations": [1, 2, 4, 8, 16, 32], "context_channels": 32}
-    assert data == {"kind": "wavenet", "model": {**settings, **no_context}, "genres": ["Low", "High"],
+    no_plan = {"plan_bands": 0, "plan_hop": 256, "plan_n_fft": 1024, "plan_fmin": 30.0, "plan_fmax": 0.0,
+               "plan_channels": 64, "plan_width": 2, "pre_emphasis": 0.0}  # as an older model.json lacks them
+    assert data == {"kind": "wavenet", "model": {**settings, **no_context, **no_plan}, "genres": ["Low", "High"],
                     "sample_rate": 16000, "quantization_channels": 256, "receptive_field": 4,
                     "total_receptive_field": 4, "total_receptive_field_seconds": 0.0003, "context_past": 0,
                     "data_dir": "data/x"}

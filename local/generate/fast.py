@@ -249,7 +249,8 @@ def generate(weights, state, n_samples, temperature=1.0, *, forced_codes=None, r
     args = (weights["embedding"], weights["conv_w"], state["stream_bias"], weights["skip_w"], weights["skip_b"],
             weights["res_w"], weights["res_b"], weights["post1_w"], weights["post1_b"], weights["post2_w"],
             weights["post2_b"], weights["dilations"], state["ring"], state["ring_offsets"], state["ring_masks"],
-            int(state["t"]), state["inputs"], n_samples, float(temperature), float(min_p), state["rng"], forced, out_codes,
+            int(state["t"]), state["inputs"], n_samples, float(temperature), float(min_p), state["rng"], forced,
+            out_codes,
             out_probs, out_logits, *_context_args(weights, state), *_plan_args(state, plan_bias, plan_hop, n_samples))
     if n_samples > 0:
         if threads <= 1:

@@ -204,7 +204,8 @@ def _run_block(b0, b1, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, re
 
 @njit(parallel=True, **_JIT)
 def _run_blocks(starts, embedding, conv_w, stream_bias, skip_w, skip_b, res_w, res_b, post1_w, post1_b, post2_w,
-                post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs, n_steps, temperature, min_p, rng, forced,
+                post2_b, dilations, ring, ring_offsets, ring_masks, t0, inputs, n_steps, temperature, min_p, rng,
+                forced,
                 out_codes, out_probs, out_logits, ctx_first_frame, frame_codes, ctx_embedding, ctx_conv_w, ctx_conv_b,
                 ctx_res_w, ctx_res_b, ctx_dilations, ctx_ring, ctx_offsets, ctx_masks, ctx_w, base_bias, plan_bias,
                 plan_hop):

@@ -10,6 +10,7 @@ import numpy as np
 from local.audio.plan import check_plan_array, plan_frames, plan_window
 from local.core.config import StageError
 from local.store import dataset_files
+from local.store.layout import RunDir
 
 KINDS = ("heldout", "track:", "file:", "prior", "none")
 
@@ -99,8 +100,8 @@ def heldout_plans(index, clip_genres, settings, n_frames, width):
         rows = [r for split in ("test", "valid") for r in sorted(index, key=lambda r: str(r["track_id"]))
                 if r["split"] == split and (r["genre"] == clip_genre or not clip_genre)]
         if not rows:
-            raise StageError(f"--plan=heldout: no test or valid track of genre {clip_genre!r} to take plans from: pass "
-                             f"--plan=track:<id> or --plan=file:<audio>")
+            raise StageError(f"--plan=heldout: no test or valid track of genre {clip_genre!r} to take plans from: "
+                             f"pass --plan=track:<id> or --plan=file:<audio>")
         turn = chosen.get(clip_genre, 0)
         chosen[clip_genre] = turn + 1
         row = rows[turn % len(rows)]
@@ -143,8 +144,8 @@ def prior_dir_of(config):
     (make demo's), else ""."""
     if config["prior_dir"]:
         return config["prior_dir"]
-    default = os.path.join(config["run_dir"], "prior")
-    return default if os.path.isfile(os.path.join(default, "model.json")) else ""
+    default = RunDir(config["run_dir"]).prior
+    return default if os.path.isfile(RunDir(default).model_json) else ""
 
 
 def check_plan_choice(config, wavenet, run_dir):
@@ -164,7 +165,7 @@ def check_plan_choice(config, wavenet, run_dir):
                          f"track's, pass --plan=track:{config['prime_track']}")
     if kind == "prior" and not prior_dir_of(config):
         raise StageError(f"--plan=prior: no prior: pass --prior_dir=<a run of run_model_training.py --model=prior> "
-                         f"(or train one into {os.path.join(run_dir, 'prior')})")
+                         f"(or train one into {RunDir(run_dir).prior})")
     if config["prime"] and kind != "prior":
         raise StageError(f"--prime={config['prime']}: primes the prior's plans: use it with --plan=prior")
     if config["prime"] and not config["prime"].startswith(("track:", "file:")):

@@ -84,7 +84,8 @@ def plan_memorization(generated, heldout, train_plans, stride=8):
                 "plan_memorization_ratio": None, "n_train_excerpts": int(len(excerpts))}
     made, real = nearest_distances_db(generated, excerpts).mean(), nearest_distances_db(heldout, excerpts).mean()
     return {"generated_nearest_train_db": float(made), "heldout_nearest_train_db": float(real),
-            "plan_memorization_ratio": float(made / real) if real > 0 else None, "n_train_excerpts": int(len(excerpts))}
+            "plan_memorization_ratio": float(made / real) if real > 0 else None,
+            "n_train_excerpts": int(len(excerpts))}
 
 
 def memorization_line(figures):

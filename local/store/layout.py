@@ -43,6 +43,7 @@ class RunDir(_Folder):
     REPORT = "report.html"            # the run's page
     REPORT_FILES = "report_files"     # copies of clips the page plays that live outside the run directory
     SWEEP_RESULT = "sweep_result.json"  # in a sweep's run: its row of the sweep table
+    PRIOR = "prior"                   # a renderer's own plan prior (a prior run: stage 4's --plan=prior default)
 
     config_json = property(lambda self: self._join(self.CONFIG))
     model_json = property(lambda self: self._join(self.MODEL_JSON))
@@ -59,6 +60,7 @@ class RunDir(_Folder):
     report_html = property(lambda self: self._join(self.REPORT))
     report_files = property(lambda self: self._join(self.REPORT_FILES))
     sweep_result_json = property(lambda self: self._join(self.SWEEP_RESULT))
+    prior = property(lambda self: self._join(self.PRIOR))
 
     @staticmethod
     def checkpoint_state(checkpoint):
