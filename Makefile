@@ -48,7 +48,7 @@ demo: setup
 	  --checkpoint_every=900 --valid_windows=32 --genre_conditioning=true --plan_bands=80 --plan_width=3 \
 	  --pre_emphasis=0.85
 	$(PY) run_model_training.py --model=prior --data_dir=$(DEMO)/processed --run_dir=$(DEMO)/run/prior \
-	  --renderer_dir=$(DEMO)/run --learning_rate=2e-3 --eval_every=100 --checkpoint_every=500 --max_minutes=1.5
+	  --renderer_dir=$(DEMO)/run --learning_rate=2e-3 --eval_every=100 --checkpoint_every=500 --max_minutes=2
 	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/resynthesized --plan=heldout \
 	  --seconds=4 --streams=30 --temperature=0.8 --evaluate=true --judge=$(DEMO)/tagger
 	$(PY) run_model_predictions.py --run_dir=$(DEMO)/run --out_dir=$(DEMO)/generated --plan=prior \

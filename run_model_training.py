@@ -124,6 +124,8 @@ prior_window = 64  # plan frames scored per window (each reads 2**prior_layers -
 prior_channels = 64  # channels of the prior's dilated stack
 prior_layers = 8  # dilations 1 .. 2**(prior_layers-1), width 2: receptive field 2**prior_layers frames (256 = 4.1 s)
 prior_mixtures = 3  # discretized logistics per band of the frame's likelihood
+prior_frame_mixture = False  # the mixture's components are whole frames (one weight per component, shared by the
+#             bands: a drawn frame takes every band from one component) instead of one mixture per band
 prior_genre_channels = 16  # size of the genre embedding that conditions every layer
 prior_dropout = 0.1  # dropout on each layer's output while training
 prior_input_noise = 4.0  # std of Gaussian noise added to the frames the prior reads while training, dB (against

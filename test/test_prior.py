@@ -171,3 +171,24 @@ def test_a_prior_takes_its_renderers_plan_keys(tmp_path):
               "--prior_steps=2")
     info = rundir.read_model_json(str(tmp_path / "prior"))
     assert (info["model"]["plan_bands"], info["model"]["plan_fmin"], info["renderer_dir"]) == (6, 40.0, renderer)
+
+
+def test_a_frame_mixture_sums_to_one_over_every_frame_and_draws_one_component_per_frame():
+    import dataclasses
+    config = dataclasses.replace(SMALL, plan_bands=2, frame_mixture=True)
+    rng = np.random.default_rng(7)
+    params = rng.standard_normal((1, config.n_params_per_frame)).astype(np.float32)
+    params.reshape(1, 2, 3, config.mixtures)[:, :, 2] = np.log(0.1)
+    bins = model_prior.bin_centres()
+    grid = np.stack(np.meshgrid(bins, bins, indexing="ij"), -1).reshape(-1, 2)  # every frame of 2 bands
+    nll = np.asarray(model_prior.frame_nll(np.repeat(params, len(grid), 0), grid, 2, config.mixtures, True))
+    assert np.exp(-nll.astype(np.float64)).sum() == pytest.approx(1.0, abs=2e-3)
+    banded = np.asarray(model_prior.frame_nll(np.repeat(params, len(grid), 0), grid, 2, config.mixtures, False))
+    assert np.abs(nll - banded).max() > 1e-3  # another likelihood than the per-band mixture's
+    # well-separated components: a drawn frame's bands all come from one of them
+    p = np.zeros((4000, 2, 3, config.mixtures), np.float32)
+    p[:, :, 1] = np.array([0.2, 0.8])[None, None, :]  # means -48 dB and -8 dB in both bands
+    p[:, :, 2] = np.log(0.01)
+    frames = plan_sampling.draw_frame(p.reshape(4000, -1), config, 1.0, np.random.default_rng(0))
+    assert np.all(np.abs(frames[:, 0] - frames[:, 1]) < 10)  # never one band low and the other high
+    assert 0.3 < (frames[:, 0] > -30).mean() < 0.7  # both components drawn

@@ -98,6 +98,8 @@ def draw_frame(params, config, temperature, rng):
     p = np.asarray(params, np.float64).reshape(len(params), config.plan_bands, 3, config.mixtures)
     logits, means = p[:, :, 0], (p[:, :, 1] - 1.0) * model_prior.DB_SCALE
     scales = np.exp(np.maximum(p[:, :, 2], model_prior.MIN_LOG_SCALE)) * model_prior.DB_SCALE
+    if config.frame_mixture:  # one component per frame, from band 0's logits, for every band
+        logits = np.repeat(logits[:, :1], config.plan_bands, axis=1)
     if temperature <= 0:
         pick = logits.argmax(axis=-1)[..., None]
         value = np.take_along_axis(means, pick, -1)[..., 0]
@@ -105,7 +107,10 @@ def draw_frame(params, config, temperature, rng):
         z = logits / temperature
         weights = np.exp(z - z.max(axis=-1, keepdims=True))
         cumulative = np.cumsum(weights / weights.sum(axis=-1, keepdims=True), axis=-1)
-        pick = np.minimum((rng.random(cumulative.shape[:-1])[..., None] > cumulative).sum(-1), config.mixtures - 1)
+        u_pick = rng.random(cumulative.shape[:-1])
+        if config.frame_mixture:
+            u_pick[:] = u_pick[:, :1]  # the same draw for every band: the same component
+        pick = np.minimum((u_pick[..., None] > cumulative).sum(-1), config.mixtures - 1)
         u = np.clip(rng.random(pick.shape), 1e-6, 1 - 1e-6)
         chosen = [np.take_along_axis(a, pick[..., None], -1)[..., 0] for a in (means, scales)]
         value = chosen[0] + temperature * chosen[1] * (np.log(u) - np.log1p(-u))

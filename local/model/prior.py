@@ -19,7 +19,9 @@ The likelihood (:func:`frame_nll`): per band a mixture of ``mixtures`` discretiz
 2017, PixelCNN++) on bins of :data:`BIN_DB` dB from :data:`FLOOR_DB` to :data:`CEILING_DB`; the first and last
 bins take the tails. Discretized because a plan is mostly floor: 30-80 % of the demo's band values are exactly
 -80 dB, where a continuous density grows without bound. Bands are independent given the past (diagonal); a
-frame's NLL is the sum over bands, in nats per frame.
+frame's NLL is the sum over bands, in nats per frame. With ``frame_mixture`` the components are whole frames
+instead: one weight per component (band 0's logits), each component a product of one logistic per band, so a
+drawn frame takes all its bands from one component (a note's partials together, not each band's own choice).
 """
 import dataclasses
 import math
@@ -53,6 +55,7 @@ class PriorConfig(ModelSettings):
     input_noise: float = 4.0  # std of Gaussian noise on the input frames while training, dB (against exposure bias)
     window: int = 64  # frames scored per training example (each reads receptive_field - 1 more before them)
     n_genres: int = 1
+    frame_mixture: bool = False  # one mixture over whole frames (a weight per component, shared by the bands)
 
     def __post_init__(self):
         self.validate()
@@ -75,7 +78,8 @@ class PriorConfig(ModelSettings):
         return cls(**plan.model_keys(), channels=int(config["prior_channels"]), layers=int(config["prior_layers"]),
                    mixtures=int(config["prior_mixtures"]), genre_channels=int(config["prior_genre_channels"]),
                    dropout=float(config["prior_dropout"]), input_noise=float(config["prior_input_noise"]),
-                   window=int(config["prior_window"]), n_genres=max(1, int(n_genres)))
+                   window=int(config["prior_window"]), n_genres=max(1, int(n_genres)),
+                   frame_mixture=bool(config.get("prior_frame_mixture", False)))
 
     @property
     def dilations(self):
@@ -142,6 +146,15 @@ def band_log_probs(x_db, logits, means_db, log_scales_db):
     :func:`split_params`. Returns (..., bands) float32 nats. Values are put in their bin of BIN_DB dB (below
     the floor's bin half-width: the first bin; above the ceiling: the last)."""
     from keras import ops
+    return ops.logsumexp(component_log_probs(x_db, means_db, log_scales_db) + ops.log_softmax(logits, axis=-1),
+                         axis=-1)
+
+
+def component_log_probs(x_db, means_db, log_scales_db):
+    """log P(bin of x) per band under each component alone: ``x_db`` (..., bands); means and log scales (...,
+    bands, mixtures) of :func:`split_params`. Returns (..., bands, mixtures) nats (bins as
+    :func:`band_log_probs`)."""
+    from keras import ops
     x = ops.clip(ops.cast(x_db, "float32"), FLOOR_DB, CEILING_DB)
     centre = FLOOR_DB + ops.round((x - FLOOR_DB) / BIN_DB) * BIN_DB
     centre = ops.expand_dims(centre, -1)
@@ -154,16 +167,20 @@ def band_log_probs(x_db, logits, means_db, log_scales_db):
     # a bin far in a component's tail: sigmoid differences round to 0; use the density times the width
     log_pdf_mid = mid - log_scales_db - 2.0 * ops.softplus(mid) + math.log(BIN_DB)
     log_mass = ops.where(mass > 1e-5, ops.log(ops.maximum(mass, 1e-12)), log_pdf_mid)
-    log_p = ops.where(centre <= FLOOR_DB + BIN_DB / 4, log_cdf_plus,
-                      ops.where(centre >= CEILING_DB - BIN_DB / 4, log_one_minus_cdf_minus, log_mass))
-    return ops.logsumexp(log_p + ops.log_softmax(logits, axis=-1), axis=-1)
+    return ops.where(centre <= FLOOR_DB + BIN_DB / 4, log_cdf_plus,
+                     ops.where(centre >= CEILING_DB - BIN_DB / 4, log_one_minus_cdf_minus, log_mass))
 
 
-def frame_nll(params, frames_db, bands, mixtures):
+def frame_nll(params, frames_db, bands, mixtures, frame_mixture=False):
     """Negative log-likelihood of each frame in nats (sum over its bands): ``params`` (..., bands * 3 *
-    mixtures) of the network, ``frames_db`` (..., bands) the frames they predict; returns (...,) float32."""
+    mixtures) of the network, ``frames_db`` (..., bands) the frames they predict; returns (...,) float32.
+    ``frame_mixture``: the components are whole frames, weighted by band 0's logits (module docstring)."""
     from keras import ops
-    return -ops.sum(band_log_probs(frames_db, *split_params(params, bands, mixtures)), axis=-1)
+    logits, means, log_scales = split_params(params, bands, mixtures)
+    if not frame_mixture:
+        return -ops.sum(band_log_probs(frames_db, logits, means, log_scales), axis=-1)
+    per_component = ops.sum(component_log_probs(frames_db, means, log_scales), axis=-2)  # (..., mixtures)
+    return -ops.logsumexp(per_component + ops.log_softmax(logits[..., 0, :], axis=-1), axis=-1)
 
 
 def bin_centres():

@@ -144,7 +144,7 @@ def model_nll(model, prior_config, passes, batch=16):
         params = model.predict_on_batch([inputs[first:first + batch], genres[first:first + batch]])
         params = np.asarray(params)[:, prior_config.receptive_field - 1:]
         nll = np.asarray(model_prior.frame_nll(params, targets[first:first + batch], prior_config.plan_bands,
-                                               prior_config.mixtures))
+                                               prior_config.mixtures, prior_config.frame_mixture))
         total += float(nll[mask[first:first + batch]].sum())
     return total / max(1, int(mask.sum()))
 
@@ -237,7 +237,7 @@ def prior_task(prior_config, *, plans, config, run_dir, baseline_bits=None):
         if noise > 0:  # the model reads noisy frames and predicts clean ones: it learns to correct its own drift
             frames = frames + tf.random.normal(tf.shape(frames), stddev=noise)
         params = model([frames, genre_id], training=True)[:, rf - 1:]
-        return tf.reduce_mean(model_prior.frame_nll(params, targets, bands, k))
+        return tf.reduce_mean(model_prior.frame_nll(params, targets, bands, k, prior_config.frame_mixture))
 
     def validate():
         bits = model_nll(model, prior_config, valid) / math.log(2)
