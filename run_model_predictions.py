@@ -245,6 +245,9 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     primed = f", prime {config['prime_track']} until {len(prime) / sample_rate:g} s" if len(shown_prime) else ""
     extensions = (".wav", ".png") + ((".plan.npy",) if plans is not None else ())
     names = [clip_files.clip_name(g, k) + ext for k, g in enumerate(clip_genres) for ext in extensions]
+    real = plan_sources.real_excerpts(index, clip_genres, settings, n_samples) \
+        if plans is not None and config["plan"] == "prior" else []  # drawn beside the prior's plans
+    names += [f"real_{clip_files.clip_name(r['genre'], k)}{ext}" for k, r in enumerate(real) for ext in extensions]
     clip_folder.claim_folder(config["out_dir"], names)  # the folder holds this call's clips only, from now on
     clips = clip_files.write_clips(config["out_dir"], codes, shown_prime, genres=clip_genres, genre_ids=genre_ids,
                                    sample_rate=sample_rate, quantization_channels=wavenet.quantization_channels,
@@ -252,6 +255,11 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
                                          + (f", min-p {config['min_p']:g}" if config["min_p"] else "") + primed,
                                    plans=None if plans is None else plans.frames,
                                    plan_rate=settings.frames_per_second if settings else None)
+    real_plans = [{**clip_files.write_clip(
+        config["out_dir"], f"real_{clip_files.clip_name(r['genre'], k)}", r["codes"], sample_rate=sample_rate,
+        quantization_channels=wavenet.quantization_channels, title=f"real {r['genre']}: {r['source']}",
+        plan=r["frames"], plan_rate=settings.frames_per_second), "genre": r["genre"], "source": r["source"]}
+        for k, r in enumerate(real)]
     per_clip_rate = n_samples / max(elapsed, 1e-9)
     for clip in clips:
         if clip["problem"]:
@@ -281,7 +289,7 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
         "plan": config["plan"],
         "streams": len(clips), "threads": config["threads"],
         "total_samples_per_second": per_clip_rate * len(clips), "real_time_factor": per_clip_rate / sample_rate,
-        "seconds_generating": elapsed, "config": config, "clips": clips, **judged})
+        "seconds_generating": elapsed, "config": config, "clips": clips, "real_plans": real_plans, **judged})
     clip_folder.release_folder(config["out_dir"])
     report.note_generation(config["run_dir"], generation_json)  # the run's page shows these clips
     print(f"generated {len(clips)} x {n_samples / sample_rate:g} s in {elapsed:.2f} s: "

@@ -165,6 +165,10 @@ def test_prior_plans_are_drawn_primed_rendered_and_checked(renderer_project, tmp
         assert "primed by track:chirp-2" in clip["plan_source"]
         assert np.array_equal(plan[:2], opening)  # the prime's frames, then the prior's
     assert not np.array_equal(plans[0], plans[1])  # each clip its own plan
+    real = {r["genre"]: r for r in generation["real_plans"]}  # a real excerpt of each genre, drawn the same way
+    assert set(real) == set(GENRES) and all(os.path.isfile(r["png"]) and os.path.isfile(r["plan"]) for r in real.values())
+    page = (renderer_project["root"] / "run" / "report.html").read_text()
+    assert f"real Chirp: {real['Chirp']['source']}" in page and "Chirp_01" in page
     memory = generation["plan_memorization"]
     assert memory["n_train_excerpts"] > 0 and memory["plan_memorization_ratio"] > 0
     other = str(tmp_path / "other")

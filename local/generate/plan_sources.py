@@ -207,3 +207,19 @@ def prime_frames(spec, *, settings, index, data_dir, offset, seconds, decode_set
     n = max(1, int(round(seconds * settings.frames_per_second)))
     first = first_frame_at(offset, settings, len(plan), n, f"--prime={spec}")
     return plan[first:first + n]
+
+
+def real_excerpts(index, genres, settings, n_samples):
+    """A real excerpt per genre to show beside the prior's plans: the first ``n_samples`` codes of the genre's
+    first held-out track (test, then valid) and their plan. A list of {"genre", "codes" (n,), "frames" (F,
+    bands), "source"}; a genre without a held-out track long enough is left out."""
+    out = []
+    for genre in dict.fromkeys(genres):
+        rows = [r for split in ("test", "valid") for r in sorted(index, key=lambda r: str(r["track_id"]))
+                if r["split"] == split and r["genre"] == genre and int(r["n_samples"]) >= n_samples]
+        if rows:
+            codes = dataset_files.read_track_codes(rows[0], 0, n_samples)
+            frames = plan_frames(codes, settings)[:settings.frames_covering(n_samples)]
+            out.append({"genre": genre, "codes": codes, "frames": frames,
+                        "source": f"{rows[0]['split']} track {rows[0]['track_id']} from 0 s"})
+    return out

@@ -279,8 +279,14 @@ def _generated_section(run_dir, generation_paths):
         per_genre = report.get("judge_per_genre")
         if isinstance(per_genre, dict) and per_genre:
             out.append(_per_genre_table(per_genre))
+        real = {r.get("genre"): r for r in report.get("real_plans") or [] if isinstance(r, dict)}
         cells = []
-        for clip in clips:
+        for clip in sorted(clips, key=lambda c: str(c.get("genre"))) if real else clips:
+            reference = real.pop(clip.get("genre"), None)
+            if reference:  # a real excerpt of the genre first: its plan beside the generated ones
+                cells.append(_clip_cell(_local_copy(_clip_path(reference.get("wav"), folder), run_dir, group),
+                                        _local_copy(_clip_path(reference.get("png"), folder), run_dir, group),
+                                        run_dir, caption=f'real {reference.get("genre")}: {reference.get("source")}'))
             wav = _local_copy(_clip_path(clip.get("wav"), folder), run_dir, group)
             png = _local_copy(_clip_path(clip.get("png"), folder), run_dir, group)
             caption = f'{clip.get("name", "")}: {clip.get("genre") or "generated"}, {_fmt(clip.get("seconds", ""))} s'
