@@ -114,6 +114,9 @@ def test_white_noise_is_farther_from_the_demo_than_its_held_out_excerpts(demo_da
     assert summary["external_tag_similarity"] > 0.9 > noise_summary["external_tag_similarity"]
     assert set(summary["external_tag_similarity_per_genre"]) == set(demo_corpus.DEMO_GENRES)
     assert all(v > 0.8 for v in summary["external_tag_similarity_per_genre"].values()), summary
+    matrix = summary["external_tag_similarity_matrix"]  # real Ambient is told from real Electronic by its tags
+    assert matrix["Ambient"]["Ambient"] > matrix["Ambient"]["Electronic"], matrix
+    assert summary["external_genres_closest_to_their_own"] >= 2 / 3, matrix
     assert len(ear._real) == 1  # the real excerpts were tagged once for both calls
     for clip in per_clip + noise_clips:
         assert len(clip["external_tags"]) == 3 and clip["external_top_tags"].count(",") == 2

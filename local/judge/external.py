@@ -13,6 +13,9 @@ project's judge uses: :func:`local.judge.excerpts.pick_excerpts`), through ``MTT
   floor set's size);
 - ``external_tag_similarity``: the cosine similarity between the clips' mean tag vector and the real reference
   excerpts' (``external_tag_similarity_floor``: the same for the real floor set), and
+  ``external_tag_similarity_matrix`` ({asked genre: {real genre: similarity}}) and
+  ``external_genres_closest_to_their_own`` (the share of asked genres whose clips' tags are closest to the real
+  excerpts of their own genre), and
   ``external_tag_similarity_per_genre``: per asked genre, the clips of that genre against the real excerpts
   (reference and floor) of that genre;
 - per clip ``external_top_tags`` ("beat 0.69, techno 0.59, drums 0.42": shown on the report page) and
@@ -112,10 +115,15 @@ class ExternalJudge:
         per_genre = {}  # against every real excerpt of the genre (reference and floor: a few clips may use all)
         real_tags = np.concatenate([real["reference_tags"], real["floor_tags"]])
         real_genres = np.asarray(real["reference_genres"] + real["floor_genres"])
+        matrix = {}  # clips of a genre against the real excerpts of every genre: is its own the closest?
         for genre, clips in figures.genre_groups(asked_genres).items():
             similarity = mean_cosine(clip_tags[clips], real_tags[real_genres == genre])
             if similarity is not None:
                 per_genre[genre] = similarity
+            row = {other: mean_cosine(clip_tags[clips], real_tags[real_genres == other])
+                   for other in sorted(set(real_genres.tolist()))}
+            matrix[genre] = {other: value for other, value in row.items() if value is not None}
+        own_closest = [max(row, key=row.get) == genre for genre, row in matrix.items() if genre in row]
         clip_windows = [e for e, _ in analyzed]
         reference, floor, floor_method = figures.floor_sets(real["reference"], real["floor"], len(codes))
         summary = {"external_frechet_distance": figures.set_distance(clip_embeddings, clip_windows, reference),
@@ -126,6 +134,8 @@ class ExternalJudge:
                    "external_tag_similarity": mean_cosine(clip_tags, real["reference_tags"]),
                    "external_tag_similarity_floor": mean_cosine(real["floor_tags"], real["reference_tags"]),
                    "external_tag_similarity_per_genre": per_genre,
+                   "external_tag_similarity_matrix": matrix,
+                   "external_genres_closest_to_their_own": float(np.mean(own_closest)) if own_closest else None,
                    "external_model": self.tagger.name, "external_embedding_size": self.tagger.embedding_size,
                    "n_external_reference_excerpts": len(reference)}
         return per_clip, summary

@@ -48,7 +48,8 @@ def external_line(title, generation):
             f"{s.get('n_external_floor_excerpts', '-')} real excerpts, {s.get('external_frechet_floor_method', '-')}; "
             f"at the floor's size {_number(s.get('external_frechet_distance_at_floor_size'))}), tag similarity "
             f"{_number(s.get('external_tag_similarity'), '.2f')} (real vs real "
-            f"{_number(s.get('external_tag_similarity_floor'), '.2f')})")
+            f"{_number(s.get('external_tag_similarity_floor'), '.2f')}), genres whose clips' tags are closest to "
+            f"their own genre's real ones: {_number(s.get('external_genres_closest_to_their_own'), '.2f')}")
 
 
 def plan_line(generation, prior_evaluation):
