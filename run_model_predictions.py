@@ -60,7 +60,8 @@ plan = ""  # what a renderer (a run trained with --plan_bands) plays (docs/plan.
 offset = 0.0  # seconds into the --plan=track:/file: (or --prime) source where the plan starts (rounded to a frame)
 prior_dir = ""  # a prior run (run_model_training.py --model=prior) for --plan=prior (empty = <run_dir>/prior if any)
 plan_temperature = 1.0  # the prior's sampling temperature (its logistics' scales, its mixture's weights; 0 = modes)
-prime = ""  # the prior's opening: track:<track_id> or file:<audio>: its first prime_seconds of plan (from --offset)
+prime = ""  # the prior's opening: track:<track_id> or file:<audio>: its first prime_seconds of plan (from --offset);
+#             train: each clip a train track of its genre's (in turns), from --offset
 prime_track = ""  # track_id of a dataset track whose opening the clips continue (empty = start from silence)
 prime_seconds = 1.0  # how much of the prime track to play to the model, seconds
 include_prime = True  # the WAV starts with the prime audio, so you hear where the model takes over
@@ -129,7 +130,8 @@ def read_index(config, data_dir, n_codes, sample_rate):
     from local.core import checks
     from local.store import dataset_files
     if not (config["prime_track"] or config["evaluate"] or config["plan"] in ("heldout", "prior")
-            or config["plan"].startswith("track:") or config["prime"].startswith("track:")):
+            or config["plan"].startswith("track:") or config["prime"].startswith("track:")
+            or config["prime"] == "train"):
         return []
     if not data_dir or not dataset_files.list_parts(data_dir):
         raise StageError(f"data_dir={data_dir!r} holds no processed dataset (tracks/part-*.parquet), needed for "
@@ -311,7 +313,10 @@ def clip_plans(config, wavenet, settings, *, n_samples, clip_genres, index, data
     from local.generate.plan_sampling import load_prior
     prior_dir = plan_sources.prior_dir_of(config)
     prime = None
-    if config["prime"]:
+    if config["prime"] == "train":  # each clip opens with a stretch of a train track of its genre
+        prime = plan_sources.train_primes(index, clip_genres, settings, offset=config["offset"],
+                                          seconds=config["prime_seconds"])
+    elif config["prime"]:
         prime = plan_sources.prime_frames(config["prime"], settings=settings, index=index, data_dir=data_dir,
                                           offset=config["offset"], seconds=config["prime_seconds"],
                                           decode_settings=decode)

@@ -171,6 +171,13 @@ def test_prior_plans_are_drawn_primed_rendered_and_checked(renderer_project, tmp
     assert f"real Chirp: {real['Chirp']['source']}" in page and "Chirp_01" in page
     memory = generation["plan_memorization"]
     assert memory["n_train_excerpts"] > 0 and memory["plan_memorization_ratio"] > 0
+    trained = stage4(renderer_project, tmp_path / "primed", f"--prior_dir={prior_dir}", "--streams=2", "--prime=train",
+                     "--prime_seconds=0.016")
+    assert trained.returncode == 0, trained.stderr
+    for clip in json.loads((tmp_path / "primed" / "generation.json").read_text())["clips"]:
+        first = f"{clip['genre'].lower()}-0"  # the genre's first train track opens its first clip
+        assert np.array_equal(np.load(clip["plan"])[:2],
+                              plan_frames(dataset_files.read_track_codes(index[first]), settings)[:2])
     other = str(tmp_path / "other")
     save_prior(other, renderer_project["data_dir"], bands=5)
     refused = one_line_error(stage4(renderer_project, tmp_path / "x", "--plan=prior", f"--prior_dir={other}"))

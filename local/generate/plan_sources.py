@@ -168,8 +168,8 @@ def check_plan_choice(config, wavenet, run_dir):
                          f"(or train one into {RunDir(run_dir).prior})")
     if config["prime"] and kind != "prior":
         raise StageError(f"--prime={config['prime']}: primes the prior's plans: use it with --plan=prior")
-    if config["prime"] and not config["prime"].startswith(("track:", "file:")):
-        raise StageError(f"--prime={config['prime']!r}: expected track:<track_id> or file:<audio file>")
+    if config["prime"] and config["prime"] != "train" and not config["prime"].startswith(("track:", "file:")):
+        raise StageError(f"--prime={config['prime']!r}: expected track:<track_id>, file:<audio file> or train")
     if config["offset"] < 0:
         raise StageError(f"--offset={config['offset']}: must be >= 0")
     return spec
@@ -193,9 +193,28 @@ def prior_plans(prior_run, *, prior_dir, settings, width, n_samples, clip_genres
     frames = plan_sampling.sample_plans(prior_run, [prior_genres.index(g) for g in clip_genres], n_frames,
                                         temperature=temperature, seed=seed, prime=prime)
     padded = np.stack([plan_window(f, 0, n_frames, width) for f in frames])
-    primed = f", primed by {prime_source} ({len(prime)} frames)" if prime is not None else ""
+    primed = f", primed by {prime_source} ({np.asarray(prime).shape[-2]} frames)" if prime is not None else ""
     sources = [f"prior {prior_dir} at temperature {temperature:g}, seed {seed}{primed}"] * len(clip_genres)
     return ClipPlans(frames, padded, sources, list(clip_genres), [None] * len(clip_genres))
+
+
+def train_primes(index, clip_genres, settings, *, offset, seconds):
+    """``--prime=train``: each clip's opening, ``seconds`` of plan from ``offset`` s into a train track of its
+    genre (the genre's tracks in turns): (clips, P, bands) float32. StageError when a genre has no train track
+    that long."""
+    n = max(1, int(round(seconds * settings.frames_per_second)))
+    first = int(round(offset * settings.frames_per_second))
+    turns, out = {}, []
+    for genre in clip_genres:
+        rows = [r for r in sorted(index, key=lambda r: str(r["track_id"])) if r["split"] == "train"
+                and r["genre"] == genre and settings.n_frames(r["n_samples"]) >= first + n]
+        if not rows:
+            raise StageError(f"--prime=train: no train track of genre {genre!r} is longer than --offset plus "
+                             f"--prime_seconds ({(first + n) / settings.frames_per_second:.1f} s): lower them")
+        turn = turns.get(genre, 0)
+        turns[genre] = turn + 1
+        out.append(track_plan(rows[turn % len(rows)], settings)[first:first + n])
+    return np.stack(out)
 
 
 def prime_frames(spec, *, settings, index, data_dir, offset, seconds, decode_settings):
