@@ -196,10 +196,28 @@ def evaluate_test_set(model, wavenet, config, *, index, genres, data_dir, sample
     print("\n" + "\n".join(evaluation.evaluation_table(result)) + "\n" + path)
 
 
-def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, judge=None, index=(), data_dir=""):
+def plan_clips(config, wavenet, *, genres, prime_row, sample_rate, index, data_dir):
+    """(each clip's genre, its plans (local.generate.plan_sources.ClipPlans) or None without a plan): resolved
+    before any model is loaded, so a bad --plan source is told at once."""
+    from local.generate import fast
+    clip_genres = fast.stream_genres(genres, conditioned=wavenet.conditioned, genre=config["genre"],
+                                     streams=config["streams"],
+                                     prime_genre=prime_row["genre"] if prime_row is not None else None)
+    settings = wavenet.plan_settings(sample_rate)
+    if settings is None:
+        return clip_genres, None
+    plans = clip_plans(config, wavenet, settings, n_samples=int(round(config["seconds"] * sample_rate)),
+                       clip_genres=clip_genres, index=index, data_dir=data_dir, sample_rate=sample_rate)
+    if wavenet.conditioned and not config["genre"]:  # a track's plan plays in its own genre
+        clip_genres = [source or g for source, g in zip(plans.genres, clip_genres)]
+    return clip_genres, plans
+
+
+def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, judge=None, index=(), clip_genres,
+                   plans=None):
     """Generate the clips into out_dir (WAV, PNG [, plan], generation.json) and print their paths; a renderer
-    plays ``--plan``'s plans (local/generate/plan_sources.py); with a ``judge`` (local.judge.verdict.Judge), its
-    verdicts go into generation.json and beside the paths."""
+    plays ``plans`` (:func:`plan_clips`); with a ``judge`` (local.judge.verdict.Judge), its verdicts go into
+    generation.json and beside the paths."""
     import numpy as np
     from tqdm import tqdm
 
@@ -209,16 +227,8 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     from local.report import page as report
     from local.store import clip_folder, dataset_files
     weights = generate_weights.fold_weights(model, wavenet)
-    prime_genre = prime_row["genre"] if prime_row is not None else None
-    clip_genres = fast.stream_genres(genres, conditioned=wavenet.conditioned, genre=config["genre"],
-                                           streams=config["streams"], prime_genre=prime_genre)
     n_samples = int(round(config["seconds"] * sample_rate))
-    plans, settings = None, wavenet.plan_settings(sample_rate)
-    if settings is not None:
-        plans = clip_plans(config, wavenet, settings, n_samples=n_samples, clip_genres=clip_genres, index=index,
-                           data_dir=data_dir, sample_rate=sample_rate)
-        if wavenet.conditioned and not config["genre"]:  # a track's plan plays in its own genre
-            clip_genres = [source or g for source, g in zip(plans.genres, clip_genres)]
+    settings = wavenet.plan_settings(sample_rate)
     genre_ids = [genres.index(g) if g in genres else 0 for g in clip_genres]
     state = fast.initial_state(weights, genre_ids=genre_ids if wavenet.conditioned else None,
                                      n_streams=len(genre_ids), seed=config["seed"])
@@ -413,6 +423,9 @@ def run(config):
         judge = wavenet_judges(config["judge"], genres=genres, sample_rate=sample_rate, wavenet_run=config["run_dir"],
                                data_dir=data_dir)
 
+    if config["seconds"] > 0:  # a renderer's plans first: a source that cannot be read is told before the model loads
+        clip_genres, plans = plan_clips(config, wavenet, genres=genres, prime_row=prime_row, sample_rate=sample_rate,
+                                        index=index, data_dir=data_dir)
     import keras  # quietly: parsing the config set TensorFlow's C++ log level (local.core.quiet)
     model = keras.models.load_model(RunDir(config["run_dir"]).model_keras)
     from local.model.structure import check_model_matches
@@ -431,7 +444,7 @@ def run(config):
     remove_stale_temps(config["out_dir"])  # a killed call's half-written WAV/PNG temps (never trusted, never shown)
     if config["seconds"] > 0:
         generate_clips(model, wavenet, config, genres=genres, prime_row=prime_row, sample_rate=sample_rate,
-                       judge=judge, index=index, data_dir=data_dir)
+                       judge=judge, index=index, clip_genres=clip_genres, plans=plans)
     else:
         from local.report import page as report
         print(f"report: {report.write_report(config['run_dir'])}")
