@@ -33,6 +33,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-pretrained.txt pypr
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-pretrained.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PY) -m local.judge.numba_caches
 	@touch $(STAMP)
 
 # TensorFlow's start-up chatter (no GPU here) would bury the demo's results
