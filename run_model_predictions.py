@@ -242,17 +242,12 @@ def generate_clips(model, wavenet, config, *, genres, prime_row, sample_rate, ju
     chunk = max(1, int(config["progress_seconds"] * sample_rate))
     with tqdm(total=n_samples * len(genre_ids), unit="sample", unit_scale=True, dynamic_ncols=True,
               desc=f"{'rendering' if plans else 'generating'} {len(genre_ids)} x {config['seconds']:g} s") as bar:
-        if plans is not None:
-            biases = rendering.plan_biases(model, wavenet, plans.padded)
-            codes, elapsed = rendering.render_in_chunks(weights, state, biases, n_samples, hop=settings.hop,
-                                                        temperature=config["temperature"], chunk=chunk,
-                                                        threads=config["threads"], progress=bar,
-                                                        min_p=config["min_p"])
-            codes = wavenet.audio_codes(codes)  # what it played, in the dataset's codes (de-emphasized)
-        else:
-            codes, elapsed = fast.generate_in_chunks(weights, state, n_samples, temperature=config["temperature"],
-                                                     threads=config["threads"], chunk=chunk, progress=bar,
-                                                     min_p=config["min_p"])
+        biases = None if plans is None else rendering.plan_biases(model, wavenet, plans.padded)
+        codes, elapsed = fast.generate_in_chunks(weights, state, n_samples, temperature=config["temperature"],
+                                                 threads=config["threads"], chunk=chunk, progress=bar,
+                                                 min_p=config["min_p"], plan_bias=biases,
+                                                 plan_hop=settings.hop if plans is not None else 0)
+    codes = wavenet.audio_codes(codes)  # what a renderer played, in the dataset's codes (de-emphasized)
     shown_prime = prime if config["include_prime"] else prime[:0]
     primed = f", prime {config['prime_track']} until {len(prime) / sample_rate:g} s" if len(shown_prime) else ""
     extensions = (".wav", ".png") + ((".plan.npy",) if plans is not None else ())

@@ -246,7 +246,7 @@ if plan_stack:  # the same sample stack (its weights copied) rendering a random 
     def timed_render(n_streams, n_samples, n_threads, biases):
         state = generate_fast.initial_state(plan_weights, genre_ids(n_streams), n_streams=n_streams, seed=seed)
         started = time.perf_counter()
-        rendering.render(plan_weights, state, biases, n_samples, hop=plan_hop, threads=n_threads)
+        generate_fast.generate(plan_weights, state, n_samples, threads=n_threads, plan_bias=biases, plan_hop=plan_hop)
         return n_streams * n_samples / (time.perf_counter() - started)
 
     biases = {n: plan_biases(n, n_plan) for n in (1, streams)}
@@ -259,7 +259,8 @@ if plan_stack:  # the same sample stack (its weights copied) rendering a random 
     plans_in = rng.normal(-50.0, 15.0, (2, plan_config.plan_frames_for(4 * plan_hop + 100), plan_bands))
     check = rendering.plan_biases(plan_model, plan_config, plans_in.astype(np.float32))
     state = generate_fast.initial_state(plan_weights, genre_ids(2), n_streams=2, seed=seed)
-    codes, _, logits = rendering.render(plan_weights, state, check, 4 * plan_hop + 100, hop=plan_hop, record=True)
+    codes, _, logits = generate_fast.generate(plan_weights, state, 4 * plan_hop + 100, record=True, plan_bias=check,
+                                              plan_hop=plan_hop)
     inputs = np.concatenate([np.full((2, 1), quantization_channels // 2), codes[:, :-1]], axis=1)
     full = plan_model.predict_on_batch(plan_config.model_inputs(inputs.astype(np.int32),
                                                                 None if ids is None else np.int32(ids),

@@ -95,14 +95,14 @@ def test_fast_rendering_equals_the_full_pass(conditioned, context, streams):
     biases = rendering.plan_biases(model, config, plans)
     assert biases.shape == (streams, 9, 4, 12)
     state = fast.initial_state(weights, genre_ids=genre_ids, n_streams=streams, seed=2)
-    codes, _, logits = rendering.render(weights, state, biases, n, hop=8, temperature=1.0, record=True, threads=2)
+    codes, _, logits = fast.generate(weights, state, n, 1.0, record=True, threads=2, plan_bias=biases, plan_hop=8)
     inputs = np.concatenate([np.full((streams, 1), 16), codes[:, :-1]], axis=1)
     ids = None if genre_ids is None else np.asarray(genre_ids, np.int32)
     full = model.predict_on_batch(config.model_inputs(config.pad_context(inputs).astype(np.int32), ids, plans))
     assert np.abs(logits - np.asarray(full)).max() < 1e-4
     assert len(np.unique(codes)) > 3
     again = fast.initial_state(weights, genre_ids=genre_ids, n_streams=streams, seed=2)
-    chunked, _ = rendering.render_in_chunks(weights, again, biases, n, hop=8, temperature=1.0, chunk=13)
+    chunked, _ = fast.generate_in_chunks(weights, again, n, temperature=1.0, chunk=13, plan_bias=biases, plan_hop=8)
     assert np.array_equal(chunked, codes)
 
 
@@ -126,8 +126,9 @@ def test_renderer_windows_start_on_a_frame_and_carry_the_tracks_plan():
 def test_spark_executors_compute_the_same_plan(spark, tmp_path):
     """The plan function is one function: on Spark's executors, over the dataset's Parquet rows, it gives the
     laptop's frames bit for bit (what a Spark twin of the window reader would feed the renderer)."""
-    from local.store import dataset_files
     from test_predictions import save_dataset
+
+    from local.store import dataset_files
     rows = save_dataset(str(tmp_path / "processed"))
     settings = PlanSettings(bands=16, hop=64, n_fft=256, sample_rate=8000)
     tracks = spark.read.parquet(str(tmp_path / "processed" / "tracks")).select("track_id", "codes")
@@ -173,9 +174,9 @@ def test_min_p_drops_the_improbable_tail_and_renormalises():
     plans = np.random.default_rng(4).normal(-40, 10, (2, config.plan_frames_for(40), 5)).astype(np.float32)
     biases = rendering.plan_biases(model, config, plans)
     full_state = fast.initial_state(weights, n_streams=2, seed=1)
-    _, full, _ = rendering.render(weights, full_state, biases, 40, hop=8, record=True)
+    _, full, _ = fast.generate(weights, full_state, 40, record=True, plan_bias=biases, plan_hop=8)
     cut_state = fast.initial_state(weights, n_streams=2, seed=1)
-    codes, cut, _ = rendering.render(weights, cut_state, biases, 40, hop=8, record=True, min_p=0.2,
+    codes, cut, _ = fast.generate(weights, cut_state, 40, record=True, min_p=0.2, plan_bias=biases, plan_hop=8,
                                      forced_codes=np.full((2, 40), -1))
     first = full[:, :1]  # the same first step: same logits, so the same distribution before the cut
     kept = first >= 0.2 * first.max(axis=-1, keepdims=True)

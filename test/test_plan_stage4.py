@@ -10,31 +10,18 @@ from helpers import make_audio, run_script
 from test_predictions import GENRES, SAMPLE_RATE, save_dataset, save_run
 
 from local.audio.plan import plan_frames
-from local.core.fileio import write_json_atomic
 from local.generate import clip_files
-from local.model.wavenet import WaveNetConfig, build_wavenet
+from local.model.wavenet import read_run_model
 from local.report.demo_summary import summary_lines
 from local.store import dataset_files, rundir
-from local.train import wavenet_task
 
 PLAN = {"plan_bands": 8, "plan_hop": 64, "plan_n_fft": 256, "plan_channels": 6, "plan_width": 1}
 
 
 def save_renderer(run_dir, data_dir, seed=0):
     """A genre-conditioned tiny renderer with random weights (its plan projections too) as a stage-3 run."""
-    config = {"dilations": [1, 2, 4, 8], "residual_channels": 8, "dilation_channels": 8, "skip_channels": 16,
-              "genre_conditioning": True, "genre_channels": 4, **PLAN}
-    wavenet = WaveNetConfig.from_config(config, n_genres=len(GENRES))
-    model = build_wavenet(wavenet)
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        weight.assign(rng.normal(0.0, 0.3, weight.shape).astype("float32"))
-    os.makedirs(run_dir, exist_ok=True)
-    rundir.save_model(model, run_dir)
-    rundir.write_model_json(run_dir, wavenet_task.wavenet_model_json(wavenet, genres=GENRES, sample_rate=SAMPLE_RATE,
-                                                                   data_dir=data_dir))
-    write_json_atomic(os.path.join(run_dir, "config.json"), config)
-    return wavenet
+    save_run(run_dir, data_dir, seed=seed, extra=PLAN)
+    return read_run_model(run_dir)[0]
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,12 @@ SAMPLE_RATE = 8000  # Hz: not the usual 16 kHz, so a WAV at the wrong rate shows
 DILATIONS = [1, 2, 4, 8]
 
 
-def save_run(run_dir, data_dir, seed=0, constant_code=None):
-    """A genre-conditioned tiny WaveNet with random weights saved as a stage-3 run directory."""
+def save_run(run_dir, data_dir, seed=0, constant_code=None, extra=None):
+    """A genre-conditioned tiny WaveNet with random weights saved as a stage-3 run directory (``extra``: more model
+    keys, e.g. a renderer's plan_*)."""
     config = {"dilations": DILATIONS, "filter_width": 3, "residual_channels": 8, "dilation_channels": 8,
-              "skip_channels": 16, "quantization_channels": 256, "genre_conditioning": True, "genre_channels": 4}
+              "skip_channels": 16, "quantization_channels": 256, "genre_conditioning": True, "genre_channels": 4,
+              **(extra or {})}
     wavenet = WaveNetConfig.from_config(config, n_genres=len(GENRES))
     model = build_wavenet(wavenet)
     rng = np.random.default_rng(seed)

@@ -285,14 +285,15 @@ def warm_up(weights, genre_ids, threads=0):
     return time.perf_counter() - started
 
 
-def generate_in_chunks(weights, state, n_samples, *, temperature, chunk, threads=0, progress=None, min_p=0.0):
+def generate_in_chunks(weights, state, n_samples, *, temperature, chunk, threads=0, progress=None, min_p=0.0,
+                       plan_bias=None, plan_hop=0):
     """:func:`generate` in chunks of ``chunk`` samples (the same codes as one call), updating ``progress``
     (a tqdm-like object) after each; returns (codes (streams, n_samples) int32, seconds spent)."""
     pieces = []
     started = time.perf_counter()
     for done in range(0, n_samples, chunk):
         pieces.append(generate(weights, state, min(chunk, n_samples - done), temperature, threads=threads,
-                               min_p=min_p))
+                               min_p=min_p, plan_bias=plan_bias, plan_hop=plan_hop))
         if progress is not None:
             progress.update(pieces[-1].size)
     return np.concatenate(pieces, axis=1), time.perf_counter() - started
